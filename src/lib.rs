@@ -1,5 +1,22 @@
+//! qlora-playground: a GPT-2-architecture transformer that trains fully, with LoRA, or with QLoRA (a frozen base
+//! stored in bitsandbytes-exact 4-bit formats), built natively for the `qlora` CLI and for wasm32 for the page.
+//!
+//! Modules, one job each:
+//! - [`model`]: the GPT-2 configuration, the flat parameter layout and Hugging Face model directories.
+//! - [`lora`]: adapter configuration, initialisation, PEFT import/export and merging.
+//! - [`quant`]: storage formats of the frozen base (fp16, bf16, int8, int4, fp4, nf4, double quantization).
+//! - [`accounting`]: parameter and memory counts computed from a configuration, for any preset.
+//! - [`data`]: the byte tokenizer, text windows and seeded batch sampling.
+//! - [`cpu`]: the reference executor — forward and backward of every layer over flat buffers, AdamW, training.
+
+pub mod accounting;
+pub mod cpu;
+pub mod data;
 mod error;
+pub mod lora;
 pub mod model;
 pub mod quant;
 pub mod rng;
+
+
 pub use error::{Error, Result};

@@ -1,0 +1,248 @@
+//! A training run on the CPU executor: full fine-tuning, LoRA, or QLoRA (LoRA over a base whose four linear weights
+//! per block are stored in a quantized format and used dequantized).
+
+use super::executor::{backward, forward, Activations, GradTarget, Weights};
+use super::optim::{clip_grad_norm, lr_at, AdamW};
+use crate::lora::{Adapters, LoraConfig};
+use crate::model::{Gpt2, Linear, TensorId};
+use crate::quant::{Format, QuantError, QuantizedTensor, Storage};
+use crate::{bail, ensure, Error, Result};
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    Full,
+    Lora,
+    Qlora,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Full => "full",
+            Method::Lora => "lora",
+            Method::Qlora => "qlora",
+        }
+    }
+
+    /// The base storage a method uses when none is given: QLoRA's is NF4, the others keep fp32.
+    pub fn default_format(self) -> Format {
+        match self {
+            Method::Qlora => Format::Nf4,
+            _ => Format::Fp32,
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Method {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(Method::Full),
+            "lora" => Ok(Method::Lora),
+            "qlora" => Ok(Method::Qlora),
+            _ => bail!("unknown method {s:?}; expected full, lora or qlora"),
+        }
+    }
+}
+
+/// Optimisation settings shared by every method.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimConfig {
+    pub lr: f32,
+    pub min_lr: f32,
+    pub warmup: usize,
+    pub steps: usize,
+    pub weight_decay: f32,
+    pub grad_clip: f32,
+}
+
+impl OptimConfig {
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 10.0, "learning rate must be a number in (0, 10] (got {})", self.lr);
+        ensure!(self.min_lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.lr, "min_lr must be in [0, lr]");
+        ensure!(self.steps >= 1 && self.steps <= 10_000_000, "steps must be between 1 and 10,000,000 (got {})", self.steps);
+        ensure!(self.weight_decay.is_finite() && (0.0..1.0).contains(&self.weight_decay), "weight decay must be in [0, 1)");
+        ensure!(self.grad_clip.is_finite() && self.grad_clip >= 0.0, "gradient clip must be ≥ 0 (0 disables it)");
+        Ok(())
+    }
+}
+
+/// Statistics of one optimizer step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    pub step: usize,
+    pub loss: f64,
+    pub lr: f32,
+    pub grad_norm: f32,
+}
+
+/// One quantized base tensor and how far it moved.
+#[derive(Clone, Debug)]
+pub struct QuantReport {
+    pub name: String,
+    pub len: usize,
+    pub value_bytes: u64,
+    pub constant_bytes: u64,
+    pub error: QuantError,
+}
+
+/// Quantizes the four linear weights of every block in place (each replaced by its dequantized values, which is what
+/// the matmuls then read) and reports bytes and error per tensor. The weight is taken as a Linear `[out, in]` weight,
+/// i.e. the transpose of GPT-2's Conv1D `[in, out]` storage, exactly as bitsandbytes sees it.
+pub fn quantize_base(model: &mut Gpt2, storage: Storage) -> Vec<QuantReport> {
+    let c = model.config.n_embd;
+    let mut reports = Vec::new();
+    for l in 0..model.config.n_layer {
+        for lin in Linear::ALL {
+            let (d_in, d_out) = lin.dims(c);
+            let id = TensorId::Block(l, lin.weight());
+            let name = model.layout.hf_name(id);
+            let w = model.tensor_mut(id);
+            let mut linear = vec![0.0f32; w.len()];
+            for i in 0..d_in {
+                for o in 0..d_out {
+                    linear[o * d_in + i] = w[i * d_out + o];
+                }
+            }
+            let q = QuantizedTensor::quantize(&linear, storage);
+            let deq = q.dequantize();
+            for i in 0..d_in {
+                for o in 0..d_out {
+                    w[i * d_out + o] = deq[o * d_in + i];
+                }
+            }
+            let (value_bytes, constant_bytes) = q.bytes();
+            reports.push(QuantReport { name, len: linear.len(), value_bytes, constant_bytes, error: q.error(&linear) });
+        }
+    }
+    reports
+}
+
+/// A training run: the model (base weights as the executor reads them), adapters if any, gradients, optimizer.
+pub struct Trainer {
+    pub method: Method,
+    pub storage: Storage,
+    pub model: Gpt2,
+    pub adapters: Option<Adapters>,
+    pub optim: OptimConfig,
+    pub quant_reports: Vec<QuantReport>,
+    grads: Vec<f32>,
+    adam: AdamW,
+    acts: Option<Activations>,
+    step: usize,
+    seed: u64,
+}
+
+impl Trainer {
+    /// `lora` is required for lora/qlora and ignored for full fine-tuning.
+    pub fn new(mut model: Gpt2, method: Method, storage: Storage, lora: Option<LoraConfig>, optim: OptimConfig, seed: u64) -> Result<Self> {
+        optim.validate()?;
+        let (adapters, quant_reports) = match method {
+            Method::Full => {
+                ensure!(
+                    storage.format == Format::Fp32,
+                    "full fine-tuning trains the base weights themselves, so they stay fp32; --format {} applies to lora and qlora",
+                    storage.label()
+                );
+                (None, Vec::new())
+            }
+            Method::Lora | Method::Qlora => {
+                let lora = lora.ok_or_else(|| Error::new("lora and qlora need adapter targets and a rank"))?;
+                let adapters = Adapters::init(lora, model.config.n_layer, model.config.n_embd, seed)?;
+                let reports = quantize_base(&mut model, storage);
+                (Some(adapters), reports)
+            }
+        };
+        let n = adapters.as_ref().map_or(model.params.len(), |a| a.len());
+        Ok(Trainer {
+            method,
+            storage,
+            model,
+            adapters,
+            grads: vec![0.0; n],
+            adam: AdamW::new(n, optim.weight_decay),
+            optim,
+            quant_reports,
+            acts: None,
+            step: 0,
+            seed,
+        })
+    }
+
+    pub fn trainable(&self) -> usize {
+        self.grads.len()
+    }
+
+    pub fn step_index(&self) -> usize {
+        self.step
+    }
+
+    fn acts_for(&mut self, batch: usize, seq: usize) -> &mut Activations {
+        let fits = self.acts.as_ref().is_some_and(|a| a.batch == batch && a.seq == seq);
+        if !fits {
+            self.acts = Some(Activations::new(&self.model.config, self.adapters.as_ref(), batch, seq));
+        }
+        self.acts.as_mut().expect("just set")
+    }
+
+    /// Loss and gradients for one batch, without updating (gradients land in [`Trainer::grads`]).
+    pub fn compute_gradients(&mut self, inputs: &[u32], targets: &[u32], batch: usize, seq: usize, dropout_seed: Option<u64>) -> f64 {
+        // The activations are taken out while the executor borrows the model, then put back.
+        self.acts_for(batch, seq);
+        let mut owned = self.acts.take().expect("allocated");
+        let w = Weights { cfg: &self.model.config, layout: &self.model.layout, params: &self.model.params };
+        let loss = forward(&w, self.adapters.as_ref(), &mut owned, inputs, Some(targets), dropout_seed).expect("targets given");
+        self.grads.fill(0.0);
+        let target = if self.adapters.is_some() { GradTarget::Adapters(&mut self.grads) } else { GradTarget::Model(&mut self.grads) };
+        backward(&w, self.adapters.as_ref(), &mut owned, target);
+        self.acts = Some(owned);
+        loss
+    }
+
+    pub fn grads(&self) -> &[f32] {
+        &self.grads
+    }
+
+    /// The trainable parameters (adapters for lora/qlora, the whole model for full).
+    pub fn trainable_params_mut(&mut self) -> &mut [f32] {
+        match &mut self.adapters {
+            Some(a) => &mut a.params,
+            None => &mut self.model.params,
+        }
+    }
+
+    /// One optimizer step on a batch of `inputs`/`targets` (`batch × seq` each).
+    pub fn step(&mut self, inputs: &[u32], targets: &[u32], batch: usize, seq: usize) -> StepStats {
+        let dropout_seed = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(self.step as u64);
+        let loss = self.compute_gradients(inputs, targets, batch, seq, Some(dropout_seed));
+        let grad_norm = clip_grad_norm(&mut self.grads, self.optim.grad_clip);
+        let o = &self.optim;
+        let lr = lr_at(self.step, o.steps, o.warmup, o.lr, o.min_lr);
+        let grads = std::mem::take(&mut self.grads);
+        let mut adam = std::mem::replace(&mut self.adam, AdamW::new(0, 0.0));
+        adam.step(self.trainable_params_mut(), &grads, lr);
+        self.adam = adam;
+        self.grads = grads;
+        let stats = StepStats { step: self.step, loss, lr, grad_norm };
+        self.step += 1;
+        stats
+    }
+
+    /// Mean next-token loss on a batch without dropout and without updating anything.
+    pub fn loss(&mut self, inputs: &[u32], targets: &[u32], batch: usize, seq: usize) -> f64 {
+        self.acts_for(batch, seq);
+        let mut owned = self.acts.take().expect("allocated");
+        let w = Weights { cfg: &self.model.config, layout: &self.model.layout, params: &self.model.params };
+        let loss = forward(&w, self.adapters.as_ref(), &mut owned, inputs, Some(targets), None).expect("targets given");
+        self.acts = Some(owned);
+        loss
+    }
+}
