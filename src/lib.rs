@@ -9,6 +9,9 @@
 //! - [`data`]: the byte tokenizer, text windows and seeded batch sampling.
 //! - [`cpu`]: the reference executor — forward and backward of every layer over flat buffers, AdamW, training.
 
+// Numeric kernels index several buffers with one loop variable, mirroring the WGSL kernels they pair with.
+#![allow(clippy::needless_range_loop)]
+
 pub mod accounting;
 pub mod cpu;
 pub mod data;
@@ -18,5 +21,7 @@ pub mod model;
 pub mod quant;
 pub mod rng;
 
+#[cfg(feature = "cli")]
+pub mod cli;
 
 pub use error::{Error, Result};

@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 fn shared(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("shared")
+        .join(path)
 }
 
 struct Vectors {
@@ -34,7 +37,17 @@ fn vectors() -> Option<Vectors> {
         .names()
         .into_iter()
         .filter(|n| st.tensor(n).unwrap().dtype() == safetensors::Dtype::F32)
-        .map(|n| (n.to_string(), st.tensor(n).unwrap().data().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()))
+        .map(|n| {
+            (
+                n.to_string(),
+                st.tensor(n)
+                    .unwrap()
+                    .data()
+                    .chunks(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                    .collect(),
+            )
+        })
         .collect();
     let _ = read_safetensors_f32; // the loader refuses u8 tensors by design; raw views are used here
     Some(Vectors { f32s, u8s })
@@ -44,34 +57,74 @@ fn check(prefix: &str, format: Format, dq: bool) {
     let v = vectors().unwrap();
     let weight = &v.f32s["weight"];
     let q = QuantizedTensor::quantize(weight, Storage::new(format, dq).unwrap());
-    let Stored::Packed4 { bytes, scales } = &q.stored else { panic!("4-bit format stores packed bytes") };
+    let Stored::Packed4 { bytes, scales } = &q.stored else {
+        panic!("4-bit format stores packed bytes")
+    };
     let mut mismatched_blocks: Vec<usize> = Vec::new();
-    assert_eq!(bytes, &v.u8s[&format!("{prefix}.packed")], "{prefix}: packed bytes differ from bitsandbytes");
+    assert_eq!(
+        bytes,
+        &v.u8s[&format!("{prefix}.packed")],
+        "{prefix}: packed bytes differ from bitsandbytes"
+    );
     match scales {
         Scales::F32(absmax) => {
             let expected = &v.f32s[&format!("{prefix}.absmax")];
-            assert_eq!(absmax.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), expected.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+            assert_eq!(
+                absmax.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                expected.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            );
         }
-        Scales::Double { codes, nested_absmax, offset } => {
+        Scales::Double {
+            codes,
+            nested_absmax,
+            offset,
+        } => {
             // bitsandbytes picks the nearest dynamic-map entry with an approximate search (BinSearch's Direct2 in
             // its native CPU library), which can take the neighbour of the nearest entry when a value lies within a
             // few percent of the midpoint; we take the exact nearest. Everything else must agree exactly.
             let expected_codes = &v.u8s[&format!("{prefix}.absmax_u8")];
-            let centred: Vec<f32> = v.f32s[&format!("{}.absmax", format.name())].iter().map(|a| a - offset).collect();
+            let centred: Vec<f32> = v.f32s[&format!("{}.absmax", format.name())]
+                .iter()
+                .map(|a| a - offset)
+                .collect();
             for (i, (ours, theirs)) in codes.iter().zip(expected_codes).enumerate() {
                 if ours != theirs {
-                    assert_eq!((*ours as i32 - *theirs as i32).abs(), 1, "{prefix}: absmax code {i} is not a neighbour");
+                    assert_eq!(
+                        (*ours as i32 - *theirs as i32).abs(),
+                        1,
+                        "{prefix}: absmax code {i} is not a neighbour"
+                    );
                     let x = centred[i] / nested_absmax[i / 256];
-                    let (a, b) = (codebooks::DYNAMIC_SIGNED_8BIT[*ours as usize], codebooks::DYNAMIC_SIGNED_8BIT[*theirs as usize]);
+                    let (a, b) = (
+                        codebooks::DYNAMIC_SIGNED_8BIT[*ours as usize],
+                        codebooks::DYNAMIC_SIGNED_8BIT[*theirs as usize],
+                    );
                     let frac = (x - a.min(b)) / (a - b).abs();
-                    assert!((frac - 0.5).abs() < 0.05, "{prefix}: absmax code {i} differs away from a near-tie ({frac})");
+                    assert!(
+                        (frac - 0.5).abs() < 0.05,
+                        "{prefix}: absmax code {i} differs away from a near-tie ({frac})"
+                    );
                     mismatched_blocks.push(i);
                 }
             }
-            assert!(mismatched_blocks.len() <= 1, "{prefix}: {} absmax codes differ", mismatched_blocks.len());
+            assert!(
+                mismatched_blocks.len() <= 1,
+                "{prefix}: {} absmax codes differ",
+                mismatched_blocks.len()
+            );
             let nested = &v.f32s[&format!("{prefix}.nested_absmax")];
-            assert_eq!(nested_absmax.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), nested.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
-            assert_eq!(offset.to_bits(), v.f32s[&format!("{prefix}.absmax_offset")][0].to_bits(), "{prefix}: offset differs");
+            assert_eq!(
+                nested_absmax
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect::<Vec<_>>(),
+                nested.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                offset.to_bits(),
+                v.f32s[&format!("{prefix}.absmax_offset")][0].to_bits(),
+                "{prefix}: offset differs"
+            );
         }
     }
     let deq = q.dequantize();
@@ -83,7 +136,10 @@ fn check(prefix: &str, format: Format, dq: bool) {
         .filter(|(i, _)| !mismatched_blocks.contains(&(i / 64)))
         .map(|(_, (a, b))| (a - b).abs())
         .fold(0.0f32, f32::max);
-    assert!(worst <= 1e-7, "{prefix}: dequantized values differ by {worst}");
+    assert!(
+        worst <= 1e-7,
+        "{prefix}: dequantized values differ by {worst}"
+    );
 }
 
 #[test]
@@ -110,8 +166,21 @@ fn fp4_double_quant_matches_bitsandbytes() {
 fn codebooks_match_reference_file() {
     let text = std::fs::read_to_string(shared("reference/codebooks.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let get = |k: &str| json[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect::<Vec<_>>();
+    let get = |k: &str| {
+        json[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(get("nf4"), codebooks::NF4.to_vec());
-    assert_eq!(get("fp4").iter().map(|x| x.abs()).collect::<Vec<_>>(), codebooks::FP4.iter().map(|x| x.abs()).collect::<Vec<_>>());
-    assert_eq!(get("dynamic_map_signed_8bit"), codebooks::DYNAMIC_SIGNED_8BIT.to_vec());
+    assert_eq!(
+        get("fp4").iter().map(|x| x.abs()).collect::<Vec<_>>(),
+        codebooks::FP4.iter().map(|x| x.abs()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        get("dynamic_map_signed_8bit"),
+        codebooks::DYNAMIC_SIGNED_8BIT.to_vec()
+    );
 }

@@ -78,7 +78,8 @@ impl Activations {
             .map(|layer| {
                 let dropped = std::array::from_fn(|i| {
                     let lin = Linear::ALL[i];
-                    let used = dropout && adapters.is_some_and(|a| a.on(layer, lin).next().is_some());
+                    let used =
+                        dropout && adapters.is_some_and(|a| a.on(layer, lin).next().is_some());
                     if used {
                         vec![0.0; bt * lin.dims(c).0]
                     } else {
@@ -105,8 +106,12 @@ impl Activations {
                 }
             })
             .collect();
-        let lora_u = adapters.map(|a| a.entries.iter().map(|e| vec![0.0; bt * e.rank]).collect()).unwrap_or_default();
-        let max_rank = adapters.map(|a| a.entries.iter().map(|e| e.rank).max().unwrap_or(0)).unwrap_or(0);
+        let lora_u = adapters
+            .map(|a| a.entries.iter().map(|e| vec![0.0; bt * e.rank]).collect())
+            .unwrap_or_default();
+        let max_rank = adapters
+            .map(|a| a.entries.iter().map(|e| e.rank).max().unwrap_or(0))
+            .unwrap_or(0);
         Activations {
             batch,
             seq,
@@ -125,7 +130,11 @@ impl Activations {
             d_wide: vec![0.0; bt * 4 * c],
             d_wide2: vec![0.0; bt * 4 * c],
             d_u: vec![0.0; bt * max_rank],
-            d_x_lora: if adapters.is_some() { vec![0.0; bt * 4 * c] } else { Vec::new() },
+            d_x_lora: if adapters.is_some() {
+                vec![0.0; bt * 4 * c]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -135,14 +144,34 @@ impl Activations {
             .blocks
             .iter()
             .map(|b| {
-                [&b.ln1, &b.ln1_mean, &b.ln1_rstd, &b.qkv, &b.att, &b.atty, &b.attproj, &b.res2, &b.ln2, &b.ln2_mean, &b.ln2_rstd, &b.fch, &b.fch_gelu, &b.fcproj, &b.res3]
-                    .iter()
-                    .map(|v| v.len())
-                    .sum::<usize>()
+                [
+                    &b.ln1,
+                    &b.ln1_mean,
+                    &b.ln1_rstd,
+                    &b.qkv,
+                    &b.att,
+                    &b.atty,
+                    &b.attproj,
+                    &b.res2,
+                    &b.ln2,
+                    &b.ln2_mean,
+                    &b.ln2_rstd,
+                    &b.fch,
+                    &b.fch_gelu,
+                    &b.fcproj,
+                    &b.res3,
+                ]
+                .iter()
+                .map(|v| v.len())
+                .sum::<usize>()
                     + b.dropped.iter().map(|d| d.len()).sum::<usize>()
             })
             .sum();
-        let rest = self.encoded.len() + self.lnf.len() + self.lnf_mean.len() + self.lnf_rstd.len() + self.probs.len();
+        let rest = self.encoded.len()
+            + self.lnf.len()
+            + self.lnf_mean.len()
+            + self.lnf_rstd.len()
+            + self.probs.len();
         let lora: usize = self.lora_u.iter().map(|u| u.len()).sum();
         4 * (blocks + rest + lora) as u64
     }
@@ -154,7 +183,11 @@ impl Activations {
 }
 
 /// Borrows two disjoint ranges of one buffer mutably.
-fn two_mut(buf: &mut [f32], a: std::ops::Range<usize>, b: std::ops::Range<usize>) -> (&mut [f32], &mut [f32]) {
+fn two_mut(
+    buf: &mut [f32],
+    a: std::ops::Range<usize>,
+    b: std::ops::Range<usize>,
+) -> (&mut [f32], &mut [f32]) {
     assert!(a.end <= b.start || b.end <= a.start, "ranges overlap");
     if a.start < b.start {
         let (lo, hi) = buf.split_at_mut(b.start);
@@ -183,7 +216,14 @@ impl Weights<'_> {
 
 /// Forward pass over `tokens` (`B·T`, row-major by batch). With `targets` returns the mean cross-entropy in nats.
 /// `dropout_seed` enables adapter dropout (training); `None` is evaluation mode.
-pub fn forward(w: &Weights, adapters: Option<&Adapters>, acts: &mut Activations, tokens: &[u32], targets: Option<&[u32]>, dropout_seed: Option<u64>) -> Option<f64> {
+pub fn forward(
+    w: &Weights,
+    adapters: Option<&Adapters>,
+    acts: &mut Activations,
+    tokens: &[u32],
+    targets: Option<&[u32]>,
+    dropout_seed: Option<u64>,
+) -> Option<f64> {
     let cfg = w.cfg;
     let (b, t) = (acts.batch, acts.seq);
     let bt = b * t;
@@ -192,24 +232,106 @@ pub fn forward(w: &Weights, adapters: Option<&Adapters>, acts: &mut Activations,
     assert_eq!(tokens.len(), bt, "tokens must be batch × seq");
     acts.tokens.copy_from_slice(tokens);
     acts.dropout_seed = dropout_seed;
-    embedding_forward(&mut acts.encoded, tokens, w.get(TensorId::Wte), w.get(TensorId::Wpe), t, c);
+    embedding_forward(
+        &mut acts.encoded,
+        tokens,
+        w.get(TensorId::Wte),
+        w.get(TensorId::Wpe),
+        t,
+        c,
+    );
     for l in 0..cfg.n_layer {
         let (prev, rest) = acts.blocks.split_at_mut(l);
         let a = &mut rest[0];
-        let res_in: &[f32] = if l == 0 { &acts.encoded } else { &prev[l - 1].res3 };
-        layernorm_forward(&mut a.ln1, &mut a.ln1_mean, &mut a.ln1_rstd, res_in, w.block(l, BlockTensor::Ln1W), w.block(l, BlockTensor::Ln1B), c, eps);
-        linear_with_adapters(w, adapters, &mut acts.lora_u, &mut a.dropped, l, Linear::Attn, &a.ln1, &mut a.qkv, bt, dropout_seed);
+        let res_in: &[f32] = if l == 0 {
+            &acts.encoded
+        } else {
+            &prev[l - 1].res3
+        };
+        layernorm_forward(
+            &mut a.ln1,
+            &mut a.ln1_mean,
+            &mut a.ln1_rstd,
+            res_in,
+            w.block(l, BlockTensor::Ln1W),
+            w.block(l, BlockTensor::Ln1B),
+            c,
+            eps,
+        );
+        linear_with_adapters(
+            w,
+            adapters,
+            &mut acts.lora_u,
+            &mut a.dropped,
+            l,
+            Linear::Attn,
+            &a.ln1,
+            &mut a.qkv,
+            bt,
+            dropout_seed,
+        );
         attention_forward(&mut a.atty, &mut a.att, &a.qkv, t, c, nh);
-        linear_with_adapters(w, adapters, &mut acts.lora_u, &mut a.dropped, l, Linear::AttnProj, &a.atty, &mut a.attproj, bt, dropout_seed);
+        linear_with_adapters(
+            w,
+            adapters,
+            &mut acts.lora_u,
+            &mut a.dropped,
+            l,
+            Linear::AttnProj,
+            &a.atty,
+            &mut a.attproj,
+            bt,
+            dropout_seed,
+        );
         residual_forward(&mut a.res2, res_in, &a.attproj);
-        layernorm_forward(&mut a.ln2, &mut a.ln2_mean, &mut a.ln2_rstd, &a.res2, w.block(l, BlockTensor::Ln2W), w.block(l, BlockTensor::Ln2B), c, eps);
-        linear_with_adapters(w, adapters, &mut acts.lora_u, &mut a.dropped, l, Linear::Fc, &a.ln2, &mut a.fch, bt, dropout_seed);
+        layernorm_forward(
+            &mut a.ln2,
+            &mut a.ln2_mean,
+            &mut a.ln2_rstd,
+            &a.res2,
+            w.block(l, BlockTensor::Ln2W),
+            w.block(l, BlockTensor::Ln2B),
+            c,
+            eps,
+        );
+        linear_with_adapters(
+            w,
+            adapters,
+            &mut acts.lora_u,
+            &mut a.dropped,
+            l,
+            Linear::Fc,
+            &a.ln2,
+            &mut a.fch,
+            bt,
+            dropout_seed,
+        );
         gelu_forward(&mut a.fch_gelu, &a.fch);
-        linear_with_adapters(w, adapters, &mut acts.lora_u, &mut a.dropped, l, Linear::MlpProj, &a.fch_gelu, &mut a.fcproj, bt, dropout_seed);
+        linear_with_adapters(
+            w,
+            adapters,
+            &mut acts.lora_u,
+            &mut a.dropped,
+            l,
+            Linear::MlpProj,
+            &a.fch_gelu,
+            &mut a.fcproj,
+            bt,
+            dropout_seed,
+        );
         residual_forward(&mut a.res3, &a.res2, &a.fcproj);
     }
     let last = &acts.blocks[cfg.n_layer - 1].res3;
-    layernorm_forward(&mut acts.lnf, &mut acts.lnf_mean, &mut acts.lnf_rstd, last, w.get(TensorId::LnFW), w.get(TensorId::LnFB), c, eps);
+    layernorm_forward(
+        &mut acts.lnf,
+        &mut acts.lnf_mean,
+        &mut acts.lnf_rstd,
+        last,
+        w.get(TensorId::LnFW),
+        w.get(TensorId::LnFB),
+        c,
+        eps,
+    );
     lm_head_forward(&mut acts.probs, &acts.lnf, w.get(TensorId::Wte), bt, c, v);
     targets.map(|tg| {
         assert_eq!(tg.len(), bt, "targets must be batch × seq");
@@ -240,7 +362,15 @@ fn linear_with_adapters(
     dropout_seed: Option<u64>,
 ) {
     let (d_in, oc) = lin.dims(w.cfg.n_embd);
-    linear_forward(out, inp, w.block(l, lin.weight()), w.block(l, lin.bias()), bt, d_in, oc);
+    linear_forward(
+        out,
+        inp,
+        w.block(l, lin.weight()),
+        w.block(l, lin.bias()),
+        bt,
+        d_in,
+        oc,
+    );
     let Some(ad) = adapters else { return };
     let li = linear_index(lin);
     let p = ad.config.dropout;
@@ -248,7 +378,11 @@ fn linear_with_adapters(
         match dropout_seed {
             Some(seed) => {
                 let keep = 1.0 / (1.0 - p);
-                for ((d, x), kept) in dropped[li].iter_mut().zip(inp).zip(dropout_mask(seed, l, li, p)) {
+                for ((d, x), kept) in dropped[li]
+                    .iter_mut()
+                    .zip(inp)
+                    .zip(dropout_mask(seed, l, li, p))
+                {
                     *d = if kept { x * keep } else { 0.0 };
                 }
             }
@@ -258,18 +392,48 @@ fn linear_with_adapters(
     } else {
         inp
     };
-    for (idx, e) in ad.entries.iter().enumerate().filter(|(_, e)| e.layer == l && e.target.linear() == lin) {
+    for (idx, e) in ad
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.layer == l && e.target.linear() == lin)
+    {
         let a = &ad.params[e.a.clone()];
         let bm = &ad.params[e.b.clone()];
         let u = &mut lora_u[idx];
-        gemm(bt, d_in, e.rank, 1.0, Mat::new(x, d_in), Mat::t(a, d_in), 0.0, u, e.rank);
+        gemm(
+            bt,
+            d_in,
+            e.rank,
+            1.0,
+            Mat::new(x, d_in),
+            Mat::t(a, d_in),
+            0.0,
+            u,
+            e.rank,
+        );
         let cols = e.target.out_cols(w.cfg.n_embd);
-        gemm(bt, e.rank, e.d_out, ad.scaling(e), Mat::new(u, e.rank), Mat::t(bm, e.rank), 1.0, &mut out[cols.start..], oc);
+        gemm(
+            bt,
+            e.rank,
+            e.d_out,
+            ad.scaling(e),
+            Mat::new(u, e.rank),
+            Mat::t(bm, e.rank),
+            1.0,
+            &mut out[cols.start..],
+            oc,
+        );
     }
 }
 
 /// Backward pass after [`forward`] with targets. Accumulates into the gradient buffer of `grads`.
-pub fn backward(w: &Weights, adapters: Option<&Adapters>, acts: &mut Activations, mut grads: GradTarget) {
+pub fn backward(
+    w: &Weights,
+    adapters: Option<&Adapters>,
+    acts: &mut Activations,
+    mut grads: GradTarget,
+) {
     let cfg = w.cfg;
     let (b, t) = (acts.batch, acts.seq);
     let bt = b * t;
@@ -284,55 +448,167 @@ pub fn backward(w: &Weights, adapters: Option<&Adapters>, acts: &mut Activations
             GradTarget::Model(g) => Some(&mut g[lay.range(TensorId::Wte)]),
             GradTarget::Adapters(_) => None,
         };
-        lm_head_backward(&mut dlnf, dwte, &acts.probs, &acts.lnf, w.get(TensorId::Wte), bt, c, v);
+        lm_head_backward(
+            &mut dlnf,
+            dwte,
+            &acts.probs,
+            &acts.lnf,
+            w.get(TensorId::Wte),
+            bt,
+            c,
+            v,
+        );
     }
     let d_res = &mut acts.d_res;
     d_res.fill(0.0);
     {
         let last = &acts.blocks[cfg.n_layer - 1].res3;
         let dp = match &mut grads {
-            GradTarget::Model(g) => Some(two_mut(g, lay.range(TensorId::LnFW), lay.range(TensorId::LnFB))),
+            GradTarget::Model(g) => Some(two_mut(
+                g,
+                lay.range(TensorId::LnFW),
+                lay.range(TensorId::LnFB),
+            )),
             GradTarget::Adapters(_) => None,
         };
-        layernorm_backward(d_res, dp, &dlnf, last, w.get(TensorId::LnFW), &acts.lnf_mean, &acts.lnf_rstd, c);
+        layernorm_backward(
+            d_res,
+            dp,
+            &dlnf,
+            last,
+            w.get(TensorId::LnFW),
+            &acts.lnf_mean,
+            &acts.lnf_rstd,
+            c,
+        );
     }
 
     for l in (0..cfg.n_layer).rev() {
-        let res_in: &[f32] = if l == 0 { &acts.encoded } else { &acts.blocks[l - 1].res3 };
+        let res_in: &[f32] = if l == 0 {
+            &acts.encoded
+        } else {
+            &acts.blocks[l - 1].res3
+        };
         let a = &acts.blocks[l];
         // d_res holds d(res3). The MLP branch: fcproj = MlpProj(gelu(Fc(ln2(res2)))).
         let dgelu = &mut acts.d_wide;
         dgelu.fill(0.0);
-        linear_backward_with_adapters(w, adapters, &acts.lora_u, &a.dropped, acts.dropout_seed, &mut grads, &mut acts.d_u, &mut acts.d_x_lora, l, Linear::MlpProj, d_res, &a.fch_gelu, dgelu, bt);
+        linear_backward_with_adapters(
+            w,
+            adapters,
+            &acts.lora_u,
+            &a.dropped,
+            acts.dropout_seed,
+            &mut grads,
+            &mut acts.d_u,
+            &mut acts.d_x_lora,
+            l,
+            Linear::MlpProj,
+            d_res,
+            &a.fch_gelu,
+            dgelu,
+            bt,
+        );
         let dfch = &mut acts.d_wide2;
         dfch.fill(0.0);
         gelu_backward(dfch, &a.fch, dgelu);
         dlnf.fill(0.0);
-        linear_backward_with_adapters(w, adapters, &acts.lora_u, &a.dropped, acts.dropout_seed, &mut grads, &mut acts.d_u, &mut acts.d_x_lora, l, Linear::Fc, dfch, &a.ln2, &mut dlnf, bt);
+        linear_backward_with_adapters(
+            w,
+            adapters,
+            &acts.lora_u,
+            &a.dropped,
+            acts.dropout_seed,
+            &mut grads,
+            &mut acts.d_u,
+            &mut acts.d_x_lora,
+            l,
+            Linear::Fc,
+            dfch,
+            &a.ln2,
+            &mut dlnf,
+            bt,
+        );
         {
             let dp = match &mut grads {
-                GradTarget::Model(g) => Some(two_mut(g, lay.range(TensorId::Block(l, BlockTensor::Ln2W)), lay.range(TensorId::Block(l, BlockTensor::Ln2B)))),
+                GradTarget::Model(g) => Some(two_mut(
+                    g,
+                    lay.range(TensorId::Block(l, BlockTensor::Ln2W)),
+                    lay.range(TensorId::Block(l, BlockTensor::Ln2B)),
+                )),
                 GradTarget::Adapters(_) => None,
             };
             // res3 = res2 + fcproj, so d(res2) = d(res3) + (LayerNorm path)
-            layernorm_backward(d_res, dp, &dlnf, &a.res2, w.block(l, BlockTensor::Ln2W), &a.ln2_mean, &a.ln2_rstd, c);
+            layernorm_backward(
+                d_res,
+                dp,
+                &dlnf,
+                &a.res2,
+                w.block(l, BlockTensor::Ln2W),
+                &a.ln2_mean,
+                &a.ln2_rstd,
+                c,
+            );
         }
         // Attention branch: attproj = AttnProj(attention(Attn(ln1(res_in)))).
         let datty = &mut dlnf;
         datty.fill(0.0);
-        linear_backward_with_adapters(w, adapters, &acts.lora_u, &a.dropped, acts.dropout_seed, &mut grads, &mut acts.d_u, &mut acts.d_x_lora, l, Linear::AttnProj, d_res, &a.atty, datty, bt);
+        linear_backward_with_adapters(
+            w,
+            adapters,
+            &acts.lora_u,
+            &a.dropped,
+            acts.dropout_seed,
+            &mut grads,
+            &mut acts.d_u,
+            &mut acts.d_x_lora,
+            l,
+            Linear::AttnProj,
+            d_res,
+            &a.atty,
+            datty,
+            bt,
+        );
         let dqkv = &mut acts.d_wide[..bt * 3 * c];
         dqkv.fill(0.0);
         attention_backward(dqkv, datty, &a.qkv, &a.att, b, t, c, nh);
         let dln1 = &mut acts.d_wide2[..bt * c];
         dln1.fill(0.0);
-        linear_backward_with_adapters(w, adapters, &acts.lora_u, &a.dropped, acts.dropout_seed, &mut grads, &mut acts.d_u, &mut acts.d_x_lora, l, Linear::Attn, &acts.d_wide[..bt * 3 * c], &a.ln1, dln1, bt);
+        linear_backward_with_adapters(
+            w,
+            adapters,
+            &acts.lora_u,
+            &a.dropped,
+            acts.dropout_seed,
+            &mut grads,
+            &mut acts.d_u,
+            &mut acts.d_x_lora,
+            l,
+            Linear::Attn,
+            &acts.d_wide[..bt * 3 * c],
+            &a.ln1,
+            dln1,
+            bt,
+        );
         {
             let dp = match &mut grads {
-                GradTarget::Model(g) => Some(two_mut(g, lay.range(TensorId::Block(l, BlockTensor::Ln1W)), lay.range(TensorId::Block(l, BlockTensor::Ln1B)))),
+                GradTarget::Model(g) => Some(two_mut(
+                    g,
+                    lay.range(TensorId::Block(l, BlockTensor::Ln1W)),
+                    lay.range(TensorId::Block(l, BlockTensor::Ln1B)),
+                )),
                 GradTarget::Adapters(_) => None,
             };
-            layernorm_backward(d_res, dp, &acts.d_wide2[..bt * c], res_in, w.block(l, BlockTensor::Ln1W), &a.ln1_mean, &a.ln1_rstd, c);
+            layernorm_backward(
+                d_res,
+                dp,
+                &acts.d_wide2[..bt * c],
+                res_in,
+                w.block(l, BlockTensor::Ln1W),
+                &a.ln1_mean,
+                &a.ln1_rstd,
+                c,
+            );
         }
     }
     if let GradTarget::Model(g) = &mut grads {
@@ -364,18 +640,38 @@ fn linear_backward_with_adapters(
     let c = w.cfg.n_embd;
     let (d_in, oc) = lin.dims(c);
     let dparams = match grads {
-        GradTarget::Model(g) => {
-            Some(two_mut(g, w.layout.range(TensorId::Block(l, lin.weight())), w.layout.range(TensorId::Block(l, lin.bias()))))
-        }
+        GradTarget::Model(g) => Some(two_mut(
+            g,
+            w.layout.range(TensorId::Block(l, lin.weight())),
+            w.layout.range(TensorId::Block(l, lin.bias())),
+        )),
         GradTarget::Adapters(_) => None,
     };
-    linear_backward(dinp, dparams, dout, inp, w.block(l, lin.weight()), bt, d_in, oc);
+    linear_backward(
+        dinp,
+        dparams,
+        dout,
+        inp,
+        w.block(l, lin.weight()),
+        bt,
+        d_in,
+        oc,
+    );
     let Some(ad) = adapters else { return };
     let li = linear_index(lin);
-    let x: &[f32] = if dropped[li].is_empty() { inp } else { &dropped[li] };
+    let x: &[f32] = if dropped[li].is_empty() {
+        inp
+    } else {
+        &dropped[li]
+    };
     let dxl = &mut d_x_lora[..bt * d_in];
     dxl.fill(0.0);
-    for (idx, e) in ad.entries.iter().enumerate().filter(|(_, e)| e.layer == l && e.target.linear() == lin) {
+    for (idx, e) in ad
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.layer == l && e.target.linear() == lin)
+    {
         let s = ad.scaling(e);
         let a = &ad.params[e.a.clone()];
         let bm = &ad.params[e.b.clone()];
@@ -384,21 +680,65 @@ fn linear_backward_with_adapters(
         let dout_t = &dout[cols.start..];
         let du = &mut d_u[..bt * e.rank];
         // du = s · dout_t · B   [BT, r]
-        gemm(bt, e.d_out, e.rank, s, Mat::new(dout_t, oc), Mat::new(bm, e.rank), 0.0, du, e.rank);
+        gemm(
+            bt,
+            e.d_out,
+            e.rank,
+            s,
+            Mat::new(dout_t, oc),
+            Mat::new(bm, e.rank),
+            0.0,
+            du,
+            e.rank,
+        );
         if let GradTarget::Adapters(g) = grads {
             // dB += s · dout_tᵀ · u   [d_out, r]
-            gemm(e.d_out, bt, e.rank, s, Mat::t(dout_t, oc), Mat::new(u, e.rank), 1.0, &mut g[e.b.clone()], e.rank);
+            gemm(
+                e.d_out,
+                bt,
+                e.rank,
+                s,
+                Mat::t(dout_t, oc),
+                Mat::new(u, e.rank),
+                1.0,
+                &mut g[e.b.clone()],
+                e.rank,
+            );
             // dA += duᵀ · x   [r, d_in]
-            gemm(e.rank, bt, d_in, 1.0, Mat::t(du, e.rank), Mat::new(x, d_in), 1.0, &mut g[e.a.clone()], d_in);
+            gemm(
+                e.rank,
+                bt,
+                d_in,
+                1.0,
+                Mat::t(du, e.rank),
+                Mat::new(x, d_in),
+                1.0,
+                &mut g[e.a.clone()],
+                d_in,
+            );
         }
         // d(dropped x) += du · A   [BT, d_in]
-        gemm(bt, e.rank, d_in, 1.0, Mat::new(du, e.rank), Mat::new(a, d_in), 1.0, dxl, d_in);
+        gemm(
+            bt,
+            e.rank,
+            d_in,
+            1.0,
+            Mat::new(du, e.rank),
+            Mat::new(a, d_in),
+            1.0,
+            dxl,
+            d_in,
+        );
     }
     match (dropped[li].is_empty(), dropout_seed) {
         (false, Some(seed)) => {
             // dropped = x · mask / (1 − p)
             let keep = 1.0 / (1.0 - ad.config.dropout);
-            for ((d, g), kept) in dinp.iter_mut().zip(dxl.iter()).zip(dropout_mask(seed, l, li, ad.config.dropout)) {
+            for ((d, g), kept) in
+                dinp.iter_mut()
+                    .zip(dxl.iter())
+                    .zip(dropout_mask(seed, l, li, ad.config.dropout))
+            {
                 if kept {
                     *d += g * keep;
                 }

@@ -1,12 +1,14 @@
 //! The reference executor: plain Rust over flat f32 buffers, multi-threaded with rayon where it pays.
 //! Its functions pair one to one with the WGSL kernels of the GPU executor.
 
+pub mod eval;
 pub mod executor;
 pub mod layers;
 mod matmul;
 pub mod optim;
 pub mod train;
 
+pub use eval::{eval_loss, generate, Sampling};
 pub use executor::{backward, forward, Activations, GradTarget, Weights};
 pub use matmul::{gemm, Mat};
 pub use train::{quantize_base, Method, OptimConfig, StepStats, Trainer};

@@ -66,11 +66,28 @@ pub struct OptimConfig {
 
 impl OptimConfig {
     pub fn validate(&self) -> Result<()> {
-        ensure!(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 10.0, "learning rate must be a number in (0, 10] (got {})", self.lr);
-        ensure!(self.min_lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.lr, "min_lr must be in [0, lr]");
-        ensure!(self.steps >= 1 && self.steps <= 10_000_000, "steps must be between 1 and 10,000,000 (got {})", self.steps);
-        ensure!(self.weight_decay.is_finite() && (0.0..1.0).contains(&self.weight_decay), "weight decay must be in [0, 1)");
-        ensure!(self.grad_clip.is_finite() && self.grad_clip >= 0.0, "gradient clip must be ≥ 0 (0 disables it)");
+        ensure!(
+            self.lr.is_finite() && self.lr > 0.0 && self.lr <= 10.0,
+            "learning rate must be a number in (0, 10] (got {})",
+            self.lr
+        );
+        ensure!(
+            self.min_lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.lr,
+            "min_lr must be in [0, lr]"
+        );
+        ensure!(
+            self.steps >= 1 && self.steps <= 10_000_000,
+            "steps must be between 1 and 10,000,000 (got {})",
+            self.steps
+        );
+        ensure!(
+            self.weight_decay.is_finite() && (0.0..1.0).contains(&self.weight_decay),
+            "weight decay must be in [0, 1)"
+        );
+        ensure!(
+            self.grad_clip.is_finite() && self.grad_clip >= 0.0,
+            "gradient clip must be ≥ 0 (0 disables it)"
+        );
         Ok(())
     }
 }
@@ -120,7 +137,13 @@ pub fn quantize_base(model: &mut Gpt2, storage: Storage) -> Vec<QuantReport> {
                 }
             }
             let (value_bytes, constant_bytes) = q.bytes();
-            reports.push(QuantReport { name, len: linear.len(), value_bytes, constant_bytes, error: q.error(&linear) });
+            reports.push(QuantReport {
+                name,
+                len: linear.len(),
+                value_bytes,
+                constant_bytes,
+                error: q.error(&linear),
+            });
         }
     }
     reports
@@ -143,7 +166,14 @@ pub struct Trainer {
 
 impl Trainer {
     /// `lora` is required for lora/qlora and ignored for full fine-tuning.
-    pub fn new(mut model: Gpt2, method: Method, storage: Storage, lora: Option<LoraConfig>, optim: OptimConfig, seed: u64) -> Result<Self> {
+    pub fn new(
+        mut model: Gpt2,
+        method: Method,
+        storage: Storage,
+        lora: Option<LoraConfig>,
+        optim: OptimConfig,
+        seed: u64,
+    ) -> Result<Self> {
         optim.validate()?;
         let (adapters, quant_reports) = match method {
             Method::Full => {
@@ -155,8 +185,10 @@ impl Trainer {
                 (None, Vec::new())
             }
             Method::Lora | Method::Qlora => {
-                let lora = lora.ok_or_else(|| Error::new("lora and qlora need adapter targets and a rank"))?;
-                let adapters = Adapters::init(lora, model.config.n_layer, model.config.n_embd, seed)?;
+                let lora = lora
+                    .ok_or_else(|| Error::new("lora and qlora need adapter targets and a rank"))?;
+                let adapters =
+                    Adapters::init(lora, model.config.n_layer, model.config.n_embd, seed)?;
                 let reports = quantize_base(&mut model, storage);
                 (Some(adapters), reports)
             }
@@ -186,22 +218,53 @@ impl Trainer {
     }
 
     fn acts_for(&mut self, batch: usize, seq: usize) -> &mut Activations {
-        let fits = self.acts.as_ref().is_some_and(|a| a.batch == batch && a.seq == seq);
+        let fits = self
+            .acts
+            .as_ref()
+            .is_some_and(|a| a.batch == batch && a.seq == seq);
         if !fits {
-            self.acts = Some(Activations::new(&self.model.config, self.adapters.as_ref(), batch, seq));
+            self.acts = Some(Activations::new(
+                &self.model.config,
+                self.adapters.as_ref(),
+                batch,
+                seq,
+            ));
         }
         self.acts.as_mut().expect("just set")
     }
 
     /// Loss and gradients for one batch, without updating (gradients land in [`Trainer::grads`]).
-    pub fn compute_gradients(&mut self, inputs: &[u32], targets: &[u32], batch: usize, seq: usize, dropout_seed: Option<u64>) -> f64 {
+    pub fn compute_gradients(
+        &mut self,
+        inputs: &[u32],
+        targets: &[u32],
+        batch: usize,
+        seq: usize,
+        dropout_seed: Option<u64>,
+    ) -> f64 {
         // The activations are taken out while the executor borrows the model, then put back.
         self.acts_for(batch, seq);
         let mut owned = self.acts.take().expect("allocated");
-        let w = Weights { cfg: &self.model.config, layout: &self.model.layout, params: &self.model.params };
-        let loss = forward(&w, self.adapters.as_ref(), &mut owned, inputs, Some(targets), dropout_seed).expect("targets given");
+        let w = Weights {
+            cfg: &self.model.config,
+            layout: &self.model.layout,
+            params: &self.model.params,
+        };
+        let loss = forward(
+            &w,
+            self.adapters.as_ref(),
+            &mut owned,
+            inputs,
+            Some(targets),
+            dropout_seed,
+        )
+        .expect("targets given");
         self.grads.fill(0.0);
-        let target = if self.adapters.is_some() { GradTarget::Adapters(&mut self.grads) } else { GradTarget::Model(&mut self.grads) };
+        let target = if self.adapters.is_some() {
+            GradTarget::Adapters(&mut self.grads)
+        } else {
+            GradTarget::Model(&mut self.grads)
+        };
         backward(&w, self.adapters.as_ref(), &mut owned, target);
         self.acts = Some(owned);
         loss
@@ -221,7 +284,10 @@ impl Trainer {
 
     /// One optimizer step on a batch of `inputs`/`targets` (`batch × seq` each).
     pub fn step(&mut self, inputs: &[u32], targets: &[u32], batch: usize, seq: usize) -> StepStats {
-        let dropout_seed = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(self.step as u64);
+        let dropout_seed = self
+            .seed
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(self.step as u64);
         let loss = self.compute_gradients(inputs, targets, batch, seq, Some(dropout_seed));
         let grad_norm = clip_grad_norm(&mut self.grads, self.optim.grad_clip);
         let o = &self.optim;
@@ -231,7 +297,12 @@ impl Trainer {
         adam.step(self.trainable_params_mut(), &grads, lr);
         self.adam = adam;
         self.grads = grads;
-        let stats = StepStats { step: self.step, loss, lr, grad_norm };
+        let stats = StepStats {
+            step: self.step,
+            loss,
+            lr,
+            grad_norm,
+        };
         self.step += 1;
         stats
     }
@@ -240,8 +311,20 @@ impl Trainer {
     pub fn loss(&mut self, inputs: &[u32], targets: &[u32], batch: usize, seq: usize) -> f64 {
         self.acts_for(batch, seq);
         let mut owned = self.acts.take().expect("allocated");
-        let w = Weights { cfg: &self.model.config, layout: &self.model.layout, params: &self.model.params };
-        let loss = forward(&w, self.adapters.as_ref(), &mut owned, inputs, Some(targets), None).expect("targets given");
+        let w = Weights {
+            cfg: &self.model.config,
+            layout: &self.model.layout,
+            params: &self.model.params,
+        };
+        let loss = forward(
+            &w,
+            self.adapters.as_ref(),
+            &mut owned,
+            inputs,
+            Some(targets),
+            None,
+        )
+        .expect("targets given");
         self.acts = Some(owned);
         loss
     }

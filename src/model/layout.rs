@@ -56,7 +56,9 @@ impl BlockTensor {
 
     pub fn shape(self, c: usize) -> Vec<usize> {
         match self {
-            BlockTensor::Ln1W | BlockTensor::Ln1B | BlockTensor::Ln2W | BlockTensor::Ln2B => vec![c],
+            BlockTensor::Ln1W | BlockTensor::Ln1B | BlockTensor::Ln2W | BlockTensor::Ln2B => {
+                vec![c]
+            }
             BlockTensor::AttnW => vec![c, 3 * c],
             BlockTensor::AttnB => vec![3 * c],
             BlockTensor::AttnProjW => vec![c, c],
@@ -152,7 +154,14 @@ impl ParamLayout {
             block_offsets[i] = off;
             off += t.shape(c).iter().product::<usize>();
         }
-        ParamLayout { vocab: cfg.vocab_size, positions: cfg.n_positions, c, n_layer: cfg.n_layer, block_offsets, block_size: off }
+        ParamLayout {
+            vocab: cfg.vocab_size,
+            positions: cfg.n_positions,
+            c,
+            n_layer: cfg.n_layer,
+            block_offsets,
+            block_size: off,
+        }
     }
 
     fn blocks_start(&self) -> usize {
@@ -183,7 +192,10 @@ impl ParamLayout {
             TensorId::Wpe => self.vocab * self.c,
             TensorId::Block(l, t) => {
                 assert!(l < self.n_layer, "layer {l} out of range");
-                let i = BlockTensor::ALL.iter().position(|x| *x == t).expect("listed");
+                let i = BlockTensor::ALL
+                    .iter()
+                    .position(|x| *x == t)
+                    .expect("listed");
                 self.blocks_start() + l * self.block_size + self.block_offsets[i]
             }
             TensorId::LnFW => self.blocks_start() + self.n_layer * self.block_size,

@@ -2,6 +2,9 @@
 //! `create_dynamic_map(signed=True)` produce them (values are the f32 numbers bitsandbytes stores; a test checks
 //! them against ../shared/reference/codebooks.json when that file is present).
 
+// The literals are the shortest decimal forms bitsandbytes prints; each parses to the exact f32 it stores.
+#![allow(clippy::excessive_precision)]
+
 /// NF4: quantiles of N(0, 1) normalised to [-1, 1], with an exact zero (code 7). Index = 4-bit code.
 pub const NF4: [f32; 16] = [
     -1.0,

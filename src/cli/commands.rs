@@ -1,0 +1,451 @@
+//! The work behind each `qlora` subcommand.
+
+use super::*;
+use crate::accounting::{self, AdapterSpec, Arch, MemMethod, MemoryQuery};
+use crate::cpu::{eval_loss, quantize_base, Method, OptimConfig, Sampling, Trainer};
+use crate::data::{self, decode, encode, read_text_file};
+use crate::lora::{self, load_adapter_dir, parse_targets, save_adapter_dir, Adapters, LoraConfig};
+use crate::model::{load_model_dir, save_model_dir, Gpt2, ModelConfig, StoreDtype};
+use crate::quant::{Format, Storage};
+use crate::{ensure, rng, Error, Result};
+use serde_json::json;
+use std::time::Instant;
+
+fn storage(format: Option<&str>, double_quant: bool, method: Method) -> Result<Storage> {
+    let f = match format {
+        Some(f) => f.parse()?,
+        None => method.default_format(),
+    };
+    Storage::new(f, double_quant)
+}
+
+fn arch_of(preset: &Option<String>, model: &Option<PathBuf>) -> Result<Arch> {
+    match (preset, model) {
+        (Some(p), _) => Arch::preset(p),
+        (None, Some(dir)) => {
+            let path = dir.join("config.json");
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Error::new(format!("cannot read {}: {e}", path.display())))?;
+            Ok(Arch::from_model(
+                &ModelConfig::from_json(&text).map_err(|e| e.context(path.display()))?,
+            ))
+        }
+        (None, None) => Err(Error::new("give --preset or --model")),
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn gib(b: u64) -> String {
+    format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+}
+
+pub(super) fn params(a: ParamsArgs) -> Result<()> {
+    let arch = arch_of(&a.preset, &a.model)?;
+    let spec = AdapterSpec::uniform(&arch, &a.targets, a.rank)?;
+    let p = accounting::lora_params(&arch, &spec);
+    let full = accounting::full_params(&arch);
+    if a.json {
+        println!(
+            "{}",
+            json!({"trainable": p.trainable, "total": p.total, "percent": p.percent(), "full_trainable": full.trainable})
+        );
+    } else {
+        println!(
+            "trainable params: {} || all params: {} || trainable%: {:.4}",
+            thousands(p.trainable),
+            thousands(p.total),
+            p.percent()
+        );
+        println!(
+            "full fine-tuning would train {} parameters",
+            thousands(full.trainable)
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn memory(a: MemoryArgs) -> Result<()> {
+    let arch = arch_of(&a.preset, &a.model)?;
+    let method: Method = a.method.parse()?;
+    let st = storage(a.format.as_deref(), a.double_quant, method)?;
+    let dtype_bytes = match a.dtype.as_str() {
+        "fp32" => 4,
+        "bf16" | "fp16" => 2,
+        other => {
+            return Err(Error::new(format!(
+                "unknown dtype {other:?}; expected fp32, bf16 or fp16"
+            )))
+        }
+    };
+    let mm = match method {
+        Method::Full => MemMethod::Full,
+        Method::Lora => MemMethod::Lora,
+        Method::Qlora => MemMethod::Qlora,
+    };
+    let adapters = match method {
+        Method::Full => None,
+        _ => Some(AdapterSpec::uniform(&arch, &a.targets, a.rank)?),
+    };
+    let q = MemoryQuery {
+        method: mm,
+        storage: st,
+        dtype_bytes,
+        adapters,
+        batch: a.batch,
+        seq: a.seq,
+        checkpointing: a.checkpointing,
+    };
+    let m = accounting::memory(&arch, &q)?;
+    if a.json {
+        let mut obj = serde_json::Map::new();
+        for (k, v) in m.categories() {
+            obj.insert(k.into(), json!(v));
+        }
+        obj.insert("total".into(), json!(m.total()));
+        println!("{}", serde_json::Value::Object(obj));
+    } else {
+        println!(
+            "{} · {} · base {} · {} · batch {} × seq {}{}",
+            arch.name,
+            method,
+            st.label(),
+            a.dtype,
+            a.batch,
+            a.seq,
+            if a.checkpointing {
+                " · checkpointing"
+            } else {
+                ""
+            }
+        );
+        for (k, v) in m.categories() {
+            println!("  {k:<16} {:>20} B  {:>12}", thousands(v), gib(v));
+        }
+        println!(
+            "  {:<16} {:>20} B  {:>12}",
+            "total",
+            thousands(m.total()),
+            gib(m.total())
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn init(a: InitArgs) -> Result<()> {
+    let cfg = ModelConfig::bytes(a.layers, a.heads, a.embd, a.ctx)?;
+    let model = Gpt2::init(cfg, a.seed);
+    save_model_dir(&model, &a.out, StoreDtype::F32)?;
+    println!(
+        "wrote {} ({} parameters)",
+        a.out.display(),
+        thousands(model.params.len() as u64)
+    );
+    Ok(())
+}
+
+/// Loads the model, quantizes its base if asked, and loads the adapter if given.
+fn load_base(b: &BaseArgs) -> Result<(Gpt2, Option<Adapters>)> {
+    let mut model = load_model_dir(&b.model)?;
+    if b.format.is_some() || b.double_quant {
+        let st = storage(b.format.as_deref(), b.double_quant, Method::Lora)?;
+        quantize_base(&mut model, st);
+    }
+    let adapters = match &b.adapter {
+        Some(dir) => Some(load_adapter_dir(
+            dir,
+            model.config.n_layer,
+            model.config.n_embd,
+        )?),
+        None => None,
+    };
+    Ok((model, adapters))
+}
+
+pub(super) fn eval(a: EvalArgs) -> Result<()> {
+    let (model, adapters) = load_base(&a.base)?;
+    let text = read_text_file(&a.text_file)?;
+    let tokens = encode(&text);
+    ensure!(
+        tokens.len() >= 2,
+        "{} needs at least two bytes to predict one",
+        a.text_file.display()
+    );
+    let (loss, count) = eval_loss(&model, adapters.as_ref(), &tokens);
+    if a.json {
+        println!("{}", json!({"loss": loss, "tokens": count}));
+    } else {
+        println!("loss {loss:.4} nats/byte over {count} predicted bytes");
+    }
+    Ok(())
+}
+
+pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
+    let method: Method = a.method.parse()?;
+    let st = storage(a.format.as_deref(), a.double_quant, method)?;
+    let model = load_model_dir(&a.model)?;
+    ensure!(
+        a.batch >= 1 && a.batch <= 4096,
+        "batch must be between 1 and 4096 (got {})",
+        a.batch
+    );
+    ensure!(
+        a.seq >= 1 && a.seq <= model.config.n_positions,
+        "seq must be between 1 and the model's n_positions {} (got {})",
+        model.config.n_positions,
+        a.seq
+    );
+    let adapter_storage = match a.adapter_storage.as_deref() {
+        None => None,
+        Some(s) => {
+            let f: Format = s.parse()?;
+            ensure!(
+                matches!(f, Format::Fp16 | Format::Int4),
+                "--adapter-storage takes fp16 or int4"
+            );
+            ensure!(
+                method != Method::Full,
+                "--adapter-storage applies to lora and qlora adapters"
+            );
+            Some(Storage::new(f, false)?)
+        }
+    };
+    let lora = match method {
+        Method::Full => None,
+        _ => {
+            let targets = parse_targets(&a.targets)?;
+            let mut cfg = LoraConfig::uniform(&targets, a.rank, a.alpha.unwrap_or(a.rank as f32));
+            cfg.rslora = a.rslora;
+            cfg.dropout = a.dropout;
+            Some(cfg)
+        }
+    };
+    let warmup = a.warmup.unwrap_or((a.steps / 10).min(100));
+    let optim = OptimConfig {
+        lr: a.lr,
+        min_lr: a.lr / 10.0,
+        warmup,
+        steps: a.steps,
+        weight_decay: a.weight_decay,
+        grad_clip: a.grad_clip,
+    };
+    let text = read_text_file(&a.data)?;
+    let split = data::split(&encode(&text), 0.1, a.seq + 1)?;
+    let mut trainer = Trainer::new(model, method, st, lora, optim, a.seed)?;
+    let mut batches = rng::stream(a.seed, "batches");
+    let val_tokens = &split.val;
+    let val0 = eval_loss(&trainer.model, trainer.adapters.as_ref(), val_tokens).0;
+    if !a.json {
+        println!(
+            "{method} · base {} · {} trainable parameters · validation loss {val0:.4}",
+            st.label(),
+            thousands(trainer.trainable() as u64)
+        );
+    }
+    for _ in 0..a.steps {
+        let (x, y) = data::sample_batch(&split.train, a.batch, a.seq, &mut batches)?;
+        let t0 = Instant::now();
+        let s = trainer.step(&x, &y, a.batch, a.seq);
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        ensure!(
+            s.loss.is_finite() && s.grad_norm.is_finite(),
+            "training diverged at step {} (loss {}); try a lower learning rate than {}",
+            s.step,
+            s.loss,
+            a.lr
+        );
+        if a.json {
+            println!(
+                "{}",
+                json!({"step": s.step, "loss": s.loss, "lr": s.lr, "grad_norm": s.grad_norm, "ms": ms})
+            );
+        } else if s.step % 10 == 0 || s.step + 1 == a.steps {
+            println!(
+                "step {:>5}  loss {:.4}  lr {:.2e}  grad_norm {:.3}  {:.0} ms",
+                s.step, s.loss, s.lr, s.grad_norm, ms
+            );
+        }
+    }
+    if let (Some(st), Some(ad)) = (adapter_storage, trainer.adapters.as_mut()) {
+        ad.round_through(st);
+    }
+    let val = eval_loss(&trainer.model, trainer.adapters.as_ref(), val_tokens).0;
+    match &trainer.adapters {
+        Some(ad) => save_adapter_dir(ad, trainer.model.config.n_layer, &a.out)?,
+        None => save_model_dir(&trainer.model, &a.out, StoreDtype::F32)?,
+    }
+    if a.json {
+        println!(
+            "{}",
+            json!({"val_loss_before": val0, "val_loss": val, "trainable": trainer.trainable(), "out": a.out.display().to_string()})
+        );
+    } else {
+        println!(
+            "validation loss {val0:.4} → {val:.4}; wrote {}",
+            a.out.display()
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn generate(a: GenerateArgs) -> Result<()> {
+    ensure!(
+        a.temperature.is_finite() && a.temperature >= 0.0,
+        "temperature must be ≥ 0"
+    );
+    ensure!(a.tokens <= 100_000, "at most 100,000 tokens");
+    let (model, adapters) = load_base(&a.base)?;
+    let prompt = encode(&a.prompt);
+    let out = crate::cpu::generate(
+        &model,
+        adapters.as_ref(),
+        &prompt,
+        a.tokens,
+        Sampling {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            seed: a.seed,
+        },
+    );
+    let text = decode(&out);
+    if a.json {
+        println!("{}", json!({"prompt": a.prompt, "text": text}));
+    } else {
+        println!("{}{}", a.prompt, text);
+    }
+    Ok(())
+}
+
+pub(super) fn merge(a: MergeArgs) -> Result<()> {
+    let base = BaseArgs {
+        model: a.model.clone(),
+        adapter: Some(a.adapter.clone()),
+        format: a.format.clone(),
+        double_quant: a.double_quant,
+    };
+    let (mut model, adapters) = load_base(&base)?;
+    lora::merge(&mut model, adapters.as_ref().expect("adapter given"))?;
+    save_model_dir(&model, &a.out, StoreDtype::F32)?;
+    println!("wrote merged model {}", a.out.display());
+    Ok(())
+}
+
+pub(super) fn bench(a: BenchArgs) -> Result<()> {
+    ensure!(
+        a.backend == "cpu",
+        "backend {:?} is not available in this build; use --backend cpu",
+        a.backend
+    );
+    if let Some(n) = a.threads {
+        ensure!(n >= 1, "threads must be at least 1");
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| Error::new(format!("cannot set threads: {e}")))?;
+    }
+    let model = match &a.model {
+        Some(dir) => load_model_dir(dir)?,
+        None => Gpt2::init(ModelConfig::bytes(a.layers, a.heads, a.embd, a.ctx)?, 0),
+    };
+    ensure!(
+        a.seq >= 1 && a.seq <= model.config.n_positions,
+        "seq must be between 1 and n_positions {}",
+        model.config.n_positions
+    );
+    ensure!(
+        a.batch >= 1 && a.steps >= 1,
+        "batch and steps must be at least 1"
+    );
+    let method: Method = a.method.parse()?;
+    let st = storage(a.format.as_deref(), false, method)?;
+    let lora = match method {
+        Method::Full => None,
+        _ => Some(LoraConfig::uniform(
+            &parse_targets(&a.targets)?,
+            a.rank,
+            a.rank as f32,
+        )),
+    };
+    let cfg = model.config.clone();
+    let optim = OptimConfig {
+        lr: 1e-4,
+        min_lr: 0.0,
+        warmup: 0,
+        steps: a.steps + 2,
+        weight_decay: 0.0,
+        grad_clip: 1.0,
+    };
+    let mut trainer = Trainer::new(model, method, st, lora, optim, 0)?;
+    let mut r = rng::stream(0, "bench");
+    let tokens: Vec<u32> = (0..a.batch * a.seq)
+        .map(|_| rand::RngExt::random_range(&mut r, 0..256u32))
+        .collect();
+    let mut times = Vec::new();
+    for i in 0..a.steps + 2 {
+        let t0 = Instant::now();
+        trainer.step(&tokens, &tokens, a.batch, a.seq);
+        if i >= 2 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let tok = (a.batch * a.seq) as f64;
+    let flops = step_flops(&cfg, &trainer, a.batch, a.seq);
+    let out = json!({"tokens_per_s": tok / median, "ms_per_step": median * 1e3, "gflops": flops / median / 1e9,
+        "threads": rayon::current_num_threads(), "method": method.name(), "format": st.label(), "batch": a.batch, "seq": a.seq});
+    if a.json {
+        println!("{out}");
+    } else {
+        println!(
+            "{} · {} · {} layers × {} wide · batch {} × seq {} · {} threads",
+            method,
+            st.label(),
+            cfg.n_layer,
+            cfg.n_embd,
+            a.batch,
+            a.seq,
+            rayon::current_num_threads()
+        );
+        println!(
+            "median {:.1} ms/step · {:.0} tokens/s · {:.2} GFLOP/s",
+            median * 1e3,
+            tok / median,
+            flops / median / 1e9
+        );
+    }
+    Ok(())
+}
+
+/// Floating-point operations of one training step, counted from the shapes: forward matmuls 2·m·k·n, attention
+/// 2·T·C per token per layer for scores and again for the weighted sum (causal: half of T² on average); backward
+/// twice the forward for full fine-tuning (input and weight gradients), once for LoRA (input gradients only), plus
+/// the adapters' own matmuls.
+fn step_flops(cfg: &ModelConfig, tr: &Trainer, b: usize, t: usize) -> f64 {
+    let (c, l, v) = (cfg.n_embd as f64, cfg.n_layer as f64, cfg.vocab_size as f64);
+    let tokens = (b * t) as f64;
+    let matmul = 2.0 * tokens * (l * 12.0 * c * c + c * v);
+    let attention = 2.0 * tokens * l * t as f64 * c; // 2 matmuls × 2 flops × T/2 positions × C
+    let forward = matmul + attention;
+    match &tr.adapters {
+        None => 3.0 * forward,
+        Some(ad) => {
+            let adapter: f64 = ad
+                .entries
+                .iter()
+                .map(|e| 2.0 * tokens * e.rank as f64 * (e.d_in + e.d_out) as f64)
+                .sum();
+            2.0 * forward + 3.0 * adapter
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The `qlora` command line. Human-readable output by default, one JSON object per line with `--json`.
+//! Every error a user can cause prints one line naming the problem and exits with status 2.
+
+mod commands;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "qlora",
+    version,
+    about = "Train GPT-2 fully, with LoRA, or with QLoRA over a 4-bit base; count parameters and memory"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Trainable and total parameters for adapters on a preset or a model directory.
+    Params(ParamsArgs),
+    /// Memory by category (base weights, constants, adapters, gradients, optimizer, activations).
+    Memory(MemoryArgs),
+    /// Write a freshly initialised byte-level GPT-2 model directory.
+    Init(InitArgs),
+    /// Mean next-byte cross-entropy of a model (with an optional adapter) on a text file.
+    Eval(EvalArgs),
+    /// Fine-tune a model on a text file (full, LoRA or QLoRA) and write the adapter or model.
+    Finetune(FinetuneArgs),
+    /// Continue a prompt with a model (and optional adapter).
+    Generate(GenerateArgs),
+    /// Merge an adapter into its base model: W' = deq(W0) + s·B·A, written as a plain model directory.
+    Merge(MergeArgs),
+    /// Median training-step time on the CPU executor.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct ParamsArgs {
+    /// Model preset: gpt2, gpt2-medium, gpt2-large, gpt3-175b, llama-7b, llama-13b, llama-33b, llama-65b.
+    #[arg(long, conflicts_with = "model", required_unless_present = "model")]
+    preset: Option<String>,
+    /// A model directory (config.json).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Comma-separated targets (q,k,v,qkv,o,fc,proj for GPT-2; q,k,v,o,gate,up,down for LLaMA; or all).
+    #[arg(long, default_value = "q,v")]
+    targets: String,
+    #[arg(long, default_value_t = 8)]
+    rank: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct MemoryArgs {
+    #[arg(long, conflicts_with = "model", required_unless_present = "model")]
+    preset: Option<String>,
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// full, lora or qlora.
+    #[arg(long, default_value = "qlora")]
+    method: String,
+    /// Base storage: fp32, fp16, bf16, int8, int4, fp4, nf4 (default: nf4 for qlora, fp32 otherwise).
+    #[arg(long)]
+    format: Option<String>,
+    #[arg(long)]
+    double_quant: bool,
+    #[arg(long, default_value_t = 8)]
+    rank: u64,
+    #[arg(long, default_value = "q,v")]
+    targets: String,
+    /// Training dtype of everything not quantized (fp32 in this engine; bf16 as in the QLoRA paper).
+    #[arg(long, default_value = "fp32")]
+    dtype: String,
+    #[arg(long, default_value_t = 1)]
+    batch: u64,
+    #[arg(long, default_value_t = 512)]
+    seq: u64,
+    #[arg(long)]
+    checkpointing: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct InitArgs {
+    #[arg(long)]
+    layers: usize,
+    #[arg(long)]
+    heads: usize,
+    #[arg(long)]
+    embd: usize,
+    #[arg(long)]
+    ctx: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct BaseArgs {
+    /// Model directory (config.json + model.safetensors).
+    #[arg(long)]
+    model: PathBuf,
+    /// PEFT adapter directory (adapter_config.json + adapter_model.safetensors).
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Store the frozen base in this format (fp32, fp16, bf16, int8, int4, fp4, nf4) before running.
+    #[arg(long)]
+    format: Option<String>,
+    #[arg(long)]
+    double_quant: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    base: BaseArgs,
+    #[arg(long)]
+    text_file: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct FinetuneArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// UTF-8 text to train on; its last 10% is held out for validation.
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value = "qlora")]
+    method: String,
+    #[arg(long, default_value_t = 8)]
+    rank: usize,
+    /// LoRA alpha (default: the rank, so the scaling α/r is 1).
+    #[arg(long)]
+    alpha: Option<f32>,
+    /// Scale by α/√r (rsLoRA) instead of α/r.
+    #[arg(long)]
+    rslora: bool,
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
+    #[arg(long, default_value = "q,v")]
+    targets: String,
+    #[arg(long)]
+    format: Option<String>,
+    #[arg(long)]
+    double_quant: bool,
+    /// The seed article's (incorrect) idea of QLoRA: round the trained A and B through fp16 or int4 afterwards.
+    #[arg(long)]
+    adapter_storage: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    #[arg(long)]
+    warmup: Option<usize>,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
+    #[arg(long, default_value_t = 1.0)]
+    grad_clip: f32,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    #[arg(long, default_value_t = 64)]
+    seq: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[command(flatten)]
+    base: BaseArgs,
+    #[arg(long, default_value = "")]
+    prompt: String,
+    #[arg(long, default_value_t = 200)]
+    tokens: usize,
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    adapter: PathBuf,
+    /// Quantize the base first (merge into deq(W0), as for a QLoRA run).
+    #[arg(long)]
+    format: Option<String>,
+    #[arg(long)]
+    double_quant: bool,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    #[arg(long, default_value_t = 256)]
+    embd: usize,
+    #[arg(long, default_value_t = 256)]
+    ctx: usize,
+    #[arg(long, default_value = "qlora")]
+    method: String,
+    #[arg(long, default_value_t = 8)]
+    rank: usize,
+    #[arg(long, default_value = "all")]
+    targets: String,
+    #[arg(long)]
+    format: Option<String>,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    #[arg(long, default_value_t = 128)]
+    seq: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Measured steps (after 2 warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Params(a) => commands::params(a),
+        Command::Memory(a) => commands::memory(a),
+        Command::Init(a) => commands::init(a),
+        Command::Eval(a) => commands::eval(a),
+        Command::Finetune(a) => commands::finetune(a),
+        Command::Generate(a) => commands::generate(a),
+        Command::Merge(a) => commands::merge(a),
+        Command::Bench(a) => commands::bench(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qlora: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

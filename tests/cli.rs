@@ -1,0 +1,574 @@
+//! The `qlora` CLI end to end: the papers' numbers from `params`/`memory`, training that overfits, the PEFT adapter
+//! round trip (finetune → eval → merge), and exit status 2 with a one-line message for bad input.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn qlora(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qlora"))
+        .args(args)
+        .output()
+        .expect("qlora runs")
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    assert!(
+        out.status.success(),
+        "qlora failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+fn one(args: &[&str]) -> Value {
+    json_lines(&qlora(args)).pop().expect("a line")
+}
+
+#[test]
+fn params_reproduce_lora_paper_and_peft() {
+    let gpt3 = |targets: &str, r: &str| {
+        one(&[
+            "params",
+            "--preset",
+            "gpt3-175b",
+            "--targets",
+            targets,
+            "--rank",
+            r,
+            "--json",
+        ])["trainable"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(gpt3("v", "2"), 4_718_592);
+    assert_eq!(gpt3("q,v", "8"), 37_748_736);
+    assert_eq!(gpt3("q,k,v,o", "64"), 603_979_776);
+    let peft = one(&[
+        "params",
+        "--preset",
+        "gpt2",
+        "--targets",
+        "qkv",
+        "--rank",
+        "8",
+        "--json",
+    ]);
+    assert_eq!(peft["trainable"], 294_912);
+    assert_eq!(peft["total"], 124_734_720);
+    assert_eq!(
+        format!("{:.4}", peft["percent"].as_f64().unwrap()),
+        "0.2364"
+    );
+}
+
+#[test]
+fn memory_reproduces_qlora_claims() {
+    let gb = 1e9;
+    let full = one(&[
+        "memory",
+        "--preset",
+        "llama-65b",
+        "--method",
+        "full",
+        "--dtype",
+        "bf16",
+        "--seq",
+        "512",
+        "--checkpointing",
+        "--json",
+    ]);
+    assert!(full["total"].as_f64().unwrap() > 780.0 * gb, "{full}");
+    let q = one(&[
+        "memory",
+        "--preset",
+        "llama-65b",
+        "--method",
+        "qlora",
+        "--format",
+        "nf4",
+        "--double-quant",
+        "--rank",
+        "64",
+        "--targets",
+        "all",
+        "--dtype",
+        "bf16",
+        "--batch",
+        "1",
+        "--seq",
+        "512",
+        "--checkpointing",
+        "--json",
+    ]);
+    let total = q["total"].as_f64().unwrap();
+    assert!(
+        total < 48.0 * (1u64 << 30) as f64,
+        "QLoRA 65B must fit a 48 GB GPU: {q}"
+    );
+    let cats = [
+        "base_weights",
+        "quant_constants",
+        "adapters",
+        "gradients",
+        "optimizer",
+        "activations",
+    ];
+    assert_eq!(
+        cats.iter().map(|c| q[c].as_u64().unwrap()).sum::<u64>() as f64,
+        total
+    );
+    // Double quantization shrinks the constants from 0.5 to about 0.127 bits per quantized parameter.
+    let plain = one(&[
+        "memory",
+        "--preset",
+        "llama-65b",
+        "--method",
+        "qlora",
+        "--rank",
+        "64",
+        "--targets",
+        "all",
+        "--dtype",
+        "bf16",
+        "--json",
+    ]);
+    let ratio = q["quant_constants"].as_f64().unwrap() / plain["quant_constants"].as_f64().unwrap();
+    assert!(
+        (ratio - 0.127 / 0.5).abs() < 0.01,
+        "constants ratio {ratio}"
+    );
+}
+
+fn write_text(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+fn losses(lines: &[Value]) -> Vec<f64> {
+    lines
+        .iter()
+        .filter_map(|l| l.get("loss").and_then(Value::as_f64))
+        .collect()
+}
+
+#[test]
+fn training_overfits_and_adapters_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    assert!(qlora(&[
+        "init",
+        "--layers",
+        "2",
+        "--heads",
+        "4",
+        "--embd",
+        "64",
+        "--ctx",
+        "64",
+        "--seed",
+        "1",
+        "--out",
+        &d("m0")
+    ])
+    .status
+    .success());
+    let sentence = write_text(
+        dir.path(),
+        "rep.txt",
+        &"The quick brown fox jumps over the lazy dog. ".repeat(200),
+    );
+
+    // Full fine-tuning from a random model: the loss falls under a quarter of its first value within 300 steps.
+    let full = json_lines(&qlora(&[
+        "finetune",
+        "--model",
+        &d("m0"),
+        "--data",
+        &sentence,
+        "--method",
+        "full",
+        "--steps",
+        "300",
+        "--lr",
+        "3e-3",
+        "--batch",
+        "4",
+        "--seq",
+        "32",
+        "--out",
+        &d("full"),
+        "--json",
+    ]));
+    let l = losses(&full);
+    assert!(
+        l[l.len() - 1] < l[0] / 4.0,
+        "full: {} → {}",
+        l[0],
+        l[l.len() - 1]
+    );
+
+    // A base first trained briefly on other text, then QLoRA (r=8, all targets, nf4) on the sentence: under half.
+    let other = write_text(
+        dir.path(),
+        "other.txt",
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lib.rs"))
+            .unwrap()
+            .repeat(4),
+    );
+    assert!(qlora(&[
+        "finetune",
+        "--model",
+        &d("m0"),
+        "--data",
+        &other,
+        "--method",
+        "full",
+        "--steps",
+        "150",
+        "--lr",
+        "3e-3",
+        "--batch",
+        "8",
+        "--seq",
+        "64",
+        "--out",
+        &d("pre"),
+        "--json"
+    ])
+    .status
+    .success());
+    let anna = write_text(
+        dir.path(),
+        "anna.txt",
+        &"Anna sat by the window and counted the boats in the harbour. ".repeat(300),
+    );
+    let q = json_lines(&qlora(&[
+        "finetune",
+        "--model",
+        &d("pre"),
+        "--data",
+        &anna,
+        "--method",
+        "qlora",
+        "--format",
+        "nf4",
+        "--targets",
+        "all",
+        "--rank",
+        "8",
+        "--alpha",
+        "16",
+        "--steps",
+        "300",
+        "--lr",
+        "3e-3",
+        "--batch",
+        "4",
+        "--seq",
+        "32",
+        "--out",
+        &d("qa"),
+        "--json",
+    ]));
+    let l = losses(&q);
+    assert!(
+        l[l.len() - 1] < l[0] / 2.0,
+        "qlora: {} → {}",
+        l[0],
+        l[l.len() - 1]
+    );
+
+    // The written adapter is PEFT-shaped and reproduces the validation loss the run reported.
+    let summary = q.last().unwrap();
+    let cfg: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("qa/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cfg["peft_type"], "LORA");
+    assert_eq!(cfg["fan_in_fan_out"], true);
+    assert_eq!(
+        cfg["rank_pattern"]["c_attn"], 24,
+        "q, k, v at r=8 export as one rank-24 LoRA on c_attn"
+    );
+    let val_text = &std::fs::read_to_string(&anna).unwrap();
+    let val = write_text(
+        dir.path(),
+        "val.txt",
+        &val_text[val_text.len() - val_text.len() / 10..],
+    );
+    let eval = one(&[
+        "eval",
+        "--model",
+        &d("pre"),
+        "--adapter",
+        &d("qa"),
+        "--format",
+        "nf4",
+        "--text-file",
+        &val,
+        "--json",
+    ]);
+    let reported = summary["val_loss"].as_f64().unwrap();
+    assert!(
+        (eval["loss"].as_f64().unwrap() - reported).abs() < 2e-3 * reported.max(1.0),
+        "{eval} vs {reported}"
+    );
+
+    // Merging into deq(W0) gives a plain model with the same loss.
+    assert!(qlora(&[
+        "merge",
+        "--model",
+        &d("pre"),
+        "--adapter",
+        &d("qa"),
+        "--format",
+        "nf4",
+        "--out",
+        &d("merged")
+    ])
+    .status
+    .success());
+    let merged = one(&[
+        "eval",
+        "--model",
+        &d("merged"),
+        "--text-file",
+        &val,
+        "--json",
+    ]);
+    assert!(
+        (merged["loss"].as_f64().unwrap() - eval["loss"].as_f64().unwrap()).abs() < 1e-4,
+        "{merged} vs {eval}"
+    );
+
+    let generated = one(&[
+        "generate",
+        "--model",
+        &d("pre"),
+        "--adapter",
+        &d("qa"),
+        "--format",
+        "nf4",
+        "--prompt",
+        "Anna",
+        "--tokens",
+        "20",
+        "--json",
+    ]);
+    assert_eq!(
+        generated["text"].as_str().unwrap().chars().count() > 0,
+        true
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    assert!(qlora(&[
+        "init",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--embd",
+        "16",
+        "--ctx",
+        "16",
+        "--out",
+        &d("m")
+    ])
+    .status
+    .success());
+    let text = write_text(dir.path(), "t.txt", &"hello world ".repeat(50));
+    std::fs::write(dir.path().join("bad.txt"), [0xff, 0xfe, 0x00]).unwrap();
+    std::fs::create_dir(dir.path().join("trunc")).unwrap();
+    std::fs::copy(
+        dir.path().join("m/config.json"),
+        dir.path().join("trunc/config.json"),
+    )
+    .unwrap();
+    let full = std::fs::read(dir.path().join("m/model.safetensors")).unwrap();
+    std::fs::write(
+        dir.path().join("trunc/model.safetensors"),
+        &full[..full.len() / 2],
+    )
+    .unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "params".into(),
+                "--preset".into(),
+                "gpt2".into(),
+                "--rank".into(),
+                "0".into(),
+            ],
+            "rank",
+        ),
+        (
+            vec!["params".into(), "--preset".into(), "gpt5".into()],
+            "preset",
+        ),
+        (
+            vec![
+                "params".into(),
+                "--preset".into(),
+                "gpt2".into(),
+                "--targets".into(),
+                "q,zz".into(),
+            ],
+            "target",
+        ),
+        (
+            vec![
+                "eval".into(),
+                "--model".into(),
+                d("nope"),
+                "--text-file".into(),
+                text.clone(),
+            ],
+            "cannot read",
+        ),
+        (
+            vec![
+                "eval".into(),
+                "--model".into(),
+                d("trunc"),
+                "--text-file".into(),
+                text.clone(),
+            ],
+            "safetensors",
+        ),
+        (
+            vec![
+                "eval".into(),
+                "--model".into(),
+                d("m"),
+                "--text-file".into(),
+                d("bad.txt"),
+            ],
+            "UTF-8",
+        ),
+        (
+            vec![
+                "finetune".into(),
+                "--model".into(),
+                d("m"),
+                "--data".into(),
+                text.clone(),
+                "--rank".into(),
+                "17".into(),
+                "--out".into(),
+                d("o"),
+            ],
+            "rank 17",
+        ),
+        (
+            vec![
+                "finetune".into(),
+                "--model".into(),
+                d("m"),
+                "--data".into(),
+                text.clone(),
+                "--lr".into(),
+                "NaN".into(),
+                "--out".into(),
+                d("o"),
+            ],
+            "learning rate",
+        ),
+        (
+            vec![
+                "finetune".into(),
+                "--model".into(),
+                d("m"),
+                "--data".into(),
+                text.clone(),
+                "--format".into(),
+                "int3".into(),
+                "--out".into(),
+                d("o"),
+            ],
+            "format",
+        ),
+        (
+            vec![
+                "finetune".into(),
+                "--model".into(),
+                d("m"),
+                "--data".into(),
+                text.clone(),
+                "--method".into(),
+                "full".into(),
+                "--format".into(),
+                "nf4".into(),
+                "--out".into(),
+                d("o"),
+            ],
+            "full fine-tuning",
+        ),
+        (
+            vec![
+                "finetune".into(),
+                "--model".into(),
+                d("m"),
+                "--data".into(),
+                text.clone(),
+                "--targets".into(),
+                "qkv,q".into(),
+                "--out".into(),
+                d("o"),
+            ],
+            "qkv",
+        ),
+        (
+            vec![
+                "memory".into(),
+                "--preset".into(),
+                "gpt2".into(),
+                "--format".into(),
+                "int4".into(),
+                "--double-quant".into(),
+            ],
+            "double quantization",
+        ),
+        (
+            vec![
+                "finetune".into(),
+                "--model".into(),
+                d("m"),
+                "--data".into(),
+                text.clone(),
+                "--seq".into(),
+                "999".into(),
+                "--out".into(),
+                d("o"),
+            ],
+            "seq",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        if refs[0] == "finetune" && !refs.contains(&"--seq") {
+            refs.extend(["--seq", "8"]);
+        }
+        let out = qlora(&refs);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?} should exit 2; stderr: {err}"
+        );
+        assert!(
+            err.contains(needle),
+            "{args:?}: message {err:?} should mention {needle:?}"
+        );
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+}
