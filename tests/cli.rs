@@ -361,9 +361,9 @@ fn training_overfits_and_adapters_round_trip() {
         "20",
         "--json",
     ]);
-    assert_eq!(
-        generated["text"].as_str().unwrap().chars().count() > 0,
-        true
+    assert!(
+        generated["text"].as_str().unwrap().chars().count() == 20
+            || !generated["text"].as_str().unwrap().is_empty()
     );
 }
 
