@@ -1,7 +1,6 @@
 //! The 4-bit formats reproduce bitsandbytes 0.50.2 bit for bit (../shared/reference/bnb_4bit_vectors.safetensors:
 //! a 96×200 weight quantized with quantize_4bit on the CPU), and every format round-trips within its documented error.
 
-use qlora_playground::model::read_safetensors_f32;
 use qlora_playground::quant::{codebooks, Format, QuantizedTensor, Scales, Storage, Stored};
 use safetensors::SafeTensors;
 use std::collections::HashMap;
@@ -49,7 +48,6 @@ fn vectors() -> Option<Vectors> {
             )
         })
         .collect();
-    let _ = read_safetensors_f32; // the loader refuses u8 tensors by design; raw views are used here
     Some(Vectors { f32s, u8s })
 }
 
