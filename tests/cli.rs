@@ -572,3 +572,28 @@ fn bad_input_exits_2_with_one_line() {
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
 }
+
+#[test]
+fn quant_reports_bits_and_error_per_tensor() {
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf-tiny");
+    let lines = json_lines(&qlora(&[
+        "quant", "--model", model, "--format", "nf4", "--json",
+    ]));
+    assert_eq!(
+        lines.len(),
+        2 * 4 + 1,
+        "one line per quantized tensor plus a summary"
+    );
+    assert_eq!(lines.last().unwrap()["bits_per_param"], 4.5);
+    for l in &lines[..8] {
+        let (rmse, max) = (
+            l["rmse"].as_f64().unwrap(),
+            l["max_abs_error"].as_f64().unwrap(),
+        );
+        assert!(rmse > 0.0 && rmse <= max, "{l}");
+    }
+    let fp32 = json_lines(&qlora(&[
+        "quant", "--model", model, "--format", "fp32", "--json",
+    ]));
+    assert_eq!(fp32[0]["rmse"], 0.0);
+}

@@ -449,3 +449,44 @@ fn step_flops(cfg: &ModelConfig, tr: &Trainer, b: usize, t: usize) -> f64 {
         }
     }
 }
+
+pub(super) fn quant(a: QuantArgs) -> Result<()> {
+    let st = Storage::new(a.format.parse()?, a.double_quant)?;
+    let mut model = load_model_dir(&a.model)?;
+    let reports = quantize_base(&mut model, st);
+    let (mut values, mut constants, mut n) = (0u64, 0u64, 0u64);
+    for r in &reports {
+        let bits = 8.0 * (r.value_bytes + r.constant_bytes) as f64 / r.len as f64;
+        if a.json {
+            println!(
+                "{}",
+                json!({"tensor": r.name, "params": r.len, "value_bytes": r.value_bytes, "constant_bytes": r.constant_bytes,
+                "bits_per_param": bits, "rmse": r.error.rmse, "max_abs_error": r.error.max_abs})
+            );
+        } else {
+            println!(
+                "{:<32} {:>9} params  {:.3} bits/param  rmse {:.3e}  max {:.3e}",
+                r.name, r.len, bits, r.error.rmse, r.error.max_abs
+            );
+        }
+        values += r.value_bytes;
+        constants += r.constant_bytes;
+        n += r.len as u64;
+    }
+    let bits = 8.0 * (values + constants) as f64 / n.max(1) as f64;
+    if a.json {
+        println!(
+            "{}",
+            json!({"format": st.label(), "params": n, "value_bytes": values, "constant_bytes": constants, "bits_per_param": bits})
+        );
+    } else {
+        println!(
+            "{}: {} quantized parameters, {} + {} bytes, {bits:.3} bits/param",
+            st.label(),
+            thousands(n),
+            thousands(values),
+            thousands(constants)
+        );
+    }
+    Ok(())
+}

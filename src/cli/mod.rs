@@ -36,6 +36,20 @@ enum Command {
     Merge(MergeArgs),
     /// Median training-step time on the CPU executor.
     Bench(BenchArgs),
+    /// Store a model's base in a format: bytes, bits per parameter and quantization error (RMSE, max) per tensor.
+    Quant(QuantArgs),
+}
+
+#[derive(Args)]
+struct QuantArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, default_value = "nf4")]
+    format: String,
+    #[arg(long)]
+    double_quant: bool,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -264,6 +278,7 @@ pub fn main() -> ExitCode {
         Command::Generate(a) => commands::generate(a),
         Command::Merge(a) => commands::merge(a),
         Command::Bench(a) => commands::bench(a),
+        Command::Quant(a) => commands::quant(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
