@@ -28,6 +28,21 @@ fn ensure_component(component: &str, probe: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// Adds the wasm32 target when rustup lacks it (the page build and the wasm check need it).
+fn ensure_wasm_target() -> Result<(), String> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("cannot run rustup: {e}"))?;
+    if !String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == "wasm32-unknown-unknown")
+    {
+        run("rustup", &["target", "add", "wasm32-unknown-unknown"])?;
+    }
+    Ok(())
+}
+
 fn test() -> Result<(), String> {
     ensure_component("rustfmt", &["fmt", "--version"])?;
     ensure_component("clippy", &["clippy", "--version"])?;
@@ -44,6 +59,18 @@ fn test() -> Result<(), String> {
         ],
     )?;
     run("cargo", &["test", "--workspace"])?;
+    // The engine must keep compiling for the browser (no CLI there).
+    ensure_wasm_target()?;
+    run(
+        "cargo",
+        &[
+            "build",
+            "--lib",
+            "--no-default-features",
+            "--target",
+            "wasm32-unknown-unknown",
+        ],
+    )?;
     Ok(())
 }
 
