@@ -58,7 +58,6 @@ fn test() -> Result<(), String> {
             "warnings",
         ],
     )?;
-    run("cargo", &["test", "--workspace"])?;
     // The engine must keep compiling for the browser (no CLI there).
     ensure_wasm_target()?;
     run(
@@ -71,6 +70,8 @@ fn test() -> Result<(), String> {
             "wasm32-unknown-unknown",
         ],
     )?;
+    // Tests last, so their summary closes the log.
+    run("cargo", &["test", "--workspace", "--all-targets"])?;
     Ok(())
 }
 
