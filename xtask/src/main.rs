@@ -71,7 +71,7 @@ fn test() -> Result<(), String> {
         ],
     )?;
     // Tests last, so their summary closes the log.
-    run("cargo", &["test", "--workspace", "--all-targets"])?;
+    run("cargo", &["test", "--package", "qlora-playground", "--all-targets"])?;
     Ok(())
 }
 
