@@ -71,7 +71,10 @@ fn test() -> Result<(), String> {
         ],
     )?;
     // Tests last, so their summary closes the log.
-    run("cargo", &["test", "--package", "qlora-playground", "--all-targets"])?;
+    run(
+        "cargo",
+        &["test", "--package", "qlora-playground", "--all-targets"],
+    )?;
     Ok(())
 }
 
