@@ -198,6 +198,20 @@ fn two_mut(
     }
 }
 
+/// The gradient buffers of a (weight, bias) or (LayerNorm weight, bias) pair under full fine-tuning; `None` when only
+/// adapters are trained.
+fn param_grads<'g>(
+    grads: &'g mut GradTarget,
+    layout: &ParamLayout,
+    w: TensorId,
+    b: TensorId,
+) -> Option<(&'g mut [f32], &'g mut [f32])> {
+    match grads {
+        GradTarget::Model(g) => Some(two_mut(g, layout.range(w), layout.range(b))),
+        GradTarget::Adapters(_) => None,
+    }
+}
+
 /// The model's weights as the executor reads them.
 pub struct Weights<'a> {
     pub cfg: &'a ModelConfig,
@@ -463,14 +477,7 @@ pub fn backward(
     d_res.fill(0.0);
     {
         let last = &acts.blocks[cfg.n_layer - 1].res3;
-        let dp = match &mut grads {
-            GradTarget::Model(g) => Some(two_mut(
-                g,
-                lay.range(TensorId::LnFW),
-                lay.range(TensorId::LnFB),
-            )),
-            GradTarget::Adapters(_) => None,
-        };
+        let dp = param_grads(&mut grads, lay, TensorId::LnFW, TensorId::LnFB);
         layernorm_backward(
             d_res,
             dp,
@@ -530,14 +537,12 @@ pub fn backward(
             bt,
         );
         {
-            let dp = match &mut grads {
-                GradTarget::Model(g) => Some(two_mut(
-                    g,
-                    lay.range(TensorId::Block(l, BlockTensor::Ln2W)),
-                    lay.range(TensorId::Block(l, BlockTensor::Ln2B)),
-                )),
-                GradTarget::Adapters(_) => None,
-            };
+            let dp = param_grads(
+                &mut grads,
+                lay,
+                TensorId::Block(l, BlockTensor::Ln2W),
+                TensorId::Block(l, BlockTensor::Ln2B),
+            );
             // res3 = res2 + fcproj, so d(res2) = d(res3) + (LayerNorm path)
             layernorm_backward(
                 d_res,
@@ -591,14 +596,12 @@ pub fn backward(
             bt,
         );
         {
-            let dp = match &mut grads {
-                GradTarget::Model(g) => Some(two_mut(
-                    g,
-                    lay.range(TensorId::Block(l, BlockTensor::Ln1W)),
-                    lay.range(TensorId::Block(l, BlockTensor::Ln1B)),
-                )),
-                GradTarget::Adapters(_) => None,
-            };
+            let dp = param_grads(
+                &mut grads,
+                lay,
+                TensorId::Block(l, BlockTensor::Ln1W),
+                TensorId::Block(l, BlockTensor::Ln1B),
+            );
             layernorm_backward(
                 d_res,
                 dp,
@@ -639,14 +642,12 @@ fn linear_backward_with_adapters(
 ) {
     let c = w.cfg.n_embd;
     let (d_in, oc) = lin.dims(c);
-    let dparams = match grads {
-        GradTarget::Model(g) => Some(two_mut(
-            g,
-            w.layout.range(TensorId::Block(l, lin.weight())),
-            w.layout.range(TensorId::Block(l, lin.bias())),
-        )),
-        GradTarget::Adapters(_) => None,
-    };
+    let dparams = param_grads(
+        grads,
+        w.layout,
+        TensorId::Block(l, lin.weight()),
+        TensorId::Block(l, lin.bias()),
+    );
     linear_backward(
         dinp,
         dparams,

@@ -242,9 +242,22 @@ impl Trainer {
         seq: usize,
         dropout_seed: Option<u64>,
     ) -> f64 {
-        // The activations are taken out while the executor borrows the model, then put back.
+        self.run(inputs, targets, batch, seq, dropout_seed, true)
+    }
+
+    /// Forward pass with the loss, and the backward pass into `self.grads` when `backward_too`. The activations are
+    /// taken out while the executor borrows the model, then put back for the next step.
+    fn run(
+        &mut self,
+        inputs: &[u32],
+        targets: &[u32],
+        batch: usize,
+        seq: usize,
+        dropout_seed: Option<u64>,
+        backward_too: bool,
+    ) -> f64 {
         self.acts_for(batch, seq);
-        let mut owned = self.acts.take().expect("allocated");
+        let mut acts = self.acts.take().expect("allocated");
         let w = Weights {
             cfg: &self.model.config,
             layout: &self.model.layout,
@@ -253,20 +266,22 @@ impl Trainer {
         let loss = forward(
             &w,
             self.adapters.as_ref(),
-            &mut owned,
+            &mut acts,
             inputs,
             Some(targets),
             dropout_seed,
         )
         .expect("targets given");
-        self.grads.fill(0.0);
-        let target = if self.adapters.is_some() {
-            GradTarget::Adapters(&mut self.grads)
-        } else {
-            GradTarget::Model(&mut self.grads)
-        };
-        backward(&w, self.adapters.as_ref(), &mut owned, target);
-        self.acts = Some(owned);
+        if backward_too {
+            self.grads.fill(0.0);
+            let target = if self.adapters.is_some() {
+                GradTarget::Adapters(&mut self.grads)
+            } else {
+                GradTarget::Model(&mut self.grads)
+            };
+            backward(&w, self.adapters.as_ref(), &mut acts, target);
+        }
+        self.acts = Some(acts);
         loss
     }
 
@@ -309,23 +324,6 @@ impl Trainer {
 
     /// Mean next-token loss on a batch without dropout and without updating anything.
     pub fn loss(&mut self, inputs: &[u32], targets: &[u32], batch: usize, seq: usize) -> f64 {
-        self.acts_for(batch, seq);
-        let mut owned = self.acts.take().expect("allocated");
-        let w = Weights {
-            cfg: &self.model.config,
-            layout: &self.model.layout,
-            params: &self.model.params,
-        };
-        let loss = forward(
-            &w,
-            self.adapters.as_ref(),
-            &mut owned,
-            inputs,
-            Some(targets),
-            None,
-        )
-        .expect("targets given");
-        self.acts = Some(owned);
-        loss
+        self.run(inputs, targets, batch, seq, None, false)
     }
 }
