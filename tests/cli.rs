@@ -403,6 +403,28 @@ fn bad_input_exits_2_with_one_line() {
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec![
+                "finetune".into(),
+                "--model".into(),
+                d("m"),
+                "--task".into(),
+                "sudoku".into(),
+                "--out".into(),
+                d("o"),
+            ],
+            "unknown task",
+        ),
+        (
+            vec![
+                "finetune".into(),
+                "--model".into(),
+                d("m"),
+                "--out".into(),
+                d("o"),
+            ],
+            "--data",
+        ),
+        (
+            vec![
                 "params".into(),
                 "--preset".into(),
                 "gpt2".into(),
@@ -596,4 +618,59 @@ fn quant_reports_bits_and_error_per_tensor() {
         "quant", "--model", model, "--format", "fp32", "--json",
     ]));
     assert_eq!(fp32[0]["rmse"], 0.0);
+}
+
+#[test]
+fn built_in_task_reports_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    assert!(qlora(&[
+        "init",
+        "--layers",
+        "2",
+        "--heads",
+        "2",
+        "--embd",
+        "32",
+        "--ctx",
+        "32",
+        "--out",
+        &d("m")
+    ])
+    .status
+    .success());
+    let lines = json_lines(&qlora(&[
+        "finetune",
+        "--model",
+        &d("m"),
+        "--task",
+        "even",
+        "--method",
+        "lora",
+        "--targets",
+        "all",
+        "--rank",
+        "4",
+        "--steps",
+        "200",
+        "--lr",
+        "1e-2",
+        "--batch",
+        "16",
+        "--seq",
+        "32",
+        "--eval-examples",
+        "40",
+        "--out",
+        &d("ad"),
+        "--json",
+    ]));
+    let summary = lines.last().unwrap();
+    let (before, after) = (
+        summary["accuracy_before"].as_f64().unwrap(),
+        summary["accuracy"].as_f64().unwrap(),
+    );
+    assert_eq!(before, 0.0, "a random model cannot answer");
+    assert!((0.0..=1.0).contains(&after));
+    assert!(summary["val_loss"].as_f64().unwrap() < summary["val_loss_before"].as_f64().unwrap());
 }

@@ -3,6 +3,7 @@
 use super::*;
 use crate::accounting::{self, AdapterSpec, Arch, MemMethod, MemoryQuery};
 use crate::cpu::{eval_loss, quantize_base, Method, OptimConfig, Sampling, Trainer};
+use crate::data::tasks::{self, Example, Task};
 use crate::data::{self, decode, encode, read_text_file};
 use crate::lora::{self, load_adapter_dir, parse_targets, save_adapter_dir, Adapters, LoraConfig};
 use crate::model::{load_model_dir, save_model_dir, Gpt2, ModelConfig, StoreDtype};
@@ -239,18 +240,41 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
         weight_decay: a.weight_decay,
         grad_clip: a.grad_clip,
     };
-    let text = read_text_file(&a.data)?;
-    let split = data::split(&encode(&text), 0.1, a.seq + 1)?;
+    let task = a.task.as_deref().map(Task::parse).transpose()?;
+    let split = match (task, &a.data) {
+        (Some(t), _) => {
+            // Enough lines that a run never sees the same batch twice; validation text from the held-out examples.
+            let train = encode(&t.training_text(a.seed, 20_000));
+            let val: String = t
+                .examples(a.seed, true, 200)
+                .iter()
+                .map(|e| e.line())
+                .collect();
+            data::Split {
+                train,
+                val: encode(&val),
+            }
+        }
+        (None, Some(path)) => data::split(&encode(&read_text_file(path)?), 0.1, a.seq + 1)?,
+        (None, None) => return Err(Error::new("give --data FILE or --task NAME")),
+    };
+    let val_examples = task
+        .map(|t| t.examples(a.seed, true, a.eval_examples))
+        .unwrap_or_default();
     let mut trainer = Trainer::new(model, method, st, lora, optim, a.seed)?;
     let mut batches = rng::stream(a.seed, "batches");
     let val_tokens = &split.val;
     let val0 = eval_loss(&trainer.model, trainer.adapters.as_ref(), val_tokens).0;
+    let acc0 = task.map(|t| task_accuracy(&trainer, t, &val_examples));
     if !a.json {
+        let trainable = thousands(trainer.trainable() as u64);
         println!(
-            "{method} · base {} · {} trainable parameters · validation loss {val0:.4}",
-            st.label(),
-            thousands(trainer.trainable() as u64)
+            "{method} · base {} · {trainable} trainable parameters · validation loss {val0:.4}",
+            st.label()
         );
+        if let Some(acc) = acc0 {
+            println!("validation accuracy before training: {:.1}%", 100.0 * acc);
+        }
     }
     for _ in 0..a.steps {
         let (x, y) = data::sample_batch(&split.train, a.batch, a.seq, &mut batches)?;
@@ -280,22 +304,49 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
         ad.round_through(st);
     }
     let val = eval_loss(&trainer.model, trainer.adapters.as_ref(), val_tokens).0;
+    let acc = task.map(|t| task_accuracy(&trainer, t, &val_examples));
     match &trainer.adapters {
         Some(ad) => save_adapter_dir(ad, trainer.model.config.n_layer, &a.out)?,
         None => save_model_dir(&trainer.model, &a.out, StoreDtype::F32)?,
     }
     if a.json {
-        println!(
-            "{}",
-            json!({"val_loss_before": val0, "val_loss": val, "trainable": trainer.trainable(), "out": a.out.display().to_string()})
-        );
+        let summary = json!({"val_loss_before": val0, "val_loss": val, "accuracy_before": acc0, "accuracy": acc,
+            "trainable": trainer.trainable(), "out": a.out.display().to_string()});
+        println!("{summary}");
     } else {
+        if let (Some(before), Some(after)) = (acc0, acc) {
+            println!(
+                "validation accuracy {:.1}% → {:.1}%",
+                100.0 * before,
+                100.0 * after
+            );
+        }
         println!(
             "validation loss {val0:.4} → {val:.4}; wrote {}",
             a.out.display()
         );
     }
     Ok(())
+}
+
+/// Exact-match accuracy of greedy answers on validation examples.
+fn task_accuracy(trainer: &Trainer, task: Task, examples: &[Example]) -> f64 {
+    let greedy = Sampling {
+        temperature: 0.0,
+        top_k: 0,
+        seed: 0,
+    };
+    tasks::accuracy(examples, |e| {
+        let out = crate::cpu::generate(
+            &trainer.model,
+            trainer.adapters.as_ref(),
+            &encode(&e.prompt),
+            task.max_answer_len() + 1,
+            greedy,
+        );
+        let text = decode(&out);
+        text.split('\n').next().unwrap_or("").to_string()
+    })
 }
 
 pub(super) fn generate(a: GenerateArgs) -> Result<()> {

@@ -146,8 +146,14 @@ struct FinetuneArgs {
     #[arg(long)]
     model: PathBuf,
     /// UTF-8 text to train on; its last 10% is held out for validation.
+    #[arg(long, required_unless_present = "task", conflicts_with = "task")]
+    data: Option<PathBuf>,
+    /// A built-in task with exact-match accuracy: add, reverse, even.
     #[arg(long)]
-    data: PathBuf,
+    task: Option<String>,
+    /// Validation examples scored for task accuracy.
+    #[arg(long, default_value_t = 100)]
+    eval_examples: usize,
     #[arg(long, default_value = "qlora")]
     method: String,
     #[arg(long, default_value_t = 8)]

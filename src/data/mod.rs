@@ -1,6 +1,8 @@
 //! Text as tokens (the byte tokenizer: token = byte value), train/validation splits, seeded batches and the
 //! evaluation windows.
 
+pub mod tasks;
+
 use crate::{ensure, rng, Error, Result};
 use rand::RngExt;
 

@@ -1,0 +1,182 @@
+//! Built-in fine-tuning tasks with exact-match accuracy: generated examples (prompt → answer), one per line, split
+//! into disjoint training and validation sets by a hash of the example, seeded so every run sees the same data.
+//!
+//! - `add`: two-digit addition, `23+58=81`
+//! - `reverse`: reverse a lowercase word, `reverse kitab: batik`
+//! - `even`: a fixed question/answer format, `Q: is 47 even? A: no`
+
+use crate::{rng, Error, Result};
+use rand::RngExt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    Add,
+    Reverse,
+    Even,
+}
+
+/// One example: the model sees `prompt` and must produce `answer` (the line ends with a newline).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Example {
+    pub prompt: String,
+    pub answer: String,
+}
+
+impl Example {
+    pub fn line(&self) -> String {
+        format!("{}{}\n", self.prompt, self.answer)
+    }
+}
+
+impl Task {
+    pub const ALL: [Task; 3] = [Task::Add, Task::Reverse, Task::Even];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Add => "add",
+            Task::Reverse => "reverse",
+            Task::Even => "even",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Task::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| {
+                Error::new(format!(
+                    "unknown task {s:?}; built-in tasks: {}",
+                    Task::ALL.map(|t| t.name()).join(", ")
+                ))
+            })
+    }
+
+    /// The longest answer, in bytes (generation stops there or at a newline).
+    pub fn max_answer_len(self) -> usize {
+        match self {
+            Task::Add => 3,
+            Task::Reverse => 8,
+            Task::Even => 3,
+        }
+    }
+
+    fn example(self, r: &mut rng::Rng) -> Example {
+        match self {
+            Task::Add => {
+                let (a, b) = (r.random_range(10..100u32), r.random_range(10..100u32));
+                Example {
+                    prompt: format!("{a}+{b}="),
+                    answer: (a + b).to_string(),
+                }
+            }
+            Task::Reverse => {
+                let len = r.random_range(3..=8usize);
+                let word: String = (0..len)
+                    .map(|_| (b'a' + r.random_range(0..26u8)) as char)
+                    .collect();
+                Example {
+                    prompt: format!("reverse {word}: "),
+                    answer: word.chars().rev().collect(),
+                }
+            }
+            Task::Even => {
+                let n = r.random_range(10..1000u32);
+                Example {
+                    prompt: format!("Q: is {n} even? A: "),
+                    answer: if n % 2 == 0 { "yes" } else { "no" }.into(),
+                }
+            }
+        }
+    }
+
+    /// Whether an example belongs to the validation split (about 1 in 5), decided by its prompt alone so the two
+    /// splits never share a question.
+    fn is_validation(prompt: &str) -> bool {
+        let mut h: u32 = 0x811c_9dc5;
+        for b in prompt.bytes() {
+            h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+        }
+        h % 5 == 0
+    }
+
+    /// `n` examples of one split, deterministic for `seed`.
+    pub fn examples(self, seed: u64, validation: bool, n: usize) -> Vec<Example> {
+        let mut r = rng::stream(seed, &format!("task-{}", self.name()));
+        let mut out = Vec::with_capacity(n);
+        let mut tries = 0usize;
+        while out.len() < n && tries < 1000 * n.max(1) {
+            tries += 1;
+            let e = self.example(&mut r);
+            if Self::is_validation(&e.prompt) == validation {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    /// Training text: `n` training examples, one per line.
+    pub fn training_text(self, seed: u64, n: usize) -> String {
+        self.examples(seed, false, n)
+            .iter()
+            .map(Example::line)
+            .collect()
+    }
+}
+
+/// Exact-match accuracy of `answer_fn` (prompt → generated answer) on the validation examples.
+pub fn accuracy(examples: &[Example], mut answer_fn: impl FnMut(&Example) -> String) -> f64 {
+    if examples.is_empty() {
+        return 0.0;
+    }
+    let right = examples
+        .iter()
+        .filter(|e| answer_fn(e).trim_end_matches('\n') == e.answer)
+        .count();
+    right as f64 / examples.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_are_disjoint_and_deterministic() {
+        for t in Task::ALL {
+            let train = t.examples(1, false, 300);
+            let val = t.examples(1, true, 60);
+            assert_eq!(train, t.examples(1, false, 300));
+            assert!(
+                val.iter()
+                    .all(|v| train.iter().all(|x| x.prompt != v.prompt)),
+                "{}",
+                t.name()
+            );
+            assert!(val.len() == 60 && train.len() == 300);
+        }
+    }
+
+    #[test]
+    fn answers_are_right() {
+        let add = Task::Add.examples(2, false, 50);
+        for e in add {
+            let (a, b) = e.prompt.trim_end_matches('=').split_once('+').unwrap();
+            assert_eq!(
+                a.parse::<u32>().unwrap() + b.parse::<u32>().unwrap(),
+                e.answer.parse::<u32>().unwrap()
+            );
+        }
+        let acc = accuracy(&Task::Reverse.examples(3, true, 20), |e| {
+            e.prompt
+                .trim_start_matches("reverse ")
+                .trim_end_matches(": ")
+                .chars()
+                .rev()
+                .collect()
+        });
+        assert_eq!(acc, 1.0);
+        assert_eq!(
+            accuracy(&Task::Even.examples(3, true, 20), |_| "maybe".into()),
+            0.0
+        );
+    }
+}
