@@ -16,6 +16,7 @@ pub mod accounting;
 pub mod cpu;
 pub mod data;
 mod error;
+pub mod gpu;
 pub mod lora;
 pub mod model;
 pub mod quant;

@@ -43,6 +43,27 @@ fn ensure_wasm_target() -> Result<(), String> {
     Ok(())
 }
 
+/// Installs Mesa's lavapipe (Vulkan on the CPU) when no Vulkan driver is present, so the GPU parity tests run on
+/// machines without a GPU. Needs root, as CI has.
+fn ensure_vulkan_driver() -> Result<(), String> {
+    let icd_dirs = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"];
+    let has_driver = icd_dirs.iter().any(|d| {
+        std::fs::read_dir(d)
+            .map(|mut e| e.next().is_some())
+            .unwrap_or(false)
+    });
+    let has_loader = std::path::Path::new("/usr/lib/x86_64-linux-gnu/libvulkan.so.1").exists()
+        || std::path::Path::new("/usr/lib/aarch64-linux-gnu/libvulkan.so.1").exists();
+    if has_driver && has_loader {
+        return Ok(());
+    }
+    run("apt-get", &["update", "-qq"])?;
+    run(
+        "apt-get",
+        &["install", "-y", "-qq", "mesa-vulkan-drivers", "libvulkan1"],
+    )
+}
+
 fn test() -> Result<(), String> {
     ensure_component("rustfmt", &["fmt", "--version"])?;
     ensure_component("clippy", &["clippy", "--version"])?;
@@ -70,6 +91,7 @@ fn test() -> Result<(), String> {
             "wasm32-unknown-unknown",
         ],
     )?;
+    ensure_vulkan_driver()?;
     // Tests last, so their summary closes the log.
     run(
         "cargo",

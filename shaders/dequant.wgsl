@@ -1,0 +1,59 @@
+// Decoding one value of a frozen base weight from its storage format, so matmuls read the weight in place and the
+// dequantized matrix never exists in memory. The weight is the Linear [out, in] matrix flattened (bitsandbytes'
+// layout); `weight_at(flat)` returns element `flat`.
+//
+// Formats (p.format): 0 fp32 (one u32 per value), 1 fp16 and 2 bf16 (two per u32, low half first), 3 int8 (four per
+// u32, little-endian bytes, value q/127·absmax), 4 int4, 5 fp4, 6 nf4 (eight per u32; byte j holds values 2j (high
+// nibble) and 2j+1 (low nibble), as bitsandbytes packs them; value codebook[nibble]·absmax). Blocks of 64 values
+// share an absmax; with double quantization (p.dq = 1) absmax = dynamic_map[qabs[block]] · nested[block / 256] +
+// offset. `tables` holds the 16-entry 4-bit codebook at 0..16 and the 256-entry dynamic map at 16..272.
+
+struct Quant {
+    format: u32,
+    dq: u32,
+    offset: f32,
+    _pad: u32,
+}
+
+@group(1) @binding(0) var<uniform> q: Quant;
+@group(1) @binding(1) var<storage, read> wq: array<u32>;
+@group(1) @binding(2) var<storage, read> scales: array<f32>;
+@group(1) @binding(3) var<storage, read> qabs: array<u32>;
+@group(1) @binding(4) var<storage, read> tables: array<f32>;
+
+fn byte_at(words_index: u32) -> u32 {
+    return (qabs[words_index / 4u] >> ((words_index % 4u) * 8u)) & 0xffu;
+}
+
+fn absmax_of(block: u32) -> f32 {
+    if (q.dq == 1u) {
+        return tables[16u + byte_at(block)] * scales[block / 256u] + q.offset;
+    }
+    return scales[block];
+}
+
+fn weight_at(flat: u32) -> f32 {
+    switch q.format {
+        case 0u: { return bitcast<f32>(wq[flat]); }
+        case 1u: {
+            let pair = unpack2x16float(wq[flat / 2u]);
+            if ((flat & 1u) == 0u) { return pair.x; }
+            return pair.y;
+        }
+        case 2u: {
+            let word = wq[flat / 2u];
+            if ((flat & 1u) == 0u) { return bitcast<f32>(word << 16u); }
+            return bitcast<f32>(word & 0xffff0000u);
+        }
+        case 3u: {
+            let byte = (wq[flat / 4u] >> ((flat % 4u) * 8u)) & 0xffu;
+            let signed = select(i32(byte), i32(byte) - 256, byte >= 128u);
+            return (f32(signed) / 127.0) * absmax_of(flat / 64u);
+        }
+        default: {
+            let byte = (wq[flat / 8u] >> (((flat % 8u) / 2u) * 8u)) & 0xffu;
+            let nibble = select(byte & 0xfu, byte >> 4u, (flat & 1u) == 0u);
+            return tables[nibble] * absmax_of(flat / 64u);
+        }
+    }
+}

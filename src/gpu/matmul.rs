@@ -1,0 +1,374 @@
+//! The matrix multiplies: plain f32 (`shaders/matmul.wgsl`) and against a frozen base weight in its storage format
+//! (`shaders/dequant.wgsl` + `shaders/matmul_dequant.wgsl`). Pipelines are compiled once; a call is prepared once
+//! (uniforms and bind groups) and recorded into any number of command encoders.
+
+use super::{groups, Category, Gpu, GpuBuffer};
+use crate::quant::{codebooks, Format, QuantizedTensor, Scales, Stored};
+use crate::Result;
+
+const MATMUL_WGSL: &str = include_str!("../../shaders/matmul.wgsl");
+const DEQUANT_WGSL: &str = include_str!("../../shaders/dequant.wgsl");
+const MATMUL_DEQUANT_WGSL: &str = include_str!("../../shaders/matmul_dequant.wgsl");
+
+/// A prepared dispatch: pipeline, bind groups and workgroup counts.
+pub struct Dispatch {
+    pipeline: wgpu::ComputePipeline,
+    bind_groups: Vec<wgpu::BindGroup>,
+    workgroups: (u32, u32, u32),
+}
+
+impl Dispatch {
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        for (i, bg) in self.bind_groups.iter().enumerate() {
+            pass.set_bind_group(i as u32, bg, &[]);
+        }
+        let (x, y, z) = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+}
+
+/// Records dispatches into one compute pass and submits them.
+pub fn submit(gpu: &Gpu, dispatches: &[&Dispatch]) {
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("step"),
+            timestamp_writes: None,
+        });
+        for d in dispatches {
+            d.record(&mut pass);
+        }
+    }
+    gpu.queue.submit([enc.finish()]);
+}
+
+fn entries<'a>(bufs: &[&'a wgpu::Buffer]) -> Vec<wgpu::BindGroupEntry<'a>> {
+    bufs.iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
+        .collect()
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    trans: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    c_offset: u32,
+    alpha: f32,
+    beta: f32,
+    _pad: [u32; 2],
+}
+
+/// The f32 matmul pipeline.
+pub struct Matmul {
+    pipeline: wgpu::ComputePipeline,
+}
+
+/// Shape of a matmul call: C[m×n] (row stride `ldc`, starting `c_offset` elements in) = alpha·op(A)·op(B) + beta·C.
+#[derive(Clone, Copy, Debug)]
+pub struct MatmulShape {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub ldc: u32,
+    pub c_offset: u32,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+impl MatmulShape {
+    /// Plain C[m×n] = A[m×k]·B[k×n].
+    pub fn plain(m: u32, k: u32, n: u32) -> Self {
+        MatmulShape {
+            m,
+            n,
+            k,
+            trans_a: false,
+            trans_b: false,
+            ldc: n,
+            c_offset: 0,
+            alpha: 1.0,
+            beta: 0.0,
+        }
+    }
+}
+
+impl Matmul {
+    pub fn new(gpu: &Gpu) -> Self {
+        Matmul {
+            pipeline: gpu.pipeline("matmul", &gpu.shader("matmul.wgsl", MATMUL_WGSL)),
+        }
+    }
+
+    pub fn prepare(
+        &self,
+        gpu: &Gpu,
+        s: MatmulShape,
+        a: &GpuBuffer,
+        b: &GpuBuffer,
+        c: &GpuBuffer,
+    ) -> Dispatch {
+        let params = MatmulParams {
+            m: s.m,
+            n: s.n,
+            k: s.k,
+            trans: s.trans_a as u32 | (s.trans_b as u32) << 1,
+            lda: if s.trans_a { s.m } else { s.k },
+            ldb: if s.trans_b { s.k } else { s.n },
+            ldc: s.ldc,
+            c_offset: s.c_offset,
+            alpha: s.alpha,
+            beta: s.beta,
+            _pad: [0; 2],
+        };
+        let u = gpu.uniform("matmul params", &params);
+        let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("matmul"),
+            layout: &self.pipeline.get_bind_group_layout(0),
+            entries: &entries(&[&u, a.raw(), b.raw(), c.raw()]),
+        });
+        Dispatch {
+            pipeline: self.pipeline.clone(),
+            bind_groups: vec![bg],
+            workgroups: (groups(s.n, 16), groups(s.m, 16), 1),
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct QuantParams {
+    format: u32,
+    dq: u32,
+    offset: f32,
+    _pad: u32,
+}
+
+/// A frozen base weight on the GPU in its storage format: packed values, constants and decode tables.
+pub struct GpuQuantWeight {
+    pub out_features: u32,
+    pub in_features: u32,
+    params: wgpu::Buffer,
+    words: GpuBuffer,
+    scales: GpuBuffer,
+    qabs: GpuBuffer,
+    tables: GpuBuffer,
+}
+
+fn pack_bytes(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks(4)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u32, |w, (i, b)| w | (*b as u32) << (8 * i))
+        })
+        .collect()
+}
+
+fn pack_halves(halves: &[u16]) -> Vec<u32> {
+    halves
+        .chunks(2)
+        .map(|c| c[0] as u32 | (c.get(1).copied().unwrap_or(0) as u32) << 16)
+        .collect()
+}
+
+impl GpuQuantWeight {
+    /// Uploads a Linear `[out, in]` weight quantized as bitsandbytes lays it out.
+    pub fn upload(
+        gpu: &Gpu,
+        label: &str,
+        q: &QuantizedTensor,
+        out_features: usize,
+        in_features: usize,
+    ) -> Result<Self> {
+        assert_eq!(q.len, out_features * in_features, "weight size");
+        let format = q.storage.format;
+        let (words, scales): (Vec<u32>, Option<&Scales>) = match &q.stored {
+            Stored::F32(v) => (v.iter().map(|x| x.to_bits()).collect(), None),
+            Stored::F16(v) => (
+                pack_halves(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
+                None,
+            ),
+            Stored::Bf16(v) => (
+                pack_halves(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
+                None,
+            ),
+            Stored::Int8 { values, scales } => (
+                pack_bytes(&values.iter().map(|v| *v as u8).collect::<Vec<_>>()),
+                Some(scales),
+            ),
+            Stored::Packed4 { bytes, scales } => (pack_bytes(bytes), Some(scales)),
+        };
+        let (scale_values, qabs, offset, dq) = match scales {
+            None => (vec![0.0f32], vec![0u32], 0.0, 0),
+            Some(Scales::F32(a)) => (a.clone(), vec![0u32], 0.0, 0),
+            Some(Scales::Double {
+                codes,
+                nested_absmax,
+                offset,
+            }) => (nested_absmax.clone(), pack_bytes(codes), *offset, 1),
+        };
+        let mut tables = QuantizedTensor::codebook4(format).to_vec();
+        tables.extend_from_slice(&codebooks::DYNAMIC_SIGNED_8BIT);
+        let format_id = match format {
+            Format::Fp32 => 0,
+            Format::Fp16 => 1,
+            Format::Bf16 => 2,
+            Format::Int8 => 3,
+            Format::Int4 => 4,
+            Format::Fp4 => 5,
+            Format::Nf4 => 6,
+        };
+        Ok(GpuQuantWeight {
+            out_features: out_features as u32,
+            in_features: in_features as u32,
+            params: gpu.uniform(
+                "quant params",
+                &QuantParams {
+                    format: format_id,
+                    dq,
+                    offset,
+                    _pad: 0,
+                },
+            ),
+            words: gpu.upload(&format!("{label} values"), &words, Category::BaseWeights)?,
+            scales: gpu.upload(
+                &format!("{label} absmax"),
+                &scale_values,
+                Category::QuantConstants,
+            )?,
+            qabs: gpu.upload(
+                &format!("{label} absmax codes"),
+                &qabs,
+                Category::QuantConstants,
+            )?,
+            tables: gpu.upload(
+                &format!("{label} tables"),
+                &tables,
+                Category::QuantConstants,
+            )?,
+        })
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct DequantParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    mode: u32,
+    in_features: u32,
+    use_bias: u32,
+    beta: f32,
+    _pad: u32,
+}
+
+/// The fused dequantize + matmul pipeline.
+pub struct MatmulDequant {
+    pipeline: wgpu::ComputePipeline,
+}
+
+impl MatmulDequant {
+    pub fn new(gpu: &Gpu) -> Self {
+        let source = format!("{DEQUANT_WGSL}\n{MATMUL_DEQUANT_WGSL}");
+        MatmulDequant {
+            pipeline: gpu.pipeline(
+                "matmul_dequant",
+                &gpu.shader("matmul_dequant.wgsl", &source),
+            ),
+        }
+    }
+
+    /// Forward: `y[m×out] = x[m×in]·Wᵀ + bias` (bias optional).
+    pub fn prepare_forward(
+        &self,
+        gpu: &Gpu,
+        w: &GpuQuantWeight,
+        m: u32,
+        x: &GpuBuffer,
+        bias: Option<&GpuBuffer>,
+        y: &GpuBuffer,
+    ) -> Dispatch {
+        let p = DequantParams {
+            m,
+            n: w.out_features,
+            k: w.in_features,
+            mode: 0,
+            in_features: w.in_features,
+            use_bias: bias.is_some() as u32,
+            beta: 0.0,
+            _pad: 0,
+        };
+        self.prepare(gpu, w, p, x, bias.unwrap_or(x), y)
+    }
+
+    /// Backward to the input: `dx[m×in] (+)= dy[m×out]·W` (accumulates when `accumulate`).
+    pub fn prepare_backward(
+        &self,
+        gpu: &Gpu,
+        w: &GpuQuantWeight,
+        m: u32,
+        dy: &GpuBuffer,
+        dx: &GpuBuffer,
+        accumulate: bool,
+    ) -> Dispatch {
+        let p = DequantParams {
+            m,
+            n: w.in_features,
+            k: w.out_features,
+            mode: 1,
+            in_features: w.in_features,
+            use_bias: 0,
+            beta: if accumulate { 1.0 } else { 0.0 },
+            _pad: 0,
+        };
+        self.prepare(gpu, w, p, dy, dy, dx)
+    }
+
+    fn prepare(
+        &self,
+        gpu: &Gpu,
+        w: &GpuQuantWeight,
+        p: DequantParams,
+        x: &GpuBuffer,
+        bias: &GpuBuffer,
+        y: &GpuBuffer,
+    ) -> Dispatch {
+        let u = gpu.uniform("matmul_dequant params", &p);
+        let g0 = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("matmul_dequant io"),
+            layout: &self.pipeline.get_bind_group_layout(0),
+            entries: &entries(&[&u, x.raw(), bias.raw(), y.raw()]),
+        });
+        let g1 = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("matmul_dequant weight"),
+            layout: &self.pipeline.get_bind_group_layout(1),
+            entries: &entries(&[
+                &w.params,
+                w.words.raw(),
+                w.scales.raw(),
+                w.qabs.raw(),
+                w.tables.raw(),
+            ]),
+        });
+        Dispatch {
+            pipeline: self.pipeline.clone(),
+            bind_groups: vec![g0, g1],
+            workgroups: (groups(p.n, 16), groups(p.m, 16), 1),
+        }
+    }
+}

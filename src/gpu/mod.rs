@@ -1,0 +1,198 @@
+//! The WebGPU executor (wgpu: Vulkan/Metal/DX12 natively, WebGPU in the browser). Kernels live in `shaders/`, one
+//! concern per file; every one is held against the CPU executor by parity tests.
+//!
+//! Everything is async: device creation and readbacks (`map_async`, awaited through a channel). Natively the CLI and
+//! the tests drive the futures with `pollster` and poll the device; in the browser nothing ever blocks.
+
+mod alloc;
+mod matmul;
+
+pub use alloc::{Category, GpuBuffer, MemoryLedger};
+pub use matmul::{submit, Dispatch, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape};
+
+use crate::{Error, Result};
+use std::sync::Arc;
+/// Re-exported so callers name buffer usages and limits without depending on wgpu themselves.
+pub use wgpu;
+
+/// A device and queue plus what the adapter offers.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    /// Bytes allocated per category, shared by every buffer created through [`Gpu::buffer`].
+    pub ledger: Arc<MemoryLedger>,
+}
+
+impl Gpu {
+    /// Requests the default adapter and a device with the adapter's own limits (storage buffers as large as the
+    /// hardware allows). No optional feature is required.
+    pub async fn new() -> Result<Self> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::new(format!("no WebGPU adapter: {e}")))?;
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("qlora-playground"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::new(format!("cannot open the GPU device: {e}")))?;
+        Ok(Gpu {
+            device,
+            queue,
+            info: adapter.get_info(),
+            limits,
+            ledger: Arc::new(MemoryLedger::default()),
+        })
+    }
+
+    /// Native convenience: [`Gpu::new`] driven to completion.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking() -> Result<Self> {
+        pollster::block_on(Self::new())
+    }
+
+    /// A storage buffer of `bytes` bytes, tagged with its category in the ledger. Refuses sizes over the device's
+    /// limits with a message naming the limit.
+    pub fn buffer(
+        &self,
+        label: &str,
+        bytes: u64,
+        category: Category,
+        usage: wgpu::BufferUsages,
+    ) -> Result<GpuBuffer> {
+        let bytes = bytes.max(4).next_multiple_of(4);
+        let max_binding = self.limits.max_storage_buffer_binding_size;
+        if bytes > max_binding || bytes > self.limits.max_buffer_size {
+            return Err(Error::new(format!(
+                "{label} needs {bytes} bytes but this GPU binds at most {max_binding} bytes per storage buffer \
+                 (maxStorageBufferBindingSize), {} over; use a smaller batch, sequence or model",
+                bytes - max_binding.min(bytes)
+            )));
+        }
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: usage
+                | wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        Ok(GpuBuffer::new(buffer, category, self.ledger.clone()))
+    }
+
+    /// A buffer holding `data`.
+    pub fn upload<T: bytemuck::Pod>(
+        &self,
+        label: &str,
+        data: &[T],
+        category: Category,
+    ) -> Result<GpuBuffer> {
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let buf = self.buffer(
+            label,
+            bytes.len() as u64,
+            category,
+            wgpu::BufferUsages::empty(),
+        )?;
+        if !bytes.is_empty() {
+            let mut padded = bytes.to_vec();
+            padded.resize(buf.size() as usize, 0);
+            self.queue.write_buffer(buf.raw(), 0, &padded);
+        }
+        Ok(buf)
+    }
+
+    /// Copies a buffer back to the CPU as f32 values (awaiting `map_async`; never blocks on wasm).
+    pub async fn read_f32(&self, buf: &GpuBuffer, len: usize) -> Result<Vec<f32>> {
+        let bytes = (len * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buf.raw(), 0, &staging, 0, bytes);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging
+            .slice(..bytes)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        self.poll_native();
+        rx.await
+            .map_err(|_| Error::new("the GPU device was lost during a readback"))?
+            .map_err(|e| Error::new(format!("GPU readback failed: {e}")))?;
+        let view = staging
+            .slice(..bytes)
+            .get_mapped_range()
+            .map_err(|e| Error::new(format!("GPU readback failed: {e}")))?;
+        let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Natively, drives the device until submitted work and callbacks are done; on wasm the browser does this.
+    fn poll_native(&self) {
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+    }
+
+    pub(crate) fn shader(&self, label: &str, source: &str) -> wgpu::ShaderModule {
+        self.device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            })
+    }
+
+    pub(crate) fn pipeline(
+        &self,
+        label: &str,
+        module: &wgpu::ShaderModule,
+    ) -> wgpu::ComputePipeline {
+        self.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: None,
+                module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+    }
+
+    /// A small uniform buffer (not counted in the ledger: parameters, not data).
+    pub(crate) fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: std::mem::size_of::<T>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buf, 0, bytemuck::bytes_of(value));
+        buf
+    }
+}
+
+/// Workgroups needed to cover `n` items in groups of `size`.
+pub(crate) fn groups(n: u32, size: u32) -> u32 {
+    n.div_ceil(size)
+}
