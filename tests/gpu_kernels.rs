@@ -171,3 +171,261 @@ fn buffers_are_counted_by_category_and_limits_are_refused() {
         "{err}"
     );
 }
+
+use qlora_playground::cpu::layers;
+use qlora_playground::cpu::optim::{clip_grad_norm, AdamW};
+use qlora_playground::gpu::{AdamHyper, GpuBuffer, Kernels};
+
+fn up(gpu: &Gpu, v: &[f32]) -> GpuBuffer {
+    gpu.upload("t", v, Category::Scratch).unwrap()
+}
+
+fn read(gpu: &Gpu, b: &GpuBuffer, n: usize) -> Vec<f32> {
+    pollster::block_on(gpu.read_f32(b, n)).unwrap()
+}
+
+#[test]
+fn elementwise_kernels_match_cpu() {
+    let gpu = gpu();
+    let k = Kernels::new(&gpu);
+    let n = 1000;
+    let (x, dy, d0) = (
+        random(n, 1).iter().map(|v| v * 4.0).collect::<Vec<_>>(),
+        random(n, 2),
+        random(n, 3),
+    );
+    let (gx, gdy, gd) = (up(&gpu, &x), up(&gpu, &dy), up(&gpu, &d0));
+    let gy = up(&gpu, &vec![0.0; n]);
+    let gs = up(&gpu, &vec![0.0; n]);
+    submit(
+        &gpu,
+        &[
+            &k.gelu_forward(&gpu, n as u32, &gx, &gy),
+            &k.gelu_backward(&gpu, n as u32, &gd, &gx, &gdy),
+            &k.residual_forward(&gpu, n as u32, &gs, &gx, &gdy),
+        ],
+    );
+    let mut want_y = vec![0.0; n];
+    layers::gelu_forward(&mut want_y, &x);
+    let mut want_d = d0.clone();
+    layers::gelu_backward(&mut want_d, &x, &dy);
+    let mut want_s = vec![0.0; n];
+    layers::residual_forward(&mut want_s, &x, &dy);
+    assert_close(&read(&gpu, &gy, n), &want_y, "gelu forward");
+    assert_close(&read(&gpu, &gd, n), &want_d, "gelu backward");
+    assert_close(&read(&gpu, &gs, n), &want_s, "residual");
+}
+
+#[test]
+fn layernorm_matches_cpu() {
+    let gpu = gpu();
+    let k = Kernels::new(&gpu);
+    let (rows, c) = (37usize, 70usize);
+    let x: Vec<f32> = random(rows * c, 1).iter().map(|v| v * 3.0 + 0.5).collect();
+    let (w, b, dy, dx0) = (
+        random(c, 2),
+        random(c, 3),
+        random(rows * c, 4),
+        random(rows * c, 5),
+    );
+    let (gx, gw, gb, gdy, gdx) = (
+        up(&gpu, &x),
+        up(&gpu, &w),
+        up(&gpu, &b),
+        up(&gpu, &dy),
+        up(&gpu, &dx0),
+    );
+    let (gout, gstats) = (
+        up(&gpu, &vec![0.0; rows * c]),
+        up(&gpu, &vec![0.0; 2 * rows]),
+    );
+    let (gdw, gdb) = (up(&gpu, &vec![0.5; c]), up(&gpu, &vec![0.25; c]));
+    let (r, cc) = (rows as u32, c as u32);
+    submit(
+        &gpu,
+        &[
+            &k.layernorm_forward(&gpu, r, cc, 1e-5, &gout, &gstats, &gx, &gw, &gb),
+            &k.layernorm_backward(&gpu, r, cc, &gdx, &gdy, &gx, &gw, &gstats),
+            &k.layernorm_param_grads(&gpu, r, cc, &gdw, &gdb, &gdy, &gx, &gstats),
+        ],
+    );
+    let (mut out, mut mean, mut rstd) = (vec![0.0; rows * c], vec![0.0; rows], vec![0.0; rows]);
+    layers::layernorm_forward(&mut out, &mut mean, &mut rstd, &x, &w, &b, c, 1e-5);
+    let (mut dx, mut dw, mut db) = (dx0.clone(), vec![0.5; c], vec![0.25; c]);
+    layers::layernorm_backward(
+        &mut dx,
+        Some((&mut dw, &mut db)),
+        &dy,
+        &x,
+        &w,
+        &mean,
+        &rstd,
+        c,
+    );
+    assert_close(&read(&gpu, &gout, rows * c), &out, "layernorm forward");
+    assert_close(&read(&gpu, &gdx, rows * c), &dx, "layernorm backward");
+    assert_close(&read(&gpu, &gdw, c), &dw, "layernorm dweight");
+    assert_close(&read(&gpu, &gdb, c), &db, "layernorm dbias");
+}
+
+#[test]
+fn bias_grad_matches_cpu() {
+    let gpu = gpu();
+    let k = Kernels::new(&gpu);
+    let (rows, c) = (45usize, 33usize);
+    let dy = random(rows * c, 1);
+    let gdb = up(&gpu, &vec![1.0; c]);
+    submit(
+        &gpu,
+        &[&k.bias_grad(&gpu, rows as u32, c as u32, &gdb, &up(&gpu, &dy))],
+    );
+    let mut want = vec![1.0; c];
+    for r in dy.chunks(c) {
+        for (w, v) in want.iter_mut().zip(r) {
+            *w += v;
+        }
+    }
+    assert_close(&read(&gpu, &gdb, c), &want, "bias grad");
+}
+
+#[test]
+fn attention_matches_cpu() {
+    let gpu = gpu();
+    let k = Kernels::new(&gpu);
+    let (b, t, c, nh) = (2usize, 11usize, 24usize, 3usize);
+    let qkv = random(b * t * 3 * c, 1);
+    let dy = random(b * t * c, 2);
+    let (gq, gdy) = (up(&gpu, &qkv), up(&gpu, &dy));
+    let gout = up(&gpu, &vec![0.0; b * t * c]);
+    let gatt = up(&gpu, &vec![0.0; b * t * nh * t]);
+    let gdpre = up(&gpu, &vec![0.0; b * t * nh * t]);
+    let dq0 = random(b * t * 3 * c, 3);
+    let gdq = up(&gpu, &dq0);
+    let (bu, tu, cu, nhu) = (b as u32, t as u32, c as u32, nh as u32);
+    let fwd = k.attention_forward(&gpu, bu, tu, cu, nhu, &gout, &gatt, &gq, &gdpre);
+    let [bq, bk] = k.attention_backward(&gpu, bu, tu, cu, nhu, &gdq, &gdy, &gq, &gatt, &gdpre);
+    submit(&gpu, &[&fwd, &bq, &bk]);
+    let (mut out, mut att) = (vec![0.0; b * t * c], vec![0.0; b * t * nh * t]);
+    layers::attention_forward(&mut out, &mut att, &qkv, t, c, nh);
+    let mut dq = dq0.clone();
+    layers::attention_backward(&mut dq, &dy, &qkv, &att, b, t, c, nh);
+    assert_close(&read(&gpu, &gout, b * t * c), &out, "attention forward");
+    assert_close(
+        &read(&gpu, &gatt, b * t * nh * t),
+        &att,
+        "attention probabilities",
+    );
+    assert_close(&read(&gpu, &gdq, b * t * 3 * c), &dq, "attention backward");
+}
+
+#[test]
+fn embedding_matches_cpu() {
+    let gpu = gpu();
+    let k = Kernels::new(&gpu);
+    let (b, t, c, v) = (3usize, 9usize, 20usize, 256usize);
+    let tokens: Vec<u32> = (0..b * t).map(|i| (i * 37 % 7) as u32 * 31).collect();
+    let (wte, wpe, dout) = (random(v * c, 1), random(t * c, 2), random(b * t * c, 3));
+    let gtok = gpu
+        .upload("tokens", &tokens, Category::Activations)
+        .unwrap();
+    let (gwte, gwpe, gout, gdout) = (
+        up(&gpu, &wte),
+        up(&gpu, &wpe),
+        up(&gpu, &vec![0.0; b * t * c]),
+        up(&gpu, &dout),
+    );
+    let (gdwte, gdwpe) = (up(&gpu, &vec![0.0; v * c]), up(&gpu, &vec![0.0; t * c]));
+    let rows = (b * t) as u32;
+    submit(
+        &gpu,
+        &[
+            &k.embedding_forward(&gpu, rows, t as u32, c as u32, &gout, &gtok, &gwte, &gwpe),
+            &k.embedding_backward(
+                &gpu, rows, t as u32, c as u32, &gdwte, &gdwpe, &gdout, &gtok,
+            ),
+        ],
+    );
+    let mut out = vec![0.0; b * t * c];
+    layers::embedding_forward(&mut out, &tokens, &wte, &wpe, t, c);
+    let (mut dwte, mut dwpe) = (vec![0.0; v * c], vec![0.0; t * c]);
+    layers::embedding_backward(&mut dwte, &mut dwpe, &dout, &tokens, t, c);
+    assert_close(&read(&gpu, &gout, b * t * c), &out, "embedding forward");
+    assert_close(&read(&gpu, &gdwte, v * c), &dwte, "embedding dwte");
+    assert_close(&read(&gpu, &gdwpe, t * c), &dwpe, "embedding dwpe");
+}
+
+#[test]
+fn cross_entropy_matches_cpu() {
+    let gpu = gpu();
+    let k = Kernels::new(&gpu);
+    let (rows, v) = (29usize, 256usize);
+    let logits: Vec<f32> = random(rows * v, 1).iter().map(|x| x * 5.0).collect();
+    let targets: Vec<u32> = (0..rows).map(|i| (i * 53 % v) as u32).collect();
+    let gp = up(&gpu, &logits);
+    let gt = gpu
+        .upload("targets", &targets, Category::Activations)
+        .unwrap();
+    let gl = up(&gpu, &vec![0.0; rows]);
+    submit(
+        &gpu,
+        &[&k.cross_entropy_forward(&gpu, rows as u32, v as u32, &gp, &gt, &gl)],
+    );
+    let probs_gpu = read(&gpu, &gp, rows * v);
+    let losses = read(&gpu, &gl, rows);
+    submit(
+        &gpu,
+        &[&k.cross_entropy_backward(&gpu, rows as u32, v as u32, &gp, &gt, &gl)],
+    );
+    // CPU: softmax of the logits (lm_head_forward's second half) and the loss.
+    let mut probs = logits.clone();
+    for row in probs.chunks_mut(v) {
+        let m = row.iter().fold(f32::MIN, |a, b| a.max(*b));
+        let s: f32 = row.iter().map(|x| (x - m).exp()).sum();
+        row.iter_mut().for_each(|x| *x = (*x - m).exp() / s);
+    }
+    assert_close(&probs_gpu, &probs, "softmax");
+    let mean = losses.iter().map(|l| *l as f64).sum::<f64>() / rows as f64;
+    assert!((mean - layers::cross_entropy(&probs, &targets, v)).abs() < 1e-5);
+    layers::cross_entropy_backward(&mut probs, &targets, v);
+    assert_close(&read(&gpu, &gp, rows * v), &probs, "dlogits");
+}
+
+#[test]
+fn adamw_with_clipping_matches_cpu() {
+    let gpu = gpu();
+    let k = Kernels::new(&gpu);
+    let n = 1000usize; // four partial sums
+    let mut p = random(n, 1);
+    let (gp, gg, gm, gv) = (
+        up(&gpu, &p),
+        up(&gpu, &vec![0.0; n]),
+        up(&gpu, &vec![0.0; n]),
+        up(&gpu, &vec![0.0; n]),
+    );
+    let gnorm = up(&gpu, &vec![0.0; 1 + n.div_ceil(256)]);
+    let hyper = AdamHyper {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+        max_norm: 1.0,
+    };
+    let adam_gpu = k.adamw(&gpu, hyper, n as u32, &gp, &gg, &gm, &gv, &gnorm);
+    let mut adam = AdamW::new(n, 0.01);
+    for step in 1..=3u32 {
+        let g: Vec<f32> = random(n, 10 + step as u64)
+            .iter()
+            .map(|x| x * step as f32)
+            .collect();
+        gpu.queue
+            .write_buffer(gg.raw(), 0, bytemuck::cast_slice(&g));
+        let lr = 0.01 * step as f32;
+        adam_gpu.set_step(&gpu, step, lr);
+        let [a, b, c] = &adam_gpu.dispatches;
+        submit(&gpu, &[a, b, c]);
+        let mut gc = g.clone();
+        clip_grad_norm(&mut gc, 1.0);
+        adam.step(&mut p, &gc, lr);
+    }
+    assert_close(&read(&gpu, &gp, n), &p, "adamw");
+}

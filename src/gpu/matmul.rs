@@ -10,14 +10,36 @@ const MATMUL_WGSL: &str = include_str!("../../shaders/matmul.wgsl");
 const DEQUANT_WGSL: &str = include_str!("../../shaders/dequant.wgsl");
 const MATMUL_DEQUANT_WGSL: &str = include_str!("../../shaders/matmul_dequant.wgsl");
 
-/// A prepared dispatch: pipeline, bind groups and workgroup counts.
+/// A prepared dispatch: pipeline, bind groups, workgroup counts, and its uniform (rewritable between steps).
 pub struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     bind_groups: Vec<wgpu::BindGroup>,
     workgroups: (u32, u32, u32),
+    uniform: Option<wgpu::Buffer>,
 }
 
 impl Dispatch {
+    pub(crate) fn new(
+        pipeline: wgpu::ComputePipeline,
+        bind_groups: Vec<wgpu::BindGroup>,
+        workgroups: (u32, u32, u32),
+        uniform: Option<wgpu::Buffer>,
+    ) -> Self {
+        Dispatch {
+            pipeline,
+            bind_groups,
+            workgroups,
+            uniform,
+        }
+    }
+
+    /// Rewrites the uniform parameters (e.g. the learning rate and step of AdamW) without creating anything.
+    pub fn write_uniform<T: bytemuck::Pod>(&self, gpu: &Gpu, value: &T) {
+        if let Some(u) = &self.uniform {
+            gpu.queue.write_buffer(u, 0, bytemuck::bytes_of(value));
+        }
+    }
+
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
         for (i, bg) in self.bind_groups.iter().enumerate() {
@@ -139,11 +161,12 @@ impl Matmul {
             layout: &self.pipeline.get_bind_group_layout(0),
             entries: &entries(&[&u, a.raw(), b.raw(), c.raw()]),
         });
-        Dispatch {
-            pipeline: self.pipeline.clone(),
-            bind_groups: vec![bg],
-            workgroups: (groups(s.n, 16), groups(s.m, 16), 1),
-        }
+        Dispatch::new(
+            self.pipeline.clone(),
+            vec![bg],
+            (groups(s.n, 16), groups(s.m, 16), 1),
+            Some(u),
+        )
     }
 }
 
@@ -365,10 +388,11 @@ impl MatmulDequant {
                 w.tables.raw(),
             ]),
         });
-        Dispatch {
-            pipeline: self.pipeline.clone(),
-            bind_groups: vec![g0, g1],
-            workgroups: (groups(p.n, 16), groups(p.m, 16), 1),
-        }
+        Dispatch::new(
+            self.pipeline.clone(),
+            vec![g0, g1],
+            (groups(p.n, 16), groups(p.m, 16), 1),
+            Some(u),
+        )
     }
 }

@@ -5,9 +5,11 @@
 //! the tests drive the futures with `pollster` and poll the device; in the browser nothing ever blocks.
 
 mod alloc;
+mod kernels;
 mod matmul;
 
 pub use alloc::{Category, GpuBuffer, MemoryLedger};
+pub use kernels::{AdamDispatch, AdamHyper, Kernels};
 pub use matmul::{submit, Dispatch, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape};
 
 use crate::{Error, Result};

@@ -1,0 +1,75 @@
+// AdamW over a flat parameter buffer (PyTorch semantics), and the global gradient norm for clipping.
+// `sum_squares`, per workgroup of 256: norm_buf[1 + wg] = Σ g² over its slice of `grad`.
+// `finish_norm`, one workgroup: norm_buf[0] = Σ of the `partials` partial sums.
+// `update`: g ← g·clip (clip = min(1, max_norm/(norm + 1e-6)), norm = √norm_buf[0]), then the AdamW step with
+//   bias-corrected moments; learning rate and step count come from the uniform, rewritten before each step.
+
+struct Params {
+    n: u32,
+    groups_x: u32,
+    step: u32,
+    partials: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    max_norm: f32,
+    _p1: f32,
+    _p2: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;
+@group(0) @binding(2) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> m: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@group(0) @binding(5) var<storage, read_write> norm_buf: array<f32>;   // [0]: sum of squares of the gradients
+
+var<workgroup> red: array<f32, 256>;
+
+fn reduce(lane: u32) {
+    for (var s = 128u; s > 0u; s = s >> 1u) {
+        if (lane < s) { red[lane] = red[lane] + red[lane + s]; }
+        workgroupBarrier();
+    }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn sum_squares(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g_index = wg.y * p.groups_x + wg.x;
+    let i = g_index * 256u + lid.x;
+    var x = 0.0;
+    if (i < p.n) { let g = grad[i]; x = g * g; }
+    red[lid.x] = x;
+    workgroupBarrier();
+    reduce(lid.x);
+    if (lid.x == 0u) { norm_buf[g_index + 1u] = red[0]; }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn finish_norm(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var x = 0.0;
+    for (var i = lid.x; i < p.partials; i = i + 256u) { x = x + norm_buf[i + 1u]; }
+    red[lid.x] = x;
+    workgroupBarrier();
+    reduce(lid.x);
+    if (lid.x == 0u) { norm_buf[0] = red[0]; }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = (wg.y * p.groups_x + wg.x) * 256u + lid.x;
+    if (i >= p.n) { return; }
+    let norm = sqrt(norm_buf[0]);
+    var clip = 1.0;
+    if (p.max_norm > 0.0 && norm > p.max_norm) { clip = p.max_norm / (norm + 1e-6); }
+    let g = grad[i] * clip;
+    let t = f32(p.step);
+    param[i] = param[i] - p.lr * p.weight_decay * param[i];
+    m[i] = p.beta1 * m[i] + (1.0 - p.beta1) * g;
+    v[i] = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
+    let mhat = m[i] / (1.0 - pow(p.beta1, t));
+    let vhat = v[i] / (1.0 - pow(p.beta2, t));
+    param[i] = param[i] - p.lr * mhat / (sqrt(vhat) + p.eps);
+}

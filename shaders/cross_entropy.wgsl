@@ -1,0 +1,70 @@
+// Softmax over the vocabulary per row (in place: logits → probabilities), the loss −log p[target] per row, and
+// the gradient dlogits = (p − onehot)/rows written in place of the probabilities. One workgroup of 64 per row.
+// mode 0: softmax + losses; mode 1: gradient.
+
+struct Params {
+    rows: u32,
+    v: u32,
+    mode: u32,
+    groups_x: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> probs: array<f32>;
+@group(0) @binding(2) var<storage, read> targets: array<u32>;
+@group(0) @binding(3) var<storage, read_write> losses: array<f32>;
+
+var<workgroup> red: array<f32, 64>;
+
+fn reduce_max(lane: u32) {
+    for (var s = 32u; s > 0u; s = s >> 1u) {
+        if (lane < s) { red[lane] = max(red[lane], red[lane + s]); }
+        workgroupBarrier();
+    }
+}
+
+fn reduce_sum(lane: u32) {
+    for (var s = 32u; s > 0u; s = s >> 1u) {
+        if (lane < s) { red[lane] = red[lane] + red[lane + s]; }
+        workgroupBarrier();
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = wg.y * p.groups_x + wg.x;
+    if (row >= p.rows) { return; }
+    let lane = lid.x;
+    let base = row * p.v;
+    if (p.mode == 1u) {
+        let inv = 1.0 / f32(p.rows);
+        for (var i = lane; i < p.v; i = i + 64u) {
+            var g = probs[base + i];
+            if (i == targets[row]) { g = g - 1.0; }
+            probs[base + i] = g * inv;
+        }
+        return;
+    }
+    var m = -3.0e38;
+    for (var i = lane; i < p.v; i = i + 64u) { m = max(m, probs[base + i]); }
+    red[lane] = m;
+    workgroupBarrier();
+    reduce_max(lane);
+    let maxv = red[0];
+    workgroupBarrier();
+    var s = 0.0;
+    for (var i = lane; i < p.v; i = i + 64u) {
+        let e = exp(probs[base + i] - maxv);
+        probs[base + i] = e;
+        s = s + e;
+    }
+    red[lane] = s;
+    workgroupBarrier();
+    reduce_sum(lane);
+    let inv = 1.0 / red[0];
+    for (var i = lane; i < p.v; i = i + 64u) { probs[base + i] = probs[base + i] * inv; }
+    workgroupBarrier();
+    if (lane == 0u) {
+        losses[row] = -log(max(probs[base + targets[row]], 1.17549435e-38));
+    }
+}

@@ -1,0 +1,39 @@
+// Elementwise kernels over flat f32 buffers: gelu_new forward/backward and the residual add.
+// op 0: out = gelu(a)            op 1: out += gelu'(a) · b   (b = upstream gradient)
+// op 2: out = a + b              op 3: out += a
+// Dispatched 2-D when there are more than 65535 groups; index = (wg.y · groups_x + wg.x) · 256 + lane.
+
+struct Params {
+    n: u32,
+    op: u32,
+    groups_x: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+const GELU_K: f32 = 0.7978845608028654; // sqrt(2/pi)
+
+fn gelu(x: f32) -> f32 {
+    return 0.5 * x * (1.0 + tanh(GELU_K * (x + 0.044715 * x * x * x)));
+}
+
+fn gelu_grad(x: f32) -> f32 {
+    let th = tanh(GELU_K * (x + 0.044715 * x * x * x));
+    return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * GELU_K * (1.0 + 3.0 * 0.044715 * x * x);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = (wg.y * p.groups_x + wg.x) * 256u + lid.x;
+    if (i >= p.n) { return; }
+    switch p.op {
+        case 0u: { out[i] = gelu(a[i]); }
+        case 1u: { out[i] = out[i] + gelu_grad(a[i]) * b[i]; }
+        case 2u: { out[i] = a[i] + b[i]; }
+        default: { out[i] = out[i] + a[i]; }
+    }
+}

@@ -1,0 +1,673 @@
+//! The WGSL kernels besides the matmuls, each paired with the CPU function of the same name in `cpu::layers`.
+//! Every kernel file has an explicit bind-group layout (so entry points that use a subset of the bindings share it);
+//! calls are prepared once — uniform, bind group, workgroup counts — and recorded into each step's compute pass.
+
+use super::matmul::Dispatch;
+use super::{Gpu, GpuBuffer};
+
+const ELEMENTWISE_WGSL: &str = include_str!("../../shaders/elementwise.wgsl");
+const LAYERNORM_WGSL: &str = include_str!("../../shaders/layernorm.wgsl");
+const COLUMN_SUMS_WGSL: &str = include_str!("../../shaders/column_sums.wgsl");
+const ATTENTION_WGSL: &str = include_str!("../../shaders/attention.wgsl");
+const EMBEDDING_WGSL: &str = include_str!("../../shaders/embedding.wgsl");
+const CROSS_ENTROPY_WGSL: &str = include_str!("../../shaders/cross_entropy.wgsl");
+const ADAMW_WGSL: &str = include_str!("../../shaders/adamw.wgsl");
+
+/// How a binding is declared in WGSL.
+#[derive(Clone, Copy)]
+enum Bind {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+/// One WGSL file: its layout and a pipeline per entry point.
+struct Kernel {
+    layout: wgpu::BindGroupLayout,
+    pipelines: Vec<(&'static str, wgpu::ComputePipeline)>,
+}
+
+impl Kernel {
+    fn new(gpu: &Gpu, label: &str, source: &str, binds: &[Bind], entries: &[&'static str]) -> Self {
+        let layout_entries: Vec<wgpu::BindGroupLayoutEntry> = binds
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: match b {
+                    Bind::Uniform => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Bind::Read => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Bind::ReadWrite => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: false },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                },
+                count: None,
+            })
+            .collect();
+        let layout = gpu
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(label),
+                entries: &layout_entries,
+            });
+        let pipeline_layout = gpu
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(label),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let module = gpu.shader(label, source);
+        let pipelines = entries
+            .iter()
+            .map(|e| {
+                let p = gpu
+                    .device
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(e),
+                        layout: Some(&pipeline_layout),
+                        module: &module,
+                        entry_point: Some(e),
+                        compilation_options: Default::default(),
+                        cache: None,
+                    });
+                (*e, p)
+            })
+            .collect();
+        Kernel { layout, pipelines }
+    }
+
+    fn dispatch(
+        &self,
+        gpu: &Gpu,
+        entry: &str,
+        uniform: wgpu::Buffer,
+        bufs: &[&GpuBuffer],
+        workgroups: (u32, u32, u32),
+    ) -> Dispatch {
+        let pipeline = self
+            .pipelines
+            .iter()
+            .find(|(e, _)| *e == entry)
+            .expect("entry point compiled")
+            .1
+            .clone();
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
+        entries.extend(bufs.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32 + 1,
+            resource: b.raw().as_entire_binding(),
+        }));
+        let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(entry),
+            layout: &self.layout,
+            entries: &entries,
+        });
+        Dispatch::new(pipeline, vec![bg], workgroups, Some(uniform))
+    }
+}
+
+/// Workgroups for `n` groups of work, folded into 2-D when over the 65535-per-dimension limit.
+/// Returns (x, y) and the x extent the shader uses to linearise.
+fn grid(n: u32) -> (u32, u32) {
+    let x = n.clamp(1, 65535);
+    (x, n.div_ceil(x).max(1))
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct U4 {
+    a: u32,
+    b: u32,
+    c: u32,
+    d: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LnParams {
+    rows: u32,
+    c: u32,
+    mode: u32,
+    eps: f32,
+    groups_x: u32,
+    _pad: [u32; 3],
+}
+
+/// AdamW hyper-parameters that stay fixed over a run.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamHyper {
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// Global-norm clipping threshold; 0 disables clipping.
+    pub max_norm: f32,
+}
+
+/// The AdamW uniform as the shader reads it.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AdamParams {
+    n: u32,
+    groups_x: u32,
+    step: u32,
+    partials: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    max_norm: f32,
+    _pad: [f32; 2],
+}
+
+/// The three AdamW dispatches (norm, finish, update) of one parameter buffer.
+pub struct AdamDispatch {
+    params: AdamParams,
+    pub dispatches: [Dispatch; 3],
+}
+
+impl AdamDispatch {
+    /// Sets the step number (1-based, for bias correction) and learning rate of the next update.
+    pub fn set_step(&self, gpu: &Gpu, step: u32, lr: f32) {
+        self.dispatches[2].write_uniform(
+            gpu,
+            &AdamParams {
+                step,
+                lr,
+                ..self.params
+            },
+        );
+    }
+}
+
+/// All pipelines of the non-matmul kernels, compiled once.
+pub struct Kernels {
+    elementwise: Kernel,
+    layernorm: Kernel,
+    column_sums: Kernel,
+    attention: Kernel,
+    embedding: Kernel,
+    cross_entropy: Kernel,
+    adamw: Kernel,
+}
+
+impl Kernels {
+    pub fn new(gpu: &Gpu) -> Self {
+        use Bind::*;
+        Kernels {
+            elementwise: Kernel::new(
+                gpu,
+                "elementwise",
+                ELEMENTWISE_WGSL,
+                &[Uniform, Read, Read, ReadWrite],
+                &["main"],
+            ),
+            layernorm: Kernel::new(
+                gpu,
+                "layernorm",
+                LAYERNORM_WGSL,
+                &[Uniform, Read, Read, Read, ReadWrite, ReadWrite, Read],
+                &["main"],
+            ),
+            column_sums: Kernel::new(
+                gpu,
+                "column_sums",
+                COLUMN_SUMS_WGSL,
+                &[Uniform, Read, Read, Read, ReadWrite, ReadWrite],
+                &["main"],
+            ),
+            attention: Kernel::new(
+                gpu,
+                "attention",
+                ATTENTION_WGSL,
+                &[Uniform, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
+                &["forward", "backward_query", "backward_keys"],
+            ),
+            embedding: Kernel::new(
+                gpu,
+                "embedding",
+                EMBEDDING_WGSL,
+                &[Uniform, Read, ReadWrite, ReadWrite, ReadWrite],
+                &["forward", "backward"],
+            ),
+            cross_entropy: Kernel::new(
+                gpu,
+                "cross_entropy",
+                CROSS_ENTROPY_WGSL,
+                &[Uniform, ReadWrite, Read, ReadWrite],
+                &["main"],
+            ),
+            adamw: Kernel::new(
+                gpu,
+                "adamw",
+                ADAMW_WGSL,
+                &[
+                    Uniform, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
+                ],
+                &["sum_squares", "finish_norm", "update"],
+            ),
+        }
+    }
+
+    fn elementwise(
+        &self,
+        gpu: &Gpu,
+        op: u32,
+        n: u32,
+        a: &GpuBuffer,
+        b: &GpuBuffer,
+        out: &GpuBuffer,
+    ) -> Dispatch {
+        let (x, y) = grid(n.div_ceil(256));
+        let u = gpu.uniform(
+            "elementwise",
+            &U4 {
+                a: n,
+                b: op,
+                c: x,
+                d: 0,
+            },
+        );
+        self.elementwise
+            .dispatch(gpu, "main", u, &[a, b, out], (x, y, 1))
+    }
+
+    /// out = gelu_new(inp).
+    pub fn gelu_forward(&self, gpu: &Gpu, n: u32, inp: &GpuBuffer, out: &GpuBuffer) -> Dispatch {
+        self.elementwise(gpu, 0, n, inp, inp, out)
+    }
+
+    /// dinp += gelu_new'(inp) · dout.
+    pub fn gelu_backward(
+        &self,
+        gpu: &Gpu,
+        n: u32,
+        dinp: &GpuBuffer,
+        inp: &GpuBuffer,
+        dout: &GpuBuffer,
+    ) -> Dispatch {
+        self.elementwise(gpu, 1, n, inp, dout, dinp)
+    }
+
+    /// out = a + b.
+    pub fn residual_forward(
+        &self,
+        gpu: &Gpu,
+        n: u32,
+        out: &GpuBuffer,
+        a: &GpuBuffer,
+        b: &GpuBuffer,
+    ) -> Dispatch {
+        self.elementwise(gpu, 2, n, a, b, out)
+    }
+
+    /// out += a.
+    pub fn accumulate(&self, gpu: &Gpu, n: u32, out: &GpuBuffer, a: &GpuBuffer) -> Dispatch {
+        self.elementwise(gpu, 3, n, a, a, out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn layernorm(
+        &self,
+        gpu: &Gpu,
+        mode: u32,
+        rows: u32,
+        c: u32,
+        eps: f32,
+        x: &GpuBuffer,
+        w: &GpuBuffer,
+        b: &GpuBuffer,
+        out: &GpuBuffer,
+        stats: &GpuBuffer,
+        dy: &GpuBuffer,
+    ) -> Dispatch {
+        let (gx, gy) = grid(rows);
+        let u = gpu.uniform(
+            "layernorm",
+            &LnParams {
+                rows,
+                c,
+                mode,
+                eps,
+                groups_x: gx,
+                _pad: [0; 3],
+            },
+        );
+        self.layernorm
+            .dispatch(gpu, "main", u, &[x, w, b, out, stats, dy], (gx, gy, 1))
+    }
+
+    /// out = LayerNorm(inp)·w + b; saves (mean, rstd) per row in `stats`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn layernorm_forward(
+        &self,
+        gpu: &Gpu,
+        rows: u32,
+        c: u32,
+        eps: f32,
+        out: &GpuBuffer,
+        stats: &GpuBuffer,
+        inp: &GpuBuffer,
+        w: &GpuBuffer,
+        b: &GpuBuffer,
+    ) -> Dispatch {
+        self.layernorm(gpu, 0, rows, c, eps, inp, w, b, out, stats, inp)
+    }
+
+    /// dinp += input gradient of the LayerNorm.
+    #[allow(clippy::too_many_arguments)]
+    pub fn layernorm_backward(
+        &self,
+        gpu: &Gpu,
+        rows: u32,
+        c: u32,
+        dinp: &GpuBuffer,
+        dout: &GpuBuffer,
+        inp: &GpuBuffer,
+        w: &GpuBuffer,
+        stats: &GpuBuffer,
+    ) -> Dispatch {
+        self.layernorm(gpu, 1, rows, c, 0.0, inp, w, w, dinp, stats, dout)
+    }
+
+    /// dw += Σ_rows norm·dout, db += Σ_rows dout (the LayerNorm's parameter gradients).
+    #[allow(clippy::too_many_arguments)]
+    pub fn layernorm_param_grads(
+        &self,
+        gpu: &Gpu,
+        rows: u32,
+        c: u32,
+        dw: &GpuBuffer,
+        db: &GpuBuffer,
+        dout: &GpuBuffer,
+        inp: &GpuBuffer,
+        stats: &GpuBuffer,
+    ) -> Dispatch {
+        let u = gpu.uniform(
+            "column_sums",
+            &U4 {
+                a: rows,
+                b: c,
+                c: 1,
+                d: 0,
+            },
+        );
+        self.column_sums.dispatch(
+            gpu,
+            "main",
+            u,
+            &[dout, inp, stats, dw, db],
+            (c.div_ceil(64), 1, 1),
+        )
+    }
+
+    /// db += Σ_rows dout (a linear layer's bias gradient).
+    pub fn bias_grad(
+        &self,
+        gpu: &Gpu,
+        rows: u32,
+        c: u32,
+        db: &GpuBuffer,
+        dout: &GpuBuffer,
+    ) -> Dispatch {
+        let u = gpu.uniform(
+            "column_sums",
+            &U4 {
+                a: rows,
+                b: c,
+                c: 0,
+                d: 0,
+            },
+        );
+        self.column_sums.dispatch(
+            gpu,
+            "main",
+            u,
+            &[dout, dout, dout, db, db],
+            (c.div_ceil(64), 1, 1),
+        )
+    }
+
+    fn attention_grid(b: u32, t: u32, nh: u32) -> (u32, u32, u32) {
+        let groups = (b * t * nh).div_ceil(64);
+        (groups.min(65535), groups.div_ceil(65535), 1)
+    }
+
+    /// Causal attention: probabilities into `att` [B, T, NH, T], output into `out` [B·T, C].
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_forward(
+        &self,
+        gpu: &Gpu,
+        b: u32,
+        t: u32,
+        c: u32,
+        nh: u32,
+        out: &GpuBuffer,
+        att: &GpuBuffer,
+        qkv: &GpuBuffer,
+        scratch: &GpuBuffer,
+    ) -> Dispatch {
+        let u = gpu.uniform(
+            "attention",
+            &U4 {
+                a: b,
+                b: t,
+                c,
+                d: nh,
+            },
+        );
+        self.attention.dispatch(
+            gpu,
+            "forward",
+            u,
+            &[qkv, att, out, scratch, scratch],
+            Self::attention_grid(b, t, nh),
+        )
+    }
+
+    /// dqkv += attention gradient (two dispatches; `dpre` is scratch of the size of `att`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_backward(
+        &self,
+        gpu: &Gpu,
+        b: u32,
+        t: u32,
+        c: u32,
+        nh: u32,
+        dqkv: &GpuBuffer,
+        dout: &GpuBuffer,
+        qkv: &GpuBuffer,
+        att: &GpuBuffer,
+        dpre: &GpuBuffer,
+    ) -> [Dispatch; 2] {
+        let g = Self::attention_grid(b, t, nh);
+        let mk = |entry: &str| {
+            let u = gpu.uniform(
+                "attention",
+                &U4 {
+                    a: b,
+                    b: t,
+                    c,
+                    d: nh,
+                },
+            );
+            self.attention
+                .dispatch(gpu, entry, u, &[qkv, att, dout, dqkv, dpre], g)
+        };
+        [mk("backward_query"), mk("backward_keys")]
+    }
+
+    /// out[r] = wte[tokens[r]] + wpe[r mod T].
+    #[allow(clippy::too_many_arguments)]
+    pub fn embedding_forward(
+        &self,
+        gpu: &Gpu,
+        rows: u32,
+        t: u32,
+        c: u32,
+        out: &GpuBuffer,
+        tokens: &GpuBuffer,
+        wte: &GpuBuffer,
+        wpe: &GpuBuffer,
+    ) -> Dispatch {
+        let (x, y) = grid((rows * c).div_ceil(256));
+        let u = gpu.uniform(
+            "embedding",
+            &U4 {
+                a: rows,
+                b: t,
+                c,
+                d: x,
+            },
+        );
+        self.embedding
+            .dispatch(gpu, "forward", u, &[tokens, wte, wpe, out], (x, y, 1))
+    }
+
+    /// dwte[tokens[r]] += dout[r], dwpe[r mod T] += dout[r].
+    #[allow(clippy::too_many_arguments)]
+    pub fn embedding_backward(
+        &self,
+        gpu: &Gpu,
+        rows: u32,
+        t: u32,
+        c: u32,
+        dwte: &GpuBuffer,
+        dwpe: &GpuBuffer,
+        dout: &GpuBuffer,
+        tokens: &GpuBuffer,
+    ) -> Dispatch {
+        let u = gpu.uniform(
+            "embedding",
+            &U4 {
+                a: rows,
+                b: t,
+                c,
+                d: 0,
+            },
+        );
+        self.embedding.dispatch(
+            gpu,
+            "backward",
+            u,
+            &[tokens, dwte, dwpe, dout],
+            (c.div_ceil(64), 1, 1),
+        )
+    }
+
+    /// Softmax of the logits in place and −log p[target] per row into `losses`.
+    pub fn cross_entropy_forward(
+        &self,
+        gpu: &Gpu,
+        rows: u32,
+        v: u32,
+        probs: &GpuBuffer,
+        targets: &GpuBuffer,
+        losses: &GpuBuffer,
+    ) -> Dispatch {
+        let (x, y) = grid(rows);
+        let u = gpu.uniform(
+            "cross_entropy",
+            &U4 {
+                a: rows,
+                b: v,
+                c: 0,
+                d: x,
+            },
+        );
+        self.cross_entropy
+            .dispatch(gpu, "main", u, &[probs, targets, losses], (x, y, 1))
+    }
+
+    /// dlogits = (probs − onehot)/rows, in place.
+    pub fn cross_entropy_backward(
+        &self,
+        gpu: &Gpu,
+        rows: u32,
+        v: u32,
+        probs: &GpuBuffer,
+        targets: &GpuBuffer,
+        losses: &GpuBuffer,
+    ) -> Dispatch {
+        let (x, y) = grid(rows);
+        let u = gpu.uniform(
+            "cross_entropy",
+            &U4 {
+                a: rows,
+                b: v,
+                c: 1,
+                d: x,
+            },
+        );
+        self.cross_entropy
+            .dispatch(gpu, "main", u, &[probs, targets, losses], (x, y, 1))
+    }
+
+    /// Gradient norm (two reductions) then the AdamW update with clipping. `norm_buf` needs 1 + ⌈n/256⌉ floats:
+    /// element 0 ends up holding the squared global norm of the gradients before clipping.
+    #[allow(clippy::too_many_arguments)]
+    pub fn adamw(
+        &self,
+        gpu: &Gpu,
+        hyper: AdamHyper,
+        n: u32,
+        param: &GpuBuffer,
+        grad: &GpuBuffer,
+        m: &GpuBuffer,
+        v: &GpuBuffer,
+        norm_buf: &GpuBuffer,
+    ) -> AdamDispatch {
+        let partials = n.div_ceil(256);
+        let (x, y) = grid(partials);
+        let p = AdamParams {
+            n,
+            groups_x: x,
+            step: 0,
+            partials,
+            lr: 0.0,
+            beta1: hyper.beta1,
+            beta2: hyper.beta2,
+            eps: hyper.eps,
+            weight_decay: hyper.weight_decay,
+            max_norm: hyper.max_norm,
+            _pad: [0.0; 2],
+        };
+        let bufs = [param, grad, m, v, norm_buf];
+        AdamDispatch {
+            params: p,
+            dispatches: [
+                self.adamw.dispatch(
+                    gpu,
+                    "sum_squares",
+                    gpu.uniform("adamw", &p),
+                    &bufs,
+                    (x, y, 1),
+                ),
+                self.adamw.dispatch(
+                    gpu,
+                    "finish_norm",
+                    gpu.uniform("adamw", &p),
+                    &bufs,
+                    (1, 1, 1),
+                ),
+                self.adamw
+                    .dispatch(gpu, "update", gpu.uniform("adamw", &p), &bufs, (x, y, 1)),
+            ],
+        }
+    }
+}
