@@ -1,7 +1,7 @@
 // Tiled matrix multiply over f32: C[M×N] = alpha · op(A)[M×K] · op(B)[K×N] + beta · C.
 // op(X) is X or Xᵀ (flags in `p.trans`): A is stored [M×K] (or [K×M] when transposed), B [K×N] (or [N×K]).
-// C has a row stride `ldc` and a column offset, so a kernel can write one column slice of a wider matrix
-// (the q, k or v slice of c_attn). 16×16 output tiles, one output per invocation, K staged through workgroup memory
+// Every operand has its own row stride and starting element, so a kernel can read or write one column slice of a
+// wider matrix (the q, k or v slice of c_attn) or one tensor of a flat buffer. 16×16 output tiles, one output per invocation, K staged through workgroup memory
 // in steps of 16; out-of-range loads read 0, so any shape works.
 
 struct Params {
@@ -15,8 +15,8 @@ struct Params {
     c_offset: u32,
     alpha: f32,
     beta: f32,
-    _pad0: u32,
-    _pad1: u32,
+    a_offset: u32,
+    b_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -30,14 +30,14 @@ var<workgroup> tile_b: array<array<f32, 16>, 16>;
 
 fn load_a(row: u32, col: u32) -> f32 {
     if (row >= p.m || col >= p.k) { return 0.0; }
-    if ((p.trans & 1u) != 0u) { return a[col * p.lda + row]; }
-    return a[row * p.lda + col];
+    if ((p.trans & 1u) != 0u) { return a[p.a_offset + col * p.lda + row]; }
+    return a[p.a_offset + row * p.lda + col];
 }
 
 fn load_b(row: u32, col: u32) -> f32 {
     if (row >= p.k || col >= p.n) { return 0.0; }
-    if ((p.trans & 2u) != 0u) { return b[col * p.ldb + row]; }
-    return b[row * p.ldb + col];
+    if ((p.trans & 2u) != 0u) { return b[p.b_offset + col * p.ldb + row]; }
+    return b[p.b_offset + row * p.ldb + col];
 }
 
 @compute @workgroup_size(16, 16, 1)

@@ -57,18 +57,9 @@ fn matmul_matches_cpu_in_every_orientation() {
                     gpu.upload("b", &b, Category::Scratch).unwrap(),
                 );
                 let gc = gpu.upload("c", &c0, Category::Scratch).unwrap();
-                let shape = MatmulShape {
-                    m: m as u32,
-                    n: n as u32,
-                    k: k as u32,
-                    trans_a: ta,
-                    trans_b: tb,
-                    ldc: ldc as u32,
-                    c_offset: 2,
-                    alpha,
-                    beta,
-                };
-                submit(&gpu, &[&mm.prepare(&gpu, shape, &ga, &gb, &gc)]);
+                let shape = MatmulShape { ldc: ldc as u32, c_offset: 2, ..MatmulShape::new(m as u32, k as u32, n as u32, ta, tb) }
+                    .scaled(alpha, beta);
+                submit(&gpu, &[&mm.prepare(&gpu, shape, ga.all(), gb.all(), gc.all())]);
                 let got = pollster::block_on(gpu.read_f32(&gc, m * ldc)).unwrap();
                 assert_close(&got, &want, &format!("{m}x{k}x{n} ta={ta} tb={tb}"));
             }
@@ -111,8 +102,8 @@ fn fused_dequant_matmul_matches_cpu_for_every_format() {
                 )
                 .unwrap();
             let gdx = gpu.upload("dx", &dx0, Category::Activations).unwrap();
-            let fwd = mmq.prepare_forward(&gpu, &gw, m as u32, &gx, Some(&gb), &gy);
-            let bwd = mmq.prepare_backward(&gpu, &gw, m as u32, &gdy, &gdx, true);
+            let fwd = mmq.prepare_forward(&gpu, &gw, m as u32, gx.all(), Some(gb.all()), gy.all());
+            let bwd = mmq.prepare_backward(&gpu, &gw, m as u32, gdy.all(), gdx.all(), true);
             submit(&gpu, &[&fwd, &bwd]);
             let mut want_y: Vec<f32> = (0..m).flat_map(|_| bias.clone()).collect();
             gemm(
@@ -200,9 +191,9 @@ fn elementwise_kernels_match_cpu() {
     submit(
         &gpu,
         &[
-            &k.gelu_forward(&gpu, n as u32, &gx, &gy),
-            &k.gelu_backward(&gpu, n as u32, &gd, &gx, &gdy),
-            &k.residual_forward(&gpu, n as u32, &gs, &gx, &gdy),
+            &k.gelu_forward(&gpu, n as u32, gx.all(), gy.all()),
+            &k.gelu_backward(&gpu, n as u32, gd.all(), gx.all(), gdy.all()),
+            &k.residual_forward(&gpu, n as u32, gs.all(), gx.all(), gdy.all()),
         ],
     );
     let mut want_y = vec![0.0; n];
@@ -244,9 +235,9 @@ fn layernorm_matches_cpu() {
     submit(
         &gpu,
         &[
-            &k.layernorm_forward(&gpu, r, cc, 1e-5, &gout, &gstats, &gx, &gw, &gb),
-            &k.layernorm_backward(&gpu, r, cc, &gdx, &gdy, &gx, &gw, &gstats),
-            &k.layernorm_param_grads(&gpu, r, cc, &gdw, &gdb, &gdy, &gx, &gstats),
+            &k.layernorm_forward(&gpu, r, cc, 1e-5, gout.all(), gstats.all(), gx.all(), gw.all(), gb.all()),
+            &k.layernorm_backward(&gpu, r, cc, gdx.all(), gdy.all(), gx.all(), gw.all(), gstats.all()),
+            &k.layernorm_param_grads(&gpu, r, cc, gdw.all(), gdb.all(), gdy.all(), gx.all(), gstats.all()),
         ],
     );
     let (mut out, mut mean, mut rstd) = (vec![0.0; rows * c], vec![0.0; rows], vec![0.0; rows]);
@@ -277,7 +268,7 @@ fn bias_grad_matches_cpu() {
     let gdb = up(&gpu, &vec![1.0; c]);
     submit(
         &gpu,
-        &[&k.bias_grad(&gpu, rows as u32, c as u32, &gdb, &up(&gpu, &dy))],
+        &[&k.bias_grad(&gpu, rows as u32, c as u32, gdb.all(), up(&gpu, &dy).all())],
     );
     let mut want = vec![1.0; c];
     for r in dy.chunks(c) {
@@ -302,8 +293,8 @@ fn attention_matches_cpu() {
     let dq0 = random(b * t * 3 * c, 3);
     let gdq = up(&gpu, &dq0);
     let (bu, tu, cu, nhu) = (b as u32, t as u32, c as u32, nh as u32);
-    let fwd = k.attention_forward(&gpu, bu, tu, cu, nhu, &gout, &gatt, &gq, &gdpre);
-    let [bq, bk] = k.attention_backward(&gpu, bu, tu, cu, nhu, &gdq, &gdy, &gq, &gatt, &gdpre);
+    let fwd = k.attention_forward(&gpu, bu, tu, cu, nhu, gout.all(), gatt.all(), gq.all(), gdpre.all());
+    let [bq, bk] = k.attention_backward(&gpu, bu, tu, cu, nhu, gdq.all(), gdy.all(), gq.all(), gatt.all(), gdpre.all());
     submit(&gpu, &[&fwd, &bq, &bk]);
     let (mut out, mut att) = (vec![0.0; b * t * c], vec![0.0; b * t * nh * t]);
     layers::attention_forward(&mut out, &mut att, &qkv, t, c, nh);
@@ -339,9 +330,9 @@ fn embedding_matches_cpu() {
     submit(
         &gpu,
         &[
-            &k.embedding_forward(&gpu, rows, t as u32, c as u32, &gout, &gtok, &gwte, &gwpe),
+            &k.embedding_forward(&gpu, rows, t as u32, c as u32, gout.all(), gtok.all(), gwte.all(), gwpe.all()),
             &k.embedding_backward(
-                &gpu, rows, t as u32, c as u32, &gdwte, &gdwpe, &gdout, &gtok,
+                &gpu, rows, t as u32, c as u32, gdwte.all(), gdwpe.all(), gdout.all(), gtok.all(),
             ),
         ],
     );
@@ -368,13 +359,13 @@ fn cross_entropy_matches_cpu() {
     let gl = up(&gpu, &vec![0.0; rows]);
     submit(
         &gpu,
-        &[&k.cross_entropy_forward(&gpu, rows as u32, v as u32, &gp, &gt, &gl)],
+        &[&k.cross_entropy_forward(&gpu, rows as u32, v as u32, gp.all(), gt.all(), gl.all())],
     );
     let probs_gpu = read(&gpu, &gp, rows * v);
     let losses = read(&gpu, &gl, rows);
     submit(
         &gpu,
-        &[&k.cross_entropy_backward(&gpu, rows as u32, v as u32, &gp, &gt, &gl)],
+        &[&k.cross_entropy_backward(&gpu, rows as u32, v as u32, gp.all(), gt.all(), gl.all())],
     );
     // CPU: softmax of the logits (lm_head_forward's second half) and the loss.
     let mut probs = logits.clone();
@@ -410,7 +401,7 @@ fn adamw_with_clipping_matches_cpu() {
         weight_decay: 0.01,
         max_norm: 1.0,
     };
-    let adam_gpu = k.adamw(&gpu, hyper, n as u32, &gp, &gg, &gm, &gv, &gnorm);
+    let adam_gpu = k.adamw(&gpu, hyper, n as u32, gp.all(), gg.all(), gm.all(), gv.all(), gnorm.all());
     let mut adam = AdamW::new(n, 0.01);
     for step in 1..=3u32 {
         let g: Vec<f32> = random(n, 10 + step as u64)

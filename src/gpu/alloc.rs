@@ -90,6 +90,35 @@ impl GpuBuffer {
     pub fn category(&self) -> Category {
         self.category
     }
+
+    /// The whole buffer as a binding.
+    pub fn all(&self) -> View<'_> {
+        View { buf: self, offset: 0, size: None }
+    }
+
+    /// `len` f32 values starting at value `start` (its byte offset must meet the device's storage-offset alignment;
+    /// layouts built by the GPU trainer pad every tensor to guarantee it).
+    pub fn view(&self, start: usize, len: usize) -> View<'_> {
+        View { buf: self, offset: 4 * start as u64, size: Some(4 * len.max(1) as u64) }
+    }
+}
+
+/// A range of a buffer bound to a kernel.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub buf: &'a GpuBuffer,
+    pub offset: u64,
+    pub size: Option<u64>,
+}
+
+impl<'a> View<'a> {
+    pub fn binding(&self) -> wgpu::BindingResource<'a> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buf.raw(),
+            offset: self.offset,
+            size: self.size.and_then(wgpu::BufferSize::new),
+        })
+    }
 }
 
 impl Drop for GpuBuffer {

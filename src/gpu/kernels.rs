@@ -3,7 +3,7 @@
 //! calls are prepared once — uniform, bind group, workgroup counts — and recorded into each step's compute pass.
 
 use super::matmul::Dispatch;
-use super::{Gpu, GpuBuffer};
+use super::{Gpu, View};
 
 const ELEMENTWISE_WGSL: &str = include_str!("../../shaders/elementwise.wgsl");
 const LAYERNORM_WGSL: &str = include_str!("../../shaders/layernorm.wgsl");
@@ -93,7 +93,7 @@ impl Kernel {
         gpu: &Gpu,
         entry: &str,
         uniform: wgpu::Buffer,
-        bufs: &[&GpuBuffer],
+        bufs: &[View],
         workgroups: (u32, u32, u32),
     ) -> Dispatch {
         let pipeline = self
@@ -109,7 +109,7 @@ impl Kernel {
         }];
         entries.extend(bufs.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
             binding: i as u32 + 1,
-            resource: b.raw().as_entire_binding(),
+            resource: b.binding(),
         }));
         let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(entry),
@@ -269,9 +269,9 @@ impl Kernels {
         gpu: &Gpu,
         op: u32,
         n: u32,
-        a: &GpuBuffer,
-        b: &GpuBuffer,
-        out: &GpuBuffer,
+        a: View,
+        b: View,
+        out: View,
     ) -> Dispatch {
         let (x, y) = grid(n.div_ceil(256));
         let u = gpu.uniform(
@@ -288,7 +288,7 @@ impl Kernels {
     }
 
     /// out = gelu_new(inp).
-    pub fn gelu_forward(&self, gpu: &Gpu, n: u32, inp: &GpuBuffer, out: &GpuBuffer) -> Dispatch {
+    pub fn gelu_forward(&self, gpu: &Gpu, n: u32, inp: View, out: View) -> Dispatch {
         self.elementwise(gpu, 0, n, inp, inp, out)
     }
 
@@ -297,9 +297,9 @@ impl Kernels {
         &self,
         gpu: &Gpu,
         n: u32,
-        dinp: &GpuBuffer,
-        inp: &GpuBuffer,
-        dout: &GpuBuffer,
+        dinp: View,
+        inp: View,
+        dout: View,
     ) -> Dispatch {
         self.elementwise(gpu, 1, n, inp, dout, dinp)
     }
@@ -309,15 +309,15 @@ impl Kernels {
         &self,
         gpu: &Gpu,
         n: u32,
-        out: &GpuBuffer,
-        a: &GpuBuffer,
-        b: &GpuBuffer,
+        out: View,
+        a: View,
+        b: View,
     ) -> Dispatch {
         self.elementwise(gpu, 2, n, a, b, out)
     }
 
     /// out += a.
-    pub fn accumulate(&self, gpu: &Gpu, n: u32, out: &GpuBuffer, a: &GpuBuffer) -> Dispatch {
+    pub fn accumulate(&self, gpu: &Gpu, n: u32, out: View, a: View) -> Dispatch {
         self.elementwise(gpu, 3, n, a, a, out)
     }
 
@@ -329,12 +329,12 @@ impl Kernels {
         rows: u32,
         c: u32,
         eps: f32,
-        x: &GpuBuffer,
-        w: &GpuBuffer,
-        b: &GpuBuffer,
-        out: &GpuBuffer,
-        stats: &GpuBuffer,
-        dy: &GpuBuffer,
+        x: View,
+        w: View,
+        b: View,
+        out: View,
+        stats: View,
+        dy: View,
     ) -> Dispatch {
         let (gx, gy) = grid(rows);
         let u = gpu.uniform(
@@ -360,11 +360,11 @@ impl Kernels {
         rows: u32,
         c: u32,
         eps: f32,
-        out: &GpuBuffer,
-        stats: &GpuBuffer,
-        inp: &GpuBuffer,
-        w: &GpuBuffer,
-        b: &GpuBuffer,
+        out: View,
+        stats: View,
+        inp: View,
+        w: View,
+        b: View,
     ) -> Dispatch {
         self.layernorm(gpu, 0, rows, c, eps, inp, w, b, out, stats, inp)
     }
@@ -376,11 +376,11 @@ impl Kernels {
         gpu: &Gpu,
         rows: u32,
         c: u32,
-        dinp: &GpuBuffer,
-        dout: &GpuBuffer,
-        inp: &GpuBuffer,
-        w: &GpuBuffer,
-        stats: &GpuBuffer,
+        dinp: View,
+        dout: View,
+        inp: View,
+        w: View,
+        stats: View,
     ) -> Dispatch {
         self.layernorm(gpu, 1, rows, c, 0.0, inp, w, w, dinp, stats, dout)
     }
@@ -392,11 +392,11 @@ impl Kernels {
         gpu: &Gpu,
         rows: u32,
         c: u32,
-        dw: &GpuBuffer,
-        db: &GpuBuffer,
-        dout: &GpuBuffer,
-        inp: &GpuBuffer,
-        stats: &GpuBuffer,
+        dw: View,
+        db: View,
+        dout: View,
+        inp: View,
+        stats: View,
     ) -> Dispatch {
         let u = gpu.uniform(
             "column_sums",
@@ -422,8 +422,8 @@ impl Kernels {
         gpu: &Gpu,
         rows: u32,
         c: u32,
-        db: &GpuBuffer,
-        dout: &GpuBuffer,
+        db: View,
+        dout: View,
     ) -> Dispatch {
         let u = gpu.uniform(
             "column_sums",
@@ -457,10 +457,10 @@ impl Kernels {
         t: u32,
         c: u32,
         nh: u32,
-        out: &GpuBuffer,
-        att: &GpuBuffer,
-        qkv: &GpuBuffer,
-        scratch: &GpuBuffer,
+        out: View,
+        att: View,
+        qkv: View,
+        scratch: View,
     ) -> Dispatch {
         let u = gpu.uniform(
             "attention",
@@ -489,11 +489,11 @@ impl Kernels {
         t: u32,
         c: u32,
         nh: u32,
-        dqkv: &GpuBuffer,
-        dout: &GpuBuffer,
-        qkv: &GpuBuffer,
-        att: &GpuBuffer,
-        dpre: &GpuBuffer,
+        dqkv: View,
+        dout: View,
+        qkv: View,
+        att: View,
+        dpre: View,
     ) -> [Dispatch; 2] {
         let g = Self::attention_grid(b, t, nh);
         let mk = |entry: &str| {
@@ -520,10 +520,10 @@ impl Kernels {
         rows: u32,
         t: u32,
         c: u32,
-        out: &GpuBuffer,
-        tokens: &GpuBuffer,
-        wte: &GpuBuffer,
-        wpe: &GpuBuffer,
+        out: View,
+        tokens: View,
+        wte: View,
+        wpe: View,
     ) -> Dispatch {
         let (x, y) = grid((rows * c).div_ceil(256));
         let u = gpu.uniform(
@@ -547,10 +547,10 @@ impl Kernels {
         rows: u32,
         t: u32,
         c: u32,
-        dwte: &GpuBuffer,
-        dwpe: &GpuBuffer,
-        dout: &GpuBuffer,
-        tokens: &GpuBuffer,
+        dwte: View,
+        dwpe: View,
+        dout: View,
+        tokens: View,
     ) -> Dispatch {
         let u = gpu.uniform(
             "embedding",
@@ -576,9 +576,9 @@ impl Kernels {
         gpu: &Gpu,
         rows: u32,
         v: u32,
-        probs: &GpuBuffer,
-        targets: &GpuBuffer,
-        losses: &GpuBuffer,
+        probs: View,
+        targets: View,
+        losses: View,
     ) -> Dispatch {
         let (x, y) = grid(rows);
         let u = gpu.uniform(
@@ -600,9 +600,9 @@ impl Kernels {
         gpu: &Gpu,
         rows: u32,
         v: u32,
-        probs: &GpuBuffer,
-        targets: &GpuBuffer,
-        losses: &GpuBuffer,
+        probs: View,
+        targets: View,
+        losses: View,
     ) -> Dispatch {
         let (x, y) = grid(rows);
         let u = gpu.uniform(
@@ -626,11 +626,11 @@ impl Kernels {
         gpu: &Gpu,
         hyper: AdamHyper,
         n: u32,
-        param: &GpuBuffer,
-        grad: &GpuBuffer,
-        m: &GpuBuffer,
-        v: &GpuBuffer,
-        norm_buf: &GpuBuffer,
+        param: View,
+        grad: View,
+        m: View,
+        v: View,
+        norm_buf: View,
     ) -> AdamDispatch {
         let partials = n.div_ceil(256);
         let (x, y) = grid(partials);

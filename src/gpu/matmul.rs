@@ -2,7 +2,7 @@
 //! (`shaders/dequant.wgsl` + `shaders/matmul_dequant.wgsl`). Pipelines are compiled once; a call is prepared once
 //! (uniforms and bind groups) and recorded into any number of command encoders.
 
-use super::{groups, Category, Gpu, GpuBuffer};
+use super::{groups, Category, Gpu, GpuBuffer, View};
 use crate::quant::{codebooks, Format, QuantizedTensor, Scales, Stored};
 use crate::Result;
 
@@ -65,14 +65,10 @@ pub fn submit(gpu: &Gpu, dispatches: &[&Dispatch]) {
     gpu.queue.submit([enc.finish()]);
 }
 
-fn entries<'a>(bufs: &[&'a wgpu::Buffer]) -> Vec<wgpu::BindGroupEntry<'a>> {
-    bufs.iter()
-        .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource: b.as_entire_binding(),
-        })
-        .collect()
+fn entries<'a>(uniform: &'a wgpu::Buffer, bufs: &[View<'a>]) -> Vec<wgpu::BindGroupEntry<'a>> {
+    let mut v = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+    v.extend(bufs.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.binding() }));
+    v
 }
 
 #[repr(C)]
@@ -88,7 +84,8 @@ struct MatmulParams {
     c_offset: u32,
     alpha: f32,
     beta: f32,
-    _pad: [u32; 2],
+    a_offset: u32,
+    b_offset: u32,
 }
 
 /// The f32 matmul pipeline.
@@ -96,7 +93,9 @@ pub struct Matmul {
     pipeline: wgpu::ComputePipeline,
 }
 
-/// Shape of a matmul call: C[m×n] (row stride `ldc`, starting `c_offset` elements in) = alpha·op(A)·op(B) + beta·C.
+/// A matmul call: C[m×n] = alpha·op(A)[m×k]·op(B)[k×n] + beta·C. Each operand is row-major with its own leading
+/// dimension (elements between stored rows) and starting element, so column slices (q, k, v of c_attn) and
+/// sub-tensors of a flat buffer need no copies.
 #[derive(Clone, Copy, Debug)]
 pub struct MatmulShape {
     pub m: u32,
@@ -104,69 +103,73 @@ pub struct MatmulShape {
     pub k: u32,
     pub trans_a: bool,
     pub trans_b: bool,
+    pub lda: u32,
+    pub ldb: u32,
     pub ldc: u32,
+    pub a_offset: u32,
+    pub b_offset: u32,
     pub c_offset: u32,
     pub alpha: f32,
     pub beta: f32,
 }
 
 impl MatmulShape {
-    /// Plain C[m×n] = A[m×k]·B[k×n].
-    pub fn plain(m: u32, k: u32, n: u32) -> Self {
+    /// C = op(A)·op(B) with dense operands (leading dimensions implied by the shapes) and no offsets.
+    pub fn new(m: u32, k: u32, n: u32, trans_a: bool, trans_b: bool) -> Self {
         MatmulShape {
             m,
             n,
             k,
-            trans_a: false,
-            trans_b: false,
+            trans_a,
+            trans_b,
+            lda: if trans_a { m } else { k },
+            ldb: if trans_b { k } else { n },
             ldc: n,
+            a_offset: 0,
+            b_offset: 0,
             c_offset: 0,
             alpha: 1.0,
             beta: 0.0,
         }
     }
+
+    /// Plain C[m×n] = A[m×k]·B[k×n].
+    pub fn plain(m: u32, k: u32, n: u32) -> Self {
+        Self::new(m, k, n, false, false)
+    }
+
+    pub fn scaled(self, alpha: f32, beta: f32) -> Self {
+        MatmulShape { alpha, beta, ..self }
+    }
 }
 
 impl Matmul {
     pub fn new(gpu: &Gpu) -> Self {
-        Matmul {
-            pipeline: gpu.pipeline("matmul", &gpu.shader("matmul.wgsl", MATMUL_WGSL)),
-        }
+        Matmul { pipeline: gpu.pipeline("matmul", &gpu.shader("matmul.wgsl", MATMUL_WGSL)) }
     }
 
-    pub fn prepare(
-        &self,
-        gpu: &Gpu,
-        s: MatmulShape,
-        a: &GpuBuffer,
-        b: &GpuBuffer,
-        c: &GpuBuffer,
-    ) -> Dispatch {
+    pub fn prepare(&self, gpu: &Gpu, s: MatmulShape, a: View, b: View, c: View) -> Dispatch {
         let params = MatmulParams {
             m: s.m,
             n: s.n,
             k: s.k,
             trans: s.trans_a as u32 | (s.trans_b as u32) << 1,
-            lda: if s.trans_a { s.m } else { s.k },
-            ldb: if s.trans_b { s.k } else { s.n },
+            lda: s.lda,
+            ldb: s.ldb,
             ldc: s.ldc,
             c_offset: s.c_offset,
             alpha: s.alpha,
             beta: s.beta,
-            _pad: [0; 2],
+            a_offset: s.a_offset,
+            b_offset: s.b_offset,
         };
         let u = gpu.uniform("matmul params", &params);
         let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("matmul"),
             layout: &self.pipeline.get_bind_group_layout(0),
-            entries: &entries(&[&u, a.raw(), b.raw(), c.raw()]),
+            entries: &entries(&u, &[a, b, c]),
         });
-        Dispatch::new(
-            self.pipeline.clone(),
-            vec![bg],
-            (groups(s.n, 16), groups(s.m, 16), 1),
-            Some(u),
-        )
+        Dispatch::new(self.pipeline.clone(), vec![bg], (groups(s.n, 16), groups(s.m, 16), 1), Some(u))
     }
 }
 
@@ -322,9 +325,9 @@ impl MatmulDequant {
         gpu: &Gpu,
         w: &GpuQuantWeight,
         m: u32,
-        x: &GpuBuffer,
-        bias: Option<&GpuBuffer>,
-        y: &GpuBuffer,
+        x: View,
+        bias: Option<View>,
+        y: View,
     ) -> Dispatch {
         let p = DequantParams {
             m,
@@ -345,8 +348,8 @@ impl MatmulDequant {
         gpu: &Gpu,
         w: &GpuQuantWeight,
         m: u32,
-        dy: &GpuBuffer,
-        dx: &GpuBuffer,
+        dy: View,
+        dx: View,
         accumulate: bool,
     ) -> Dispatch {
         let p = DequantParams {
@@ -367,26 +370,20 @@ impl MatmulDequant {
         gpu: &Gpu,
         w: &GpuQuantWeight,
         p: DequantParams,
-        x: &GpuBuffer,
-        bias: &GpuBuffer,
-        y: &GpuBuffer,
+        x: View,
+        bias: View,
+        y: View,
     ) -> Dispatch {
         let u = gpu.uniform("matmul_dequant params", &p);
         let g0 = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("matmul_dequant io"),
             layout: &self.pipeline.get_bind_group_layout(0),
-            entries: &entries(&[&u, x.raw(), bias.raw(), y.raw()]),
+            entries: &entries(&u, &[x, bias, y]),
         });
         let g1 = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("matmul_dequant weight"),
             layout: &self.pipeline.get_bind_group_layout(1),
-            entries: &entries(&[
-                &w.params,
-                w.words.raw(),
-                w.scales.raw(),
-                w.qabs.raw(),
-                w.tables.raw(),
-            ]),
+            entries: &entries(&w.params, &[w.words.all(), w.scales.all(), w.qabs.all(), w.tables.all()]),
         });
         Dispatch::new(
             self.pipeline.clone(),

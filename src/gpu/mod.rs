@@ -8,7 +8,7 @@ mod alloc;
 mod kernels;
 mod matmul;
 
-pub use alloc::{Category, GpuBuffer, MemoryLedger};
+pub use alloc::{Category, GpuBuffer, MemoryLedger, View};
 pub use kernels::{AdamDispatch, AdamHyper, Kernels};
 pub use matmul::{submit, Dispatch, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape};
 
