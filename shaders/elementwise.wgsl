@@ -1,13 +1,15 @@
-// Elementwise kernels over flat f32 buffers: gelu_new forward/backward and the residual add.
-// op 0: out = gelu(a)            op 1: out += gelu'(a) · b   (b = upstream gradient)
+// Elementwise kernels over flat f32 buffers.
+// op 0: out = gelu_new(a)        op 1: out += gelu_new'(a) · b   (b = upstream gradient)
 // op 2: out = a + b              op 3: out += a
+// op 4: out = a · b              op 5: out += a · b              (dropout: b is the mask, 0 or 1/(1−p))
+// op 6: out = 0                  op 7: out = a[i mod width]      (a bias broadcast over rows)
 // Dispatched 2-D when there are more than 65535 groups; index = (wg.y · groups_x + wg.x) · 256 + lane.
 
 struct Params {
     n: u32,
     op: u32,
     groups_x: u32,
-    _pad: u32,
+    width: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -34,6 +36,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         case 0u: { out[i] = gelu(a[i]); }
         case 1u: { out[i] = out[i] + gelu_grad(a[i]) * b[i]; }
         case 2u: { out[i] = a[i] + b[i]; }
-        default: { out[i] = out[i] + a[i]; }
+        case 3u: { out[i] = out[i] + a[i]; }
+        case 4u: { out[i] = a[i] * b[i]; }
+        case 5u: { out[i] = out[i] + a[i] * b[i]; }
+        case 6u: { out[i] = 0.0; }
+        default: { out[i] = a[i % p.width]; }
     }
 }

@@ -37,16 +37,8 @@ pub struct Arch {
     pub d_ff: u64,
 }
 
-pub const PRESETS: [&str; 8] = [
-    "gpt2",
-    "gpt2-medium",
-    "gpt2-large",
-    "gpt3-175b",
-    "llama-7b",
-    "llama-13b",
-    "llama-33b",
-    "llama-65b",
-];
+pub const PRESETS: [&str; 8] =
+    ["gpt2", "gpt2-medium", "gpt2-large", "gpt3-175b", "llama-7b", "llama-13b", "llama-33b", "llama-65b"];
 
 impl Arch {
     pub fn preset(name: &str) -> Result<Self> {
@@ -61,21 +53,9 @@ impl Arch {
             "llama-13b" => llama(5120, 40, 40, 13824),
             "llama-33b" => llama(6656, 60, 52, 17920),
             "llama-65b" => llama(8192, 80, 64, 22016),
-            _ => bail!(
-                "unknown preset {name:?}; expected one of {}",
-                PRESETS.join(", ")
-            ),
+            _ => bail!("unknown preset {name:?}; expected one of {}", PRESETS.join(", ")),
         };
-        Ok(Arch {
-            name: name.to_string(),
-            family,
-            vocab,
-            ctx,
-            d_model,
-            n_layer,
-            n_head,
-            d_ff,
-        })
+        Ok(Arch { name: name.to_string(), family, vocab, ctx, d_model, n_layer, n_head, d_ff })
     }
 
     pub fn from_model(cfg: &crate::model::ModelConfig) -> Self {
@@ -96,12 +76,7 @@ impl Arch {
     pub fn linears(&self) -> Vec<(&'static str, u64, u64)> {
         let (d, f) = (self.d_model, self.d_ff);
         match self.family {
-            Family::Gpt2 => vec![
-                ("c_attn", d, 3 * d),
-                ("attn.c_proj", d, d),
-                ("c_fc", d, f),
-                ("mlp.c_proj", f, d),
-            ],
+            Family::Gpt2 => vec![("c_attn", d, 3 * d), ("attn.c_proj", d, d), ("c_fc", d, f), ("mlp.c_proj", f, d)],
             Family::Llama => vec![
                 ("q_proj", d, d),
                 ("k_proj", d, d),
@@ -124,8 +99,12 @@ impl Arch {
             (Family::Gpt2, "proj") => (f, d),
             (Family::Llama, "gate" | "up") => (d, f),
             (Family::Llama, "down") => (f, d),
-            (Family::Gpt2, _) => bail!("unknown target {target:?} for a GPT-2 model; expected q, k, v, qkv, o, fc or proj"),
-            (Family::Llama, _) => bail!("unknown target {target:?} for a LLaMA model; expected q, k, v, o, gate, up or down"),
+            (Family::Gpt2, _) => {
+                bail!("unknown target {target:?} for a GPT-2 model; expected q, k, v, qkv, o, fc or proj")
+            }
+            (Family::Llama, _) => {
+                bail!("unknown target {target:?} for a LLaMA model; expected q, k, v, o, gate, up or down")
+            }
         })
     }
 
@@ -148,10 +127,7 @@ impl Arch {
         match self.family {
             Family::Gpt2 => {
                 let biases: u64 = self.linears().iter().map(|(_, _, o)| o).sum();
-                self.vocab * d
-                    + self.ctx * d
-                    + l * (self.block_linear_params() + biases + 4 * d)
-                    + 2 * d
+                self.vocab * d + self.ctx * d + l * (self.block_linear_params() + biases + 4 * d) + 2 * d
             }
             Family::Llama => 2 * self.vocab * d + l * (self.block_linear_params() + 2 * d) + d,
         }
@@ -195,19 +171,11 @@ impl AdapterSpec {
         ensure!(rank >= 1, "rank must be at least 1");
         let mut list: Vec<(String, u64)> = Vec::new();
         for t in targets.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let names: Vec<&str> = if t.eq_ignore_ascii_case("all") {
-                arch.all_targets().to_vec()
-            } else {
-                vec![t]
-            };
+            let names: Vec<&str> = if t.eq_ignore_ascii_case("all") { arch.all_targets().to_vec() } else { vec![t] };
             for n in names {
                 let n = n.to_ascii_lowercase();
                 let (i, o) = arch.target_dims(&n)?;
-                ensure!(
-                    rank <= i.min(o),
-                    "rank {rank} for target {n} must be at most min(d_in, d_out) = {}",
-                    i.min(o)
-                );
+                ensure!(rank <= i.min(o), "rank {rank} for target {n} must be at most min(d_in, d_out) = {}", i.min(o));
                 if !list.iter().any(|(x, _)| *x == n) {
                     list.push((n, rank));
                 }
@@ -215,10 +183,7 @@ impl AdapterSpec {
         }
         ensure!(!list.is_empty(), "no targets given");
         let has = |n: &str| list.iter().any(|(x, _)| x == n);
-        ensure!(
-            !(has("qkv") && (has("q") || has("k") || has("v"))),
-            "target qkv already covers q, k and v"
-        );
+        ensure!(!(has("qkv") && (has("q") || has("k") || has("v"))), "target qkv already covers q, k and v");
         Ok(AdapterSpec { targets: list })
     }
 
@@ -258,18 +223,12 @@ impl ParamCount {
 
 pub fn lora_params(arch: &Arch, spec: &AdapterSpec) -> ParamCount {
     let trainable = spec.trainable(arch);
-    ParamCount {
-        trainable,
-        total: arch.base_params() + trainable,
-    }
+    ParamCount { trainable, total: arch.base_params() + trainable }
 }
 
 pub fn full_params(arch: &Arch) -> ParamCount {
     let n = arch.base_params();
-    ParamCount {
-        trainable: n,
-        total: n,
-    }
+    ParamCount { trainable: n, total: n }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -304,12 +263,7 @@ pub struct Memory {
 
 impl Memory {
     pub fn total(&self) -> u64 {
-        self.base_weights
-            + self.quant_constants
-            + self.adapters
-            + self.gradients
-            + self.optimizer
-            + self.activations
+        self.base_weights + self.quant_constants + self.adapters + self.gradients + self.optimizer + self.activations
     }
 
     pub fn categories(&self) -> [(&'static str, u64); 6] {
@@ -325,37 +279,25 @@ impl Memory {
 }
 
 pub fn memory(arch: &Arch, q: &MemoryQuery) -> Result<Memory> {
-    ensure!(
-        q.batch >= 1 && q.seq >= 1,
-        "batch and sequence length must be at least 1"
-    );
-    ensure!(
-        q.seq <= arch.ctx,
-        "sequence length {} exceeds the model's context of {}",
-        q.seq,
-        arch.ctx
-    );
+    ensure!(q.batch >= 1 && q.seq >= 1, "batch and sequence length must be at least 1");
+    ensure!(q.seq <= arch.ctx, "sequence length {} exceeds the model's context of {}", q.seq, arch.ctx);
     let dt = q.dtype_bytes;
     let mut m = Memory::default();
     let (trainable, lora_act) = match q.method {
         MemMethod::Full => {
-            ensure!(q.storage == Storage::FP32, "full fine-tuning trains the base weights in the training dtype; --format applies to lora and qlora");
+            ensure!(
+                q.storage == Storage::FP32,
+                "full fine-tuning trains the base weights in the training dtype; --format applies to lora and qlora"
+            );
             m.base_weights = arch.base_params() * dt;
             (arch.base_params(), 0)
         }
         MemMethod::Lora | MemMethod::Qlora => {
-            let spec = q
-                .adapters
-                .as_ref()
-                .ok_or_else(|| Error::new("lora and qlora need targets and a rank"))?;
+            let spec = q.adapters.as_ref().ok_or_else(|| Error::new("lora and qlora need targets and a rank"))?;
             // fp32 "storage" of the base in a bf16 run means the training dtype: no quantization.
             let per_tensor: Vec<u64> = arch.linears().iter().map(|(_, i, o)| i * o).collect();
             for n in &per_tensor {
-                let values = if q.storage == Storage::FP32 {
-                    n * dt
-                } else {
-                    q.storage.value_bytes(*n)
-                };
+                let values = if q.storage == Storage::FP32 { n * dt } else { q.storage.value_bytes(*n) };
                 m.base_weights += arch.n_layer * values;
                 m.quant_constants += arch.n_layer * q.storage.constant_bytes(*n);
             }
@@ -410,9 +352,6 @@ mod tests {
 
     #[test]
     fn llama_65b_size() {
-        assert_eq!(
-            Arch::preset("llama-65b").unwrap().base_params(),
-            65_285_660_672
-        );
+        assert_eq!(Arch::preset("llama-65b").unwrap().base_params(), 65_285_660_672);
     }
 }

@@ -6,18 +6,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn qlora(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qlora"))
-        .args(args)
-        .output()
-        .expect("qlora runs")
+    Command::new(env!("CARGO_BIN_EXE_qlora")).args(args).output().expect("qlora runs")
 }
 
 fn json_lines(out: &Output) -> Vec<Value> {
-    assert!(
-        out.status.success(),
-        "qlora failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "qlora failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout.clone())
         .unwrap()
         .lines()
@@ -32,38 +25,17 @@ fn one(args: &[&str]) -> Value {
 #[test]
 fn params_reproduce_lora_paper_and_peft() {
     let gpt3 = |targets: &str, r: &str| {
-        one(&[
-            "params",
-            "--preset",
-            "gpt3-175b",
-            "--targets",
-            targets,
-            "--rank",
-            r,
-            "--json",
-        ])["trainable"]
+        one(&["params", "--preset", "gpt3-175b", "--targets", targets, "--rank", r, "--json"])["trainable"]
             .as_u64()
             .unwrap()
     };
     assert_eq!(gpt3("v", "2"), 4_718_592);
     assert_eq!(gpt3("q,v", "8"), 37_748_736);
     assert_eq!(gpt3("q,k,v,o", "64"), 603_979_776);
-    let peft = one(&[
-        "params",
-        "--preset",
-        "gpt2",
-        "--targets",
-        "qkv",
-        "--rank",
-        "8",
-        "--json",
-    ]);
+    let peft = one(&["params", "--preset", "gpt2", "--targets", "qkv", "--rank", "8", "--json"]);
     assert_eq!(peft["trainable"], 294_912);
     assert_eq!(peft["total"], 124_734_720);
-    assert_eq!(
-        format!("{:.4}", peft["percent"].as_f64().unwrap()),
-        "0.2364"
-    );
+    assert_eq!(format!("{:.4}", peft["percent"].as_f64().unwrap()), "0.2364");
 }
 
 #[test]
@@ -106,22 +78,9 @@ fn memory_reproduces_qlora_claims() {
         "--json",
     ]);
     let total = q["total"].as_f64().unwrap();
-    assert!(
-        total < 48.0 * (1u64 << 30) as f64,
-        "QLoRA 65B must fit a 48 GB GPU: {q}"
-    );
-    let cats = [
-        "base_weights",
-        "quant_constants",
-        "adapters",
-        "gradients",
-        "optimizer",
-        "activations",
-    ];
-    assert_eq!(
-        cats.iter().map(|c| q[c].as_u64().unwrap()).sum::<u64>() as f64,
-        total
-    );
+    assert!(total < 48.0 * (1u64 << 30) as f64, "QLoRA 65B must fit a 48 GB GPU: {q}");
+    let cats = ["base_weights", "quant_constants", "adapters", "gradients", "optimizer", "activations"];
+    assert_eq!(cats.iter().map(|c| q[c].as_u64().unwrap()).sum::<u64>() as f64, total);
     // Double quantization shrinks the constants from 0.5 to about 0.127 bits per quantized parameter.
     let plain = one(&[
         "memory",
@@ -138,10 +97,7 @@ fn memory_reproduces_qlora_claims() {
         "--json",
     ]);
     let ratio = q["quant_constants"].as_f64().unwrap() / plain["quant_constants"].as_f64().unwrap();
-    assert!(
-        (ratio - 0.127 / 0.5).abs() < 0.01,
-        "constants ratio {ratio}"
-    );
+    assert!((ratio - 0.127 / 0.5).abs() < 0.01, "constants ratio {ratio}");
 }
 
 fn write_text(dir: &Path, name: &str, text: &str) -> String {
@@ -151,10 +107,7 @@ fn write_text(dir: &Path, name: &str, text: &str) -> String {
 }
 
 fn losses(lines: &[Value]) -> Vec<f64> {
-    lines
-        .iter()
-        .filter_map(|l| l.get("loss").and_then(Value::as_f64))
-        .collect()
+    lines.iter().filter_map(|l| l.get("loss").and_then(Value::as_f64)).collect()
 }
 
 #[test]
@@ -178,11 +131,7 @@ fn training_overfits_and_adapters_round_trip() {
     ])
     .status
     .success());
-    let sentence = write_text(
-        dir.path(),
-        "rep.txt",
-        &"The quick brown fox jumps over the lazy dog. ".repeat(200),
-    );
+    let sentence = write_text(dir.path(), "rep.txt", &"The quick brown fox jumps over the lazy dog. ".repeat(200));
 
     // Full fine-tuning from a random model: the loss falls under a quarter of its first value within 300 steps.
     let full = json_lines(&qlora(&[
@@ -206,20 +155,13 @@ fn training_overfits_and_adapters_round_trip() {
         "--json",
     ]));
     let l = losses(&full);
-    assert!(
-        l[l.len() - 1] < l[0] / 4.0,
-        "full: {} → {}",
-        l[0],
-        l[l.len() - 1]
-    );
+    assert!(l[l.len() - 1] < l[0] / 4.0, "full: {} → {}", l[0], l[l.len() - 1]);
 
     // A base first trained briefly on other text, then QLoRA (r=8, all targets, nf4) on the sentence: under half.
     let other = write_text(
         dir.path(),
         "other.txt",
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lib.rs"))
-            .unwrap()
-            .repeat(4),
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lib.rs")).unwrap().repeat(4),
     );
     assert!(qlora(&[
         "finetune",
@@ -277,75 +219,28 @@ fn training_overfits_and_adapters_round_trip() {
         "--json",
     ]));
     let l = losses(&q);
-    assert!(
-        l[l.len() - 1] < l[0] / 2.0,
-        "qlora: {} → {}",
-        l[0],
-        l[l.len() - 1]
-    );
+    assert!(l[l.len() - 1] < l[0] / 2.0, "qlora: {} → {}", l[0], l[l.len() - 1]);
 
     // The written adapter is PEFT-shaped and reproduces the validation loss the run reported.
     let summary = q.last().unwrap();
-    let cfg: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("qa/adapter_config.json")).unwrap(),
-    )
-    .unwrap();
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("qa/adapter_config.json")).unwrap()).unwrap();
     assert_eq!(cfg["peft_type"], "LORA");
     assert_eq!(cfg["fan_in_fan_out"], true);
-    assert_eq!(
-        cfg["rank_pattern"]["c_attn"], 24,
-        "q, k, v at r=8 export as one rank-24 LoRA on c_attn"
-    );
+    assert_eq!(cfg["rank_pattern"]["c_attn"], 24, "q, k, v at r=8 export as one rank-24 LoRA on c_attn");
     let val_text = &std::fs::read_to_string(&anna).unwrap();
-    let val = write_text(
-        dir.path(),
-        "val.txt",
-        &val_text[val_text.len() - val_text.len() / 10..],
-    );
-    let eval = one(&[
-        "eval",
-        "--model",
-        &d("pre"),
-        "--adapter",
-        &d("qa"),
-        "--format",
-        "nf4",
-        "--text-file",
-        &val,
-        "--json",
-    ]);
+    let val = write_text(dir.path(), "val.txt", &val_text[val_text.len() - val_text.len() / 10..]);
+    let eval =
+        one(&["eval", "--model", &d("pre"), "--adapter", &d("qa"), "--format", "nf4", "--text-file", &val, "--json"]);
     let reported = summary["val_loss"].as_f64().unwrap();
-    assert!(
-        (eval["loss"].as_f64().unwrap() - reported).abs() < 2e-3 * reported.max(1.0),
-        "{eval} vs {reported}"
-    );
+    assert!((eval["loss"].as_f64().unwrap() - reported).abs() < 2e-3 * reported.max(1.0), "{eval} vs {reported}");
 
     // Merging into deq(W0) gives a plain model with the same loss.
-    assert!(qlora(&[
-        "merge",
-        "--model",
-        &d("pre"),
-        "--adapter",
-        &d("qa"),
-        "--format",
-        "nf4",
-        "--out",
-        &d("merged")
-    ])
-    .status
-    .success());
-    let merged = one(&[
-        "eval",
-        "--model",
-        &d("merged"),
-        "--text-file",
-        &val,
-        "--json",
-    ]);
-    assert!(
-        (merged["loss"].as_f64().unwrap() - eval["loss"].as_f64().unwrap()).abs() < 1e-4,
-        "{merged} vs {eval}"
-    );
+    assert!(qlora(&["merge", "--model", &d("pre"), "--adapter", &d("qa"), "--format", "nf4", "--out", &d("merged")])
+        .status
+        .success());
+    let merged = one(&["eval", "--model", &d("merged"), "--text-file", &val, "--json"]);
+    assert!((merged["loss"].as_f64().unwrap() - eval["loss"].as_f64().unwrap()).abs() < 1e-4, "{merged} vs {eval}");
 
     let generated = one(&[
         "generate",
@@ -362,8 +257,7 @@ fn training_overfits_and_adapters_round_trip() {
         "--json",
     ]);
     assert!(
-        generated["text"].as_str().unwrap().chars().count() == 20
-            || !generated["text"].as_str().unwrap().is_empty()
+        generated["text"].as_str().unwrap().chars().count() == 20 || !generated["text"].as_str().unwrap().is_empty()
     );
 }
 
@@ -371,112 +265,27 @@ fn training_overfits_and_adapters_round_trip() {
 fn bad_input_exits_2_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| dir.path().join(p).display().to_string();
-    assert!(qlora(&[
-        "init",
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--embd",
-        "16",
-        "--ctx",
-        "16",
-        "--out",
-        &d("m")
-    ])
-    .status
-    .success());
+    assert!(qlora(&["init", "--layers", "1", "--heads", "2", "--embd", "16", "--ctx", "16", "--out", &d("m")])
+        .status
+        .success());
     let text = write_text(dir.path(), "t.txt", &"hello world ".repeat(50));
     std::fs::write(dir.path().join("bad.txt"), [0xff, 0xfe, 0x00]).unwrap();
     std::fs::create_dir(dir.path().join("trunc")).unwrap();
-    std::fs::copy(
-        dir.path().join("m/config.json"),
-        dir.path().join("trunc/config.json"),
-    )
-    .unwrap();
+    std::fs::copy(dir.path().join("m/config.json"), dir.path().join("trunc/config.json")).unwrap();
     let full = std::fs::read(dir.path().join("m/model.safetensors")).unwrap();
-    std::fs::write(
-        dir.path().join("trunc/model.safetensors"),
-        &full[..full.len() / 2],
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("trunc/model.safetensors"), &full[..full.len() / 2]).unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
-            vec![
-                "finetune".into(),
-                "--model".into(),
-                d("m"),
-                "--task".into(),
-                "sudoku".into(),
-                "--out".into(),
-                d("o"),
-            ],
+            vec!["finetune".into(), "--model".into(), d("m"), "--task".into(), "sudoku".into(), "--out".into(), d("o")],
             "unknown task",
         ),
-        (
-            vec![
-                "finetune".into(),
-                "--model".into(),
-                d("m"),
-                "--out".into(),
-                d("o"),
-            ],
-            "--data",
-        ),
-        (
-            vec![
-                "params".into(),
-                "--preset".into(),
-                "gpt2".into(),
-                "--rank".into(),
-                "0".into(),
-            ],
-            "rank",
-        ),
-        (
-            vec!["params".into(), "--preset".into(), "gpt5".into()],
-            "preset",
-        ),
-        (
-            vec![
-                "params".into(),
-                "--preset".into(),
-                "gpt2".into(),
-                "--targets".into(),
-                "q,zz".into(),
-            ],
-            "target",
-        ),
-        (
-            vec![
-                "eval".into(),
-                "--model".into(),
-                d("nope"),
-                "--text-file".into(),
-                text.clone(),
-            ],
-            "cannot read",
-        ),
-        (
-            vec![
-                "eval".into(),
-                "--model".into(),
-                d("trunc"),
-                "--text-file".into(),
-                text.clone(),
-            ],
-            "safetensors",
-        ),
-        (
-            vec![
-                "eval".into(),
-                "--model".into(),
-                d("m"),
-                "--text-file".into(),
-                d("bad.txt"),
-            ],
-            "UTF-8",
-        ),
+        (vec!["finetune".into(), "--model".into(), d("m"), "--out".into(), d("o")], "--data"),
+        (vec!["params".into(), "--preset".into(), "gpt2".into(), "--rank".into(), "0".into()], "rank"),
+        (vec!["params".into(), "--preset".into(), "gpt5".into()], "preset"),
+        (vec!["params".into(), "--preset".into(), "gpt2".into(), "--targets".into(), "q,zz".into()], "target"),
+        (vec!["eval".into(), "--model".into(), d("nope"), "--text-file".into(), text.clone()], "cannot read"),
+        (vec!["eval".into(), "--model".into(), d("trunc"), "--text-file".into(), text.clone()], "safetensors"),
+        (vec!["eval".into(), "--model".into(), d("m"), "--text-file".into(), d("bad.txt")], "UTF-8"),
         (
             vec![
                 "finetune".into(),
@@ -582,15 +391,8 @@ fn bad_input_exits_2_with_one_line() {
         }
         let out = qlora(&refs);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?} should exit 2; stderr: {err}"
-        );
-        assert!(
-            err.contains(needle),
-            "{args:?}: message {err:?} should mention {needle:?}"
-        );
+        assert_eq!(out.status.code(), Some(2), "{args:?} should exit 2; stderr: {err}");
+        assert!(err.contains(needle), "{args:?}: message {err:?} should mention {needle:?}");
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
 }
@@ -598,25 +400,14 @@ fn bad_input_exits_2_with_one_line() {
 #[test]
 fn quant_reports_bits_and_error_per_tensor() {
     let model = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf-tiny");
-    let lines = json_lines(&qlora(&[
-        "quant", "--model", model, "--format", "nf4", "--json",
-    ]));
-    assert_eq!(
-        lines.len(),
-        2 * 4 + 1,
-        "one line per quantized tensor plus a summary"
-    );
+    let lines = json_lines(&qlora(&["quant", "--model", model, "--format", "nf4", "--json"]));
+    assert_eq!(lines.len(), 2 * 4 + 1, "one line per quantized tensor plus a summary");
     assert_eq!(lines.last().unwrap()["bits_per_param"], 4.5);
     for l in &lines[..8] {
-        let (rmse, max) = (
-            l["rmse"].as_f64().unwrap(),
-            l["max_abs_error"].as_f64().unwrap(),
-        );
+        let (rmse, max) = (l["rmse"].as_f64().unwrap(), l["max_abs_error"].as_f64().unwrap());
         assert!(rmse > 0.0 && rmse <= max, "{l}");
     }
-    let fp32 = json_lines(&qlora(&[
-        "quant", "--model", model, "--format", "fp32", "--json",
-    ]));
+    let fp32 = json_lines(&qlora(&["quant", "--model", model, "--format", "fp32", "--json"]));
     assert_eq!(fp32[0]["rmse"], 0.0);
 }
 
@@ -624,21 +415,9 @@ fn quant_reports_bits_and_error_per_tensor() {
 fn built_in_task_reports_accuracy() {
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| dir.path().join(p).display().to_string();
-    assert!(qlora(&[
-        "init",
-        "--layers",
-        "2",
-        "--heads",
-        "2",
-        "--embd",
-        "32",
-        "--ctx",
-        "32",
-        "--out",
-        &d("m")
-    ])
-    .status
-    .success());
+    assert!(qlora(&["init", "--layers", "2", "--heads", "2", "--embd", "32", "--ctx", "32", "--out", &d("m")])
+        .status
+        .success());
     let lines = json_lines(&qlora(&[
         "finetune",
         "--model",
@@ -666,10 +445,7 @@ fn built_in_task_reports_accuracy() {
         "--json",
     ]));
     let summary = lines.last().unwrap();
-    let (before, after) = (
-        summary["accuracy_before"].as_f64().unwrap(),
-        summary["accuracy"].as_f64().unwrap(),
-    );
+    let (before, after) = (summary["accuracy_before"].as_f64().unwrap(), summary["accuracy"].as_f64().unwrap());
     assert_eq!(before, 0.0, "a random model cannot answer");
     assert!((0.0..=1.0).contains(&after));
     assert!(summary["val_loss"].as_f64().unwrap() < summary["val_loss_before"].as_f64().unwrap());

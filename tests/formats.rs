@@ -10,9 +10,7 @@ use rand::{RngExt, SeedableRng};
 
 fn weights(n: usize) -> Vec<f32> {
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-    (0..n)
-        .map(|_| r.random_range(-1.0f32..1.0) * r.random_range(0.0f32..0.2))
-        .collect()
+    (0..n).map(|_| r.random_range(-1.0f32..1.0) * r.random_range(0.0f32..0.2)).collect()
 }
 
 /// Largest gap between neighbouring codebook values (a value is at most half of it away from its code).
@@ -47,15 +45,10 @@ fn every_format_round_trips_within_its_documented_error() {
                     Format::Int4 => absmax / 14.0 * 1.0001,
                     // half the widest gap of the codebook, plus the error of the double-quantized absmax itself
                     Format::Fp4 | Format::Nf4 => {
-                        absmax * (max_gap(format) / 2.0 * 1.0001)
-                            + if dq { absmax * 0.02 } else { 0.0 }
+                        absmax * (max_gap(format) / 2.0 * 1.0001) + if dq { absmax * 0.02 } else { 0.0 }
                     }
                 };
-                assert!(
-                    (x - y).abs() <= bound,
-                    "{}: value {i} {x} → {y} (bound {bound})",
-                    storage.label()
-                );
+                assert!((x - y).abs() <= bound, "{}: value {i} {x} → {y} (bound {bound})", storage.label());
             }
             let err = q.error(&w);
             assert!(err.max_abs as f32 <= w.iter().fold(0.0f32, |m, v| m.max(v.abs())));
@@ -70,18 +63,9 @@ fn bits_per_parameter() {
     let n = 4096 * 4096;
     assert_eq!(nf4.bits_per_param(n), 4.5);
     let b = dq.bits_per_param(n);
-    assert!(
-        (b - 4.127).abs() < 1e-3,
-        "nf4 + double quant: {b} bits per parameter"
-    );
-    assert_eq!(
-        Storage::new(Format::Fp16, false).unwrap().bits_per_param(n),
-        16.0
-    );
-    assert_eq!(
-        Storage::new(Format::Int8, false).unwrap().bits_per_param(n),
-        8.5
-    );
+    assert!((b - 4.127).abs() < 1e-3, "nf4 + double quant: {b} bits per parameter");
+    assert_eq!(Storage::new(Format::Fp16, false).unwrap().bits_per_param(n), 16.0);
+    assert_eq!(Storage::new(Format::Int8, false).unwrap().bits_per_param(n), 8.5);
     // The stored tensor reports the same bytes as the formula.
     let w = weights(64 * 300);
     let q = QuantizedTensor::quantize(&w, dq);
@@ -107,8 +91,5 @@ fn executor_activations_equal_the_accounting() {
         seq: t as u64,
         checkpointing: false,
     };
-    assert_eq!(
-        acts.saved_bytes(),
-        accounting::memory(&arch, &q).unwrap().activations
-    );
+    assert_eq!(acts.saved_bytes(), accounting::memory(&arch, &q).unwrap().activations);
 }

@@ -4,15 +4,12 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use qlora_playground::cpu::{gemm, Mat};
-use qlora_playground::gpu::{
-    submit, wgpu, Category, Gpu, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape,
-};
+use qlora_playground::gpu::{submit, wgpu, Category, Gpu, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape};
 use qlora_playground::quant::{Format, QuantizedTensor, Storage};
 use rand::{RngExt, SeedableRng};
 
 fn gpu() -> Gpu {
-    Gpu::new_blocking()
-        .expect("a WebGPU adapter (CI installs Mesa's lavapipe: mesa-vulkan-drivers)")
+    Gpu::new_blocking().expect("a WebGPU adapter (CI installs Mesa's lavapipe: mesa-vulkan-drivers)")
 }
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
@@ -23,12 +20,7 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let scale = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max)
-        / scale;
+    let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max) / scale;
     assert!(worst <= 1e-4, "{what}: relative error {worst:e}");
 }
 
@@ -36,10 +28,7 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
 fn matmul_matches_cpu_in_every_orientation() {
     let gpu = gpu();
     let mm = Matmul::new(&gpu);
-    for (i, &(m, k, n)) in [(1, 1, 1), (17, 33, 5), (40, 16, 48), (3, 70, 31)]
-        .iter()
-        .enumerate()
-    {
+    for (i, &(m, k, n)) in [(1, 1, 1), (17, 33, 5), (40, 16, 48), (3, 70, 31)].iter().enumerate() {
         for ta in [false, true] {
             for tb in [false, true] {
                 let a = random(m * k, i as u64);
@@ -52,13 +41,15 @@ fn matmul_matches_cpu_in_every_orientation() {
                 let am = if ta { Mat::t(&a, m) } else { Mat::new(&a, k) };
                 let bm = if tb { Mat::t(&b, k) } else { Mat::new(&b, n) };
                 gemm(m, k, n, alpha, am, bm, beta, &mut want[2..], ldc);
-                let (ga, gb) = (
-                    gpu.upload("a", &a, Category::Scratch).unwrap(),
-                    gpu.upload("b", &b, Category::Scratch).unwrap(),
-                );
+                let (ga, gb) =
+                    (gpu.upload("a", &a, Category::Scratch).unwrap(), gpu.upload("b", &b, Category::Scratch).unwrap());
                 let gc = gpu.upload("c", &c0, Category::Scratch).unwrap();
-                let shape = MatmulShape { ldc: ldc as u32, c_offset: 2, ..MatmulShape::new(m as u32, k as u32, n as u32, ta, tb) }
-                    .scaled(alpha, beta);
+                let shape = MatmulShape {
+                    ldc: ldc as u32,
+                    c_offset: 2,
+                    ..MatmulShape::new(m as u32, k as u32, n as u32, ta, tb)
+                }
+                .scaled(alpha, beta);
                 submit(&gpu, &[&mm.prepare(&gpu, shape, ga.all(), gb.all(), gc.all())]);
                 let got = pollster::block_on(gpu.read_f32(&gc, m * ldc)).unwrap();
                 assert_close(&got, &want, &format!("{m}x{k}x{n} ta={ta} tb={tb}"));
@@ -72,10 +63,7 @@ fn fused_dequant_matmul_matches_cpu_for_every_format() {
     let gpu = gpu();
     let mmq = MatmulDequant::new(&gpu);
     let (m, inf, outf) = (19usize, 72usize, 45usize); // 72·45 = 3240 values: a partial last block of 64
-    let w = random(outf * inf, 1)
-        .iter()
-        .map(|v| v * 0.1)
-        .collect::<Vec<_>>();
+    let w = random(outf * inf, 1).iter().map(|v| v * 0.1).collect::<Vec<_>>();
     let x = random(m * inf, 2);
     let dy = random(m * outf, 3);
     let bias = random(outf, 4);
@@ -93,42 +81,16 @@ fn fused_dequant_matmul_matches_cpu_for_every_format() {
                 gpu.upload("b", &bias, Category::Scratch).unwrap(),
                 gpu.upload("dy", &dy, Category::Activations).unwrap(),
             );
-            let gy = gpu
-                .buffer(
-                    "y",
-                    (m * outf * 4) as u64,
-                    Category::Activations,
-                    wgpu::BufferUsages::empty(),
-                )
-                .unwrap();
+            let gy =
+                gpu.buffer("y", (m * outf * 4) as u64, Category::Activations, wgpu::BufferUsages::empty()).unwrap();
             let gdx = gpu.upload("dx", &dx0, Category::Activations).unwrap();
             let fwd = mmq.prepare_forward(&gpu, &gw, m as u32, gx.all(), Some(gb.all()), gy.all());
             let bwd = mmq.prepare_backward(&gpu, &gw, m as u32, gdy.all(), gdx.all(), true);
             submit(&gpu, &[&fwd, &bwd]);
             let mut want_y: Vec<f32> = (0..m).flat_map(|_| bias.clone()).collect();
-            gemm(
-                m,
-                inf,
-                outf,
-                1.0,
-                Mat::new(&x, inf),
-                Mat::t(&deq, inf),
-                1.0,
-                &mut want_y,
-                outf,
-            );
+            gemm(m, inf, outf, 1.0, Mat::new(&x, inf), Mat::t(&deq, inf), 1.0, &mut want_y, outf);
             let mut want_dx = dx0.clone();
-            gemm(
-                m,
-                outf,
-                inf,
-                1.0,
-                Mat::new(&dy, outf),
-                Mat::new(&deq, inf),
-                1.0,
-                &mut want_dx,
-                inf,
-            );
+            gemm(m, outf, inf, 1.0, Mat::new(&dy, outf), Mat::new(&deq, inf), 1.0, &mut want_dx, inf);
             let got_y = pollster::block_on(gpu.read_f32(&gy, m * outf)).unwrap();
             let got_dx = pollster::block_on(gpu.read_f32(&gdx, m * inf)).unwrap();
             assert_close(&got_y, &want_y, &format!("{} forward", storage.label()));
@@ -141,26 +103,13 @@ fn fused_dequant_matmul_matches_cpu_for_every_format() {
 fn buffers_are_counted_by_category_and_limits_are_refused() {
     let gpu = gpu();
     let before = gpu.ledger.bytes(Category::Optimizer);
-    let b = gpu
-        .buffer("m", 1000, Category::Optimizer, wgpu::BufferUsages::empty())
-        .unwrap();
+    let b = gpu.buffer("m", 1000, Category::Optimizer, wgpu::BufferUsages::empty()).unwrap();
     assert_eq!(gpu.ledger.bytes(Category::Optimizer), before + 1000);
     drop(b);
     assert_eq!(gpu.ledger.bytes(Category::Optimizer), before);
     let too_big = gpu.limits.max_storage_buffer_binding_size + 4;
-    let err = gpu
-        .buffer(
-            "huge",
-            too_big,
-            Category::Activations,
-            wgpu::BufferUsages::empty(),
-        )
-        .err()
-        .expect("refused");
-    assert!(
-        err.message().contains("maxStorageBufferBindingSize"),
-        "{err}"
-    );
+    let err = gpu.buffer("huge", too_big, Category::Activations, wgpu::BufferUsages::empty()).err().expect("refused");
+    assert!(err.message().contains("maxStorageBufferBindingSize"), "{err}");
 }
 
 use qlora_playground::cpu::layers;
@@ -180,11 +129,7 @@ fn elementwise_kernels_match_cpu() {
     let gpu = gpu();
     let k = Kernels::new(&gpu);
     let n = 1000;
-    let (x, dy, d0) = (
-        random(n, 1).iter().map(|v| v * 4.0).collect::<Vec<_>>(),
-        random(n, 2),
-        random(n, 3),
-    );
+    let (x, dy, d0) = (random(n, 1).iter().map(|v| v * 4.0).collect::<Vec<_>>(), random(n, 2), random(n, 3));
     let (gx, gdy, gd) = (up(&gpu, &x), up(&gpu, &dy), up(&gpu, &d0));
     let gy = up(&gpu, &vec![0.0; n]);
     let gs = up(&gpu, &vec![0.0; n]);
@@ -213,23 +158,9 @@ fn layernorm_matches_cpu() {
     let k = Kernels::new(&gpu);
     let (rows, c) = (37usize, 70usize);
     let x: Vec<f32> = random(rows * c, 1).iter().map(|v| v * 3.0 + 0.5).collect();
-    let (w, b, dy, dx0) = (
-        random(c, 2),
-        random(c, 3),
-        random(rows * c, 4),
-        random(rows * c, 5),
-    );
-    let (gx, gw, gb, gdy, gdx) = (
-        up(&gpu, &x),
-        up(&gpu, &w),
-        up(&gpu, &b),
-        up(&gpu, &dy),
-        up(&gpu, &dx0),
-    );
-    let (gout, gstats) = (
-        up(&gpu, &vec![0.0; rows * c]),
-        up(&gpu, &vec![0.0; 2 * rows]),
-    );
+    let (w, b, dy, dx0) = (random(c, 2), random(c, 3), random(rows * c, 4), random(rows * c, 5));
+    let (gx, gw, gb, gdy, gdx) = (up(&gpu, &x), up(&gpu, &w), up(&gpu, &b), up(&gpu, &dy), up(&gpu, &dx0));
+    let (gout, gstats) = (up(&gpu, &vec![0.0; rows * c]), up(&gpu, &vec![0.0; 2 * rows]));
     let (gdw, gdb) = (up(&gpu, &vec![0.5; c]), up(&gpu, &vec![0.25; c]));
     let (r, cc) = (rows as u32, c as u32);
     submit(
@@ -243,16 +174,7 @@ fn layernorm_matches_cpu() {
     let (mut out, mut mean, mut rstd) = (vec![0.0; rows * c], vec![0.0; rows], vec![0.0; rows]);
     layers::layernorm_forward(&mut out, &mut mean, &mut rstd, &x, &w, &b, c, 1e-5);
     let (mut dx, mut dw, mut db) = (dx0.clone(), vec![0.5; c], vec![0.25; c]);
-    layers::layernorm_backward(
-        &mut dx,
-        Some((&mut dw, &mut db)),
-        &dy,
-        &x,
-        &w,
-        &mean,
-        &rstd,
-        c,
-    );
+    layers::layernorm_backward(&mut dx, Some((&mut dw, &mut db)), &dy, &x, &w, &mean, &rstd, c);
     assert_close(&read(&gpu, &gout, rows * c), &out, "layernorm forward");
     assert_close(&read(&gpu, &gdx, rows * c), &dx, "layernorm backward");
     assert_close(&read(&gpu, &gdw, c), &dw, "layernorm dweight");
@@ -266,10 +188,7 @@ fn bias_grad_matches_cpu() {
     let (rows, c) = (45usize, 33usize);
     let dy = random(rows * c, 1);
     let gdb = up(&gpu, &vec![1.0; c]);
-    submit(
-        &gpu,
-        &[&k.bias_grad(&gpu, rows as u32, c as u32, gdb.all(), up(&gpu, &dy).all())],
-    );
+    submit(&gpu, &[&k.bias_grad(&gpu, rows as u32, c as u32, gdb.all(), up(&gpu, &dy).all())]);
     let mut want = vec![1.0; c];
     for r in dy.chunks(c) {
         for (w, v) in want.iter_mut().zip(r) {
@@ -293,7 +212,7 @@ fn attention_matches_cpu() {
     let dq0 = random(b * t * 3 * c, 3);
     let gdq = up(&gpu, &dq0);
     let (bu, tu, cu, nhu) = (b as u32, t as u32, c as u32, nh as u32);
-    let fwd = k.attention_forward(&gpu, bu, tu, cu, nhu, gout.all(), gatt.all(), gq.all(), gdpre.all());
+    let fwd = k.attention_forward(&gpu, bu, tu, cu, nhu, gout.all(), gatt.all(), gq.all());
     let [bq, bk] = k.attention_backward(&gpu, bu, tu, cu, nhu, gdq.all(), gdy.all(), gq.all(), gatt.all(), gdpre.all());
     submit(&gpu, &[&fwd, &bq, &bk]);
     let (mut out, mut att) = (vec![0.0; b * t * c], vec![0.0; b * t * nh * t]);
@@ -301,11 +220,7 @@ fn attention_matches_cpu() {
     let mut dq = dq0.clone();
     layers::attention_backward(&mut dq, &dy, &qkv, &att, b, t, c, nh);
     assert_close(&read(&gpu, &gout, b * t * c), &out, "attention forward");
-    assert_close(
-        &read(&gpu, &gatt, b * t * nh * t),
-        &att,
-        "attention probabilities",
-    );
+    assert_close(&read(&gpu, &gatt, b * t * nh * t), &att, "attention probabilities");
     assert_close(&read(&gpu, &gdq, b * t * 3 * c), &dq, "attention backward");
 }
 
@@ -316,24 +231,15 @@ fn embedding_matches_cpu() {
     let (b, t, c, v) = (3usize, 9usize, 20usize, 256usize);
     let tokens: Vec<u32> = (0..b * t).map(|i| (i * 37 % 7) as u32 * 31).collect();
     let (wte, wpe, dout) = (random(v * c, 1), random(t * c, 2), random(b * t * c, 3));
-    let gtok = gpu
-        .upload("tokens", &tokens, Category::Activations)
-        .unwrap();
-    let (gwte, gwpe, gout, gdout) = (
-        up(&gpu, &wte),
-        up(&gpu, &wpe),
-        up(&gpu, &vec![0.0; b * t * c]),
-        up(&gpu, &dout),
-    );
+    let gtok = gpu.upload("tokens", &tokens, Category::Activations).unwrap();
+    let (gwte, gwpe, gout, gdout) = (up(&gpu, &wte), up(&gpu, &wpe), up(&gpu, &vec![0.0; b * t * c]), up(&gpu, &dout));
     let (gdwte, gdwpe) = (up(&gpu, &vec![0.0; v * c]), up(&gpu, &vec![0.0; t * c]));
     let rows = (b * t) as u32;
     submit(
         &gpu,
         &[
             &k.embedding_forward(&gpu, rows, t as u32, c as u32, gout.all(), gtok.all(), gwte.all(), gwpe.all()),
-            &k.embedding_backward(
-                &gpu, rows, t as u32, c as u32, gdwte.all(), gdwpe.all(), gdout.all(), gtok.all(),
-            ),
+            &k.embedding_backward(&gpu, rows, t as u32, c as u32, gdwte.all(), gdwpe.all(), gdout.all(), gtok.all()),
         ],
     );
     let mut out = vec![0.0; b * t * c];
@@ -353,20 +259,12 @@ fn cross_entropy_matches_cpu() {
     let logits: Vec<f32> = random(rows * v, 1).iter().map(|x| x * 5.0).collect();
     let targets: Vec<u32> = (0..rows).map(|i| (i * 53 % v) as u32).collect();
     let gp = up(&gpu, &logits);
-    let gt = gpu
-        .upload("targets", &targets, Category::Activations)
-        .unwrap();
+    let gt = gpu.upload("targets", &targets, Category::Activations).unwrap();
     let gl = up(&gpu, &vec![0.0; rows]);
-    submit(
-        &gpu,
-        &[&k.cross_entropy_forward(&gpu, rows as u32, v as u32, gp.all(), gt.all(), gl.all())],
-    );
+    submit(&gpu, &[&k.cross_entropy_forward(&gpu, rows as u32, v as u32, gp.all(), gt.all(), gl.all())]);
     let probs_gpu = read(&gpu, &gp, rows * v);
     let losses = read(&gpu, &gl, rows);
-    submit(
-        &gpu,
-        &[&k.cross_entropy_backward(&gpu, rows as u32, v as u32, gp.all(), gt.all(), gl.all())],
-    );
+    submit(&gpu, &[&k.cross_entropy_backward(&gpu, rows as u32, v as u32, gp.all(), gt.all(), gl.all())]);
     // CPU: softmax of the logits (lm_head_forward's second half) and the loss.
     let mut probs = logits.clone();
     for row in probs.chunks_mut(v) {
@@ -387,29 +285,14 @@ fn adamw_with_clipping_matches_cpu() {
     let k = Kernels::new(&gpu);
     let n = 1000usize; // four partial sums
     let mut p = random(n, 1);
-    let (gp, gg, gm, gv) = (
-        up(&gpu, &p),
-        up(&gpu, &vec![0.0; n]),
-        up(&gpu, &vec![0.0; n]),
-        up(&gpu, &vec![0.0; n]),
-    );
+    let (gp, gg, gm, gv) = (up(&gpu, &p), up(&gpu, &vec![0.0; n]), up(&gpu, &vec![0.0; n]), up(&gpu, &vec![0.0; n]));
     let gnorm = up(&gpu, &vec![0.0; 1 + n.div_ceil(256)]);
-    let hyper = AdamHyper {
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.01,
-        max_norm: 1.0,
-    };
+    let hyper = AdamHyper { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_norm: 1.0 };
     let adam_gpu = k.adamw(&gpu, hyper, n as u32, gp.all(), gg.all(), gm.all(), gv.all(), gnorm.all());
     let mut adam = AdamW::new(n, 0.01);
     for step in 1..=3u32 {
-        let g: Vec<f32> = random(n, 10 + step as u64)
-            .iter()
-            .map(|x| x * step as f32)
-            .collect();
-        gpu.queue
-            .write_buffer(gg.raw(), 0, bytemuck::cast_slice(&g));
+        let g: Vec<f32> = random(n, 10 + step as u64).iter().map(|x| x * step as f32).collect();
+        gpu.queue.write_buffer(gg.raw(), 0, bytemuck::cast_slice(&g));
         let lr = 0.01 * step as f32;
         adam_gpu.set_step(&gpu, step, lr);
         let [a, b, c] = &adam_gpu.dispatches;

@@ -21,21 +21,12 @@ const EPS_LOSS: f64 = 3e-3;
 fn batch() -> (Vec<u32>, Vec<u32>) {
     let text = b"to be or not to be, that is the q";
     let inputs: Vec<u32> = (0..B * T).map(|i| text[i % 16 + i / T] as u32).collect();
-    let targets: Vec<u32> = (0..B * T)
-        .map(|i| text[i % 16 + i / T + 1] as u32)
-        .collect();
+    let targets: Vec<u32> = (0..B * T).map(|i| text[i % 16 + i / T + 1] as u32).collect();
     (inputs, targets)
 }
 
 fn optim() -> OptimConfig {
-    OptimConfig {
-        lr: 1e-3,
-        min_lr: 0.0,
-        warmup: 0,
-        steps: 1,
-        weight_decay: 0.0,
-        grad_clip: 0.0,
-    }
+    OptimConfig { lr: 1e-3, min_lr: 0.0, warmup: 0, steps: 1, weight_decay: 0.0, grad_clip: 0.0 }
 }
 
 fn model() -> Gpt2 {
@@ -52,15 +43,9 @@ fn model() -> Gpt2 {
 fn check_range(tr: &mut Trainer, range: Range<usize>, dropout_seed: Option<u64>) -> f64 {
     let (x, y) = batch();
     tr.compute_gradients(&x, &y, B, T, dropout_seed);
-    let g: Vec<f64> = tr.grads()[range.clone()]
-        .iter()
-        .map(|v| *v as f64)
-        .collect();
+    let g: Vec<f64> = tr.grads()[range.clone()].iter().map(|v| *v as f64).collect();
     let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
-    assert!(
-        norm > 1e-7,
-        "gradient of {range:?} is zero; the check would prove nothing"
-    );
+    assert!(norm > 1e-7, "gradient of {range:?} is zero; the check would prove nothing");
     let dir: Vec<f64> = g.iter().map(|v| v / norm).collect();
     let base: Vec<f32> = tr.trainable_params_mut()[range.clone()].to_vec();
     let mut loss_at = |eps: f64| -> f64 {
@@ -97,12 +82,7 @@ fn full_fine_tuning_gradients() {
 }
 
 fn check_adapters(targets: &[Target], storage: Storage, dropout: f32) {
-    let lora = LoraConfig {
-        targets: targets.iter().map(|t| (*t, 3)).collect(),
-        alpha: 6.0,
-        rslora: false,
-        dropout,
-    };
+    let lora = LoraConfig { targets: targets.iter().map(|t| (*t, 3)).collect(), alpha: 6.0, rslora: false, dropout };
     let mut tr = Trainer::new(model(), Method::Qlora, storage, Some(lora), optim(), 5).unwrap();
     // B starts at zero (so training starts at the base model) which makes dA zero; give B values for the check.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
@@ -127,39 +107,18 @@ fn check_adapters(targets: &[Target], storage: Storage, dropout: f32) {
             worst = worst.max(err);
         }
     }
-    eprintln!(
-        "{targets:?} {} dropout {dropout}: worst relative error {worst:.2e}",
-        storage.label()
-    );
+    eprintln!("{targets:?} {} dropout {dropout}: worst relative error {worst:.2e}", storage.label());
 }
 
 #[test]
 fn adapter_gradients_all_targets_fp32_base() {
-    check_adapters(
-        &[
-            Target::Q,
-            Target::K,
-            Target::V,
-            Target::O,
-            Target::Fc,
-            Target::Proj,
-        ],
-        Storage::FP32,
-        0.0,
-    );
+    check_adapters(&[Target::Q, Target::K, Target::V, Target::O, Target::Fc, Target::Proj], Storage::FP32, 0.0);
 }
 
 #[test]
 fn adapter_gradients_all_targets_nf4_base() {
     check_adapters(
-        &[
-            Target::Q,
-            Target::K,
-            Target::V,
-            Target::O,
-            Target::Fc,
-            Target::Proj,
-        ],
+        &[Target::Q, Target::K, Target::V, Target::O, Target::Fc, Target::Proj],
         Storage::new(Format::Nf4, true).unwrap(),
         0.0,
     );
@@ -167,18 +126,10 @@ fn adapter_gradients_all_targets_nf4_base() {
 
 #[test]
 fn adapter_gradients_fused_qkv_nf4_base() {
-    check_adapters(
-        &[Target::Qkv, Target::O],
-        Storage::new(Format::Nf4, false).unwrap(),
-        0.0,
-    );
+    check_adapters(&[Target::Qkv, Target::O], Storage::new(Format::Nf4, false).unwrap(), 0.0);
 }
 
 #[test]
 fn adapter_gradients_with_dropout() {
-    check_adapters(
-        &[Target::Q, Target::V, Target::Fc],
-        Storage::new(Format::Nf4, false).unwrap(),
-        0.25,
-    );
+    check_adapters(&[Target::Q, Target::V, Target::Fc], Storage::new(Format::Nf4, false).unwrap(), 0.25);
 }

@@ -29,12 +29,7 @@ fn read_safetensors_f32_subset(bytes: &[u8]) -> (Vec<f32>, f32) {
     // The fixture also holds an i64 tensor, which the model loader rightly refuses; read the two f32 tensors directly.
     let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
     let f = |n: &str| {
-        st.tensor(n)
-            .unwrap()
-            .data()
-            .chunks(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect::<Vec<f32>>()
+        st.tensor(n).unwrap().data().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect::<Vec<f32>>()
     };
     (f("logits"), f("loss")[0])
 }
@@ -45,19 +40,8 @@ fn logits_and_loss_match_transformers() {
     let (tokens, want_logits, want_loss) = expected();
     let t = tokens.len();
     let mut acts = Activations::new(&model.config, None, 1, t - 1);
-    let w = Weights {
-        cfg: &model.config,
-        layout: &model.layout,
-        params: &model.params,
-    };
-    forward(
-        &w,
-        None,
-        &mut acts,
-        &tokens[..t - 1],
-        Some(&tokens[1..]),
-        None,
-    );
+    let w = Weights { cfg: &model.config, layout: &model.layout, params: &model.params };
+    forward(&w, None, &mut acts, &tokens[..t - 1], Some(&tokens[1..]), None);
     // Our executor keeps probabilities; compare log-probabilities, which equal logits up to a per-row constant.
     let v = model.config.vocab_size;
     let mut worst = 0.0f32;
@@ -70,37 +54,19 @@ fn logits_and_loss_match_transformers() {
             worst = worst.max(((l - lse) - ours).abs() / (l - lse).abs().max(1.0));
         }
     }
-    assert!(
-        worst <= 1e-4,
-        "log-probabilities differ by {worst:e} (relative)"
-    );
+    assert!(worst <= 1e-4, "log-probabilities differ by {worst:e} (relative)");
     let (loss, n) = eval_loss(&model, None, &tokens);
     assert_eq!(n, t - 1);
-    assert!(
-        (loss - want_loss).abs() <= 1e-5,
-        "loss {loss} vs transformers {want_loss}"
-    );
+    assert!((loss - want_loss).abs() <= 1e-5, "loss {loss} vs transformers {want_loss}");
 }
 
 #[test]
 fn our_adapter_gives_peft_loss() {
     let model = load_model_dir(&fixtures().join("hf-tiny")).unwrap();
-    let ad = load_adapter_dir(
-        &fixtures().join("peft-adapter"),
-        model.config.n_layer,
-        model.config.n_embd,
-    )
-    .unwrap();
-    let expected: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("peft_expected.json")).unwrap(),
-    )
-    .unwrap();
-    let tokens: Vec<u32> = expected["tokens"]
-        .as_str()
-        .unwrap()
-        .bytes()
-        .map(u32::from)
-        .collect();
+    let ad = load_adapter_dir(&fixtures().join("peft-adapter"), model.config.n_layer, model.config.n_embd).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("peft_expected.json")).unwrap()).unwrap();
+    let tokens: Vec<u32> = expected["tokens"].as_str().unwrap().bytes().map(u32::from).collect();
     let (loss, _) = eval_loss(&model, Some(&ad), &tokens);
     let want = expected["loss"].as_f64().unwrap();
     assert!((loss - want).abs() <= 1e-5, "loss {loss} vs PEFT {want}");

@@ -7,10 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 fn shared(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("shared")
-        .join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join(path)
 }
 
 struct Vectors {
@@ -39,12 +36,7 @@ fn vectors() -> Option<Vectors> {
         .map(|n| {
             (
                 n.to_string(),
-                st.tensor(n)
-                    .unwrap()
-                    .data()
-                    .chunks(4)
-                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                    .collect(),
+                st.tensor(n).unwrap().data().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
             )
         })
         .collect();
@@ -55,15 +47,9 @@ fn check(prefix: &str, format: Format, dq: bool) {
     let v = vectors().unwrap();
     let weight = &v.f32s["weight"];
     let q = QuantizedTensor::quantize(weight, Storage::new(format, dq).unwrap());
-    let Stored::Packed4 { bytes, scales } = &q.stored else {
-        panic!("4-bit format stores packed bytes")
-    };
+    let Stored::Packed4 { bytes, scales } = &q.stored else { panic!("4-bit format stores packed bytes") };
     let mut mismatched_blocks: Vec<usize> = Vec::new();
-    assert_eq!(
-        bytes,
-        &v.u8s[&format!("{prefix}.packed")],
-        "{prefix}: packed bytes differ from bitsandbytes"
-    );
+    assert_eq!(bytes, &v.u8s[&format!("{prefix}.packed")], "{prefix}: packed bytes differ from bitsandbytes");
     match scales {
         Scales::F32(absmax) => {
             let expected = &v.f32s[&format!("{prefix}.absmax")];
@@ -72,19 +58,12 @@ fn check(prefix: &str, format: Format, dq: bool) {
                 expected.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
             );
         }
-        Scales::Double {
-            codes,
-            nested_absmax,
-            offset,
-        } => {
+        Scales::Double { codes, nested_absmax, offset } => {
             // bitsandbytes picks the nearest dynamic-map entry with an approximate search (BinSearch's Direct2 in
             // its native CPU library), which can take the neighbour of the nearest entry when a value lies within a
             // few percent of the midpoint; we take the exact nearest. Everything else must agree exactly.
             let expected_codes = &v.u8s[&format!("{prefix}.absmax_u8")];
-            let centred: Vec<f32> = v.f32s[&format!("{}.absmax", format.name())]
-                .iter()
-                .map(|a| a - offset)
-                .collect();
+            let centred: Vec<f32> = v.f32s[&format!("{}.absmax", format.name())].iter().map(|a| a - offset).collect();
             for (i, (ours, theirs)) in codes.iter().zip(expected_codes).enumerate() {
                 if ours != theirs {
                     assert_eq!(
@@ -105,17 +84,10 @@ fn check(prefix: &str, format: Format, dq: bool) {
                     mismatched_blocks.push(i);
                 }
             }
-            assert!(
-                mismatched_blocks.len() <= 1,
-                "{prefix}: {} absmax codes differ",
-                mismatched_blocks.len()
-            );
+            assert!(mismatched_blocks.len() <= 1, "{prefix}: {} absmax codes differ", mismatched_blocks.len());
             let nested = &v.f32s[&format!("{prefix}.nested_absmax")];
             assert_eq!(
-                nested_absmax
-                    .iter()
-                    .map(|x| x.to_bits())
-                    .collect::<Vec<_>>(),
+                nested_absmax.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
                 nested.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
             );
             assert_eq!(
@@ -134,10 +106,7 @@ fn check(prefix: &str, format: Format, dq: bool) {
         .filter(|(i, _)| !mismatched_blocks.contains(&(i / 64)))
         .map(|(_, (a, b))| (a - b).abs())
         .fold(0.0f32, f32::max);
-    assert!(
-        worst <= 1e-7,
-        "{prefix}: dequantized values differ by {worst}"
-    );
+    assert!(worst <= 1e-7, "{prefix}: dequantized values differ by {worst}");
 }
 
 #[test]
@@ -164,21 +133,11 @@ fn fp4_double_quant_matches_bitsandbytes() {
 fn codebooks_match_reference_file() {
     let text = std::fs::read_to_string(shared("reference/codebooks.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let get = |k: &str| {
-        json[k]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect::<Vec<_>>()
-    };
+    let get = |k: &str| json[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect::<Vec<_>>();
     assert_eq!(get("nf4"), codebooks::NF4.to_vec());
     assert_eq!(
         get("fp4").iter().map(|x| x.abs()).collect::<Vec<_>>(),
         codebooks::FP4.iter().map(|x| x.abs()).collect::<Vec<_>>()
     );
-    assert_eq!(
-        get("dynamic_map_signed_8bit"),
-        codebooks::DYNAMIC_SIGNED_8BIT.to_vec()
-    );
+    assert_eq!(get("dynamic_map_signed_8bit"), codebooks::DYNAMIC_SIGNED_8BIT.to_vec());
 }

@@ -27,9 +27,7 @@ fn arch_of(preset: &Option<String>, model: &Option<PathBuf>) -> Result<Arch> {
             let path = dir.join("config.json");
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| Error::new(format!("cannot read {}: {e}", path.display())))?;
-            Ok(Arch::from_model(
-                &ModelConfig::from_json(&text).map_err(|e| e.context(path.display()))?,
-            ))
+            Ok(Arch::from_model(&ModelConfig::from_json(&text).map_err(|e| e.context(path.display()))?))
         }
         (None, None) => Err(Error::new("give --preset or --model")),
     }
@@ -68,10 +66,7 @@ pub(super) fn params(a: ParamsArgs) -> Result<()> {
             thousands(p.total),
             p.percent()
         );
-        println!(
-            "full fine-tuning would train {} parameters",
-            thousands(full.trainable)
-        );
+        println!("full fine-tuning would train {} parameters", thousands(full.trainable));
     }
     Ok(())
 }
@@ -83,11 +78,7 @@ pub(super) fn memory(a: MemoryArgs) -> Result<()> {
     let dtype_bytes = match a.dtype.as_str() {
         "fp32" => 4,
         "bf16" | "fp16" => 2,
-        other => {
-            return Err(Error::new(format!(
-                "unknown dtype {other:?}; expected fp32, bf16 or fp16"
-            )))
-        }
+        other => return Err(Error::new(format!("unknown dtype {other:?}; expected fp32, bf16 or fp16"))),
     };
     let mm = match method {
         Method::Full => MemMethod::Full,
@@ -124,21 +115,12 @@ pub(super) fn memory(a: MemoryArgs) -> Result<()> {
             a.dtype,
             a.batch,
             a.seq,
-            if a.checkpointing {
-                " · checkpointing"
-            } else {
-                ""
-            }
+            if a.checkpointing { " · checkpointing" } else { "" }
         );
         for (k, v) in m.categories() {
             println!("  {k:<16} {:>20} B  {:>12}", thousands(v), gib(v));
         }
-        println!(
-            "  {:<16} {:>20} B  {:>12}",
-            "total",
-            thousands(m.total()),
-            gib(m.total())
-        );
+        println!("  {:<16} {:>20} B  {:>12}", "total", thousands(m.total()), gib(m.total()));
     }
     Ok(())
 }
@@ -147,11 +129,7 @@ pub(super) fn init(a: InitArgs) -> Result<()> {
     let cfg = ModelConfig::bytes(a.layers, a.heads, a.embd, a.ctx)?;
     let model = Gpt2::init(cfg, a.seed);
     save_model_dir(&model, &a.out, StoreDtype::F32)?;
-    println!(
-        "wrote {} ({} parameters)",
-        a.out.display(),
-        thousands(model.params.len() as u64)
-    );
+    println!("wrote {} ({} parameters)", a.out.display(), thousands(model.params.len() as u64));
     Ok(())
 }
 
@@ -163,11 +141,7 @@ fn load_base(b: &BaseArgs) -> Result<(Gpt2, Option<Adapters>)> {
         quantize_base(&mut model, st);
     }
     let adapters = match &b.adapter {
-        Some(dir) => Some(load_adapter_dir(
-            dir,
-            model.config.n_layer,
-            model.config.n_embd,
-        )?),
+        Some(dir) => Some(load_adapter_dir(dir, model.config.n_layer, model.config.n_embd)?),
         None => None,
     };
     Ok((model, adapters))
@@ -177,11 +151,7 @@ pub(super) fn eval(a: EvalArgs) -> Result<()> {
     let (model, adapters) = load_base(&a.base)?;
     let text = read_text_file(&a.text_file)?;
     let tokens = encode(&text);
-    ensure!(
-        tokens.len() >= 2,
-        "{} needs at least two bytes to predict one",
-        a.text_file.display()
-    );
+    ensure!(tokens.len() >= 2, "{} needs at least two bytes to predict one", a.text_file.display());
     let (loss, count) = eval_loss(&model, adapters.as_ref(), &tokens);
     if a.json {
         println!("{}", json!({"loss": loss, "tokens": count}));
@@ -195,11 +165,7 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
     let method: Method = a.method.parse()?;
     let st = storage(a.format.as_deref(), a.double_quant, method)?;
     let model = load_model_dir(&a.model)?;
-    ensure!(
-        a.batch >= 1 && a.batch <= 4096,
-        "batch must be between 1 and 4096 (got {})",
-        a.batch
-    );
+    ensure!(a.batch >= 1 && a.batch <= 4096, "batch must be between 1 and 4096 (got {})", a.batch);
     ensure!(
         a.seq >= 1 && a.seq <= model.config.n_positions,
         "seq must be between 1 and the model's n_positions {} (got {})",
@@ -210,14 +176,8 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
         None => None,
         Some(s) => {
             let f: Format = s.parse()?;
-            ensure!(
-                matches!(f, Format::Fp16 | Format::Int4),
-                "--adapter-storage takes fp16 or int4"
-            );
-            ensure!(
-                method != Method::Full,
-                "--adapter-storage applies to lora and qlora adapters"
-            );
+            ensure!(matches!(f, Format::Fp16 | Format::Int4), "--adapter-storage takes fp16 or int4");
+            ensure!(method != Method::Full, "--adapter-storage applies to lora and qlora adapters");
             Some(Storage::new(f, false)?)
         }
     };
@@ -245,22 +205,13 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
         (Some(t), _) => {
             // Enough lines that a run never sees the same batch twice; validation text from the held-out examples.
             let train = encode(&t.training_text(a.seed, 20_000));
-            let val: String = t
-                .examples(a.seed, true, 200)
-                .iter()
-                .map(|e| e.line())
-                .collect();
-            data::Split {
-                train,
-                val: encode(&val),
-            }
+            let val: String = t.examples(a.seed, true, 200).iter().map(|e| e.line()).collect();
+            data::Split { train, val: encode(&val) }
         }
         (None, Some(path)) => data::split(&encode(&read_text_file(path)?), 0.1, a.seq + 1)?,
         (None, None) => return Err(Error::new("give --data FILE or --task NAME")),
     };
-    let val_examples = task
-        .map(|t| t.examples(a.seed, true, a.eval_examples))
-        .unwrap_or_default();
+    let val_examples = task.map(|t| t.examples(a.seed, true, a.eval_examples)).unwrap_or_default();
     let mut trainer = Trainer::new(model, method, st, lora, optim, a.seed)?;
     let mut batches = rng::stream(a.seed, "batches");
     let val_tokens = &split.val;
@@ -268,10 +219,7 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
     let acc0 = task.map(|t| task_accuracy(&trainer, t, &val_examples));
     if !a.json {
         let trainable = thousands(trainer.trainable() as u64);
-        println!(
-            "{method} · base {} · {trainable} trainable parameters · validation loss {val0:.4}",
-            st.label()
-        );
+        println!("{method} · base {} · {trainable} trainable parameters · validation loss {val0:.4}", st.label());
         if let Some(acc) = acc0 {
             println!("validation accuracy before training: {:.1}%", 100.0 * acc);
         }
@@ -289,10 +237,7 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
             a.lr
         );
         if a.json {
-            println!(
-                "{}",
-                json!({"step": s.step, "loss": s.loss, "lr": s.lr, "grad_norm": s.grad_norm, "ms": ms})
-            );
+            println!("{}", json!({"step": s.step, "loss": s.loss, "lr": s.lr, "grad_norm": s.grad_norm, "ms": ms}));
         } else if s.step % 10 == 0 || s.step + 1 == a.steps {
             println!(
                 "step {:>5}  loss {:.4}  lr {:.2e}  grad_norm {:.3}  {:.0} ms",
@@ -315,27 +260,16 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
         println!("{summary}");
     } else {
         if let (Some(before), Some(after)) = (acc0, acc) {
-            println!(
-                "validation accuracy {:.1}% → {:.1}%",
-                100.0 * before,
-                100.0 * after
-            );
+            println!("validation accuracy {:.1}% → {:.1}%", 100.0 * before, 100.0 * after);
         }
-        println!(
-            "validation loss {val0:.4} → {val:.4}; wrote {}",
-            a.out.display()
-        );
+        println!("validation loss {val0:.4} → {val:.4}; wrote {}", a.out.display());
     }
     Ok(())
 }
 
 /// Exact-match accuracy of greedy answers on validation examples.
 fn task_accuracy(trainer: &Trainer, task: Task, examples: &[Example]) -> f64 {
-    let greedy = Sampling {
-        temperature: 0.0,
-        top_k: 0,
-        seed: 0,
-    };
+    let greedy = Sampling { temperature: 0.0, top_k: 0, seed: 0 };
     tasks::accuracy(examples, |e| {
         let out = crate::cpu::generate(
             &trainer.model,
@@ -350,10 +284,7 @@ fn task_accuracy(trainer: &Trainer, task: Task, examples: &[Example]) -> f64 {
 }
 
 pub(super) fn generate(a: GenerateArgs) -> Result<()> {
-    ensure!(
-        a.temperature.is_finite() && a.temperature >= 0.0,
-        "temperature must be ≥ 0"
-    );
+    ensure!(a.temperature.is_finite() && a.temperature >= 0.0, "temperature must be ≥ 0");
     ensure!(a.tokens <= 100_000, "at most 100,000 tokens");
     let (model, adapters) = load_base(&a.base)?;
     let prompt = encode(&a.prompt);
@@ -362,11 +293,7 @@ pub(super) fn generate(a: GenerateArgs) -> Result<()> {
         adapters.as_ref(),
         &prompt,
         a.tokens,
-        Sampling {
-            temperature: a.temperature,
-            top_k: a.top_k,
-            seed: a.seed,
-        },
+        Sampling { temperature: a.temperature, top_k: a.top_k, seed: a.seed },
     );
     let text = decode(&out);
     if a.json {
@@ -392,11 +319,7 @@ pub(super) fn merge(a: MergeArgs) -> Result<()> {
 }
 
 pub(super) fn bench(a: BenchArgs) -> Result<()> {
-    ensure!(
-        a.backend == "cpu",
-        "backend {:?} is not available in this build; use --backend cpu",
-        a.backend
-    );
+    ensure!(a.backend == "cpu", "backend {:?} is not available in this build; use --backend cpu", a.backend);
     if let Some(n) = a.threads {
         ensure!(n >= 1, "threads must be at least 1");
         rayon::ThreadPoolBuilder::new()
@@ -413,34 +336,18 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
         "seq must be between 1 and n_positions {}",
         model.config.n_positions
     );
-    ensure!(
-        a.batch >= 1 && a.steps >= 1,
-        "batch and steps must be at least 1"
-    );
+    ensure!(a.batch >= 1 && a.steps >= 1, "batch and steps must be at least 1");
     let method: Method = a.method.parse()?;
     let st = storage(a.format.as_deref(), false, method)?;
     let lora = match method {
         Method::Full => None,
-        _ => Some(LoraConfig::uniform(
-            &parse_targets(&a.targets)?,
-            a.rank,
-            a.rank as f32,
-        )),
+        _ => Some(LoraConfig::uniform(&parse_targets(&a.targets)?, a.rank, a.rank as f32)),
     };
     let cfg = model.config.clone();
-    let optim = OptimConfig {
-        lr: 1e-4,
-        min_lr: 0.0,
-        warmup: 0,
-        steps: a.steps + 2,
-        weight_decay: 0.0,
-        grad_clip: 1.0,
-    };
+    let optim = OptimConfig { lr: 1e-4, min_lr: 0.0, warmup: 0, steps: a.steps + 2, weight_decay: 0.0, grad_clip: 1.0 };
     let mut trainer = Trainer::new(model, method, st, lora, optim, 0)?;
     let mut r = rng::stream(0, "bench");
-    let tokens: Vec<u32> = (0..a.batch * a.seq)
-        .map(|_| rand::RngExt::random_range(&mut r, 0..256u32))
-        .collect();
+    let tokens: Vec<u32> = (0..a.batch * a.seq).map(|_| rand::RngExt::random_range(&mut r, 0..256u32)).collect();
     let mut times = Vec::new();
     for i in 0..a.steps + 2 {
         let t0 = Instant::now();
@@ -491,11 +398,8 @@ fn step_flops(cfg: &ModelConfig, tr: &Trainer, b: usize, t: usize) -> f64 {
     match &tr.adapters {
         None => 3.0 * forward,
         Some(ad) => {
-            let adapter: f64 = ad
-                .entries
-                .iter()
-                .map(|e| 2.0 * tokens * e.rank as f64 * (e.d_in + e.d_out) as f64)
-                .sum();
+            let adapter: f64 =
+                ad.entries.iter().map(|e| 2.0 * tokens * e.rank as f64 * (e.d_in + e.d_out) as f64).sum();
             2.0 * forward + 3.0 * adapter
         }
     }

@@ -65,7 +65,7 @@ pub struct Activations {
     d_x_lora: Vec<f32>,
 }
 
-fn linear_index(l: Linear) -> usize {
+pub(crate) fn linear_index(l: Linear) -> usize {
     Linear::ALL.iter().position(|x| *x == l).expect("listed")
 }
 
@@ -78,8 +78,7 @@ impl Activations {
             .map(|layer| {
                 let dropped = std::array::from_fn(|i| {
                     let lin = Linear::ALL[i];
-                    let used =
-                        dropout && adapters.is_some_and(|a| a.on(layer, lin).next().is_some());
+                    let used = dropout && adapters.is_some_and(|a| a.on(layer, lin).next().is_some());
                     if used {
                         vec![0.0; bt * lin.dims(c).0]
                     } else {
@@ -106,12 +105,8 @@ impl Activations {
                 }
             })
             .collect();
-        let lora_u = adapters
-            .map(|a| a.entries.iter().map(|e| vec![0.0; bt * e.rank]).collect())
-            .unwrap_or_default();
-        let max_rank = adapters
-            .map(|a| a.entries.iter().map(|e| e.rank).max().unwrap_or(0))
-            .unwrap_or(0);
+        let lora_u = adapters.map(|a| a.entries.iter().map(|e| vec![0.0; bt * e.rank]).collect()).unwrap_or_default();
+        let max_rank = adapters.map(|a| a.entries.iter().map(|e| e.rank).max().unwrap_or(0)).unwrap_or(0);
         Activations {
             batch,
             seq,
@@ -130,11 +125,7 @@ impl Activations {
             d_wide: vec![0.0; bt * 4 * c],
             d_wide2: vec![0.0; bt * 4 * c],
             d_u: vec![0.0; bt * max_rank],
-            d_x_lora: if adapters.is_some() {
-                vec![0.0; bt * 4 * c]
-            } else {
-                Vec::new()
-            },
+            d_x_lora: if adapters.is_some() { vec![0.0; bt * 4 * c] } else { Vec::new() },
         }
     }
 
@@ -167,11 +158,7 @@ impl Activations {
                     + b.dropped.iter().map(|d| d.len()).sum::<usize>()
             })
             .sum();
-        let rest = self.encoded.len()
-            + self.lnf.len()
-            + self.lnf_mean.len()
-            + self.lnf_rstd.len()
-            + self.probs.len();
+        let rest = self.encoded.len() + self.lnf.len() + self.lnf_mean.len() + self.lnf_rstd.len() + self.probs.len();
         let lora: usize = self.lora_u.iter().map(|u| u.len()).sum();
         4 * (blocks + rest + lora) as u64
     }
@@ -183,11 +170,7 @@ impl Activations {
 }
 
 /// Borrows two disjoint ranges of one buffer mutably.
-fn two_mut(
-    buf: &mut [f32],
-    a: std::ops::Range<usize>,
-    b: std::ops::Range<usize>,
-) -> (&mut [f32], &mut [f32]) {
+fn two_mut(buf: &mut [f32], a: std::ops::Range<usize>, b: std::ops::Range<usize>) -> (&mut [f32], &mut [f32]) {
     assert!(a.end <= b.start || b.end <= a.start, "ranges overlap");
     if a.start < b.start {
         let (lo, hi) = buf.split_at_mut(b.start);
@@ -246,22 +229,11 @@ pub fn forward(
     assert_eq!(tokens.len(), bt, "tokens must be batch × seq");
     acts.tokens.copy_from_slice(tokens);
     acts.dropout_seed = dropout_seed;
-    embedding_forward(
-        &mut acts.encoded,
-        tokens,
-        w.get(TensorId::Wte),
-        w.get(TensorId::Wpe),
-        t,
-        c,
-    );
+    embedding_forward(&mut acts.encoded, tokens, w.get(TensorId::Wte), w.get(TensorId::Wpe), t, c);
     for l in 0..cfg.n_layer {
         let (prev, rest) = acts.blocks.split_at_mut(l);
         let a = &mut rest[0];
-        let res_in: &[f32] = if l == 0 {
-            &acts.encoded
-        } else {
-            &prev[l - 1].res3
-        };
+        let res_in: &[f32] = if l == 0 { &acts.encoded } else { &prev[l - 1].res3 };
         layernorm_forward(
             &mut a.ln1,
             &mut a.ln1_mean,
@@ -356,7 +328,7 @@ pub fn forward(
 
 /// The keep/drop decisions of the adapter dropout on linear `li` of layer `l`: the same sequence in the forward and
 /// the backward pass, regenerated from the step's seed instead of stored.
-fn dropout_mask(seed: u64, l: usize, li: usize, p: f32) -> impl Iterator<Item = bool> {
+pub(crate) fn dropout_mask(seed: u64, l: usize, li: usize, p: f32) -> impl Iterator<Item = bool> {
     let mut r = rng::stream(seed, &format!("dropout-{l}-{li}"));
     std::iter::repeat_with(move || r.random::<f32>() >= p)
 }
@@ -376,15 +348,7 @@ fn linear_with_adapters(
     dropout_seed: Option<u64>,
 ) {
     let (d_in, oc) = lin.dims(w.cfg.n_embd);
-    linear_forward(
-        out,
-        inp,
-        w.block(l, lin.weight()),
-        w.block(l, lin.bias()),
-        bt,
-        d_in,
-        oc,
-    );
+    linear_forward(out, inp, w.block(l, lin.weight()), w.block(l, lin.bias()), bt, d_in, oc);
     let Some(ad) = adapters else { return };
     let li = linear_index(lin);
     let p = ad.config.dropout;
@@ -392,11 +356,7 @@ fn linear_with_adapters(
         match dropout_seed {
             Some(seed) => {
                 let keep = 1.0 / (1.0 - p);
-                for ((d, x), kept) in dropped[li]
-                    .iter_mut()
-                    .zip(inp)
-                    .zip(dropout_mask(seed, l, li, p))
-                {
+                for ((d, x), kept) in dropped[li].iter_mut().zip(inp).zip(dropout_mask(seed, l, li, p)) {
                     *d = if kept { x * keep } else { 0.0 };
                 }
             }
@@ -406,26 +366,11 @@ fn linear_with_adapters(
     } else {
         inp
     };
-    for (idx, e) in ad
-        .entries
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.layer == l && e.target.linear() == lin)
-    {
+    for (idx, e) in ad.entries.iter().enumerate().filter(|(_, e)| e.layer == l && e.target.linear() == lin) {
         let a = &ad.params[e.a.clone()];
         let bm = &ad.params[e.b.clone()];
         let u = &mut lora_u[idx];
-        gemm(
-            bt,
-            d_in,
-            e.rank,
-            1.0,
-            Mat::new(x, d_in),
-            Mat::t(a, d_in),
-            0.0,
-            u,
-            e.rank,
-        );
+        gemm(bt, d_in, e.rank, 1.0, Mat::new(x, d_in), Mat::t(a, d_in), 0.0, u, e.rank);
         let cols = e.target.out_cols(w.cfg.n_embd);
         gemm(
             bt,
@@ -442,12 +387,7 @@ fn linear_with_adapters(
 }
 
 /// Backward pass after [`forward`] with targets. Accumulates into the gradient buffer of `grads`.
-pub fn backward(
-    w: &Weights,
-    adapters: Option<&Adapters>,
-    acts: &mut Activations,
-    mut grads: GradTarget,
-) {
+pub fn backward(w: &Weights, adapters: Option<&Adapters>, acts: &mut Activations, mut grads: GradTarget) {
     let cfg = w.cfg;
     let (b, t) = (acts.batch, acts.seq);
     let bt = b * t;
@@ -462,40 +402,18 @@ pub fn backward(
             GradTarget::Model(g) => Some(&mut g[lay.range(TensorId::Wte)]),
             GradTarget::Adapters(_) => None,
         };
-        lm_head_backward(
-            &mut dlnf,
-            dwte,
-            &acts.probs,
-            &acts.lnf,
-            w.get(TensorId::Wte),
-            bt,
-            c,
-            v,
-        );
+        lm_head_backward(&mut dlnf, dwte, &acts.probs, &acts.lnf, w.get(TensorId::Wte), bt, c, v);
     }
     let d_res = &mut acts.d_res;
     d_res.fill(0.0);
     {
         let last = &acts.blocks[cfg.n_layer - 1].res3;
         let dp = param_grads(&mut grads, lay, TensorId::LnFW, TensorId::LnFB);
-        layernorm_backward(
-            d_res,
-            dp,
-            &dlnf,
-            last,
-            w.get(TensorId::LnFW),
-            &acts.lnf_mean,
-            &acts.lnf_rstd,
-            c,
-        );
+        layernorm_backward(d_res, dp, &dlnf, last, w.get(TensorId::LnFW), &acts.lnf_mean, &acts.lnf_rstd, c);
     }
 
     for l in (0..cfg.n_layer).rev() {
-        let res_in: &[f32] = if l == 0 {
-            &acts.encoded
-        } else {
-            &acts.blocks[l - 1].res3
-        };
+        let res_in: &[f32] = if l == 0 { &acts.encoded } else { &acts.blocks[l - 1].res3 };
         let a = &acts.blocks[l];
         // d_res holds d(res3). The MLP branch: fcproj = MlpProj(gelu(Fc(ln2(res2)))).
         let dgelu = &mut acts.d_wide;
@@ -544,16 +462,7 @@ pub fn backward(
                 TensorId::Block(l, BlockTensor::Ln2B),
             );
             // res3 = res2 + fcproj, so d(res2) = d(res3) + (LayerNorm path)
-            layernorm_backward(
-                d_res,
-                dp,
-                &dlnf,
-                &a.res2,
-                w.block(l, BlockTensor::Ln2W),
-                &a.ln2_mean,
-                &a.ln2_rstd,
-                c,
-            );
+            layernorm_backward(d_res, dp, &dlnf, &a.res2, w.block(l, BlockTensor::Ln2W), &a.ln2_mean, &a.ln2_rstd, c);
         }
         // Attention branch: attproj = AttnProj(attention(Attn(ln1(res_in)))).
         let datty = &mut dlnf;
@@ -642,37 +551,14 @@ fn linear_backward_with_adapters(
 ) {
     let c = w.cfg.n_embd;
     let (d_in, oc) = lin.dims(c);
-    let dparams = param_grads(
-        grads,
-        w.layout,
-        TensorId::Block(l, lin.weight()),
-        TensorId::Block(l, lin.bias()),
-    );
-    linear_backward(
-        dinp,
-        dparams,
-        dout,
-        inp,
-        w.block(l, lin.weight()),
-        bt,
-        d_in,
-        oc,
-    );
+    let dparams = param_grads(grads, w.layout, TensorId::Block(l, lin.weight()), TensorId::Block(l, lin.bias()));
+    linear_backward(dinp, dparams, dout, inp, w.block(l, lin.weight()), bt, d_in, oc);
     let Some(ad) = adapters else { return };
     let li = linear_index(lin);
-    let x: &[f32] = if dropped[li].is_empty() {
-        inp
-    } else {
-        &dropped[li]
-    };
+    let x: &[f32] = if dropped[li].is_empty() { inp } else { &dropped[li] };
     let dxl = &mut d_x_lora[..bt * d_in];
     dxl.fill(0.0);
-    for (idx, e) in ad
-        .entries
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.layer == l && e.target.linear() == lin)
-    {
+    for (idx, e) in ad.entries.iter().enumerate().filter(|(_, e)| e.layer == l && e.target.linear() == lin) {
         let s = ad.scaling(e);
         let a = &ad.params[e.a.clone()];
         let bm = &ad.params[e.b.clone()];
@@ -681,65 +567,21 @@ fn linear_backward_with_adapters(
         let dout_t = &dout[cols.start..];
         let du = &mut d_u[..bt * e.rank];
         // du = s · dout_t · B   [BT, r]
-        gemm(
-            bt,
-            e.d_out,
-            e.rank,
-            s,
-            Mat::new(dout_t, oc),
-            Mat::new(bm, e.rank),
-            0.0,
-            du,
-            e.rank,
-        );
+        gemm(bt, e.d_out, e.rank, s, Mat::new(dout_t, oc), Mat::new(bm, e.rank), 0.0, du, e.rank);
         if let GradTarget::Adapters(g) = grads {
             // dB += s · dout_tᵀ · u   [d_out, r]
-            gemm(
-                e.d_out,
-                bt,
-                e.rank,
-                s,
-                Mat::t(dout_t, oc),
-                Mat::new(u, e.rank),
-                1.0,
-                &mut g[e.b.clone()],
-                e.rank,
-            );
+            gemm(e.d_out, bt, e.rank, s, Mat::t(dout_t, oc), Mat::new(u, e.rank), 1.0, &mut g[e.b.clone()], e.rank);
             // dA += duᵀ · x   [r, d_in]
-            gemm(
-                e.rank,
-                bt,
-                d_in,
-                1.0,
-                Mat::t(du, e.rank),
-                Mat::new(x, d_in),
-                1.0,
-                &mut g[e.a.clone()],
-                d_in,
-            );
+            gemm(e.rank, bt, d_in, 1.0, Mat::t(du, e.rank), Mat::new(x, d_in), 1.0, &mut g[e.a.clone()], d_in);
         }
         // d(dropped x) += du · A   [BT, d_in]
-        gemm(
-            bt,
-            e.rank,
-            d_in,
-            1.0,
-            Mat::new(du, e.rank),
-            Mat::new(a, d_in),
-            1.0,
-            dxl,
-            d_in,
-        );
+        gemm(bt, e.rank, d_in, 1.0, Mat::new(du, e.rank), Mat::new(a, d_in), 1.0, dxl, d_in);
     }
     match (dropped[li].is_empty(), dropout_seed) {
         (false, Some(seed)) => {
             // dropped = x · mask / (1 − p)
             let keep = 1.0 / (1.0 - ad.config.dropout);
-            for ((d, g), kept) in
-                dinp.iter_mut()
-                    .zip(dxl.iter())
-                    .zip(dropout_mask(seed, l, li, ad.config.dropout))
-            {
+            for ((d, g), kept) in dinp.iter_mut().zip(dxl.iter()).zip(dropout_mask(seed, l, li, ad.config.dropout)) {
                 if kept {
                     *d += g * keep;
                 }

@@ -11,14 +11,7 @@ const ROW_CHUNK: usize = 16;
 // ---------------------------------------------------------------- embedding
 
 /// `out[b,t] = wte[token] + wpe[t]`.
-pub fn embedding_forward(
-    out: &mut [f32],
-    tokens: &[u32],
-    wte: &[f32],
-    wpe: &[f32],
-    t_len: usize,
-    c: usize,
-) {
+pub fn embedding_forward(out: &mut [f32], tokens: &[u32], wte: &[f32], wpe: &[f32], t_len: usize, c: usize) {
     out.par_chunks_mut(c).enumerate().for_each(|(row, o)| {
         let tok = tokens[row] as usize;
         let t = row % t_len;
@@ -28,14 +21,7 @@ pub fn embedding_forward(
     });
 }
 
-pub fn embedding_backward(
-    dwte: &mut [f32],
-    dwpe: &mut [f32],
-    dout: &[f32],
-    tokens: &[u32],
-    t_len: usize,
-    c: usize,
-) {
+pub fn embedding_backward(dwte: &mut [f32], dwpe: &mut [f32], dout: &[f32], tokens: &[u32], t_len: usize, c: usize) {
     for (row, d) in dout.chunks(c).enumerate() {
         let tok = tokens[row] as usize;
         let t = row % t_len;
@@ -59,11 +45,8 @@ pub fn layernorm_forward(
     c: usize,
     eps: f32,
 ) {
-    out.par_chunks_mut(c)
-        .zip(mean.par_iter_mut())
-        .zip(rstd.par_iter_mut())
-        .enumerate()
-        .for_each(|(row, ((o, m), r))| {
+    out.par_chunks_mut(c).zip(mean.par_iter_mut()).zip(rstd.par_iter_mut()).enumerate().for_each(
+        |(row, ((o, m), r))| {
             let x = &inp[row * c..(row + 1) * c];
             let mu = x.iter().sum::<f32>() / c as f32;
             let var = x.iter().map(|v| (v - mu) * (v - mu)).sum::<f32>() / c as f32;
@@ -73,7 +56,8 @@ pub fn layernorm_forward(
             }
             *m = mu;
             *r = s;
-        });
+        },
+    );
 }
 
 /// Input gradient always; weight and bias gradients when `dparams` is given (frozen LayerNorms skip them).
@@ -124,29 +108,11 @@ pub fn layernorm_backward(
 // ---------------------------------------------------------------- linear (Conv1D: weight [in, out])
 
 /// `out[BT×OC] = inp[BT×C] · W[C×OC] + bias`.
-pub fn linear_forward(
-    out: &mut [f32],
-    inp: &[f32],
-    w: &[f32],
-    bias: &[f32],
-    rows: usize,
-    c: usize,
-    oc: usize,
-) {
+pub fn linear_forward(out: &mut [f32], inp: &[f32], w: &[f32], bias: &[f32], rows: usize, c: usize, oc: usize) {
     for o in out.chunks_mut(oc) {
         o.copy_from_slice(bias);
     }
-    gemm(
-        rows,
-        c,
-        oc,
-        1.0,
-        Mat::new(inp, c),
-        Mat::new(w, oc),
-        1.0,
-        out,
-        oc,
-    );
+    gemm(rows, c, oc, 1.0, Mat::new(inp, c), Mat::new(w, oc), 1.0, out, oc);
 }
 
 /// `dinp += dout · Wᵀ`; when `dparams` is given also `dW += inpᵀ · dout` and `dbias += Σ_rows dout`.
@@ -161,29 +127,9 @@ pub fn linear_backward(
     c: usize,
     oc: usize,
 ) {
-    gemm(
-        rows,
-        oc,
-        c,
-        1.0,
-        Mat::new(dout, oc),
-        Mat::t(w, oc),
-        1.0,
-        dinp,
-        c,
-    );
+    gemm(rows, oc, c, 1.0, Mat::new(dout, oc), Mat::t(w, oc), 1.0, dinp, c);
     if let Some((dw, db)) = dparams {
-        gemm(
-            c,
-            rows,
-            oc,
-            1.0,
-            Mat::t(inp, c),
-            Mat::new(dout, oc),
-            1.0,
-            dw,
-            oc,
-        );
+        gemm(c, rows, oc, 1.0, Mat::t(inp, c), Mat::new(dout, oc), 1.0, dw, oc);
         for d in dout.chunks(oc) {
             for (b, v) in db.iter_mut().zip(d) {
                 *b += v;
@@ -196,54 +142,44 @@ pub fn linear_backward(
 
 /// Causal multi-head self-attention from the fused `qkv[BT×3C]` (q | k | v columns).
 /// Saves the softmax probabilities `att[B, T, NH, T]` (row t holds weights over positions ≤ t; the rest is 0).
-pub fn attention_forward(
-    out: &mut [f32],
-    att: &mut [f32],
-    qkv: &[f32],
-    t_len: usize,
-    c: usize,
-    nh: usize,
-) {
+pub fn attention_forward(out: &mut [f32], att: &mut [f32], qkv: &[f32], t_len: usize, c: usize, nh: usize) {
     let hs = c / nh;
     let scale = 1.0 / (hs as f32).sqrt();
-    out.par_chunks_mut(c)
-        .zip(att.par_chunks_mut(nh * t_len))
-        .enumerate()
-        .for_each(|(row, (y, a))| {
-            let b = row / t_len;
-            let t = row % t_len;
-            let base = b * t_len * 3 * c;
-            for h in 0..nh {
-                let q = &qkv[base + t * 3 * c + h * hs..][..hs];
-                let arow = &mut a[h * t_len..(h + 1) * t_len];
-                let mut maxv = f32::NEG_INFINITY;
-                for s in 0..=t {
-                    let k = &qkv[base + s * 3 * c + c + h * hs..][..hs];
-                    let dot: f32 = q.iter().zip(k).map(|(x, y)| x * y).sum::<f32>() * scale;
-                    arow[s] = dot;
-                    maxv = maxv.max(dot);
-                }
-                let mut sum = 0.0f32;
-                for v in arow[..=t].iter_mut() {
-                    *v = (*v - maxv).exp();
-                    sum += *v;
-                }
-                let inv = 1.0 / sum;
-                for v in arow[..=t].iter_mut() {
-                    *v *= inv;
-                }
-                arow[t + 1..].fill(0.0);
-                let yh = &mut y[h * hs..(h + 1) * hs];
-                yh.fill(0.0);
-                for s in 0..=t {
-                    let v = &qkv[base + s * 3 * c + 2 * c + h * hs..][..hs];
-                    let p = arow[s];
-                    for i in 0..hs {
-                        yh[i] += p * v[i];
-                    }
+    out.par_chunks_mut(c).zip(att.par_chunks_mut(nh * t_len)).enumerate().for_each(|(row, (y, a))| {
+        let b = row / t_len;
+        let t = row % t_len;
+        let base = b * t_len * 3 * c;
+        for h in 0..nh {
+            let q = &qkv[base + t * 3 * c + h * hs..][..hs];
+            let arow = &mut a[h * t_len..(h + 1) * t_len];
+            let mut maxv = f32::NEG_INFINITY;
+            for s in 0..=t {
+                let k = &qkv[base + s * 3 * c + c + h * hs..][..hs];
+                let dot: f32 = q.iter().zip(k).map(|(x, y)| x * y).sum::<f32>() * scale;
+                arow[s] = dot;
+                maxv = maxv.max(dot);
+            }
+            let mut sum = 0.0f32;
+            for v in arow[..=t].iter_mut() {
+                *v = (*v - maxv).exp();
+                sum += *v;
+            }
+            let inv = 1.0 / sum;
+            for v in arow[..=t].iter_mut() {
+                *v *= inv;
+            }
+            arow[t + 1..].fill(0.0);
+            let yh = &mut y[h * hs..(h + 1) * hs];
+            yh.fill(0.0);
+            for s in 0..=t {
+                let v = &qkv[base + s * 3 * c + 2 * c + h * hs..][..hs];
+                let p = arow[s];
+                for i in 0..hs {
+                    yh[i] += p * v[i];
                 }
             }
-        });
+        }
+    });
 }
 
 /// Accumulates into `dqkv` the gradient of [`attention_forward`].
@@ -314,29 +250,23 @@ const GELU_K: f32 = 0.797_884_6; // √(2/π)
 
 /// `gelu_new(x) = ½x(1 + tanh(√(2/π)(x + 0.044715x³)))`, as transformers' `NewGELUActivation`.
 pub fn gelu_forward(out: &mut [f32], inp: &[f32]) {
-    out.par_chunks_mut(4096)
-        .zip(inp.par_chunks(4096))
-        .for_each(|(o, x)| {
-            for (o, &x) in o.iter_mut().zip(x) {
-                *o = 0.5 * x * (1.0 + (GELU_K * (x + 0.044715 * x * x * x)).tanh());
-            }
-        });
+    out.par_chunks_mut(4096).zip(inp.par_chunks(4096)).for_each(|(o, x)| {
+        for (o, &x) in o.iter_mut().zip(x) {
+            *o = 0.5 * x * (1.0 + (GELU_K * (x + 0.044715 * x * x * x)).tanh());
+        }
+    });
 }
 
 pub fn gelu_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
-    dinp.par_chunks_mut(4096)
-        .zip(inp.par_chunks(4096))
-        .zip(dout.par_chunks(4096))
-        .for_each(|((d, x), dy)| {
-            for ((d, &x), &dy) in d.iter_mut().zip(x).zip(dy) {
-                let u = GELU_K * (x + 0.044715 * x * x * x);
-                let th = u.tanh();
-                let sech2 = 1.0 - th * th;
-                let grad =
-                    0.5 * (1.0 + th) + 0.5 * x * sech2 * GELU_K * (1.0 + 3.0 * 0.044715 * x * x);
-                *d += grad * dy;
-            }
-        });
+    dinp.par_chunks_mut(4096).zip(inp.par_chunks(4096)).zip(dout.par_chunks(4096)).for_each(|((d, x), dy)| {
+        for ((d, &x), &dy) in d.iter_mut().zip(x).zip(dy) {
+            let u = GELU_K * (x + 0.044715 * x * x * x);
+            let th = u.tanh();
+            let sech2 = 1.0 - th * th;
+            let grad = 0.5 * (1.0 + th) + 0.5 * x * sech2 * GELU_K * (1.0 + 3.0 * 0.044715 * x * x);
+            *d += grad * dy;
+        }
+    });
 }
 
 // ---------------------------------------------------------------- residual
@@ -350,65 +280,40 @@ pub fn residual_forward(out: &mut [f32], a: &[f32], b: &[f32]) {
 // ---------------------------------------------------------------- logits and cross-entropy
 
 /// Logits `lnf · wteᵀ` (the tied LM head), then softmax probabilities in place of the logits.
-pub fn lm_head_forward(
-    probs: &mut [f32],
-    lnf: &[f32],
-    wte: &[f32],
-    rows: usize,
-    c: usize,
-    v: usize,
-) {
-    gemm(
-        rows,
-        c,
-        v,
-        1.0,
-        Mat::new(lnf, c),
-        Mat::t(wte, c),
-        0.0,
-        probs,
-        v,
-    );
-    probs
-        .par_chunks_mut(v.max(1) * ROW_CHUNK)
-        .for_each(|chunk| {
-            for row in chunk.chunks_mut(v) {
-                let maxv = row.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
-                let mut sum = 0.0f32;
-                for x in row.iter_mut() {
-                    *x = (*x - maxv).exp();
-                    sum += *x;
-                }
-                let inv = 1.0 / sum;
-                for x in row.iter_mut() {
-                    *x *= inv;
-                }
+pub fn lm_head_forward(probs: &mut [f32], lnf: &[f32], wte: &[f32], rows: usize, c: usize, v: usize) {
+    gemm(rows, c, v, 1.0, Mat::new(lnf, c), Mat::t(wte, c), 0.0, probs, v);
+    probs.par_chunks_mut(v.max(1) * ROW_CHUNK).for_each(|chunk| {
+        for row in chunk.chunks_mut(v) {
+            let maxv = row.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
+            let mut sum = 0.0f32;
+            for x in row.iter_mut() {
+                *x = (*x - maxv).exp();
+                sum += *x;
             }
-        });
+            let inv = 1.0 / sum;
+            for x in row.iter_mut() {
+                *x *= inv;
+            }
+        }
+    });
 }
 
 /// Mean cross-entropy in nats over the rows, accumulated in f64 so the mean over many tokens stays exact.
 pub fn cross_entropy(probs: &[f32], targets: &[u32], v: usize) -> f64 {
-    let total: f64 = probs
-        .chunks(v)
-        .zip(targets)
-        .map(|(p, &t)| -(p[t as usize].max(f32::MIN_POSITIVE) as f64).ln())
-        .sum();
+    let total: f64 =
+        probs.chunks(v).zip(targets).map(|(p, &t)| -(p[t as usize].max(f32::MIN_POSITIVE) as f64).ln()).sum();
     total / targets.len() as f64
 }
 
 /// `dlogits = (probs − onehot) / rows`, written in place of `probs`.
 pub fn cross_entropy_backward(probs: &mut [f32], targets: &[u32], v: usize) {
     let inv = 1.0 / targets.len() as f32;
-    probs
-        .par_chunks_mut(v)
-        .zip(targets.par_iter())
-        .for_each(|(p, &t)| {
-            p[t as usize] -= 1.0;
-            for x in p.iter_mut() {
-                *x *= inv;
-            }
-        });
+    probs.par_chunks_mut(v).zip(targets.par_iter()).for_each(|(p, &t)| {
+        p[t as usize] -= 1.0;
+        for x in p.iter_mut() {
+            *x *= inv;
+        }
+    });
 }
 
 /// Through the tied head: `dlnf = dlogits · wte`, and `dwte += dlogitsᵀ · lnf` when `dwte` is given.
@@ -422,28 +327,8 @@ pub fn lm_head_backward(
     c: usize,
     v: usize,
 ) {
-    gemm(
-        rows,
-        v,
-        c,
-        1.0,
-        Mat::new(dlogits, v),
-        Mat::new(wte, c),
-        1.0,
-        dlnf,
-        c,
-    );
+    gemm(rows, v, c, 1.0, Mat::new(dlogits, v), Mat::new(wte, c), 1.0, dlnf, c);
     if let Some(dwte) = dwte {
-        gemm(
-            v,
-            rows,
-            c,
-            1.0,
-            Mat::t(dlogits, v),
-            Mat::new(lnf, c),
-            1.0,
-            dwte,
-            c,
-        );
+        gemm(v, rows, c, 1.0, Mat::t(dlogits, v), Mat::new(lnf, c), 1.0, dwte, c);
     }
 }

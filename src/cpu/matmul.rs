@@ -15,20 +15,12 @@ pub struct Mat<'a> {
 impl<'a> Mat<'a> {
     /// A plain row-major matrix with `ld` columns per stored row.
     pub fn new(data: &'a [f32], ld: usize) -> Self {
-        Mat {
-            data,
-            ld,
-            trans: false,
-        }
+        Mat { data, ld, trans: false }
     }
 
     /// The transpose of a row-major matrix stored with `ld` columns per row.
     pub fn t(data: &'a [f32], ld: usize) -> Self {
-        Mat {
-            data,
-            ld,
-            trans: true,
-        }
+        Mat { data, ld, trans: true }
     }
 
     /// (row stride, column stride) of the logical matrix.
@@ -47,10 +39,7 @@ impl<'a> Mat<'a> {
         }
         let (rs, cs) = self.strides();
         let last = (rows - 1) as isize * rs + (cols - 1) as isize * cs;
-        assert!(
-            (last as usize) < self.data.len(),
-            "matrix operand out of bounds"
-        );
+        assert!((last as usize) < self.data.len(), "matrix operand out of bounds");
     }
 }
 
@@ -59,62 +48,43 @@ const ROWS_PER_TASK: usize = 64;
 
 /// `C[m×n] = alpha · A[m×k] · B[k×n] + beta · C`, with C row-major with leading dimension `ldc`.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f32,
-    a: Mat,
-    b: Mat,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
+pub fn gemm(m: usize, k: usize, n: usize, alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32], ldc: usize) {
     if m == 0 || n == 0 {
         return;
     }
     a.check(m, k);
     b.check(k, n);
-    assert!(
-        ldc >= n && c.len() >= (m - 1) * ldc + n,
-        "output out of bounds"
-    );
+    assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "output out of bounds");
     let c = &mut c[..(m - 1) * ldc + n];
     let (ars, acs) = a.strides();
     let (brs, bcs) = b.strides();
     let work = m * n * k.max(1);
-    let rows_per_task = if work < 1 << 16 {
-        m
-    } else {
-        ROWS_PER_TASK.min(m)
-    };
-    c.par_chunks_mut(rows_per_task * ldc)
-        .enumerate()
-        .for_each(|(chunk, c_rows)| {
-            let row0 = chunk * rows_per_task;
-            let rows = (m - row0).min(rows_per_task);
-            let a_off = row0 as isize * ars;
-            // SAFETY: `check` proved every element of the logical A (rows row0..row0+rows), B and this chunk of C lies
-            // inside its slice; chunks of C are disjoint, A and B are only read.
-            unsafe {
-                matrixmultiply::sgemm(
-                    rows,
-                    k,
-                    n,
-                    alpha,
-                    a.data.as_ptr().offset(a_off),
-                    ars,
-                    acs,
-                    b.data.as_ptr(),
-                    brs,
-                    bcs,
-                    beta,
-                    c_rows.as_mut_ptr(),
-                    ldc as isize,
-                    1,
-                );
-            }
-        });
+    let rows_per_task = if work < 1 << 16 { m } else { ROWS_PER_TASK.min(m) };
+    c.par_chunks_mut(rows_per_task * ldc).enumerate().for_each(|(chunk, c_rows)| {
+        let row0 = chunk * rows_per_task;
+        let rows = (m - row0).min(rows_per_task);
+        let a_off = row0 as isize * ars;
+        // SAFETY: `check` proved every element of the logical A (rows row0..row0+rows), B and this chunk of C lies
+        // inside its slice; chunks of C are disjoint, A and B are only read.
+        unsafe {
+            matrixmultiply::sgemm(
+                rows,
+                k,
+                n,
+                alpha,
+                a.data.as_ptr().offset(a_off),
+                ars,
+                acs,
+                b.data.as_ptr(),
+                brs,
+                bcs,
+                beta,
+                c_rows.as_mut_ptr(),
+                ldc as isize,
+                1,
+            );
+        }
+    });
 }
 
 #[cfg(test)]
@@ -140,12 +110,8 @@ mod tests {
     #[test]
     fn matches_naive_in_every_orientation() {
         for &(m, k, n) in &[(1, 1, 1), (3, 5, 7), (130, 33, 65), (200, 64, 3)] {
-            let a: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
-                .collect();
-            let b: Vec<f32> = (0..k * n)
-                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
-                .collect();
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
             for ta in [false, true] {
                 for tb in [false, true] {
                     let am = if ta { Mat::t(&a, m) } else { Mat::new(&a, k) };
@@ -154,10 +120,7 @@ mod tests {
                     gemm(m, k, n, 1.0, am, bm, 0.0, &mut c, n);
                     let want = naive(m, k, n, &a, ta, &b, tb);
                     for (x, y) in c.iter().zip(&want) {
-                        assert!(
-                            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                            "{m}x{k}x{n} ta={ta} tb={tb}: {x} vs {y}"
-                        );
+                        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{k}x{n} ta={ta} tb={tb}: {x} vs {y}");
                     }
                 }
             }

@@ -11,4 +11,4 @@ pub mod train;
 pub use eval::{eval_loss, generate, Sampling};
 pub use executor::{backward, forward, Activations, GradTarget, Weights};
 pub use matmul::{gemm, Mat};
-pub use train::{quantize_base, Method, OptimConfig, StepStats, Trainer};
+pub use train::{dropout_seed, quantize_base, Method, OptimConfig, QuantReport, StepStats, Trainer};

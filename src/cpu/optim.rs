@@ -15,15 +15,7 @@ pub struct AdamW {
 
 impl AdamW {
     pub fn new(n: usize, weight_decay: f32) -> Self {
-        AdamW {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay,
-            m: vec![0.0; n],
-            v: vec![0.0; n],
-            t: 0,
-        }
+        AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay, m: vec![0.0; n], v: vec![0.0; n], t: 0 }
     }
 
     /// One update of `params` with `grads` at learning rate `lr`.
@@ -31,12 +23,7 @@ impl AdamW {
         self.t += 1;
         let bc1 = 1.0 - self.beta1.powi(self.t as i32);
         let bc2 = 1.0 - self.beta2.powi(self.t as i32);
-        for (((p, g), m), v) in params
-            .iter_mut()
-            .zip(grads)
-            .zip(self.m.iter_mut())
-            .zip(self.v.iter_mut())
-        {
+        for (((p, g), m), v) in params.iter_mut().zip(grads).zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
             *p -= lr * self.weight_decay * *p;
             *m = self.beta1 * *m + (1.0 - self.beta1) * g;
             *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
@@ -49,11 +36,7 @@ impl AdamW {
 
 /// The global L2 norm of the gradients (before clipping).
 pub fn grad_norm(grads: &[f32]) -> f32 {
-    grads
-        .iter()
-        .map(|g| (*g as f64) * (*g as f64))
-        .sum::<f64>()
-        .sqrt() as f32
+    grads.iter().map(|g| (*g as f64) * (*g as f64)).sum::<f64>().sqrt() as f32
 }
 
 /// Scales gradients so their global norm is at most `max_norm` (as `torch.nn.utils.clip_grad_norm_`); returns the
@@ -90,10 +73,7 @@ mod tests {
         let mut p = vec![1.0f32, -2.0];
         let mut opt = AdamW::new(2, 0.0);
         opt.step(&mut p, &[0.5, -3.0], 0.1);
-        assert!(
-            (p[0] - 0.9).abs() < 1e-6 && (p[1] + 1.9).abs() < 1e-6,
-            "{p:?}"
-        );
+        assert!((p[0] - 0.9).abs() < 1e-6 && (p[1] + 1.9).abs() < 1e-6, "{p:?}");
     }
 
     #[test]

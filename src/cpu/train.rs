@@ -71,10 +71,7 @@ impl OptimConfig {
             "learning rate must be a number in (0, 10] (got {})",
             self.lr
         );
-        ensure!(
-            self.min_lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.lr,
-            "min_lr must be in [0, lr]"
-        );
+        ensure!(self.min_lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.lr, "min_lr must be in [0, lr]");
         ensure!(
             self.steps >= 1 && self.steps <= 10_000_000,
             "steps must be between 1 and 10,000,000 (got {})",
@@ -84,10 +81,7 @@ impl OptimConfig {
             self.weight_decay.is_finite() && (0.0..1.0).contains(&self.weight_decay),
             "weight decay must be in [0, 1)"
         );
-        ensure!(
-            self.grad_clip.is_finite() && self.grad_clip >= 0.0,
-            "gradient clip must be ≥ 0 (0 disables it)"
-        );
+        ensure!(self.grad_clip.is_finite() && self.grad_clip >= 0.0, "gradient clip must be ≥ 0 (0 disables it)");
         Ok(())
     }
 }
@@ -137,16 +131,15 @@ pub fn quantize_base(model: &mut Gpt2, storage: Storage) -> Vec<QuantReport> {
                 }
             }
             let (value_bytes, constant_bytes) = q.bytes();
-            reports.push(QuantReport {
-                name,
-                len: linear.len(),
-                value_bytes,
-                constant_bytes,
-                error: q.error(&linear),
-            });
+            reports.push(QuantReport { name, len: linear.len(), value_bytes, constant_bytes, error: q.error(&linear) });
         }
     }
     reports
+}
+
+/// The seed of step `step`'s dropout masks (shared by both executors so their runs agree).
+pub fn dropout_seed(seed: u64, step: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(step as u64)
 }
 
 /// A training run: the model (base weights as the executor reads them), adapters if any, gradients, optimizer.
@@ -185,10 +178,8 @@ impl Trainer {
                 (None, Vec::new())
             }
             Method::Lora | Method::Qlora => {
-                let lora = lora
-                    .ok_or_else(|| Error::new("lora and qlora need adapter targets and a rank"))?;
-                let adapters =
-                    Adapters::init(lora, model.config.n_layer, model.config.n_embd, seed)?;
+                let lora = lora.ok_or_else(|| Error::new("lora and qlora need adapter targets and a rank"))?;
+                let adapters = Adapters::init(lora, model.config.n_layer, model.config.n_embd, seed)?;
                 let reports = quantize_base(&mut model, storage);
                 (Some(adapters), reports)
             }
@@ -218,17 +209,9 @@ impl Trainer {
     }
 
     fn acts_for(&mut self, batch: usize, seq: usize) -> &mut Activations {
-        let fits = self
-            .acts
-            .as_ref()
-            .is_some_and(|a| a.batch == batch && a.seq == seq);
+        let fits = self.acts.as_ref().is_some_and(|a| a.batch == batch && a.seq == seq);
         if !fits {
-            self.acts = Some(Activations::new(
-                &self.model.config,
-                self.adapters.as_ref(),
-                batch,
-                seq,
-            ));
+            self.acts = Some(Activations::new(&self.model.config, self.adapters.as_ref(), batch, seq));
         }
         self.acts.as_mut().expect("just set")
     }
@@ -258,20 +241,9 @@ impl Trainer {
     ) -> f64 {
         self.acts_for(batch, seq);
         let mut acts = self.acts.take().expect("allocated");
-        let w = Weights {
-            cfg: &self.model.config,
-            layout: &self.model.layout,
-            params: &self.model.params,
-        };
-        let loss = forward(
-            &w,
-            self.adapters.as_ref(),
-            &mut acts,
-            inputs,
-            Some(targets),
-            dropout_seed,
-        )
-        .expect("targets given");
+        let w = Weights { cfg: &self.model.config, layout: &self.model.layout, params: &self.model.params };
+        let loss =
+            forward(&w, self.adapters.as_ref(), &mut acts, inputs, Some(targets), dropout_seed).expect("targets given");
         if backward_too {
             self.grads.fill(0.0);
             let target = if self.adapters.is_some() {
@@ -299,11 +271,7 @@ impl Trainer {
 
     /// One optimizer step on a batch of `inputs`/`targets` (`batch × seq` each).
     pub fn step(&mut self, inputs: &[u32], targets: &[u32], batch: usize, seq: usize) -> StepStats {
-        let dropout_seed = self
-            .seed
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add(self.step as u64);
-        let loss = self.compute_gradients(inputs, targets, batch, seq, Some(dropout_seed));
+        let loss = self.compute_gradients(inputs, targets, batch, seq, Some(dropout_seed(self.seed, self.step)));
         let grad_norm = clip_grad_norm(&mut self.grads, self.optim.grad_clip);
         let o = &self.optim;
         let lr = lr_at(self.step, o.steps, o.warmup, o.lr, o.min_lr);
@@ -312,12 +280,7 @@ impl Trainer {
         adam.step(self.trainable_params_mut(), &grads, lr);
         self.adam = adam;
         self.grads = grads;
-        let stats = StepStats {
-            step: self.step,
-            loss,
-            lr,
-            grad_norm,
-        };
+        let stats = StepStats { step: self.step, loss, lr, grad_norm };
         self.step += 1;
         stats
     }

@@ -18,8 +18,7 @@ pub fn decode(tokens: &[u32]) -> String {
 
 /// Reads a text file for training or evaluation: it must be UTF-8 and non-empty.
 pub fn read_text_file(path: &std::path::Path) -> Result<String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::new(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::new(format!("cannot read {}: {e}", path.display())))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         Error::new(format!(
             "{} is not UTF-8 text (invalid byte at offset {})",
@@ -47,22 +46,13 @@ pub fn split(tokens: &[u32], val_fraction: f64, min_len: usize) -> Result<Split>
         2 * min_len,
         min_len
     );
-    let n_val =
-        ((tokens.len() as f64 * val_fraction) as usize).clamp(min_len, tokens.len() - min_len);
+    let n_val = ((tokens.len() as f64 * val_fraction) as usize).clamp(min_len, tokens.len() - min_len);
     let cut = tokens.len() - n_val;
-    Ok(Split {
-        train: tokens[..cut].to_vec(),
-        val: tokens[cut..].to_vec(),
-    })
+    Ok(Split { train: tokens[..cut].to_vec(), val: tokens[cut..].to_vec() })
 }
 
 /// `batch` random windows of `seq + 1` tokens: inputs are the first `seq`, targets the last `seq`.
-pub fn sample_batch(
-    tokens: &[u32],
-    batch: usize,
-    seq: usize,
-    rng: &mut rng::Rng,
-) -> Result<(Vec<u32>, Vec<u32>)> {
+pub fn sample_batch(tokens: &[u32], batch: usize, seq: usize, rng: &mut rng::Rng) -> Result<(Vec<u32>, Vec<u32>)> {
     ensure!(
         tokens.len() > seq,
         "the training text has {} tokens; a sequence of {seq} needs at least {}",

@@ -40,15 +40,9 @@ impl Task {
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        Task::ALL
-            .into_iter()
-            .find(|t| t.name() == s)
-            .ok_or_else(|| {
-                Error::new(format!(
-                    "unknown task {s:?}; built-in tasks: {}",
-                    Task::ALL.map(|t| t.name()).join(", ")
-                ))
-            })
+        Task::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| {
+            Error::new(format!("unknown task {s:?}; built-in tasks: {}", Task::ALL.map(|t| t.name()).join(", ")))
+        })
     }
 
     /// The longest answer, in bytes (generation stops there or at a newline).
@@ -64,27 +58,16 @@ impl Task {
         match self {
             Task::Add => {
                 let (a, b) = (r.random_range(10..100u32), r.random_range(10..100u32));
-                Example {
-                    prompt: format!("{a}+{b}="),
-                    answer: (a + b).to_string(),
-                }
+                Example { prompt: format!("{a}+{b}="), answer: (a + b).to_string() }
             }
             Task::Reverse => {
                 let len = r.random_range(3..=8usize);
-                let word: String = (0..len)
-                    .map(|_| (b'a' + r.random_range(0..26u8)) as char)
-                    .collect();
-                Example {
-                    prompt: format!("reverse {word}: "),
-                    answer: word.chars().rev().collect(),
-                }
+                let word: String = (0..len).map(|_| (b'a' + r.random_range(0..26u8)) as char).collect();
+                Example { prompt: format!("reverse {word}: "), answer: word.chars().rev().collect() }
             }
             Task::Even => {
                 let n = r.random_range(10..1000u32);
-                Example {
-                    prompt: format!("Q: is {n} even? A: "),
-                    answer: if n % 2 == 0 { "yes" } else { "no" }.into(),
-                }
+                Example { prompt: format!("Q: is {n} even? A: "), answer: if n % 2 == 0 { "yes" } else { "no" }.into() }
             }
         }
     }
@@ -116,10 +99,7 @@ impl Task {
 
     /// Training text: `n` training examples, one per line.
     pub fn training_text(self, seed: u64, n: usize) -> String {
-        self.examples(seed, false, n)
-            .iter()
-            .map(Example::line)
-            .collect()
+        self.examples(seed, false, n).iter().map(Example::line).collect()
     }
 }
 
@@ -128,10 +108,7 @@ pub fn accuracy(examples: &[Example], mut answer_fn: impl FnMut(&Example) -> Str
     if examples.is_empty() {
         return 0.0;
     }
-    let right = examples
-        .iter()
-        .filter(|e| answer_fn(e).trim_end_matches('\n') == e.answer)
-        .count();
+    let right = examples.iter().filter(|e| answer_fn(e).trim_end_matches('\n') == e.answer).count();
     right as f64 / examples.len() as f64
 }
 
@@ -145,12 +122,7 @@ mod tests {
             let train = t.examples(1, false, 300);
             let val = t.examples(1, true, 60);
             assert_eq!(train, t.examples(1, false, 300));
-            assert!(
-                val.iter()
-                    .all(|v| train.iter().all(|x| x.prompt != v.prompt)),
-                "{}",
-                t.name()
-            );
+            assert!(val.iter().all(|v| train.iter().all(|x| x.prompt != v.prompt)), "{}", t.name());
             assert!(val.len() == 60 && train.len() == 300);
         }
     }
@@ -160,23 +132,12 @@ mod tests {
         let add = Task::Add.examples(2, false, 50);
         for e in add {
             let (a, b) = e.prompt.trim_end_matches('=').split_once('+').unwrap();
-            assert_eq!(
-                a.parse::<u32>().unwrap() + b.parse::<u32>().unwrap(),
-                e.answer.parse::<u32>().unwrap()
-            );
+            assert_eq!(a.parse::<u32>().unwrap() + b.parse::<u32>().unwrap(), e.answer.parse::<u32>().unwrap());
         }
         let acc = accuracy(&Task::Reverse.examples(3, true, 20), |e| {
-            e.prompt
-                .trim_start_matches("reverse ")
-                .trim_end_matches(": ")
-                .chars()
-                .rev()
-                .collect()
+            e.prompt.trim_start_matches("reverse ").trim_end_matches(": ").chars().rev().collect()
         });
         assert_eq!(acc, 1.0);
-        assert_eq!(
-            accuracy(&Task::Even.examples(3, true, 20), |_| "maybe".into()),
-            0.0
-        );
+        assert_eq!(accuracy(&Task::Even.examples(3, true, 20), |_| "maybe".into()), 0.0);
     }
 }

@@ -39,10 +39,7 @@ impl Category {
     }
 
     fn index(self) -> usize {
-        Category::ALL
-            .iter()
-            .position(|c| *c == self)
-            .expect("listed")
+        Category::ALL.iter().position(|c| *c == self).expect("listed")
     }
 }
 
@@ -72,11 +69,7 @@ pub struct GpuBuffer {
 impl GpuBuffer {
     pub(super) fn new(buffer: wgpu::Buffer, category: Category, ledger: Arc<MemoryLedger>) -> Self {
         ledger.bytes[category.index()].fetch_add(buffer.size(), Ordering::Relaxed);
-        GpuBuffer {
-            buffer,
-            category,
-            ledger,
-        }
+        GpuBuffer { buffer, category, ledger }
     }
 
     pub fn raw(&self) -> &wgpu::Buffer {

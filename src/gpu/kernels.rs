@@ -3,7 +3,7 @@
 //! calls are prepared once — uniform, bind group, workgroup counts — and recorded into each step's compute pass.
 
 use super::matmul::Dispatch;
-use super::{Gpu, View};
+use super::{Category, Gpu, GpuBuffer, View};
 
 const ELEMENTWISE_WGSL: &str = include_str!("../../shaders/elementwise.wgsl");
 const LAYERNORM_WGSL: &str = include_str!("../../shaders/layernorm.wgsl");
@@ -55,33 +55,27 @@ impl Kernel {
                 count: None,
             })
             .collect();
-        let layout = gpu
-            .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(label),
-                entries: &layout_entries,
-            });
-        let pipeline_layout = gpu
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(label),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
+        let layout = gpu.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(label),
+            entries: &layout_entries,
+        });
+        let pipeline_layout = gpu.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
         let module = gpu.shader(label, source);
         let pipelines = entries
             .iter()
             .map(|e| {
-                let p = gpu
-                    .device
-                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(e),
-                        layout: Some(&pipeline_layout),
-                        module: &module,
-                        entry_point: Some(e),
-                        compilation_options: Default::default(),
-                        cache: None,
-                    });
+                let p = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(e),
+                    layout: Some(&pipeline_layout),
+                    module: &module,
+                    entry_point: Some(e),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
                 (*e, p)
             })
             .collect();
@@ -96,21 +90,11 @@ impl Kernel {
         bufs: &[View],
         workgroups: (u32, u32, u32),
     ) -> Dispatch {
-        let pipeline = self
-            .pipelines
-            .iter()
-            .find(|(e, _)| *e == entry)
-            .expect("entry point compiled")
-            .1
-            .clone();
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }];
-        entries.extend(bufs.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32 + 1,
-            resource: b.binding(),
-        }));
+        let pipeline = self.pipelines.iter().find(|(e, _)| *e == entry).expect("entry point compiled").1.clone();
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+        entries.extend(
+            bufs.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.binding() }),
+        );
         let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(entry),
             layout: &self.layout,
@@ -184,19 +168,16 @@ pub struct AdamDispatch {
 impl AdamDispatch {
     /// Sets the step number (1-based, for bias correction) and learning rate of the next update.
     pub fn set_step(&self, gpu: &Gpu, step: u32, lr: f32) {
-        self.dispatches[2].write_uniform(
-            gpu,
-            &AdamParams {
-                step,
-                lr,
-                ..self.params
-            },
-        );
+        self.dispatches[2].write_uniform(gpu, &AdamParams { step, lr, ..self.params });
     }
 }
 
 /// All pipelines of the non-matmul kernels, compiled once.
 pub struct Kernels {
+    /// Tiny buffers bound where a kernel's entry point ignores a binding: one buffer must not be bound both
+    /// read-only and read-write (or writable twice) in one dispatch.
+    dummy_read: GpuBuffer,
+    dummy_write: [GpuBuffer; 2],
     elementwise: Kernel,
     layernorm: Kernel,
     column_sums: Kernel,
@@ -209,7 +190,10 @@ pub struct Kernels {
 impl Kernels {
     pub fn new(gpu: &Gpu) -> Self {
         use Bind::*;
+        let dummy = |label| gpu.buffer(label, 16, Category::Scratch, wgpu::BufferUsages::empty()).expect("16 bytes");
         Kernels {
+            dummy_read: dummy("unused input"),
+            dummy_write: [dummy("unused output"), dummy("unused output")],
             elementwise: Kernel::new(
                 gpu,
                 "elementwise",
@@ -256,69 +240,57 @@ impl Kernels {
                 gpu,
                 "adamw",
                 ADAMW_WGSL,
-                &[
-                    Uniform, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
-                ],
+                &[Uniform, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
                 &["sum_squares", "finish_norm", "update"],
             ),
         }
     }
 
-    fn elementwise(
-        &self,
-        gpu: &Gpu,
-        op: u32,
-        n: u32,
-        a: View,
-        b: View,
-        out: View,
-    ) -> Dispatch {
+    #[allow(clippy::too_many_arguments)]
+    fn elementwise(&self, gpu: &Gpu, op: u32, n: u32, a: View, b: View, out: View, width: u32) -> Dispatch {
         let (x, y) = grid(n.div_ceil(256));
-        let u = gpu.uniform(
-            "elementwise",
-            &U4 {
-                a: n,
-                b: op,
-                c: x,
-                d: 0,
-            },
-        );
-        self.elementwise
-            .dispatch(gpu, "main", u, &[a, b, out], (x, y, 1))
+        let u = gpu.uniform("elementwise", &U4 { a: n, b: op, c: x, d: width });
+        self.elementwise.dispatch(gpu, "main", u, &[a, b, out], (x, y, 1))
     }
 
     /// out = gelu_new(inp).
     pub fn gelu_forward(&self, gpu: &Gpu, n: u32, inp: View, out: View) -> Dispatch {
-        self.elementwise(gpu, 0, n, inp, inp, out)
+        self.elementwise(gpu, 0, n, inp, inp, out, 1)
     }
 
     /// dinp += gelu_new'(inp) · dout.
-    pub fn gelu_backward(
-        &self,
-        gpu: &Gpu,
-        n: u32,
-        dinp: View,
-        inp: View,
-        dout: View,
-    ) -> Dispatch {
-        self.elementwise(gpu, 1, n, inp, dout, dinp)
+    pub fn gelu_backward(&self, gpu: &Gpu, n: u32, dinp: View, inp: View, dout: View) -> Dispatch {
+        self.elementwise(gpu, 1, n, inp, dout, dinp, 1)
     }
 
     /// out = a + b.
-    pub fn residual_forward(
-        &self,
-        gpu: &Gpu,
-        n: u32,
-        out: View,
-        a: View,
-        b: View,
-    ) -> Dispatch {
-        self.elementwise(gpu, 2, n, a, b, out)
+    pub fn residual_forward(&self, gpu: &Gpu, n: u32, out: View, a: View, b: View) -> Dispatch {
+        self.elementwise(gpu, 2, n, a, b, out, 1)
+    }
+
+    /// out = a · mask (the dropout mask holds 0 or 1/(1−p)).
+    pub fn mask_forward(&self, gpu: &Gpu, n: u32, out: View, a: View, mask: View) -> Dispatch {
+        self.elementwise(gpu, 4, n, a, mask, out, 1)
+    }
+
+    /// out += a · mask.
+    pub fn mask_backward(&self, gpu: &Gpu, n: u32, out: View, a: View, mask: View) -> Dispatch {
+        self.elementwise(gpu, 5, n, a, mask, out, 1)
+    }
+
+    /// out = 0 (the CPU executor's `fill(0.0)` before an accumulating kernel).
+    pub fn zero(&self, gpu: &Gpu, n: u32, out: View) -> Dispatch {
+        self.elementwise(gpu, 6, n, self.dummy_read.all(), self.dummy_read.all(), out, 1)
+    }
+
+    /// out[r, i] = bias[i] for every row (the start of a linear layer's output).
+    pub fn broadcast_rows(&self, gpu: &Gpu, rows: u32, width: u32, out: View, bias: View) -> Dispatch {
+        self.elementwise(gpu, 7, rows * width, bias, bias, out, width)
     }
 
     /// out += a.
     pub fn accumulate(&self, gpu: &Gpu, n: u32, out: View, a: View) -> Dispatch {
-        self.elementwise(gpu, 3, n, a, a, out)
+        self.elementwise(gpu, 3, n, a, a, out, 1)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -337,19 +309,8 @@ impl Kernels {
         dy: View,
     ) -> Dispatch {
         let (gx, gy) = grid(rows);
-        let u = gpu.uniform(
-            "layernorm",
-            &LnParams {
-                rows,
-                c,
-                mode,
-                eps,
-                groups_x: gx,
-                _pad: [0; 3],
-            },
-        );
-        self.layernorm
-            .dispatch(gpu, "main", u, &[x, w, b, out, stats, dy], (gx, gy, 1))
+        let u = gpu.uniform("layernorm", &LnParams { rows, c, mode, eps, groups_x: gx, _pad: [0; 3] });
+        self.layernorm.dispatch(gpu, "main", u, &[x, w, b, out, stats, dy], (gx, gy, 1))
     }
 
     /// out = LayerNorm(inp)·w + b; saves (mean, rstd) per row in `stats`.
@@ -398,47 +359,18 @@ impl Kernels {
         inp: View,
         stats: View,
     ) -> Dispatch {
-        let u = gpu.uniform(
-            "column_sums",
-            &U4 {
-                a: rows,
-                b: c,
-                c: 1,
-                d: 0,
-            },
-        );
-        self.column_sums.dispatch(
-            gpu,
-            "main",
-            u,
-            &[dout, inp, stats, dw, db],
-            (c.div_ceil(64), 1, 1),
-        )
+        let u = gpu.uniform("column_sums", &U4 { a: rows, b: c, c: 1, d: 0 });
+        self.column_sums.dispatch(gpu, "main", u, &[dout, inp, stats, dw, db], (c.div_ceil(64), 1, 1))
     }
 
     /// db += Σ_rows dout (a linear layer's bias gradient).
-    pub fn bias_grad(
-        &self,
-        gpu: &Gpu,
-        rows: u32,
-        c: u32,
-        db: View,
-        dout: View,
-    ) -> Dispatch {
-        let u = gpu.uniform(
-            "column_sums",
-            &U4 {
-                a: rows,
-                b: c,
-                c: 0,
-                d: 0,
-            },
-        );
+    pub fn bias_grad(&self, gpu: &Gpu, rows: u32, c: u32, db: View, dout: View) -> Dispatch {
+        let u = gpu.uniform("column_sums", &U4 { a: rows, b: c, c: 0, d: 0 });
         self.column_sums.dispatch(
             gpu,
             "main",
             u,
-            &[dout, dout, dout, db, db],
+            &[dout, self.dummy_read.all(), self.dummy_read.all(), self.dummy_write[0].all(), db],
             (c.div_ceil(64), 1, 1),
         )
     }
@@ -460,22 +392,13 @@ impl Kernels {
         out: View,
         att: View,
         qkv: View,
-        scratch: View,
     ) -> Dispatch {
-        let u = gpu.uniform(
-            "attention",
-            &U4 {
-                a: b,
-                b: t,
-                c,
-                d: nh,
-            },
-        );
+        let u = gpu.uniform("attention", &U4 { a: b, b: t, c, d: nh });
         self.attention.dispatch(
             gpu,
             "forward",
             u,
-            &[qkv, att, out, scratch, scratch],
+            &[qkv, att, out, self.dummy_write[0].all(), self.dummy_write[1].all()],
             Self::attention_grid(b, t, nh),
         )
     }
@@ -497,17 +420,8 @@ impl Kernels {
     ) -> [Dispatch; 2] {
         let g = Self::attention_grid(b, t, nh);
         let mk = |entry: &str| {
-            let u = gpu.uniform(
-                "attention",
-                &U4 {
-                    a: b,
-                    b: t,
-                    c,
-                    d: nh,
-                },
-            );
-            self.attention
-                .dispatch(gpu, entry, u, &[qkv, att, dout, dqkv, dpre], g)
+            let u = gpu.uniform("attention", &U4 { a: b, b: t, c, d: nh });
+            self.attention.dispatch(gpu, entry, u, &[qkv, att, dout, dqkv, dpre], g)
         };
         [mk("backward_query"), mk("backward_keys")]
     }
@@ -526,17 +440,8 @@ impl Kernels {
         wpe: View,
     ) -> Dispatch {
         let (x, y) = grid((rows * c).div_ceil(256));
-        let u = gpu.uniform(
-            "embedding",
-            &U4 {
-                a: rows,
-                b: t,
-                c,
-                d: x,
-            },
-        );
-        self.embedding
-            .dispatch(gpu, "forward", u, &[tokens, wte, wpe, out], (x, y, 1))
+        let u = gpu.uniform("embedding", &U4 { a: rows, b: t, c, d: x });
+        self.embedding.dispatch(gpu, "forward", u, &[tokens, wte, wpe, out], (x, y, 1))
     }
 
     /// dwte[tokens[r]] += dout[r], dwpe[r mod T] += dout[r].
@@ -552,22 +457,8 @@ impl Kernels {
         dout: View,
         tokens: View,
     ) -> Dispatch {
-        let u = gpu.uniform(
-            "embedding",
-            &U4 {
-                a: rows,
-                b: t,
-                c,
-                d: 0,
-            },
-        );
-        self.embedding.dispatch(
-            gpu,
-            "backward",
-            u,
-            &[tokens, dwte, dwpe, dout],
-            (c.div_ceil(64), 1, 1),
-        )
+        let u = gpu.uniform("embedding", &U4 { a: rows, b: t, c, d: 0 });
+        self.embedding.dispatch(gpu, "backward", u, &[tokens, dwte, dwpe, dout], (c.div_ceil(64), 1, 1))
     }
 
     /// Softmax of the logits in place and −log p[target] per row into `losses`.
@@ -581,17 +472,8 @@ impl Kernels {
         losses: View,
     ) -> Dispatch {
         let (x, y) = grid(rows);
-        let u = gpu.uniform(
-            "cross_entropy",
-            &U4 {
-                a: rows,
-                b: v,
-                c: 0,
-                d: x,
-            },
-        );
-        self.cross_entropy
-            .dispatch(gpu, "main", u, &[probs, targets, losses], (x, y, 1))
+        let u = gpu.uniform("cross_entropy", &U4 { a: rows, b: v, c: 0, d: x });
+        self.cross_entropy.dispatch(gpu, "main", u, &[probs, targets, losses], (x, y, 1))
     }
 
     /// dlogits = (probs − onehot)/rows, in place.
@@ -605,17 +487,8 @@ impl Kernels {
         losses: View,
     ) -> Dispatch {
         let (x, y) = grid(rows);
-        let u = gpu.uniform(
-            "cross_entropy",
-            &U4 {
-                a: rows,
-                b: v,
-                c: 1,
-                d: x,
-            },
-        );
-        self.cross_entropy
-            .dispatch(gpu, "main", u, &[probs, targets, losses], (x, y, 1))
+        let u = gpu.uniform("cross_entropy", &U4 { a: rows, b: v, c: 1, d: x });
+        self.cross_entropy.dispatch(gpu, "main", u, &[probs, targets, losses], (x, y, 1))
     }
 
     /// Gradient norm (two reductions) then the AdamW update with clipping. `norm_buf` needs 1 + ⌈n/256⌉ floats:
@@ -651,22 +524,9 @@ impl Kernels {
         AdamDispatch {
             params: p,
             dispatches: [
-                self.adamw.dispatch(
-                    gpu,
-                    "sum_squares",
-                    gpu.uniform("adamw", &p),
-                    &bufs,
-                    (x, y, 1),
-                ),
-                self.adamw.dispatch(
-                    gpu,
-                    "finish_norm",
-                    gpu.uniform("adamw", &p),
-                    &bufs,
-                    (1, 1, 1),
-                ),
-                self.adamw
-                    .dispatch(gpu, "update", gpu.uniform("adamw", &p), &bufs, (x, y, 1)),
+                self.adamw.dispatch(gpu, "sum_squares", gpu.uniform("adamw", &p), &bufs, (x, y, 1)),
+                self.adamw.dispatch(gpu, "finish_norm", gpu.uniform("adamw", &p), &bufs, (1, 1, 1)),
+                self.adamw.dispatch(gpu, "update", gpu.uniform("adamw", &p), &bufs, (x, y, 1)),
             ],
         }
     }

@@ -25,12 +25,7 @@ impl Dispatch {
         workgroups: (u32, u32, u32),
         uniform: Option<wgpu::Buffer>,
     ) -> Self {
-        Dispatch {
-            pipeline,
-            bind_groups,
-            workgroups,
-            uniform,
-        }
+        Dispatch { pipeline, bind_groups, workgroups, uniform }
     }
 
     /// Rewrites the uniform parameters (e.g. the learning rate and step of AdamW) without creating anything.
@@ -50,24 +45,26 @@ impl Dispatch {
     }
 }
 
+/// Records dispatches into one compute pass of `enc`.
+pub fn submit_in_pass(enc: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) {
+    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+    for d in dispatches {
+        d.record(&mut pass);
+    }
+}
+
 /// Records dispatches into one compute pass and submits them.
 pub fn submit(gpu: &Gpu, dispatches: &[&Dispatch]) {
     let mut enc = gpu.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("step"),
-            timestamp_writes: None,
-        });
-        for d in dispatches {
-            d.record(&mut pass);
-        }
-    }
+    submit_in_pass(&mut enc, dispatches);
     gpu.queue.submit([enc.finish()]);
 }
 
 fn entries<'a>(uniform: &'a wgpu::Buffer, bufs: &[View<'a>]) -> Vec<wgpu::BindGroupEntry<'a>> {
     let mut v = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
-    v.extend(bufs.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.binding() }));
+    v.extend(
+        bufs.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.binding() }),
+    );
     v
 }
 
@@ -194,21 +191,11 @@ pub struct GpuQuantWeight {
 }
 
 fn pack_bytes(bytes: &[u8]) -> Vec<u32> {
-    bytes
-        .chunks(4)
-        .map(|c| {
-            c.iter()
-                .enumerate()
-                .fold(0u32, |w, (i, b)| w | (*b as u32) << (8 * i))
-        })
-        .collect()
+    bytes.chunks(4).map(|c| c.iter().enumerate().fold(0u32, |w, (i, b)| w | (*b as u32) << (8 * i))).collect()
 }
 
 fn pack_halves(halves: &[u16]) -> Vec<u32> {
-    halves
-        .chunks(2)
-        .map(|c| c[0] as u32 | (c.get(1).copied().unwrap_or(0) as u32) << 16)
-        .collect()
+    halves.chunks(2).map(|c| c[0] as u32 | (c.get(1).copied().unwrap_or(0) as u32) << 16).collect()
 }
 
 impl GpuQuantWeight {
@@ -224,28 +211,19 @@ impl GpuQuantWeight {
         let format = q.storage.format;
         let (words, scales): (Vec<u32>, Option<&Scales>) = match &q.stored {
             Stored::F32(v) => (v.iter().map(|x| x.to_bits()).collect(), None),
-            Stored::F16(v) => (
-                pack_halves(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
-                None,
-            ),
-            Stored::Bf16(v) => (
-                pack_halves(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
-                None,
-            ),
-            Stored::Int8 { values, scales } => (
-                pack_bytes(&values.iter().map(|v| *v as u8).collect::<Vec<_>>()),
-                Some(scales),
-            ),
+            Stored::F16(v) => (pack_halves(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()), None),
+            Stored::Bf16(v) => (pack_halves(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()), None),
+            Stored::Int8 { values, scales } => {
+                (pack_bytes(&values.iter().map(|v| *v as u8).collect::<Vec<_>>()), Some(scales))
+            }
             Stored::Packed4 { bytes, scales } => (pack_bytes(bytes), Some(scales)),
         };
         let (scale_values, qabs, offset, dq) = match scales {
             None => (vec![0.0f32], vec![0u32], 0.0, 0),
             Some(Scales::F32(a)) => (a.clone(), vec![0u32], 0.0, 0),
-            Some(Scales::Double {
-                codes,
-                nested_absmax,
-                offset,
-            }) => (nested_absmax.clone(), pack_bytes(codes), *offset, 1),
+            Some(Scales::Double { codes, nested_absmax, offset }) => {
+                (nested_absmax.clone(), pack_bytes(codes), *offset, 1)
+            }
         };
         let mut tables = QuantizedTensor::codebook4(format).to_vec();
         tables.extend_from_slice(&codebooks::DYNAMIC_SIGNED_8BIT);
@@ -261,31 +239,11 @@ impl GpuQuantWeight {
         Ok(GpuQuantWeight {
             out_features: out_features as u32,
             in_features: in_features as u32,
-            params: gpu.uniform(
-                "quant params",
-                &QuantParams {
-                    format: format_id,
-                    dq,
-                    offset,
-                    _pad: 0,
-                },
-            ),
+            params: gpu.uniform("quant params", &QuantParams { format: format_id, dq, offset, _pad: 0 }),
             words: gpu.upload(&format!("{label} values"), &words, Category::BaseWeights)?,
-            scales: gpu.upload(
-                &format!("{label} absmax"),
-                &scale_values,
-                Category::QuantConstants,
-            )?,
-            qabs: gpu.upload(
-                &format!("{label} absmax codes"),
-                &qabs,
-                Category::QuantConstants,
-            )?,
-            tables: gpu.upload(
-                &format!("{label} tables"),
-                &tables,
-                Category::QuantConstants,
-            )?,
+            scales: gpu.upload(&format!("{label} absmax"), &scale_values, Category::QuantConstants)?,
+            qabs: gpu.upload(&format!("{label} absmax codes"), &qabs, Category::QuantConstants)?,
+            tables: gpu.upload(&format!("{label} tables"), &tables, Category::QuantConstants)?,
         })
     }
 }
@@ -311,12 +269,7 @@ pub struct MatmulDequant {
 impl MatmulDequant {
     pub fn new(gpu: &Gpu) -> Self {
         let source = format!("{DEQUANT_WGSL}\n{MATMUL_DEQUANT_WGSL}");
-        MatmulDequant {
-            pipeline: gpu.pipeline(
-                "matmul_dequant",
-                &gpu.shader("matmul_dequant.wgsl", &source),
-            ),
-        }
+        MatmulDequant { pipeline: gpu.pipeline("matmul_dequant", &gpu.shader("matmul_dequant.wgsl", &source)) }
     }
 
     /// Forward: `y[m×out] = x[m×in]·Wᵀ + bias` (bias optional).
@@ -365,15 +318,7 @@ impl MatmulDequant {
         self.prepare(gpu, w, p, dy, dy, dx)
     }
 
-    fn prepare(
-        &self,
-        gpu: &Gpu,
-        w: &GpuQuantWeight,
-        p: DequantParams,
-        x: View,
-        bias: View,
-        y: View,
-    ) -> Dispatch {
+    fn prepare(&self, gpu: &Gpu, w: &GpuQuantWeight, p: DequantParams, x: View, bias: View, y: View) -> Dispatch {
         let u = gpu.uniform("matmul_dequant params", &p);
         let g0 = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("matmul_dequant io"),
@@ -385,11 +330,6 @@ impl MatmulDequant {
             layout: &self.pipeline.get_bind_group_layout(1),
             entries: &entries(&w.params, &[w.words.all(), w.scales.all(), w.qabs.all(), w.tables.all()]),
         });
-        Dispatch::new(
-            self.pipeline.clone(),
-            vec![g0, g1],
-            (groups(p.n, 16), groups(p.m, 16), 1),
-            Some(u),
-        )
+        Dispatch::new(self.pipeline.clone(), vec![g0, g1], (groups(p.n, 16), groups(p.m, 16), 1), Some(u))
     }
 }

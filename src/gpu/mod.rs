@@ -7,10 +7,12 @@
 mod alloc;
 mod kernels;
 mod matmul;
+mod train;
 
 pub use alloc::{Category, GpuBuffer, MemoryLedger, View};
 pub use kernels::{AdamDispatch, AdamHyper, Kernels};
 pub use matmul::{submit, Dispatch, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape};
+pub use train::GpuTrainer;
 
 use crate::{Error, Result};
 use std::sync::Arc;
@@ -31,8 +33,7 @@ impl Gpu {
     /// Requests the default adapter and a device with the adapter's own limits (storage buffers as large as the
     /// hardware allows). No optional feature is required.
     pub async fn new() -> Result<Self> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,
@@ -52,13 +53,7 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::new(format!("cannot open the GPU device: {e}")))?;
-        Ok(Gpu {
-            device,
-            queue,
-            info: adapter.get_info(),
-            limits,
-            ledger: Arc::new(MemoryLedger::default()),
-        })
+        Ok(Gpu { device, queue, info: adapter.get_info(), limits, ledger: Arc::new(MemoryLedger::default()) })
     }
 
     /// Native convenience: [`Gpu::new`] driven to completion.
@@ -69,13 +64,7 @@ impl Gpu {
 
     /// A storage buffer of `bytes` bytes, tagged with its category in the ledger. Refuses sizes over the device's
     /// limits with a message naming the limit.
-    pub fn buffer(
-        &self,
-        label: &str,
-        bytes: u64,
-        category: Category,
-        usage: wgpu::BufferUsages,
-    ) -> Result<GpuBuffer> {
+    pub fn buffer(&self, label: &str, bytes: u64, category: Category, usage: wgpu::BufferUsages) -> Result<GpuBuffer> {
         let bytes = bytes.max(4).next_multiple_of(4);
         let max_binding = self.limits.max_storage_buffer_binding_size;
         if bytes > max_binding || bytes > self.limits.max_buffer_size {
@@ -88,29 +77,16 @@ impl Gpu {
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
-            usage: usage
-                | wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_DST
-                | wgpu::BufferUsages::COPY_SRC,
+            usage: usage | wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
         Ok(GpuBuffer::new(buffer, category, self.ledger.clone()))
     }
 
     /// A buffer holding `data`.
-    pub fn upload<T: bytemuck::Pod>(
-        &self,
-        label: &str,
-        data: &[T],
-        category: Category,
-    ) -> Result<GpuBuffer> {
+    pub fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T], category: Category) -> Result<GpuBuffer> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
-        let buf = self.buffer(
-            label,
-            bytes.len() as u64,
-            category,
-            wgpu::BufferUsages::empty(),
-        )?;
+        let buf = self.buffer(label, bytes.len() as u64, category, wgpu::BufferUsages::empty())?;
         if !bytes.is_empty() {
             let mut padded = bytes.to_vec();
             padded.resize(buf.size() as usize, 0);
@@ -131,20 +107,22 @@ impl Gpu {
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(buf.raw(), 0, &staging, 0, bytes);
         self.queue.submit([enc.finish()]);
+        let mut out = self.map_read(&staging).await?;
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// Maps a MAP_READ buffer (after the work that fills it was submitted), copies it out as f32 and unmaps it.
+    pub async fn map_read(&self, staging: &wgpu::Buffer) -> Result<Vec<f32>> {
         let (tx, rx) = futures_channel::oneshot::channel();
-        staging
-            .slice(..bytes)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
         self.poll_native();
         rx.await
             .map_err(|_| Error::new("the GPU device was lost during a readback"))?
             .map_err(|e| Error::new(format!("GPU readback failed: {e}")))?;
-        let view = staging
-            .slice(..bytes)
-            .get_mapped_range()
-            .map_err(|e| Error::new(format!("GPU readback failed: {e}")))?;
+        let view = staging.slice(..).get_mapped_range().map_err(|e| Error::new(format!("GPU readback failed: {e}")))?;
         let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
         drop(view);
         staging.unmap();
@@ -158,27 +136,21 @@ impl Gpu {
     }
 
     pub(crate) fn shader(&self, label: &str, source: &str) -> wgpu::ShaderModule {
-        self.device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(label),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            })
+        self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(label),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        })
     }
 
-    pub(crate) fn pipeline(
-        &self,
-        label: &str,
-        module: &wgpu::ShaderModule,
-    ) -> wgpu::ComputePipeline {
-        self.device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(label),
-                layout: None,
-                module,
-                entry_point: Some("main"),
-                compilation_options: Default::default(),
-                cache: None,
-            })
+    pub(crate) fn pipeline(&self, label: &str, module: &wgpu::ShaderModule) -> wgpu::ComputePipeline {
+        self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(label),
+            layout: None,
+            module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        })
     }
 
     /// A small uniform buffer (not counted in the ledger: parameters, not data).

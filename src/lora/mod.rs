@@ -28,15 +28,7 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 7] = [
-        Target::Q,
-        Target::K,
-        Target::V,
-        Target::Qkv,
-        Target::O,
-        Target::Fc,
-        Target::Proj,
-    ];
+    pub const ALL: [Target; 7] = [Target::Q, Target::K, Target::V, Target::Qkv, Target::O, Target::Fc, Target::Proj];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -87,11 +79,7 @@ impl FromStr for Target {
         Target::ALL
             .into_iter()
             .find(|t| t.name() == s.trim().to_ascii_lowercase())
-            .ok_or_else(|| {
-                Error::new(format!(
-                    "unknown target {s:?}; expected q, k, v, qkv, o, fc or proj"
-                ))
-            })
+            .ok_or_else(|| Error::new(format!("unknown target {s:?}; expected q, k, v, qkv, o, fc or proj")))
     }
 }
 
@@ -100,22 +88,12 @@ pub fn parse_targets(s: &str) -> Result<Vec<Target>> {
     let mut out: Vec<Target> = Vec::new();
     for part in s.split(',').filter(|p| !p.trim().is_empty()) {
         if part.trim().eq_ignore_ascii_case("all") {
-            out.extend([
-                Target::Q,
-                Target::K,
-                Target::V,
-                Target::O,
-                Target::Fc,
-                Target::Proj,
-            ]);
+            out.extend([Target::Q, Target::K, Target::V, Target::O, Target::Fc, Target::Proj]);
         } else {
             out.push(part.parse()?);
         }
     }
-    ensure!(
-        !out.is_empty(),
-        "no targets given; name at least one of q, k, v, qkv, o, fc, proj"
-    );
+    ensure!(!out.is_empty(), "no targets given; name at least one of q, k, v, qkv, o, fc, proj");
     out.sort();
     out.dedup();
     Ok(out)
@@ -135,12 +113,7 @@ pub struct LoraConfig {
 impl LoraConfig {
     /// The same rank on every target.
     pub fn uniform(targets: &[Target], rank: usize, alpha: f32) -> Self {
-        LoraConfig {
-            targets: targets.iter().map(|t| (*t, rank)).collect(),
-            alpha,
-            rslora: false,
-            dropout: 0.0,
-        }
+        LoraConfig { targets: targets.iter().map(|t| (*t, rank)).collect(), alpha, rslora: false, dropout: 0.0 }
     }
 
     pub fn scaling(&self, rank: usize) -> f32 {
@@ -162,16 +135,9 @@ impl LoraConfig {
         for (t, r) in &self.targets {
             let (d_in, d_out) = t.dims(c);
             let max = d_in.min(d_out);
-            ensure!(
-                *r >= 1 && *r <= max,
-                "rank {r} for target {t} must be between 1 and min(d_in, d_out) = {max}"
-            );
+            ensure!(*r >= 1 && *r <= max, "rank {r} for target {t} must be between 1 and min(d_in, d_out) = {max}");
         }
-        ensure!(
-            self.alpha.is_finite() && self.alpha > 0.0,
-            "alpha must be a positive number (got {})",
-            self.alpha
-        );
+        ensure!(self.alpha.is_finite() && self.alpha > 0.0, "alpha must be a positive number (got {})", self.alpha);
         ensure!(
             self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout),
             "dropout must be in [0, 1) (got {})",
@@ -218,24 +184,10 @@ impl Adapters {
                 let b = off..off + d_out * rank;
                 off = b.end;
                 let scaling = config.scaling(rank);
-                entries.push(AdapterEntry {
-                    layer,
-                    target,
-                    rank,
-                    d_in,
-                    d_out,
-                    scaling,
-                    a,
-                    b,
-                });
+                entries.push(AdapterEntry { layer, target, rank, d_in, d_out, scaling, a, b });
             }
         }
-        Ok(Adapters {
-            config,
-            n_embd,
-            entries,
-            params: vec![0.0; off],
-        })
+        Ok(Adapters { config, n_embd, entries, params: vec![0.0; off] })
     }
 
     /// PEFT's default initialisation: A ~ kaiming_uniform(a=√5) = U(−1/√d_in, 1/√d_in), B = 0.
@@ -265,9 +217,7 @@ impl Adapters {
 
     /// The adapters attached to one linear layer of one block.
     pub fn on(&self, layer: usize, linear: Linear) -> impl Iterator<Item = &AdapterEntry> {
-        self.entries
-            .iter()
-            .filter(move |e| e.layer == layer && e.target.linear() == linear)
+        self.entries.iter().filter(move |e| e.layer == layer && e.target.linear() == linear)
     }
 
     /// s·B·A for one adapter, as a `[d_out, d_in]` row-major matrix.
@@ -306,10 +256,7 @@ impl Adapters {
 pub fn merge(model: &mut Gpt2, adapters: &Adapters) -> Result<()> {
     let c = model.config.n_embd;
     if adapters.n_embd != c {
-        bail!(
-            "adapter width {} does not match the model's n_embd {c}",
-            adapters.n_embd
-        );
+        bail!("adapter width {} does not match the model's n_embd {c}", adapters.n_embd);
     }
     for e in &adapters.entries {
         ensure!(

@@ -9,9 +9,7 @@
 //! scalings, the ratio to the first one is folded into their B block.
 
 use super::{Adapters, LoraConfig, Target};
-use crate::model::{
-    create_dir, read_safetensors_f32, write_file, write_safetensors, Linear, StoreDtype,
-};
+use crate::model::{create_dir, read_safetensors_f32, write_file, write_safetensors, Linear, StoreDtype};
 use crate::{bail, ensure, Error, Result};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -28,10 +26,7 @@ fn module_key(lin: Linear) -> &'static str {
 }
 
 fn tensor_name(layer: usize, lin: Linear, which: &str) -> String {
-    format!(
-        "base_model.model.transformer.h.{layer}.{}.lora_{which}.weight",
-        lin.module()
-    )
+    format!("base_model.model.transformer.h.{layer}.{}.lora_{which}.weight", lin.module())
 }
 
 /// One PEFT module's combined adapter.
@@ -64,12 +59,7 @@ fn combine(ad: &Adapters, layer: usize, lin: Linear) -> Option<Combined> {
         }
         col += e.rank;
     }
-    Some(Combined {
-        rank,
-        scaling,
-        a,
-        b,
-    })
+    Some(Combined { rank, scaling, a, b })
 }
 
 /// Writes `adapter_config.json` and `adapter_model.safetensors` into `dir`.
@@ -126,14 +116,9 @@ pub fn save_adapter_dir(ad: &Adapters, n_layer: usize, dir: &Path) -> Result<()>
             "rslora": ad.config.rslora,
         },
     });
-    let refs: Vec<(String, Vec<usize>, &[f32])> = tensors
-        .iter()
-        .map(|(n, s, v)| (n.clone(), s.clone(), v.as_slice()))
-        .collect();
-    write_file(
-        &dir.join("adapter_model.safetensors"),
-        &write_safetensors(&refs, StoreDtype::F32)?,
-    )?;
+    let refs: Vec<(String, Vec<usize>, &[f32])> =
+        tensors.iter().map(|(n, s, v)| (n.clone(), s.clone(), v.as_slice())).collect();
+    write_file(&dir.join("adapter_model.safetensors"), &write_safetensors(&refs, StoreDtype::F32)?)?;
     write_file(
         &dir.join("adapter_config.json"),
         (serde_json::to_string_pretty(&config).expect("json") + "\n").as_bytes(),
@@ -146,36 +131,25 @@ pub fn load_adapter_dir(dir: &Path, n_layer: usize, n_embd: usize) -> Result<Ada
     let cfg_path = dir.join("adapter_config.json");
     let text = std::fs::read_to_string(&cfg_path)
         .map_err(|e| Error::new(format!("cannot read {}: {e}", cfg_path.display())))?;
-    let cfg: Value = serde_json::from_str(&text)
-        .map_err(|e| Error::new(format!("{}: not valid JSON: {e}", cfg_path.display())))?;
+    let cfg: Value =
+        serde_json::from_str(&text).map_err(|e| Error::new(format!("{}: not valid JSON: {e}", cfg_path.display())))?;
     let ctx = |e: Error| e.context(cfg_path.display());
     ensure!(
-        cfg.get("peft_type")
-            .and_then(Value::as_str)
-            .unwrap_or("LORA")
-            == "LORA",
+        cfg.get("peft_type").and_then(Value::as_str).unwrap_or("LORA") == "LORA",
         "{}: only LoRA adapters are supported",
         cfg_path.display()
     );
     let num = |v: Option<&Value>, what: &str| -> Result<f64> {
-        v.and_then(Value::as_f64)
-            .ok_or_else(|| Error::new(format!("{what} must be a number")))
+        v.and_then(Value::as_f64).ok_or_else(|| Error::new(format!("{what} must be a number")))
     };
     let r0 = num(cfg.get("r"), "r").map_err(ctx)?;
     let alpha0 = num(cfg.get("lora_alpha"), "lora_alpha").map_err(ctx)?;
-    let rslora = cfg
-        .get("use_rslora")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let dropout = cfg
-        .get("lora_dropout")
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0) as f32;
+    let rslora = cfg.get("use_rslora").and_then(Value::as_bool).unwrap_or(false);
+    let dropout = cfg.get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0) as f32;
     let pattern = |name: &str, key: &str| -> Option<f64> { cfg.get(name)?.get(key)?.as_f64() };
 
     let st_path = dir.join("adapter_model.safetensors");
-    let bytes = std::fs::read(&st_path)
-        .map_err(|e| Error::new(format!("cannot read {}: {e}", st_path.display())))?;
+    let bytes = std::fs::read(&st_path).map_err(|e| Error::new(format!("cannot read {}: {e}", st_path.display())))?;
     let tensors = read_safetensors_f32(&bytes).map_err(|e| e.context(st_path.display()))?;
     let mut by_name: BTreeMap<String, (Vec<usize>, Vec<f32>)> =
         tensors.into_iter().map(|(n, s, v)| (n, (s, v))).collect();
@@ -188,20 +162,12 @@ pub fn load_adapter_dir(dir: &Path, n_layer: usize, n_embd: usize) -> Result<Ada
         let Some((shape, _)) = by_name.get(&a_name) else {
             continue;
         };
-        ensure!(
-            shape.len() == 2,
-            "{}: {a_name} must be 2-D",
-            st_path.display()
-        );
+        ensure!(shape.len() == 2, "{}: {a_name} must be 2-D", st_path.display());
         let rank = shape[0];
         let key = module_key(lin);
         let r = pattern("rank_pattern", key).unwrap_or(r0);
         let alpha = pattern("alpha_pattern", key).unwrap_or(alpha0);
-        ensure!(
-            r as usize == rank,
-            "{}: {a_name} has rank {rank} but the config says {r}",
-            st_path.display()
-        );
+        ensure!(r as usize == rank, "{}: {a_name} has rank {rank} but the config says {r}", st_path.display());
         let s = if rslora { alpha / r.sqrt() } else { alpha / r };
         let target = match lin {
             Linear::Attn => Target::Qkv,
@@ -212,41 +178,22 @@ pub fn load_adapter_dir(dir: &Path, n_layer: usize, n_embd: usize) -> Result<Ada
         targets.push((target, rank));
         scalings.push(s as f32);
     }
-    ensure!(
-        !targets.is_empty(),
-        "{}: no LoRA tensors for a GPT-2 model found",
-        st_path.display()
-    );
-    let config = LoraConfig {
-        targets,
-        alpha: alpha0 as f32,
-        rslora,
-        dropout,
-    };
+    ensure!(!targets.is_empty(), "{}: no LoRA tensors for a GPT-2 model found", st_path.display());
+    let config = LoraConfig { targets, alpha: alpha0 as f32, rslora, dropout };
     let mut ad = Adapters::zeros(config, n_layer, n_embd).map_err(|e| e.context(dir.display()))?;
     for i in 0..ad.entries.len() {
         let e = ad.entries[i].clone();
         let lin = e.target.linear();
-        let ti = ad
-            .config
-            .targets
-            .iter()
-            .position(|(t, _)| *t == e.target)
-            .expect("listed");
+        let ti = ad.config.targets.iter().position(|(t, _)| *t == e.target).expect("listed");
         ad.entries[i].scaling = scalings[ti];
-        for (which, range, shape) in [
-            ("A", e.a.clone(), vec![e.rank, e.d_in]),
-            ("B", e.b.clone(), vec![e.d_out, e.rank]),
-        ] {
+        for (which, range, shape) in
+            [("A", e.a.clone(), vec![e.rank, e.d_in]), ("B", e.b.clone(), vec![e.d_out, e.rank])]
+        {
             let name = tensor_name(e.layer, lin, which);
-            let (s, v) = by_name.remove(&name).ok_or_else(|| {
-                Error::new(format!("{}: missing tensor {name}", st_path.display()))
-            })?;
-            ensure!(
-                s == shape,
-                "{}: tensor {name} has shape {s:?}, expected {shape:?}",
-                st_path.display()
-            );
+            let (s, v) = by_name
+                .remove(&name)
+                .ok_or_else(|| Error::new(format!("{}: missing tensor {name}", st_path.display())))?;
+            ensure!(s == shape, "{}: tensor {name} has shape {s:?}, expected {shape:?}", st_path.display());
             ensure!(
                 v.iter().all(|x| x.is_finite()),
                 "{}: tensor {name} contains NaN or infinite values",
@@ -256,10 +203,7 @@ pub fn load_adapter_dir(dir: &Path, n_layer: usize, n_embd: usize) -> Result<Ada
         }
     }
     if let Some(extra) = by_name.keys().next() {
-        bail!(
-            "{}: unexpected tensor {extra} (a different model shape or adapter type?)",
-            st_path.display()
-        );
+        bail!("{}: unexpected tensor {extra} (a different model shape or adapter type?)", st_path.display());
     }
     Ok(ad)
 }

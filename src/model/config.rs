@@ -45,26 +45,10 @@ impl ModelConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        ensure!(
-            self.n_layer >= 1,
-            "n_layer must be at least 1 (got {})",
-            self.n_layer
-        );
-        ensure!(
-            self.n_head >= 1,
-            "n_head must be at least 1 (got {})",
-            self.n_head
-        );
-        ensure!(
-            self.n_embd >= 1,
-            "n_embd must be at least 1 (got {})",
-            self.n_embd
-        );
-        ensure!(
-            self.n_positions >= 2,
-            "n_positions must be at least 2 (got {})",
-            self.n_positions
-        );
+        ensure!(self.n_layer >= 1, "n_layer must be at least 1 (got {})", self.n_layer);
+        ensure!(self.n_head >= 1, "n_head must be at least 1 (got {})", self.n_head);
+        ensure!(self.n_embd >= 1, "n_embd must be at least 1 (got {})", self.n_embd);
+        ensure!(self.n_positions >= 2, "n_positions must be at least 2 (got {})", self.n_positions);
         ensure!(
             self.n_embd % self.n_head == 0,
             "n_embd ({}) must be a multiple of n_head ({})",
@@ -94,38 +78,28 @@ impl ModelConfig {
 
     /// Parses config.json text.
     pub fn from_json(text: &str) -> Result<Self> {
-        let v: Value =
-            serde_json::from_str(text).map_err(|e| Error::new(format!("not valid JSON: {e}")))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| Error::new("expected a JSON object"))?;
+        let v: Value = serde_json::from_str(text).map_err(|e| Error::new(format!("not valid JSON: {e}")))?;
+        let obj = v.as_object().ok_or_else(|| Error::new("expected a JSON object"))?;
         if let Some(mt) = obj.get("model_type").and_then(Value::as_str) {
-            ensure!(
-                mt == "gpt2",
-                "model_type is {mt:?}; only \"gpt2\" is supported"
-            );
+            ensure!(mt == "gpt2", "model_type is {mt:?}; only \"gpt2\" is supported");
         }
         if let Some(act) = obj.get("activation_function").and_then(Value::as_str) {
-            ensure!(
-                act == "gelu_new",
-                "activation_function is {act:?}; only \"gelu_new\" (GPT-2's) is supported"
-            );
+            ensure!(act == "gelu_new", "activation_function is {act:?}; only \"gelu_new\" (GPT-2's) is supported");
         }
         let int = |names: &[&str]| -> Result<usize> {
             for n in names {
                 if let Some(x) = obj.get(*n) {
-                    return x.as_u64().map(|x| x as usize).ok_or_else(|| {
-                        Error::new(format!("{n} must be a non-negative integer, got {x}"))
-                    });
+                    return x
+                        .as_u64()
+                        .map(|x| x as usize)
+                        .ok_or_else(|| Error::new(format!("{n} must be a non-negative integer, got {x}")));
                 }
             }
             bail!("missing key {}", names[0])
         };
         let eps = match obj.get("layer_norm_epsilon") {
             None => 1e-5,
-            Some(x) => x
-                .as_f64()
-                .ok_or_else(|| Error::new("layer_norm_epsilon must be a number"))?,
+            Some(x) => x.as_f64().ok_or_else(|| Error::new("layer_norm_epsilon must be a number"))?,
         };
         let tokenizer = match obj.get(TOKENIZER_KEY) {
             None => Tokenizer::Bytes,

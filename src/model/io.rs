@@ -31,15 +31,12 @@ pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
 /// Every tensor of a safetensors buffer as (name, shape, f32 values).
 pub fn read_safetensors_f32(bytes: &[u8]) -> Result<Vec<NamedTensor>> {
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| Error::new(format!("not a valid safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::new(format!("not a valid safetensors file: {e}")))?;
     let mut out = Vec::new();
     let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
     names.sort();
     for name in names {
-        let view = st
-            .tensor(&name)
-            .map_err(|e| Error::new(format!("tensor {name}: {e}")))?;
+        let view = st.tensor(&name).map_err(|e| Error::new(format!("tensor {name}: {e}")))?;
         let values = to_f32(&name, &view)?;
         out.push((name, view.shape().to_vec(), values));
     }
@@ -49,18 +46,9 @@ pub fn read_safetensors_f32(bytes: &[u8]) -> Result<Vec<NamedTensor>> {
 fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
     let data = view.data();
     let values = match view.dtype() {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => data
-            .chunks_exact(2)
-            .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
+        Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F16 => data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::BF16 => data.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         other => bail!("tensor {name} has dtype {other:?}; expected F32, F16 or BF16"),
     };
     Ok(values)
@@ -83,67 +71,40 @@ pub fn load_model_dir(dir: &Path) -> Result<Gpt2> {
 }
 
 /// Builds a model from named tensors, checking that every tensor is present with the shape config.json implies.
-pub fn from_named_tensors(
-    config: ModelConfig,
-    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
-) -> Result<Gpt2> {
+pub fn from_named_tensors(config: ModelConfig, tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Result<Gpt2> {
     let layout = ParamLayout::new(&config);
     let mut by_name: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
     for (name, shape, values) in tensors {
-        if name.ends_with(".attn.bias")
-            || name.ends_with(".attn.masked_bias")
-            || name == "lm_head.weight"
-        {
+        if name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") || name == "lm_head.weight" {
             continue; // causal-mask buffers and the tied LM head carry no parameters of their own
         }
-        let key = name
-            .strip_prefix("transformer.")
-            .unwrap_or(&name)
-            .to_string();
+        let key = name.strip_prefix("transformer.").unwrap_or(&name).to_string();
         by_name.insert(key, (shape, values));
     }
     let mut params = vec![0.0f32; layout.total()];
     for (id, range) in layout.iter() {
         let full = layout.hf_name(id);
         let key = full.strip_prefix("transformer.").expect("prefixed");
-        let (shape, values) = by_name
-            .remove(key)
-            .ok_or_else(|| Error::new(format!("missing tensor {full}")))?;
+        let (shape, values) = by_name.remove(key).ok_or_else(|| Error::new(format!("missing tensor {full}")))?;
         let expected = layout.shape(id);
-        ensure!(
-            shape == expected,
-            "tensor {full} has shape {shape:?} but config.json implies {expected:?}"
-        );
-        ensure!(
-            values.iter().all(|v| v.is_finite()),
-            "tensor {full} contains NaN or infinite values"
-        );
+        ensure!(shape == expected, "tensor {full} has shape {shape:?} but config.json implies {expected:?}");
+        ensure!(values.iter().all(|v| v.is_finite()), "tensor {full} contains NaN or infinite values");
         params[range].copy_from_slice(&values);
     }
     if let Some(extra) = by_name.keys().min() {
         bail!("unexpected tensor {extra} (not part of a GPT-2 model with this config)");
     }
-    Ok(Gpt2 {
-        config,
-        layout,
-        params,
-    })
+    Ok(Gpt2 { config, layout, params })
 }
 
 /// Writes tensors as safetensors bytes in the given dtype, with `{"format": "pt"}` metadata as PyTorch tools expect.
-pub fn write_safetensors(
-    tensors: &[(String, Vec<usize>, &[f32])],
-    dtype: StoreDtype,
-) -> Result<Vec<u8>> {
+pub fn write_safetensors(tensors: &[(String, Vec<usize>, &[f32])], dtype: StoreDtype) -> Result<Vec<u8>> {
     let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, shape, values)| {
             let bytes: Vec<u8> = match dtype {
                 StoreDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                StoreDtype::F16 => values
-                    .iter()
-                    .flat_map(|v| f16::from_f32(*v).to_le_bytes())
-                    .collect(),
+                StoreDtype::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
             };
             (name.clone(), shape.clone(), bytes)
         })
@@ -161,18 +122,15 @@ pub fn write_safetensors(
         })
         .collect::<Result<Vec<_>>>()?;
     let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-    safetensors::serialize(views, metadata)
-        .map_err(|e| Error::new(format!("cannot serialize safetensors: {e}")))
+    safetensors::serialize(views, metadata).map_err(|e| Error::new(format!("cannot serialize safetensors: {e}")))
 }
 
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes)
-        .map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, bytes).map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))
 }
 
 pub(crate) fn create_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::new(format!("cannot create directory {}: {e}", dir.display())))
+    std::fs::create_dir_all(dir).map_err(|e| Error::new(format!("cannot create directory {}: {e}", dir.display())))
 }
 
 /// Writes `config.json` and `model.safetensors` (names with the `transformer.` prefix, as `save_pretrained` does).
@@ -181,18 +139,9 @@ pub fn save_model_dir(model: &Gpt2, dir: &Path, dtype: StoreDtype) -> Result<()>
     let tensors: Vec<(String, Vec<usize>, &[f32])> = model
         .layout
         .iter()
-        .map(|(id, range)| {
-            (
-                model.layout.hf_name(id),
-                model.layout.shape(id),
-                &model.params[range],
-            )
-        })
+        .map(|(id, range)| (model.layout.hf_name(id), model.layout.shape(id), &model.params[range]))
         .collect();
     let bytes = write_safetensors(&tensors, dtype)?;
     write_file(&dir.join("model.safetensors"), &bytes)?;
-    write_file(
-        &dir.join("config.json"),
-        model.config.to_json(dtype.hf_name()).as_bytes(),
-    )
+    write_file(&dir.join("config.json"), model.config.to_json(dtype.hf_name()).as_bytes())
 }

@@ -192,10 +192,7 @@ impl ParamLayout {
             TensorId::Wpe => self.vocab * self.c,
             TensorId::Block(l, t) => {
                 assert!(l < self.n_layer, "layer {l} out of range");
-                let i = BlockTensor::ALL
-                    .iter()
-                    .position(|x| *x == t)
-                    .expect("listed");
+                let i = BlockTensor::ALL.iter().position(|x| *x == t).expect("listed");
                 self.blocks_start() + l * self.block_size + self.block_offsets[i]
             }
             TensorId::LnFW => self.blocks_start() + self.n_layer * self.block_size,

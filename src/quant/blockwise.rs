@@ -10,10 +10,7 @@ pub const NESTED_BLOCK: usize = 256;
 
 /// fp32 max |x| of each block; a trailing partial block gets its own.
 pub fn block_absmax(values: &[f32], block: usize) -> Vec<f32> {
-    values
-        .chunks(block)
-        .map(|b| b.iter().fold(0.0f32, |m, v| m.max(v.abs())))
-        .collect()
+    values.chunks(block).map(|b| b.iter().fold(0.0f32, |m, v| m.max(v.abs()))).collect()
 }
 
 /// Symmetric integer quantization `round(x / absmax · levels)` (ties away from zero), in [−levels, levels].
@@ -26,9 +23,7 @@ pub fn quantize_int(values: &[f32], absmax: &[f32], levels: i32) -> Vec<i8> {
             if a == 0.0 {
                 0
             } else {
-                ((v / a) * levels as f32)
-                    .round()
-                    .clamp(-(levels as f32), levels as f32) as i8
+                ((v / a) * levels as f32).round().clamp(-(levels as f32), levels as f32) as i8
             }
         })
         .collect()
@@ -38,10 +33,7 @@ pub fn quantize_int(values: &[f32], absmax: &[f32], levels: i32) -> Vec<i8> {
 /// the sorted codebook: a value exactly on a midpoint goes to the lower value.
 pub fn quantize_codebook(values: &[f32], absmax: &[f32], code: &[f32; 16]) -> Vec<u8> {
     let (sorted_codes, midpoints) = midpoints(code);
-    let zero_code = code
-        .iter()
-        .position(|c| *c == 0.0)
-        .expect("codebooks contain zero") as u8;
+    let zero_code = code.iter().position(|c| *c == 0.0).expect("codebooks contain zero") as u8;
     values
         .iter()
         .enumerate()
@@ -62,23 +54,14 @@ pub fn quantize_codebook(values: &[f32], absmax: &[f32], code: &[f32; 16]) -> Ve
 fn midpoints(code: &[f32; 16]) -> ([u8; 16], [f32; 15]) {
     let mut order: [u8; 16] = std::array::from_fn(|i| i as u8);
     // -0 and +0 (fp4 codes 8 and 0) compare equal, so the lower index comes first, as in bitsandbytes' sorted table.
-    order.sort_by(|a, b| {
-        code[*a as usize]
-            .partial_cmp(&code[*b as usize])
-            .expect("finite codes")
-            .then(a.cmp(b))
-    });
-    let mids =
-        std::array::from_fn(|i| (code[order[i] as usize] + code[order[i + 1] as usize]) / 2.0);
+    order.sort_by(|a, b| code[*a as usize].partial_cmp(&code[*b as usize]).expect("finite codes").then(a.cmp(b)));
+    let mids = std::array::from_fn(|i| (code[order[i] as usize] + code[order[i + 1] as usize]) / 2.0);
     (order, mids)
 }
 
 /// Packs 4-bit codes two per byte, the first in the high nibble; an odd count leaves the last low nibble 0.
 pub fn pack_nibbles(codes: &[u8]) -> Vec<u8> {
-    codes
-        .chunks(2)
-        .map(|p| (p[0] << 4) | p.get(1).copied().unwrap_or(0))
-        .collect()
+    codes.chunks(2).map(|p| (p[0] << 4) | p.get(1).copied().unwrap_or(0)).collect()
 }
 
 /// bitsandbytes' `quantize_blockwise(A, code=dynamic signed map, blocksize)`: per block, absmax and the index of the
@@ -90,11 +73,7 @@ pub fn quantize_blockwise_8bit(values: &[f32], block: usize) -> (Vec<u8>, Vec<f3
         .enumerate()
         .map(|(i, v)| {
             let a = absmax[i / block];
-            let x = if a == 0.0 {
-                0.0
-            } else {
-                (v / a).clamp(-1.0, 1.0)
-            };
+            let x = if a == 0.0 { 0.0 } else { (v / a).clamp(-1.0, 1.0) };
             nearest_sorted(&DYNAMIC_SIGNED_8BIT, x) as u8
         })
         .collect();
@@ -102,11 +81,7 @@ pub fn quantize_blockwise_8bit(values: &[f32], block: usize) -> (Vec<u8>, Vec<f3
 }
 
 pub fn dequantize_blockwise_8bit(codes: &[u8], absmax: &[f32], block: usize) -> Vec<f32> {
-    codes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| DYNAMIC_SIGNED_8BIT[*c as usize] * absmax[i / block])
-        .collect()
+    codes.iter().enumerate().map(|(i, c)| DYNAMIC_SIGNED_8BIT[*c as usize] * absmax[i / block]).collect()
 }
 
 /// Index of the entry of an ascending table nearest to x; on a tie the lower one.
@@ -130,11 +105,7 @@ pub fn double_quantize(absmax: &[f32]) -> Scales {
     let mean = torch_sum_f32(absmax) / absmax.len().max(1) as f32;
     let centred: Vec<f32> = absmax.iter().map(|a| a - mean).collect();
     let (codes, nested_absmax) = quantize_blockwise_8bit(&centred, super::NESTED_BLOCK);
-    Scales::Double {
-        codes,
-        nested_absmax,
-        offset: mean,
-    }
+    Scales::Double { codes, nested_absmax, offset: mean }
 }
 
 /// Lanes of PyTorch's CPU float reduction (its AVX2 `Vectorized<float>`), and its independent accumulators.
@@ -149,11 +120,7 @@ pub(crate) fn torch_sum_f32(values: &[f32]) -> f32 {
     type Lanes = [f32; LANES];
     let add = |a: &mut Lanes, b: &Lanes| a.iter_mut().zip(b).for_each(|(x, y)| *x += *y);
     let n_vec = values.len() / LANES;
-    let vector = |i: usize| -> Lanes {
-        values[i * LANES..(i + 1) * LANES]
-            .try_into()
-            .expect("full vector")
-    };
+    let vector = |i: usize| -> Lanes { values[i * LANES..(i + 1) * LANES].try_into().expect("full vector") };
 
     // multi_row_sum over rows of ILP vectors, with a cascade of LEVELS accumulators.
     const LEVELS: usize = 4;

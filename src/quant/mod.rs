@@ -40,15 +40,8 @@ pub enum Format {
 }
 
 impl Format {
-    pub const ALL: [Format; 7] = [
-        Format::Fp32,
-        Format::Fp16,
-        Format::Bf16,
-        Format::Int8,
-        Format::Int4,
-        Format::Fp4,
-        Format::Nf4,
-    ];
+    pub const ALL: [Format; 7] =
+        [Format::Fp32, Format::Fp16, Format::Bf16, Format::Int8, Format::Int4, Format::Fp4, Format::Nf4];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -74,10 +67,7 @@ impl Format {
 
     /// Whether the format keeps one absmax constant per block.
     pub fn is_blockwise(self) -> bool {
-        matches!(
-            self,
-            Format::Int8 | Format::Int4 | Format::Fp4 | Format::Nf4
-        )
+        matches!(self, Format::Int8 | Format::Int4 | Format::Fp4 | Format::Nf4)
     }
 
     /// Whether double quantization of the constants applies (bitsandbytes offers it for its 4-bit types).
@@ -95,14 +85,9 @@ impl fmt::Display for Format {
 impl FromStr for Format {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Format::ALL
-            .into_iter()
-            .find(|f| f.name() == s.to_ascii_lowercase())
-            .ok_or_else(|| {
-                Error::new(format!(
-                    "unknown format {s:?}; expected one of fp32, fp16, bf16, int8, int4, fp4, nf4"
-                ))
-            })
+        Format::ALL.into_iter().find(|f| f.name() == s.to_ascii_lowercase()).ok_or_else(|| {
+            Error::new(format!("unknown format {s:?}; expected one of fp32, fp16, bf16, int8, int4, fp4, nf4"))
+        })
     }
 }
 
@@ -118,16 +103,10 @@ impl Storage {
         if double_quant && !format.supports_double_quant() {
             bail!("double quantization applies to the 4-bit formats fp4 and nf4, not {format}");
         }
-        Ok(Storage {
-            format,
-            double_quant,
-        })
+        Ok(Storage { format, double_quant })
     }
 
-    pub const FP32: Storage = Storage {
-        format: Format::Fp32,
-        double_quant: false,
-    };
+    pub const FP32: Storage = Storage { format: Format::Fp32, double_quant: false };
 
     pub fn label(&self) -> String {
         if self.double_quant {
@@ -179,11 +158,7 @@ impl Scales {
     pub fn absmax(&self) -> Vec<f32> {
         match self {
             Scales::F32(a) => a.clone(),
-            Scales::Double {
-                codes,
-                nested_absmax,
-                offset,
-            } => {
+            Scales::Double { codes, nested_absmax, offset } => {
                 let mut a = dequantize_blockwise_8bit(codes, nested_absmax, NESTED_BLOCK);
                 for v in &mut a {
                     *v += offset;
@@ -236,37 +211,21 @@ impl QuantizedTensor {
             Format::Int8 => {
                 let absmax = blockwise::block_absmax(values, BLOCK);
                 let q = blockwise::quantize_int(values, &absmax, 127);
-                Stored::Int8 {
-                    values: q,
-                    scales: Scales::F32(absmax),
-                }
+                Stored::Int8 { values: q, scales: Scales::F32(absmax) }
             }
             Format::Int4 | Format::Fp4 | Format::Nf4 => {
                 let absmax = blockwise::block_absmax(values, BLOCK);
                 let codes: Vec<u8> = match storage.format {
-                    Format::Int4 => blockwise::quantize_int(values, &absmax, 7)
-                        .iter()
-                        .map(|q| (q + 8) as u8)
-                        .collect(),
+                    Format::Int4 => blockwise::quantize_int(values, &absmax, 7).iter().map(|q| (q + 8) as u8).collect(),
                     Format::Fp4 => blockwise::quantize_codebook(values, &absmax, &codebooks::FP4),
                     _ => blockwise::quantize_codebook(values, &absmax, &codebooks::NF4),
                 };
-                let scales = if storage.double_quant {
-                    blockwise::double_quantize(&absmax)
-                } else {
-                    Scales::F32(absmax)
-                };
-                Stored::Packed4 {
-                    bytes: blockwise::pack_nibbles(&codes),
-                    scales,
-                }
+                let scales =
+                    if storage.double_quant { blockwise::double_quantize(&absmax) } else { Scales::F32(absmax) };
+                Stored::Packed4 { bytes: blockwise::pack_nibbles(&codes), scales }
             }
         };
-        QuantizedTensor {
-            storage,
-            len: values.len(),
-            stored,
-        }
+        QuantizedTensor { storage, len: values.len(), stored }
     }
 
     /// The 16 values a 4-bit code stands for (before multiplying by absmax).
@@ -286,11 +245,7 @@ impl QuantizedTensor {
             Stored::Bf16(v) => v.iter().map(|x| x.to_f32()).collect(),
             Stored::Int8 { values, scales } => {
                 let absmax = scales.absmax();
-                values
-                    .iter()
-                    .enumerate()
-                    .map(|(i, q)| (*q as f32 / 127.0) * absmax[i / BLOCK])
-                    .collect()
+                values.iter().enumerate().map(|(i, q)| (*q as f32 / 127.0) * absmax[i / BLOCK]).collect()
             }
             Stored::Packed4 { bytes, scales } => {
                 let absmax = scales.absmax();
@@ -308,10 +263,7 @@ impl QuantizedTensor {
 
     /// Bytes of stored values and of constants.
     pub fn bytes(&self) -> (u64, u64) {
-        (
-            self.storage.value_bytes(self.len as u64),
-            self.storage.constant_bytes(self.len as u64),
-        )
+        (self.storage.value_bytes(self.len as u64), self.storage.constant_bytes(self.len as u64))
     }
 
     pub fn error(&self, original: &[f32]) -> QuantError {
@@ -323,9 +275,6 @@ impl QuantizedTensor {
             sq += d * d;
             max_abs = max_abs.max(d);
         }
-        QuantError {
-            rmse: (sq / original.len().max(1) as f64).sqrt(),
-            max_abs,
-        }
+        QuantError { rmse: (sq / original.len().max(1) as f64).sqrt(), max_abs }
     }
 }

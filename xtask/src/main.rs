@@ -4,10 +4,7 @@ use std::process::{Command, ExitCode};
 
 fn run(program: &str, args: &[&str]) -> Result<(), String> {
     eprintln!("xtask: {program} {}", args.join(" "));
-    let status = Command::new(program)
-        .args(args)
-        .status()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let status = Command::new(program).args(args).status().map_err(|e| format!("cannot run {program}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -17,11 +14,7 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
 
 /// Installs a rustup component when it is missing (fresh machines may lack clippy or rustfmt).
 fn ensure_component(component: &str, probe: &[&str]) -> Result<(), String> {
-    let ok = Command::new("cargo")
-        .args(probe)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let ok = Command::new("cargo").args(probe).output().map(|o| o.status.success()).unwrap_or(false);
     if !ok {
         run("rustup", &["component", "add", component])?;
     }
@@ -34,10 +27,7 @@ fn ensure_wasm_target() -> Result<(), String> {
         .args(["target", "list", "--installed"])
         .output()
         .map_err(|e| format!("cannot run rustup: {e}"))?;
-    if !String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.trim() == "wasm32-unknown-unknown")
-    {
+    if !String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
         run("rustup", &["target", "add", "wasm32-unknown-unknown"])?;
     }
     Ok(())
@@ -47,56 +37,27 @@ fn ensure_wasm_target() -> Result<(), String> {
 /// machines without a GPU. Needs root, as CI has.
 fn ensure_vulkan_driver() -> Result<(), String> {
     let icd_dirs = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"];
-    let has_driver = icd_dirs.iter().any(|d| {
-        std::fs::read_dir(d)
-            .map(|mut e| e.next().is_some())
-            .unwrap_or(false)
-    });
+    let has_driver = icd_dirs.iter().any(|d| std::fs::read_dir(d).map(|mut e| e.next().is_some()).unwrap_or(false));
     let has_loader = std::path::Path::new("/usr/lib/x86_64-linux-gnu/libvulkan.so.1").exists()
         || std::path::Path::new("/usr/lib/aarch64-linux-gnu/libvulkan.so.1").exists();
     if has_driver && has_loader {
         return Ok(());
     }
     run("apt-get", &["update", "-qq"])?;
-    run(
-        "apt-get",
-        &["install", "-y", "-qq", "mesa-vulkan-drivers", "libvulkan1"],
-    )
+    run("apt-get", &["install", "-y", "-qq", "mesa-vulkan-drivers", "libvulkan1"])
 }
 
 fn test() -> Result<(), String> {
     ensure_component("rustfmt", &["fmt", "--version"])?;
     ensure_component("clippy", &["clippy", "--version"])?;
     run("cargo", &["fmt", "--all", "--", "--check"])?;
-    run(
-        "cargo",
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
+    run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     // The engine must keep compiling for the browser (no CLI there).
     ensure_wasm_target()?;
-    run(
-        "cargo",
-        &[
-            "build",
-            "--lib",
-            "--no-default-features",
-            "--target",
-            "wasm32-unknown-unknown",
-        ],
-    )?;
+    run("cargo", &["build", "--lib", "--no-default-features", "--target", "wasm32-unknown-unknown"])?;
     ensure_vulkan_driver()?;
     // Tests last, so their summary closes the log.
-    run(
-        "cargo",
-        &["test", "--package", "qlora-playground", "--all-targets"],
-    )?;
+    run("cargo", &["test", "--package", "qlora-playground", "--all-targets"])?;
     Ok(())
 }
 

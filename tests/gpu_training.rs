@@ -1,0 +1,152 @@
+//! The GPU training step against the CPU trainer, for every method and storage format, on shapes that are not
+//! multiples of the tile size: next-token probabilities within 1e-4 (relative to the largest), every gradient
+//! tensor within 1e-3 (relative to its largest element), and a 20-step loss trajectory within 1e-3 absolute.
+#![cfg(not(target_arch = "wasm32"))]
+
+use qlora_playground::cpu::{Method, OptimConfig, Trainer};
+use qlora_playground::gpu::{Gpu, GpuTrainer};
+use qlora_playground::lora::{LoraConfig, Target};
+use qlora_playground::model::{Gpt2, ModelConfig};
+use qlora_playground::quant::{Format, Storage};
+use rand::{RngExt, SeedableRng};
+
+const B: usize = 2;
+const T: usize = 7;
+
+fn model() -> Gpt2 {
+    let mut m = Gpt2::init(ModelConfig::bytes(2, 3, 24, 16).unwrap(), 7);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    for v in m.params.iter_mut() {
+        *v += rng.random_range(-0.05f32..0.05);
+    }
+    m
+}
+
+fn batch(step: usize) -> (Vec<u32>, Vec<u32>) {
+    let text = b"It is a truth universally acknowledged, that a single man in possession of a good fortune";
+    let start = (step * 5) % (text.len() - T - 1);
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for b in 0..B {
+        let s = (start + 11 * b) % (text.len() - T - 1);
+        x.extend(text[s..s + T].iter().map(|c| *c as u32));
+        y.extend(text[s + 1..s + T + 1].iter().map(|c| *c as u32));
+    }
+    (x, y)
+}
+
+fn optim() -> OptimConfig {
+    OptimConfig { lr: 3e-3, min_lr: 3e-4, warmup: 3, steps: 20, weight_decay: 0.01, grad_clip: 1.0 }
+}
+
+fn rel(got: &[f32], want: &[f32]) -> f32 {
+    let scale = want.iter().fold(1e-8f32, |m, v| m.max(v.abs()));
+    got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max) / scale
+}
+
+fn check(method: Method, storage: Storage, lora: Option<LoraConfig>) {
+    let label = format!("{method} {} {:?}", storage.label(), lora.as_ref().map(|l| l.targets.clone()));
+    let m = model();
+    let mut cpu = Trainer::new(m.clone(), method, storage, lora.clone(), optim(), 5).unwrap();
+    let gpu = Gpu::new_blocking().expect("a WebGPU adapter (CI installs Mesa's lavapipe)");
+    let mut gt = GpuTrainer::new(gpu, &m, method, storage, lora.clone(), optim(), 5, B, T).unwrap();
+    // Non-zero B so every adapter gradient is exercised; same values on both executors.
+    if method != Method::Full {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let entries = cpu.adapters.as_ref().unwrap().entries.clone();
+        for e in &entries {
+            for v in &mut cpu.trainable_params_mut()[e.b.clone()] {
+                *v = rng.random_range(-0.1f32..0.1);
+            }
+        }
+        gt.set_trainable_params(cpu.trainable_params_mut()).unwrap();
+    }
+    let (x, y) = batch(0);
+
+    // Probabilities.
+    let cpu_loss = cpu.loss(&x, &y, B, T);
+    let (gpu_loss, gpu_probs) = pollster::block_on(gt.forward(&x, &y)).unwrap();
+    assert!((cpu_loss - gpu_loss).abs() < 1e-4, "{label}: loss {cpu_loss} vs {gpu_loss}");
+    let cpu_probs = cpu_probs(&mut cpu, &x, &y);
+    let r = rel(&gpu_probs, &cpu_probs);
+    assert!(r <= 1e-4, "{label}: probabilities differ by {r:e}");
+
+    // Gradients, tensor by tensor (with dropout when configured).
+    let seed = lora.as_ref().filter(|l| l.dropout > 0.0).map(|_| 77);
+    cpu.compute_gradients(&x, &y, B, T, seed);
+    pollster::block_on(gt.compute_gradients(&x, &y, seed)).unwrap();
+    let g_gpu = pollster::block_on(gt.gradients()).unwrap();
+    let g_cpu = cpu.grads().to_vec();
+    let ranges: Vec<(String, std::ops::Range<usize>)> = match &cpu.adapters {
+        Some(ad) => ad
+            .entries
+            .iter()
+            .flat_map(|e| {
+                [
+                    (format!("{} {} A", e.layer, e.target), e.a.clone()),
+                    (format!("{} {} B", e.layer, e.target), e.b.clone()),
+                ]
+            })
+            .collect(),
+        None => cpu.model.layout.iter().map(|(id, r)| (cpu.model.layout.hf_name(id), r)).collect(),
+    };
+    for (name, r) in ranges {
+        let e = rel(&g_gpu[r.clone()], &g_cpu[r]);
+        assert!(e <= 1e-3, "{label}: gradient {name} differs by {e:e}");
+    }
+
+    // 20 steps.
+    for step in 0..20 {
+        let (x, y) = batch(step);
+        let c = cpu.step(&x, &y, B, T);
+        let g = pollster::block_on(gt.step(&x, &y)).unwrap();
+        assert!((c.loss - g.loss).abs() <= 1e-3, "{label}: step {step} loss {} vs {}", c.loss, g.loss);
+        assert!(
+            (c.grad_norm - g.grad_norm).abs() <= 1e-3 * c.grad_norm.max(1.0),
+            "{label}: step {step} grad norm {} vs {}",
+            c.grad_norm,
+            g.grad_norm
+        );
+    }
+}
+
+fn cpu_probs(cpu: &mut Trainer, x: &[u32], y: &[u32]) -> Vec<f32> {
+    use qlora_playground::cpu::{forward, Activations, Weights};
+    let mut acts = Activations::new(&cpu.model.config, cpu.adapters.as_ref(), B, T);
+    let w = Weights { cfg: &cpu.model.config, layout: &cpu.model.layout, params: &cpu.model.params };
+    forward(&w, cpu.adapters.as_ref(), &mut acts, x, Some(y), None);
+    acts.probs().to_vec()
+}
+
+fn all_targets(rank: usize, dropout: f32) -> LoraConfig {
+    let targets = [Target::Q, Target::K, Target::V, Target::O, Target::Fc, Target::Proj];
+    LoraConfig {
+        targets: targets.iter().map(|t| (*t, rank)).collect(),
+        alpha: 2.0 * rank as f32,
+        rslora: false,
+        dropout,
+    }
+}
+
+#[test]
+fn full_fine_tuning_matches_cpu() {
+    check(Method::Full, Storage::FP32, None);
+}
+
+#[test]
+fn lora_over_every_storage_format_matches_cpu() {
+    for format in Format::ALL {
+        for dq in [false, true] {
+            let Ok(storage) = Storage::new(format, dq) else { continue };
+            let method = if format == Format::Fp32 { Method::Lora } else { Method::Qlora };
+            check(method, storage, Some(all_targets(3, 0.0)));
+        }
+    }
+}
+
+#[test]
+fn fused_qkv_and_dropout_match_cpu() {
+    let qkv = LoraConfig { targets: vec![(Target::Qkv, 4), (Target::Proj, 2)], alpha: 4.0, rslora: true, dropout: 0.0 };
+    check(Method::Qlora, Storage::new(Format::Nf4, true).unwrap(), Some(qkv));
+    check(Method::Lora, Storage::FP32, Some(all_targets(2, 0.2)));
+}
