@@ -6,20 +6,24 @@
 // u32, little-endian bytes, value q/127·absmax), 4 int4, 5 fp4, 6 nf4 (eight per u32; byte j holds values 2j (high
 // nibble) and 2j+1 (low nibble), as bitsandbytes packs them; value codebook[nibble]·absmax). Blocks of 64 values
 // share an absmax; with double quantization (p.dq = 1) absmax = dynamic_map[qabs[block]] · nested[block / 256] +
-// offset. `tables` holds the 16-entry 4-bit codebook at 0..16 and the 256-entry dynamic map at 16..272.
+// offset. The 16-entry 4-bit codebook and the 256-entry dynamic map travel in the uniform (parameters, not data).
 
 struct Quant {
     format: u32,
     dq: u32,
     offset: f32,
     _pad: u32,
+    codebook: array<vec4<f32>, 4>,
+    dynamic_map: array<vec4<f32>, 64>,
 }
 
 @group(1) @binding(0) var<uniform> q: Quant;
 @group(1) @binding(1) var<storage, read> wq: array<u32>;
 @group(1) @binding(2) var<storage, read> scales: array<f32>;
 @group(1) @binding(3) var<storage, read> qabs: array<u32>;
-@group(1) @binding(4) var<storage, read> tables: array<f32>;
+
+fn code4(i: u32) -> f32 { return q.codebook[i / 4u][i % 4u]; }
+fn dynamic_code(i: u32) -> f32 { return q.dynamic_map[i / 4u][i % 4u]; }
 
 fn byte_at(words_index: u32) -> u32 {
     return (qabs[words_index / 4u] >> ((words_index % 4u) * 8u)) & 0xffu;
@@ -27,7 +31,7 @@ fn byte_at(words_index: u32) -> u32 {
 
 fn absmax_of(block: u32) -> f32 {
     if (q.dq == 1u) {
-        return tables[16u + byte_at(block)] * scales[block / 256u] + q.offset;
+        return dynamic_code(byte_at(block)) * scales[block / 256u] + q.offset;
     }
     return scales[block];
 }
@@ -53,7 +57,7 @@ fn weight_at(flat: u32) -> f32 {
         default: {
             let byte = (wq[flat / 8u] >> (((flat % 8u) / 2u) * 8u)) & 0xffu;
             let nibble = select(byte & 0xfu, byte >> 4u, (flat & 1u) == 0u);
-            return tables[nibble] * absmax_of(flat / 64u);
+            return code4(nibble) * absmax_of(flat / 64u);
         }
     }
 }

@@ -150,3 +150,40 @@ fn fused_qkv_and_dropout_match_cpu() {
     check(Method::Qlora, Storage::new(Format::Nf4, true).unwrap(), Some(qkv));
     check(Method::Lora, Storage::FP32, Some(all_targets(2, 0.2)));
 }
+
+#[test]
+fn measured_gpu_memory_agrees_with_the_accounting() {
+    use qlora_playground::accounting::{self, AdapterSpec, Arch, MemMethod, MemoryQuery};
+    use qlora_playground::gpu::Category;
+    let m = Gpt2::init(ModelConfig::bytes(2, 4, 64, 64).unwrap(), 1);
+    let (b, t) = (4usize, 32usize);
+    for (method, storage) in [(Method::Full, Storage::FP32), (Method::Qlora, Storage::new(Format::Nf4, false).unwrap()), (Method::Qlora, Storage::new(Format::Nf4, true).unwrap())] {
+        let lora = (method != Method::Full).then(|| all_targets(4, 0.0));
+        let gt = GpuTrainer::new(Gpu::new_blocking().unwrap(), &m, method, storage, lora, optim(), 1, b, t).unwrap();
+        let arch = Arch::from_model(&m.config);
+        let q = MemoryQuery {
+            method: if method == Method::Full { MemMethod::Full } else { MemMethod::Qlora },
+            storage,
+            dtype_bytes: 4,
+            adapters: (method != Method::Full).then(|| AdapterSpec::uniform(&arch, "all", 4).unwrap()),
+            batch: b as u64,
+            seq: t as u64,
+            checkpointing: false,
+        };
+        let want = accounting::memory(&arch, &q).unwrap();
+        let measured = gt.measured_memory();
+        let get = |c: Category| measured.iter().find(|(x, _)| *x == c).unwrap().1;
+        for (cat, expected) in [
+            (Category::BaseWeights, want.base_weights),
+            (Category::QuantConstants, want.quant_constants),
+            (Category::Adapters, want.adapters),
+            (Category::Gradients, want.gradients),
+            (Category::Optimizer, want.optimizer),
+            (Category::Activations, want.activations),
+        ] {
+            let got = get(cat);
+            let ok = if expected == 0 { got == 0 } else { (got as f64 - expected as f64).abs() <= 0.05 * expected as f64 };
+            assert!(ok, "{method} {}: {} measured {got} vs accounting {expected}", storage.label(), cat.name());
+        }
+    }
+}

@@ -177,9 +177,12 @@ struct QuantParams {
     dq: u32,
     offset: f32,
     _pad: u32,
+    codebook: [f32; 16],
+    dynamic_map: [f32; 256],
 }
 
-/// A frozen base weight on the GPU in its storage format: packed values, constants and decode tables.
+/// A frozen base weight on the GPU in its storage format: packed values and constants (the decode tables ride in
+/// its uniform).
 pub struct GpuQuantWeight {
     pub out_features: u32,
     pub in_features: u32,
@@ -187,7 +190,6 @@ pub struct GpuQuantWeight {
     words: GpuBuffer,
     scales: GpuBuffer,
     qabs: GpuBuffer,
-    tables: GpuBuffer,
 }
 
 fn pack_bytes(bytes: &[u8]) -> Vec<u32> {
@@ -225,8 +227,6 @@ impl GpuQuantWeight {
                 (nested_absmax.clone(), pack_bytes(codes), *offset, 1)
             }
         };
-        let mut tables = QuantizedTensor::codebook4(format).to_vec();
-        tables.extend_from_slice(&codebooks::DYNAMIC_SIGNED_8BIT);
         let format_id = match format {
             Format::Fp32 => 0,
             Format::Fp16 => 1,
@@ -239,11 +239,20 @@ impl GpuQuantWeight {
         Ok(GpuQuantWeight {
             out_features: out_features as u32,
             in_features: in_features as u32,
-            params: gpu.uniform("quant params", &QuantParams { format: format_id, dq, offset, _pad: 0 }),
+            params: gpu.uniform(
+                "quant params",
+                &QuantParams {
+                    format: format_id,
+                    dq,
+                    offset,
+                    _pad: 0,
+                    codebook: QuantizedTensor::codebook4(format),
+                    dynamic_map: codebooks::DYNAMIC_SIGNED_8BIT,
+                },
+            ),
             words: gpu.upload(&format!("{label} values"), &words, Category::BaseWeights)?,
             scales: gpu.upload(&format!("{label} absmax"), &scale_values, Category::QuantConstants)?,
             qabs: gpu.upload(&format!("{label} absmax codes"), &qabs, Category::QuantConstants)?,
-            tables: gpu.upload(&format!("{label} tables"), &tables, Category::QuantConstants)?,
         })
     }
 }
@@ -328,7 +337,7 @@ impl MatmulDequant {
         let g1 = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("matmul_dequant weight"),
             layout: &self.pipeline.get_bind_group_layout(1),
-            entries: &entries(&w.params, &[w.words.all(), w.scales.all(), w.qabs.all(), w.tables.all()]),
+            entries: &entries(&w.params, &[w.words.all(), w.scales.all(), w.qabs.all()]),
         });
         Dispatch::new(self.pipeline.clone(), vec![g0, g1], (groups(p.n, 16), groups(p.m, 16), 1), Some(u))
     }

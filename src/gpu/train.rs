@@ -485,16 +485,7 @@ impl GpuTrainer {
                 bp(BlockTensor::Ln1B),
             ));
             b.linear_forward(&mut fwd, l, Linear::Attn, &a.ln1, &a.qkv, &a.dropped);
-            fwd.push(kernels.attention_forward(
-                &gpu,
-                b32,
-                t32,
-                c32,
-                nh32,
-                a.atty.all(),
-                a.att.all(),
-                a.qkv.all(),
-            ));
+            fwd.push(kernels.attention_forward(&gpu, b32, t32, c32, nh32, a.atty.all(), a.att.all(), a.qkv.all()));
             b.linear_forward(&mut fwd, l, Linear::AttnProj, &a.atty, &a.attproj, &a.dropped);
             fwd.push(kernels.residual_forward(&gpu, bt32 * c32, a.res2.all(), res_in.all(), a.attproj.all()));
             fwd.push(kernels.layernorm_forward(
@@ -847,6 +838,11 @@ impl GpuTrainer {
             }
         }
         Ok(())
+    }
+
+    /// Bytes allocated on the GPU per memory category (scratch on its own line).
+    pub fn measured_memory(&self) -> Vec<(Category, u64)> {
+        self.gpu.ledger.snapshot()
     }
 
     pub fn adapters(&self) -> Option<&Adapters> {
