@@ -157,7 +157,11 @@ fn measured_gpu_memory_agrees_with_the_accounting() {
     use qlora_playground::gpu::Category;
     let m = Gpt2::init(ModelConfig::bytes(2, 4, 64, 64).unwrap(), 1);
     let (b, t) = (4usize, 32usize);
-    for (method, storage) in [(Method::Full, Storage::FP32), (Method::Qlora, Storage::new(Format::Nf4, false).unwrap()), (Method::Qlora, Storage::new(Format::Nf4, true).unwrap())] {
+    for (method, storage) in [
+        (Method::Full, Storage::FP32),
+        (Method::Qlora, Storage::new(Format::Nf4, false).unwrap()),
+        (Method::Qlora, Storage::new(Format::Nf4, true).unwrap()),
+    ] {
         let lora = (method != Method::Full).then(|| all_targets(4, 0.0));
         let gt = GpuTrainer::new(Gpu::new_blocking().unwrap(), &m, method, storage, lora, optim(), 1, b, t).unwrap();
         let arch = Arch::from_model(&m.config);
@@ -182,7 +186,8 @@ fn measured_gpu_memory_agrees_with_the_accounting() {
             (Category::Activations, want.activations),
         ] {
             let got = get(cat);
-            let ok = if expected == 0 { got == 0 } else { (got as f64 - expected as f64).abs() <= 0.05 * expected as f64 };
+            let ok =
+                if expected == 0 { got == 0 } else { (got as f64 - expected as f64).abs() <= 0.05 * expected as f64 };
             assert!(ok, "{method} {}: {} measured {got} vs accounting {expected}", storage.label(), cat.name());
         }
     }

@@ -5,10 +5,33 @@ use crate::accounting::{self, AdapterSpec, Arch, MemMethod, MemoryQuery};
 use crate::cpu::{eval_loss, quantize_base, Method, OptimConfig, Sampling, Trainer};
 use crate::data::tasks::{self, Example, Task};
 use crate::data::{self, decode, encode, read_text_file};
+use crate::gpu::{wgpu, Gpu, GpuTrainer};
 use crate::lora::{self, load_adapter_dir, parse_targets, save_adapter_dir, Adapters, LoraConfig};
 use crate::model::{load_model_dir, save_model_dir, Gpt2, ModelConfig, StoreDtype};
 use crate::quant::{Format, Storage};
 use crate::{ensure, rng, Error, Result};
+
+/// Where training runs.
+enum Backend {
+    Gpu(Box<Gpu>),
+    Cpu,
+}
+
+impl Backend {
+    /// `gpu` insists on a device; `auto` takes one only if it is real hardware (a CPU-emulated adapter such as
+    /// Mesa's lavapipe is slower than the CPU executor); `cpu` never looks.
+    fn resolve(name: &str) -> Result<Self> {
+        match name {
+            "cpu" => Ok(Backend::Cpu),
+            "gpu" => Ok(Backend::Gpu(Box::new(Gpu::new_blocking()?))),
+            "auto" => Ok(match Gpu::new_blocking() {
+                Ok(g) if g.info.device_type != wgpu::DeviceType::Cpu => Backend::Gpu(Box::new(g)),
+                _ => Backend::Cpu,
+            }),
+            other => Err(Error::new(format!("unknown backend {other:?}; expected gpu, cpu or auto"))),
+        }
+    }
+}
 use serde_json::json;
 use std::time::Instant;
 
@@ -212,6 +235,15 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
         (None, None) => return Err(Error::new("give --data FILE or --task NAME")),
     };
     let val_examples = task.map(|t| t.examples(a.seed, true, a.eval_examples)).unwrap_or_default();
+    let backend = Backend::resolve(&a.backend)?;
+    let mut gpu_trainer = match backend {
+        Backend::Gpu(gpu) => {
+            Some(GpuTrainer::new(*gpu, &model, method, st, lora.clone(), optim.clone(), a.seed, a.batch, a.seq)?)
+        }
+        Backend::Cpu => None,
+    };
+    let backend_name = if gpu_trainer.is_some() { "gpu" } else { "cpu" };
+    // The CPU trainer holds the same initial state; it evaluates before and after, and trains when there is no GPU.
     let mut trainer = Trainer::new(model, method, st, lora, optim, a.seed)?;
     let mut batches = rng::stream(a.seed, "batches");
     let val_tokens = &split.val;
@@ -219,7 +251,10 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
     let acc0 = task.map(|t| task_accuracy(&trainer, t, &val_examples));
     if !a.json {
         let trainable = thousands(trainer.trainable() as u64);
-        println!("{method} · base {} · {trainable} trainable parameters · validation loss {val0:.4}", st.label());
+        println!(
+            "{method} · base {} · {trainable} trainable parameters · {backend_name} · validation loss {val0:.4}",
+            st.label()
+        );
         if let Some(acc) = acc0 {
             println!("validation accuracy before training: {:.1}%", 100.0 * acc);
         }
@@ -227,7 +262,10 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
     for _ in 0..a.steps {
         let (x, y) = data::sample_batch(&split.train, a.batch, a.seq, &mut batches)?;
         let t0 = Instant::now();
-        let s = trainer.step(&x, &y, a.batch, a.seq);
+        let s = match &mut gpu_trainer {
+            Some(g) => pollster::block_on(g.step(&x, &y))?,
+            None => trainer.step(&x, &y, a.batch, a.seq),
+        };
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         ensure!(
             s.loss.is_finite() && s.grad_norm.is_finite(),
@@ -245,6 +283,10 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
             );
         }
     }
+    if let Some(g) = &gpu_trainer {
+        let trained = pollster::block_on(g.trainable_params())?;
+        trainer.trainable_params_mut().copy_from_slice(&trained);
+    }
     if let (Some(st), Some(ad)) = (adapter_storage, trainer.adapters.as_mut()) {
         ad.round_through(st);
     }
@@ -256,7 +298,7 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
     }
     if a.json {
         let summary = json!({"val_loss_before": val0, "val_loss": val, "accuracy_before": acc0, "accuracy": acc,
-            "trainable": trainer.trainable(), "out": a.out.display().to_string()});
+            "trainable": trainer.trainable(), "backend": backend_name, "out": a.out.display().to_string()});
         println!("{summary}");
     } else {
         if let (Some(before), Some(after)) = (acc0, acc) {
@@ -319,13 +361,17 @@ pub(super) fn merge(a: MergeArgs) -> Result<()> {
 }
 
 pub(super) fn bench(a: BenchArgs) -> Result<()> {
-    ensure!(a.backend == "cpu", "backend {:?} is not available in this build; use --backend cpu", a.backend);
     if let Some(n) = a.threads {
         ensure!(n >= 1, "threads must be at least 1");
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
             .map_err(|e| Error::new(format!("cannot set threads: {e}")))?;
+    }
+    ensure!(a.steps >= 1 && a.steps <= 100_000, "steps must be between 1 and 100,000");
+    let backend = Backend::resolve(&a.backend)?;
+    if a.matmul {
+        return bench_matmul(backend, a.steps, a.json);
     }
     let model = match &a.model {
         Some(dir) => load_model_dir(dir)?,
@@ -336,7 +382,7 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
         "seq must be between 1 and n_positions {}",
         model.config.n_positions
     );
-    ensure!(a.batch >= 1 && a.steps >= 1, "batch and steps must be at least 1");
+    ensure!(a.batch >= 1, "batch must be at least 1");
     let method: Method = a.method.parse()?;
     let st = storage(a.format.as_deref(), false, method)?;
     let lora = match method {
@@ -345,35 +391,53 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
     };
     let cfg = model.config.clone();
     let optim = OptimConfig { lr: 1e-4, min_lr: 0.0, warmup: 0, steps: a.steps + 2, weight_decay: 0.0, grad_clip: 1.0 };
-    let mut trainer = Trainer::new(model, method, st, lora, optim, 0)?;
     let mut r = rng::stream(0, "bench");
     let tokens: Vec<u32> = (0..a.batch * a.seq).map(|_| rand::RngExt::random_range(&mut r, 0..256u32)).collect();
+    let (backend_name, device) = match &backend {
+        Backend::Gpu(g) => ("gpu", g.info.name.clone()),
+        Backend::Cpu => ("cpu", format!("{} threads", rayon::current_num_threads())),
+    };
     let mut times = Vec::new();
-    for i in 0..a.steps + 2 {
-        let t0 = Instant::now();
-        trainer.step(&tokens, &tokens, a.batch, a.seq);
-        if i >= 2 {
-            times.push(t0.elapsed().as_secs_f64());
+    let flops = match backend {
+        Backend::Gpu(gpu) => {
+            let mut g = GpuTrainer::new(*gpu, &model, method, st, lora.clone(), optim.clone(), 0, a.batch, a.seq)?;
+            let trainer = Trainer::new(model, method, st, lora, optim, 0)?;
+            for i in 0..a.steps + 2 {
+                let t0 = Instant::now();
+                pollster::block_on(g.step(&tokens, &tokens))?;
+                if i >= 2 {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+            step_flops(&cfg, &trainer, a.batch, a.seq)
         }
-    }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+        Backend::Cpu => {
+            let mut trainer = Trainer::new(model, method, st, lora, optim, 0)?;
+            for i in 0..a.steps + 2 {
+                let t0 = Instant::now();
+                trainer.step(&tokens, &tokens, a.batch, a.seq);
+                if i >= 2 {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+            step_flops(&cfg, &trainer, a.batch, a.seq)
+        }
+    };
+    let median = median(&mut times);
     let tok = (a.batch * a.seq) as f64;
-    let flops = step_flops(&cfg, &trainer, a.batch, a.seq);
     let out = json!({"tokens_per_s": tok / median, "ms_per_step": median * 1e3, "gflops": flops / median / 1e9,
-        "threads": rayon::current_num_threads(), "method": method.name(), "format": st.label(), "batch": a.batch, "seq": a.seq});
+        "backend": backend_name, "device": device, "method": method.name(), "format": st.label(),
+        "batch": a.batch, "seq": a.seq, "layers": cfg.n_layer, "embd": cfg.n_embd});
     if a.json {
         println!("{out}");
     } else {
         println!(
-            "{} · {} · {} layers × {} wide · batch {} × seq {} · {} threads",
-            method,
+            "{method} · {} · {} layers × {} wide · batch {} × seq {} · {backend_name} ({device})",
             st.label(),
             cfg.n_layer,
             cfg.n_embd,
             a.batch,
-            a.seq,
-            rayon::current_num_threads()
+            a.seq
         );
         println!(
             "median {:.1} ms/step · {:.0} tokens/s · {:.2} GFLOP/s",
@@ -381,6 +445,85 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
             tok / median,
             flops / median / 1e9
         );
+    }
+    Ok(())
+}
+
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// GFLOP/s of the f32 matmul and of the fused NF4 dequantize + matmul at n×n×n. On a real GPU n = 1024 and 4096;
+/// on a CPU (our CPU executor, or an emulated adapter such as lavapipe) n = 256 and 512 so the run takes seconds.
+fn bench_matmul(backend: Backend, reps: usize, json_out: bool) -> Result<()> {
+    use crate::cpu::{gemm, Mat};
+    use crate::gpu::{submit, Category, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape};
+    use crate::quant::QuantizedTensor;
+    let real_gpu = matches!(&backend, Backend::Gpu(g) if g.info.device_type != wgpu::DeviceType::Cpu);
+    let sizes: &[usize] = if real_gpu { &[1024, 4096] } else { &[256, 512] };
+    let mut r = rng::stream(1, "bench-matmul");
+    let report = |kernel: &str, n: usize, secs: f64, device: &str| {
+        let gflops = 2.0 * (n as f64).powi(3) / secs / 1e9;
+        if json_out {
+            println!("{}", json!({"kernel": kernel, "size": n, "ms": secs * 1e3, "gflops": gflops, "device": device}));
+        } else {
+            println!("{kernel:<14} {n:>5}³  {:>9.2} ms  {gflops:>9.1} GFLOP/s  ({device})", secs * 1e3);
+        }
+    };
+    if !real_gpu && !json_out {
+        println!("sizes reduced to {sizes:?} because this run is on a CPU");
+    }
+    for &n in sizes {
+        let a: Vec<f32> = (0..n * n).map(|_| rand::RngExt::random_range(&mut r, -1.0f32..1.0)).collect();
+        let b: Vec<f32> = (0..n * n).map(|_| rand::RngExt::random_range(&mut r, -0.1f32..0.1)).collect();
+        let q = QuantizedTensor::quantize(&b, Storage::new(Format::Nf4, false)?);
+        match &backend {
+            Backend::Gpu(gpu) => {
+                let name = gpu.info.name.clone();
+                let (ga, gb) = (gpu.upload("a", &a, Category::Scratch)?, gpu.upload("b", &b, Category::Scratch)?);
+                let gc = gpu.buffer("c", 4 * (n * n) as u64, Category::Scratch, wgpu::BufferUsages::empty())?;
+                let gw = GpuQuantWeight::upload(gpu, "w", &q, n, n)?;
+                let n32 = n as u32;
+                let mm = Matmul::new(gpu).prepare(gpu, MatmulShape::plain(n32, n32, n32), ga.all(), gb.all(), gc.all());
+                let mmq = MatmulDequant::new(gpu).prepare_forward(gpu, &gw, n32, ga.all(), None, gc.all());
+                for (kernel, d) in [("matmul_f32", &mm), ("matmul_nf4", &mmq)] {
+                    let mut times = Vec::new();
+                    for i in 0..reps.min(20) + 1 {
+                        let t0 = Instant::now();
+                        submit(gpu, &[d]);
+                        gpu.wait();
+                        if i > 0 {
+                            times.push(t0.elapsed().as_secs_f64());
+                        }
+                    }
+                    report(kernel, n, median(&mut times), &name);
+                }
+            }
+            Backend::Cpu => {
+                let threads = format!("cpu, {} threads", rayon::current_num_threads());
+                let mut c = vec![0.0f32; n * n];
+                let mut times = Vec::new();
+                for i in 0..reps.min(10) + 1 {
+                    let t0 = Instant::now();
+                    gemm(n, n, n, 1.0, Mat::new(&a, n), Mat::new(&b, n), 0.0, &mut c, n);
+                    if i > 0 {
+                        times.push(t0.elapsed().as_secs_f64());
+                    }
+                }
+                report("matmul_f32", n, median(&mut times), &threads);
+                let mut times = Vec::new();
+                for i in 0..reps.min(10) + 1 {
+                    let t0 = Instant::now();
+                    let w = q.dequantize();
+                    gemm(n, n, n, 1.0, Mat::new(&a, n), Mat::t(&w, n), 0.0, &mut c, n);
+                    if i > 0 {
+                        times.push(t0.elapsed().as_secs_f64());
+                    }
+                }
+                report("matmul_nf4", n, median(&mut times), &threads);
+            }
+        }
     }
     Ok(())
 }

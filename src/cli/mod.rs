@@ -193,6 +193,9 @@ struct FinetuneArgs {
     seed: u64,
     #[arg(long)]
     out: PathBuf,
+    /// gpu, cpu, or auto (the GPU when one is present; a CPU-emulated one such as lavapipe does not count).
+    #[arg(long, default_value = "auto")]
+    backend: String,
     #[arg(long)]
     json: bool,
 }
@@ -232,8 +235,12 @@ struct MergeArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    #[arg(long, default_value = "cpu")]
+    /// gpu, cpu, or auto.
+    #[arg(long, default_value = "auto")]
     backend: String,
+    /// Measure the matrix multiplies (f32 and fused NF4) instead of a training step.
+    #[arg(long)]
+    matmul: bool,
     #[arg(long)]
     model: Option<PathBuf>,
     #[arg(long, default_value_t = 4)]

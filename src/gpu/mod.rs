@@ -129,6 +129,11 @@ impl Gpu {
         Ok(out)
     }
 
+    /// Natively, blocks until all submitted work is done (for timing); a no-op on wasm, where nothing may block.
+    pub fn wait(&self) {
+        self.poll_native();
+    }
+
     /// Natively, drives the device until submitted work and callbacks are done; on wasm the browser does this.
     fn poll_native(&self) {
         #[cfg(not(target_arch = "wasm32"))]
