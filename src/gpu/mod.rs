@@ -8,11 +8,13 @@ mod alloc;
 mod kernels;
 mod matmul;
 mod train;
+mod weights;
 
 pub use alloc::{Category, GpuBuffer, MemoryLedger, View};
 pub use kernels::{AdamDispatch, AdamHyper, Kernels};
 pub use matmul::{submit, Dispatch, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape};
 pub use train::GpuTrainer;
+pub use weights::GpuWeights;
 
 use crate::{Error, Result};
 use std::sync::Arc;

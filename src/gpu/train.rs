@@ -3,27 +3,19 @@
 //! per-step writes are the batch (and dropout masks), the learning rate, and one readback of the per-row losses and
 //! the gradient norm into a staging buffer made at construction.
 //!
-//! Parameter tensors live in flat buffers with every tensor starting on a 64-float boundary (256 bytes, the largest
-//! storage-offset alignment WebGPU allows), so any tensor can be bound on its own and AdamW runs over one buffer.
+//! The weights live in [`GpuWeights`] (flat, padded buffers), so AdamW runs over one trainable buffer.
 
 use super::kernels::{AdamDispatch, AdamHyper, Kernels};
-use super::matmul::{submit_in_pass, Dispatch, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape};
+use super::matmul::{submit_in_pass, Dispatch, Matmul, MatmulDequant, MatmulShape};
+use super::weights::GpuWeights;
 use super::{Category, Gpu, GpuBuffer, View};
 use crate::cpu::executor::{dropout_mask, linear_index};
 use crate::cpu::optim::lr_at;
 use crate::cpu::{dropout_seed, Method, OptimConfig, StepStats};
 use crate::lora::{Adapters, LoraConfig};
-use crate::model::{BlockTensor, Gpt2, Linear, ModelConfig, ParamLayout, TensorId};
-use crate::quant::{Format, QuantizedTensor, Storage};
+use crate::model::{BlockTensor, Gpt2, Linear, ModelConfig, TensorId};
+use crate::quant::{Format, Storage};
 use crate::{ensure, Error, Result};
-use std::collections::HashMap;
-
-/// Floats between tensor starts: 256 bytes.
-const ALIGN: usize = 64;
-
-fn padded(len: usize) -> usize {
-    len.next_multiple_of(ALIGN)
-}
 
 /// Activations of one block (same set as the CPU executor keeps).
 struct BlockBufs {
@@ -61,18 +53,9 @@ pub struct GpuTrainer {
     pub storage: Storage,
     pub optim: OptimConfig,
     cfg: ModelConfig,
-    layout: ParamLayout,
     batch: usize,
     seq: usize,
-    /// Start of each fp32 parameter tensor in `params` (every tensor for full fine-tuning; all but the block linear
-    /// weights for LoRA/QLoRA, whose weights live in `qweights`).
-    param_offsets: HashMap<TensorId, usize>,
-    params: GpuBuffer,
-    qweights: Vec<GpuQuantWeight>,
-    adapters: Option<Adapters>,
-    /// (A start, B start) of each adapter entry in `adapter_buf`.
-    adapter_offsets: Vec<(usize, usize)>,
-    adapter_buf: Option<GpuBuffer>,
+    weights: GpuWeights,
     trainable_len: usize,
     grads: GpuBuffer,
     _m: GpuBuffer,
@@ -96,47 +79,27 @@ pub struct GpuTrainer {
     seed: u64,
 }
 
-/// Builds the per-step dispatch lists; borrowed views of every buffer the trainer owns.
-struct Builder<'a> {
-    gpu: &'a Gpu,
-    k: &'a Kernels,
-    mm: &'a Matmul,
-    mmq: &'a MatmulDequant,
-    cfg: &'a ModelConfig,
-    bt: u32,
-    params: &'a GpuBuffer,
-    param_offsets: &'a HashMap<TensorId, usize>,
-    qweights: &'a [GpuQuantWeight],
-    full: bool,
-    grads: &'a GpuBuffer,
-    adapters: Option<&'a Adapters>,
-    adapter_offsets: &'a [(usize, usize)],
-    adapter_buf: Option<&'a GpuBuffer>,
-    lora_u: &'a [GpuBuffer],
+/// Builds the per-step dispatch lists from borrowed buffers.
+pub(super) struct Builder<'a> {
+    pub(super) gpu: &'a Gpu,
+    pub(super) k: &'a Kernels,
+    pub(super) mm: &'a Matmul,
+    pub(super) mmq: &'a MatmulDequant,
+    pub(super) w: &'a GpuWeights,
+    pub(super) bt: u32,
+    /// Gradients (same padded layout as the trainable buffer); `None` when only the forward pass is built.
+    pub(super) grads: Option<&'a GpuBuffer>,
+    pub(super) lora_u: &'a [GpuBuffer],
 }
 
 impl<'a> Builder<'a> {
-    fn param(&self, id: TensorId) -> View<'a> {
-        let len: usize = ParamLayout::new(self.cfg).shape(id).iter().product();
-        self.params.view(self.param_offsets[&id], len)
+    fn grads(&self) -> &'a GpuBuffer {
+        self.grads.expect("backward passes are built with gradients")
     }
 
     fn grad(&self, id: TensorId) -> View<'a> {
-        let len: usize = ParamLayout::new(self.cfg).shape(id).iter().product();
-        self.grads.view(self.param_offsets[&id], len)
-    }
-
-    fn entries_on(&self, l: usize, lin: Linear) -> Vec<usize> {
-        self.adapters
-            .map(|a| {
-                a.entries
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, e)| e.layer == l && e.target.linear() == lin)
-                    .map(|(i, _)| i)
-                    .collect()
-            })
-            .unwrap_or_default()
+        let len: usize = self.w.layout.shape(id).iter().product();
+        self.grads().view(self.w.param_offsets[&id], len)
     }
 
     /// out = inp·W + b, plus every adapter on the layer.
@@ -149,25 +112,25 @@ impl<'a> Builder<'a> {
         y: &'a GpuBuffer,
         dropped: &'a [Option<(GpuBuffer, GpuBuffer)>; 4],
     ) {
-        let c = self.cfg.n_embd;
+        let c = self.w.cfg.n_embd;
         let (d_in, oc) = lin.dims(c);
         let (bt, d_in32, oc32) = (self.bt, d_in as u32, oc as u32);
-        let bias = self.param(TensorId::Block(l, lin.bias()));
-        if self.full {
-            let w_off = self.param_offsets[&TensorId::Block(l, lin.weight())] as u32;
+        let bias = self.w.param(TensorId::Block(l, lin.bias()));
+        if self.w.full {
+            let w_off = self.w.param_offsets[&TensorId::Block(l, lin.weight())] as u32;
             out.push(self.k.broadcast_rows(self.gpu, bt, oc32, y.all(), bias));
             let s = MatmulShape { b_offset: w_off, ..MatmulShape::plain(bt, d_in32, oc32) }.scaled(1.0, 1.0);
-            out.push(self.mm.prepare(self.gpu, s, inp.all(), self.params.all(), y.all()));
+            out.push(self.mm.prepare(self.gpu, s, inp.all(), self.w.params.all(), y.all()));
         } else {
-            let w = &self.qweights[l * 4 + linear_index(lin)];
+            let w = &self.w.qweights[l * 4 + linear_index(lin)];
             out.push(self.mmq.prepare_forward(self.gpu, w, bt, inp.all(), Some(bias), y.all()));
         }
-        let entries = self.entries_on(l, lin);
+        let entries = self.w.entries_on(l, lin);
         if entries.is_empty() {
             return;
         }
-        let ad = self.adapters.expect("entries imply adapters");
-        let abuf = self.adapter_buf.expect("adapters on the GPU");
+        let ad = self.w.adapters.as_ref().expect("entries imply adapters");
+        let abuf = self.w.adapter_buf.as_ref().expect("adapters on the GPU");
         let x: &GpuBuffer = match &dropped[linear_index(lin)] {
             Some((xd, mask)) => {
                 out.push(self.k.mask_forward(self.gpu, bt * d_in32, xd.all(), inp.all(), mask.all()));
@@ -177,7 +140,7 @@ impl<'a> Builder<'a> {
         };
         for i in entries {
             let e = &ad.entries[i];
-            let (a_off, b_off) = self.adapter_offsets[i];
+            let (a_off, b_off) = self.w.adapter_offsets[i];
             let r = e.rank as u32;
             // u = x·Aᵀ
             let s1 = MatmulShape { b_offset: a_off as u32, ..MatmulShape::new(bt, d_in32, r, false, true) };
@@ -208,35 +171,35 @@ impl<'a> Builder<'a> {
         dropped: &'a [Option<(GpuBuffer, GpuBuffer)>; 4],
         scratch: &'a Scratch,
     ) {
-        let c = self.cfg.n_embd;
+        let c = self.w.cfg.n_embd;
         let (d_in, oc) = lin.dims(c);
         let (bt, d_in32, oc32) = (self.bt, d_in as u32, oc as u32);
-        if self.full {
-            let w_off = self.param_offsets[&TensorId::Block(l, lin.weight())] as u32;
+        if self.w.full {
+            let w_off = self.w.param_offsets[&TensorId::Block(l, lin.weight())] as u32;
             let s = MatmulShape { b_offset: w_off, ldb: oc32, ..MatmulShape::new(bt, oc32, d_in32, false, true) }
                 .scaled(1.0, 1.0);
-            out.push(self.mm.prepare(self.gpu, s, dout.all(), self.params.all(), dinp.all()));
+            out.push(self.mm.prepare(self.gpu, s, dout.all(), self.w.params.all(), dinp.all()));
             let sw =
                 MatmulShape { c_offset: w_off, ..MatmulShape::new(d_in32, bt, oc32, true, false) }.scaled(1.0, 1.0);
-            out.push(self.mm.prepare(self.gpu, sw, inp.all(), dout.all(), self.grads.all()));
+            out.push(self.mm.prepare(self.gpu, sw, inp.all(), dout.all(), self.grads().all()));
             out.push(self.k.bias_grad(self.gpu, bt, oc32, self.grad(TensorId::Block(l, lin.bias())), dout.all()));
         } else {
-            let w = &self.qweights[l * 4 + linear_index(lin)];
+            let w = &self.w.qweights[l * 4 + linear_index(lin)];
             out.push(self.mmq.prepare_backward(self.gpu, w, bt, dout.all(), dinp.all(), true));
         }
-        let entries = self.entries_on(l, lin);
+        let entries = self.w.entries_on(l, lin);
         if entries.is_empty() {
             return;
         }
-        let ad = self.adapters.expect("entries imply adapters");
-        let abuf = self.adapter_buf.expect("adapters on the GPU");
+        let ad = self.w.adapters.as_ref().expect("entries imply adapters");
+        let abuf = self.w.adapter_buf.as_ref().expect("adapters on the GPU");
         let x: &GpuBuffer = match &dropped[linear_index(lin)] {
             Some((xd, _)) => xd,
             None => inp,
         };
         for (n, i) in entries.iter().enumerate() {
             let e = &ad.entries[*i];
-            let (a_off, b_off) = self.adapter_offsets[*i];
+            let (a_off, b_off) = self.w.adapter_offsets[*i];
             let (r, d_out) = (e.rank as u32, e.d_out as u32);
             let col = e.target.out_cols(c).start as u32;
             // du = s · dout_t·B
@@ -256,11 +219,11 @@ impl<'a> Builder<'a> {
                 ..MatmulShape::new(d_out, bt, r, true, false)
             }
             .scaled(e.scaling, 1.0);
-            out.push(self.mm.prepare(self.gpu, s2, dout.all(), self.lora_u[*i].all(), self.grads.all()));
+            out.push(self.mm.prepare(self.gpu, s2, dout.all(), self.lora_u[*i].all(), self.grads().all()));
             // dA += duᵀ·x
             let s3 =
                 MatmulShape { c_offset: a_off as u32, ..MatmulShape::new(r, bt, d_in32, true, false) }.scaled(1.0, 1.0);
-            out.push(self.mm.prepare(self.gpu, s3, scratch.d_u.all(), x.all(), self.grads.all()));
+            out.push(self.mm.prepare(self.gpu, s3, scratch.d_u.all(), x.all(), self.grads().all()));
             // d(dropped x) (+)= du·A
             let s4 = MatmulShape { b_offset: a_off as u32, ..MatmulShape::plain(bt, r, d_in32) }
                 .scaled(1.0, if n == 0 { 0.0 } else { 1.0 });
@@ -302,73 +265,17 @@ impl GpuTrainer {
                 "full fine-tuning trains the base weights themselves, so they stay fp32"
             );
         }
-        let layout = model.layout.clone();
         let (c, nh, v) = (cfg.n_embd, cfg.n_head, cfg.vocab_size);
         let bt = batch * seq;
 
-        // fp32 parameters, padded.
-        let mut param_offsets = HashMap::new();
-        let mut flat = Vec::new();
-        for (id, range) in layout.iter() {
-            let is_linear_weight = matches!(id, TensorId::Block(_, t) if Linear::ALL.iter().any(|l| l.weight() == t));
-            if !full && is_linear_weight {
-                continue;
-            }
-            param_offsets.insert(id, flat.len());
-            flat.extend_from_slice(&model.params[range.clone()]);
-            flat.resize(padded(flat.len()), 0.0);
-        }
-        let params = gpu.upload("params", &flat, Category::BaseWeights)?;
-
-        // Quantized base weights (Linear [out, in], as bitsandbytes stores them).
-        let mut qweights = Vec::new();
-        if !full {
-            for l in 0..cfg.n_layer {
-                for lin in Linear::ALL {
-                    let (d_in, d_out) = lin.dims(c);
-                    let w = &model.params[layout.range(TensorId::Block(l, lin.weight()))];
-                    let mut linear = vec![0.0f32; w.len()];
-                    for i in 0..d_in {
-                        for o in 0..d_out {
-                            linear[o * d_in + i] = w[i * d_out + o];
-                        }
-                    }
-                    let q = QuantizedTensor::quantize(&linear, storage);
-                    qweights.push(GpuQuantWeight::upload(
-                        &gpu,
-                        &layout.hf_name(TensorId::Block(l, lin.weight())),
-                        &q,
-                        d_out,
-                        d_in,
-                    )?);
-                }
-            }
-        }
-
-        // Adapters.
         let adapters = match (full, lora) {
             (true, _) => None,
             (false, Some(cfgl)) => Some(Adapters::init(cfgl, cfg.n_layer, c, seed)?),
             (false, None) => return Err(Error::new("lora and qlora need adapter targets and a rank")),
         };
-        let mut adapter_offsets = Vec::new();
-        let adapter_buf = match &adapters {
-            None => None,
-            Some(ad) => {
-                let mut flat = Vec::new();
-                for e in &ad.entries {
-                    let a = flat.len();
-                    flat.extend_from_slice(&ad.params[e.a.clone()]);
-                    flat.resize(padded(flat.len()), 0.0);
-                    let b = flat.len();
-                    flat.extend_from_slice(&ad.params[e.b.clone()]);
-                    flat.resize(padded(flat.len()), 0.0);
-                    adapter_offsets.push((a, b));
-                }
-                Some(gpu.upload("adapters", &flat, Category::Adapters)?)
-            }
-        };
-        let trainable_len = adapter_buf.as_ref().map_or(params.size() as usize / 4, |b| b.size() as usize / 4);
+        let weights = GpuWeights::upload(&gpu, model, full, storage, adapters)?;
+        let adapters = weights.adapters.as_ref();
+        let trainable_len = weights.trainable_len();
         let zeros =
             |label: &str, n: usize, cat: Category| gpu.buffer(label, 4 * n as u64, cat, wgpu::BufferUsages::empty());
         let grads = zeros("gradients", trainable_len, Category::Gradients)?;
@@ -444,16 +351,9 @@ impl GpuTrainer {
             k: &kernels,
             mm: &mm,
             mmq: &mmq,
-            cfg: &cfg,
+            w: &weights,
             bt: bt as u32,
-            params: &params,
-            param_offsets: &param_offsets,
-            qweights: &qweights,
-            full,
-            grads: &grads,
-            adapters: adapters.as_ref(),
-            adapter_offsets: &adapter_offsets,
-            adapter_buf: adapter_buf.as_ref(),
+            grads: Some(&grads),
             lora_u: &lora_u,
         };
         let (bt32, c32, t32, nh32, v32, b32) = (bt as u32, c as u32, seq as u32, nh as u32, v as u32, batch as u32);
@@ -466,13 +366,13 @@ impl GpuTrainer {
             c32,
             encoded.all(),
             tokens.all(),
-            b.param(TensorId::Wte),
-            b.param(TensorId::Wpe),
+            b.w.param(TensorId::Wte),
+            b.w.param(TensorId::Wpe),
         ));
         for l in 0..cfg.n_layer {
             let res_in = if l == 0 { &encoded } else { &blocks[l - 1].res3 };
             let a = &blocks[l];
-            let bp = |t: BlockTensor| b.param(TensorId::Block(l, t));
+            let bp = |t: BlockTensor| b.w.param(TensorId::Block(l, t));
             fwd.push(kernels.layernorm_forward(
                 &gpu,
                 bt32,
@@ -513,12 +413,12 @@ impl GpuTrainer {
             lnf.all(),
             lnf_stats.all(),
             last.all(),
-            b.param(TensorId::LnFW),
-            b.param(TensorId::LnFB),
+            b.w.param(TensorId::LnFW),
+            b.w.param(TensorId::LnFB),
         ));
-        let wte_off = param_offsets[&TensorId::Wte] as u32;
+        let wte_off = weights.param_offsets[&TensorId::Wte] as u32;
         let head = MatmulShape { b_offset: wte_off, ..MatmulShape::new(bt32, c32, v32, false, true) };
-        fwd.push(mm.prepare(&gpu, head, lnf.all(), params.all(), probs.all()));
+        fwd.push(mm.prepare(&gpu, head, lnf.all(), weights.params.all(), probs.all()));
         fwd.push(kernels.cross_entropy_forward(&gpu, bt32, v32, probs.all(), targets.all(), losses.all()));
 
         let s = &scratch;
@@ -526,7 +426,7 @@ impl GpuTrainer {
         bwd.push(kernels.zero(&gpu, trainable_len as u32, grads.all()));
         bwd.push(kernels.cross_entropy_backward(&gpu, bt32, v32, probs.all(), targets.all(), losses.all()));
         let dlnf = MatmulShape { b_offset: wte_off, ..MatmulShape::plain(bt32, v32, c32) };
-        bwd.push(mm.prepare(&gpu, dlnf, probs.all(), params.all(), s.d_tmp.all()));
+        bwd.push(mm.prepare(&gpu, dlnf, probs.all(), weights.params.all(), s.d_tmp.all()));
         if full {
             let dwte =
                 MatmulShape { c_offset: wte_off, ..MatmulShape::new(v32, bt32, c32, true, false) }.scaled(1.0, 1.0);
@@ -540,7 +440,7 @@ impl GpuTrainer {
             s.d_res.all(),
             s.d_tmp.all(),
             last.all(),
-            b.param(TensorId::LnFW),
+            b.w.param(TensorId::LnFW),
             lnf_stats.all(),
         ));
         if full {
@@ -558,7 +458,7 @@ impl GpuTrainer {
         for l in (0..cfg.n_layer).rev() {
             let res_in = if l == 0 { &encoded } else { &blocks[l - 1].res3 };
             let a = &blocks[l];
-            let bp = |t: BlockTensor| b.param(TensorId::Block(l, t));
+            let bp = |t: BlockTensor| b.w.param(TensorId::Block(l, t));
             let bg = |t: BlockTensor| b.grad(TensorId::Block(l, t));
             bwd.push(kernels.zero(&gpu, bt32 * 4 * c32, s.d_wide.all()));
             b.linear_backward(&mut bwd, l, Linear::MlpProj, &s.d_res, &a.fch_gelu, &s.d_wide, &a.dropped, s);
@@ -642,7 +542,7 @@ impl GpuTrainer {
                 tokens.all(),
             ));
         }
-        let trainable_buf = adapter_buf.as_ref().unwrap_or(&params);
+        let trainable_buf = weights.trainable();
         let hyper = AdamHyper {
             beta1: 0.9,
             beta2: 0.999,
@@ -667,15 +567,9 @@ impl GpuTrainer {
             storage,
             optim,
             cfg,
-            layout,
             batch,
             seq,
-            param_offsets,
-            params,
-            qweights,
-            adapters,
-            adapter_offsets,
-            adapter_buf,
+            weights,
             trainable_len,
             grads,
             _m: m,
@@ -709,7 +603,7 @@ impl GpuTrainer {
         );
         self.gpu.queue.write_buffer(self.tokens.raw(), 0, bytemuck::cast_slice(inputs));
         self.gpu.queue.write_buffer(self.targets.raw(), 0, bytemuck::cast_slice(targets));
-        if let Some(ad) = &self.adapters {
+        if let Some(ad) = &self.weights.adapters {
             let p = ad.config.dropout;
             let keep = 1.0 / (1.0 - p);
             for (l, block) in self.blocks.iter().enumerate() {
@@ -781,62 +675,19 @@ impl GpuTrainer {
     /// The gradients of the trainable parameters in the CPU trainer's order (model layout, or adapter layout).
     pub async fn gradients(&self) -> Result<Vec<f32>> {
         let padded = self.gpu.read_f32(&self.grads, self.trainable_len).await?;
-        Ok(self.unpad(&padded))
+        Ok(self.weights.unpad(&padded))
     }
 
     /// The trainable parameters in the CPU trainer's order.
     pub async fn trainable_params(&self) -> Result<Vec<f32>> {
-        let buf = self.adapter_buf.as_ref().unwrap_or(&self.params);
-        let padded = self.gpu.read_f32(buf, self.trainable_len).await?;
-        Ok(self.unpad(&padded))
-    }
-
-    fn unpad(&self, padded: &[f32]) -> Vec<f32> {
-        match &self.adapters {
-            Some(ad) => {
-                let mut out = vec![0.0; ad.params.len()];
-                for (e, (a, b)) in ad.entries.iter().zip(&self.adapter_offsets) {
-                    out[e.a.clone()].copy_from_slice(&padded[*a..*a + e.a.len()]);
-                    out[e.b.clone()].copy_from_slice(&padded[*b..*b + e.b.len()]);
-                }
-                out
-            }
-            None => {
-                let mut out = vec![0.0; self.layout.total()];
-                for (id, range) in self.layout.iter() {
-                    let off = self.param_offsets[&id];
-                    out[range.clone()].copy_from_slice(&padded[off..off + range.len()]);
-                }
-                out
-            }
-        }
+        let padded = self.gpu.read_f32(self.weights.trainable(), self.trainable_len).await?;
+        Ok(self.weights.unpad(&padded))
     }
 
     /// Replaces the trainable parameters (CPU order), e.g. to start both executors from the same adapter values.
     pub fn set_trainable_params(&self, values: &[f32]) -> Result<()> {
-        let mut padded = vec![0.0f32; self.trainable_len];
-        match &self.adapters {
-            Some(ad) => {
-                ensure!(values.len() == ad.params.len(), "expected {} adapter values", ad.params.len());
-                for (e, (a, b)) in ad.entries.iter().zip(&self.adapter_offsets) {
-                    padded[*a..*a + e.a.len()].copy_from_slice(&values[e.a.clone()]);
-                    padded[*b..*b + e.b.len()].copy_from_slice(&values[e.b.clone()]);
-                }
-                self.gpu.queue.write_buffer(
-                    self.adapter_buf.as_ref().expect("adapters").raw(),
-                    0,
-                    bytemuck::cast_slice(&padded),
-                );
-            }
-            None => {
-                ensure!(values.len() == self.layout.total(), "expected {} parameters", self.layout.total());
-                for (id, range) in self.layout.iter() {
-                    let off = self.param_offsets[&id];
-                    padded[off..off + range.len()].copy_from_slice(&values[range]);
-                }
-                self.gpu.queue.write_buffer(self.params.raw(), 0, bytemuck::cast_slice(&padded));
-            }
-        }
+        let padded = self.weights.pad(values)?;
+        self.gpu.queue.write_buffer(self.weights.trainable().raw(), 0, bytemuck::cast_slice(&padded));
         Ok(())
     }
 
@@ -846,10 +697,6 @@ impl GpuTrainer {
     }
 
     pub fn adapters(&self) -> Option<&Adapters> {
-        self.adapters.as_ref()
-    }
-
-    pub fn quantized_weights(&self) -> usize {
-        self.qweights.len()
+        self.weights.adapters.as_ref()
     }
 }
