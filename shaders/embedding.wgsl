@@ -1,4 +1,5 @@
-// Token + position embedding. `forward`, per element: out[r, i] = wte[tok[r], i] + wpe[r mod T, i].
+// Token + position embedding. `forward`, per element: out[r, i] = wte[tok[r], i] + wpe[pos0 + r mod T, i]
+// (pos0 > 0 when decoding one token at a time).
 // `backward`, per channel i (each invocation owns column i of dwte and dwpe, so no two write the same value):
 // dwte[tok[r], i] += dout[r, i] and dwpe[r mod T, i] += dout[r, i] over all rows r.
 
@@ -7,6 +8,10 @@ struct Params {
     t: u32,
     c: u32,
     groups_x: u32,
+    pos0: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -21,7 +26,7 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l
     if (idx >= p.rows * p.c) { return; }
     let r = idx / p.c;
     let i = idx % p.c;
-    act[idx] = wte[tokens[r] * p.c + i] + wpe[(r % p.t) * p.c + i];
+    act[idx] = wte[tokens[r] * p.c + i] + wpe[(p.pos0 + r % p.t) * p.c + i];
 }
 
 @compute @workgroup_size(64, 1, 1)

@@ -192,3 +192,45 @@ fn measured_gpu_memory_agrees_with_the_accounting() {
         }
     }
 }
+
+#[test]
+fn kv_cache_generation_matches_cpu() {
+    use qlora_playground::cpu::{forward, generate, quantize_base, Activations, Sampling, Weights};
+    use qlora_playground::gpu::GpuGenerator;
+    use qlora_playground::lora::Adapters;
+    let m = model(); // context 16
+    for (storage, with_adapters) in [(Storage::FP32, false), (Storage::new(Format::Nf4, true).unwrap(), true)] {
+        let mut base = m.clone();
+        quantize_base(&mut base, storage);
+        let adapters = with_adapters.then(|| {
+            let mut ad = Adapters::init(all_targets(3, 0.0), 2, 24, 4).unwrap();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+            for e in ad.entries.clone() {
+                for v in &mut ad.params[e.b.clone()] {
+                    *v = rng.random_range(-0.2f32..0.2);
+                }
+            }
+            ad
+        });
+        let gen = GpuGenerator::new(Gpu::new_blocking().unwrap(), &m, storage, adapters.clone()).unwrap();
+        // Probabilities at every position of a prompt, against the CPU forward pass over the prefix.
+        let prompt: Vec<u32> = b"To be or not to be".iter().map(|b| *b as u32).collect();
+        let w = Weights { cfg: &base.config, layout: &base.layout, params: &base.params };
+        for pos in 0..prompt.len().min(16) {
+            let got = pollster::block_on(gen.step(prompt[pos], pos)).unwrap();
+            let mut acts = Activations::new(&base.config, adapters.as_ref(), 1, pos + 1);
+            forward(&w, adapters.as_ref(), &mut acts, &prompt[..pos + 1], None, None);
+            let want = &acts.probs()[pos * 256..(pos + 1) * 256];
+            let r = rel(&got, want);
+            assert!(r <= 1e-4, "{} position {pos}: probabilities differ by {r:e}", storage.label());
+        }
+        // Whole generations, past the 16-token context (the window slides), greedy and sampled.
+        for sampling in
+            [Sampling { temperature: 0.0, top_k: 0, seed: 1 }, Sampling { temperature: 0.9, top_k: 20, seed: 7 }]
+        {
+            let cpu = generate(&base, adapters.as_ref(), &prompt[..5], 25, sampling);
+            let gpu = pollster::block_on(gen.generate(&prompt[..5], 25, sampling)).unwrap();
+            assert_eq!(gpu, cpu, "{} {sampling:?}", storage.label());
+        }
+    }
+}

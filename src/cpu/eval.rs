@@ -58,7 +58,7 @@ pub fn generate(model: &Gpt2, adapters: Option<&Adapters>, prompt: &[u32], n: us
     out
 }
 
-fn sample(probs: &[f32], s: Sampling, rng: &mut rng::Rng) -> u32 {
+pub(crate) fn sample(probs: &[f32], s: Sampling, rng: &mut rng::Rng) -> u32 {
     // Only the byte range is sampled: larger vocabularies' extra ids have no text.
     let probs = &probs[..probs.len().min(256)];
     if s.temperature <= 0.0 {

@@ -12,6 +12,7 @@ const ATTENTION_WGSL: &str = include_str!("../../shaders/attention.wgsl");
 const EMBEDDING_WGSL: &str = include_str!("../../shaders/embedding.wgsl");
 const CROSS_ENTROPY_WGSL: &str = include_str!("../../shaders/cross_entropy.wgsl");
 const ADAMW_WGSL: &str = include_str!("../../shaders/adamw.wgsl");
+const ATTENTION_DECODE_WGSL: &str = include_str!("../../shaders/attention_decode.wgsl");
 
 /// How a binding is declared in WGSL.
 #[derive(Clone, Copy)]
@@ -120,6 +121,28 @@ struct U4 {
     d: u32,
 }
 
+/// The uniform of the embedding kernel (rewritten per token when decoding).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct EmbeddingParams {
+    pub rows: u32,
+    pub t: u32,
+    pub c: u32,
+    pub groups_x: u32,
+    pub pos0: u32,
+    pub _pad: [u32; 3],
+}
+
+/// The uniform of the decoding attention kernel (rewritten per token).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DecodeParams {
+    pub pos: u32,
+    pub c: u32,
+    pub nh: u32,
+    pub max_t: u32,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct LnParams {
@@ -185,6 +208,7 @@ pub struct Kernels {
     embedding: Kernel,
     cross_entropy: Kernel,
     adamw: Kernel,
+    attention_decode: Kernel,
 }
 
 impl Kernels {
@@ -243,7 +267,33 @@ impl Kernels {
                 &[Uniform, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
                 &["sum_squares", "finish_norm", "update"],
             ),
+            attention_decode: Kernel::new(
+                gpu,
+                "attention_decode",
+                ATTENTION_DECODE_WGSL,
+                &[Uniform, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
+                &["main"],
+            ),
         }
+    }
+
+    /// One decoding step: append k, v of the token at `pos` to the caches and attend over positions 0..=pos.
+    /// Rewrite the uniform ([`DecodeParams`]) before each token.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_decode(
+        &self,
+        gpu: &Gpu,
+        c: u32,
+        nh: u32,
+        max_t: u32,
+        out: View,
+        qkv: View,
+        kcache: View,
+        vcache: View,
+        att: View,
+    ) -> Dispatch {
+        let u = gpu.uniform("attention_decode", &DecodeParams { pos: 0, c, nh, max_t });
+        self.attention_decode.dispatch(gpu, "main", u, &[qkv, kcache, vcache, att, out], (nh.div_ceil(64), 1, 1))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -440,7 +490,7 @@ impl Kernels {
         wpe: View,
     ) -> Dispatch {
         let (x, y) = grid((rows * c).div_ceil(256));
-        let u = gpu.uniform("embedding", &U4 { a: rows, b: t, c, d: x });
+        let u = gpu.uniform("embedding", &EmbeddingParams { rows, t, c, groups_x: x, pos0: 0, _pad: [0; 3] });
         self.embedding.dispatch(gpu, "forward", u, &[tokens, wte, wpe, out], (x, y, 1))
     }
 
@@ -457,7 +507,7 @@ impl Kernels {
         dout: View,
         tokens: View,
     ) -> Dispatch {
-        let u = gpu.uniform("embedding", &U4 { a: rows, b: t, c, d: 0 });
+        let u = gpu.uniform("embedding", &EmbeddingParams { rows, t, c, groups_x: 0, pos0: 0, _pad: [0; 3] });
         self.embedding.dispatch(gpu, "backward", u, &[tokens, dwte, dwpe, dout], (c.div_ceil(64), 1, 1))
     }
 

@@ -5,13 +5,15 @@
 //! the tests drive the futures with `pollster` and poll the device; in the browser nothing ever blocks.
 
 mod alloc;
+mod generate;
 mod kernels;
 mod matmul;
 mod train;
 mod weights;
 
 pub use alloc::{Category, GpuBuffer, MemoryLedger, View};
-pub use kernels::{AdamDispatch, AdamHyper, Kernels};
+pub use generate::GpuGenerator;
+pub use kernels::{AdamDispatch, AdamHyper, DecodeParams, EmbeddingParams, Kernels};
 pub use matmul::{submit, Dispatch, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape};
 pub use train::GpuTrainer;
 pub use weights::GpuWeights;

@@ -103,7 +103,7 @@ impl<'a> Builder<'a> {
     }
 
     /// out = inp·W + b, plus every adapter on the layer.
-    fn linear_forward(
+    pub(super) fn linear_forward(
         &self,
         out: &mut Vec<Dispatch>,
         l: usize,
