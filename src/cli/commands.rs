@@ -328,15 +328,25 @@ fn task_accuracy(trainer: &Trainer, task: Task, examples: &[Example]) -> f64 {
 pub(super) fn generate(a: GenerateArgs) -> Result<()> {
     ensure!(a.temperature.is_finite() && a.temperature >= 0.0, "temperature must be ≥ 0");
     ensure!(a.tokens <= 100_000, "at most 100,000 tokens");
-    let (model, adapters) = load_base(&a.base)?;
     let prompt = encode(&a.prompt);
-    let out = crate::cpu::generate(
-        &model,
-        adapters.as_ref(),
-        &prompt,
-        a.tokens,
-        Sampling { temperature: a.temperature, top_k: a.top_k, seed: a.seed },
-    );
+    let sampling = Sampling { temperature: a.temperature, top_k: a.top_k, seed: a.seed };
+    let out = match Backend::resolve(&a.backend)? {
+        Backend::Gpu(gpu) => {
+            // The GPU generator stores the base in the format itself, from the unquantized weights.
+            let model = load_model_dir(&a.base.model)?;
+            let st = storage(a.base.format.as_deref(), a.base.double_quant, Method::Lora)?;
+            let adapters = match &a.base.adapter {
+                Some(dir) => Some(load_adapter_dir(dir, model.config.n_layer, model.config.n_embd)?),
+                None => None,
+            };
+            let generator = crate::gpu::GpuGenerator::new(*gpu, &model, st, adapters)?;
+            pollster::block_on(generator.generate(&prompt, a.tokens, sampling))?
+        }
+        Backend::Cpu => {
+            let (model, adapters) = load_base(&a.base)?;
+            crate::cpu::generate(&model, adapters.as_ref(), &prompt, a.tokens, sampling)
+        }
+    };
     let text = decode(&out);
     if a.json {
         println!("{}", json!({"prompt": a.prompt, "text": text}));

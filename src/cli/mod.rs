@@ -214,6 +214,9 @@ struct GenerateArgs {
     top_k: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// gpu (KV-cache decoding), cpu, or auto.
+    #[arg(long, default_value = "auto")]
+    backend: String,
     #[arg(long)]
     json: bool,
 }

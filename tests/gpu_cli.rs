@@ -1,0 +1,96 @@
+//! The CLI's GPU backend (on lavapipe in CI): the same training losses and the same generated text as the CPU
+//! backend, and the matmul benchmark's output.
+#![cfg(not(target_arch = "wasm32"))]
+
+use serde_json::Value;
+use std::process::Command;
+
+fn qlora(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_qlora")).args(args).env("XDG_RUNTIME_DIR", "/tmp").output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn fixtures(p: &str) -> String {
+    format!("{}/tests/fixtures/{p}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn finetune_and_generate_agree_across_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.txt");
+    std::fs::write(&data, "Anna sat by the window and counted the boats in the harbour. ".repeat(30)).unwrap();
+    let run = |backend: &str| {
+        let out = dir.path().join(backend).display().to_string();
+        let args = [
+            "finetune",
+            "--model",
+            &fixtures("hf-tiny"),
+            "--data",
+            data.to_str().unwrap(),
+            "--method",
+            "qlora",
+            "--format",
+            "nf4",
+            "--double-quant",
+            "--targets",
+            "all",
+            "--rank",
+            "4",
+            "--steps",
+            "12",
+            "--lr",
+            "5e-3",
+            "--batch",
+            "2",
+            "--seq",
+            "16",
+            "--dropout",
+            "0.1",
+            "--backend",
+            backend,
+            "--out",
+            &out,
+            "--json",
+        ];
+        qlora(&args)
+    };
+    let (cpu, gpu) = (run("cpu"), run("gpu"));
+    assert_eq!(gpu.last().unwrap()["backend"], "gpu");
+    for (c, g) in cpu.iter().zip(&gpu).filter(|(c, _)| c.get("step").is_some()) {
+        let (lc, lg) = (c["loss"].as_f64().unwrap(), g["loss"].as_f64().unwrap());
+        assert!((lc - lg).abs() <= 1e-3, "step {}: cpu {lc} gpu {lg}", c["step"]);
+    }
+    let gen = |backend: &str| {
+        let args = [
+            "generate",
+            "--model",
+            &fixtures("hf-tiny"),
+            "--adapter",
+            &fixtures("peft-adapter"),
+            "--prompt",
+            "To be",
+            "--tokens",
+            "40",
+            "--temperature",
+            "0.8",
+            "--top-k",
+            "20",
+            "--seed",
+            "3",
+            "--backend",
+            backend,
+            "--json",
+        ];
+        qlora(&args)[0]["text"].as_str().unwrap().to_string()
+    };
+    assert_eq!(gen("gpu"), gen("cpu"));
+}
+
+#[test]
+fn matmul_benchmark_reports_both_kernels() {
+    let lines = qlora(&["bench", "--matmul", "--backend", "gpu", "--steps", "1", "--json"]);
+    let kernels: Vec<&str> = lines.iter().map(|l| l["kernel"].as_str().unwrap()).collect();
+    assert_eq!(kernels, ["matmul_f32", "matmul_nf4", "matmul_f32", "matmul_nf4"]);
+    assert!(lines.iter().all(|l| l["gflops"].as_f64().unwrap() > 0.0));
+}
