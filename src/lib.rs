@@ -22,7 +22,7 @@ pub mod model;
 pub mod quant;
 pub mod rng;
 
-#[cfg(feature = "cli")]
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub mod cli;
 
 pub use error::{Error, Result};

@@ -1,5 +1,6 @@
 //! The `qlora` CLI end to end: the papers' numbers from `params`/`memory`, training that overfits, the PEFT adapter
 //! round trip (finetune → eval → merge), and exit status 2 with a one-line message for bad input.
+#![cfg(not(target_arch = "wasm32"))]
 
 use serde_json::Value;
 use std::path::Path;

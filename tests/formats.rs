@@ -1,5 +1,6 @@
 //! Every storage format round-trips within its documented error, reports its documented bits per parameter, and the
 //! CPU executor's saved activations equal the accounting's formula.
+#![cfg(not(target_arch = "wasm32"))]
 
 use qlora_playground::accounting::{self, AdapterSpec, Arch, MemMethod, MemoryQuery};
 use qlora_playground::cpu::Activations;

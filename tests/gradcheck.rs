@@ -5,6 +5,7 @@
 //! ĝ must equal |g|. A wrong gradient (wrong scale, wrong direction, missing term) changes that directional
 //! derivative. Central differences at ε and ε/2 are combined by Richardson extrapolation (error O(ε⁴)); the relative
 //! error must be ≤ 1e-3.
+#![cfg(not(target_arch = "wasm32"))]
 
 use qlora_playground::cpu::{Method, OptimConfig, Trainer};
 use qlora_playground::lora::{LoraConfig, Target};

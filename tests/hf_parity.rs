@@ -1,6 +1,7 @@
 //! Parity with Hugging Face: a GPT2LMHeadModel saved by transformers 5.24 (tests/fixtures/hf-tiny, made by
 //! tests/hf/make_fixtures.py) gives the same logits and loss here, and an adapter written by `qlora finetune` gives
 //! the loss that PEFT 0.21's `PeftModel.from_pretrained` computed with it.
+#![cfg(not(target_arch = "wasm32"))]
 
 use qlora_playground::cpu::{eval_loss, forward, Activations, Weights};
 use qlora_playground::lora::load_adapter_dir;

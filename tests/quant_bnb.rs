@@ -1,5 +1,6 @@
 //! The 4-bit formats reproduce bitsandbytes 0.50.2 bit for bit (../shared/reference/bnb_4bit_vectors.safetensors:
 //! a 96×200 weight quantized with quantize_4bit on the CPU), and every format round-trips within its documented error.
+#![cfg(not(target_arch = "wasm32"))]
 
 use qlora_playground::quant::{codebooks, Format, QuantizedTensor, Scales, Storage, Stored};
 use safetensors::SafeTensors;

@@ -1,0 +1,88 @@
+//! The WebGPU executor in a real browser (headless Chromium, WebGPU on SwiftShader): run with
+//! `wasm-pack test --headless --chrome -- --test browser` (the xtask does). Everything is awaited; nothing blocks.
+#![cfg(target_arch = "wasm32")]
+
+use qlora_playground::cpu::{generate, quantize_base, Method, OptimConfig, Sampling, Trainer};
+use qlora_playground::gpu::{submit, Category, Gpu, GpuGenerator, GpuQuantWeight, GpuTrainer, MatmulDequant};
+use qlora_playground::lora::{LoraConfig, Target};
+use qlora_playground::model::{Gpt2, ModelConfig};
+use qlora_playground::quant::{Format, QuantizedTensor, Storage};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// Deterministic values in [-1, 1) without pulling an RNG crate into the wasm test build.
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+    (0..n)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn rel(got: &[f32], want: &[f32]) -> f32 {
+    let scale = want.iter().fold(1e-8f32, |m, v| m.max(v.abs()));
+    got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max) / scale
+}
+
+#[wasm_bindgen_test]
+async fn fused_nf4_matmul_matches_cpu_in_the_browser() {
+    let gpu = Gpu::new().await.expect("a WebGPU adapter (Chromium with --enable-unsafe-webgpu)");
+    let (m, inf, outf) = (5usize, 70usize, 33usize);
+    let w: Vec<f32> = values(outf * inf, 1).iter().map(|v| v * 0.1).collect();
+    let x = values(m * inf, 2);
+    let q = QuantizedTensor::quantize(&w, Storage::new(Format::Nf4, true).unwrap());
+    let deq = q.dequantize();
+    let gw = GpuQuantWeight::upload(&gpu, "w", &q, outf, inf).unwrap();
+    let gx = gpu.upload("x", &x, Category::Activations).unwrap();
+    let gy = gpu.upload("y", &vec![0.0f32; m * outf], Category::Activations).unwrap();
+    submit(&gpu, &[&MatmulDequant::new(&gpu).prepare_forward(&gpu, &gw, m as u32, gx.all(), None, gy.all())]);
+    let got = gpu.read_f32(&gy, m * outf).await.unwrap();
+    let want: Vec<f32> =
+        (0..m * outf).map(|i| (0..inf).map(|k| x[(i / outf) * inf + k] * deq[(i % outf) * inf + k]).sum()).collect();
+    assert!(rel(&got, &want) <= 1e-4);
+}
+
+fn tiny() -> Gpt2 {
+    Gpt2::init(ModelConfig::bytes(2, 2, 32, 16).unwrap(), 3)
+}
+
+#[wasm_bindgen_test]
+async fn qlora_training_steps_match_cpu_in_the_browser() {
+    let m = tiny();
+    let lora = LoraConfig {
+        targets: [Target::Q, Target::V, Target::O, Target::Fc, Target::Proj].iter().map(|t| (*t, 4)).collect(),
+        alpha: 8.0,
+        rslora: false,
+        dropout: 0.0,
+    };
+    let optim = OptimConfig { lr: 5e-3, min_lr: 5e-4, warmup: 1, steps: 5, weight_decay: 0.0, grad_clip: 1.0 };
+    let storage = Storage::new(Format::Nf4, true).unwrap();
+    let (b, t) = (2, 9);
+    let gpu = Gpu::new().await.unwrap();
+    let mut gt = GpuTrainer::new(gpu, &m, Method::Qlora, storage, Some(lora.clone()), optim.clone(), 1, b, t).unwrap();
+    let mut cpu = Trainer::new(m, Method::Qlora, storage, Some(lora), optim, 1).unwrap();
+    let text = b"Now is the winter of our discontent made glorious summer";
+    for step in 0..5 {
+        let s = step * 3;
+        let x: Vec<u32> = (0..b * t).map(|i| text[s + i % t + 5 * (i / t)] as u32).collect();
+        let y: Vec<u32> = (0..b * t).map(|i| text[s + 1 + i % t + 5 * (i / t)] as u32).collect();
+        let c = cpu.step(&x, &y, b, t);
+        let g = gt.step(&x, &y).await.unwrap();
+        assert!((c.loss - g.loss).abs() <= 1e-3, "step {step}: cpu {} gpu {}", c.loss, g.loss);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn kv_cache_generation_matches_cpu_in_the_browser() {
+    let m = tiny();
+    let storage = Storage::new(Format::Nf4, false).unwrap();
+    let gen = GpuGenerator::new(Gpu::new().await.unwrap(), &m, storage, None).unwrap();
+    let mut base = m.clone();
+    quantize_base(&mut base, storage);
+    let prompt: Vec<u32> = b"To be".iter().map(|c| *c as u32).collect();
+    let s = Sampling { temperature: 0.0, top_k: 0, seed: 0 };
+    assert_eq!(gen.generate(&prompt, 20, s).await.unwrap(), generate(&base, None, &prompt, 20, s));
+}
