@@ -47,6 +47,46 @@ fn ensure_vulkan_driver() -> Result<(), String> {
     run("apt-get", &["install", "-y", "-qq", "mesa-vulkan-drivers", "libvulkan1"])
 }
 
+/// Whether `program --version` runs and its output contains `needle`.
+fn has_version(program: &str, needle: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(needle))
+        .unwrap_or(false)
+}
+
+/// The version of a package as Cargo.lock pins it.
+fn locked_version(package: &str) -> Result<String, String> {
+    let lock = std::fs::read_to_string("Cargo.lock").map_err(|e| format!("cannot read Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == format!("name = \"{package}\"") {
+            if let Some(v) = lines.next().and_then(|l| l.trim().strip_prefix("version = ")) {
+                return Ok(v.trim_matches('"').to_string());
+            }
+        }
+    }
+    Err(format!("{package} is not in Cargo.lock"))
+}
+
+/// Debian's Chromium and ChromeDriver, wasm-pack, and wasm-bindgen-cli at exactly the wasm-bindgen version that
+/// Cargo.lock pins (wasm-pack then finds it on PATH and downloads nothing).
+fn ensure_browser_tools() -> Result<(), String> {
+    if !std::path::Path::new("/usr/bin/chromium").exists() || !std::path::Path::new("/usr/bin/chromedriver").exists() {
+        run("apt-get", &["update", "-qq"])?;
+        run("apt-get", &["install", "-y", "-qq", "chromium", "chromium-driver"])?;
+    }
+    let bindgen = locked_version("wasm-bindgen")?;
+    if !has_version("wasm-bindgen", &bindgen) {
+        run("cargo", &["install", "wasm-bindgen-cli", "--version", &bindgen])?;
+    }
+    if !has_version("wasm-pack", "wasm-pack") {
+        run("cargo", &["install", "wasm-pack", "--version", "0.15.1"])?;
+    }
+    Ok(())
+}
+
 fn test() -> Result<(), String> {
     ensure_component("rustfmt", &["fmt", "--version"])?;
     ensure_component("clippy", &["clippy", "--version"])?;
@@ -56,7 +96,19 @@ fn test() -> Result<(), String> {
     ensure_wasm_target()?;
     run("cargo", &["build", "--lib", "--no-default-features", "--target", "wasm32-unknown-unknown"])?;
     ensure_vulkan_driver()?;
-    // Tests last, so their summary closes the log.
+    ensure_browser_tools()?;
+    // The WebGPU executor in headless Chromium (WebGPU on SwiftShader; webdriver.json enables it).
+    let args = ["test", "--headless", "--chrome", "--", "--test", "browser"];
+    eprintln!("xtask: wasm-pack {}", args.join(" "));
+    let status = Command::new("wasm-pack")
+        .args(args)
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "300")
+        .status()
+        .map_err(|e| format!("cannot run wasm-pack: {e}"))?;
+    if !status.success() {
+        return Err(format!("browser tests failed ({status})"));
+    }
+    // Native tests last, so their summary closes the log.
     run("cargo", &["test", "--package", "qlora-playground", "--all-targets"])?;
     Ok(())
 }
