@@ -94,3 +94,31 @@ fn matmul_benchmark_reports_both_kernels() {
     assert_eq!(kernels, ["matmul_f32", "matmul_nf4", "matmul_f32", "matmul_nf4"]);
     assert!(lines.iter().all(|l| l["gflops"].as_f64().unwrap() > 0.0));
 }
+
+#[test]
+fn eval_agrees_across_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("t.txt");
+    std::fs::write(&text, "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer")
+        .unwrap();
+    let eval = |backend: &str| {
+        let args = [
+            "eval",
+            "--model",
+            &fixtures("hf-tiny"),
+            "--adapter",
+            &fixtures("peft-adapter"),
+            "--format",
+            "nf4",
+            "--text-file",
+            text.to_str().unwrap(),
+            "--backend",
+            backend,
+            "--json",
+        ];
+        qlora(&args)[0].clone()
+    };
+    let (c, g) = (eval("cpu"), eval("gpu"));
+    assert_eq!(c["tokens"], g["tokens"]);
+    assert!((c["loss"].as_f64().unwrap() - g["loss"].as_f64().unwrap()).abs() < 1e-5, "{c} vs {g}");
+}

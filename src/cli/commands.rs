@@ -171,11 +171,16 @@ fn load_base(b: &BaseArgs) -> Result<(Gpt2, Option<Adapters>)> {
 }
 
 pub(super) fn eval(a: EvalArgs) -> Result<()> {
-    let (model, adapters) = load_base(&a.base)?;
     let text = read_text_file(&a.text_file)?;
     let tokens = encode(&text);
     ensure!(tokens.len() >= 2, "{} needs at least two bytes to predict one", a.text_file.display());
-    let (loss, count) = eval_loss(&model, adapters.as_ref(), &tokens);
+    let (loss, count) = match Backend::resolve(&a.backend)? {
+        Backend::Gpu(gpu) => pollster::block_on(gpu_generator(*gpu, &a.base)?.eval_loss(&tokens))?,
+        Backend::Cpu => {
+            let (model, adapters) = load_base(&a.base)?;
+            eval_loss(&model, adapters.as_ref(), &tokens)
+        }
+    };
     if a.json {
         println!("{}", json!({"loss": loss, "tokens": count}));
     } else {
@@ -325,23 +330,24 @@ fn task_accuracy(trainer: &Trainer, task: Task, examples: &[Example]) -> f64 {
     })
 }
 
+/// The model (and adapter) on the GPU for decoding; the base is stored in the format there, from the fp32 weights.
+fn gpu_generator(gpu: Gpu, b: &BaseArgs) -> Result<crate::gpu::GpuGenerator> {
+    let model = load_model_dir(&b.model)?;
+    let st = storage(b.format.as_deref(), b.double_quant, Method::Lora)?;
+    let adapters = match &b.adapter {
+        Some(dir) => Some(load_adapter_dir(dir, model.config.n_layer, model.config.n_embd)?),
+        None => None,
+    };
+    crate::gpu::GpuGenerator::new(gpu, &model, st, adapters)
+}
+
 pub(super) fn generate(a: GenerateArgs) -> Result<()> {
     ensure!(a.temperature.is_finite() && a.temperature >= 0.0, "temperature must be ≥ 0");
     ensure!(a.tokens <= 100_000, "at most 100,000 tokens");
     let prompt = encode(&a.prompt);
     let sampling = Sampling { temperature: a.temperature, top_k: a.top_k, seed: a.seed };
     let out = match Backend::resolve(&a.backend)? {
-        Backend::Gpu(gpu) => {
-            // The GPU generator stores the base in the format itself, from the unquantized weights.
-            let model = load_model_dir(&a.base.model)?;
-            let st = storage(a.base.format.as_deref(), a.base.double_quant, Method::Lora)?;
-            let adapters = match &a.base.adapter {
-                Some(dir) => Some(load_adapter_dir(dir, model.config.n_layer, model.config.n_embd)?),
-                None => None,
-            };
-            let generator = crate::gpu::GpuGenerator::new(*gpu, &model, st, adapters)?;
-            pollster::block_on(generator.generate(&prompt, a.tokens, sampling))?
-        }
+        Backend::Gpu(gpu) => pollster::block_on(gpu_generator(*gpu, &a.base)?.generate(&prompt, a.tokens, sampling))?,
         Backend::Cpu => {
             let (model, adapters) = load_base(&a.base)?;
             crate::cpu::generate(&model, adapters.as_ref(), &prompt, a.tokens, sampling)

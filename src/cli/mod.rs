@@ -137,6 +137,9 @@ struct EvalArgs {
     base: BaseArgs,
     #[arg(long)]
     text_file: PathBuf,
+    /// gpu, cpu, or auto.
+    #[arg(long, default_value = "auto")]
+    backend: String,
     #[arg(long)]
     json: bool,
 }

@@ -220,4 +220,19 @@ impl GpuGenerator {
         }
         Ok(out)
     }
+
+    /// Mean next-token cross-entropy over consecutive windows of n_positions tokens (each window predicting its own
+    /// positions 1..len−1), decoded position by position: the same quantity as `cpu::eval_loss`.
+    pub async fn eval_loss(&self, tokens: &[u32]) -> Result<(f64, usize)> {
+        let mut total = 0.0f64;
+        let mut count = 0usize;
+        for win in crate::data::eval_windows(tokens, self.weights.cfg.n_positions) {
+            for pos in 0..win.len() - 1 {
+                let probs = self.step(win[pos], pos).await?;
+                total -= (probs[win[pos + 1] as usize].max(f32::MIN_POSITIVE) as f64).ln();
+                count += 1;
+            }
+        }
+        Ok((if count == 0 { f64::NAN } else { total / count as f64 }, count))
+    }
 }

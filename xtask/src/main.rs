@@ -108,8 +108,18 @@ fn test() -> Result<(), String> {
     if !status.success() {
         return Err(format!("browser tests failed ({status})"));
     }
-    // Native tests last, so their summary closes the log.
-    run("cargo", &["test", "--package", "qlora-playground", "--all-targets"])?;
+    // Native tests last, so their summary closes the log. wgpu's Vulkan loader wants XDG_RUNTIME_DIR (it only warns).
+    let args = ["test", "--package", "qlora-playground", "--all-targets"];
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let runtime_dir = std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
+    let status = Command::new("cargo")
+        .args(args)
+        .env("XDG_RUNTIME_DIR", runtime_dir)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("tests failed ({status})"));
+    }
     Ok(())
 }
 
