@@ -451,3 +451,66 @@ fn built_in_task_reports_accuracy() {
     assert!((0.0..=1.0).contains(&after));
     assert!(summary["val_loss"].as_f64().unwrap() < summary["val_loss_before"].as_f64().unwrap());
 }
+
+#[test]
+fn pretrain_resumes_exactly_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    let text = write_text(
+        dir.path(),
+        "t.txt",
+        &"Now is the winter of our discontent\nMade glorious summer by this sun of York;\n".repeat(20),
+    );
+    let run = |out: &str, steps: &str| {
+        json_lines(&qlora(&[
+            "pretrain",
+            "--data",
+            &text,
+            "--val",
+            &text,
+            "--layers",
+            "1",
+            "--heads",
+            "2",
+            "--embd",
+            "16",
+            "--ctx",
+            "32",
+            "--steps",
+            steps,
+            "--warmup",
+            "2",
+            "--batch",
+            "2",
+            "--seq",
+            "16",
+            "--eval-every",
+            "3",
+            "--eval-bytes",
+            "200",
+            "--checkpoint-every",
+            "3",
+            "--backend",
+            "cpu",
+            "--out",
+            &d(out),
+            "--json",
+        ]))
+    };
+    let straight = run("a", "6");
+    run("b", "3");
+    // A second run with more steps picks up the checkpoint at step 3 and continues with the same batches.
+    let resumed = run("b", "6");
+    let loss = |lines: &[Value], step: u64| lines.iter().find(|l| l["step"] == step).unwrap()["loss"].as_f64().unwrap();
+    assert!(
+        resumed.iter().all(|l| l.get("step").is_none_or(|s| s.as_u64().unwrap() >= 3)),
+        "resumed from the checkpoint"
+    );
+    for step in 3..6 {
+        assert_eq!(loss(&straight, step), loss(&resumed, step), "step {step}");
+    }
+    let summary = straight.last().unwrap();
+    assert!(summary["val_loss_fp16"].as_f64().unwrap().is_finite());
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("a/config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["dtype"], "float16");
+}

@@ -11,6 +11,14 @@ use crate::model::{load_model_dir, save_model_dir, Gpt2, ModelConfig, StoreDtype
 use crate::quant::{Format, Storage};
 use crate::{ensure, rng, Error, Result};
 
+/// The GPU to train on for a `--backend` value, if any.
+pub(super) fn resolve_gpu(name: &str) -> Result<Option<Gpu>> {
+    Ok(match Backend::resolve(name)? {
+        Backend::Gpu(g) => Some(*g),
+        Backend::Cpu => None,
+    })
+}
+
 /// Where training runs.
 enum Backend {
     Gpu(Box<Gpu>),

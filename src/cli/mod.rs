@@ -2,6 +2,7 @@
 //! Every error a user can cause prints one line naming the problem and exits with status 2.
 
 mod commands;
+mod pretrain;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -36,8 +37,55 @@ enum Command {
     Merge(MergeArgs),
     /// Median training-step time on the CPU executor.
     Bench(BenchArgs),
+    /// Train a base model from scratch (or resume a checkpoint) on a text corpus, with periodic validation.
+    Pretrain(PretrainArgs),
     /// Store a model's base in a format: bytes, bits per parameter and quantization error (RMSE, max) per tensor.
     Quant(QuantArgs),
+}
+
+#[derive(Args)]
+struct PretrainArgs {
+    /// Training text (UTF-8).
+    #[arg(long)]
+    data: PathBuf,
+    /// Held-out text for validation.
+    #[arg(long)]
+    val: PathBuf,
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    #[arg(long, default_value_t = 192)]
+    embd: usize,
+    #[arg(long, default_value_t = 256)]
+    ctx: usize,
+    #[arg(long, default_value_t = 5000)]
+    steps: usize,
+    #[arg(long, default_value_t = 3e-3)]
+    lr: f32,
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, default_value_t = 256)]
+    seq: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Validate on the first this many bytes of --val every --eval-every steps (the whole file at the end).
+    #[arg(long, default_value_t = 65536)]
+    eval_bytes: usize,
+    #[arg(long, default_value_t = 250)]
+    eval_every: usize,
+    #[arg(long, default_value_t = 250)]
+    checkpoint_every: usize,
+    /// Output model directory; checkpoints go to OUT/checkpoint and are resumed from there when present.
+    #[arg(long)]
+    out: PathBuf,
+    /// gpu, cpu, or auto.
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -298,6 +346,7 @@ pub fn main() -> ExitCode {
         Command::Merge(a) => commands::merge(a),
         Command::Bench(a) => commands::bench(a),
         Command::Quant(a) => commands::quant(a),
+        Command::Pretrain(a) => pretrain::pretrain(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

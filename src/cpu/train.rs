@@ -285,6 +285,27 @@ impl Trainer {
         stats
     }
 
+    /// AdamW's moments and step count, for checkpoints.
+    pub fn optimizer_state(&self) -> (&[f32], &[f32], u32) {
+        (&self.adam.m, &self.adam.v, self.adam.t)
+    }
+
+    /// Restores a checkpoint: trainable parameters, AdamW moments and the step counter.
+    pub fn restore(&mut self, trainable: &[f32], m: &[f32], v: &[f32], t: u32, step: usize) -> Result<()> {
+        let n = self.grads.len();
+        ensure!(
+            trainable.len() == n && m.len() == n && v.len() == n,
+            "checkpoint holds {} values but this run trains {n}",
+            trainable.len()
+        );
+        self.trainable_params_mut().copy_from_slice(trainable);
+        self.adam.m.copy_from_slice(m);
+        self.adam.v.copy_from_slice(v);
+        self.adam.t = t;
+        self.step = step;
+        Ok(())
+    }
+
     /// Mean next-token loss on a batch without dropout and without updating anything.
     pub fn loss(&mut self, inputs: &[u32], targets: &[u32], batch: usize, seq: usize) -> f64 {
         self.run(inputs, targets, batch, seq, None, false)
