@@ -111,9 +111,7 @@ pub(super) fn pretrain(a: PretrainArgs) -> Result<()> {
         if (step + 1) % a.checkpoint_every == 0 && gpu.is_none() {
             save_checkpoint(&ckpt, &trainer, step + 1)?;
         }
-        if a.json {
-            println!("{line}");
-        } else if line.get("val_loss").is_some() || step % 50 == 0 {
+        if a.json || line.get("val_loss").is_some() || step % 50 == 0 {
             println!("{line}");
         }
     }

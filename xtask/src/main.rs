@@ -139,7 +139,7 @@ fn strip_markdown(md: &str) -> String {
         if line.starts_with("**") && line.ends_with("**") && line.len() > 4 {
             line = format!("{}:", line.trim_matches('*').trim());
         }
-        line = line.replace("**", "").replace('_', "").replace('\\', "");
+        line = line.replace("**", "").replace(['_', '\\'], "");
         if line.trim().is_empty() {
             blank += 1;
             if blank > 1 {
