@@ -87,6 +87,22 @@ impl Gpu {
         Ok(GpuBuffer::new(buffer, category, self.ledger.clone()))
     }
 
+    /// Refuses a matmul whose 16×16 tiles would need more workgroups per dimension than the device allows.
+    pub fn check_matmul_grid(&self, label: &str, rows: usize, cols: usize) -> Result<()> {
+        let max = self.limits.max_compute_workgroups_per_dimension as usize;
+        for (what, n) in [("rows", rows), ("columns", cols)] {
+            let groups = n.div_ceil(16);
+            if groups > max {
+                return Err(Error::new(format!(
+                    "{label}: {n} {what} need {groups} workgroups but this GPU allows {max} per dimension \
+                     (maxComputeWorkgroupsPerDimension), {} over; use a smaller batch × sequence",
+                    groups - max
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// A buffer holding `data`.
     pub fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T], category: Category) -> Result<GpuBuffer> {
         let bytes: &[u8] = bytemuck::cast_slice(data);

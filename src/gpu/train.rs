@@ -273,6 +273,8 @@ impl GpuTrainer {
             (false, Some(cfgl)) => Some(Adapters::init(cfgl, cfg.n_layer, c, seed)?),
             (false, None) => return Err(Error::new("lora and qlora need adapter targets and a rank")),
         };
+        // Every matmul of the step has batch × seq rows (or weight rows) and at most max(4C, vocab) columns.
+        gpu.check_matmul_grid("training step", bt.max(4 * c).max(v), (4 * c).max(v).max(bt))?;
         let weights = GpuWeights::upload(&gpu, model, full, storage, adapters)?;
         let adapters = weights.adapters.as_ref();
         let trainable_len = weights.trainable_len();
