@@ -29,6 +29,8 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    /// Optional features the adapter offered and the device enabled (never required: SwiftShader has no shader-f16).
+    pub features: wgpu::Features,
     /// Bytes allocated per category, shared by every buffer created through [`Gpu::buffer`].
     pub ledger: Arc<MemoryLedger>,
 }
@@ -48,16 +50,18 @@ impl Gpu {
             .await
             .map_err(|e| Error::new(format!("no WebGPU adapter: {e}")))?;
         let limits = adapter.limits();
+        let optional = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+        let features = adapter.features() & optional;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("qlora-playground"),
-                required_features: wgpu::Features::empty(),
+                required_features: features,
                 required_limits: limits.clone(),
                 ..Default::default()
             })
             .await
             .map_err(|e| Error::new(format!("cannot open the GPU device: {e}")))?;
-        Ok(Gpu { device, queue, info: adapter.get_info(), limits, ledger: Arc::new(MemoryLedger::default()) })
+        Ok(Gpu { device, queue, info: adapter.get_info(), limits, features, ledger: Arc::new(MemoryLedger::default()) })
     }
 
     /// Native convenience: [`Gpu::new`] driven to completion.
@@ -134,6 +138,11 @@ impl Gpu {
 
     /// Maps a MAP_READ buffer (after the work that fills it was submitted), copies it out as f32 and unmaps it.
     pub async fn map_read(&self, staging: &wgpu::Buffer) -> Result<Vec<f32>> {
+        Ok(bytemuck::cast_slice::<u8, f32>(&self.map_read_bytes(staging).await?).to_vec())
+    }
+
+    /// Maps a MAP_READ buffer and copies out its bytes.
+    pub async fn map_read_bytes(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
         let (tx, rx) = futures_channel::oneshot::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
@@ -143,10 +152,53 @@ impl Gpu {
             .map_err(|_| Error::new("the GPU device was lost during a readback"))?
             .map_err(|e| Error::new(format!("GPU readback failed: {e}")))?;
         let view = staging.slice(..).get_mapped_range().map_err(|e| Error::new(format!("GPU readback failed: {e}")))?;
-        let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+        let out = view.to_vec();
         drop(view);
         staging.unmap();
         Ok(out)
+    }
+
+    /// GPU time of one dispatch in seconds, from timestamp queries when the device has them (`None` otherwise).
+    pub async fn time_dispatch(&self, dispatch: &Dispatch) -> Result<Option<f64>> {
+        if !self.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            return Ok(None);
+        }
+        let set = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("timing"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: 16,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps readback"),
+            size: 16,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("timed"),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &set,
+                    beginning_of_pass_write_index: Some(0),
+                    end_of_pass_write_index: Some(1),
+                }),
+            });
+            dispatch.record(&mut pass);
+        }
+        enc.resolve_query_set(&set, 0..2, &resolve, 0);
+        enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, 16);
+        self.queue.submit([enc.finish()]);
+        let bytes = self.map_read_bytes(&staging).await?;
+        let t: &[u64] = bytemuck::cast_slice(&bytes);
+        let ticks = t[1].saturating_sub(t[0]) as f64;
+        Ok(Some(ticks * self.queue.get_timestamp_period() as f64 * 1e-9))
     }
 
     /// Natively, blocks until all submitted work is done (for timing); a no-op on wasm, where nothing may block.
