@@ -236,16 +236,21 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
         weight_decay: a.weight_decay,
         grad_clip: a.grad_clip,
     };
-    let task = a.task.as_deref().map(Task::parse).transpose()?;
-    let split = match (task, &a.data) {
-        (Some(t), _) => {
+    let text_task = a.task.as_deref().and_then(tasks::TextTask::parse);
+    let task = match (&a.task, text_task) {
+        (Some(name), None) => Some(Task::parse(name)?),
+        _ => None,
+    };
+    let split = match (task, text_task, &a.data) {
+        (Some(t), _, _) => {
             // Enough lines that a run never sees the same batch twice; validation text from the held-out examples.
             let train = encode(&t.training_text(a.seed, 20_000));
             let val: String = t.examples(a.seed, true, 200).iter().map(|e| e.line()).collect();
             data::Split { train, val: encode(&val) }
         }
-        (None, Some(path)) => data::split(&encode(&read_text_file(path)?), 0.1, a.seq + 1)?,
-        (None, None) => return Err(Error::new("give --data FILE or --task NAME")),
+        (None, Some(t), _) => data::split(&encode(t.text()), 0.1, a.seq + 1)?,
+        (None, None, Some(path)) => data::split(&encode(&read_text_file(path)?), 0.1, a.seq + 1)?,
+        (None, None, None) => return Err(Error::new("give --data FILE or --task NAME")),
     };
     let val_examples = task.map(|t| t.examples(a.seed, true, a.eval_examples)).unwrap_or_default();
     let backend = Backend::resolve(&a.backend)?;

@@ -199,7 +199,7 @@ struct FinetuneArgs {
     /// UTF-8 text to train on; its last 10% is held out for validation.
     #[arg(long, required_unless_present = "task", conflicts_with = "task")]
     data: Option<PathBuf>,
-    /// A built-in task with exact-match accuracy: add, reverse, even.
+    /// A built-in task: add, reverse, even (exact-match accuracy) or hamlet (a held-out play).
     #[arg(long)]
     task: Option<String>,
     /// Validation examples scored for task accuracy.

@@ -4,8 +4,50 @@
 //! - `add`: two-digit addition, `23+58=81`
 //! - `reverse`: reverse a lowercase word, `reverse kitab: batik`
 //! - `even`: a fixed question/answer format, `Q: is 47 even? A: no`
+//!
+//! and one domain-shift text task without exact-match answers:
+//! - `hamlet`: the text of Hamlet (held out from the base model's pretraining), its last tenth for validation.
 
 use crate::{rng, Error, Result};
+
+/// The three validation plays of the base model (data/shakespeare/val.txt, made by `cargo xtask corpus`).
+const VALIDATION_PLAYS: &str = include_str!("../../data/shakespeare/val.txt");
+
+/// A fine-tuning text task: train on one text, validate on another, no exact-match answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextTask {
+    Hamlet,
+}
+
+impl TextTask {
+    pub const ALL: [TextTask; 1] = [TextTask::Hamlet];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TextTask::Hamlet => "hamlet",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        TextTask::ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    /// The whole text of the task.
+    pub fn text(self) -> &'static str {
+        match self {
+            // The play starts at its title line and runs to the end of the file.
+            TextTask::Hamlet => {
+                let start = VALIDATION_PLAYS.find("\nHamlet\n").map_or(0, |i| i + 1);
+                &VALIDATION_PLAYS[start..]
+            }
+        }
+    }
+}
+
+/// Every built-in task name, for messages.
+pub fn all_names() -> String {
+    Task::ALL.iter().map(|t| t.name()).chain(TextTask::ALL.iter().map(|t| t.name())).collect::<Vec<_>>().join(", ")
+}
 use rand::RngExt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,9 +82,10 @@ impl Task {
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        Task::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| {
-            Error::new(format!("unknown task {s:?}; built-in tasks: {}", Task::ALL.map(|t| t.name()).join(", ")))
-        })
+        Task::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| Error::new(format!("unknown task {s:?}; built-in tasks: {}", all_names())))
     }
 
     /// The longest answer, in bytes (generation stops there or at a newline).
@@ -125,6 +168,13 @@ mod tests {
             assert!(val.iter().all(|v| train.iter().all(|x| x.prompt != v.prompt)), "{}", t.name());
             assert!(val.len() == 60 && train.len() == 300);
         }
+    }
+
+    #[test]
+    fn hamlet_is_the_held_out_play() {
+        let t = TextTask::Hamlet.text();
+        assert!(t.starts_with("Hamlet\n"));
+        assert!(t.len() > 100_000 && t.contains("HAMLET:"));
     }
 
     #[test]
