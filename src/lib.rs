@@ -21,6 +21,7 @@ pub mod lora;
 pub mod model;
 pub mod quant;
 pub mod rng;
+pub mod web;
 
 #[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub mod cli;

@@ -2,8 +2,9 @@
 
 use super::*;
 use crate::accounting::{self, AdapterSpec, Arch, MemMethod, MemoryQuery};
+use crate::cpu::eval::greedy_accuracy;
 use crate::cpu::{eval_loss, quantize_base, Method, OptimConfig, Sampling, Trainer};
-use crate::data::tasks::{self, Example, Task};
+use crate::data::tasks;
 use crate::data::{self, decode, encode, read_text_file};
 use crate::gpu::{wgpu, Gpu, GpuTrainer};
 use crate::lora::{self, load_adapter_dir, parse_targets, save_adapter_dir, Adapters, LoraConfig};
@@ -227,6 +228,7 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
             Some(cfg)
         }
     };
+    let user_text: String;
     let warmup = a.warmup.unwrap_or((a.steps / 10).min(100));
     let optim = OptimConfig {
         lr: a.lr,
@@ -236,23 +238,16 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
         weight_decay: a.weight_decay,
         grad_clip: a.grad_clip,
     };
-    let text_task = a.task.as_deref().and_then(tasks::TextTask::parse);
-    let task = match (&a.task, text_task) {
-        (Some(name), None) => Some(Task::parse(name)?),
-        _ => None,
-    };
-    let split = match (task, text_task, &a.data) {
-        (Some(t), _, _) => {
-            // Enough lines that a run never sees the same batch twice; validation text from the held-out examples.
-            let train = encode(&t.training_text(a.seed, 20_000));
-            let val: String = t.examples(a.seed, true, 200).iter().map(|e| e.line()).collect();
-            data::Split { train, val: encode(&val) }
+    let source = match (&a.task, &a.data) {
+        (Some(name), _) => tasks::Source::builtin(name)?,
+        (None, Some(path)) => {
+            user_text = read_text_file(path)?;
+            tasks::Source::User(&user_text)
         }
-        (None, Some(t), _) => data::split(&encode(t.text()), 0.1, a.seq + 1)?,
-        (None, None, Some(path)) => data::split(&encode(&read_text_file(path)?), 0.1, a.seq + 1)?,
-        (None, None, None) => return Err(Error::new("give --data FILE or --task NAME")),
+        (None, None) => return Err(Error::new("give --data FILE or --task NAME")),
     };
-    let val_examples = task.map(|t| t.examples(a.seed, true, a.eval_examples)).unwrap_or_default();
+    let data = tasks::fine_tune_data(source, a.seed, a.seq, a.eval_examples)?;
+    let (task, split, val_examples) = (data.task, data.split, data.val_examples);
     let backend = Backend::resolve(&a.backend)?;
     let mut gpu_trainer = match backend {
         Backend::Gpu(gpu) => {
@@ -266,7 +261,7 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
     let mut batches = rng::stream(a.seed, "batches");
     let val_tokens = &split.val;
     let val0 = eval_loss(&trainer.model, trainer.adapters.as_ref(), val_tokens).0;
-    let acc0 = task.map(|t| task_accuracy(&trainer, t, &val_examples));
+    let acc0 = task.map(|_| greedy_accuracy(&trainer.model, trainer.adapters.as_ref(), &val_examples));
     if !a.json {
         let trainable = thousands(trainer.trainable() as u64);
         println!(
@@ -309,7 +304,7 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
         ad.round_through(st);
     }
     let val = eval_loss(&trainer.model, trainer.adapters.as_ref(), val_tokens).0;
-    let acc = task.map(|t| task_accuracy(&trainer, t, &val_examples));
+    let acc = task.map(|_| greedy_accuracy(&trainer.model, trainer.adapters.as_ref(), &val_examples));
     match &trainer.adapters {
         Some(ad) => save_adapter_dir(ad, trainer.model.config.n_layer, &a.out)?,
         None => save_model_dir(&trainer.model, &a.out, StoreDtype::F32)?,
@@ -325,22 +320,6 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
         println!("validation loss {val0:.4} → {val:.4}; wrote {}", a.out.display());
     }
     Ok(())
-}
-
-/// Exact-match accuracy of greedy answers on validation examples.
-fn task_accuracy(trainer: &Trainer, task: Task, examples: &[Example]) -> f64 {
-    let greedy = Sampling { temperature: 0.0, top_k: 0, seed: 0 };
-    tasks::accuracy(examples, |e| {
-        let out = crate::cpu::generate(
-            &trainer.model,
-            trainer.adapters.as_ref(),
-            &encode(&e.prompt),
-            task.max_answer_len() + 1,
-            greedy,
-        );
-        let text = decode(&out);
-        text.split('\n').next().unwrap_or("").to_string()
-    })
 }
 
 /// The model (and adapter) on the GPU for decoding; the base is stored in the format there, from the fp32 weights.

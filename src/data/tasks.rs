@@ -191,3 +191,53 @@ mod tests {
         assert_eq!(accuracy(&Task::Even.examples(3, true, 20), |_| "maybe".into()), 0.0);
     }
 }
+
+/// What a fine-tuning run trains on: a generated task, a built-in text, or the user's own text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source<'a> {
+    Task(Task),
+    Text(TextTask),
+    User(&'a str),
+}
+
+impl<'a> Source<'a> {
+    /// A built-in task by name (generated or text).
+    pub fn builtin(name: &str) -> Result<Source<'static>> {
+        match TextTask::parse(name) {
+            Some(t) => Ok(Source::Text(t)),
+            None => Task::parse(name).map(Source::Task),
+        }
+    }
+}
+
+/// Training and validation tokens of a run, and the validation examples scored for accuracy (generated tasks only).
+#[derive(Clone, Debug)]
+pub struct FineTuneData {
+    pub task: Option<Task>,
+    pub split: super::Split,
+    pub val_examples: Vec<Example>,
+}
+
+/// The data of a run, the same in the CLI and the page: a generated task trains on 20,000 training examples (so a run
+/// never sees the same batch twice) and validates on 200 held-out ones; texts hold out their last tenth.
+pub fn fine_tune_data(source: Source<'_>, seed: u64, seq: usize, eval_examples: usize) -> Result<FineTuneData> {
+    use super::{encode, split, Split};
+    Ok(match source {
+        Source::Task(t) => {
+            let train = encode(&t.training_text(seed, 20_000));
+            let val: String = t.examples(seed, true, 200).iter().map(Example::line).collect();
+            FineTuneData {
+                task: Some(t),
+                split: Split { train, val: encode(&val) },
+                val_examples: t.examples(seed, true, eval_examples),
+            }
+        }
+        Source::Text(t) => {
+            FineTuneData { task: None, split: split(&encode(t.text()), 0.1, seq + 1)?, val_examples: vec![] }
+        }
+        Source::User(text) => {
+            crate::ensure!(!text.trim().is_empty(), "the text is empty");
+            FineTuneData { task: None, split: split(&encode(text), 0.1, seq + 1)?, val_examples: vec![] }
+        }
+    })
+}

@@ -701,4 +701,9 @@ impl GpuTrainer {
     pub fn adapters(&self) -> Option<&Adapters> {
         self.weights.adapters.as_ref()
     }
+
+    /// Steps taken so far.
+    pub fn step_index(&self) -> usize {
+        self.step
+    }
 }

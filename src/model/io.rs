@@ -70,6 +70,13 @@ pub fn load_model_dir(dir: &Path) -> Result<Gpt2> {
     from_named_tensors(config, tensors).map_err(|e| e.context(st_path.display()))
 }
 
+/// Loads a model from the bytes of its two files (the page fetches them; the CLI reads a directory).
+pub fn load_model_bytes(config_json: &str, safetensors: &[u8]) -> Result<Gpt2> {
+    let config = ModelConfig::from_json(config_json).map_err(|e| e.context("config.json"))?;
+    let tensors = read_safetensors_f32(safetensors).map_err(|e| e.context("model.safetensors"))?;
+    from_named_tensors(config, tensors).map_err(|e| e.context("model.safetensors"))
+}
+
 /// Builds a model from named tensors, checking that every tensor is present with the shape config.json implies.
 pub fn from_named_tensors(config: ModelConfig, tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Result<Gpt2> {
     let layout = ParamLayout::new(&config);

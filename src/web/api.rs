@@ -1,0 +1,232 @@
+//! The wasm-bindgen API the page's Web Worker calls. Thin: every method converts between JavaScript values
+//! (serde-wasm-bindgen) and the Rust types of `web::session`, and turns errors into JavaScript `Error`s whose message
+//! the page shows in its error area. Calls are awaited one at a time by the worker.
+
+use super::inspect::weight_histogram;
+use super::session::{accounting_of, Run};
+use super::settings::{parse_query, Settings};
+use super::snippet::peft_snippet;
+use crate::cpu::{generate, Sampling};
+use crate::data::{decode, encode};
+use crate::gpu::Gpu;
+use crate::model::{load_model_bytes, Gpt2, Linear};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+/// Largest user text the page trains on (bytes): more is slow to split and never needed for a demo.
+pub const MAX_USER_TEXT: usize = 16 << 20;
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| JsError::new(&e.to_string()))
+}
+
+fn settings_from(v: JsValue) -> Result<Settings, JsError> {
+    serde_wasm_bindgen::from_value(v).map_err(|e| JsError::new(&format!("settings: {e}")))
+}
+
+fn err(e: crate::Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+#[derive(Serialize)]
+struct ModelInfo {
+    n_layer: usize,
+    n_head: usize,
+    n_embd: usize,
+    n_positions: usize,
+    vocab_size: usize,
+    params: usize,
+}
+
+#[derive(Serialize)]
+struct Started {
+    backend: &'static str,
+    /// Why the CPU executor runs, when it does.
+    notice: Option<String>,
+    trainable: usize,
+    measured: Option<Vec<(String, u64)>>,
+}
+
+#[derive(Serialize)]
+struct Step {
+    step: usize,
+    loss: f64,
+    lr: f32,
+    grad_norm: f32,
+    tokens: usize,
+}
+
+/// The engine of one page: the base model as loaded, the user's text, and the current run.
+#[wasm_bindgen]
+pub struct Playground {
+    base: Gpt2,
+    user_text: Option<String>,
+    run: Option<Run>,
+}
+
+#[wasm_bindgen]
+impl Playground {
+    /// Loads a Hugging Face GPT-2 directory's two files: `config.json` text and `model.safetensors` bytes.
+    #[wasm_bindgen(constructor)]
+    pub fn new(config_json: &str, safetensors: &[u8]) -> Result<Playground, JsError> {
+        let base = load_model_bytes(config_json, safetensors).map_err(err)?;
+        Ok(Playground { base, user_text: None, run: None })
+    }
+
+    #[wasm_bindgen(js_name = modelInfo)]
+    pub fn model_info(&self) -> Result<JsValue, JsError> {
+        let c = &self.base.config;
+        to_js(&ModelInfo {
+            n_layer: c.n_layer,
+            n_head: c.n_head,
+            n_embd: c.n_embd,
+            n_positions: c.n_positions,
+            vocab_size: c.vocab_size,
+            params: self.base.params.len(),
+        })
+    }
+
+    /// Settings from a URL query, with one message per bad parameter (never an exception).
+    #[wasm_bindgen(js_name = parseQuery)]
+    pub fn parse_query(&self, query: &str) -> Result<JsValue, JsError> {
+        to_js(&parse_query(query, &self.base.config))
+    }
+
+    #[wasm_bindgen(js_name = defaults)]
+    pub fn defaults() -> Result<JsValue, JsError> {
+        to_js(&Settings::default())
+    }
+
+    /// The URL query of settings (non-defaults only), after checking them.
+    #[wasm_bindgen(js_name = toQuery)]
+    pub fn to_query(&self, settings: JsValue) -> Result<String, JsError> {
+        let s = settings_from(settings)?;
+        s.validate(&self.base.config).map_err(err)?;
+        Ok(s.to_query())
+    }
+
+    /// Trainable parameters, memory by category (this configuration and full/LoRA/QLoRA), and the scale-up rows.
+    pub fn accounting(&self, settings: JsValue) -> Result<JsValue, JsError> {
+        to_js(&accounting_of(&settings_from(settings)?, &self.base.config).map_err(err)?)
+    }
+
+    #[wasm_bindgen(js_name = peftSnippet)]
+    pub fn peft_snippet(&self, settings: JsValue) -> Result<String, JsError> {
+        Ok(peft_snippet(&settings_from(settings)?))
+    }
+
+    /// The user's own text (bytes of a dropped file or pasted text): UTF-8, not empty, at most 16 MiB.
+    #[wasm_bindgen(js_name = setUserText)]
+    pub fn set_user_text(&mut self, bytes: &[u8]) -> Result<usize, JsError> {
+        if bytes.len() > MAX_USER_TEXT {
+            return Err(JsError::new(&format!(
+                "the text is {} bytes; the playground takes at most {} MiB",
+                bytes.len(),
+                MAX_USER_TEXT >> 20
+            )));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            JsError::new(&format!("the text is not UTF-8 (invalid byte at offset {})", e.valid_up_to()))
+        })?;
+        if text.trim().is_empty() {
+            return Err(JsError::new("the text is empty"));
+        }
+        self.user_text = Some(text.to_string());
+        Ok(bytes.len())
+    }
+
+    /// Prepares a run; with `use_gpu`, on WebGPU when an adapter and device can be had, else on the CPU executor
+    /// (the result says which, and why).
+    pub async fn start(&mut self, settings: JsValue, use_gpu: bool) -> Result<JsValue, JsError> {
+        let s = settings_from(settings)?;
+        s.validate(&self.base.config).map_err(err)?;
+        let (gpu, notice) = if use_gpu {
+            match Gpu::new().await {
+                Ok(g) => (Some(g), None),
+                Err(e) => (None, Some(format!("WebGPU unavailable ({e}); training on the CPU executor (wasm)"))),
+            }
+        } else {
+            (None, Some("WebGPU is not available in this browser; training on the CPU executor (wasm)".into()))
+        };
+        self.run = None;
+        let run = Run::new(&self.base, s, self.user_text.as_deref(), gpu).map_err(err)?;
+        let started =
+            Started { backend: run.backend(), notice, trainable: run.trainable(), measured: run.measured_memory() };
+        self.run = Some(run);
+        to_js(&started)
+    }
+
+    fn run_mut(&mut self) -> Result<&mut Run, JsError> {
+        self.run.as_mut().ok_or_else(|| JsError::new("no run: press Train first"))
+    }
+
+    pub async fn step(&mut self) -> Result<JsValue, JsError> {
+        let run = self.run_mut()?;
+        let tokens = run.spec.batch * run.spec.seq;
+        let s = run.step().await.map_err(err)?;
+        to_js(&Step { step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.grad_norm, tokens })
+    }
+
+    pub fn finished(&self) -> bool {
+        self.run.as_ref().is_some_and(|r| r.finished())
+    }
+
+    pub async fn validate(&mut self) -> Result<JsValue, JsError> {
+        let v = self.run_mut()?.validate().await.map_err(err)?;
+        to_js(&v)
+    }
+
+    /// Continues `prompt`: `tuned` uses the run's trained model, otherwise its base (as stored). Without a run both
+    /// are the loaded base.
+    pub async fn generate(
+        &mut self,
+        prompt: &str,
+        tokens: usize,
+        temperature: f32,
+        top_k: usize,
+        seed: u32,
+        tuned: bool,
+    ) -> Result<String, JsError> {
+        if !(temperature.is_finite() && (0.0..=5.0).contains(&temperature)) {
+            return Err(JsError::new("temperature must be between 0 and 5"));
+        }
+        let sampling = Sampling { temperature, top_k, seed: seed as u64 };
+        match &mut self.run {
+            Some(run) => run.generate(prompt, tokens, sampling, tuned).await.map_err(err),
+            None => {
+                if tokens > 1024 {
+                    return Err(JsError::new("at most 1024 tokens per generation"));
+                }
+                Ok(decode(&generate(&self.base, None, &encode(prompt), tokens, sampling)))
+            }
+        }
+    }
+
+    /// Singular values of every adapter's update.
+    pub async fn spectra(&mut self) -> Result<JsValue, JsError> {
+        let s = self.run_mut()?.spectra().await.map_err(err)?;
+        to_js(&s)
+    }
+
+    /// The distribution of one base weight against the 4-bit levels, and each format's error on it.
+    pub fn histogram(&self, layer: usize, linear: &str, bins: usize) -> Result<JsValue, JsError> {
+        let lin = match linear {
+            "attn" => Linear::Attn,
+            "o" => Linear::AttnProj,
+            "fc" => Linear::Fc,
+            "proj" => Linear::MlpProj,
+            other => return Err(JsError::new(&format!("unknown weight {other:?}; expected attn, o, fc or proj"))),
+        };
+        to_js(&weight_histogram(&self.base, layer, lin, bins))
+    }
+
+    #[wasm_bindgen(js_name = measuredMemory)]
+    pub fn measured_memory(&self) -> Result<JsValue, JsError> {
+        to_js(&self.run.as_ref().and_then(|r| r.measured_memory()))
+    }
+}

@@ -1,0 +1,332 @@
+//! One playground run, the same on both executors: the settings, the data, a CPU trainer (the reference; it trains
+//! when there is no GPU, and evaluates, scores accuracy and generates either way) and, when WebGPU is available, the
+//! GPU trainer that takes the steps. Everything the page shows about a run comes from here, computed.
+
+use super::settings::{RunSpec, Settings};
+use crate::accounting::{self, AdapterSpec, Arch, MemMethod, Memory, MemoryQuery};
+use crate::cpu::eval::greedy_accuracy;
+use crate::cpu::{generate, Method, Sampling, StepStats, Trainer};
+use crate::data::tasks::{self, FineTuneData, Source};
+use crate::data::{decode, encode, sample_batch};
+use crate::gpu::{Gpu, GpuTrainer};
+use crate::model::{Gpt2, ModelConfig};
+use crate::quant::Storage;
+use crate::{ensure, rng, Result};
+use serde::Serialize;
+
+/// Validation examples scored for accuracy in the page (fewer than the CLI's 100: the CPU fallback scores them too).
+pub const PAGE_EVAL_EXAMPLES: usize = 50;
+/// Windows of the validation text scored for the validation loss, in batches of the run's shape.
+const VAL_BATCHES: usize = 2;
+
+/// A memory breakdown by category, in bytes, with its total.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MemoryView {
+    pub categories: Vec<(String, u64)>,
+    pub total: u64,
+}
+
+impl From<Memory> for MemoryView {
+    fn from(m: Memory) -> Self {
+        MemoryView { categories: m.categories().iter().map(|(k, v)| (k.to_string(), *v)).collect(), total: m.total() }
+    }
+}
+
+/// One row of the scale-up panel: these settings applied to a large model, from the accounting.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScaleRow {
+    pub preset: String,
+    pub params: u64,
+    pub trainable: u64,
+    pub percent: f64,
+    /// Bytes to train in bf16 with batch 1 × 512 tokens and gradient checkpointing: full, LoRA (bf16 base),
+    /// QLoRA (nf4 + double quantization).
+    pub full_bytes: u64,
+    pub lora_bytes: u64,
+    pub qlora_bytes: u64,
+}
+
+/// Everything the page shows before training: counts and memory, computed from the settings alone.
+#[derive(Clone, Debug, Serialize)]
+pub struct Accounting {
+    pub trainable: u64,
+    pub total_params: u64,
+    pub percent: f64,
+    pub full_trainable: u64,
+    /// The chosen configuration (fp32 training, the run's batch shape).
+    pub memory: MemoryView,
+    /// Full fine-tuning, LoRA on an fp32 base and QLoRA on nf4 + double quantization, same adapters and batch.
+    pub compare: Vec<(String, MemoryView)>,
+    pub scale_up: Vec<ScaleRow>,
+}
+
+fn mem_method(m: Method) -> MemMethod {
+    match m {
+        Method::Full => MemMethod::Full,
+        Method::Lora => MemMethod::Lora,
+        Method::Qlora => MemMethod::Qlora,
+    }
+}
+
+/// Counts and memory for `settings` on `model`, plus the scale-up presets.
+pub fn accounting_of(settings: &Settings, model: &ModelConfig) -> Result<Accounting> {
+    let spec = settings.validate(model)?;
+    let arch = Arch::from_model(model);
+    let targets = settings.targets.join(",");
+    let adapters = AdapterSpec::uniform(&arch, &targets, settings.r as u64)?;
+    let full = accounting::full_params(&arch);
+    let count = match spec.method {
+        Method::Full => full,
+        _ => accounting::lora_params(&arch, &adapters),
+    };
+    let query = |method: MemMethod, storage: Storage, dtype_bytes: u64, batch: u64, seq: u64, ckpt: bool| MemoryQuery {
+        method,
+        storage,
+        dtype_bytes,
+        adapters: (method != MemMethod::Full).then(|| adapters.clone()),
+        batch,
+        seq,
+        checkpointing: ckpt,
+    };
+    let (b, t) = (settings.batch as u64, settings.seq as u64);
+    let memory = accounting::memory(&arch, &query(mem_method(spec.method), spec.storage, 4, b, t, false))?;
+    let nf4dq = Storage::new(crate::quant::Format::Nf4, true)?;
+    let mut compare = Vec::new();
+    for (name, m, st) in [
+        ("full", MemMethod::Full, Storage::FP32),
+        ("lora", MemMethod::Lora, Storage::FP32),
+        ("qlora", MemMethod::Qlora, nf4dq),
+    ] {
+        compare.push((name.to_string(), accounting::memory(&arch, &query(m, st, 4, b, t, false))?.into()));
+    }
+    let mut scale_up = Vec::new();
+    for preset in ["gpt2", "gpt3-175b", "llama-7b", "llama-65b"] {
+        let a = Arch::preset(preset)?;
+        let spec_p = AdapterSpec::uniform(&a, &targets, settings.r as u64)?;
+        let p = accounting::lora_params(&a, &spec_p);
+        let seq = 512.min(a.ctx);
+        let q = |m: MemMethod, st: Storage| MemoryQuery {
+            method: m,
+            storage: st,
+            dtype_bytes: 2,
+            adapters: (m != MemMethod::Full).then(|| spec_p.clone()),
+            batch: 1,
+            seq,
+            checkpointing: true,
+        };
+        scale_up.push(ScaleRow {
+            preset: preset.into(),
+            params: p.total,
+            trainable: p.trainable,
+            percent: p.percent(),
+            full_bytes: accounting::memory(&a, &q(MemMethod::Full, Storage::FP32))?.total(),
+            lora_bytes: accounting::memory(&a, &q(MemMethod::Lora, Storage::FP32))?.total(),
+            qlora_bytes: accounting::memory(&a, &q(MemMethod::Qlora, nf4dq))?.total(),
+        });
+    }
+    Ok(Accounting {
+        trainable: count.trainable,
+        total_params: count.total,
+        percent: count.percent(),
+        full_trainable: full.trainable,
+        memory: memory.into(),
+        compare,
+        scale_up,
+    })
+}
+
+/// Validation after some steps.
+#[derive(Clone, Debug, Serialize)]
+pub struct Validation {
+    pub step: usize,
+    pub val_loss: f64,
+    /// Exact-match accuracy on held-out examples (generated tasks only).
+    pub accuracy: Option<f64>,
+    /// With the article's "quantized adapters": the same validation loss with A and B rounded through that format.
+    pub val_loss_adapter_rounded: Option<f64>,
+}
+
+pub struct Run {
+    pub settings: Settings,
+    pub spec: RunSpec,
+    data: FineTuneData,
+    cpu: Trainer,
+    gpu: Option<GpuTrainer>,
+    /// Full fine-tuning changes the base itself: the original is kept to generate "before" text.
+    untouched_base: Option<Gpt2>,
+    /// Whether the CPU trainer's trainable parameters are the GPU's current ones.
+    cpu_in_sync: bool,
+    batches: rng::Rng,
+    val_batches: Vec<(Vec<u32>, Vec<u32>)>,
+}
+
+impl Run {
+    /// Prepares a run on `base` (the fp32 model as loaded). With `gpu`, the GPU trainer takes the steps.
+    pub fn new(base: &Gpt2, settings: Settings, user_text: Option<&str>, gpu: Option<Gpu>) -> Result<Run> {
+        let spec = settings.validate(&base.config)?;
+        let source = match settings.task.as_str() {
+            "text" => Source::User(user_text.ok_or_else(|| crate::Error::new("paste or drop a text to train on"))?),
+            name => Source::builtin(name)?,
+        };
+        let data = tasks::fine_tune_data(source, spec.seed, spec.seq, PAGE_EVAL_EXAMPLES)?;
+        let val_batches = val_batches(&data.split.val, spec.batch, spec.seq);
+        ensure!(!val_batches.is_empty(), "the validation text is shorter than one sequence of {} bytes", spec.seq + 1);
+        let gpu = match gpu {
+            Some(g) => Some(GpuTrainer::new(
+                g,
+                base,
+                spec.method,
+                spec.storage,
+                spec.lora.clone(),
+                spec.optim.clone(),
+                spec.seed,
+                spec.batch,
+                spec.seq,
+            )?),
+            None => None,
+        };
+        let cpu =
+            Trainer::new(base.clone(), spec.method, spec.storage, spec.lora.clone(), spec.optim.clone(), spec.seed)?;
+        Ok(Run {
+            batches: rng::stream(spec.seed, "batches"),
+            settings,
+            data,
+            untouched_base: (spec.method == Method::Full).then(|| base.clone()),
+            cpu,
+            gpu,
+            cpu_in_sync: true,
+            val_batches,
+            spec,
+        })
+    }
+
+    pub fn backend(&self) -> &'static str {
+        if self.gpu.is_some() {
+            "webgpu"
+        } else {
+            "cpu"
+        }
+    }
+
+    pub fn step_index(&self) -> usize {
+        self.cpu.step_index().max(self.gpu_steps())
+    }
+
+    fn gpu_steps(&self) -> usize {
+        self.gpu.as_ref().map_or(0, |g| g.step_index())
+    }
+
+    pub fn finished(&self) -> bool {
+        self.step_index() >= self.spec.optim.steps
+    }
+
+    pub fn trainable(&self) -> usize {
+        self.cpu.trainable()
+    }
+
+    /// One optimizer step on the next seeded batch.
+    pub async fn step(&mut self) -> Result<StepStats> {
+        ensure!(!self.finished(), "the run has finished its {} steps", self.spec.optim.steps);
+        let (x, y) = sample_batch(&self.data.split.train, self.spec.batch, self.spec.seq, &mut self.batches)?;
+        match &mut self.gpu {
+            Some(g) => {
+                self.cpu_in_sync = false;
+                g.step(&x, &y).await
+            }
+            None => Ok(self.cpu.step(&x, &y, self.spec.batch, self.spec.seq)),
+        }
+    }
+
+    /// Copies the GPU's trainable parameters into the CPU trainer (for evaluation, accuracy, generation, snapshots).
+    async fn sync(&mut self) -> Result<()> {
+        if let (Some(g), false) = (&self.gpu, self.cpu_in_sync) {
+            let params = g.trainable_params().await?;
+            self.cpu.trainable_params_mut().copy_from_slice(&params);
+            self.cpu_in_sync = true;
+        }
+        Ok(())
+    }
+
+    /// Validation loss on fixed windows of the held-out text, accuracy on held-out examples, and — when the settings
+    /// ask for the article's adapter storage — the loss with the adapters rounded through it.
+    pub async fn validate(&mut self) -> Result<Validation> {
+        self.sync().await?;
+        let (b, t) = (self.spec.batch, self.spec.seq);
+        let mut total = 0.0;
+        for (x, y) in &self.val_batches {
+            total += self.cpu.loss(x, y, b, t);
+        }
+        let val_loss = total / self.val_batches.len() as f64;
+        let accuracy = self
+            .data
+            .task
+            .map(|_| greedy_accuracy(&self.cpu.model, self.cpu.adapters.as_ref(), &self.data.val_examples));
+        let val_loss_adapter_rounded = match (self.spec.adapter_storage, self.cpu.adapters.clone()) {
+            (Some(st), Some(mut rounded)) => {
+                rounded.round_through(st);
+                let original = std::mem::replace(self.cpu.adapters.as_mut().expect("present"), rounded);
+                let mut total = 0.0;
+                for (x, y) in &self.val_batches {
+                    total += self.cpu.loss(x, y, b, t);
+                }
+                self.cpu.adapters = Some(original);
+                Some(total / self.val_batches.len() as f64)
+            }
+            _ => None,
+        };
+        Ok(Validation { step: self.step_index(), val_loss, accuracy, val_loss_adapter_rounded })
+    }
+
+    /// Continues `prompt` with the base as this run stores it (no adapters) or with the tuned model.
+    pub async fn generate(&mut self, prompt: &str, tokens: usize, sampling: Sampling, tuned: bool) -> Result<String> {
+        ensure!(tokens <= 1024, "at most 1024 tokens per generation (asked for {tokens})");
+        self.sync().await?;
+        let p = encode(prompt);
+        let out = match (tuned, &self.untouched_base) {
+            (false, Some(base)) => generate(base, None, &p, tokens, sampling),
+            (false, None) => generate(&self.cpu.model, None, &p, tokens, sampling),
+            (true, _) => generate(&self.cpu.model, self.cpu.adapters.as_ref(), &p, tokens, sampling),
+        };
+        Ok(decode(&out))
+    }
+
+    /// Singular values of every adapter's s·B·A (none for full fine-tuning).
+    pub async fn spectra(&mut self) -> Result<Vec<super::inspect::AdapterSpectrum>> {
+        self.sync().await?;
+        Ok(self.cpu.adapters.as_ref().map(super::inspect::adapter_spectra).unwrap_or_default())
+    }
+
+    /// Bytes the GPU executor allocated per category (None on the CPU executor, which keeps a dequantized fp32 copy
+    /// of the base and so says nothing about 4-bit storage).
+    pub fn measured_memory(&self) -> Option<Vec<(String, u64)>> {
+        self.gpu.as_ref().map(|g| g.measured_memory().into_iter().map(|(c, b)| (c.name().to_string(), b)).collect())
+    }
+
+    /// The current trainable parameters and AdamW state, for snapshots.
+    pub async fn snapshot(&mut self) -> Result<Vec<f32>> {
+        self.sync().await?;
+        Ok(self.cpu.trainable_params_mut().to_vec())
+    }
+}
+
+/// Consecutive windows of `seq + 1` tokens from the start of the validation text, grouped into batches; at most
+/// [`VAL_BATCHES`] batches, the last one padded by repeating windows.
+fn val_batches(val: &[u32], batch: usize, seq: usize) -> Vec<(Vec<u32>, Vec<u32>)> {
+    let windows: Vec<&[u32]> = val.windows(seq + 1).step_by(seq).take(batch * VAL_BATCHES).collect();
+    if windows.is_empty() {
+        return Vec::new();
+    }
+    windows
+        .chunks(batch)
+        .map(|c| {
+            let mut x = Vec::with_capacity(batch * seq);
+            let mut y = Vec::with_capacity(batch * seq);
+            for i in 0..batch {
+                let w = c[i % c.len()];
+                x.extend_from_slice(&w[..seq]);
+                y.extend_from_slice(&w[1..]);
+            }
+            (x, y)
+        })
+        .collect()
+}

@@ -1,0 +1,378 @@
+//! The playground's settings: one struct shared by the page, the worker and the URL. The URL holds only the settings
+//! that differ from the defaults, plus a format version `v`, so a copied link reproduces a run (training is
+//! deterministic for a seed). Parsing never fails as a whole: each bad parameter is reported with a clear message and
+//! replaced by its default, so a mistyped link still opens a working playground.
+
+use crate::cpu::{Method, OptimConfig};
+use crate::data::tasks::{Task, TextTask};
+use crate::lora::{parse_targets, LoraConfig, Target};
+use crate::model::ModelConfig;
+use crate::quant::{Format, Storage};
+use crate::{ensure, Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Version of the URL format; bumped when a parameter changes meaning.
+pub const URL_VERSION: u32 = 1;
+
+/// Largest values the page accepts: beyond them a step takes minutes in a browser tab.
+pub const MAX_RANK: usize = 64;
+pub const MAX_BATCH: usize = 64;
+pub const MAX_STEPS: usize = 5000;
+
+/// Every setting of a run. Strings stay strings here (they travel to JavaScript as they are); [`Settings::validate`]
+/// turns them into the engine's types.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub method: String,
+    pub r: usize,
+    pub alpha: f32,
+    pub targets: Vec<String>,
+    pub format: String,
+    pub dq: bool,
+    /// The seed article's idea of QLoRA: the trained adapters rounded through `fp16` or `int4` ("none": kept fp32).
+    pub adapter_storage: String,
+    pub lr: f32,
+    pub batch: usize,
+    pub seq: usize,
+    pub steps: usize,
+    pub seed: u64,
+    /// A built-in task name, or `text` for the user's own text.
+    pub task: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            method: "qlora".into(),
+            r: 8,
+            alpha: 16.0,
+            targets: ["q", "k", "v", "o", "fc", "proj"].map(String::from).to_vec(),
+            format: "nf4".into(),
+            dq: true,
+            adapter_storage: "none".into(),
+            lr: 3e-3,
+            batch: 8,
+            seq: 64,
+            steps: 300,
+            seed: 0,
+            task: "even".into(),
+        }
+    }
+}
+
+/// Settings turned into what the engine takes.
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    pub method: Method,
+    pub storage: Storage,
+    pub lora: Option<LoraConfig>,
+    pub adapter_storage: Option<Storage>,
+    pub optim: OptimConfig,
+    pub batch: usize,
+    pub seq: usize,
+    pub seed: u64,
+}
+
+/// The names the URL and the page use for settings (also the names `hide=` accepts in an embed).
+pub const SETTING_NAMES: [&str; 14] = [
+    "method", "r", "alpha", "targets", "format", "dq", "astore", "lr", "batch", "seq", "steps", "seed", "task", "data",
+];
+
+impl Settings {
+    /// Checks every setting against the model and returns the engine's view of them; the first problem is the error.
+    pub fn validate(&self, model: &ModelConfig) -> Result<RunSpec> {
+        let method: Method = self.method.parse()?;
+        let format: Format = self.format.parse()?;
+        let storage = match method {
+            Method::Full => {
+                ensure!(
+                    format == Format::Fp32 && !self.dq,
+                    "full fine-tuning trains the base weights themselves, so they stay fp32; the base format applies to LoRA and QLoRA"
+                );
+                Storage::FP32
+            }
+            _ => Storage::new(format, self.dq)?,
+        };
+        ensure!(self.r >= 1 && self.r <= MAX_RANK, "rank r must be between 1 and {MAX_RANK} (got {})", self.r);
+        ensure!(
+            self.alpha.is_finite() && self.alpha > 0.0 && self.alpha <= 1024.0,
+            "alpha must be a number in (0, 1024] (got {})",
+            self.alpha
+        );
+        let lora = match method {
+            Method::Full => None,
+            _ => {
+                ensure!(!self.targets.is_empty(), "choose at least one matrix to adapt (q, k, v, o, fc or proj)");
+                let targets: Vec<Target> = parse_targets(&self.targets.join(","))?;
+                let cfg = LoraConfig::uniform(&targets, self.r, self.alpha);
+                cfg.validate(model.n_embd)?;
+                Some(cfg)
+            }
+        };
+        let adapter_storage = match self.adapter_storage.as_str() {
+            "none" | "" => None,
+            "fp16" | "int4" => {
+                ensure!(method != Method::Full, "adapter storage applies to LoRA and QLoRA adapters");
+                Some(Storage::new(self.adapter_storage.parse()?, false)?)
+            }
+            other => return Err(Error::new(format!("unknown adapter storage {other:?}; expected none, fp16 or int4"))),
+        };
+        ensure!(
+            self.batch >= 1 && self.batch <= MAX_BATCH,
+            "batch must be between 1 and {MAX_BATCH} (got {})",
+            self.batch
+        );
+        ensure!(
+            self.seq >= 8 && self.seq <= model.n_positions,
+            "sequence length must be between 8 and the model's context of {} (got {})",
+            model.n_positions,
+            self.seq
+        );
+        ensure!(
+            self.steps >= 1 && self.steps <= MAX_STEPS,
+            "steps must be between 1 and {MAX_STEPS} (got {})",
+            self.steps
+        );
+        ensure!(
+            self.lr.is_finite() && self.lr > 0.0 && self.lr <= 1.0,
+            "learning rate must be a number in (0, 1] (got {})",
+            self.lr
+        );
+        ensure!(
+            self.task == "text" || TextTask::parse(&self.task).is_some() || Task::parse(&self.task).is_ok(),
+            "unknown task {:?}; built-in tasks: {}, or text (your own)",
+            self.task,
+            crate::data::tasks::all_names()
+        );
+        let optim = OptimConfig {
+            lr: self.lr,
+            min_lr: self.lr / 10.0,
+            warmup: (self.steps / 10).min(100),
+            steps: self.steps,
+            weight_decay: 0.0,
+            grad_clip: 1.0,
+        };
+        Ok(RunSpec { method, storage, lora, adapter_storage, optim, batch: self.batch, seq: self.seq, seed: self.seed })
+    }
+
+    /// The URL query of these settings: `v` and every setting that differs from the default, in a fixed order.
+    pub fn to_query(&self) -> String {
+        let d = Settings::default();
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("v", &URL_VERSION.to_string());
+        let mut put = |k: &str, differs: bool, v: String| {
+            if differs {
+                q.append_pair(k, &v);
+            }
+        };
+        put("method", self.method != d.method, self.method.clone());
+        put("r", self.r != d.r, self.r.to_string());
+        put("alpha", self.alpha != d.alpha, self.alpha.to_string());
+        put("targets", self.targets != d.targets, self.targets.join(","));
+        put("format", self.format != d.format, self.format.clone());
+        put("dq", self.dq != d.dq, (self.dq as u8).to_string());
+        put("astore", self.adapter_storage != d.adapter_storage, self.adapter_storage.clone());
+        put("lr", self.lr != d.lr, self.lr.to_string());
+        put("batch", self.batch != d.batch, self.batch.to_string());
+        put("seq", self.seq != d.seq, self.seq.to_string());
+        put("steps", self.steps != d.steps, self.steps.to_string());
+        put("seed", self.seed != d.seed, self.seed.to_string());
+        put("task", self.task != d.task, self.task.clone());
+        q.finish()
+    }
+}
+
+/// Page-level options from the URL that are not run settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PageOptions {
+    /// `embed=1`: the compact layout for iframes.
+    pub embed: bool,
+    /// `hide=name,name`: controls an embed hides.
+    pub hide: Vec<String>,
+}
+
+/// The result of reading a URL query: settings (defaults where a parameter was bad), page options, and one message per
+/// bad parameter.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParsedQuery {
+    pub settings: Settings,
+    pub page: PageOptions,
+    pub errors: Vec<String>,
+}
+
+/// Reads a URL query (with or without the leading `?`). Unknown parameters, bad values and an unsupported version
+/// are reported, never fatal. The result always validates against `model` (bad combinations fall back to defaults).
+pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
+    let mut out = ParsedQuery::default();
+    let s = &mut out.settings;
+    let errors = &mut out.errors;
+    let query = query.strip_prefix('?').unwrap_or(query);
+    // Parameters are short; a huge query is garbage, not settings.
+    if query.len() > 4096 {
+        errors.push(format!("the link's query is {} characters long; it was ignored", query.len()));
+        return out;
+    }
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let value = value.trim();
+        let shown: String = value.chars().take(40).collect();
+        let bad = |what: &str| format!("link parameter {key}={shown:?} ignored: {what}");
+        match key.as_ref() {
+            "v" => {
+                if value != URL_VERSION.to_string() {
+                    errors.push(bad(&format!("this page reads link version {URL_VERSION}")));
+                }
+            }
+            "method" => match value.parse::<Method>() {
+                Ok(m) => s.method = m.name().into(),
+                Err(e) => errors.push(bad(&e.to_string())),
+            },
+            "r" => match value.parse::<usize>() {
+                Ok(r) if (1..=MAX_RANK).contains(&r) => s.r = r,
+                _ => errors.push(bad(&format!("rank must be a whole number from 1 to {MAX_RANK}"))),
+            },
+            "alpha" => match value.parse::<f32>() {
+                Ok(a) if a.is_finite() && a > 0.0 && a <= 1024.0 => s.alpha = a,
+                _ => errors.push(bad("alpha must be a number in (0, 1024]")),
+            },
+            "targets" => match parse_targets(value) {
+                Ok(t) if !t.is_empty() => s.targets = t.iter().map(|t| t.name().to_string()).collect(),
+                Ok(_) => errors.push(bad("no targets given")),
+                Err(e) => errors.push(bad(&e.to_string())),
+            },
+            "format" => match value.parse::<Format>() {
+                Ok(f) => s.format = f.name().into(),
+                Err(e) => errors.push(bad(&e.to_string())),
+            },
+            "dq" => match value {
+                "1" | "true" => s.dq = true,
+                "0" | "false" => s.dq = false,
+                _ => errors.push(bad("dq is 1 or 0")),
+            },
+            "astore" => match value {
+                "none" | "fp16" | "int4" => s.adapter_storage = value.into(),
+                _ => errors.push(bad("adapter storage is none, fp16 or int4")),
+            },
+            "lr" => match value.parse::<f32>() {
+                Ok(v) if v.is_finite() && v > 0.0 && v <= 1.0 => s.lr = v,
+                _ => errors.push(bad("learning rate must be a number in (0, 1]")),
+            },
+            "batch" => match value.parse::<usize>() {
+                Ok(v) if (1..=MAX_BATCH).contains(&v) => s.batch = v,
+                _ => errors.push(bad(&format!("batch must be a whole number from 1 to {MAX_BATCH}"))),
+            },
+            "seq" => match value.parse::<usize>() {
+                Ok(v) if (8..=model.n_positions).contains(&v) => s.seq = v,
+                _ => errors.push(bad(&format!("sequence length must be from 8 to {}", model.n_positions))),
+            },
+            "steps" => match value.parse::<usize>() {
+                Ok(v) if (1..=MAX_STEPS).contains(&v) => s.steps = v,
+                _ => errors.push(bad(&format!("steps must be a whole number from 1 to {MAX_STEPS}"))),
+            },
+            "seed" => match value.parse::<u64>() {
+                Ok(v) if v <= u32::MAX as u64 => s.seed = v,
+                _ => errors.push(bad("seed must be a whole number from 0 to 4294967295")),
+            },
+            "task" => {
+                let known = value == "text" || TextTask::parse(value).is_some() || Task::parse(value).is_ok();
+                if known {
+                    s.task = value.into();
+                } else {
+                    errors.push(bad(&format!("built-in tasks are {}", crate::data::tasks::all_names())));
+                }
+            }
+            "embed" => match value {
+                "1" | "true" => out.page.embed = true,
+                "0" | "false" => out.page.embed = false,
+                _ => errors.push(bad("embed is 1 or 0")),
+            },
+            "hide" => {
+                for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    if SETTING_NAMES.contains(&name) {
+                        out.page.hide.push(name.to_string());
+                    } else {
+                        errors.push(bad(&format!(
+                            "{name:?} is not a control; controls are {}",
+                            SETTING_NAMES.join(", ")
+                        )));
+                    }
+                }
+            }
+            _ => {
+                let k: String = key.chars().take(40).collect();
+                errors.push(format!("unknown link parameter {k:?} ignored"));
+            }
+        }
+    }
+    // Each value was fine alone; a combination may still not be (full fine-tuning of an nf4 base, a rank above the
+    // model's width): report it and fall back to the defaults for the method's storage.
+    if let Err(e) = s.validate(model) {
+        errors.push(format!("the link's settings do not fit together ({e}); defaults used instead"));
+        *s = Settings::default();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> ModelConfig {
+        ModelConfig::bytes(4, 4, 192, 256).unwrap()
+    }
+
+    #[test]
+    fn defaults_validate_and_round_trip_through_the_query() {
+        let d = Settings::default();
+        d.validate(&cfg()).unwrap();
+        assert_eq!(d.to_query(), "v=1");
+        let mut s = d.clone();
+        s.method = "lora".into();
+        s.format = "fp16".into();
+        s.dq = false;
+        s.r = 2;
+        s.targets = vec!["q".into(), "v".into()];
+        s.lr = 0.0005;
+        s.task = "add".into();
+        s.seed = 7;
+        let q = s.to_query();
+        assert_eq!(q, "v=1&method=lora&r=2&targets=q%2Cv&format=fp16&dq=0&lr=0.0005&seed=7&task=add");
+        let back = parse_query(&format!("?{q}"), &cfg());
+        assert!(back.errors.is_empty(), "{:?}", back.errors);
+        assert_eq!(back.settings, s);
+    }
+
+    #[test]
+    fn garbage_parameters_are_reported_one_by_one_and_defaults_kept() {
+        let q = "v=9&r=0&lr=NaN&batch=-3&seq=100000&steps=1e9&targets=q,zz&format=nf5&dq=maybe&method=sgd&task=%3Cscript%3E&seed=x&alpha=inf&hide=bogus&embed=2&astore=int3&what=1";
+        let p = parse_query(q, &cfg());
+        assert_eq!(p.settings, Settings::default());
+        assert_eq!(p.errors.len(), 17, "{:#?}", p.errors);
+        assert!(p.errors.iter().any(|e| e.contains("r=\"0\"") && e.contains("1 to 64")));
+        assert!(p.errors.iter().any(|e| e.contains("unknown link parameter \"what\"")));
+    }
+
+    #[test]
+    fn combinations_that_do_not_fit_fall_back_to_defaults() {
+        let p = parse_query("method=full&format=nf4", &cfg());
+        assert_eq!(p.settings, Settings::default());
+        assert_eq!(p.errors.len(), 1);
+        assert!(p.errors[0].contains("full fine-tuning"), "{}", p.errors[0]);
+        let p = parse_query("method=full&format=fp32&dq=0&embed=1&hide=method,r", &cfg());
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(p.settings.method, "full");
+        assert_eq!(p.page, PageOptions { embed: true, hide: vec!["method".into(), "r".into()] });
+    }
+
+    #[test]
+    fn validation_names_the_number() {
+        let mut s = Settings { r: 65, ..Default::default() };
+        assert!(s.validate(&cfg()).unwrap_err().to_string().contains("65"));
+        s.r = 8;
+        s.seq = 300;
+        assert!(s.validate(&cfg()).unwrap_err().to_string().contains("256"));
+        s.seq = 64;
+        s.targets.clear();
+        assert!(s.validate(&cfg()).unwrap_err().to_string().contains("at least one"));
+    }
+}

@@ -1,0 +1,107 @@
+//! The "run this on a real GPU" snippet: the page's configuration as Hugging Face PEFT + bitsandbytes code for
+//! GPT-2, with every place where our settings and theirs differ said in a comment.
+
+use super::settings::Settings;
+
+/// PEFT module paths of our targets on GPT-2 (q, k and v are slices of one fused `c_attn`; PEFT adapts it whole).
+fn module_pattern(targets: &[String]) -> String {
+    let mut mods: Vec<&str> = Vec::new();
+    for t in targets {
+        let m = match t.as_str() {
+            "q" | "k" | "v" | "qkv" => "attn.c_attn",
+            "o" => "attn.c_proj",
+            "fc" => "mlp.c_fc",
+            "proj" => "mlp.c_proj",
+            _ => continue,
+        };
+        if !mods.contains(&m) {
+            mods.push(m);
+        }
+    }
+    let alternatives: Vec<String> = mods.iter().map(|m| m.replace('.', r"\.")).collect();
+    format!(r".*\.({})", alternatives.join("|"))
+}
+
+/// Python for these settings on Hugging Face's `gpt2` (124M parameters), runnable where CUDA and bitsandbytes are.
+pub fn peft_snippet(s: &Settings) -> String {
+    let mut out = String::from(
+        "# This playground's configuration on a real GPU with Hugging Face transformers + PEFT + bitsandbytes.\n\
+         # pip install torch transformers peft bitsandbytes accelerate\n\
+         import torch\nfrom transformers import AutoModelForCausalLM\n",
+    );
+    let load = match (s.method.as_str(), s.format.as_str()) {
+        ("full", _) | (_, "fp32") => "model = AutoModelForCausalLM.from_pretrained(\"gpt2\", torch_dtype=torch.float32)\n".to_string(),
+        (_, "fp16") => "model = AutoModelForCausalLM.from_pretrained(\"gpt2\", torch_dtype=torch.float16)\n".into(),
+        (_, "bf16") => "model = AutoModelForCausalLM.from_pretrained(\"gpt2\", torch_dtype=torch.bfloat16)\n".into(),
+        (_, "nf4" | "fp4") => format!(
+            "from transformers import BitsAndBytesConfig\n\
+             bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"{}\",\n    bnb_4bit_use_double_quant={}, bnb_4bit_compute_dtype=torch.bfloat16)\n\
+             model = AutoModelForCausalLM.from_pretrained(\"gpt2\", quantization_config=bnb)\n",
+            s.format,
+            if s.dq { "True" } else { "False" }
+        ),
+        (_, "int8") => "from transformers import BitsAndBytesConfig\n\
+             # bitsandbytes' 8-bit is LLM.int8() (row-wise absmax with fp16 outliers), not our blockwise int8.\n\
+             model = AutoModelForCausalLM.from_pretrained(\"gpt2\", quantization_config=BitsAndBytesConfig(load_in_8bit=True))\n"
+            .into(),
+        _ => "# bitsandbytes has no symmetric int4; nf4 is its 4-bit integer-free equivalent.\n\
+              from transformers import BitsAndBytesConfig\n\
+              model = AutoModelForCausalLM.from_pretrained(\"gpt2\", quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"nf4\"))\n"
+            .into(),
+    };
+    out.push_str(&load);
+    if s.method == "full" {
+        out.push_str("# Full fine-tuning: every weight is trained.\n");
+    } else {
+        if s.method == "qlora" && matches!(s.format.as_str(), "nf4" | "fp4" | "int4" | "int8") {
+            out.push_str(
+                "from peft import prepare_model_for_kbit_training\nmodel = prepare_model_for_kbit_training(model)\n",
+            );
+        }
+        let slices = s.targets.iter().any(|t| matches!(t.as_str(), "q" | "k" | "v"));
+        if slices {
+            out.push_str(
+                "# q, k and v are slices of GPT-2's fused c_attn; PEFT adapts c_attn as a whole (r·(768 + 2304)).\n",
+            );
+        }
+        out.push_str(&format!(
+            "from peft import LoraConfig, get_peft_model\n\
+             config = LoraConfig(r={r}, lora_alpha={alpha}, lora_dropout=0.0, bias=\"none\", task_type=\"CAUSAL_LM\",\n    \
+             target_modules=r\"{pattern}\", fan_in_fan_out=True)\n\
+             model = get_peft_model(model, config)\nmodel.print_trainable_parameters()\n",
+            r = s.r,
+            alpha = s.alpha,
+            pattern = module_pattern(&s.targets),
+        ));
+    }
+    out.push_str(&format!(
+        "optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr={lr}, weight_decay=0.0)\n\
+         # Train on batches of {batch} sequences × {seq} tokens for {steps} steps (warm-up then cosine decay to lr/10).\n",
+        lr = s.lr,
+        batch = s.batch,
+        seq = s.seq,
+        steps = s.steps
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippet_names_the_modules_and_the_quantization() {
+        let s = Settings::default();
+        let py = peft_snippet(&s);
+        assert!(py.contains(r#"bnb_4bit_quant_type="nf4""#) && py.contains("bnb_4bit_use_double_quant=True"));
+        assert!(
+            py.contains(
+                r"target_modules=r'.*\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)'".replace('\'', "\"").as_str()
+            ),
+            "{py}"
+        );
+        assert!(py.contains("r=8, lora_alpha=16"));
+        let full = Settings { method: "full".into(), format: "fp32".into(), dq: false, ..Default::default() };
+        assert!(!peft_snippet(&full).contains("LoraConfig"));
+    }
+}
