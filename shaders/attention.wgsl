@@ -5,6 +5,10 @@
 //   `backward_query`, per (b, t, h): datt = dy·v_s, dpre = att·(datt − Σ att·datt) (saved), dq = scale·Σ dpre·k_s;
 //   `backward_keys`,  per (b, s, h): dk_s = scale·Σ_{t≥s} dpre[t, s]·q_t and dv_s = Σ_{t≥s} att[t, s]·dy_t.
 
+// exp() of arguments below about −87 is undefined territory for some drivers (SwiftShader returns garbage rather
+// than 0), so softmax arguments are floored at −80: exp(−80) ≈ 2e−35 is 0 next to the maximum's 1.
+const EXP_FLOOR: f32 = -80.0;
+
 struct Params {
     b: u32,
     t: u32,
@@ -50,7 +54,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var sum = 0.0;
     for (var s = 0u; s <= t; s = s + 1u) {
-        let e = exp(att[att_index(b, t, h, s)] - maxv);
+        let e = exp(max(att[att_index(b, t, h, s)] - maxv, EXP_FLOOR));
         att[att_index(b, t, h, s)] = e;
         sum = sum + e;
     }

@@ -2,6 +2,10 @@
 // appended to the caches at position `pos`, and the token attends to positions 0..=pos. One invocation per head
 // (each owns its head's columns of the caches and of the output, so nothing races).
 
+// exp() of arguments below about −87 is undefined territory for some drivers (SwiftShader returns garbage rather
+// than 0), so softmax arguments are floored at −80: exp(−80) ≈ 2e−35 is 0 next to the maximum's 1.
+const EXP_FLOOR: f32 = -80.0;
+
 struct Params {
     pos: u32,
     c: u32,
@@ -36,7 +40,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var sum = 0.0;
     for (var s = 0u; s <= p.pos; s = s + 1u) {
-        let e = exp(att[h * p.max_t + s] - maxv);
+        let e = exp(max(att[h * p.max_t + s] - maxv, EXP_FLOOR));
         att[h * p.max_t + s] = e;
         sum = sum + e;
     }

@@ -2,6 +2,10 @@
 // the gradient dlogits = (p − onehot)/rows written in place of the probabilities. One workgroup of 64 per row.
 // mode 0: softmax + losses; mode 1: gradient.
 
+// exp() of arguments below about −87 is undefined territory for some drivers (SwiftShader returns garbage rather
+// than 0), so softmax arguments are floored at −80: exp(−80) ≈ 2e−35 is 0 next to the maximum's 1.
+const EXP_FLOOR: f32 = -80.0;
+
 struct Params {
     rows: u32,
     v: u32,
@@ -54,7 +58,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     workgroupBarrier();
     var s = 0.0;
     for (var i = lane; i < p.v; i = i + 64u) {
-        let e = exp(probs[base + i] - maxv);
+        let e = exp(max(probs[base + i] - maxv, EXP_FLOOR));
         probs[base + i] = e;
         s = s + e;
     }

@@ -18,13 +18,14 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 const GELU_K: f32 = 0.7978845608028654; // sqrt(2/pi)
+// tanh is clamped to ±15 (where it is ±1 in f32): some drivers compute it through exp and overflow beyond.
 
 fn gelu(x: f32) -> f32 {
-    return 0.5 * x * (1.0 + tanh(GELU_K * (x + 0.044715 * x * x * x)));
+    return 0.5 * x * (1.0 + tanh(clamp(GELU_K * (x + 0.044715 * x * x * x), -15.0, 15.0)));
 }
 
 fn gelu_grad(x: f32) -> f32 {
-    let th = tanh(GELU_K * (x + 0.044715 * x * x * x));
+    let th = tanh(clamp(GELU_K * (x + 0.044715 * x * x * x), -15.0, 15.0));
     return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * GELU_K * (1.0 + 3.0 * 0.044715 * x * x);
 }
 

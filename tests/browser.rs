@@ -86,3 +86,27 @@ async fn kv_cache_generation_matches_cpu_in_the_browser() {
     let s = Sampling { temperature: 0.0, top_k: 0, seed: 0 };
     assert_eq!(gen.generate(&prompt, 20, s).await.unwrap(), generate(&base, None, &prompt, 20, s));
 }
+
+/// The shipped base model (trained weights, sharp attention) through the page's `Run` on WebGPU and on the CPU:
+/// SwiftShader returned garbage for exp() of arguments below about −87 until the softmax arguments were floored.
+#[wasm_bindgen_test]
+async fn shipped_model_run_matches_cpu_in_the_browser() {
+    use qlora_playground::web::{Run, Settings};
+    let base = qlora_playground::model::load_model_bytes(
+        include_str!("../www/models/shakespeare/config.json"),
+        include_bytes!("../www/models/shakespeare/model.safetensors"),
+    )
+    .unwrap();
+    let s = Settings { steps: 20, batch: 1, seq: 32, ..Default::default() };
+    let gpu = Gpu::new().await.unwrap();
+    let mut on_gpu = Run::new(&base, s.clone(), None, Some(gpu)).unwrap();
+    let mut on_cpu = Run::new(&base, s, None, None).unwrap();
+    assert_eq!(on_gpu.backend(), "webgpu");
+    for _ in 0..2 {
+        let (c, g) = (on_cpu.step().await.unwrap(), on_gpu.step().await.unwrap());
+        assert!((c.loss - g.loss).abs() <= 1e-3, "step {}: cpu {} gpu {}", c.step, c.loss, g.loss);
+    }
+    let (vc, vg) = (on_cpu.validate().await.unwrap(), on_gpu.validate().await.unwrap());
+    assert!((vc.val_loss - vg.val_loss).abs() <= 1e-3, "validation: cpu {} gpu {}", vc.val_loss, vg.val_loss);
+    assert_eq!(vc.accuracy, vg.accuracy);
+}

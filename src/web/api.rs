@@ -9,7 +9,7 @@ use super::snippet::peft_snippet;
 use crate::cpu::{generate, Sampling};
 use crate::data::{decode, encode};
 use crate::gpu::Gpu;
-use crate::model::{load_model_bytes, Gpt2, Linear};
+use crate::model::{load_model_bytes, Gpt2, Linear, ModelConfig};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -61,6 +61,43 @@ struct Step {
     tokens: usize,
 }
 
+fn config_from(config_json: &str) -> Result<ModelConfig, JsError> {
+    ModelConfig::from_json(config_json).map_err(|e| err(e.context("config.json")))
+}
+
+/// Settings from a URL query, with one message per bad parameter (never an exception for a bad query).
+#[wasm_bindgen(js_name = parseQuery)]
+pub fn parse_query_js(config_json: &str, query: &str) -> Result<JsValue, JsError> {
+    to_js(&parse_query(query, &config_from(config_json)?))
+}
+
+/// The default settings.
+#[wasm_bindgen]
+pub fn defaults() -> Result<JsValue, JsError> {
+    to_js(&Settings::default())
+}
+
+/// The URL query of settings (non-defaults only), after checking them against the model.
+#[wasm_bindgen(js_name = toQuery)]
+pub fn to_query(config_json: &str, settings: JsValue) -> Result<String, JsError> {
+    let s = settings_from(settings)?;
+    s.validate(&config_from(config_json)?).map_err(err)?;
+    Ok(s.to_query())
+}
+
+/// Trainable parameters, memory by category (this configuration and full/LoRA/QLoRA), and the scale-up rows —
+/// from the settings and config.json alone, so the page shows them before the weights are downloaded.
+#[wasm_bindgen]
+pub fn accounting(config_json: &str, settings: JsValue) -> Result<JsValue, JsError> {
+    to_js(&accounting_of(&settings_from(settings)?, &config_from(config_json)?).map_err(err)?)
+}
+
+/// Python for this configuration with Hugging Face PEFT + bitsandbytes.
+#[wasm_bindgen(js_name = peftSnippet)]
+pub fn peft_snippet_js(settings: JsValue) -> Result<String, JsError> {
+    Ok(peft_snippet(&settings_from(settings)?))
+}
+
 /// The engine of one page: the base model as loaded, the user's text, and the current run.
 #[wasm_bindgen]
 pub struct Playground {
@@ -89,35 +126,6 @@ impl Playground {
             vocab_size: c.vocab_size,
             params: self.base.params.len(),
         })
-    }
-
-    /// Settings from a URL query, with one message per bad parameter (never an exception).
-    #[wasm_bindgen(js_name = parseQuery)]
-    pub fn parse_query(&self, query: &str) -> Result<JsValue, JsError> {
-        to_js(&parse_query(query, &self.base.config))
-    }
-
-    #[wasm_bindgen(js_name = defaults)]
-    pub fn defaults() -> Result<JsValue, JsError> {
-        to_js(&Settings::default())
-    }
-
-    /// The URL query of settings (non-defaults only), after checking them.
-    #[wasm_bindgen(js_name = toQuery)]
-    pub fn to_query(&self, settings: JsValue) -> Result<String, JsError> {
-        let s = settings_from(settings)?;
-        s.validate(&self.base.config).map_err(err)?;
-        Ok(s.to_query())
-    }
-
-    /// Trainable parameters, memory by category (this configuration and full/LoRA/QLoRA), and the scale-up rows.
-    pub fn accounting(&self, settings: JsValue) -> Result<JsValue, JsError> {
-        to_js(&accounting_of(&settings_from(settings)?, &self.base.config).map_err(err)?)
-    }
-
-    #[wasm_bindgen(js_name = peftSnippet)]
-    pub fn peft_snippet(&self, settings: JsValue) -> Result<String, JsError> {
-        Ok(peft_snippet(&settings_from(settings)?))
     }
 
     /// The user's own text (bytes of a dropped file or pasted text): UTF-8, not empty, at most 16 MiB.
@@ -151,7 +159,8 @@ impl Playground {
                 Err(e) => (None, Some(format!("WebGPU unavailable ({e}); training on the CPU executor (wasm)"))),
             }
         } else {
-            (None, Some("WebGPU is not available in this browser; training on the CPU executor (wasm)".into()))
+            // The page already says why it chose the CPU.
+            (None, None)
         };
         self.run = None;
         let run = Run::new(&self.base, s, self.user_text.as_deref(), gpu).map_err(err)?;
@@ -170,6 +179,11 @@ impl Playground {
         let tokens = run.spec.batch * run.spec.seq;
         let s = run.step().await.map_err(err)?;
         to_js(&Step { step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.grad_norm, tokens })
+    }
+
+    /// Drops the current run (the base stays loaded).
+    pub fn reset(&mut self) {
+        self.run = None;
     }
 
     pub fn finished(&self) -> bool {

@@ -68,6 +68,22 @@ fn mem_method(m: Method) -> MemMethod {
     }
 }
 
+/// Our GPT-2 target names in another family's terms: LLaMA's MLP has gate and up projections where GPT-2 has c_fc,
+/// and down where GPT-2 has mlp.c_proj.
+fn targets_in(arch: &Arch, targets: &[String]) -> String {
+    let llama = arch.family == accounting::Family::Llama;
+    let mut out: Vec<&str> = Vec::new();
+    for t in targets {
+        match (llama, t.as_str()) {
+            (true, "fc") => out.extend(["gate", "up"]),
+            (true, "proj") => out.push("down"),
+            (true, "qkv") => out.extend(["q", "k", "v"]),
+            (_, other) => out.push(other),
+        }
+    }
+    out.join(",")
+}
+
 /// Counts and memory for `settings` on `model`, plus the scale-up presets.
 pub fn accounting_of(settings: &Settings, model: &ModelConfig) -> Result<Accounting> {
     let spec = settings.validate(model)?;
@@ -102,7 +118,7 @@ pub fn accounting_of(settings: &Settings, model: &ModelConfig) -> Result<Account
     let mut scale_up = Vec::new();
     for preset in ["gpt2", "gpt3-175b", "llama-7b", "llama-65b"] {
         let a = Arch::preset(preset)?;
-        let spec_p = AdapterSpec::uniform(&a, &targets, settings.r as u64)?;
+        let spec_p = AdapterSpec::uniform(&a, &targets_in(&a, &settings.targets), settings.r as u64)?;
         let p = accounting::lora_params(&a, &spec_p);
         let seq = 512.min(a.ctx);
         let q = |m: MemMethod, st: Storage| MemoryQuery {
@@ -329,4 +345,29 @@ fn val_batches(val: &[u32], batch: usize, seq: usize) -> Vec<(Vec<u32>, Vec<u32>
             (x, y)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounting_of_the_default_settings_matches_the_accounting_module() {
+        let cfg = ModelConfig::bytes(4, 4, 192, 256).unwrap();
+        let s = Settings::default();
+        let acc = accounting_of(&s, &cfg).unwrap();
+        // Six targets at r = 8 on 4 blocks of width 192: q, k, v, o are 192→192, fc 192→768, proj 768→192.
+        let per_block = 8 * (4 * (192 + 192) + 2 * (192 + 768));
+        assert_eq!(acc.trainable, 4 * per_block as u64);
+        assert_eq!(acc.full_trainable, Gpt2::init(cfg.clone(), 0).params.len() as u64);
+        assert_eq!(acc.compare.len(), 3);
+        assert!(acc.compare[2].1.total < acc.compare[1].1.total && acc.compare[1].1.total < acc.compare[0].1.total);
+        let llama65 = acc.scale_up.iter().find(|r| r.preset == "llama-65b").unwrap();
+        assert!(llama65.qlora_bytes < 48_000_000_000, "QLoRA's 65B on one 48 GB GPU: {}", llama65.qlora_bytes);
+        // A full run keeps an fp32 base; its memory matches the accounting of full fine-tuning.
+        let full = Settings { method: "full".into(), format: "fp32".into(), dq: false, ..Default::default() };
+        let acc_full = accounting_of(&full, &cfg).unwrap();
+        assert_eq!(acc_full.trainable, acc.full_trainable);
+        assert_eq!(acc_full.memory.total, acc.compare[0].1.total);
+    }
 }

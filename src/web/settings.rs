@@ -190,6 +190,8 @@ pub struct PageOptions {
     pub embed: bool,
     /// `hide=name,name`: controls an embed hides.
     pub hide: Vec<String>,
+    /// `backend=cpu` forces the CPU executor (to compare, or where a GPU driver misbehaves); default `auto`.
+    pub backend: Option<String>,
 }
 
 /// The result of reading a URL query: settings (defaults where a parameter was bad), page options, and one message per
@@ -286,6 +288,11 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
                 "0" | "false" => out.page.embed = false,
                 _ => errors.push(bad("embed is 1 or 0")),
             },
+            "backend" => match value {
+                "auto" => out.page.backend = None,
+                "cpu" | "webgpu" => out.page.backend = Some(value.into()),
+                _ => errors.push(bad("backend is auto, webgpu or cpu")),
+            },
             "hide" => {
                 for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                     if SETTING_NAMES.contains(&name) {
@@ -344,10 +351,10 @@ mod tests {
 
     #[test]
     fn garbage_parameters_are_reported_one_by_one_and_defaults_kept() {
-        let q = "v=9&r=0&lr=NaN&batch=-3&seq=100000&steps=1e9&targets=q,zz&format=nf5&dq=maybe&method=sgd&task=%3Cscript%3E&seed=x&alpha=inf&hide=bogus&embed=2&astore=int3&what=1";
+        let q = "v=9&r=0&lr=NaN&batch=-3&seq=100000&steps=1e9&targets=q,zz&format=nf5&dq=maybe&method=sgd&task=%3Cscript%3E&seed=x&alpha=inf&hide=bogus&embed=2&astore=int3&backend=tpu&what=1";
         let p = parse_query(q, &cfg());
         assert_eq!(p.settings, Settings::default());
-        assert_eq!(p.errors.len(), 17, "{:#?}", p.errors);
+        assert_eq!(p.errors.len(), 18, "{:#?}", p.errors);
         assert!(p.errors.iter().any(|e| e.contains("r=\"0\"") && e.contains("1 to 64")));
         assert!(p.errors.iter().any(|e| e.contains("unknown link parameter \"what\"")));
     }
@@ -361,7 +368,7 @@ mod tests {
         let p = parse_query("method=full&format=fp32&dq=0&embed=1&hide=method,r", &cfg());
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         assert_eq!(p.settings.method, "full");
-        assert_eq!(p.page, PageOptions { embed: true, hide: vec!["method".into(), "r".into()] });
+        assert_eq!(p.page, PageOptions { embed: true, hide: vec!["method".into(), "r".into()], backend: None });
     }
 
     #[test]

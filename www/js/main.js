@@ -1,0 +1,494 @@
+// The page (UI thread): reads the controls into settings, sends requests to the engine's worker, and draws what it
+// reports on animation frames. It computes nothing itself: every number comes from the engine.
+
+import { LossChart, drawHistogram, drawSpectra } from './charts.js';
+import { el, fmtBytes, fmtInt, renderMemory, renderParams, renderQuantErrors, renderRuns, renderScale } from './views.js';
+
+const $ = (id) => document.getElementById(id);
+const TARGETS = ['q', 'k', 'v', 'o', 'fc', 'proj'];
+
+const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+const send = (msg, transfer) => worker.postMessage(msg, transfer || []);
+
+const state = {
+  config: null,
+  defaults: null,
+  page: { embed: false, hide: [] },
+  settings: null,
+  query: 'v=1',
+  accounting: null,
+  modelLoaded: false,
+  modelBytes: null,
+  run: null, // {settings, steps:[], loss:[], valSteps:[], val:[], accuracy, backend, trainable, tokens, ms, status}
+  runs: [],
+  dirty: false,
+  spectraPlot: null,
+  histPlot: null,
+  histogram: null,
+  pendingStart: false,
+};
+
+// ---- errors and notices -------------------------------------------------------------------------------------------
+
+function showError(message) {
+  const box = $('error');
+  box.textContent = message;
+  box.hidden = false;
+}
+
+function clearError() {
+  $('error').hidden = true;
+  $('error').textContent = '';
+}
+
+function showNotice(message) {
+  const n = $('notice');
+  n.textContent = message;
+  n.hidden = !message;
+}
+
+// ---- settings <-> controls ----------------------------------------------------------------------------------------
+
+function readControls() {
+  const num = (id) => Number($(id).value);
+  return {
+    method: $('method').value,
+    r: num('rank'),
+    alpha: num('alpha'),
+    targets: TARGETS.filter((t) => $(`targets-${t}`).checked),
+    format: $('format').value,
+    dq: $('double-quant').checked,
+    adapter_storage: $('adapter-storage').value,
+    lr: num('lr'),
+    batch: num('batch'),
+    seq: num('seq'),
+    steps: num('steps'),
+    seed: num('seed'),
+    task: $('task').value,
+  };
+}
+
+function writeControls(s) {
+  $('method').value = s.method;
+  $('rank').value = String(s.r);
+  $('alpha').value = String(s.alpha);
+  for (const t of TARGETS) $(`targets-${t}`).checked = s.targets.includes(t);
+  $('format').value = s.format;
+  $('double-quant').checked = s.dq;
+  $('adapter-storage').value = s.adapter_storage;
+  $('lr').value = String(s.lr);
+  $('batch').value = String(s.batch);
+  $('seq').value = String(s.seq);
+  $('steps').value = String(s.steps);
+  $('seed').value = String(s.seed);
+  $('task').value = s.task;
+  syncDependentControls(s);
+}
+
+/// Controls whose meaning depends on others: the base format only matters for LoRA/QLoRA, double quantization only
+/// for the block-wise 4-bit and 8-bit formats, the text box only for "your own text".
+function syncDependentControls(s) {
+  const full = s.method === 'full';
+  for (const id of ['rank', 'alpha', 'adapter-storage', ...TARGETS.map((t) => `targets-${t}`)]) $(id).disabled = full;
+  $('format').disabled = full;
+  $('double-quant').disabled = full || !['int8', 'int4', 'fp4', 'nf4'].includes(s.format);
+  $('rank-out').textContent = String(s.r);
+  $('scaling-out').textContent = (s.alpha / s.r).toFixed(3);
+  $('user-text-box').hidden = s.task !== 'text';
+}
+
+/// Every control change: recompute counts and memory at once (before any training), update the URL.
+function onSettingsChanged() {
+  const s = readControls();
+  if (s.method === 'full') { s.format = 'fp32'; s.dq = false; s.adapter_storage = 'none'; }
+  if (!['int8', 'int4', 'fp4', 'nf4'].includes(s.format)) s.dq = false;
+  syncDependentControls(s);
+  state.settings = s;
+  if (state.run && state.run.status !== 'new') state.dirty = true;
+  send({ type: 'account', settings: s });
+}
+
+// ---- drawing ------------------------------------------------------------------------------------------------------
+
+const lossChart = new LossChart($('loss-chart'));
+let frameRequested = false;
+function requestDraw() {
+  if (!frameRequested) {
+    frameRequested = true;
+    requestAnimationFrame(draw);
+  }
+}
+
+function draw() {
+  frameRequested = false;
+  const r = state.run;
+  if (!r) {
+    lossChart.draw({ steps: [], loss: [], valSteps: [], val: [] }, previousCurves());
+    return;
+  }
+  const n = r.steps.length;
+  const stepEl = $('step');
+  stepEl.textContent = `${n} / ${r.settings.steps}`;
+  stepEl.dataset.value = String(n);
+  if (n > 0) {
+    const last = r.last;
+    $('loss').textContent = last.loss.toFixed(4);
+    $('loss').dataset.value = String(last.loss);
+    $('lr-now').textContent = last.lr.toExponential(2);
+    $('grad-norm').textContent = last.grad_norm.toFixed(3);
+    // Throughput over the last 20 steps (the first steps include pipeline compilation).
+    const recent = r.ms.slice(-20);
+    const ms = recent.reduce((a, b) => a + b, 0) / recent.length;
+    $('ms-step').textContent = ms.toFixed(0);
+    $('tok-s').textContent = fmtInt(Math.round((last.tokens / ms) * 1000));
+    r.tokS = (last.tokens / ms) * 1000;
+  }
+  if (r.val.length) {
+    const v = r.val[r.val.length - 1];
+    $('val-loss').textContent = v.toFixed(4);
+    $('val-loss').dataset.value = String(v);
+  }
+  if (r.accuracy != null) {
+    $('accuracy').textContent = `${(r.accuracy * 100).toFixed(0)}%`;
+    $('accuracy').dataset.value = String(r.accuracy);
+  }
+  $('train-progress').value = n / r.settings.steps;
+  lossChart.draw(r, previousCurves());
+  $('loss-chart').dataset.points = String(lossChart.points());
+}
+
+function previousCurves() {
+  return state.runs.map((r, i) => ({ label: `run ${i + 1}: ${runLabel(r.settings)}`, steps: r.curve.steps, loss: r.curve.loss }));
+}
+
+function runLabel(s) {
+  return s.method === 'full' ? 'full' : `${s.method} r=${s.r} ${s.format}${s.dq ? '+dq' : ''}`;
+}
+
+function resetStats() {
+  for (const id of ['loss', 'val-loss', 'accuracy', 'lr-now', 'grad-norm', 'tok-s', 'ms-step']) {
+    $(id).textContent = '–';
+    delete $(id).dataset.value;
+  }
+  $('step').textContent = '0';
+  $('step').dataset.value = '0';
+  $('train-progress').value = 0;
+  $('rounded-note').hidden = true;
+}
+
+// ---- runs ---------------------------------------------------------------------------------------------------------
+
+/// Keeps a run with at least one step in the table and on the chart.
+function archiveRun() {
+  const r = state.run;
+  if (r && r.steps.length > 0) {
+    state.runs.push({
+      settings: r.settings,
+      trainable: r.trainable,
+      steps: r.steps.length,
+      loss: r.last.loss,
+      val: r.val.length ? r.val[r.val.length - 1] : null,
+      accuracy: r.accuracy,
+      tokS: r.tokS,
+      backend: r.backend,
+      curve: { steps: r.steps.slice(), loss: r.loss.slice() },
+    });
+    renderRuns(state.runs);
+  }
+  state.run = null;
+}
+
+function setTrainingButtons(status) {
+  $('train').disabled = status === 'running' || status === 'starting';
+  $('pause').disabled = !(status === 'running' || status === 'paused');
+  $('pause').textContent = status === 'paused' ? 'Resume' : 'Pause';
+  $('train').textContent = state.run && state.run.status === 'paused' && !state.dirty ? 'Train (new run)' : 'Train';
+}
+
+function ensureModel() {
+  if (state.modelLoaded) return;
+  $('load-gate').hidden = true;
+  $('load-progress').hidden = false;
+  send({ type: 'load' });
+}
+
+function startTraining() {
+  clearError();
+  const s = state.settings;
+  if (s.task === 'text' && !state.userTextSet) {
+    showError('Paste or drop a text to train on first (or pick a built-in task).');
+    return;
+  }
+  archiveRun();
+  ensureModel();
+  resetStats();
+  state.dirty = false;
+  state.run = { settings: s, steps: [], loss: [], ms: [], valSteps: [], val: [], accuracy: null, status: 'starting', last: null };
+  setTrainingButtons('starting');
+  send({ type: 'start', settings: s, preferGpu: state.gpu.available && state.page.backend !== 'cpu' });
+  requestDraw();
+}
+
+// ---- worker events -------------------------------------------------------------------------------------------------
+
+const onMessage = {
+  init(m) {
+    state.config = m.config;
+    state.defaults = m.defaults;
+    state.page = m.parsed.page;
+    state.modelBytes = m.modelBytes;
+    state.gpu = m.gpu;
+    const forced = state.page.backend === 'cpu';
+    const backend = m.gpu.available && !forced ? 'webgpu' : 'cpu';
+    $('backend').textContent = backend;
+    $('backend').dataset.value = backend;
+    if (backend === 'cpu') {
+      showNotice(forced ? 'Training on the CPU executor (wasm), as the link asks (backend=cpu).'
+        : `Training on the CPU executor (wasm): ${m.gpu.reason}. It is slower; small batches keep it responsive.`);
+    }
+    $('seq').max = String(m.config.n_positions);
+    writeControls(m.parsed.settings);
+    state.settings = m.parsed.settings;
+    if (m.parsed.errors.length) showError(m.parsed.errors.join('\n'));
+    applyPageOptions();
+    fillHistogramChoices();
+    send({ type: 'account', settings: state.settings });
+    if (!state.page.embed) ensureModel();
+    else {
+      $('load-gate').hidden = false;
+      $('load-size').textContent = state.modelBytes ? `(${fmtBytes(state.modelBytes)} download)` : '';
+    }
+  },
+  account(m) {
+    state.accounting = m.accounting;
+    state.query = m.query;
+    renderParams(m.accounting, state.settings, state.config);
+    renderMemory(m.accounting, state.run && state.run.measured && !state.dirty ? state.run.measured : null);
+    renderScale(m.accounting);
+    $('snippet').textContent = m.snippet;
+    history.replaceState(null, '', `${location.pathname}?${m.query}${pageQuery()}`);
+  },
+  progress(m) {
+    $('load-bar').max = m.total || 1;
+    $('load-bar').value = m.loaded;
+    $('load-text').textContent = m.total ? `loading the model… ${fmtBytes(m.loaded)} of ${fmtBytes(m.total)}` : `loading the model… ${fmtBytes(m.loaded)}`;
+  },
+  loaded(m) {
+    state.modelLoaded = true;
+    $('load-progress').hidden = true;
+    $('load-gate').hidden = true;
+    document.body.dataset.model = 'loaded';
+    void m;
+    requestHistogram();
+  },
+  text(m) {
+    state.userTextSet = true;
+    $('user-text-info').textContent = `${fmtInt(m.bytes)} bytes ready (never leaves this tab)`;
+  },
+  started(m) {
+    const r = state.run;
+    if (!r) return;
+    r.status = 'running';
+    r.backend = m.backend;
+    r.trainable = m.trainable;
+    r.measured = m.measured;
+    $('backend').textContent = m.backend;
+    $('backend').dataset.value = m.backend;
+    showNotice(m.notice || '');
+    renderMemory(state.accounting, m.measured);
+    setTrainingButtons('running');
+  },
+  step(m) {
+    const r = state.run;
+    if (!r) return;
+    r.steps.push(m.step + 1);
+    r.loss.push(m.loss);
+    r.ms.push(m.ms);
+    r.last = m;
+    requestDraw();
+  },
+  val(m) {
+    const r = state.run;
+    if (!r) return;
+    r.valSteps.push(m.step);
+    r.val.push(m.val_loss);
+    if (m.accuracy != null) r.accuracy = m.accuracy;
+    if (m.val_loss_adapter_rounded != null) {
+      const note = $('rounded-note');
+      note.hidden = false;
+      note.textContent = `The article's claim, measured: with A and B rounded to ${r.settings.adapter_storage}, the validation loss is ` +
+        `${m.val_loss_adapter_rounded.toFixed(4)} (vs ${m.val_loss.toFixed(4)} with the fp32 adapters QLoRA actually keeps).`;
+    }
+    requestDraw();
+  },
+  done(m) {
+    if (!state.run) return;
+    state.run.status = 'done';
+    setTrainingButtons('done');
+    state.spectraPlot = drawSpectra($('spectra-chart'), m.spectra, state.spectraPlot);
+    document.body.dataset.run = 'done';
+    requestDraw();
+  },
+  paused() {
+    if (state.run) state.run.status = 'paused';
+    setTrainingButtons('paused');
+  },
+  resumed() {
+    if (state.run) state.run.status = 'running';
+    setTrainingButtons('running');
+  },
+  reset() {
+    state.run = null;
+    resetStats();
+    setTrainingButtons('idle');
+    requestDraw();
+  },
+  diverged(m) {
+    if (state.run) state.run.status = 'paused';
+    setTrainingButtons('done');
+    showError(`Training diverged at step ${m.step + 1} (loss ${m.loss}); try a learning rate below ${m.lr.toExponential(1)}.`);
+  },
+  generated(m) {
+    $('output-base').textContent = m.base;
+    $('output-tuned').textContent = m.tuned;
+    $('generate').disabled = false;
+    $('base-caption').textContent = state.run && state.run.settings.method !== 'full'
+      ? `Base (${state.run.settings.format}${state.run.settings.dq ? '+dq' : ''}, no adapter)` : 'Base';
+  },
+  histogram(m) {
+    state.histogram = m.histogram;
+    drawHist();
+    renderQuantErrors(m.histogram);
+  },
+  error(m) {
+    if (m.during === 'start' || m.during === 'training') {
+      if (state.run && state.run.steps.length === 0) state.run = null;
+      else if (state.run) state.run.status = 'paused';
+      setTrainingButtons(state.run ? 'paused' : 'idle');
+    }
+    if (m.during === 'generate') $('generate').disabled = false;
+    if (m.during === 'load' || m.during === 'init') $('load-progress').hidden = true;
+    showError(m.message);
+  },
+};
+
+worker.onmessage = (ev) => {
+  const handler = onMessage[ev.data.type];
+  if (handler) handler(ev.data);
+};
+worker.onerror = (ev) => showError(`The engine stopped: ${ev.message || 'the worker failed to start'}`);
+
+// ---- page options: embed, hidden controls, copy link ----------------------------------------------------------------
+
+function applyPageOptions() {
+  document.body.classList.toggle('embed', state.page.embed);
+  for (const name of state.page.hide) {
+    for (const node of document.querySelectorAll(`[data-control="${name}"]`)) node.hidden = true;
+  }
+}
+
+/// The page options of this link (embed, hidden controls, forced backend), appended to the settings' query.
+function pageQuery(embed = state.page.embed) {
+  const p = state.page;
+  return `${embed ? '&embed=1' : ''}${p.hide.length ? `&hide=${p.hide.join(',')}` : ''}${p.backend ? `&backend=${p.backend}` : ''}`;
+}
+
+function shareUrl(embed) {
+  return `${location.origin}${location.pathname}?${state.query}${pageQuery(embed)}`;
+}
+
+async function copy(text, button) {
+  try {
+    await navigator.clipboard.writeText(text);
+    button.dataset.copied = text;
+    const label = button.textContent;
+    button.textContent = 'Copied';
+    setTimeout(() => { button.textContent = label; }, 1200);
+  } catch {
+    // Clipboard refused (permissions, insecure context): show the text so it can be copied by hand.
+    button.dataset.copied = text;
+    showNotice(text);
+  }
+}
+
+// ---- histogram choices ------------------------------------------------------------------------------------------------
+
+function fillHistogramChoices() {
+  const sel = $('hist-weight');
+  const names = { attn: 'attn.c_attn', o: 'attn.c_proj', fc: 'mlp.c_fc', proj: 'mlp.c_proj' };
+  sel.replaceChildren();
+  for (let l = 0; l < state.config.n_layer; l++) {
+    for (const [k, v] of Object.entries(names)) sel.append(el('option', { value: `${l}:${k}`, textContent: `h.${l}.${v}` }));
+  }
+  sel.value = '0:fc';
+}
+
+function requestHistogram() {
+  const [layer, linear] = $('hist-weight').value.split(':');
+  send({ type: 'histogram', layer: Number(layer), linear });
+}
+
+function drawHist() {
+  if (!state.histogram) return;
+  const f = state.settings && ['nf4', 'fp4', 'int4'].includes(state.settings.format) ? state.settings.format : 'nf4';
+  state.histPlot = drawHistogram($('hist-chart'), state.histogram, f, state.histPlot);
+}
+
+// ---- wiring -----------------------------------------------------------------------------------------------------------
+
+for (const node of $('controls').querySelectorAll('input, select')) {
+  if (node.id === 'user-text' || node.id === 'user-file') continue;
+  node.addEventListener('input', onSettingsChanged);
+  node.addEventListener('change', onSettingsChanged);
+}
+$('format').addEventListener('change', drawHist);
+$('controls').addEventListener('submit', (e) => e.preventDefault());
+$('train').addEventListener('click', startTraining);
+$('pause').addEventListener('click', () => {
+  if (!state.run) return;
+  if (state.run.status === 'paused') send({ type: 'resume' });
+  else send({ type: 'pause' });
+});
+$('reset').addEventListener('click', () => { archiveRun(); send({ type: 'reset' }); });
+$('load-model').addEventListener('click', ensureModel);
+$('log-scale').addEventListener('change', (e) => { lossChart.log = e.target.checked; requestDraw(); });
+$('generate').addEventListener('click', () => {
+  clearError();
+  ensureModel();
+  $('generate').disabled = true;
+  send({
+    type: 'generate',
+    prompt: $('prompt').value,
+    tokens: Number($('gen-tokens').value),
+    temperature: Number($('temperature').value),
+    topK: Number($('top-k').value),
+    seed: state.settings ? state.settings.seed : 0,
+  });
+});
+$('hist-weight').addEventListener('change', requestHistogram);
+$('copy-link').addEventListener('click', (e) => copy(shareUrl(false), e.currentTarget));
+$('copy-iframe').addEventListener('click', (e) => copy(
+  `<iframe src="${shareUrl(true)}" width="100%" height="720" style="border:0" loading="lazy" title="qlora-playground"></iframe>`, e.currentTarget));
+$('copy-snippet').addEventListener('click', (e) => copy($('snippet').textContent, e.currentTarget));
+
+// User text: pasted, chosen or dropped. The bytes go to the worker, which checks them (UTF-8, size) in Rust.
+function sendUserText(bytes) {
+  clearError();
+  state.userTextSet = false;
+  send({ type: 'text', bytes }, [bytes]);
+}
+$('user-text').addEventListener('change', (e) => sendUserText(new TextEncoder().encode(e.target.value).buffer));
+$('user-file').addEventListener('change', async (e) => {
+  const f = e.target.files[0];
+  if (f) sendUserText(await f.arrayBuffer());
+});
+$('user-text').addEventListener('dragover', (e) => e.preventDefault());
+$('user-text').addEventListener('drop', async (e) => {
+  e.preventDefault();
+  const f = e.dataTransfer.files[0];
+  if (f) sendUserText(await f.arrayBuffer());
+});
+window.addEventListener('resize', requestDraw);
+
+send({ type: 'init', query: location.search });
+requestDraw();

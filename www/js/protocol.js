@@ -1,0 +1,28 @@
+// The messages between the page (main.js) and the engine's worker (worker.js). Requests carry `type` and go
+// page → worker; replies and events go worker → page. Settings are the Rust `web::settings::Settings` struct as a
+// plain object (serde-wasm-bindgen), so both sides agree on every field name.
+//
+// page → worker
+//   {type:'init', query}                       load wasm and config.json; read the URL query
+//   {type:'account', settings}                 counts, memory, scale-up, snippet for settings (answered at once)
+//   {type:'load'}                              fetch the model weights (progress events)
+//   {type:'text', bytes}                       the user's own text (ArrayBuffer); checked in Rust
+//   {type:'start', settings, preferGpu}        new run, then steps stream until done or paused
+//   {type:'pause'} / {type:'resume'} / {type:'reset'}
+//   {type:'generate', prompt, tokens, temperature, topK, seed}
+//   {type:'histogram', layer, linear}          a base weight against the 4-bit levels
+// worker → page
+//   {type:'init', parsed:{settings, page, errors}, defaults, config, modelBytes}
+//   {type:'account', accounting, query, snippet}
+//   {type:'progress', loaded, total} · {type:'loaded', info}
+//   {type:'text', bytes}
+//   {type:'started', backend, notice, trainable, measured}
+//   {type:'step', step, loss, lr, grad_norm, tokens, ms} · {type:'val', step, val_loss, accuracy, val_loss_adapter_rounded}
+//   {type:'done', spectra} · {type:'paused'} · {type:'resumed'} · {type:'reset'} · {type:'diverged', step, loss, lr}
+//   {type:'generated', base, tuned} · {type:'histogram', histogram}
+//   {type:'error', during, message}
+
+/// Steps between validations: about 15 points on the validation curve, at least every 10 steps.
+export function validateEvery(steps) {
+  return Math.max(10, Math.round(steps / 15));
+}

@@ -1,0 +1,128 @@
+// Rendering of numbers the engine computed: parameter counts, memory bars, the scale-up table, the runs table and
+// the explainer. Only textContent and element construction: no user string is ever parsed as HTML.
+
+import { PALETTE } from './charts.js';
+
+export const fmtInt = (n) => Number(n).toLocaleString('en-US');
+
+export function fmtBytes(b) {
+  if (b == null) return '–';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = Number(b);
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
+  return `${v.toFixed(u === 0 ? 0 : v < 10 ? 2 : 1)} ${units[u]}`;
+}
+
+export function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === 'style') e.style.cssText = v;
+    else if (k.startsWith('data-')) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const c of children) e.append(c instanceof Node ? c : String(c));
+  return e;
+}
+
+const CATEGORY_LABEL = {
+  base_weights: 'base weights',
+  quant_constants: 'quantization constants',
+  adapters: 'adapters',
+  gradients: 'gradients',
+  optimizer: 'optimizer state',
+  activations: 'activations',
+};
+const CATEGORIES = Object.keys(CATEGORY_LABEL);
+const color = (cat) => PALETTE[CATEGORIES.indexOf(cat) % PALETTE.length];
+
+export function renderParams(acc, settings, config) {
+  const tp = document.getElementById('trainable-params');
+  tp.textContent = fmtInt(acc.trainable);
+  tp.dataset.value = String(acc.trainable);
+  document.getElementById('trainable-detail').textContent = settings.method === 'full'
+    ? `Full fine-tuning: all ${fmtInt(acc.total_params)} parameters train (100%).`
+    : `${acc.percent.toFixed(3)}% of ${fmtInt(acc.total_params)} — full fine-tuning would train ${fmtInt(acc.full_trainable)}.`;
+  renderExplainer(settings, config);
+}
+
+/// The article's example (a 3×3 update as 3×1 · 1×3), then the same arithmetic on this model's matrices at rank r.
+function renderExplainer(settings, config) {
+  const box = document.getElementById('explainer');
+  const c = config.n_embd;
+  const r = settings.r;
+  const rows = [['the article’s 3×3 update', 3, 3, 1]];
+  const dims = { q: [c, c], k: [c, c], v: [c, c], o: [c, c], fc: [c, 4 * c], proj: [4 * c, c] };
+  for (const t of settings.targets) rows.push([`${t} (${dims[t][0]}→${dims[t][1]})`, dims[t][1], dims[t][0], r]);
+  const table = el('table', { className: 'compact' },
+    el('thead', {}, el('tr', {}, el('th', {}, 'matrix'), el('th', {}, 'ΔW numbers'), el('th', {}, 'B·A numbers'), el('th', {}, 'ratio'))));
+  const body = el('tbody');
+  for (const [name, dOut, dIn, rank] of settings.method === 'full' ? rows.slice(0, 1) : rows) {
+    const dense = dOut * dIn;
+    const lowRank = rank * (dOut + dIn);
+    body.append(el('tr', {}, el('td', {}, name), el('td', {}, `${dOut}×${dIn} = ${fmtInt(dense)}`),
+      el('td', {}, `${dOut}×${rank} + ${rank}×${dIn} = ${fmtInt(lowRank)}`), el('td', {}, `${(lowRank / dense * 100).toFixed(1)}%`)));
+  }
+  table.append(body);
+  box.replaceChildren(
+    el('p', {}, 'LoRA keeps W₀ frozen and learns ΔW = B·A (B: d_out×r, zero at the start; A: r×d_in, random), so h = W₀x + (α/r)·B·A·x. ',
+      'An update of rank r costs r·(d_in + d_out) numbers instead of d_in·d_out:'),
+    table);
+}
+
+/// Stacked bars: this configuration (theory), measured GPU bytes, and full / LoRA / QLoRA at the same settings.
+export function renderMemory(acc, measured) {
+  const total = document.getElementById('memory-total');
+  total.textContent = fmtBytes(acc.memory.total);
+  total.dataset.value = String(acc.memory.total);
+  const bars = [['this configuration (theory)', acc.memory.categories, acc.memory.total]];
+  const m = document.getElementById('memory-measured');
+  if (measured) {
+    const cats = measured.filter(([k]) => k !== 'scratch');
+    const scratch = measured.find(([k]) => k === 'scratch');
+    const sum = cats.reduce((a, [, v]) => a + v, 0);
+    m.textContent = `${fmtBytes(sum)}${scratch ? ` (+ ${fmtBytes(scratch[1])} scratch)` : ''}`;
+    m.dataset.value = String(sum);
+    bars.push(['measured on the GPU', cats.map(([k, v]) => [k === 'quantization_constants' ? 'quant_constants' : k, v]), sum]);
+  } else {
+    m.textContent = 'n/a on the CPU executor';
+    delete m.dataset.value;
+  }
+  for (const [name, mem] of acc.compare) bars.push([`${name === 'qlora' ? 'QLoRA (nf4+dq)' : name === 'lora' ? 'LoRA (fp32 base)' : 'full fine-tuning'}`, mem.categories, mem.total]);
+  const max = Math.max(...bars.map((b) => b[2]));
+  const box = document.getElementById('memory-bars');
+  box.replaceChildren(...bars.map(([label, cats, sum]) => {
+    const bar = el('div', { className: 'bar', role: 'img', 'aria-label': `${label}: ${fmtBytes(sum)}` });
+    for (const [k, v] of cats) {
+      if (v > 0) bar.append(el('span', { className: 'seg', title: `${CATEGORY_LABEL[k] || k}: ${fmtBytes(v)}`, style: `width:${(v / max) * 100}%;background:${color(k)}` }));
+    }
+    return el('div', { className: 'bar-row' }, el('span', { className: 'bar-label' }, label), bar, el('span', { className: 'bar-value' }, fmtBytes(sum)));
+  }));
+  const legend = document.getElementById('memory-legend');
+  legend.replaceChildren(...CATEGORIES.map((k) => el('li', {}, el('span', { className: 'swatch', style: `background:${color(k)}` }), CATEGORY_LABEL[k])));
+}
+
+export function renderScale(acc) {
+  const body = document.querySelector('#scale-table tbody');
+  const names = { gpt2: 'GPT-2 small', 'gpt3-175b': 'GPT-3 175B', 'llama-7b': 'LLaMA 7B', 'llama-65b': 'LLaMA 65B' };
+  body.replaceChildren(...acc.scale_up.map((r) => el('tr', {},
+    el('td', {}, names[r.preset] || r.preset), el('td', {}, fmtInt(r.params)), el('td', {}, fmtInt(r.trainable)),
+    el('td', {}, `${r.percent.toFixed(4)}%`), el('td', {}, fmtBytes(r.full_bytes)), el('td', {}, fmtBytes(r.lora_bytes)),
+    el('td', {}, fmtBytes(r.qlora_bytes)))));
+}
+
+export function renderRuns(runs) {
+  const body = document.querySelector('#runs-table tbody');
+  body.replaceChildren(...runs.map((r, i) => el('tr', {},
+    el('td', {}, String(i + 1)), el('td', {}, r.settings.method), el('td', {}, r.settings.method === 'full' ? '–' : String(r.settings.r)),
+    el('td', {}, r.settings.method === 'full' ? 'fp32' : `${r.settings.format}${r.settings.dq ? '+dq' : ''}`),
+    el('td', {}, fmtInt(r.trainable)), el('td', {}, String(r.steps)), el('td', {}, r.loss.toFixed(4)),
+    el('td', {}, r.val == null ? '–' : r.val.toFixed(4)), el('td', {}, r.accuracy == null ? '–' : `${(r.accuracy * 100).toFixed(0)}%`),
+    el('td', {}, r.tokS ? fmtInt(Math.round(r.tokS)) : '–'), el('td', {}, r.backend))));
+}
+
+export function renderQuantErrors(h) {
+  const body = document.querySelector('#quant-errors tbody');
+  body.replaceChildren(...h.errors.map((e) => el('tr', {},
+    el('td', {}, e.format), el('td', {}, e.bits_per_param.toFixed(3)), el('td', {}, e.rmse.toExponential(2)), el('td', {}, e.max_abs.toExponential(2)))));
+}

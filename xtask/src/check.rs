@@ -1,0 +1,40 @@
+//! `cargo xtask test`: every check CI runs, installing what is missing first.
+
+use crate::tools::{ensure_browser_tools, ensure_component, ensure_vulkan_driver, ensure_wasm_target, run};
+use std::process::Command;
+
+pub fn test() -> Result<(), String> {
+    ensure_component("rustfmt", &["fmt", "--version"])?;
+    ensure_component("clippy", &["clippy", "--version"])?;
+    run("cargo", &["fmt", "--all", "--", "--check"])?;
+    run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    // The engine must keep compiling for the browser (no CLI there).
+    ensure_wasm_target()?;
+    run("cargo", &["build", "--lib", "--no-default-features", "--target", "wasm32-unknown-unknown"])?;
+    ensure_vulkan_driver()?;
+    ensure_browser_tools()?;
+    // The WebGPU executor in headless Chromium (WebGPU on SwiftShader; webdriver.json enables it).
+    let args = ["test", "--headless", "--chrome", "--", "--test", "browser"];
+    eprintln!("xtask: wasm-pack {}", args.join(" "));
+    let status = Command::new("wasm-pack")
+        .args(args)
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "300")
+        .status()
+        .map_err(|e| format!("cannot run wasm-pack: {e}"))?;
+    if !status.success() {
+        return Err(format!("browser tests failed ({status})"));
+    }
+    // Native tests last, so their summary closes the log. wgpu's Vulkan loader wants XDG_RUNTIME_DIR (it only warns).
+    let args = ["test", "--package", "qlora-playground", "--all-targets"];
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let runtime_dir = std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
+    let status = Command::new("cargo")
+        .args(args)
+        .env("XDG_RUNTIME_DIR", runtime_dir)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("tests failed ({status})"));
+    }
+    Ok(())
+}

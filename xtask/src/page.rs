@@ -1,0 +1,161 @@
+//! The page: `cargo xtask dist` builds the engine for the browser (wasm-pack, release) and writes a self-contained
+//! static site to `dist/` (`dist/index.html` is the playground); `cargo xtask serve` does that and serves it.
+
+use crate::tools::{ensure_wasm_tools, run};
+use std::path::{Path, PathBuf};
+
+/// What `www/` may hold that the page does not ship: hidden files and pretraining checkpoints (gitignored).
+fn shipped(name: &str) -> bool {
+    !name.starts_with('.') && name != "checkpoint"
+}
+
+/// Copies a directory tree (files only; the page has no links), leaving out what is not shipped.
+fn copy_tree(from: &Path, to: &Path) -> Result<u64, String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+    let mut bytes = 0;
+    let entries = std::fs::read_dir(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| e.to_string())?;
+        if !shipped(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().map_err(|e| e.to_string())?.is_dir() {
+            bytes += copy_tree(&src, &dst)?;
+        } else {
+            bytes += std::fs::copy(&src, &dst).map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
+        }
+    }
+    Ok(bytes)
+}
+
+/// Builds `dist/`: `www/` as it is, plus `pkg/` with the wasm module and its JavaScript glue. Returns the directory.
+pub fn dist() -> Result<PathBuf, String> {
+    ensure_wasm_tools()?;
+    let pkg = Path::new("target/page-pkg");
+    // Release build without the CLI feature; wasm-opt is off in Cargo.toml (Debian's binaryen breaks the module).
+    run(
+        "wasm-pack",
+        &[
+            "build",
+            "--release",
+            "--target",
+            "web",
+            "--no-typescript",
+            "--no-pack",
+            "--out-dir",
+            "target/page-pkg",
+            "--",
+            "--no-default-features",
+        ],
+    )?;
+    let dist = PathBuf::from("dist");
+    if dist.exists() {
+        std::fs::remove_dir_all(&dist).map_err(|e| format!("cannot clear dist/: {e}"))?;
+    }
+    let page_bytes = copy_tree(Path::new("www"), &dist)?;
+    std::fs::create_dir_all(dist.join("pkg")).map_err(|e| e.to_string())?;
+    let mut wasm_bytes = 0;
+    for name in ["qlora_playground.js", "qlora_playground_bg.wasm"] {
+        wasm_bytes += std::fs::copy(pkg.join(name), dist.join("pkg").join(name))
+            .map_err(|e| format!("cannot copy {name} from {}: {e}", pkg.display()))?;
+    }
+    eprintln!(
+        "xtask: wrote dist/ ({:.1} MB of page and model, {:.1} MB of wasm); serve it from any static host",
+        page_bytes as f64 / 1e6,
+        wasm_bytes as f64 / 1e6
+    );
+    Ok(dist)
+}
+
+/// The MIME type of a file the page serves (`application/wasm` is required for streaming compilation).
+fn mime(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "wasm" => "application/wasm",
+        "json" => "application/json",
+        "png" => "image/png",
+        "svg" => "image/svg+xml",
+        "txt" | "md" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Resolves a request path inside `root`, refusing anything that climbs out of it.
+fn resolve(root: &Path, url: &str) -> Option<PathBuf> {
+    let path = url.split(['?', '#']).next().unwrap_or("/");
+    let mut out = root.to_path_buf();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        if part == ".." || part.contains('\\') || part.starts_with('.') {
+            return None;
+        }
+        out.push(part);
+    }
+    if out.is_dir() {
+        out.push("index.html");
+    }
+    out.is_file().then_some(out)
+}
+
+/// `cargo xtask serve [--port N]`: builds `dist/` and serves it on 127.0.0.1 until interrupted.
+pub fn serve(args: &[String]) -> Result<(), String> {
+    let mut port: u16 = 8000;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--port" => {
+                let v = it.next().ok_or("--port needs a number")?;
+                port = v.parse().map_err(|_| format!("--port takes a port number (1-65535), not {v:?}"))?;
+            }
+            "--no-build" => {}
+            other => return Err(format!("unknown option {other:?} for serve; options: --port N, --no-build")),
+        }
+    }
+    let root = if args.iter().any(|a| a == "--no-build") { PathBuf::from("dist") } else { dist()? };
+    let server = tiny_http::Server::http(("127.0.0.1", port))
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (choose another with --port)"))?;
+    eprintln!("xtask: serving {} on http://127.0.0.1:{port}/ (Ctrl-C to stop)", root.display());
+    for request in server.incoming_requests() {
+        let response = match resolve(&root, request.url()) {
+            Some(path) => match std::fs::read(&path) {
+                Ok(bytes) => {
+                    let ct = tiny_http::Header::from_bytes("Content-Type", mime(&path)).expect("valid header");
+                    // Always revalidate: a rebuilt page must never mix with a cached wasm module.
+                    let cache = tiny_http::Header::from_bytes("Cache-Control", "no-cache").expect("valid header");
+                    // Content-Length rather than chunks: the page shows download progress against it.
+                    tiny_http::Response::from_data(bytes)
+                        .with_header(ct)
+                        .with_header(cache)
+                        .with_chunked_threshold(usize::MAX)
+                }
+                Err(_) => tiny_http::Response::from_string("cannot read file").with_status_code(500),
+            },
+            None => tiny_http::Response::from_string("not found").with_status_code(404),
+        };
+        // A client that hung up is not the server's problem.
+        let _ = request.respond(response);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_inside_the_root_and_get_their_mime_type() {
+        let root = std::env::temp_dir().join(format!("xtask-serve-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("pkg")).unwrap();
+        std::fs::write(root.join("index.html"), "x").unwrap();
+        std::fs::write(root.join("pkg/a.wasm"), "x").unwrap();
+        assert_eq!(resolve(&root, "/?r=4"), Some(root.join("index.html")));
+        assert_eq!(resolve(&root, "/pkg/a.wasm"), Some(root.join("pkg/a.wasm")));
+        assert_eq!(resolve(&root, "/../etc/passwd"), None);
+        assert_eq!(resolve(&root, "/pkg/../../x"), None);
+        assert_eq!(resolve(&root, "/missing.js"), None);
+        assert_eq!(mime(Path::new("a.wasm")), "application/wasm");
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}

@@ -1,0 +1,103 @@
+//! Running programs, and installing what a fresh Debian/Ubuntu machine lacks (needs root there, as CI has).
+
+use std::process::Command;
+
+pub fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    eprintln!("xtask: {program} {}", args.join(" "));
+    let status = Command::new(program).args(args).status().map_err(|e| format!("cannot run {program}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{program} {} failed ({status})", args.join(" ")))
+    }
+}
+
+/// Installs a rustup component when it is missing (fresh machines may lack clippy or rustfmt).
+pub fn ensure_component(component: &str, probe: &[&str]) -> Result<(), String> {
+    let ok = Command::new("cargo").args(probe).output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        run("rustup", &["component", "add", component])?;
+    }
+    Ok(())
+}
+
+/// Adds the wasm32 target when rustup lacks it (the page build and the wasm check need it).
+pub fn ensure_wasm_target() -> Result<(), String> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("cannot run rustup: {e}"))?;
+    if !String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+        run("rustup", &["target", "add", "wasm32-unknown-unknown"])?;
+    }
+    Ok(())
+}
+
+/// Installs Mesa's lavapipe (Vulkan on the CPU) when no Vulkan driver is present, so the GPU parity tests run on
+/// machines without a GPU. Needs root, as CI has.
+pub fn ensure_vulkan_driver() -> Result<(), String> {
+    let icd_dirs = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"];
+    let has_driver = icd_dirs.iter().any(|d| std::fs::read_dir(d).map(|mut e| e.next().is_some()).unwrap_or(false));
+    let has_loader = std::path::Path::new("/usr/lib/x86_64-linux-gnu/libvulkan.so.1").exists()
+        || std::path::Path::new("/usr/lib/aarch64-linux-gnu/libvulkan.so.1").exists();
+    if has_driver && has_loader {
+        return Ok(());
+    }
+    run("apt-get", &["update", "-qq"])?;
+    run("apt-get", &["install", "-y", "-qq", "mesa-vulkan-drivers", "libvulkan1"])
+}
+
+/// Whether `program --version` runs and its output contains `needle`.
+pub fn has_version(program: &str, needle: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(needle))
+        .unwrap_or(false)
+}
+
+/// The version of a package as Cargo.lock pins it.
+pub fn locked_version(package: &str) -> Result<String, String> {
+    let lock = std::fs::read_to_string("Cargo.lock").map_err(|e| format!("cannot read Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == format!("name = \"{package}\"") {
+            if let Some(v) = lines.next().and_then(|l| l.trim().strip_prefix("version = ")) {
+                return Ok(v.trim_matches('"').to_string());
+            }
+        }
+    }
+    Err(format!("{package} is not in Cargo.lock"))
+}
+
+/// wasm-pack, and wasm-bindgen-cli at exactly the wasm-bindgen version that Cargo.lock pins (wasm-pack then finds it
+/// on PATH and downloads nothing), plus the wasm32 target.
+pub fn ensure_wasm_tools() -> Result<(), String> {
+    ensure_wasm_target()?;
+    let bindgen = locked_version("wasm-bindgen")?;
+    if !has_version("wasm-bindgen", &bindgen) {
+        run("cargo", &["install", "wasm-bindgen-cli", "--version", &bindgen])?;
+    }
+    if !has_version("wasm-pack", "wasm-pack") {
+        run("cargo", &["install", "wasm-pack", "--version", "0.15.1"])?;
+    }
+    Ok(())
+}
+
+/// Debian's Chromium and ChromeDriver (browser tests), and the wasm tools.
+pub fn ensure_browser_tools() -> Result<(), String> {
+    if !std::path::Path::new("/usr/bin/chromium").exists() || !std::path::Path::new("/usr/bin/chromedriver").exists() {
+        run("apt-get", &["update", "-qq"])?;
+        run("apt-get", &["install", "-y", "-qq", "chromium", "chromium-driver"])?;
+    }
+    ensure_wasm_tools()
+}
+
+/// Node.js and npm (page tests), from Debian when missing.
+pub fn ensure_node() -> Result<(), String> {
+    if !has_version("node", "v") || !has_version("npm", ".") {
+        run("apt-get", &["update", "-qq"])?;
+        run("apt-get", &["install", "-y", "-qq", "nodejs", "npm"])?;
+    }
+    Ok(())
+}
