@@ -71,12 +71,13 @@ function readControls() {
 function writeControls(s) {
   $('method').value = s.method;
   $('rank').value = String(s.r);
-  $('alpha').value = String(s.alpha);
   for (const t of TARGETS) $(`targets-${t}`).checked = s.targets.includes(t);
   $('format').value = s.format;
   $('double-quant').checked = s.dq;
   $('adapter-storage').value = s.adapter_storage;
-  $('lr').value = String(s.lr);
+  // Settings hold f32 values: show them at f32 precision, not as their f64 expansion (0.003, not 0.0030000000261).
+  $('lr').value = String(Number(s.lr.toPrecision(7)));
+  $('alpha').value = String(Number(s.alpha.toPrecision(7)));
   $('batch').value = String(s.batch);
   $('seq').value = String(s.seq);
   $('steps').value = String(s.steps);
@@ -170,6 +171,7 @@ function resetStats() {
     $(id).textContent = '–';
     delete $(id).dataset.value;
   }
+  delete $('val-loss').dataset.initial;
   $('step').textContent = '0';
   $('step').dataset.value = '0';
   $('train-progress').value = 0;
@@ -312,6 +314,7 @@ const onMessage = {
     if (!r) return;
     r.valSteps.push(m.step);
     r.val.push(m.val_loss);
+    if (r.val.length === 1) $('val-loss').dataset.initial = String(m.val_loss);
     if (m.accuracy != null) r.accuracy = m.accuracy;
     if (m.val_loss_adapter_rounded != null) {
       const note = $('rounded-note');

@@ -1,6 +1,9 @@
 //! `cargo xtask test`: every check CI runs, installing what is missing first.
 
-use crate::tools::{ensure_browser_tools, ensure_component, ensure_vulkan_driver, ensure_wasm_target, run};
+use crate::page;
+use crate::tools::{
+    ensure_browser_tools, ensure_component, ensure_node, ensure_vulkan_driver, ensure_wasm_target, run,
+};
 use std::process::Command;
 
 pub fn test() -> Result<(), String> {
@@ -24,6 +27,7 @@ pub fn test() -> Result<(), String> {
     if !status.success() {
         return Err(format!("browser tests failed ({status})"));
     }
+    page_tests()?;
     // Native tests last, so their summary closes the log. wgpu's Vulkan loader wants XDG_RUNTIME_DIR (it only warns).
     let args = ["test", "--package", "qlora-playground", "--all-targets"];
     eprintln!("xtask: cargo {}", args.join(" "));
@@ -36,5 +40,35 @@ pub fn test() -> Result<(), String> {
     if !status.success() {
         return Err(format!("tests failed ({status})"));
     }
+    Ok(())
+}
+
+/// The page end to end: build `dist/`, serve it, and drive it in headless Chromium (Playwright) with WebGPU and
+/// without (the CPU fallback). Screenshots land in tests/page/artifacts/.
+fn page_tests() -> Result<(), String> {
+    ensure_node()?;
+    let dir = "tests/page";
+    eprintln!("xtask: npm ci (in {dir})");
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .status()
+        .map_err(|e| format!("cannot run npm: {e}"))?;
+    if !status.success() {
+        return Err(format!("npm ci failed ({status})"));
+    }
+    let root = page::dist()?;
+    let addr = page::spawn_server(root, 0)?;
+    eprintln!("xtask: page tests against http://{addr}/");
+    let status = Command::new("node")
+        .args(["--test", "--test-concurrency=1", "webgpu.test.mjs", "cpu.test.mjs"])
+        .current_dir(dir)
+        .env("PAGE_URL", format!("http://{addr}/"))
+        .status()
+        .map_err(|e| format!("cannot run node: {e}"))?;
+    if !status.success() {
+        return Err(format!("page tests failed ({status}); screenshots in {dir}/artifacts/"));
+    }
+    eprintln!("xtask: page tests passed; screenshots in {dir}/artifacts/");
     Ok(())
 }

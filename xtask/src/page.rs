@@ -99,9 +99,40 @@ fn resolve(root: &Path, url: &str) -> Option<PathBuf> {
     out.is_file().then_some(out)
 }
 
-/// `cargo xtask serve [--port N]`: builds `dist/` and serves it on 127.0.0.1 until interrupted.
+/// Serves `root` on 127.0.0.1:`port` (0: any free port) from a background thread; returns the address.
+pub fn spawn_server(root: PathBuf, port: u16) -> Result<std::net::SocketAddr, String> {
+    let server = tiny_http::Server::http(("127.0.0.1", port))
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (choose another with --port)"))?;
+    let addr = server.server_addr().to_ip().ok_or("the server has no IP address")?;
+    std::thread::spawn(move || {
+        for request in server.incoming_requests() {
+            let response = match resolve(&root, request.url()) {
+                Some(path) => match std::fs::read(&path) {
+                    Ok(bytes) => {
+                        let ct = tiny_http::Header::from_bytes("Content-Type", mime(&path)).expect("valid header");
+                        // Always revalidate: a rebuilt page must never mix with a cached wasm module.
+                        let cache = tiny_http::Header::from_bytes("Cache-Control", "no-cache").expect("valid header");
+                        // Content-Length rather than chunks: the page shows download progress against it.
+                        tiny_http::Response::from_data(bytes)
+                            .with_header(ct)
+                            .with_header(cache)
+                            .with_chunked_threshold(usize::MAX)
+                    }
+                    Err(_) => tiny_http::Response::from_string("cannot read file").with_status_code(500),
+                },
+                None => tiny_http::Response::from_string("not found").with_status_code(404),
+            };
+            // A client that hung up is not the server's problem.
+            let _ = request.respond(response);
+        }
+    });
+    Ok(addr)
+}
+
+/// `cargo xtask serve [--port N] [--no-build]`: builds `dist/` and serves it on 127.0.0.1 until interrupted.
 pub fn serve(args: &[String]) -> Result<(), String> {
     let mut port: u16 = 8000;
+    let mut build = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -109,35 +140,19 @@ pub fn serve(args: &[String]) -> Result<(), String> {
                 let v = it.next().ok_or("--port needs a number")?;
                 port = v.parse().map_err(|_| format!("--port takes a port number (1-65535), not {v:?}"))?;
             }
-            "--no-build" => {}
+            "--no-build" => build = false,
             other => return Err(format!("unknown option {other:?} for serve; options: --port N, --no-build")),
         }
     }
-    let root = if args.iter().any(|a| a == "--no-build") { PathBuf::from("dist") } else { dist()? };
-    let server = tiny_http::Server::http(("127.0.0.1", port))
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (choose another with --port)"))?;
-    eprintln!("xtask: serving {} on http://127.0.0.1:{port}/ (Ctrl-C to stop)", root.display());
-    for request in server.incoming_requests() {
-        let response = match resolve(&root, request.url()) {
-            Some(path) => match std::fs::read(&path) {
-                Ok(bytes) => {
-                    let ct = tiny_http::Header::from_bytes("Content-Type", mime(&path)).expect("valid header");
-                    // Always revalidate: a rebuilt page must never mix with a cached wasm module.
-                    let cache = tiny_http::Header::from_bytes("Cache-Control", "no-cache").expect("valid header");
-                    // Content-Length rather than chunks: the page shows download progress against it.
-                    tiny_http::Response::from_data(bytes)
-                        .with_header(ct)
-                        .with_header(cache)
-                        .with_chunked_threshold(usize::MAX)
-                }
-                Err(_) => tiny_http::Response::from_string("cannot read file").with_status_code(500),
-            },
-            None => tiny_http::Response::from_string("not found").with_status_code(404),
-        };
-        // A client that hung up is not the server's problem.
-        let _ = request.respond(response);
+    let root = if build { dist()? } else { PathBuf::from("dist") };
+    if !root.join("index.html").is_file() {
+        return Err("dist/ has no page yet; run without --no-build".into());
     }
-    Ok(())
+    let addr = spawn_server(root, port)?;
+    eprintln!("xtask: serving dist/ on http://{addr}/ (Ctrl-C to stop)");
+    loop {
+        std::thread::park();
+    }
 }
 
 #[cfg(test)]

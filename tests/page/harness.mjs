@@ -1,0 +1,58 @@
+// Shared set-up of the page tests: Debian's Chromium through playwright-core, the page served by `cargo xtask test`
+// at $PAGE_URL, screenshots into artifacts/, and a record of every request the page makes.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const PAGE_URL = process.env.PAGE_URL || 'http://127.0.0.1:8000/';
+export const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), 'artifacts');
+mkdirSync(ARTIFACTS, { recursive: true });
+
+/// A browser with WebGPU (SwiftShader, `--enable-unsafe-webgpu`) or without it (the CPU fallback).
+export async function launch({ webgpu }) {
+  const args = ['--headless=new', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--no-first-run'];
+  if (webgpu) args.push('--enable-unsafe-webgpu');
+  else args.push('--disable-features=WebGPU,Vulkan', '--disable-gpu');
+  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args });
+}
+
+/// A page with request and error logs attached (worker requests included).
+export async function open(browser, query = '') {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+  const page = await context.newPage();
+  const requests = [];
+  const errors = [];
+  context.on('request', (r) => requests.push({ url: r.url(), method: r.method() }));
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('worker', (w) => w.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); }));
+  await page.goto(PAGE_URL + query);
+  await page.waitForSelector('[data-testid=trainable-params][data-value]', { timeout: 60000 });
+  return { page, context, requests, errors };
+}
+
+export const attr = (page, id, name = 'data-value') => page.getAttribute(`[data-testid=${id}]`, name);
+export const text = (page, id) => page.textContent(`[data-testid=${id}]`);
+
+export async function modelLoaded(page) {
+  await page.waitForFunction(() => document.body.dataset.model === 'loaded', null, { timeout: 120000 });
+}
+
+/// Presses Train and waits for the run to finish (or an error to appear).
+export async function trainToEnd(page, timeout) {
+  await page.evaluate(() => { delete document.body.dataset.run; });
+  await page.click('[data-testid=train]');
+  await page.waitForFunction(
+    () => document.body.dataset.run === 'done' || !document.querySelector('[data-testid=error]').hidden,
+    null, { timeout });
+  const error = await page.isVisible('[data-testid=error]') ? await text(page, 'error') : '';
+  if (error) throw new Error(`training failed: ${error}`);
+}
+
+/// Trainable parameters of LoRA on our GPT-2 from config.json alone: r·(d_in + d_out) per adapted matrix and block.
+export function expectedTrainable(config, r, targets) {
+  const c = config.n_embd;
+  const dims = { q: [c, c], k: [c, c], v: [c, c], o: [c, c], fc: [c, 4 * c], proj: [4 * c, c] };
+  return config.n_layer * targets.reduce((sum, t) => sum + r * (dims[t][0] + dims[t][1]), 0);
+}

@@ -1,0 +1,121 @@
+// The end-to-end checks of the playground page, run once per backend by webgpu.test.mjs and cpu.test.mjs.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import { ARTIFACTS, PAGE_URL, attr, expectedTrainable, launch, modelLoaded, open, text, trainToEnd } from './harness.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const CONFIG = JSON.parse(readFileSync(join(ROOT, 'www/models/shakespeare/config.json'), 'utf8'));
+
+/// Short runs: SwiftShader runs WebGPU on the CPU (seconds per step), so the tests train 20 steps of 1 × 16 tokens.
+const RUN = 'steps=20&batch=1&seq=16';
+
+export function playgroundTests(backend) {
+  const webgpu = backend === 'webgpu';
+  let browser;
+  test.before(async () => { browser = await launch({ webgpu }); });
+  test.after(async () => { await browser.close(); });
+
+  test(`${backend}: the page says where it trains, and changing r updates trainable parameters at once`, async () => {
+    const { page, context, errors } = await open(browser, '?method=lora&format=fp32&dq=0');
+    assert.equal(await text(page, 'backend'), backend);
+    if (!webgpu) assert.match(await page.textContent('#notice'), /CPU executor/);
+    for (const r of [1, 4, 64]) {
+      await page.fill('[data-testid=rank]', String(r));
+      await page.dispatchEvent('[data-testid=rank]', 'input');
+      const want = expectedTrainable(CONFIG, r, ['q', 'k', 'v', 'o', 'fc', 'proj']);
+      await page.waitForFunction((w) => document.querySelector('[data-testid=trainable-params]').dataset.value === String(w), want);
+    }
+    await page.uncheck('[data-testid=targets-fc]');
+    await page.waitForFunction((w) => document.querySelector('[data-testid=trainable-params]').dataset.value === String(w),
+      expectedTrainable(CONFIG, 64, ['q', 'k', 'v', 'o', 'proj']));
+    // fp32 → nf4: the base's memory drops to about an eighth (nf4 values + absmax constants).
+    const before = Number(await attr(page, 'memory-total'));
+    await page.selectOption('[data-testid=format]', 'nf4');
+    await page.waitForFunction((b) => Number(document.querySelector('[data-testid=memory-total]').dataset.value) < b, before);
+    const after = Number(await attr(page, 'memory-total'));
+    assert.ok(after < before, `${after} < ${before}`);
+    await page.screenshot({ path: join(ARTIFACTS, `${backend}-settings.png`), fullPage: true });
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  test(`${backend}: train 20 steps — loss falls, chart fills, text generates, the run is deterministic`, async () => {
+    const { page, context, requests, errors } = await open(browser, `?${RUN}`);
+    await modelLoaded(page);
+    await trainToEnd(page, 600000);
+    assert.equal(await attr(page, 'step'), '20');
+    const points = Number(await page.getAttribute('#loss-chart', 'data-points'));
+    assert.ok(points >= 20, `chart has ${points} train-loss points`);
+    const val = await page.evaluate(() => Number(document.querySelector('[data-testid=val-loss]').dataset.value));
+    const acc = await page.evaluate(() => Number(document.querySelector('[data-testid=accuracy]').dataset.value));
+    // Validation before training (the base, ~5 nats on this task) and after 20 steps.
+    const initial = Number(await attr(page, 'val-loss', 'data-initial'));
+    assert.ok(val < initial - 1.0, `validation loss ${initial} → ${val}`);
+    assert.ok(acc >= 0 && acc <= 1);
+    if (webgpu) {
+      const measured = Number(await attr(page, 'memory-measured'));
+      const theory = Number(await attr(page, 'memory-total'));
+      assert.ok(Math.abs(measured - theory) <= 0.05 * theory, `measured ${measured} vs theory ${theory}`);
+    }
+    await page.click('[data-testid=generate]');
+    await page.waitForFunction(() => document.querySelector('[data-testid=output-tuned]').textContent.length > 0, null, { timeout: 120000 });
+    assert.ok((await text(page, 'output-base')).length > 0);
+    await page.screenshot({ path: join(ARTIFACTS, `${backend}-trained.png`), fullPage: true });
+    // Same link, same seed: the second run's losses equal the first's (the runs table keeps both).
+    await trainToEnd(page, 600000);
+    await page.click('[data-testid=reset]');
+    const rows = await page.$$eval('#runs-table tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+    assert.equal(rows.length, 2);
+    assert.equal(rows[0][6], rows[1][6], `final losses ${rows[0][6]} and ${rows[1][6]}`);
+    assert.equal(rows[0][7], rows[1][7]);
+    const origin = new URL(PAGE_URL).origin;
+    const foreign = requests.filter((r) => !r.url.startsWith(origin) && !r.url.startsWith('data:') && !r.url.startsWith('blob:'));
+    assert.deepEqual(foreign, [], 'every request is same-origin');
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  test(`${backend}: a copied link reproduces the settings; garbage parameters are reported and ignored`, async () => {
+    const { page, context } = await open(browser, '?method=lora&r=4&targets=q,v&format=fp16&dq=0&lr=0.002&task=add&seed=9');
+    await page.click('[data-testid=copy-link]');
+    const link = await page.getAttribute('[data-testid=copy-link]', 'data-copied');
+    assert.ok(link.startsWith(PAGE_URL.replace(/\/$/, '')), link);
+    const { page: again, context: c2 } = await open(browser, link.slice(PAGE_URL.replace(/\/$/, '').length));
+    assert.equal(await again.inputValue('[data-testid=method]'), 'lora');
+    assert.equal(await again.inputValue('[data-testid=rank]'), '4');
+    assert.equal(await again.inputValue('[data-testid=format]'), 'fp16');
+    assert.equal(await again.inputValue('[data-testid=lr]'), '0.002');
+    assert.equal(await again.inputValue('[data-testid=task]'), 'add');
+    assert.equal(await again.isChecked('[data-testid=targets-q]'), true);
+    assert.equal(await again.isChecked('[data-testid=targets-k]'), false);
+    assert.equal(await again.isChecked('[data-testid=double-quant]'), false);
+    assert.equal(await attr(again, 'trainable-params'), String(expectedTrainable(CONFIG, 4, ['q', 'v'])));
+    await c2.close();
+    await context.close();
+    const { page: bad, context: c3 } = await open(browser, '?r=0&lr=NaN&format=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E&steps=-5&zz=1');
+    const message = await text(bad, 'error');
+    assert.match(message, /r="0"/);
+    assert.match(message, /unknown link parameter "zz"/);
+    // Markup in a parameter is shown as text, never parsed.
+    assert.equal(await bad.$$eval('#error img', (n) => n.length), 0);
+    assert.match(message, /<img src=x onerror=alert\(1\)>/);
+    assert.equal(await bad.inputValue('[data-testid=rank]'), '8');
+    await c3.close();
+  });
+
+  test(`${backend}: an embed downloads no model until asked, and shows its size`, async () => {
+    const { page, context, requests } = await open(browser, '?embed=1&hide=seed,alpha');
+    await page.waitForSelector('#load-gate:not([hidden])');
+    assert.match(await page.textContent('#load-size'), /MiB download/);
+    assert.equal(await page.isVisible('[data-control=seed]'), false);
+    const gets = requests.filter((r) => r.url.endsWith('model.safetensors') && r.method === 'GET');
+    assert.deepEqual(gets, []);
+    await page.click('#load-model');
+    await modelLoaded(page);
+    await page.screenshot({ path: join(ARTIFACTS, `${backend}-embed.png`), fullPage: true });
+    await context.close();
+  });
+}

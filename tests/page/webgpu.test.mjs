@@ -1,0 +1,3 @@
+// The playground on WebGPU (headless Chromium, SwiftShader).
+import { playgroundTests } from './playground.mjs';
+playgroundTests('webgpu');
