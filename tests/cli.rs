@@ -514,3 +514,35 @@ fn pretrain_resumes_exactly_from_its_checkpoint() {
     let cfg: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("a/config.json")).unwrap()).unwrap();
     assert_eq!(cfg["dtype"], "float16");
 }
+
+/// The reduced evidence grid CI runs: on the shipped base, the generated task starts near 0% accuracy and every
+/// method moves its validation loss down; the command writes its JSON, Markdown tables and SVG plot.
+#[test]
+fn evidence_reduced_grid_on_the_shipped_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ev");
+    let o = qlora(&[
+        "evidence",
+        "--model",
+        "www/models/shakespeare",
+        "--out",
+        out.to_str().unwrap(),
+        "--reduced",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 5, "full + (lora fp32, qlora nf4) × r ∈ {{1, 8}}");
+    for r in rows {
+        let (before, after) = (r["val_loss_before"].as_f64().unwrap(), r["val_loss"].as_f64().unwrap());
+        assert!(r["accuracy_before"].as_f64().unwrap() <= 0.05, "base accuracy near 0: {r}");
+        assert!(after < before - 2.0, "validation loss falls: {r}");
+    }
+    assert_eq!(rows[1]["trainable"], 13_824);
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("| qlora | nf4 | 8 | 110592 |"), "{md}");
+    assert!(std::fs::read_to_string(out.join("accuracy.svg")).unwrap().starts_with("<svg"));
+}

@@ -2,6 +2,7 @@
 //! Every error a user can cause prints one line naming the problem and exits with status 2.
 
 mod commands;
+mod evidence;
 mod pretrain;
 
 use clap::{Args, Parser, Subcommand};
@@ -41,6 +42,9 @@ enum Command {
     Pretrain(PretrainArgs),
     /// Store a model's base in a format: bytes, bits per parameter and quantization error (RMSE, max) per tensor.
     Quant(QuantArgs),
+    /// The evidence grid: each generated task × rank × base format × method, fine-tuned for a fixed number of steps;
+    /// writes results.json, results.md (tables) and accuracy.svg (plot).
+    Evidence(evidence::EvidenceArgs),
 }
 
 #[derive(Args)]
@@ -347,6 +351,7 @@ pub fn main() -> ExitCode {
         Command::Bench(a) => commands::bench(a),
         Command::Quant(a) => commands::quant(a),
         Command::Pretrain(a) => pretrain::pretrain(a),
+        Command::Evidence(a) => evidence::evidence(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -179,12 +179,23 @@ pub struct Run {
 impl Run {
     /// Prepares a run on `base` (the fp32 model as loaded). With `gpu`, the GPU trainer takes the steps.
     pub fn new(base: &Gpt2, settings: Settings, user_text: Option<&str>, gpu: Option<Gpu>) -> Result<Run> {
+        Self::new_with_examples(base, settings, user_text, gpu, PAGE_EVAL_EXAMPLES)
+    }
+
+    /// [`Run::new`] scoring accuracy on `eval_examples` held-out examples (the CLI's evidence grid uses more).
+    pub fn new_with_examples(
+        base: &Gpt2,
+        settings: Settings,
+        user_text: Option<&str>,
+        gpu: Option<Gpu>,
+        eval_examples: usize,
+    ) -> Result<Run> {
         let spec = settings.validate(&base.config)?;
         let source = match settings.task.as_str() {
             "text" => Source::User(user_text.ok_or_else(|| crate::Error::new("paste or drop a text to train on"))?),
             name => Source::builtin(name)?,
         };
-        let data = tasks::fine_tune_data(source, spec.seed, spec.seq, PAGE_EVAL_EXAMPLES)?;
+        let data = tasks::fine_tune_data(source, spec.seed, spec.seq, eval_examples)?;
         let val_batches = val_batches(&data.split.val, spec.batch, spec.seq);
         ensure!(!val_batches.is_empty(), "the validation text is shorter than one sequence of {} bytes", spec.seq + 1);
         let gpu = match gpu {

@@ -106,6 +106,25 @@ export function playgroundTests(backend) {
     await c3.close();
   });
 
+  test(`${backend}: pause stops the steps, resume continues them, reset clears the run`, async () => {
+    const { page, context } = await open(browser, '?steps=400&batch=1&seq=8');
+    await modelLoaded(page);
+    await page.click('[data-testid=train]');
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid=step]').dataset.value) >= 2, null, { timeout: 120000 });
+    await page.click('[data-testid=pause]');
+    await page.waitForFunction(() => document.querySelector('[data-testid=pause]').textContent === 'Resume', null, { timeout: 60000 });
+    const paused = Number(await attr(page, 'step'));
+    await page.waitForTimeout(webgpu ? 8000 : 1500);
+    assert.equal(Number(await attr(page, 'step')), paused, 'no step while paused');
+    await page.click('[data-testid=pause]');
+    await page.waitForFunction((p) => Number(document.querySelector('[data-testid=step]').dataset.value) > p, paused, { timeout: 120000 });
+    await page.click('[data-testid=pause]');
+    await page.click('[data-testid=reset]');
+    await page.waitForFunction(() => document.querySelector('[data-testid=step]').dataset.value === '0', null, { timeout: 120000 });
+    assert.equal(await page.$$eval('#runs-table tbody tr', (trs) => trs.length), 1, 'the reset run is kept in the table');
+    await context.close();
+  });
+
   test(`${backend}: an embed downloads no model until asked, and shows its size`, async () => {
     const { page, context, requests } = await open(browser, '?embed=1&hide=seed,alpha');
     await page.waitForSelector('#load-gate:not([hidden])');
