@@ -25,9 +25,9 @@ pub(super) struct EvidenceArgs {
     tasks: String,
     #[arg(long, default_value = "1,2,4,8,16,64")]
     ranks: String,
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 300)]
     steps: usize,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     batch: usize,
     #[arg(long, default_value_t = 64)]
     seq: usize,
@@ -162,7 +162,14 @@ pub(super) fn evidence(a: EvidenceArgs) -> Result<()> {
             run.backend()
         );
         rows.push(row);
+        // Written after every run, so a long grid that is stopped still leaves its finished rows.
+        write_results(&a, &rows, &ranks, steps, gpu_wanted)?;
     }
+    println!("wrote {}/results.json, results.md and accuracy.svg ({} runs)", a.out.display(), rows.len());
+    Ok(())
+}
+
+fn write_results(a: &EvidenceArgs, rows: &[Row], ranks: &[usize], steps: usize, gpu_wanted: bool) -> Result<()> {
     let meta = serde_json::json!({
         "model": a.model.display().to_string(), "steps": steps, "batch": a.batch, "seq": a.seq, "lr": a.lr,
         "full_lr": a.full_lr, "alpha": a.alpha, "eval_examples": a.eval_examples, "seed": a.seed,
@@ -174,9 +181,8 @@ pub(super) fn evidence(a: EvidenceArgs) -> Result<()> {
         std::fs::write(&p, text).map_err(|e| Error::new(format!("cannot write {}: {e}", p.display())))
     };
     write("results.json", serde_json::to_string_pretty(&json).expect("serializable"))?;
-    write("results.md", markdown(&rows, &meta))?;
-    write("accuracy.svg", plot(&rows, &ranks)?)?;
-    println!("wrote {}/results.json, results.md and accuracy.svg ({} runs)", a.out.display(), rows.len());
+    write("results.md", markdown(rows, &meta))?;
+    write("accuracy.svg", plot(rows, ranks)?)?;
     Ok(())
 }
 

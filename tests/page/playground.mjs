@@ -38,6 +38,11 @@ export function playgroundTests(backend) {
     const after = Number(await attr(page, 'memory-total'));
     assert.ok(after < before, `${after} < ${before}`);
     await page.screenshot({ path: join(ARTIFACTS, `${backend}-settings.png`), fullPage: true });
+    // Phone width: one column, nothing wider than the screen.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `page overflows a phone screen by ${overflow}px`);
+    await page.screenshot({ path: join(ARTIFACTS, `${backend}-phone.png`), fullPage: true });
     assert.deepEqual(errors, []);
     await context.close();
   });

@@ -265,7 +265,8 @@ const onMessage = {
     state.accounting = m.accounting;
     state.query = m.query;
     renderParams(m.accounting, state.settings, state.config);
-    renderMemory(m.accounting, state.run && state.run.measured && !state.dirty ? state.run.measured : null);
+    const current = state.run && !state.dirty ? state.run : null;
+    renderMemory(m.accounting, current && current.measured, current && current.backend);
     renderScale(m.accounting);
     $('snippet').textContent = m.snippet;
     history.replaceState(null, '', `${location.pathname}?${m.query}${pageQuery()}`);
@@ -297,7 +298,7 @@ const onMessage = {
     $('backend').textContent = m.backend;
     $('backend').dataset.value = m.backend;
     showNotice(m.notice || '');
-    renderMemory(state.accounting, m.measured);
+    renderMemory(state.accounting, m.measured, m.backend);
     setTrainingButtons('running');
   },
   step(m) {
@@ -491,7 +492,12 @@ $('user-text').addEventListener('drop', async (e) => {
   const f = e.dataTransfer.files[0];
   if (f) sendUserText(await f.arrayBuffer());
 });
-window.addEventListener('resize', requestDraw);
+window.addEventListener('resize', () => {
+  requestDraw();
+  for (const [plot, id] of [[state.spectraPlot, 'spectra-chart'], [state.histPlot, 'hist-chart']]) {
+    if (plot) plot.setSize({ width: Math.max(200, $(id).clientWidth), height: 200 });
+  }
+});
 
 send({ type: 'init', query: location.search });
 requestDraw();

@@ -71,7 +71,7 @@ function renderExplainer(settings, config) {
 }
 
 /// Stacked bars: this configuration (theory), measured GPU bytes, and full / LoRA / QLoRA at the same settings.
-export function renderMemory(acc, measured) {
+export function renderMemory(acc, measured, backend) {
   const total = document.getElementById('memory-total');
   total.textContent = fmtBytes(acc.memory.total);
   total.dataset.value = String(acc.memory.total);
@@ -85,7 +85,7 @@ export function renderMemory(acc, measured) {
     m.dataset.value = String(sum);
     bars.push(['measured on the GPU', cats.map(([k, v]) => [k === 'quantization_constants' ? 'quant_constants' : k, v]), sum]);
   } else {
-    m.textContent = 'n/a on the CPU executor';
+    m.textContent = backend === 'cpu' ? 'n/a on the CPU executor (it keeps a dequantized fp32 copy)' : 'shown once training starts';
     delete m.dataset.value;
   }
   for (const [name, mem] of acc.compare) bars.push([`${name === 'qlora' ? 'QLoRA (nf4+dq)' : name === 'lora' ? 'LoRA (fp32 base)' : 'full fine-tuning'}`, mem.categories, mem.total]);
