@@ -110,3 +110,31 @@ async fn shipped_model_run_matches_cpu_in_the_browser() {
     assert!((vc.val_loss - vg.val_loss).abs() <= 1e-3, "validation: cpu {} gpu {}", vc.val_loss, vg.val_loss);
     assert_eq!(vc.accuracy, vg.accuracy);
 }
+
+/// The wasm-bindgen API the page's worker calls: bad input becomes a JavaScript error with one clear message.
+#[wasm_bindgen_test]
+async fn page_api_reports_bad_input_as_errors() {
+    use qlora_playground::web::api::{accounting, parse_query_js, Playground};
+    use wasm_bindgen::JsValue;
+    let config = include_str!("../www/models/shakespeare/config.json");
+    let message = |e: wasm_bindgen::JsError| js_sys::Error::from(JsValue::from(e)).message().as_string().unwrap();
+    // A truncated safetensors file and a config that is not JSON.
+    let weights = include_bytes!("../www/models/shakespeare/model.safetensors");
+    let e = Playground::new(config, &weights[..1000]).err().expect("truncated weights are refused");
+    assert!(message(e).contains("model.safetensors"));
+    let e = Playground::new("{nope", weights).err().expect("bad config is refused");
+    assert!(message(e).contains("config.json"));
+    // A garbage query parses (with messages); settings that do not validate are refused by accounting.
+    let parsed = parse_query_js(config, "?r=999&zz=1").unwrap();
+    let errors = js_sys::Reflect::get(&parsed, &"errors".into()).unwrap();
+    assert_eq!(js_sys::Array::from(&errors).length(), 2);
+    let settings = js_sys::Reflect::get(&parsed, &"settings".into()).unwrap();
+    js_sys::Reflect::set(&settings, &"r".into(), &JsValue::from(0)).unwrap();
+    let e = accounting(config, settings).err().expect("rank 0 is refused");
+    assert!(message(e).contains("rank r must be between 1 and 64"));
+    // User text that is not UTF-8, or empty.
+    let mut pg = Playground::new(config, weights).unwrap();
+    assert!(message(pg.set_user_text(&[0x66, 0xff, 0x66]).unwrap_err()).contains("not UTF-8"));
+    assert!(message(pg.set_user_text(b"  \n").unwrap_err()).contains("empty"));
+    assert_eq!(pg.set_user_text("To be, or not to be".as_bytes()).unwrap(), 19);
+}
