@@ -8,7 +8,7 @@ use crate::model::load_model_dir;
 use crate::web::{accounting_of, Run, Settings};
 use crate::{ensure, Error, Result};
 use clap::Args;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -17,7 +17,8 @@ use std::time::Instant;
 pub(super) struct EvidenceArgs {
     #[arg(long)]
     model: PathBuf,
-    /// Directory for results.json, results.md and accuracy.svg.
+    /// Directory for results.json, results.md and accuracy.svg. Rows already there from the same settings are kept,
+    /// so an interrupted grid resumes where it stopped.
     #[arg(long)]
     out: PathBuf,
     /// Generated tasks, comma-separated.
@@ -53,7 +54,7 @@ pub(super) struct EvidenceArgs {
     backend: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Row {
     task: String,
     method: String,
@@ -113,8 +114,15 @@ pub(super) fn evidence(a: EvidenceArgs) -> Result<()> {
         }
     }
     std::fs::create_dir_all(&a.out).map_err(|e| Error::new(format!("cannot create {}: {e}", a.out.display())))?;
+    let done = finished_rows(&a, steps, gpu_wanted);
     let mut rows = Vec::new();
     for (i, s) in configs.iter().enumerate() {
+        let key = (s.task.clone(), s.method.clone(), (s.method != "full").then_some(s.r), label(s));
+        if let Some(row) = done.iter().find(|r| (r.task.clone(), r.method.clone(), r.rank, r.base.clone()) == key) {
+            eprintln!("[{}/{}] {} {} {}: kept from {}", i + 1, configs.len(), key.0, key.1, key.3, a.out.display());
+            rows.push(row.clone());
+            continue;
+        }
         let t0 = Instant::now();
         let gpu = if gpu_wanted { resolve_gpu("gpu")? } else { None };
         let mut run = Run::new_with_examples(&base, s.clone(), None, gpu, a.eval_examples)?;
@@ -136,7 +144,7 @@ pub(super) fn evidence(a: EvidenceArgs) -> Result<()> {
             task: s.task.clone(),
             method: s.method.clone(),
             rank: (s.method != "full").then_some(s.r),
-            base: if s.dq { format!("{}+dq", s.format) } else { s.format.clone() },
+            base: label(s),
             trainable: acc.trainable,
             percent: acc.percent,
             memory_bytes: acc.memory.total,
@@ -169,12 +177,36 @@ pub(super) fn evidence(a: EvidenceArgs) -> Result<()> {
     Ok(())
 }
 
-fn write_results(a: &EvidenceArgs, rows: &[Row], ranks: &[usize], steps: usize, gpu_wanted: bool) -> Result<()> {
-    let meta = serde_json::json!({
+/// The base format as the tables show it.
+fn label(s: &Settings) -> String {
+    if s.dq {
+        format!("{}+dq", s.format)
+    } else {
+        s.format.clone()
+    }
+}
+
+/// Rows of an earlier run of the same grid settings in the output directory (a long grid resumes where it stopped;
+/// rows made with other settings are never mixed in).
+fn finished_rows(a: &EvidenceArgs, steps: usize, gpu: bool) -> Vec<Row> {
+    let Ok(text) = std::fs::read_to_string(a.out.join("results.json")) else { return Vec::new() };
+    let Ok(old) = serde_json::from_str::<serde_json::Value>(&text) else { return Vec::new() };
+    if old["settings"] != settings_json(a, steps, gpu) {
+        return Vec::new();
+    }
+    serde_json::from_value(old["rows"].clone()).unwrap_or_default()
+}
+
+fn settings_json(a: &EvidenceArgs, steps: usize, gpu: bool) -> serde_json::Value {
+    serde_json::json!({
         "model": a.model.display().to_string(), "steps": steps, "batch": a.batch, "seq": a.seq, "lr": a.lr,
         "full_lr": a.full_lr, "alpha": a.alpha, "eval_examples": a.eval_examples, "seed": a.seed,
-        "backend": if gpu_wanted { "gpu" } else { "cpu" },
-    });
+        "backend": if gpu { "gpu" } else { "cpu" },
+    })
+}
+
+fn write_results(a: &EvidenceArgs, rows: &[Row], ranks: &[usize], steps: usize, gpu_wanted: bool) -> Result<()> {
+    let meta = settings_json(a, steps, gpu_wanted);
     let json = serde_json::json!({"settings": meta, "rows": rows});
     let write = |name: &str, text: String| {
         let p = a.out.join(name);
