@@ -111,6 +111,28 @@ export function playgroundTests(backend) {
     await c3.close();
   });
 
+  if (!webgpu) {
+    test('cpu: your own text: pasted markup stays text, bad bytes are refused, then it trains', async () => {
+      const { page, context } = await open(browser, '?task=text&steps=3&batch=1&seq=16');
+      await modelLoaded(page);
+      // Training before any text: a clear message, nothing starts.
+      await page.click('[data-testid=train]');
+      assert.match(await text(page, 'error'), /Paste or drop a text/);
+      // A file that is not UTF-8.
+      await page.setInputFiles('#user-file', { name: 'bad.txt', mimeType: 'text/plain', buffer: Buffer.from([0x41, 0xff, 0xfe, 0x41]) });
+      await page.waitForFunction(() => /not UTF-8/.test(document.querySelector('[data-testid=error]').textContent));
+      const markup = '<b>bold?</b> <script>window.hacked = 1</script> To be, or not to be, that is the question.\n'.repeat(20);
+      await page.fill('#user-text', markup);
+      await page.dispatchEvent('#user-text', 'change');
+      await page.waitForFunction(() => /bytes ready/.test(document.querySelector('#user-text-info').textContent));
+      await trainToEnd(page, 120000);
+      assert.equal(await attr(page, 'step'), '3');
+      assert.equal(await page.evaluate(() => window.hacked), undefined);
+      assert.equal(await page.$$eval('#user-text-box b', (n) => n.length), 0);
+      await context.close();
+    });
+  }
+
   test(`${backend}: pause stops the steps, resume continues them, reset clears the run`, async () => {
     const { page, context } = await open(browser, '?steps=400&batch=1&seq=8');
     await modelLoaded(page);

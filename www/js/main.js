@@ -217,7 +217,7 @@ function ensureModel() {
 function startTraining() {
   clearError();
   const s = state.settings;
-  if (s.task === 'text' && !state.userTextSet) {
+  if (s.task === 'text' && !state.userTextSent) {
     showError('Paste or drop a text to train on first (or pick a built-in task).');
     return;
   }
@@ -285,7 +285,6 @@ const onMessage = {
     requestHistogram();
   },
   text(m) {
-    state.userTextSet = true;
     $('user-text-info').textContent = `${fmtInt(m.bytes)} bytes ready (never leaves this tab)`;
   },
   started(m) {
@@ -478,7 +477,8 @@ $('copy-snippet').addEventListener('click', (e) => copy($('snippet').textContent
 // User text: pasted, chosen or dropped. The bytes go to the worker, which checks them (UTF-8, size) in Rust.
 function sendUserText(bytes) {
   clearError();
-  state.userTextSet = false;
+  // The worker handles requests in order, so a Train after this uses this text (or reports why it could not).
+  state.userTextSent = true;
   send({ type: 'text', bytes }, [bytes]);
 }
 $('user-text').addEventListener('change', (e) => sendUserText(new TextEncoder().encode(e.target.value).buffer));
