@@ -6,8 +6,10 @@
 //   `backward_keys`,  per (b, s, h): dk_s = scale·Σ_{t≥s} dpre[t, s]·q_t and dv_s = Σ_{t≥s} att[t, s]·dy_t.
 
 // exp() of arguments below about −87 is undefined territory for some drivers (SwiftShader returns garbage rather
-// than 0), so softmax arguments are floored at −80: exp(−80) ≈ 2e−35 is 0 next to the maximum's 1.
+// than 0), so softmax arguments are floored at −80: exp(−80) ≈ 2e−35 is 0 next to the maximum's 1. A NaN stays NaN
+// (max() would turn it into −80 and hide a diverged run), so divergence is still detected.
 const EXP_FLOOR: f32 = -80.0;
+fn floor_exp_arg(d: f32) -> f32 { return select(d, EXP_FLOOR, d < EXP_FLOOR); }
 
 struct Params {
     b: u32,
@@ -54,7 +56,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var sum = 0.0;
     for (var s = 0u; s <= t; s = s + 1u) {
-        let e = exp(max(att[att_index(b, t, h, s)] - maxv, EXP_FLOOR));
+        let e = exp(floor_exp_arg(att[att_index(b, t, h, s)] - maxv));
         att[att_index(b, t, h, s)] = e;
         sum = sum + e;
     }

@@ -3,8 +3,10 @@
 // (each owns its head's columns of the caches and of the output, so nothing races).
 
 // exp() of arguments below about −87 is undefined territory for some drivers (SwiftShader returns garbage rather
-// than 0), so softmax arguments are floored at −80: exp(−80) ≈ 2e−35 is 0 next to the maximum's 1.
+// than 0), so softmax arguments are floored at −80: exp(−80) ≈ 2e−35 is 0 next to the maximum's 1. A NaN stays NaN
+// (max() would turn it into −80 and hide a diverged run), so divergence is still detected.
 const EXP_FLOOR: f32 = -80.0;
+fn floor_exp_arg(d: f32) -> f32 { return select(d, EXP_FLOOR, d < EXP_FLOOR); }
 
 struct Params {
     pos: u32,
@@ -40,7 +42,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var sum = 0.0;
     for (var s = 0u; s <= p.pos; s = s + 1u) {
-        let e = exp(max(att[h * p.max_t + s] - maxv, EXP_FLOOR));
+        let e = exp(floor_exp_arg(att[h * p.max_t + s] - maxv));
         att[h * p.max_t + s] = e;
         sum = sum + e;
     }

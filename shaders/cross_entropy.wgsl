@@ -3,8 +3,10 @@
 // mode 0: softmax + losses; mode 1: gradient.
 
 // exp() of arguments below about −87 is undefined territory for some drivers (SwiftShader returns garbage rather
-// than 0), so softmax arguments are floored at −80: exp(−80) ≈ 2e−35 is 0 next to the maximum's 1.
+// than 0), so softmax arguments are floored at −80: exp(−80) ≈ 2e−35 is 0 next to the maximum's 1. A NaN stays NaN
+// (max() would turn it into −80 and hide a diverged run), so divergence is still detected.
 const EXP_FLOOR: f32 = -80.0;
+fn floor_exp_arg(d: f32) -> f32 { return select(d, EXP_FLOOR, d < EXP_FLOOR); }
 
 struct Params {
     rows: u32,
@@ -58,7 +60,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     workgroupBarrier();
     var s = 0.0;
     for (var i = lane; i < p.v; i = i + 64u) {
-        let e = exp(max(probs[base + i] - maxv, EXP_FLOOR));
+        let e = exp(floor_exp_arg(probs[base + i] - maxv));
         probs[base + i] = e;
         s = s + e;
     }

@@ -58,8 +58,8 @@ pub struct GpuTrainer {
     weights: GpuWeights,
     trainable_len: usize,
     grads: GpuBuffer,
-    _m: GpuBuffer,
-    _v: GpuBuffer,
+    adam_m: GpuBuffer,
+    adam_v: GpuBuffer,
     norm_buf: GpuBuffer,
     tokens: GpuBuffer,
     targets: GpuBuffer,
@@ -574,8 +574,8 @@ impl GpuTrainer {
             weights,
             trainable_len,
             grads,
-            _m: m,
-            _v: vbuf,
+            adam_m: m,
+            adam_v: vbuf,
             norm_buf,
             tokens,
             targets,
@@ -637,7 +637,9 @@ impl GpuTrainer {
         self.gpu.queue.submit([enc.finish()]);
         let values = self.gpu.map_read(&self.readback).await?;
         let loss = values[..bt].iter().map(|x| *x as f64).sum::<f64>() / bt as f64;
-        Ok((loss, values[bt].max(0.0).sqrt()))
+        // A NaN norm must stay NaN (f32::max would return 0.0 and hide a diverged step).
+        let sq = values[bt];
+        Ok((loss, if sq.is_nan() { f32::NAN } else { sq.max(0.0).sqrt() }))
     }
 
     /// One optimizer step: forward, backward, clipping and AdamW in one submission.
@@ -705,5 +707,22 @@ impl GpuTrainer {
     /// Steps taken so far.
     pub fn step_index(&self) -> usize {
         self.step
+    }
+
+    /// AdamW's moments in the CPU trainer's order (for snapshots; the step count is [`GpuTrainer::step_index`]).
+    pub async fn optimizer_state(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        let m = self.gpu.read_f32(&self.adam_m, self.trainable_len).await?;
+        let v = self.gpu.read_f32(&self.adam_v, self.trainable_len).await?;
+        Ok((self.weights.unpad(&m), self.weights.unpad(&v)))
+    }
+
+    /// Puts back a snapshot: trainable parameters, AdamW moments and the step counter (CPU order).
+    pub fn restore(&mut self, trainable: &[f32], m: &[f32], v: &[f32], step: usize) -> Result<()> {
+        self.set_trainable_params(trainable)?;
+        let (m, v) = (self.weights.pad(m)?, self.weights.pad(v)?);
+        self.gpu.queue.write_buffer(self.adam_m.raw(), 0, bytemuck::cast_slice(&m));
+        self.gpu.queue.write_buffer(self.adam_v.raw(), 0, bytemuck::cast_slice(&v));
+        self.step = step;
+        Ok(())
     }
 }

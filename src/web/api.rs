@@ -181,6 +181,12 @@ impl Playground {
         to_js(&Step { step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.grad_norm, tokens })
     }
 
+    /// Forces the next step to diverge (for the page's tests of the divergence path).
+    #[wasm_bindgen(js_name = injectNan)]
+    pub async fn inject_nan(&mut self) -> Result<(), JsError> {
+        self.run_mut()?.inject_nan().await.map_err(err)
+    }
+
     /// Drops the current run (the base stays loaded).
     pub fn reset(&mut self) {
         self.run = None;

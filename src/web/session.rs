@@ -162,6 +162,14 @@ pub struct Validation {
     pub val_loss_adapter_rounded: Option<f64>,
 }
 
+/// Where a run returns to when it diverges: trainable parameters, AdamW moments and the step count.
+struct Snapshot {
+    step: usize,
+    params: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
 pub struct Run {
     pub settings: Settings,
     pub spec: RunSpec,
@@ -174,6 +182,8 @@ pub struct Run {
     cpu_in_sync: bool,
     batches: rng::Rng,
     val_batches: Vec<(Vec<u32>, Vec<u32>)>,
+    /// The state at the last validation with a finite loss (the start, at first).
+    last_good: Snapshot,
 }
 
 impl Run {
@@ -212,8 +222,11 @@ impl Run {
             )?),
             None => None,
         };
-        let cpu =
+        let mut cpu =
             Trainer::new(base.clone(), spec.method, spec.storage, spec.lora.clone(), spec.optim.clone(), spec.seed)?;
+        let n = cpu.trainable();
+        let last_good =
+            Snapshot { step: 0, params: cpu.trainable_params_mut().to_vec(), m: vec![0.0; n], v: vec![0.0; n] };
         Ok(Run {
             batches: rng::stream(spec.seed, "batches"),
             settings,
@@ -223,6 +236,7 @@ impl Run {
             gpu,
             cpu_in_sync: true,
             val_batches,
+            last_good,
             spec,
         })
     }
@@ -255,13 +269,63 @@ impl Run {
     pub async fn step(&mut self) -> Result<StepStats> {
         ensure!(!self.finished(), "the run has finished its {} steps", self.spec.optim.steps);
         let (x, y) = sample_batch(&self.data.split.train, self.spec.batch, self.spec.seq, &mut self.batches)?;
-        match &mut self.gpu {
+        let s = match &mut self.gpu {
             Some(g) => {
                 self.cpu_in_sync = false;
-                g.step(&x, &y).await
+                g.step(&x, &y).await?
             }
-            None => Ok(self.cpu.step(&x, &y, self.spec.batch, self.spec.seq)),
+            None => self.cpu.step(&x, &y, self.spec.batch, self.spec.seq),
+        };
+        if !(s.loss.is_finite() && s.grad_norm.is_finite()) {
+            let back = self.restore_last_good()?;
+            return Err(crate::Error::new(format!(
+                "training diverged at step {} (loss {}, gradient norm {}); the trainable parameters and optimizer \
+                 state are back at step {back}, the last good validation — try a learning rate below {}",
+                s.step + 1,
+                s.loss,
+                s.grad_norm,
+                self.spec.optim.lr
+            )));
         }
+        Ok(s)
+    }
+
+    /// Puts the last good snapshot back on both executors; returns its step.
+    fn restore_last_good(&mut self) -> Result<usize> {
+        let snap = &self.last_good;
+        self.cpu.restore(&snap.params, &snap.m, &snap.v, snap.step as u32, snap.step)?;
+        if let Some(g) = &mut self.gpu {
+            g.restore(&snap.params, &snap.m, &snap.v, snap.step)?;
+        }
+        self.cpu_in_sync = true;
+        Ok(snap.step)
+    }
+
+    /// Records the current state as the one to return to if training diverges.
+    async fn snapshot_good(&mut self) -> Result<()> {
+        self.sync().await?;
+        let (m, v) = match &self.gpu {
+            Some(g) => g.optimizer_state().await?,
+            None => {
+                let (m, v, _) = self.cpu.optimizer_state();
+                (m.to_vec(), v.to_vec())
+            }
+        };
+        let params = self.cpu.trainable_params_mut().to_vec();
+        self.last_good = Snapshot { step: self.step_index(), params, m, v };
+        Ok(())
+    }
+
+    /// Sets one trainable parameter to NaN on the executor that trains, so the next step diverges. Only for tests of
+    /// the divergence path (the page's tests reach it through the worker's `inject-nan` request).
+    pub async fn inject_nan(&mut self) -> Result<()> {
+        self.sync().await?;
+        let params = self.cpu.trainable_params_mut();
+        params[0] = f32::NAN;
+        if let Some(g) = &self.gpu {
+            g.set_trainable_params(params)?;
+        }
+        Ok(())
     }
 
     /// Copies the GPU's trainable parameters into the CPU trainer (for evaluation, accuracy, generation, snapshots).
@@ -301,6 +365,9 @@ impl Run {
             }
             _ => None,
         };
+        if val_loss.is_finite() {
+            self.snapshot_good().await?;
+        }
         Ok(Validation { step: self.step_index(), val_loss, accuracy, val_loss_adapter_rounded })
     }
 

@@ -133,6 +133,21 @@ export function playgroundTests(backend) {
     });
   }
 
+  test(`${backend}: a diverged run stops, says so, and is back at its last good validation`, async () => {
+    const { page, context } = await open(browser, '?steps=20&batch=1&seq=16');
+    await modelLoaded(page);
+    await page.click('[data-testid=train]');
+    // Validation (and the snapshot) at step 10; wait until past it, then force the next step to produce NaN.
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid=step]').dataset.value) >= 11, null, { timeout: 300000 });
+    await page.evaluate(() => window.__qlora.worker.postMessage({ type: 'inject-nan' }));
+    await page.waitForFunction(() => /diverged/.test(document.querySelector('[data-testid=error]').textContent), null, { timeout: 300000 });
+    const message = await text(page, 'error');
+    assert.match(message, /back at step 10, the last good validation — try a learning rate below 0\.003/);
+    await page.waitForFunction(() => document.querySelector('[data-testid=step]').dataset.value === '10');
+    assert.equal(await page.isDisabled('[data-testid=train]'), false);
+    await context.close();
+  });
+
   test(`${backend}: pause stops the steps, resume continues them, reset clears the run`, async () => {
     const { page, context } = await open(browser, '?steps=400&batch=1&seq=8');
     await modelLoaded(page);

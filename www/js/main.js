@@ -9,6 +9,8 @@ const TARGETS = ['q', 'k', 'v', 'o', 'fc', 'proj'];
 
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
 const send = (msg, transfer) => worker.postMessage(msg, transfer || []);
+// The worker, for the page tests (they force a divergence through it) and for curious readers' consoles.
+window.__qlora = { worker };
 
 const state = {
   config: null,
@@ -164,6 +166,16 @@ function previousCurves() {
 
 function runLabel(s) {
   return s.method === 'full' ? 'full' : `${s.method} r=${s.r} ${s.format}${s.dq ? '+dq' : ''}`;
+}
+
+/// Drops a run's points after `step` (the engine restored that step's state after a divergence).
+function truncateRun(r, step) {
+  const keep = r.steps.findIndex((s) => s > step);
+  if (keep >= 0) {
+    for (const k of ['steps', 'loss', 'ms']) r[k].length = keep;
+    r.last = keep > 0 ? { ...r.last, loss: r.loss[keep - 1] } : null;
+  }
+  requestDraw();
 }
 
 function resetStats() {
@@ -346,11 +358,6 @@ const onMessage = {
     setTrainingButtons('idle');
     requestDraw();
   },
-  diverged(m) {
-    if (state.run) state.run.status = 'paused';
-    setTrainingButtons('done');
-    showError(`Training diverged at step ${m.step + 1} (loss ${m.loss}); try a learning rate below ${m.lr.toExponential(1)}.`);
-  },
   generated(m) {
     $('output-base').textContent = m.base;
     $('output-tuned').textContent = m.tuned;
@@ -365,6 +372,9 @@ const onMessage = {
   },
   error(m) {
     if (m.during === 'start' || m.during === 'training') {
+      // A diverged run is already back at its last good validation: show that step.
+      const back = /back at step (\d+)/.exec(m.message);
+      if (back && state.run) truncateRun(state.run, Number(back[1]));
       if (state.run && state.run.steps.length === 0) state.run = null;
       else if (state.run) state.run.status = 'paused';
       setTrainingButtons(state.run ? 'paused' : 'idle');

@@ -11,6 +11,7 @@
 //   {type:'pause'} / {type:'resume'} / {type:'reset'}
 //   {type:'generate', prompt, tokens, temperature, topK, seed}
 //   {type:'histogram', layer, linear}          a base weight against the 4-bit levels
+//   {type:'inject-nan'}                        test hook: the next step diverges (the engine restores and reports)
 // worker → page
 //   {type:'init', parsed:{settings, page, errors}, defaults, config, modelBytes}
 //   {type:'account', accounting, query, snippet}
@@ -18,7 +19,7 @@
 //   {type:'text', bytes}
 //   {type:'started', backend, notice, trainable, measured}
 //   {type:'step', step, loss, lr, grad_norm, tokens, ms} · {type:'val', step, val_loss, accuracy, val_loss_adapter_rounded}
-//   {type:'done', spectra} · {type:'paused'} · {type:'resumed'} · {type:'reset'} · {type:'diverged', step, loss, lr}
+//   {type:'done', spectra} · {type:'paused'} · {type:'resumed'} · {type:'reset'}
 //   {type:'generated', base, tuned} · {type:'histogram', histogram}
 //   {type:'error', during, message}
 

@@ -69,13 +69,9 @@ function enqueue(fn) {
 async function trainStep() {
   if (!running || playground.finished()) return false;
   const t0 = performance.now();
+  // A NaN or infinite loss or gradient is an error from the engine, which has already put the last good state back.
   const s = await playground.step();
   const ms = performance.now() - t0;
-  if (!Number.isFinite(s.loss) || !Number.isFinite(s.grad_norm)) {
-    running = false;
-    post({ type: 'diverged', step: s.step, loss: s.loss, lr: s.lr });
-    return false;
-  }
   post({ type: 'step', ...s, ms });
   const done = playground.finished();
   if ((s.step + 1) % validateEvery(lastSettings.steps) === 0 || done) {
@@ -142,8 +138,9 @@ const handlers = {
     trainLoop();
   },
   async pause() {
+    // Stop at once, but report "paused" only after a step already in flight has posted its result.
     running = false;
-    post({ type: 'paused' });
+    await enqueue(() => post({ type: 'paused' }));
   },
   async reset() {
     running = false;
@@ -155,6 +152,10 @@ const handlers = {
     const base = await playground.generate(prompt, tokens, temperature, topK, seed, false);
     const tuned = await playground.generate(prompt, tokens, temperature, topK, seed, true);
     post({ type: 'generated', base, tuned });
+  },
+  // Test hook: the next step diverges (the page tests force the divergence path with it).
+  async 'inject-nan'() {
+    await playground.injectNan();
   },
   async histogram({ layer, linear }) {
     await handlers.load();
