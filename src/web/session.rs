@@ -95,17 +95,17 @@ pub fn accounting_of(settings: &Settings, model: &ModelConfig) -> Result<Account
         Method::Full => full,
         _ => accounting::lora_params(&arch, &adapters),
     };
-    let query = |method: MemMethod, storage: Storage, dtype_bytes: u64, batch: u64, seq: u64, ckpt: bool| MemoryQuery {
+    // This model trains in fp32 without checkpointing, at the run's batch shape.
+    let query = |method: MemMethod, storage: Storage| MemoryQuery {
         method,
         storage,
-        dtype_bytes,
+        dtype_bytes: 4,
         adapters: (method != MemMethod::Full).then(|| adapters.clone()),
-        batch,
-        seq,
-        checkpointing: ckpt,
+        batch: settings.batch as u64,
+        seq: settings.seq as u64,
+        checkpointing: false,
     };
-    let (b, t) = (settings.batch as u64, settings.seq as u64);
-    let memory = accounting::memory(&arch, &query(mem_method(spec.method), spec.storage, 4, b, t, false))?;
+    let memory = accounting::memory(&arch, &query(mem_method(spec.method), spec.storage))?;
     let nf4dq = Storage::new(crate::quant::Format::Nf4, true)?;
     let mut compare = Vec::new();
     for (name, m, st) in [
@@ -113,7 +113,7 @@ pub fn accounting_of(settings: &Settings, model: &ModelConfig) -> Result<Account
         ("lora", MemMethod::Lora, Storage::FP32),
         ("qlora", MemMethod::Qlora, nf4dq),
     ] {
-        compare.push((name.to_string(), accounting::memory(&arch, &query(m, st, 4, b, t, false))?.into()));
+        compare.push((name.to_string(), accounting::memory(&arch, &query(m, st))?.into()));
     }
     let mut scale_up = Vec::new();
     for preset in ["gpt2", "gpt3-175b", "llama-7b", "llama-65b"] {
