@@ -31,6 +31,14 @@ export function playgroundTests(backend) {
     await page.uncheck('[data-testid=targets-fc]');
     await page.waitForFunction((w) => document.querySelector('[data-testid=trainable-params]').dataset.value === String(w),
       expectedTrainable(CONFIG, 64, ['q', 'k', 'v', 'o', 'proj']));
+    // An impossible value is refused with a message, the last good numbers stay, and fixing it clears the message.
+    await page.fill('[data-testid=alpha]', '-3');
+    await page.dispatchEvent('[data-testid=alpha]', 'change');
+    await page.waitForFunction(() => /alpha must be/.test(document.querySelector('[data-testid=error]').textContent));
+    assert.equal(await attr(page, 'trainable-params'), String(expectedTrainable(CONFIG, 64, ['q', 'k', 'v', 'o', 'proj'])));
+    await page.fill('[data-testid=alpha]', '16');
+    await page.dispatchEvent('[data-testid=alpha]', 'change');
+    await page.waitForFunction(() => document.querySelector('[data-testid=error]').hidden);
     // fp32 → nf4: the base's memory drops to about an eighth (nf4 values + absmax constants).
     const before = Number(await attr(page, 'memory-total'));
     await page.selectOption('[data-testid=format]', 'nf4');

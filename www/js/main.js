@@ -274,6 +274,8 @@ const onMessage = {
     }
   },
   account(m) {
+    // Settings that were refused are fine again: their message goes, the numbers update.
+    if (state.settingsError) { clearError(); state.settingsError = false; }
     state.accounting = m.accounting;
     state.query = m.query;
     renderParams(m.accounting, state.settings, state.config);
@@ -380,6 +382,8 @@ const onMessage = {
       setTrainingButtons(state.run ? 'paused' : 'idle');
     }
     if (m.during === 'generate') $('generate').disabled = false;
+    // The previous counts stay on screen while the settings are invalid.
+    if (m.during === 'account') state.settingsError = true;
     if (m.during === 'load' || m.during === 'init') $('load-progress').hidden = true;
     showError(m.message);
   },
