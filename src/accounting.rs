@@ -167,18 +167,34 @@ pub struct AdapterSpec {
 }
 
 impl AdapterSpec {
+    /// The same rank on every target in the comma-separated list (`all` for every target of the family).
     pub fn uniform(arch: &Arch, targets: &str, rank: u64) -> Result<Self> {
-        ensure!(rank >= 1, "rank must be at least 1");
-        let mut list: Vec<(String, u64)> = Vec::new();
-        for t in targets.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let names: Vec<&str> = if t.eq_ignore_ascii_case("all") { arch.all_targets().to_vec() } else { vec![t] };
-            for n in names {
-                let n = n.to_ascii_lowercase();
-                let (i, o) = arch.target_dims(&n)?;
-                ensure!(rank <= i.min(o), "rank {rank} for target {n} must be at most min(d_in, d_out) = {}", i.min(o));
-                if !list.iter().any(|(x, _)| *x == n) {
-                    list.push((n, rank));
+        let names: Vec<(String, u64)> = targets
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .flat_map(|t| -> Vec<String> {
+                if t.eq_ignore_ascii_case("all") {
+                    arch.all_targets().iter().map(|n| n.to_string()).collect()
+                } else {
+                    vec![t.to_string()]
                 }
+            })
+            .map(|n| (n, rank))
+            .collect();
+        Self::with_ranks(arch, &names)
+    }
+
+    /// Each target with its own rank; a target named twice keeps its first rank.
+    pub fn with_ranks(arch: &Arch, targets: &[(String, u64)]) -> Result<Self> {
+        let mut list: Vec<(String, u64)> = Vec::new();
+        for (n, rank) in targets {
+            let (n, rank) = (n.to_ascii_lowercase(), *rank);
+            ensure!(rank >= 1, "rank must be at least 1");
+            let (i, o) = arch.target_dims(&n)?;
+            ensure!(rank <= i.min(o), "rank {rank} for target {n} must be at most min(d_in, d_out) = {}", i.min(o));
+            if !list.iter().any(|(x, _)| *x == n) {
+                list.push((n, rank));
             }
         }
         ensure!(!list.is_empty(), "no targets given");

@@ -1,4 +1,5 @@
-//! The page's run (`web::Run`) natively: a forced divergence restores the last good state on either executor.
+//! The page's run (`web::Run`) natively: a forced divergence restores the last good state on either executor, and
+//! the start is scored the same whether before or after the first steps.
 #![cfg(not(target_arch = "wasm32"))]
 
 use qlora_playground::gpu::Gpu;
@@ -42,4 +43,34 @@ fn forced_divergence_restores_the_last_good_state_on_the_cpu() {
 #[test]
 fn forced_divergence_restores_the_last_good_state_on_the_gpu() {
     diverge_and_restore(Some(Gpu::new_blocking().expect("a Vulkan adapter (lavapipe on machines without a GPU)")));
+}
+
+/// The page takes the first step before scoring step 0: the late score must be the one an early one would give, and
+/// must leave the trained parameters as they were.
+fn start_scored_late_equals_start_scored_first(method: &str, gpu: impl Fn() -> Option<Gpu>) {
+    let format = if method == "qlora" { "nf4" } else { "fp32" };
+    let s = Settings { method: method.into(), format: format.into(), dq: method == "qlora", task: "even".into(), ..settings() };
+    let mut first = Run::new(&tiny(), s.clone(), None, gpu()).unwrap();
+    let early = pollster::block_on(first.validate()).unwrap();
+    let mut late = Run::new(&tiny(), s, None, gpu()).unwrap();
+    for _ in 0..3 {
+        pollster::block_on(late.step()).unwrap();
+    }
+    let before = pollster::block_on(late.validate()).unwrap();
+    let start = late.validate_start().expect("kept until asked for");
+    assert_eq!(start.step, 0);
+    assert_eq!(start.val_loss, early.val_loss, "{method}");
+    assert_eq!(start.accuracy, early.accuracy, "{method}");
+    assert!(late.validate_start().is_none(), "given once");
+    let after = pollster::block_on(late.validate()).unwrap();
+    assert_eq!((after.step, after.val_loss), (before.step, before.val_loss), "{method}: training state kept");
+    assert_ne!(after.val_loss, early.val_loss, "{method}: three steps changed the model");
+}
+
+#[test]
+fn start_is_scored_the_same_after_the_first_steps() {
+    for method in ["lora", "full"] {
+        start_scored_late_equals_start_scored_first(method, || None);
+    }
+    start_scored_late_equals_start_scored_first("qlora", || Some(Gpu::new_blocking().unwrap()));
 }

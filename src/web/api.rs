@@ -201,6 +201,15 @@ impl Playground {
         to_js(&v)
     }
 
+    /// The validation of step 0 the first time it is asked for, then null (see `Run::validate_start`).
+    #[wasm_bindgen(js_name = validateStart)]
+    pub fn validate_start(&mut self) -> Result<JsValue, JsError> {
+        match self.run_mut()?.validate_start() {
+            Some(v) => to_js(&v),
+            None => Ok(JsValue::NULL),
+        }
+    }
+
     /// Continues `prompt`: `tuned` uses the run's trained model, otherwise its base (as stored). Without a run both
     /// are the loaded base.
     pub async fn generate(

@@ -68,28 +68,29 @@ fn mem_method(m: Method) -> MemMethod {
     }
 }
 
-/// Our GPT-2 target names in another family's terms: LLaMA's MLP has gate and up projections where GPT-2 has c_fc,
-/// and down where GPT-2 has mlp.c_proj.
-fn targets_in(arch: &Arch, targets: &[String]) -> String {
+/// Our GPT-2 targets and their ranks in another family's terms: LLaMA's MLP has gate and up projections where GPT-2
+/// has c_fc, and down where GPT-2 has mlp.c_proj.
+fn targets_in(arch: &Arch, ranks: &[(String, usize)]) -> Vec<(String, u64)> {
     let llama = arch.family == accounting::Family::Llama;
-    let mut out: Vec<&str> = Vec::new();
-    for t in targets {
-        match (llama, t.as_str()) {
-            (true, "fc") => out.extend(["gate", "up"]),
-            (true, "proj") => out.push("down"),
-            (true, "qkv") => out.extend(["q", "k", "v"]),
-            (_, other) => out.push(other),
-        }
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for (t, r) in ranks {
+        let names: &[&str] = match (llama, t.as_str()) {
+            (true, "fc") => &["gate", "up"],
+            (true, "proj") => &["down"],
+            (true, "qkv") => &["q", "k", "v"],
+            (_, other) => &[other][..],
+        };
+        out.extend(names.iter().map(|n| (n.to_string(), *r as u64)));
     }
-    out.join(",")
+    out
 }
 
 /// Counts and memory for `settings` on `model`, plus the scale-up presets.
 pub fn accounting_of(settings: &Settings, model: &ModelConfig) -> Result<Accounting> {
     let spec = settings.validate(model)?;
     let arch = Arch::from_model(model);
-    let targets = settings.targets.join(",");
-    let adapters = AdapterSpec::uniform(&arch, &targets, settings.r as u64)?;
+    let ranks = settings.target_ranks()?;
+    let adapters = AdapterSpec::with_ranks(&arch, &targets_in(&arch, &ranks))?;
     let full = accounting::full_params(&arch);
     let count = match spec.method {
         Method::Full => full,
@@ -118,7 +119,7 @@ pub fn accounting_of(settings: &Settings, model: &ModelConfig) -> Result<Account
     let mut scale_up = Vec::new();
     for preset in ["gpt2", "gpt3-175b", "llama-7b", "llama-65b"] {
         let a = Arch::preset(preset)?;
-        let spec_p = AdapterSpec::uniform(&a, &targets_in(&a, &settings.targets), settings.r as u64)?;
+        let spec_p = AdapterSpec::with_ranks(&a, &targets_in(&a, &ranks))?;
         let p = accounting::lora_params(&a, &spec_p);
         let seq = 512.min(a.ctx);
         let q = |m: MemMethod, st: Storage| MemoryQuery {
@@ -184,6 +185,9 @@ pub struct Run {
     val_batches: Vec<(Vec<u32>, Vec<u32>)>,
     /// The state at the last validation with a finite loss (the start, at first).
     last_good: Snapshot,
+    /// The trainable parameters at step 0, kept until [`Run::validate_start`] has scored them: the page takes the
+    /// first step before scoring the start, so training begins at once.
+    start_params: Option<Vec<f32>>,
 }
 
 impl Run {
@@ -236,6 +240,7 @@ impl Run {
             gpu,
             cpu_in_sync: true,
             val_batches,
+            start_params: Some(last_good.params.clone()),
             last_good,
             spec,
         })
@@ -342,12 +347,27 @@ impl Run {
     /// ask for the article's adapter storage — the loss with the adapters rounded through it.
     pub async fn validate(&mut self) -> Result<Validation> {
         self.sync().await?;
-        let (b, t) = (self.spec.batch, self.spec.seq);
-        let mut total = 0.0;
-        for (x, y) in &self.val_batches {
-            total += self.cpu.loss(x, y, b, t);
+        let v = self.measure(self.step_index());
+        if v.val_loss.is_finite() {
+            self.snapshot_good().await?;
         }
-        let val_loss = total / self.val_batches.len() as f64;
+        Ok(v)
+    }
+
+    /// The validation of step 0, whenever it is asked for: the starting parameters are put in the CPU trainer for
+    /// the measurement and the current ones back after. None once given (or for a run that never kept them).
+    pub fn validate_start(&mut self) -> Option<Validation> {
+        let start = self.start_params.take()?;
+        let current = self.cpu.trainable_params_mut().to_vec();
+        self.cpu.trainable_params_mut().copy_from_slice(&start);
+        let v = self.measure(0);
+        self.cpu.trainable_params_mut().copy_from_slice(&current);
+        Some(v)
+    }
+
+    /// [`Validation`] of the CPU trainer's current parameters, labelled `step`.
+    fn measure(&mut self, step: usize) -> Validation {
+        let val_loss = self.val_loss();
         let accuracy = self
             .data
             .task
@@ -356,19 +376,23 @@ impl Run {
             (Some(st), Some(mut rounded)) => {
                 rounded.round_through(st);
                 let original = std::mem::replace(self.cpu.adapters.as_mut().expect("present"), rounded);
-                let mut total = 0.0;
-                for (x, y) in &self.val_batches {
-                    total += self.cpu.loss(x, y, b, t);
-                }
+                let loss = self.val_loss();
                 self.cpu.adapters = Some(original);
-                Some(total / self.val_batches.len() as f64)
+                Some(loss)
             }
             _ => None,
         };
-        if val_loss.is_finite() {
-            self.snapshot_good().await?;
+        Validation { step, val_loss, accuracy, val_loss_adapter_rounded }
+    }
+
+    /// Mean loss of the CPU trainer over the validation batches.
+    fn val_loss(&mut self) -> f64 {
+        let (b, t) = (self.spec.batch, self.spec.seq);
+        let mut total = 0.0;
+        for (x, y) in &self.val_batches {
+            total += self.cpu.loss(x, y, b, t);
         }
-        Ok(Validation { step: self.step_index(), val_loss, accuracy, val_loss_adapter_rounded })
+        total / self.val_batches.len() as f64
     }
 
     /// Continues `prompt` with the base as this run stores it (no adapters) or with the tuned model.
@@ -447,5 +471,24 @@ mod tests {
         let acc_full = accounting_of(&full, &cfg).unwrap();
         assert_eq!(acc_full.trainable, acc.full_trainable);
         assert_eq!(acc_full.memory.total, acc.compare[0].1.total);
+    }
+
+    #[test]
+    fn per_target_ranks_are_counted_as_the_engine_builds_them() {
+        let cfg = ModelConfig::bytes(2, 2, 32, 32).unwrap();
+        let s = Settings { ranks: "fc:16,q:2".into(), seq: 16, ..Default::default() };
+        let acc = accounting_of(&s, &cfg).unwrap();
+        // q at 2, k, v, o, proj at 8, fc at 16: width 32, MLP 128.
+        let per_block = 2 * 64 + 8 * (3 * 64 + 160) + 16 * 160;
+        assert_eq!(acc.trainable, 2 * per_block as u64);
+        let run = Run::new(&Gpt2::init(cfg, 0), s.clone(), None, None).unwrap();
+        assert_eq!(run.trainable() as u64, acc.trainable);
+        // LLaMA's gate and up take fc's rank, down takes proj's.
+        let uniform = accounting_of(&Settings { seq: 16, ..Default::default() }, &ModelConfig::bytes(2, 2, 32, 32).unwrap()).unwrap();
+        let (a, b) = (&acc.scale_up[2], &uniform.scale_up[2]);
+        assert_eq!(a.preset, "llama-7b");
+        let (d, f) = (4096i64, 11008i64);
+        let delta = 32 * ((2 - 8) * 2 * d + (16 - 8) * 2 * (d + f));
+        assert_eq!(a.trainable as i64 - b.trainable as i64, delta);
     }
 }

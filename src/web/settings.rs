@@ -26,6 +26,8 @@ pub const MAX_STEPS: usize = 5000;
 pub struct Settings {
     pub method: String,
     pub r: usize,
+    /// Ranks that differ from `r` for some targets, as `target:rank` pairs (`fc:16,q:2`); empty: `r` everywhere.
+    pub ranks: String,
     pub alpha: f32,
     pub targets: Vec<String>,
     pub format: String,
@@ -46,6 +48,7 @@ impl Default for Settings {
         Settings {
             method: "qlora".into(),
             r: 8,
+            ranks: String::new(),
             alpha: 16.0,
             targets: ["q", "k", "v", "o", "fc", "proj"].map(String::from).to_vec(),
             format: "nf4".into(),
@@ -75,8 +78,8 @@ pub struct RunSpec {
 }
 
 /// The names the URL and the page use for settings (also the names `hide=` accepts in an embed).
-pub const SETTING_NAMES: [&str; 14] = [
-    "method", "r", "alpha", "targets", "format", "dq", "astore", "lr", "batch", "seq", "steps", "seed", "task", "data",
+pub const SETTING_NAMES: [&str; 15] = [
+    "method", "r", "ranks", "alpha", "targets", "format", "dq", "astore", "lr", "batch", "seq", "steps", "seed", "task", "data",
 ];
 
 impl Settings {
@@ -105,7 +108,11 @@ impl Settings {
             _ => {
                 ensure!(!self.targets.is_empty(), "choose at least one matrix to adapt (q, k, v, o, fc or proj)");
                 let targets: Vec<Target> = parse_targets(&self.targets.join(","))?;
-                let cfg = LoraConfig::uniform(&targets, self.r, self.alpha);
+                let mut cfg = LoraConfig::uniform(&targets, self.r, self.alpha);
+                let ranks = self.target_ranks()?;
+                for (target, rank) in &mut cfg.targets {
+                    *rank = ranks.iter().find(|(t, _)| t == target.name()).map_or(self.r, |(_, r)| *r);
+                }
                 cfg.validate(model.n_embd)?;
                 Some(cfg)
             }
@@ -156,6 +163,24 @@ impl Settings {
         Ok(RunSpec { method, storage, lora, adapter_storage, optim, batch: self.batch, seq: self.seq, seed: self.seed })
     }
 
+    /// The rank of every chosen target: `r`, or its entry in `ranks`. An entry for a target that is not chosen, a
+    /// repeated one or a rank outside 1..=MAX_RANK is an error.
+    pub fn target_ranks(&self) -> Result<Vec<(String, usize)>> {
+        let overrides = parse_ranks(&self.ranks)?;
+        for (t, _) in &overrides {
+            ensure!(
+                self.targets.contains(t),
+                "a rank is given for {t}, which is not adapted (adapted: {})",
+                self.targets.join(", ")
+            );
+        }
+        Ok(self
+            .targets
+            .iter()
+            .map(|t| (t.clone(), overrides.iter().find(|(o, _)| o == t).map_or(self.r, |(_, r)| *r)))
+            .collect())
+    }
+
     /// The URL query of these settings: `v` and every setting that differs from the default, in a fixed order.
     pub fn to_query(&self) -> String {
         let d = Settings::default();
@@ -168,6 +193,7 @@ impl Settings {
         };
         put("method", self.method != d.method, self.method.clone());
         put("r", self.r != d.r, self.r.to_string());
+        put("ranks", self.ranks != d.ranks, self.ranks.clone());
         put("alpha", self.alpha != d.alpha, self.alpha.to_string());
         put("targets", self.targets != d.targets, self.targets.join(","));
         put("format", self.format != d.format, self.format.clone());
@@ -181,6 +207,23 @@ impl Settings {
         put("task", self.task != d.task, self.task.clone());
         q.finish()
     }
+}
+
+/// Reads `target:rank` pairs (`fc:16,q:2`), each target once, each rank in 1..=MAX_RANK.
+pub fn parse_ranks(text: &str) -> Result<Vec<(String, usize)>> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, rank) = pair
+            .split_once(':')
+            .ok_or_else(|| Error::new(format!("per-target rank {pair:?} is not target:rank (e.g. fc:16)")))?;
+        let target: Target = name.parse()?;
+        let rank = rank.trim().parse::<usize>().ok().filter(|r| (1..=MAX_RANK).contains(r)).ok_or_else(|| {
+            Error::new(format!("the rank of {} must be a whole number from 1 to {MAX_RANK} (got {rank:?})", target.name()))
+        })?;
+        ensure!(!out.iter().any(|(t, _)| t == target.name()), "{} has two ranks", target.name());
+        out.push((target.name().to_string(), rank));
+    }
+    Ok(out)
 }
 
 /// Page-level options from the URL that are not run settings.
@@ -232,6 +275,10 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
             "r" => match value.parse::<usize>() {
                 Ok(r) if (1..=MAX_RANK).contains(&r) => s.r = r,
                 _ => errors.push(bad(&format!("rank must be a whole number from 1 to {MAX_RANK}"))),
+            },
+            "ranks" => match parse_ranks(value) {
+                Ok(_) => s.ranks = value.into(),
+                Err(e) => errors.push(bad(&e.to_string())),
             },
             "alpha" => match value.parse::<f32>() {
                 Ok(a) if a.is_finite() && a > 0.0 && a <= 1024.0 => s.alpha = a,
@@ -369,6 +416,31 @@ mod tests {
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         assert_eq!(p.settings.method, "full");
         assert_eq!(p.page, PageOptions { embed: true, hide: vec!["method".into(), "r".into()], backend: None });
+    }
+
+    #[test]
+    fn per_target_ranks_reach_the_engine_and_the_link() {
+        let s = Settings { ranks: "fc:16, q:2".into(), ..Default::default() };
+        let lora = s.validate(&cfg()).unwrap().lora.unwrap();
+        let rank = |n: &str| lora.targets.iter().find(|(t, _)| t.name() == n).unwrap().1;
+        assert_eq!((rank("q"), rank("k"), rank("fc"), rank("proj")), (2, 8, 16, 8));
+        let q = s.to_query();
+        assert_eq!(q, "v=1&ranks=fc%3A16%2C+q%3A2");
+        assert_eq!(parse_query(&q, &cfg()).settings, s);
+        for (bad, says) in [
+            ("fc", "not target:rank"),
+            ("fc:0", "from 1 to 64"),
+            ("fc:65", "from 1 to 64"),
+            ("zz:4", "zz"),
+            ("fc:4,fc:8", "two ranks"),
+        ] {
+            let e = Settings { ranks: bad.into(), ..Default::default() }.validate(&cfg()).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+            let p = parse_query(&format!("ranks={bad}"), &cfg());
+            assert_eq!((p.settings.ranks.as_str(), p.errors.len()), ("", 1), "{bad}: {:?}", p.errors);
+        }
+        let unchosen = Settings { targets: vec!["q".into(), "v".into()], ranks: "fc:4".into(), ..Default::default() };
+        assert!(unchosen.validate(&cfg()).unwrap_err().to_string().contains("fc, which is not adapted"));
     }
 
     #[test]

@@ -3,23 +3,32 @@
 
 use super::settings::Settings;
 
-/// PEFT module paths of our targets on GPT-2 (q, k and v are slices of one fused `c_attn`; PEFT adapts it whole).
-fn module_pattern(targets: &[String]) -> String {
-    let mut mods: Vec<&str> = Vec::new();
-    for t in targets {
-        let m = match t.as_str() {
-            "q" | "k" | "v" | "qkv" => "attn.c_attn",
-            "o" => "attn.c_proj",
-            "fc" => "mlp.c_fc",
-            "proj" => "mlp.c_proj",
-            _ => continue,
-        };
-        if !mods.contains(&m) {
-            mods.push(m);
+/// The PEFT module of one of our targets on GPT-2 (q, k and v are slices of one fused `c_attn`; PEFT adapts it whole).
+fn module_of(target: &str) -> Option<&'static str> {
+    match target {
+        "q" | "k" | "v" | "qkv" => Some("attn.c_attn"),
+        "o" => Some("attn.c_proj"),
+        "fc" => Some("mlp.c_fc"),
+        "proj" => Some("mlp.c_proj"),
+        _ => None,
+    }
+}
+
+/// The PEFT modules of `ranks` with the rank each gets: a fused `c_attn` takes the largest of its slices' ranks.
+fn module_ranks(ranks: &[(String, usize)]) -> Vec<(&'static str, usize)> {
+    let mut mods: Vec<(&'static str, usize)> = Vec::new();
+    for (t, r) in ranks {
+        let Some(m) = module_of(t) else { continue };
+        match mods.iter_mut().find(|(x, _)| *x == m) {
+            Some((_, rank)) => *rank = (*rank).max(*r),
+            None => mods.push((m, *r)),
         }
     }
-    let alternatives: Vec<String> = mods.iter().map(|m| m.replace('.', r"\.")).collect();
-    format!(r".*\.({})", alternatives.join("|"))
+    mods
+}
+
+fn escaped(module: &str) -> String {
+    module.replace('.', r"\.")
 }
 
 /// Python for these settings on Hugging Face's `gpt2` (124M parameters), runnable where CUDA and bitsandbytes are.
@@ -58,20 +67,33 @@ pub fn peft_snippet(s: &Settings) -> String {
                 "from peft import prepare_model_for_kbit_training\nmodel = prepare_model_for_kbit_training(model)\n",
             );
         }
-        let slices = s.targets.iter().any(|t| matches!(t.as_str(), "q" | "k" | "v"));
-        if slices {
+        let ranks = s.target_ranks().unwrap_or_else(|_| s.targets.iter().map(|t| (t.clone(), s.r)).collect());
+        let slices: Vec<usize> =
+            ranks.iter().filter(|(t, _)| matches!(t.as_str(), "q" | "k" | "v")).map(|(_, r)| *r).collect();
+        if !slices.is_empty() {
             out.push_str(
                 "# q, k and v are slices of GPT-2's fused c_attn; PEFT adapts c_attn as a whole (r·(768 + 2304)).\n",
             );
+            if slices.iter().any(|r| *r != slices[0]) {
+                out.push_str("# Their ranks differ here; c_attn takes the largest.\n");
+            }
         }
+        let mods = module_ranks(&ranks);
+        let pattern = mods.iter().map(|(m, _)| escaped(m)).collect::<Vec<_>>().join("|");
+        let differing: Vec<String> =
+            mods.iter().filter(|(_, r)| *r != s.r).map(|(m, r)| format!("r\"{}\": {r}", escaped(m))).collect();
+        let rank_pattern = if differing.is_empty() {
+            String::new()
+        } else {
+            format!(",\n    rank_pattern={{{}}}", differing.join(", "))
+        };
         out.push_str(&format!(
             "from peft import LoraConfig, get_peft_model\n\
              config = LoraConfig(r={r}, lora_alpha={alpha}, lora_dropout=0.0, bias=\"none\", task_type=\"CAUSAL_LM\",\n    \
-             target_modules=r\"{pattern}\", fan_in_fan_out=True)\n\
+             target_modules=r\".*\\.({pattern})\", fan_in_fan_out=True{rank_pattern})\n\
              model = get_peft_model(model, config)\nmodel.print_trainable_parameters()\n",
             r = s.r,
             alpha = s.alpha,
-            pattern = module_pattern(&s.targets),
         ));
     }
     out.push_str(&format!(
@@ -101,6 +123,10 @@ mod tests {
             "{py}"
         );
         assert!(py.contains("r=8, lora_alpha=16"));
+        let per = Settings { ranks: "fc:16,q:2,v:12".into(), ..Default::default() };
+        let py = peft_snippet(&per);
+        assert!(py.contains(r#"rank_pattern={r"attn\.c_attn": 12, r"mlp\.c_fc": 16}"#), "{py}");
+        assert!(py.contains("c_attn takes the largest"), "{py}");
         let full = Settings { method: "full".into(), format: "fp32".into(), dq: false, ..Default::default() };
         assert!(!peft_snippet(&full).contains("LoraConfig"));
     }

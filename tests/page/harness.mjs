@@ -51,8 +51,10 @@ export async function trainToEnd(page, timeout) {
 }
 
 /// Trainable parameters of LoRA on our GPT-2 from config.json alone: r·(d_in + d_out) per adapted matrix and block.
+/// r·(d_in + d_out) per adapter and block; `r` is one rank or a {target: rank} map.
 export function expectedTrainable(config, r, targets) {
   const c = config.n_embd;
   const dims = { q: [c, c], k: [c, c], v: [c, c], o: [c, c], fc: [c, 4 * c], proj: [4 * c, c] };
-  return config.n_layer * targets.reduce((sum, t) => sum + r * (dims[t][0] + dims[t][1]), 0);
+  const rank = (t) => (typeof r === 'number' ? r : r[t]);
+  return config.n_layer * targets.reduce((sum, t) => sum + rank(t) * (dims[t][0] + dims[t][1]), 0);
 }

@@ -45,7 +45,20 @@ export function playgroundTests(backend) {
     await page.waitForFunction((b) => Number(document.querySelector('[data-testid=memory-total]').dataset.value) < b, before);
     const after = Number(await attr(page, 'memory-total'));
     assert.ok(after < before, `${after} < ${before}`);
+    // A rank per matrix: q at 2, the others follow r; the link carries it and a reload restores it.
+    await page.check('[data-testid=rank-per-target]');
+    await page.fill('[data-testid=rank-q]', '2');
+    await page.dispatchEvent('[data-testid=rank-q]', 'input');
+    const perTarget = expectedTrainable(CONFIG, { q: 2, k: 64, v: 64, o: 64, proj: 64 }, ['q', 'k', 'v', 'o', 'proj']);
+    await page.waitForFunction((w) => document.querySelector('[data-testid=trainable-params]').dataset.value === String(w), perTarget);
+    assert.match(page.url(), /ranks=q%3A2/);
+    assert.match(await page.textContent('#explainer'), /q \(192→192\)192×192 = 36,864192×2 \+ 2×192 = 768/);
     await page.screenshot({ path: join(ARTIFACTS, `${backend}-settings.png`), fullPage: true });
+    await page.goto(page.url());
+    await page.waitForFunction((w) => document.querySelector('[data-testid=trainable-params]').dataset.value === String(w), perTarget);
+    assert.ok(await page.isChecked('[data-testid=rank-per-target]'));
+    assert.equal(await page.inputValue('[data-testid=rank-q]'), '2');
+    assert.equal(await page.inputValue('[data-testid=rank-k]'), '64');
     // Phone width: one column, nothing wider than the screen.
     await page.setViewportSize({ width: 390, height: 844 });
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -2,7 +2,7 @@
 // reports on animation frames. It computes nothing itself: every number comes from the engine.
 
 import { LossChart, drawHistogram, drawSpectra } from './charts.js';
-import { el, fmtBytes, fmtInt, renderMemory, renderParams, renderQuantErrors, renderRuns, renderScale } from './views.js';
+import { el, fmtBytes, fmtInt, ownRanks, renderMemory, renderParams, renderQuantErrors, renderRuns, renderScale } from './views.js';
 
 const $ = (id) => document.getElementById(id);
 const TARGETS = ['q', 'k', 'v', 'o', 'fc', 'proj'];
@@ -53,11 +53,18 @@ function showNotice(message) {
 
 function readControls() {
   const num = (id) => Number($(id).value);
+  const r = num('rank');
+  const targets = TARGETS.filter((t) => $(`targets-${t}`).checked);
+  // Only ranks that differ from r travel (an empty box reads as 0 and is refused with a message, like any bad rank).
+  const ranks = $('per-target').checked
+    ? targets.filter((t) => num(`rank-${t}`) !== r).map((t) => `${t}:${$(`rank-${t}`).value.trim() || 0}`).join(',')
+    : '';
   return {
     method: $('method').value,
-    r: num('rank'),
+    r,
+    ranks,
     alpha: num('alpha'),
-    targets: TARGETS.filter((t) => $(`targets-${t}`).checked),
+    targets,
     format: $('format').value,
     dq: $('double-quant').checked,
     adapter_storage: $('adapter-storage').value,
@@ -74,6 +81,9 @@ function writeControls(s) {
   $('method').value = s.method;
   $('rank').value = String(s.r);
   for (const t of TARGETS) $(`targets-${t}`).checked = s.targets.includes(t);
+  const own = ownRanks(s.ranks);
+  $('per-target').checked = own.size > 0;
+  for (const t of TARGETS) $(`rank-${t}`).value = own.get(t) ?? String(s.r);
   $('format').value = s.format;
   $('double-quant').checked = s.dq;
   $('adapter-storage').value = s.adapter_storage;
@@ -92,7 +102,11 @@ function writeControls(s) {
 /// for the block-wise 4-bit and 8-bit formats, the text box only for "your own text".
 function syncDependentControls(s) {
   const full = s.method === 'full';
-  for (const id of ['rank', 'alpha', 'adapter-storage', ...TARGETS.map((t) => `targets-${t}`)]) $(id).disabled = full;
+  for (const id of ['rank', 'alpha', 'adapter-storage', 'per-target', ...TARGETS.map((t) => `targets-${t}`)]) $(id).disabled = full;
+  for (const t of TARGETS) {
+    $(`rank-${t}`).hidden = !$('per-target').checked;
+    $(`rank-${t}`).disabled = full || !s.targets.includes(t);
+  }
   $('format').disabled = full;
   $('double-quant').disabled = full || !['int8', 'int4', 'fp4', 'nf4'].includes(s.format);
   $('rank-out').textContent = String(s.r);
@@ -101,7 +115,11 @@ function syncDependentControls(s) {
 }
 
 /// Every control change: recompute counts and memory at once (before any training), update the URL.
-function onSettingsChanged() {
+function onSettingsChanged(event) {
+  // Moving r moves the per-matrix ranks that were following it.
+  if (event && event.target.id === 'rank' && state.settings) {
+    for (const t of TARGETS) if (Number($(`rank-${t}`).value) === state.settings.r) $(`rank-${t}`).value = $('rank').value;
+  }
   const s = readControls();
   if (s.method === 'full') { s.format = 'fp32'; s.dq = false; s.adapter_storage = 'none'; }
   if (!['int8', 'int4', 'fp4', 'nf4'].includes(s.format)) s.dq = false;
@@ -326,10 +344,14 @@ const onMessage = {
   val(m) {
     const r = state.run;
     if (!r) return;
-    r.valSteps.push(m.step);
-    r.val.push(m.val_loss);
-    if (r.val.length === 1) $('val-loss').dataset.initial = String(m.val_loss);
-    if (m.accuracy != null) r.accuracy = m.accuracy;
+    // Step 0 is scored after the first step (training starts at once), so points are kept in step order.
+    let i = r.valSteps.length;
+    while (i > 0 && r.valSteps[i - 1] > m.step) i--;
+    r.valSteps.splice(i, 0, m.step);
+    r.val.splice(i, 0, m.val_loss);
+    if (m.step === 0) $('val-loss').dataset.initial = String(m.val_loss);
+    const latest = i === r.valSteps.length - 1;
+    if (m.accuracy != null && latest) r.accuracy = m.accuracy;
     if (m.val_loss_adapter_rounded != null) {
       const note = $('rounded-note');
       note.hidden = false;

@@ -46,6 +46,11 @@ export function renderParams(acc, settings, config) {
   renderExplainer(settings, config);
 }
 
+/// Per-matrix ranks (`fc:16,q:2`, validated by the engine) as a Map target → rank text; they override r.
+export function ownRanks(text) {
+  return new Map(text.split(',').filter((p) => p.includes(':')).map((p) => p.trim().split(':').map((x) => x.trim())));
+}
+
 /// The article's example (a 3×3 update as 3×1 · 1×3), then the same arithmetic on this model's matrices at rank r.
 function renderExplainer(settings, config) {
   const box = document.getElementById('explainer');
@@ -53,7 +58,8 @@ function renderExplainer(settings, config) {
   const r = settings.r;
   const rows = [['the article’s 3×3 update', 3, 3, 1]];
   const dims = { q: [c, c], k: [c, c], v: [c, c], o: [c, c], fc: [c, 4 * c], proj: [4 * c, c] };
-  for (const t of settings.targets) rows.push([`${t} (${dims[t][0]}→${dims[t][1]})`, dims[t][1], dims[t][0], r]);
+  const own = ownRanks(settings.ranks);
+  for (const t of settings.targets) rows.push([`${t} (${dims[t][0]}→${dims[t][1]})`, dims[t][1], dims[t][0], Number(own.get(t) ?? r)]);
   const table = el('table', { className: 'compact' },
     el('thead', {}, el('tr', {}, el('th', {}, 'matrix'), el('th', {}, 'ΔW numbers'), el('th', {}, 'B·A numbers'), el('th', {}, 'ratio'))));
   const body = el('tbody');
@@ -114,7 +120,7 @@ export function renderScale(acc) {
 export function renderRuns(runs) {
   const body = document.querySelector('#runs-table tbody');
   body.replaceChildren(...runs.map((r, i) => el('tr', {},
-    el('td', {}, String(i + 1)), el('td', {}, r.settings.method), el('td', {}, r.settings.method === 'full' ? '–' : String(r.settings.r)),
+    el('td', {}, String(i + 1)), el('td', {}, r.settings.method), el('td', {}, r.settings.method === 'full' ? '–' : [String(r.settings.r), r.settings.ranks].filter(Boolean).join(' · ')),
     el('td', {}, r.settings.method === 'full' ? 'fp32' : `${r.settings.format}${r.settings.dq ? '+dq' : ''}`),
     el('td', {}, fmtInt(r.trainable)), el('td', {}, String(r.steps)), el('td', {}, r.loss.toFixed(4)),
     el('td', {}, r.val == null ? '–' : r.val.toFixed(4)), el('td', {}, r.accuracy == null ? '–' : `${(r.accuracy * 100).toFixed(0)}%`),

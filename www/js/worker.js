@@ -73,6 +73,9 @@ async function trainStep() {
   const s = await playground.step();
   const ms = performance.now() - t0;
   post({ type: 'step', ...s, ms });
+  // The start is scored once the first step is on screen: it costs a full validation, and Train should answer at once.
+  const start = playground.validateStart();
+  if (start) post({ type: 'val', ...start });
   const done = playground.finished();
   if ((s.step + 1) % validateEvery(lastSettings.steps) === 0 || done) {
     post({ type: 'val', ...(await playground.validate()) });
@@ -127,7 +130,6 @@ const handlers = {
     const started = await playground.start(settings, preferGpu && !!self.navigator.gpu);
     lastSettings = settings;
     post({ type: 'started', ...started });
-    post({ type: 'val', ...(await playground.validate()) });
     running = true;
     trainLoop();
   },
