@@ -49,7 +49,13 @@ fn forced_divergence_restores_the_last_good_state_on_the_gpu() {
 /// must leave the trained parameters as they were.
 fn start_scored_late_equals_start_scored_first(method: &str, gpu: impl Fn() -> Option<Gpu>) {
     let format = if method == "qlora" { "nf4" } else { "fp32" };
-    let s = Settings { method: method.into(), format: format.into(), dq: method == "qlora", task: "even".into(), ..settings() };
+    let s = Settings {
+        method: method.into(),
+        format: format.into(),
+        dq: method == "qlora",
+        task: "even".into(),
+        ..settings()
+    };
     let mut first = Run::new(&tiny(), s.clone(), None, gpu()).unwrap();
     let early = pollster::block_on(first.validate()).unwrap();
     let mut late = Run::new(&tiny(), s, None, gpu()).unwrap();

@@ -484,7 +484,9 @@ mod tests {
         let run = Run::new(&Gpt2::init(cfg, 0), s.clone(), None, None).unwrap();
         assert_eq!(run.trainable() as u64, acc.trainable);
         // LLaMA's gate and up take fc's rank, down takes proj's.
-        let uniform = accounting_of(&Settings { seq: 16, ..Default::default() }, &ModelConfig::bytes(2, 2, 32, 32).unwrap()).unwrap();
+        let uniform =
+            accounting_of(&Settings { seq: 16, ..Default::default() }, &ModelConfig::bytes(2, 2, 32, 32).unwrap())
+                .unwrap();
         let (a, b) = (&acc.scale_up[2], &uniform.scale_up[2]);
         assert_eq!(a.preset, "llama-7b");
         let (d, f) = (4096i64, 11008i64);

@@ -79,7 +79,8 @@ pub struct RunSpec {
 
 /// The names the URL and the page use for settings (also the names `hide=` accepts in an embed).
 pub const SETTING_NAMES: [&str; 15] = [
-    "method", "r", "ranks", "alpha", "targets", "format", "dq", "astore", "lr", "batch", "seq", "steps", "seed", "task", "data",
+    "method", "r", "ranks", "alpha", "targets", "format", "dq", "astore", "lr", "batch", "seq", "steps", "seed",
+    "task", "data",
 ];
 
 impl Settings {
@@ -218,7 +219,10 @@ pub fn parse_ranks(text: &str) -> Result<Vec<(String, usize)>> {
             .ok_or_else(|| Error::new(format!("per-target rank {pair:?} is not target:rank (e.g. fc:16)")))?;
         let target: Target = name.parse()?;
         let rank = rank.trim().parse::<usize>().ok().filter(|r| (1..=MAX_RANK).contains(r)).ok_or_else(|| {
-            Error::new(format!("the rank of {} must be a whole number from 1 to {MAX_RANK} (got {rank:?})", target.name()))
+            Error::new(format!(
+                "the rank of {} must be a whole number from 1 to {MAX_RANK} (got {rank:?})",
+                target.name()
+            ))
         })?;
         ensure!(!out.iter().any(|(t, _)| t == target.name()), "{} has two ranks", target.name());
         out.push((target.name().to_string(), rank));

@@ -1,0 +1,87 @@
+"""The training step of Hugging Face transformers + PEFT (+ bitsandbytes for nf4), timed the way `qlora bench` times
+ours: the same model directory, batch, sequence, rank, adapted modules, gradient clipping and AdamW; median seconds
+per step after warm-up steps. Prints one JSON line. Run by bench/side-by-side.sh inside its own virtual environment.
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+import transformers
+import peft
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+
+# Our targets qkv,o,fc,proj are these GPT-2 modules (PEFT adapts the fused c_attn whole, as our `qkv` does).
+MODULES = r".*\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)"
+
+
+def load(model_dir: str, fmt: str):
+    # Dropout is off in the shipped config, as in our engine; eager attention is what a CPU user gets by default for
+    # GPT-2 when sdpa is unavailable, so we take the library's default instead of choosing for it.
+    if fmt == "fp32":
+        return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+    from transformers import BitsAndBytesConfig
+
+    q = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=fmt,
+        bnb_4bit_use_double_quant=False,
+        bnb_4bit_compute_dtype=torch.float32,
+    )
+    return AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=q, torch_dtype=torch.float32, device_map="cpu")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True)
+    p.add_argument("--method", choices=["lora", "qlora", "full"], default="lora")
+    p.add_argument("--format", default="fp32", help="fp32, or nf4/fp4 through bitsandbytes")
+    p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seq", type=int, default=64)
+    p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--steps", type=int, default=20)
+    a = p.parse_args()
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    model = load(a.model, a.format)
+    if a.method != "full":
+        cfg = LoraConfig(r=a.rank, lora_alpha=a.rank, lora_dropout=0.0, bias="none", target_modules=MODULES,
+                         fan_in_fan_out=True)
+        model = get_peft_model(model, cfg)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
+    vocab = model.config.vocab_size
+    x = torch.randint(0, vocab, (a.batch, a.seq))
+
+    def step() -> None:
+        logits = model(input_ids=x).logits
+        loss = F.cross_entropy(logits.reshape(-1, vocab).float(), x.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        float(loss)
+
+    times = []
+    for i in range(a.steps + 2):
+        t0 = time.perf_counter()
+        step()
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    print(json.dumps({
+        "tokens_per_s": a.batch * a.seq / med, "ms_per_step": med * 1e3, "method": a.method, "format": a.format,
+        "batch": a.batch, "seq": a.seq, "rank": a.rank, "threads": a.threads, "trainable": sum(p.numel() for p in params),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
+    }))
+
+
+if __name__ == "__main__":
+    main()
