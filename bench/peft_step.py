@@ -19,7 +19,19 @@ from transformers import AutoModelForCausalLM
 MODULES = r".*\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)"
 
 
-def load(model_dir: str, fmt: str):
+def load(a):
+    if a.model is None:
+        # A GPT-2-shaped model with our byte vocabulary, randomly initialised: speed does not depend on the values.
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        cfg = GPT2Config(n_layer=a.layers, n_head=a.heads, n_embd=a.embd, n_positions=a.ctx, vocab_size=256,
+                         attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0, activation_function="gelu_new")
+        assert a.format == "fp32", "random-shape models are benchmarked with an fp32 base only"
+        return GPT2LMHeadModel(cfg)
+    return load_dir(a.model, a.format)
+
+
+def load_dir(model_dir: str, fmt: str):
     # Dropout is off in the shipped config, as in our engine; eager attention is what a CPU user gets by default for
     # GPT-2 when sdpa is unavailable, so we take the library's default instead of choosing for it.
     if fmt == "fp32":
@@ -37,7 +49,11 @@ def load(model_dir: str, fmt: str):
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="a model directory; without it, a random model of the shape below")
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--embd", type=int, default=256)
+    p.add_argument("--ctx", type=int, default=256)
     p.add_argument("--method", choices=["lora", "qlora", "full"], default="lora")
     p.add_argument("--format", default="fp32", help="fp32, or nf4/fp4 through bitsandbytes")
     p.add_argument("--rank", type=int, default=8)
@@ -49,7 +65,7 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = load(a.model, a.format)
+    model = load(a)
     if a.method != "full":
         cfg = LoraConfig(r=a.rank, lora_alpha=a.rank, lora_dropout=0.0, bias="none", target_modules=MODULES,
                          fan_in_fan_out=True)
