@@ -1,0 +1,73 @@
+// The browser benchmark (bench.html): the playground's worker, unchanged, trains the shipped model for a few steps
+// per configuration; the medians go to a table and, as JSON, to #bench-json (read by bench/page-bench.mjs).
+import { el } from './views.js';
+
+const params = new URLSearchParams(location.search);
+const int = (name, fallback, max) => {
+  const v = Number(params.get(name) ?? fallback);
+  if (!Number.isInteger(v) || v < 1 || v > max) throw new Error(`${name} must be a whole number from 1 to ${max}`);
+  return v;
+};
+const CONFIGS = [
+  { method: 'lora', format: 'fp32', dq: false },
+  { method: 'qlora', format: 'nf4', dq: false },
+  { method: 'full', format: 'fp32', dq: false },
+];
+const WARMUP = 2;
+
+/// Runs one configuration in a fresh worker; resolves with the step times in ms.
+function measure(settings, preferGpu) {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    const ms = [];
+    let backend = null;
+    const done = (f) => { worker.terminate(); f(); };
+    worker.onmessage = ({ data: m }) => {
+      if (m.type === 'init') worker.postMessage({ type: 'start', settings, preferGpu });
+      else if (m.type === 'started') backend = m.backend;
+      else if (m.type === 'step') {
+        ms.push(m.ms);
+        if (ms.length === settings.steps) done(() => resolve({ backend, ms }));
+      } else if (m.type === 'error') done(() => reject(new Error(`${m.during}: ${m.message}`)));
+    };
+    worker.onerror = (e) => done(() => reject(new Error(e.message || 'the worker failed to start')));
+    worker.postMessage({ type: 'init', query: '' });
+  });
+}
+
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+
+async function main() {
+  const steps = int('steps', 10, 1000);
+  const batch = int('batch', 8, 64);
+  const seq = int('seq', 64, 256);
+  const backends = (params.get('backends') ?? 'webgpu,cpu').split(',');
+  const status = document.getElementById('bench-status');
+  const results = [];
+  for (const backend of backends) {
+    if (backend !== 'cpu' && backend !== 'webgpu') throw new Error(`unknown backend ${backend}; backends are webgpu, cpu`);
+    if (backend === 'webgpu' && !navigator.gpu) { status.textContent = 'no WebGPU in this browser: CPU only'; continue; }
+    for (const c of CONFIGS) {
+      status.textContent = `measuring ${backend} ${c.method} ${c.format}…`;
+      const settings = { ...c, steps: steps + WARMUP, batch, seq, task: 'hamlet' };
+      const r = await measure(settings, backend === 'webgpu');
+      if (r.backend !== backend) { status.textContent = `${backend} unavailable here (the run used ${r.backend})`; break; }
+      const med = median(r.ms.slice(WARMUP));
+      const row = { backend, ...c, batch, seq, steps, ms_per_step: med, tokens_per_s: (batch * seq * 1000) / med };
+      results.push(row);
+      document.getElementById('bench-rows').append(el('tr', {}, el('td', {}, backend), el('td', {}, c.method),
+        el('td', {}, c.format), el('td', {}, `${batch} × ${seq}`), el('td', {}, med.toFixed(1)),
+        el('td', {}, row.tokens_per_s.toFixed(0)), el('td', {}, String(steps))));
+    }
+  }
+  document.getElementById('bench-json').textContent = JSON.stringify({ userAgent: navigator.userAgent, results }, null, 1);
+  status.textContent = 'done';
+  document.body.dataset.bench = 'done';
+}
+
+main().catch((e) => {
+  const box = document.getElementById('error');
+  box.textContent = e.message;
+  box.hidden = false;
+  document.body.dataset.bench = 'failed';
+});
