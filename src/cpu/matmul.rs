@@ -1,7 +1,7 @@
-//! The one matrix multiply of the CPU executor: `matrixmultiply`'s blocked SIMD sgemm, split over rows of the output
-//! with rayon (on wasm32 without threads rayon runs the pieces in turn).
-
-use rayon::prelude::*;
+//! The one matrix multiply of the CPU executor. Natively it is the `gemm` crate (faer's and candle's; AVX2/AVX-512
+//! kernels, rayon inside, and it measured 2× matrixmultiply on a training step's skinny shapes). In the page (wasm32)
+//! it is `matrixmultiply`, whose simd128 kernel the `gemm` crate lacks, split over rows of the output with rayon
+//! (which, without threads in wasm, runs the pieces in turn).
 
 /// A row-major matrix operand: `rows × cols` logical shape after the optional transpose, stored with leading
 /// dimension `ld` (elements between consecutive stored rows).
@@ -43,10 +43,8 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// Rows of the output computed per rayon task: big enough to amortise task overhead and keep sgemm's packing useful.
-const ROWS_PER_TASK: usize = 64;
-
-/// `C[m×n] = alpha · A[m×k] · B[k×n] + beta · C`, with C row-major with leading dimension `ldc`.
+/// `C[m×n] = alpha · A[m×k] · B[k×n] + beta · C`, with C row-major with leading dimension `ldc`. `beta = 0` ignores
+/// what C held (NaN included), as in BLAS.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(m: usize, k: usize, n: usize, alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32], ldc: usize) {
     if m == 0 || n == 0 {
@@ -56,10 +54,66 @@ pub fn gemm(m: usize, k: usize, n: usize, alpha: f32, a: Mat, b: Mat, beta: f32,
     b.check(k, n);
     assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "output out of bounds");
     let c = &mut c[..(m - 1) * ldc + n];
+    if k == 0 {
+        // An empty sum: C = beta · C.
+        for row in c.chunks_mut(ldc) {
+            for x in &mut row[..n] {
+                *x = if beta == 0.0 { 0.0 } else { beta * *x };
+            }
+        }
+        return;
+    }
+    kernel(m, k, n, alpha, a, b, beta, c, ldc);
+}
+
+/// Products below this many multiply-adds run on one thread: splitting them costs more than it saves.
+const PARALLEL_WORK: usize = 1 << 16;
+
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::too_many_arguments)]
+fn kernel(m: usize, k: usize, n: usize, alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32], ldc: usize) {
     let (ars, acs) = a.strides();
     let (brs, bcs) = b.strides();
-    let work = m * n * k.max(1);
-    let rows_per_task = if work < 1 << 16 { m } else { ROWS_PER_TASK.min(m) };
+    let parallelism = if m * n * k < PARALLEL_WORK { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) };
+    // SAFETY: `check` proved every element of the logical A and B lies inside its slice and the assertion in `gemm`
+    // that C's m rows of n (leading dimension ldc) do; A and B are only read. The crate computes
+    // dst := alpha·dst + beta·lhs·rhs, so our alpha and beta trade places, and dst is read only when beta ≠ 0.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            ldc as isize,
+            beta != 0.0,
+            a.data.as_ptr(),
+            acs,
+            ars,
+            b.data.as_ptr(),
+            bcs,
+            brs,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Rows of the output per rayon task in the wasm build: enough to amortise sgemm's packing of B.
+#[cfg(target_arch = "wasm32")]
+const ROWS_PER_TASK: usize = 64;
+
+#[cfg(target_arch = "wasm32")]
+#[allow(clippy::too_many_arguments)]
+fn kernel(m: usize, k: usize, n: usize, alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32], ldc: usize) {
+    use rayon::prelude::*;
+    let (ars, acs) = a.strides();
+    let (brs, bcs) = b.strides();
+    let rows_per_task = if m * n * k < PARALLEL_WORK { m } else { ROWS_PER_TASK.min(m) };
     c.par_chunks_mut(rows_per_task * ldc).enumerate().for_each(|(chunk, c_rows)| {
         let row0 = chunk * rows_per_task;
         let rows = (m - row0).min(rows_per_task);
@@ -109,17 +163,24 @@ mod tests {
 
     #[test]
     fn matches_naive_in_every_orientation() {
-        for &(m, k, n) in &[(1, 1, 1), (3, 5, 7), (130, 33, 65), (200, 64, 3)] {
+        for &(m, k, n) in &[(1, 1, 1), (3, 5, 7), (130, 33, 65), (200, 64, 3), (512, 192, 576), (4, 0, 3)] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
             for ta in [false, true] {
                 for tb in [false, true] {
                     let am = if ta { Mat::t(&a, m) } else { Mat::new(&a, k) };
                     let bm = if tb { Mat::t(&b, k) } else { Mat::new(&b, n) };
-                    let mut c = vec![0.0; m * n];
-                    gemm(m, k, n, 1.0, am, bm, 0.0, &mut c, n);
                     let want = naive(m, k, n, &a, ta, &b, tb);
+                    // beta = 0 ignores C, even NaN; beta ≠ 0 accumulates, scaled by alpha.
+                    let mut c = vec![f32::NAN; m * n];
+                    gemm(m, k, n, 1.0, am, bm, 0.0, &mut c, n);
                     for (x, y) in c.iter().zip(&want) {
+                        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{k}x{n} ta={ta} tb={tb}: {x} vs {y}");
+                    }
+                    let mut c = vec![1.0; m * n];
+                    gemm(m, k, n, 0.5, am, bm, 2.0, &mut c, n);
+                    for (x, y) in c.iter().zip(&want) {
+                        let y = 2.0 + 0.5 * y;
                         assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{k}x{n} ta={ta} tb={tb}: {x} vs {y}");
                     }
                 }
