@@ -160,47 +160,40 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Causal multi-head self-attention from the fused `qkv[BT×3C]` (q | k | v columns).
 /// Saves the softmax probabilities `att[B, T, NH, T]` (row t holds weights over positions ≤ t; the rest is 0).
+/// Per sequence and head it is three matrix products on strided views of `qkv` (S = Q·Kᵀ, then P·V after the causal
+/// softmax): the full T×T square costs twice the causal half in multiply-adds but runs in the matmul kernels.
 pub fn attention_forward(out: &mut [f32], att: &mut [f32], qkv: &[f32], t_len: usize, c: usize, nh: usize) {
     let hs = c / nh;
     let scale = 1.0 / (hs as f32).sqrt();
-    out.par_chunks_mut(c).zip(att.par_chunks_mut(nh * t_len)).enumerate().for_each(|(row, (y, a))| {
-        let b = row / t_len;
-        let t = row % t_len;
-        let base = b * t_len * 3 * c;
+    let row = nh * t_len; // att elements per position
+    out.par_chunks_mut(t_len * c).zip(att.par_chunks_mut(t_len * row)).enumerate().for_each(|(b, (y, a))| {
+        let x = &qkv[b * t_len * 3 * c..(b + 1) * t_len * 3 * c];
         for h in 0..nh {
-            let q = &qkv[base + t * 3 * c + h * hs..][..hs];
-            let arow = &mut a[h * t_len..(h + 1) * t_len];
-            let mut maxv = f32::NEG_INFINITY;
-            for s in 0..=t {
-                let k = &qkv[base + s * 3 * c + c + h * hs..][..hs];
-                let dot = dot(q, k) * scale;
-                arow[s] = dot;
-                maxv = maxv.max(dot);
-            }
-            let mut sum = 0.0f32;
-            for v in arow[..=t].iter_mut() {
-                *v = (*v - maxv).exp();
-                sum += *v;
-            }
-            let inv = 1.0 / sum;
-            for v in arow[..=t].iter_mut() {
-                *v *= inv;
-            }
-            arow[t + 1..].fill(0.0);
-            let yh = &mut y[h * hs..(h + 1) * hs];
-            yh.fill(0.0);
-            for s in 0..=t {
-                let v = &qkv[base + s * 3 * c + 2 * c + h * hs..][..hs];
-                let p = arow[s];
-                for i in 0..hs {
-                    yh[i] += p * v[i];
+            let (q, k, v) = (&x[h * hs..], &x[c + h * hs..], &x[2 * c + h * hs..]);
+            let p = &mut a[h * t_len..];
+            gemm(t_len, hs, t_len, scale, Mat::new(q, 3 * c), Mat::t(k, 3 * c), 0.0, p, row);
+            for t in 0..t_len {
+                let r = &mut p[t * row..][..t_len];
+                let maxv = r[..=t].iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
+                let mut sum = 0.0f32;
+                for v in r[..=t].iter_mut() {
+                    *v = exp_approx(*v - maxv);
+                    sum += *v;
                 }
+                let inv = 1.0 / sum;
+                for v in r[..=t].iter_mut() {
+                    *v *= inv;
+                }
+                r[t + 1..].fill(0.0);
             }
+            gemm(t_len, t_len, hs, 1.0, Mat::new(p, row), Mat::new(v, 3 * c), 0.0, &mut y[h * hs..], c);
         }
     });
 }
 
-/// Accumulates into `dqkv` the gradient of [`attention_forward`].
+/// Accumulates into `dqkv` the gradient of [`attention_forward`], per sequence and head as matrix products:
+/// dP = dY·Vᵀ, dV += Pᵀ·dY, dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √hs, dQ += dS·K, dK += dSᵀ·Q.
+#[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     dqkv: &mut [f32],
     dout: &[f32],
@@ -213,65 +206,65 @@ pub fn attention_backward(
 ) {
     let hs = c / nh;
     let scale = 1.0 / (hs as f32).sqrt();
-    // Each (batch, head) pair owns disjoint columns of dqkv; compute them locally, then scatter.
-    let parts: Vec<(usize, usize, Vec<f32>)> = (0..b_len * nh)
-        .into_par_iter()
-        .map(|bh| {
-            let (b, h) = (bh / nh, bh % nh);
-            let base = b * t_len * 3 * c;
-            let mut local = vec![0.0f32; t_len * 3 * hs]; // per position: dq | dk | dv for this head
-            let mut datt = vec![0.0f32; t_len];
+    let row = nh * t_len;
+    debug_assert_eq!(dqkv.len(), b_len * t_len * 3 * c);
+    dqkv.par_chunks_mut(t_len * 3 * c).enumerate().for_each(|(b, dx)| {
+        let x = &qkv[b * t_len * 3 * c..(b + 1) * t_len * 3 * c];
+        let dy = &dout[b * t_len * c..(b + 1) * t_len * c];
+        let a = &att[b * t_len * row..(b + 1) * t_len * row];
+        let mut ds = vec![0.0f32; t_len * t_len];
+        for h in 0..nh {
+            let (q, k, v) = (&x[h * hs..], &x[c + h * hs..], &x[2 * c + h * hs..]);
+            let (p, dyh) = (&a[h * t_len..], &dy[h * hs..]);
+            gemm(t_len, hs, t_len, 1.0, Mat::new(dyh, c), Mat::t(v, 3 * c), 0.0, &mut ds, t_len);
+            gemm(t_len, t_len, hs, 1.0, Mat::t(p, row), Mat::new(dyh, c), 1.0, &mut dx[2 * c + h * hs..], 3 * c);
             for t in 0..t_len {
-                let arow = &att[((b * t_len + t) * nh + h) * t_len..][..t_len];
-                let dy = &dout[(b * t_len + t) * c + h * hs..][..hs];
-                // datt[s] = dy · v_s ; dv_s += att[t,s] · dy
+                let (pr, dr) = (&p[t * row..][..t_len], &mut ds[t * t_len..][..t_len]);
+                let dot = dot(&pr[..=t], &dr[..=t]);
                 for s in 0..=t {
-                    let v = &qkv[base + s * 3 * c + 2 * c + h * hs..][..hs];
-                    datt[s] = dot(dy, v);
-                    let dv = &mut local[s * 3 * hs + 2 * hs..][..hs];
-                    for i in 0..hs {
-                        dv[i] += arow[s] * dy[i];
-                    }
+                    dr[s] = pr[s] * (dr[s] - dot) * scale;
                 }
-                // softmax backward: dpre[s] = att[s] (datt[s] − Σ att·datt)
-                let dot: f32 = (0..=t).map(|s| arow[s] * datt[s]).sum();
-                let q = &qkv[base + t * 3 * c + h * hs..][..hs];
-                for s in 0..=t {
-                    let dpre = arow[s] * (datt[s] - dot) * scale;
-                    let k = &qkv[base + s * 3 * c + c + h * hs..][..hs];
-                    for i in 0..hs {
-                        local[t * 3 * hs + i] += dpre * k[i];
-                        local[s * 3 * hs + hs + i] += dpre * q[i];
-                    }
-                }
+                dr[t + 1..].fill(0.0);
             }
-            (b, h, local)
-        })
-        .collect();
-    for (b, h, local) in parts {
-        for t in 0..t_len {
-            let row = &mut dqkv[(b * t_len + t) * 3 * c..][..3 * c];
-            for part in 0..3 {
-                let dst = &mut row[part * c + h * hs..][..hs];
-                let src = &local[t * 3 * hs + part * hs..][..hs];
-                for i in 0..hs {
-                    dst[i] += src[i];
-                }
-            }
+            gemm(t_len, t_len, hs, 1.0, Mat::new(&ds, t_len), Mat::new(k, 3 * c), 1.0, &mut dx[h * hs..], 3 * c);
+            gemm(t_len, t_len, hs, 1.0, Mat::t(&ds, t_len), Mat::new(q, 3 * c), 1.0, &mut dx[c + h * hs..], 3 * c);
         }
-    }
+    });
 }
 
 // ---------------------------------------------------------------- gelu_new
 
 const GELU_K: f32 = 0.797_884_6; // √(2/π)
 
-/// tanh through one `exp`: libm's `tanhf` (via `expm1f`) took a third of a training step. The absolute error is a
+/// `e^x` for the softmaxes and gelu_new, in straight-line arithmetic the compiler vectorizes (libm's `expf` is a
+/// call per element). x = n·ln2 + r with |r| ≤ ln2/2, e^r by its Taylor series to r⁷/7! (truncation below 1e-8
+/// relative), 2^n built in the exponent bits. Within a few ulp of `f32::exp` over [−87, 88]; arguments are clamped
+/// to that range (below it the result is 2⁻¹²⁶ instead of a smaller number, above it 2¹²⁷·e^r instead of ∞: neither
+/// changes a softmax or a tanh), and NaN stays NaN.
+#[inline]
+pub fn exp_approx(x: f32) -> f32 {
+    // ln 2 in two parts: n·LN2_HI is exact for the |n| ≤ 127 used here, LN2_LO carries the rest.
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // Adding and subtracting 1.5·2²³ rounds to the nearest integer without a libm call.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (1.0 / 2.0
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    // NaN casts to 0 (scale 1) and p is already NaN.
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// tanh through one exp: libm's `tanhf` (via `expm1f`) took a third of a training step. The absolute error is a
 /// few ulp of 1, which is what gelu_new (`1 + tanh`) and its derivative (`1 − tanh²`) see; NaN stays NaN and ±∞
 /// gives ±1.
 #[inline]
 pub fn tanh_via_exp(u: f32) -> f32 {
-    1.0 - 2.0 / (1.0 + (2.0 * u).exp())
+    1.0 - 2.0 / (1.0 + exp_approx(2.0 * u))
 }
 
 /// `gelu_new(x) = ½x(1 + tanh(√(2/π)(x + 0.044715x³)))`, as transformers' `NewGELUActivation`.
@@ -313,7 +306,7 @@ pub fn lm_head_forward(probs: &mut [f32], lnf: &[f32], wte: &[f32], rows: usize,
             let maxv = row.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
             let mut sum = 0.0f32;
             for x in row.iter_mut() {
-                *x = (*x - maxv).exp();
+                *x = exp_approx(*x - maxv);
                 sum += *x;
             }
             let inv = 1.0 / sum;
@@ -361,7 +354,21 @@ pub fn lm_head_backward(
 
 #[cfg(test)]
 mod tanh_tests {
-    use super::tanh_via_exp;
+    use super::{exp_approx, tanh_via_exp};
+
+    #[test]
+    fn exp_approx_is_within_a_few_ulp_of_libm() {
+        let mut worst = 0.0f32;
+        for i in -870_000..=880_000 {
+            let x = i as f32 * 1e-4;
+            let (got, want) = (exp_approx(x), x.exp());
+            worst = worst.max((got - want).abs() / want);
+        }
+        assert!(worst <= 4.0 * f32::EPSILON, "max relative error {worst:e}");
+        assert!(exp_approx(f32::NAN).is_nan());
+        assert!(exp_approx(f32::NEG_INFINITY) < 1e-37 && exp_approx(f32::INFINITY) > 1e38);
+        assert_eq!(exp_approx(0.0), 1.0);
+    }
 
     #[test]
     fn tanh_via_exp_is_within_a_few_ulp_of_one_of_libm() {

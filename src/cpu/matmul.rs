@@ -74,7 +74,10 @@ const PARALLEL_WORK: usize = 1 << 16;
 fn kernel(m: usize, k: usize, n: usize, alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32], ldc: usize) {
     let (ars, acs) = a.strides();
     let (brs, bcs) = b.strides();
-    let parallelism = if m * n * k < PARALLEL_WORK { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) };
+    // Small products, and products already inside a parallel task (attention, per sequence), stay on one thread.
+    let nested = rayon::current_thread_index().is_some();
+    let parallelism =
+        if nested || m * n * k < PARALLEL_WORK { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) };
     // SAFETY: `check` proved every element of the logical A and B lies inside its slice and the assertion in `gemm`
     // that C's m rows of n (leading dimension ldc) do; A and B are only read. The crate computes
     // dst := alpha·dst + beta·lhs·rhs, so our alpha and beta trade places, and dst is read only when beta ≠ 0.
