@@ -80,3 +80,23 @@ fn start_is_scored_the_same_after_the_first_steps() {
     }
     start_scored_late_equals_start_scored_first("qlora", || Some(Gpu::new_blocking().unwrap()));
 }
+
+/// A lost GPU device (destroyed here, as a driver reset or a sleeping laptop loses it): the next step falls back to
+/// the CPU trainer from the last snapshot, takes the step there and leaves a notice.
+#[test]
+fn a_lost_device_moves_the_run_to_the_cpu_from_the_last_snapshot() {
+    let gpu = Gpu::new_blocking().expect("a Vulkan adapter (lavapipe on machines without a GPU)");
+    let mut run = Run::new(&tiny(), settings(), None, Some(gpu)).unwrap();
+    for _ in 0..3 {
+        pollster::block_on(run.step()).unwrap();
+    }
+    pollster::block_on(run.validate()).unwrap(); // the snapshot at step 3
+    pollster::block_on(run.step()).unwrap();
+    run.lose_device_for_test().unwrap();
+    let s = pollster::block_on(run.step()).expect("the step is taken on the CPU");
+    assert_eq!((s.step, run.backend(), run.step_index()), (3, "cpu", 4));
+    let notice = run.take_notice().expect("a notice");
+    assert!(notice.contains("device was lost") && notice.contains("from step 3, the last snapshot"), "{notice}");
+    assert!(run.take_notice().is_none(), "said once");
+    assert!(pollster::block_on(run.validate()).unwrap().val_loss.is_finite());
+}

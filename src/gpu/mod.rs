@@ -19,7 +19,7 @@ pub use train::GpuTrainer;
 pub use weights::GpuWeights;
 
 use crate::{Error, Result};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 /// Re-exported so callers name buffer usages and limits without depending on wgpu themselves.
 pub use wgpu;
 
@@ -33,6 +33,8 @@ pub struct Gpu {
     pub features: wgpu::Features,
     /// Bytes allocated per category, shared by every buffer created through [`Gpu::buffer`].
     pub ledger: Arc<MemoryLedger>,
+    /// Why the device was lost (`device.lost` in WebGPU: a driver reset, a laptop's sleep), once it has been.
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 impl Gpu {
@@ -61,7 +63,26 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::new(format!("cannot open the GPU device: {e}")))?;
-        Ok(Gpu { device, queue, info: adapter.get_info(), limits, features, ledger: Arc::new(MemoryLedger::default()) })
+        let lost = Arc::new(Mutex::new(None));
+        let record = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            let why = if message.is_empty() { format!("{reason:?}") } else { format!("{reason:?}: {message}") };
+            *record.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        });
+        Ok(Gpu {
+            device,
+            queue,
+            info: adapter.get_info(),
+            limits,
+            features,
+            ledger: Arc::new(MemoryLedger::default()),
+            lost,
+        })
+    }
+
+    /// Why the device was lost, if it was (the callback may arrive after the first failed operation).
+    pub fn lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Native convenience: [`Gpu::new`] driven to completion.

@@ -201,6 +201,18 @@ impl Playground {
         to_js(&v)
     }
 
+    /// The notice of a move from WebGPU to the CPU executor (a lost device), once; null otherwise.
+    #[wasm_bindgen(js_name = takeNotice)]
+    pub fn take_notice(&mut self) -> Option<String> {
+        self.run.as_mut().and_then(|r| r.take_notice())
+    }
+
+    /// Test hook: destroys the run's GPU device (the page tests check that training continues on the CPU).
+    #[wasm_bindgen(js_name = loseDevice)]
+    pub fn lose_device(&mut self) -> Result<(), JsError> {
+        self.run_mut()?.lose_device_for_test().map_err(err)
+    }
+
     /// The validation of step 0 the first time it is asked for, then null (see `Run::validate_start`).
     #[wasm_bindgen(js_name = validateStart)]
     pub fn validate_start(&mut self) -> Result<JsValue, JsError> {

@@ -188,6 +188,8 @@ pub struct Run {
     /// The trainable parameters at step 0, kept until [`Run::validate_start`] has scored them: the page takes the
     /// first step before scoring the start, so training begins at once.
     start_params: Option<Vec<f32>>,
+    /// Set when the run moved from WebGPU to the CPU executor (the device was lost); taken by the page.
+    notice: Option<String>,
 }
 
 impl Run {
@@ -241,6 +243,7 @@ impl Run {
             cpu_in_sync: true,
             val_batches,
             start_params: Some(last_good.params.clone()),
+            notice: None,
             last_good,
             spec,
         })
@@ -274,10 +277,19 @@ impl Run {
     pub async fn step(&mut self) -> Result<StepStats> {
         ensure!(!self.finished(), "the run has finished its {} steps", self.spec.optim.steps);
         let (x, y) = sample_batch(&self.data.split.train, self.spec.batch, self.spec.seq, &mut self.batches)?;
-        let s = match &mut self.gpu {
+        let gpu_step = match &mut self.gpu {
             Some(g) => {
                 self.cpu_in_sync = false;
-                g.step(&x, &y).await?
+                Some(g.step(&x, &y).await)
+            }
+            None => None,
+        };
+        let s = match gpu_step {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                // The step goes on, on the CPU, from the last snapshot.
+                self.fall_back_to_cpu(&e)?;
+                self.cpu.step(&x, &y, self.spec.batch, self.spec.seq)
             }
             None => self.cpu.step(&x, &y, self.spec.batch, self.spec.seq),
         };
@@ -293,6 +305,31 @@ impl Run {
             )));
         }
         Ok(s)
+    }
+
+    /// After a failed GPU operation (in practice a lost device: WebGPU reports it through `device.lost`, and every
+    /// operation after it fails): the GPU trainer goes, the CPU trainer takes the last snapshot, and a notice says so.
+    fn fall_back_to_cpu(&mut self, error: &crate::Error) -> Result<usize> {
+        let reason = self.gpu.as_ref().and_then(|g| g.gpu.lost()).unwrap_or_else(|| error.to_string());
+        self.gpu = None;
+        let back = self.restore_last_good()?;
+        self.notice = Some(format!(
+            "The WebGPU device was lost ({reason}); training continues on the CPU executor from step {back}, the \
+             last snapshot."
+        ));
+        Ok(back)
+    }
+
+    /// The notice of a move to the CPU executor, once.
+    pub fn take_notice(&mut self) -> Option<String> {
+        self.notice.take()
+    }
+
+    /// Test hook: destroys the GPU device, as a driver reset or a laptop's sleep would lose it.
+    pub fn lose_device_for_test(&mut self) -> Result<()> {
+        let g = self.gpu.as_ref().ok_or_else(|| crate::Error::new("this run is not on the GPU"))?;
+        g.gpu.device.destroy();
+        Ok(())
     }
 
     /// Puts the last good snapshot back on both executors; returns its step.
@@ -336,9 +373,16 @@ impl Run {
     /// Copies the GPU's trainable parameters into the CPU trainer (for evaluation, accuracy, generation, snapshots).
     async fn sync(&mut self) -> Result<()> {
         if let (Some(g), false) = (&self.gpu, self.cpu_in_sync) {
-            let params = g.trainable_params().await?;
-            self.cpu.trainable_params_mut().copy_from_slice(&params);
-            self.cpu_in_sync = true;
+            match g.trainable_params().await {
+                Ok(params) => {
+                    self.cpu.trainable_params_mut().copy_from_slice(&params);
+                    self.cpu_in_sync = true;
+                }
+                // A device lost while the run was paused: the CPU takes over from the last snapshot.
+                Err(e) => {
+                    self.fall_back_to_cpu(&e)?;
+                }
+            }
         }
         Ok(())
     }

@@ -1,3 +1,30 @@
 // The playground on WebGPU (headless Chromium, SwiftShader).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { launch, modelLoaded, open, text } from './harness.mjs';
 import { playgroundTests } from './playground.mjs';
+
 playgroundTests('webgpu');
+
+test('webgpu: a lost device mid-run: training goes on on the CPU from the last snapshot, and the page says so', async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const { page, context, errors } = await open(browser, '?steps=20&batch=1&seq=16');
+    assert.equal(await text(page, 'backend'), 'webgpu');
+    await modelLoaded(page);
+    await page.click('[data-testid=train]');
+    // The snapshot is taken at the validation of step 10; lose the device after it.
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid=step]').dataset.value) >= 11, null, { timeout: 300000 });
+    await page.evaluate(() => window.__qlora.worker.postMessage({ type: 'lose-device' }));
+    await page.waitForFunction(() => /device was lost/.test(document.querySelector('#notice').textContent), null, { timeout: 300000 });
+    assert.match(await page.textContent('#notice'), /training continues on the CPU executor from step 10, the last snapshot/);
+    assert.equal(await text(page, 'backend'), 'cpu');
+    await page.waitForFunction(() => document.body.dataset.run === 'done', null, { timeout: 300000 });
+    assert.equal(await page.getAttribute('[data-testid=step]', 'data-value'), '20');
+    assert.ok(await page.isHidden('[data-testid=error]'), await text(page, 'error'));
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    await browser.close();
+  }
+});

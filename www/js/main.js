@@ -332,6 +332,19 @@ const onMessage = {
     renderMemory(state.accounting, m.measured, m.backend);
     setTrainingButtons('running');
   },
+  fallback(m) {
+    // The device was lost: the run went back to its last snapshot (step m.step) and continues on the CPU.
+    showNotice(m.notice);
+    $('backend').textContent = m.backend;
+    $('backend').dataset.value = m.backend;
+    if (state.run) {
+      truncateRun(state.run, m.step);
+      state.run.backend = m.backend;
+      state.run.measured = null;
+    }
+    if (state.accounting) renderMemory(state.accounting, null, m.backend);
+    requestDraw();
+  },
   step(m) {
     const r = state.run;
     if (!r) return;

@@ -12,12 +12,14 @@
 //   {type:'generate', prompt, tokens, temperature, topK, seed}
 //   {type:'histogram', layer, linear}          a base weight against the 4-bit levels
 //   {type:'inject-nan'}                        test hook: the next step diverges (the engine restores and reports)
+//   {type:'lose-device'}                       test hook: the run's GPU device is destroyed
 // worker → page
 //   {type:'init', parsed:{settings, page, errors}, defaults, config, modelBytes}
 //   {type:'account', accounting, query, snippet}
 //   {type:'progress', loaded, total} · {type:'loaded', info}
 //   {type:'text', bytes}
 //   {type:'started', backend, notice, trainable, measured}
+//   {type:'fallback', backend, notice, step}   the GPU device was lost: the run is back at `step` on the CPU
 //   {type:'step', step, loss, lr, grad_norm, tokens, ms} · {type:'val', step, val_loss, accuracy, val_loss_adapter_rounded}
 //   {type:'done', spectra} · {type:'paused'} · {type:'resumed'} · {type:'reset'}
 //   {type:'generated', base, tuned} · {type:'histogram', histogram}

@@ -72,6 +72,9 @@ async function trainStep() {
   // A NaN or infinite loss or gradient is an error from the engine, which has already put the last good state back.
   const s = await playground.step();
   const ms = performance.now() - t0;
+  // A lost WebGPU device: the engine went back to its last snapshot on the CPU executor and took this step there.
+  const notice = playground.takeNotice();
+  if (notice) post({ type: 'fallback', backend: 'cpu', notice, step: s.step });
   post({ type: 'step', ...s, ms });
   // The start is scored once the first step is on screen: it costs a full validation, and Train should answer at once.
   const start = playground.validateStart();
@@ -158,6 +161,10 @@ const handlers = {
   // Test hook: the next step diverges (the page tests force the divergence path with it).
   async 'inject-nan'() {
     await playground.injectNan();
+  },
+  // Test hook: the run's GPU device is destroyed, as a driver reset or a sleeping laptop would lose it.
+  async 'lose-device'() {
+    playground.loseDevice();
   },
   async histogram({ layer, linear }) {
     await handlers.load();
