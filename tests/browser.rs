@@ -137,4 +137,11 @@ async fn page_api_reports_bad_input_as_errors() {
     assert!(message(pg.set_user_text(&[0x66, 0xff, 0x66]).unwrap_err()).contains("not UTF-8"));
     assert!(message(pg.set_user_text(b"  \n").unwrap_err()).contains("empty"));
     assert_eq!(pg.set_user_text("To be, or not to be".as_bytes()).unwrap(), 19);
+    let too_big = vec![b'a'; 16 * 1024 * 1024 + 1];
+    assert!(message(pg.set_user_text(&too_big).unwrap_err()).contains("16 MiB"));
+    // Absurd generation requests.
+    let e = pg.generate("To be", 1_000_000, 0.0, 0, 0, true).await.err().expect("a million tokens are refused");
+    assert!(message(e).contains("at most 1024"));
+    let e = pg.generate("To be", 8, f32::NAN, 0, 0, true).await.err().expect("NaN temperature is refused");
+    assert!(message(e).contains("temperature"));
 }

@@ -275,7 +275,43 @@ fn bad_input_exits_2_with_one_line() {
     std::fs::copy(dir.path().join("m/config.json"), dir.path().join("trunc/config.json")).unwrap();
     let full = std::fs::read(dir.path().join("m/model.safetensors")).unwrap();
     std::fs::write(dir.path().join("trunc/model.safetensors"), &full[..full.len() / 2]).unwrap();
+    // A header that claims more bytes than the file has; a tensor of a dtype we do not read; a config.json that
+    // disagrees with the tensors; an empty text.
+    let model_variant = |name: &str, config: Option<String>, safetensors: Vec<u8>| {
+        std::fs::create_dir(dir.path().join(name)).unwrap();
+        let cfg = config.unwrap_or_else(|| std::fs::read_to_string(dir.path().join("m/config.json")).unwrap());
+        std::fs::write(dir.path().join(name).join("config.json"), cfg).unwrap();
+        std::fs::write(dir.path().join(name).join("model.safetensors"), safetensors).unwrap();
+    };
+    let mut long_header = (1u64 << 30).to_le_bytes().to_vec();
+    long_header.extend_from_slice(b"{}");
+    model_variant("header", None, long_header);
+    let i64_header = br#"{"wte.weight":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#;
+    let mut i64_file = (i64_header.len() as u64).to_le_bytes().to_vec();
+    i64_file.extend_from_slice(i64_header);
+    i64_file.extend_from_slice(&[0u8; 8]);
+    model_variant("dtype", None, i64_file);
+    let wider =
+        std::fs::read_to_string(dir.path().join("m/config.json")).unwrap().replace("\"n_embd\": 16", "\"n_embd\": 32");
+    assert!(wider.contains("\"n_embd\": 32"), "{wider}");
+    model_variant("shape", Some(wider), full.clone());
+    let empty = write_text(dir.path(), "empty.txt", "");
+    let finetune = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> =
+            ["finetune", "--model", &d("m"), "--data", &text, "--out", &d("o")].map(String::from).to_vec();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
     let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["eval".into(), "--model".into(), d("header"), "--text-file".into(), text.clone()], "safetensors"),
+        (vec!["eval".into(), "--model".into(), d("dtype"), "--text-file".into(), text.clone()], "I64"),
+        (vec!["eval".into(), "--model".into(), d("shape"), "--text-file".into(), text.clone()], "config.json implies"),
+        (vec!["eval".into(), "--model".into(), d("m"), "--text-file".into(), empty.clone()], "empty"),
+        (finetune(&["--lr=-0.1"]), "learning rate"),
+        (finetune(&["--lr", "1e9"]), "learning rate"),
+        (finetune(&["--steps", "0"]), "steps"),
+        (finetune(&["--batch", "0"]), "batch"),
+        (finetune(&["--batch", "100000"]), "batch"),
         (
             vec!["finetune".into(), "--model".into(), d("m"), "--task".into(), "sudoku".into(), "--out".into(), d("o")],
             "unknown task",

@@ -125,19 +125,29 @@ pub fn save_adapter_dir(ad: &Adapters, n_layer: usize, dir: &Path) -> Result<()>
     )
 }
 
-/// Reads a PEFT LoRA adapter for a GPT-2 model of width `n_embd` and `n_layer` blocks. Each module becomes one
-/// adapter (c_attn → qkv, attn.c_proj → o, c_fc → fc, mlp.c_proj → proj) with PEFT's scaling for that module.
+/// Reads a PEFT LoRA adapter directory (`adapter_config.json` + `adapter_model.safetensors`) for a GPT-2 model of
+/// width `n_embd` and `n_layer` blocks; see [`load_adapter_bytes`].
 pub fn load_adapter_dir(dir: &Path, n_layer: usize, n_embd: usize) -> Result<Adapters> {
     let cfg_path = dir.join("adapter_config.json");
     let text = std::fs::read_to_string(&cfg_path)
         .map_err(|e| Error::new(format!("cannot read {}: {e}", cfg_path.display())))?;
+    let st_path = dir.join("adapter_model.safetensors");
+    let bytes = std::fs::read(&st_path).map_err(|e| Error::new(format!("cannot read {}: {e}", st_path.display())))?;
+    load_adapter_bytes(&text, &bytes, n_layer, n_embd).map_err(|e| e.context(dir.display()))
+}
+
+/// Reads a PEFT LoRA adapter from the text of its `adapter_config.json` and the bytes of its
+/// `adapter_model.safetensors`. Each module becomes one adapter (c_attn → qkv, attn.c_proj → o, c_fc → fc,
+/// mlp.c_proj → proj) with PEFT's scaling for that module.
+pub fn load_adapter_bytes(config_json: &str, safetensors: &[u8], n_layer: usize, n_embd: usize) -> Result<Adapters> {
+    const CFG: &str = "adapter_config.json";
+    const ST: &str = "adapter_model.safetensors";
     let cfg: Value =
-        serde_json::from_str(&text).map_err(|e| Error::new(format!("{}: not valid JSON: {e}", cfg_path.display())))?;
-    let ctx = |e: Error| e.context(cfg_path.display());
+        serde_json::from_str(config_json).map_err(|e| Error::new(format!("{CFG}: not valid JSON: {e}")))?;
+    let ctx = |e: Error| e.context(CFG);
     ensure!(
         cfg.get("peft_type").and_then(Value::as_str).unwrap_or("LORA") == "LORA",
-        "{}: only LoRA adapters are supported",
-        cfg_path.display()
+        "{CFG}: only LoRA adapters are supported"
     );
     let num = |v: Option<&Value>, what: &str| -> Result<f64> {
         v.and_then(Value::as_f64).ok_or_else(|| Error::new(format!("{what} must be a number")))
@@ -148,9 +158,7 @@ pub fn load_adapter_dir(dir: &Path, n_layer: usize, n_embd: usize) -> Result<Ada
     let dropout = cfg.get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0) as f32;
     let pattern = |name: &str, key: &str| -> Option<f64> { cfg.get(name)?.get(key)?.as_f64() };
 
-    let st_path = dir.join("adapter_model.safetensors");
-    let bytes = std::fs::read(&st_path).map_err(|e| Error::new(format!("cannot read {}: {e}", st_path.display())))?;
-    let tensors = read_safetensors_f32(&bytes).map_err(|e| e.context(st_path.display()))?;
+    let tensors = read_safetensors_f32(safetensors).map_err(|e| e.context(ST))?;
     let mut by_name: BTreeMap<String, (Vec<usize>, Vec<f32>)> =
         tensors.into_iter().map(|(n, s, v)| (n, (s, v))).collect();
 
@@ -162,12 +170,12 @@ pub fn load_adapter_dir(dir: &Path, n_layer: usize, n_embd: usize) -> Result<Ada
         let Some((shape, _)) = by_name.get(&a_name) else {
             continue;
         };
-        ensure!(shape.len() == 2, "{}: {a_name} must be 2-D", st_path.display());
+        ensure!(shape.len() == 2, "{ST}: {a_name} must be 2-D");
         let rank = shape[0];
         let key = module_key(lin);
         let r = pattern("rank_pattern", key).unwrap_or(r0);
         let alpha = pattern("alpha_pattern", key).unwrap_or(alpha0);
-        ensure!(r as usize == rank, "{}: {a_name} has rank {rank} but the config says {r}", st_path.display());
+        ensure!(r as usize == rank, "{ST}: {a_name} has rank {rank} but the config says {r}");
         let s = if rslora { alpha / r.sqrt() } else { alpha / r };
         let target = match lin {
             Linear::Attn => Target::Qkv,
@@ -178,9 +186,9 @@ pub fn load_adapter_dir(dir: &Path, n_layer: usize, n_embd: usize) -> Result<Ada
         targets.push((target, rank));
         scalings.push(s as f32);
     }
-    ensure!(!targets.is_empty(), "{}: no LoRA tensors for a GPT-2 model found", st_path.display());
+    ensure!(!targets.is_empty(), "{ST}: no LoRA tensors for a GPT-2 model found");
     let config = LoraConfig { targets, alpha: alpha0 as f32, rslora, dropout };
-    let mut ad = Adapters::zeros(config, n_layer, n_embd).map_err(|e| e.context(dir.display()))?;
+    let mut ad = Adapters::zeros(config, n_layer, n_embd).map_err(|e| e.context(ST))?;
     for i in 0..ad.entries.len() {
         let e = ad.entries[i].clone();
         let lin = e.target.linear();
@@ -190,20 +198,14 @@ pub fn load_adapter_dir(dir: &Path, n_layer: usize, n_embd: usize) -> Result<Ada
             [("A", e.a.clone(), vec![e.rank, e.d_in]), ("B", e.b.clone(), vec![e.d_out, e.rank])]
         {
             let name = tensor_name(e.layer, lin, which);
-            let (s, v) = by_name
-                .remove(&name)
-                .ok_or_else(|| Error::new(format!("{}: missing tensor {name}", st_path.display())))?;
-            ensure!(s == shape, "{}: tensor {name} has shape {s:?}, expected {shape:?}", st_path.display());
-            ensure!(
-                v.iter().all(|x| x.is_finite()),
-                "{}: tensor {name} contains NaN or infinite values",
-                st_path.display()
-            );
+            let (s, v) = by_name.remove(&name).ok_or_else(|| Error::new(format!("{ST}: missing tensor {name}")))?;
+            ensure!(s == shape, "{ST}: tensor {name} has shape {s:?}, expected {shape:?}");
+            ensure!(v.iter().all(|x| x.is_finite()), "{ST}: tensor {name} contains NaN or infinite values");
             ad.params[range].copy_from_slice(&v);
         }
     }
     if let Some(extra) = by_name.keys().next() {
-        bail!("{}: unexpected tensor {extra} (a different model shape or adapter type?)", st_path.display());
+        bail!("{ST}: unexpected tensor {extra} (a different model shape or adapter type?)");
     }
     Ok(ad)
 }

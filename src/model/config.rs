@@ -23,6 +23,8 @@ pub struct ModelConfig {
 
 /// The key under which config.json records our tokenizer; transformers ignores unknown keys.
 const TOKENIZER_KEY: &str = "qlora_tokenizer";
+/// Most parameters a model may have here (2 GiB of f32: a browser tab, and 32-bit wasm, hold no more).
+pub const MAX_PARAMS: u64 = 1 << 29;
 
 impl ModelConfig {
     /// A byte-level GPT-2 of the given shape.
@@ -73,7 +75,19 @@ impl ModelConfig {
             self.n_positions,
             self.vocab_size
         );
+        // The whole parameter count, in u64 so it cannot wrap on wasm32: at most 2^29 (2 GiB of f32).
+        let params = self.param_count();
+        ensure!(
+            params <= MAX_PARAMS,
+            "model is too large for this engine: {params} parameters, at most {MAX_PARAMS} (2 GiB of f32)"
+        );
         Ok(())
+    }
+
+    /// Parameters of the model (the LM head is tied to wte): embeddings, 12c² + 13c per block, the final LayerNorm.
+    pub fn param_count(&self) -> u64 {
+        let (c, l) = (self.n_embd as u64, self.n_layer as u64);
+        (self.vocab_size as u64 + self.n_positions as u64) * c + l * (12 * c * c + 13 * c) + 2 * c
     }
 
     /// Parses config.json text.
@@ -153,5 +167,23 @@ impl ModelConfig {
         }
         // serde_json's Map is a BTreeMap without the preserve_order feature: keys come out sorted, as in transformers.
         serde_json::to_string_pretty(&Value::Object(m)).expect("serializable") + "\n"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ParamLayout;
+
+    #[test]
+    fn param_count_is_the_layout_and_huge_configs_are_refused_before_allocation() {
+        for (l, h, c, p) in [(1, 1, 8, 8), (4, 4, 192, 256), (12, 12, 768, 1024)] {
+            let cfg = ModelConfig::bytes(l, h, c, p).unwrap();
+            assert_eq!(cfg.param_count(), ParamLayout::new(&cfg).total() as u64);
+        }
+        let huge =
+            r#"{"model_type":"gpt2","vocab_size":256,"n_positions":1024,"n_embd":65536,"n_head":1,"n_layer":1024}"#;
+        let e = ModelConfig::from_json(huge).unwrap_err().to_string();
+        assert!(e.contains("too large") && e.contains("at most 536870912"), "{e}");
     }
 }

@@ -88,14 +88,20 @@ pub fn from_named_tensors(config: ModelConfig, tensors: Vec<(String, Vec<usize>,
         let key = name.strip_prefix("transformer.").unwrap_or(&name).to_string();
         by_name.insert(key, (shape, values));
     }
+    // Every tensor is checked before the parameter buffer is allocated: a config.json that claims a huge model is
+    // refused by the tensors it lacks, not by an allocation failure.
+    for (id, _) in layout.iter() {
+        let full = layout.hf_name(id);
+        let key = full.strip_prefix("transformer.").expect("prefixed");
+        let (shape, values) = by_name.get(key).ok_or_else(|| Error::new(format!("missing tensor {full}")))?;
+        let expected = layout.shape(id);
+        ensure!(*shape == expected, "tensor {full} has shape {shape:?} but config.json implies {expected:?}");
+        ensure!(values.iter().all(|v| v.is_finite()), "tensor {full} contains NaN or infinite values");
+    }
     let mut params = vec![0.0f32; layout.total()];
     for (id, range) in layout.iter() {
         let full = layout.hf_name(id);
-        let key = full.strip_prefix("transformer.").expect("prefixed");
-        let (shape, values) = by_name.remove(key).ok_or_else(|| Error::new(format!("missing tensor {full}")))?;
-        let expected = layout.shape(id);
-        ensure!(shape == expected, "tensor {full} has shape {shape:?} but config.json implies {expected:?}");
-        ensure!(values.iter().all(|v| v.is_finite()), "tensor {full} contains NaN or infinite values");
+        let (_, values) = by_name.remove(full.strip_prefix("transformer.").expect("prefixed")).expect("checked above");
         params[range].copy_from_slice(&values);
     }
     if let Some(extra) = by_name.keys().min() {

@@ -411,6 +411,15 @@ mod tests {
     }
 
     #[test]
+    fn an_overlong_query_is_ignored_with_one_message() {
+        let q = format!("r=4&seed={}", "9".repeat(5000));
+        let p = parse_query(&q, &cfg());
+        assert_eq!(p.settings, Settings::default());
+        assert_eq!(p.errors.len(), 1);
+        assert!(p.errors[0].contains("5009 characters long"), "{}", p.errors[0]);
+    }
+
+    #[test]
     fn combinations_that_do_not_fit_fall_back_to_defaults() {
         let p = parse_query("method=full&format=nf4", &cfg());
         assert_eq!(p.settings, Settings::default());

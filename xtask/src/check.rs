@@ -14,6 +14,8 @@ pub fn test() -> Result<(), String> {
     // The engine must keep compiling for the browser (no CLI there).
     ensure_wasm_target()?;
     run("cargo", &["build", "--lib", "--no-default-features", "--target", "wasm32-unknown-unknown"])?;
+    // The loaders of untrusted input (model and adapter files, config.json, links) under libFuzzer, bounded.
+    crate::fuzz::fuzz(&[])?;
     ensure_vulkan_driver()?;
     ensure_browser_tools()?;
     // The WebGPU executor in headless Chromium (WebGPU on SwiftShader; webdriver.json enables it).

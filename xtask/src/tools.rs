@@ -101,3 +101,18 @@ pub fn ensure_node() -> Result<(), String> {
     }
     Ok(())
 }
+
+/// cargo-fuzz at a pinned version and the nightly toolchain it builds with (libFuzzer + sanitizers need nightly).
+pub fn ensure_fuzz_tools() -> Result<(), String> {
+    let nightly = Command::new("rustup").args(["run", "nightly", "rustc", "--version"]).output();
+    if !nightly.map(|o| o.status.success()).unwrap_or(false) {
+        run("rustup", &["toolchain", "install", "nightly", "--profile", "minimal"])?;
+    }
+    if !Command::new("cargo").args(["fuzz", "--version"]).output().map(|o| o.status.success()).unwrap_or(false) {
+        run("cargo", &["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION, "--locked"])?;
+    }
+    Ok(())
+}
+
+/// The cargo-fuzz release the fuzz targets are built with.
+const CARGO_FUZZ_VERSION: &str = "0.13.1";

@@ -1,0 +1,15 @@
+//! A link's query string: parsing never fails, the settings it yields always validate, and writing them back to a
+//! query and reading that again gives the same settings without a message.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use qlora_playground::model::ModelConfig;
+use qlora_playground::web::parse_query;
+
+fuzz_target!(|query: &str| {
+    let model = ModelConfig::bytes(4, 4, 192, 256).expect("the shipped model's shape");
+    let parsed = parse_query(query, &model);
+    parsed.settings.validate(&model).expect("parsed settings validate");
+    let again = parse_query(&parsed.settings.to_query(), &model);
+    assert!(again.errors.is_empty(), "{:?}", again.errors);
+    assert_eq!(again.settings, parsed.settings);
+});
