@@ -378,11 +378,14 @@ const onMessage = {
     state.run.status = 'done';
     setTrainingButtons('done');
     state.spectraPlot = drawSpectra($('spectra-chart'), m.spectra, state.spectraPlot);
+    // The final numbers are on screen before the page says it is done.
+    draw();
     document.body.dataset.run = 'done';
-    requestDraw();
   },
   paused() {
     if (state.run) state.run.status = 'paused';
+    // Draw now, not on the next frame: once the button says Resume, the step shown is the one training stopped at.
+    draw();
     setTrainingButtons('paused');
   },
   resumed() {
