@@ -96,6 +96,21 @@ fn matmul_benchmark_reports_both_kernels() {
 }
 
 #[test]
+fn generation_benchmark_reports_tokens_per_second_on_both_backends() {
+    for backend in ["gpu", "cpu"] {
+        let args = ["bench", "--generate", "--backend", backend, "--layers", "1", "--heads", "2", "--embd", "16"];
+        let lines =
+            qlora(&[&args[..], &["--ctx", "32", "--seq", "8", "--format", "nf4", "--steps", "1", "--json"]].concat());
+        let l = &lines[0];
+        assert_eq!(
+            (l["backend"].as_str(), l["tokens"].as_u64(), l["format"].as_str()),
+            (Some(backend), Some(8), Some("nf4"))
+        );
+        assert!(l["generate_tokens_per_s"].as_f64().unwrap() > 0.0, "{l}");
+    }
+}
+
+#[test]
 fn eval_agrees_across_backends() {
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("t.txt");

@@ -397,6 +397,9 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
         Method::Full => None,
         _ => Some(LoraConfig::uniform(&parse_targets(&a.targets)?, a.rank, a.rank as f32)),
     };
+    if a.generate {
+        return bench_generate(backend, &model, a.format.as_deref(), a.seq, a.steps, a.json);
+    }
     let cfg = model.config.clone();
     let optim = OptimConfig { lr: 1e-4, min_lr: 0.0, warmup: 0, steps: a.steps + 2, weight_decay: 0.0, grad_clip: 1.0 };
     let mut r = rng::stream(0, "bench");
@@ -452,6 +455,66 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
             median * 1e3,
             tok / median,
             flops / median / 1e9
+        );
+    }
+    Ok(())
+}
+
+/// Generation speed: `tokens` new tokens after an 8-token prompt, greedy, median over `reps` runs after one warm-up.
+/// The GPU decodes with its KV cache (one position per step); the CPU executor recomputes the whole window per token.
+fn bench_generate(
+    backend: Backend,
+    model: &Gpt2,
+    format: Option<&str>,
+    tokens: usize,
+    reps: usize,
+    json_out: bool,
+) -> Result<()> {
+    ensure!(tokens >= 1 && tokens + 8 <= model.config.n_positions, "seq (tokens to generate) must fit the context");
+    let st = storage(format, false, Method::Lora)?;
+    let prompt = encode("To be, or");
+    let sampling = Sampling { temperature: 0.0, top_k: 0, seed: 0 };
+    let mut times = Vec::new();
+    let (name, device) = match backend {
+        Backend::Gpu(gpu) => {
+            let device = gpu.info.name.clone();
+            let g = crate::gpu::GpuGenerator::new(*gpu, model, st, None)?;
+            for i in 0..reps.min(20) + 1 {
+                let t0 = Instant::now();
+                pollster::block_on(g.generate(&prompt, tokens, sampling))?;
+                if i > 0 {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+            ("gpu", device)
+        }
+        Backend::Cpu => {
+            let mut m = model.clone();
+            quantize_base(&mut m, st);
+            for i in 0..reps.min(20) + 1 {
+                let t0 = Instant::now();
+                crate::cpu::generate(&m, None, &prompt, tokens, sampling);
+                if i > 0 {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+            ("cpu", format!("{} threads", rayon::current_num_threads()))
+        }
+    };
+    let secs = median(&mut times);
+    let out = json!({"generate_tokens_per_s": tokens as f64 / secs, "ms_per_token": secs * 1e3 / tokens as f64,
+        "tokens": tokens, "backend": name, "device": device, "format": st.label(),
+        "layers": model.config.n_layer, "embd": model.config.n_embd});
+    if json_out {
+        println!("{out}");
+    } else {
+        println!(
+            "generation · {} · {} layers × {} wide · {tokens} tokens · {name} ({device}): {:.1} tokens/s ({:.2} ms/token)",
+            st.label(),
+            model.config.n_layer,
+            model.config.n_embd,
+            tokens as f64 / secs,
+            secs * 1e3 / tokens as f64
         );
     }
     Ok(())

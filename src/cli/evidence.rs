@@ -129,6 +129,10 @@ pub(super) fn evidence(a: EvidenceArgs) -> Result<()> {
         let before = pollster::block_on(run.validate())?;
         while !run.finished() {
             let st = pollster::block_on(run.step())?;
+            // A lost GPU device moves the run to the CPU executor; say so, since the row's timing changes with it.
+            if let Some(notice) = run.take_notice() {
+                eprintln!("{} r={}: {notice}", s.method, s.r);
+            }
             ensure!(
                 st.loss.is_finite(),
                 "{} r={} diverged at step {} (loss {}); lower the learning rate",

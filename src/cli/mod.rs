@@ -299,6 +299,9 @@ struct BenchArgs {
     /// Measure the matrix multiplies (f32 and fused NF4) instead of a training step.
     #[arg(long)]
     matmul: bool,
+    /// Measure text generation (tokens/s; the GPU decodes with its KV cache, the CPU recomputes the window).
+    #[arg(long)]
+    generate: bool,
     #[arg(long)]
     model: Option<PathBuf>,
     #[arg(long, default_value_t = 4)]
