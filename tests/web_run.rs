@@ -1,10 +1,11 @@
-//! The page's run (`web::Run`) natively: a forced divergence restores the last good state on either executor, and
-//! the start is scored the same whether before or after the first steps.
+//! The page's run (`web::Run`) natively: a forced divergence restores the last good state on either executor, the
+//! start is scored the same whether before or after the first steps, a saved run resumes exactly, and an exported
+//! run's PEFT adapter is the run's.
 #![cfg(not(target_arch = "wasm32"))]
 
 use qlora_playground::gpu::Gpu;
 use qlora_playground::model::{Gpt2, ModelConfig};
-use qlora_playground::web::{Run, Settings};
+use qlora_playground::web::{archive, Checkpoint, Run, Settings};
 
 fn tiny() -> Gpt2 {
     Gpt2::init(ModelConfig::bytes(2, 2, 32, 32).unwrap(), 4)
@@ -99,4 +100,110 @@ fn a_lost_device_moves_the_run_to_the_cpu_from_the_last_snapshot() {
     assert!(notice.contains("device was lost") && notice.contains("from step 3, the last snapshot"), "{notice}");
     assert!(run.take_notice().is_none(), "said once");
     assert!(pollster::block_on(run.validate()).unwrap().val_loss.is_finite());
+}
+
+/// Losses of `n` steps.
+fn losses(run: &mut Run, n: usize) -> Vec<f64> {
+    (0..n).map(|_| pollster::block_on(run.step()).unwrap().loss).collect()
+}
+
+/// A run saved after 4 steps and resumed (from the checkpoint's bytes, as the page's autosave and import do) takes
+/// the next steps exactly as the run that never stopped: same batches, parameters, AdamW state and schedule.
+fn resumed_equals_uninterrupted(s: Settings, text: Option<&str>, gpu: impl Fn() -> Option<Gpu>) {
+    let base = tiny();
+    let mut straight = Run::new(&base, s.clone(), text, gpu()).unwrap();
+    let all = losses(&mut straight, 7);
+    let mut first = Run::new(&base, s.clone(), text, gpu()).unwrap();
+    assert_eq!(losses(&mut first, 4), all[..4]);
+    let bytes = pollster::block_on(first.checkpoint()).unwrap().to_bytes().unwrap();
+    drop(first);
+    let checkpoint = Checkpoint::from_bytes(&bytes).unwrap();
+    assert_eq!((checkpoint.step, &checkpoint.settings), (4, &s));
+    let mut resumed = Run::resume(&base, &checkpoint, text, gpu()).unwrap();
+    assert_eq!(resumed.step_index(), 4);
+    assert!(resumed.validate_start().is_none(), "step 0 was scored before the save");
+    assert_eq!(losses(&mut resumed, 3), all[4..], "{} {}", s.method, s.format);
+}
+
+#[test]
+fn a_resumed_run_continues_exactly_on_the_cpu() {
+    resumed_equals_uninterrupted(settings(), None, || None);
+    let full = Settings { method: "full".into(), format: "fp32".into(), dq: false, ..settings() };
+    resumed_equals_uninterrupted(full, None, || None);
+    let own = Settings { task: "text".into(), ..settings() };
+    resumed_equals_uninterrupted(own, Some(&"To be, or not to be, that is the question. ".repeat(40)), || None);
+}
+
+#[test]
+fn a_resumed_run_continues_exactly_on_the_gpu() {
+    let qlora = Settings { method: "qlora".into(), format: "nf4".into(), dq: true, ..settings() };
+    resumed_equals_uninterrupted(qlora, None, || Some(Gpu::new_blocking().unwrap()));
+}
+
+#[test]
+fn a_checkpoint_only_resumes_on_its_own_base_and_settings() {
+    let mut run = Run::new(&tiny(), settings(), None, None).unwrap();
+    losses(&mut run, 2);
+    let checkpoint = pollster::block_on(run.checkpoint()).unwrap();
+    let other = Gpt2::init(ModelConfig::bytes(2, 2, 32, 32).unwrap(), 5);
+    let err = Run::resume(&other, &checkpoint, None, None).err().unwrap().to_string();
+    assert!(err.contains("different base model"), "{err}");
+    let wider_rank = Checkpoint { settings: Settings { r: 8, ..settings() }, ..checkpoint.clone() };
+    let err = Run::resume(&tiny(), &wider_rank, None, None).err().unwrap().to_string();
+    assert!(err.contains("trainable values but its settings train"), "{err}");
+    let own = Checkpoint { settings: Settings { task: "text".into(), ..settings() }, ..checkpoint };
+    let err = Run::resume(&tiny(), &own, None, None).err().unwrap().to_string();
+    assert!(err.contains("paste or drop a text"), "{err}");
+}
+
+/// The exported zip: its PEFT adapter is the run's adapters (the same merged weights), its state resumes the run,
+/// and a full fine-tuning run exports a transformers model directory instead.
+#[test]
+fn an_exported_run_holds_a_peft_adapter_and_resumes() {
+    let base = tiny();
+    let mut run = Run::new(&base, Settings { ranks: "fc:2".into(), ..settings() }, None, None).unwrap();
+    losses(&mut run, 3);
+    let weights = pollster::block_on(run.weight_files()).unwrap();
+    let state = pollster::block_on(run.checkpoint()).unwrap().to_bytes().unwrap();
+    let zip = archive::export_run(&state, &weights, r#"{"history":[]}"#, None).unwrap();
+    let back = archive::read_archive(&zip).unwrap();
+    assert_eq!(back.state, state);
+    assert_eq!(back.run_json.as_deref(), Some(r#"{"history":[]}"#));
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(&zip)).unwrap();
+    let mut names: Vec<&str> = z.file_names().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["README.txt", "adapter_config.json", "adapter_model.safetensors", "run.json", "state.safetensors"]
+    );
+    let mut read = |name: &str| {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut z.by_name(name).unwrap(), &mut out).unwrap();
+        out
+    };
+    let cfg = String::from_utf8(read("adapter_config.json")).unwrap();
+    let peft = qlora_playground::lora::load_adapter_bytes(&cfg, &read("adapter_model.safetensors"), 2, 32).unwrap();
+    let mut merged_ours = base.clone();
+    let mut merged_peft = base.clone();
+    let checkpoint = Checkpoint::from_bytes(&state).unwrap();
+    let mut resumed = Run::resume(&base, &checkpoint, None, None).unwrap();
+    let ours = pollster::block_on(resumed.adapters()).unwrap().expect("a LoRA run");
+    qlora_playground::lora::merge(&mut merged_ours, &ours).unwrap();
+    qlora_playground::lora::merge(&mut merged_peft, &peft).unwrap();
+    let worst = merged_ours.params.iter().zip(&merged_peft.params).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(worst < 1e-6, "PEFT's adapter merges to the run's weights (worst difference {worst})");
+
+    let mut full =
+        Run::new(&base, Settings { method: "full".into(), format: "fp32".into(), dq: false, ..settings() }, None, None)
+            .unwrap();
+    losses(&mut full, 1);
+    let files = pollster::block_on(full.weight_files()).unwrap();
+    assert_eq!(files.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["config.json", "model.safetensors"]);
+    let model =
+        qlora_playground::model::load_model_bytes(std::str::from_utf8(&files[0].1).unwrap(), &files[1].1).unwrap();
+    assert_ne!(model.params, base.params, "the trained weights, not the base");
+    assert_eq!(
+        model.params,
+        Checkpoint::from_bytes(&pollster::block_on(full.checkpoint()).unwrap().to_bytes().unwrap()).unwrap().params
+    );
 }

@@ -7,7 +7,7 @@
 
 mod peft;
 
-pub use peft::{load_adapter_bytes, load_adapter_dir, save_adapter_dir};
+pub use peft::{adapter_files, load_adapter_bytes, load_adapter_dir, save_adapter_dir};
 
 use crate::model::{Gpt2, Linear, TensorId};
 use crate::{bail, ensure, rng, Error, Result};

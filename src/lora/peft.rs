@@ -65,6 +65,14 @@ fn combine(ad: &Adapters, layer: usize, lin: Linear) -> Option<Combined> {
 /// Writes `adapter_config.json` and `adapter_model.safetensors` into `dir`.
 pub fn save_adapter_dir(ad: &Adapters, n_layer: usize, dir: &Path) -> Result<()> {
     create_dir(dir)?;
+    for (name, bytes) in adapter_files(ad, n_layer)? {
+        write_file(&dir.join(name), &bytes)?;
+    }
+    Ok(())
+}
+
+/// The two files of a PEFT adapter directory, in memory: `adapter_config.json` and `adapter_model.safetensors`.
+pub fn adapter_files(ad: &Adapters, n_layer: usize) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     let mut rank_pattern = Map::new();
     let mut alpha_pattern = Map::new();
@@ -118,11 +126,10 @@ pub fn save_adapter_dir(ad: &Adapters, n_layer: usize, dir: &Path) -> Result<()>
     });
     let refs: Vec<(String, Vec<usize>, &[f32])> =
         tensors.iter().map(|(n, s, v)| (n.clone(), s.clone(), v.as_slice())).collect();
-    write_file(&dir.join("adapter_model.safetensors"), &write_safetensors(&refs, StoreDtype::F32)?)?;
-    write_file(
-        &dir.join("adapter_config.json"),
-        (serde_json::to_string_pretty(&config).expect("json") + "\n").as_bytes(),
-    )
+    Ok(vec![
+        ("adapter_config.json", (serde_json::to_string_pretty(&config).expect("json") + "\n").into_bytes()),
+        ("adapter_model.safetensors", write_safetensors(&refs, StoreDtype::F32)?),
+    ])
 }
 
 /// Reads a PEFT LoRA adapter directory (`adapter_config.json` + `adapter_model.safetensors`) for a GPT-2 model of

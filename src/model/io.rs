@@ -112,6 +112,15 @@ pub fn from_named_tensors(config: ModelConfig, tensors: Vec<(String, Vec<usize>,
 
 /// Writes tensors as safetensors bytes in the given dtype, with `{"format": "pt"}` metadata as PyTorch tools expect.
 pub fn write_safetensors(tensors: &[(String, Vec<usize>, &[f32])], dtype: StoreDtype) -> Result<Vec<u8>> {
+    write_safetensors_with(tensors, dtype, &[])
+}
+
+/// [`write_safetensors`] with more header metadata (string keys and values, as the format allows).
+pub fn write_safetensors_with(
+    tensors: &[(String, Vec<usize>, &[f32])],
+    dtype: StoreDtype,
+    extra_metadata: &[(&str, String)],
+) -> Result<Vec<u8>> {
     let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, shape, values)| {
@@ -134,7 +143,9 @@ pub fn write_safetensors(tensors: &[(String, Vec<usize>, &[f32])], dtype: StoreD
                 .map_err(|e| Error::new(format!("tensor {name}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
+    let mut metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    metadata.extend(extra_metadata.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let metadata = Some(metadata);
     safetensors::serialize(views, metadata).map_err(|e| Error::new(format!("cannot serialize safetensors: {e}")))
 }
 
@@ -149,12 +160,28 @@ pub(crate) fn create_dir(dir: &Path) -> Result<()> {
 /// Writes `config.json` and `model.safetensors` (names with the `transformer.` prefix, as `save_pretrained` does).
 pub fn save_model_dir(model: &Gpt2, dir: &Path, dtype: StoreDtype) -> Result<()> {
     create_dir(dir)?;
+    for (name, bytes) in model_files(model, dtype)? {
+        write_file(&dir.join(name), &bytes)?;
+    }
+    Ok(())
+}
+
+/// The two files of a Hugging Face model directory, in memory: `config.json` and `model.safetensors`.
+pub fn model_files(model: &Gpt2, dtype: StoreDtype) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let tensors: Vec<(String, Vec<usize>, &[f32])> = model
         .layout
         .iter()
         .map(|(id, range)| (model.layout.hf_name(id), model.layout.shape(id), &model.params[range]))
         .collect();
-    let bytes = write_safetensors(&tensors, dtype)?;
-    write_file(&dir.join("model.safetensors"), &bytes)?;
-    write_file(&dir.join("config.json"), model.config.to_json(dtype.hf_name()).as_bytes())
+    Ok(vec![
+        ("config.json", model.config.to_json(dtype.hf_name()).into_bytes()),
+        ("model.safetensors", write_safetensors(&tensors, dtype)?),
+    ])
+}
+
+/// The header metadata of a safetensors buffer (empty when it has none).
+pub fn read_safetensors_metadata(bytes: &[u8]) -> Result<HashMap<String, String>> {
+    let (_, meta) =
+        SafeTensors::read_metadata(bytes).map_err(|e| Error::new(format!("not a valid safetensors file: {e}")))?;
+    Ok(meta.metadata().clone().unwrap_or_default())
 }

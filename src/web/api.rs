@@ -2,6 +2,8 @@
 //! (serde-wasm-bindgen) and the Rust types of `web::session`, and turns errors into JavaScript `Error`s whose message
 //! the page shows in its error area. Calls are awaited one at a time by the worker.
 
+use super::archive::{export_run, read_archive};
+use super::checkpoint::Checkpoint;
 use super::inspect::weight_histogram;
 use super::session::{accounting_of, Run};
 use super::settings::{parse_query, Settings};
@@ -52,6 +54,17 @@ struct Started {
     measured: Option<Vec<(String, u64)>>,
 }
 
+/// A run continued from a saved state: where it starts, and the `run.json` of an imported archive (the page's
+/// history of it), if there was one.
+#[derive(Serialize)]
+struct Resumed {
+    #[serde(flatten)]
+    started: Started,
+    step: usize,
+    settings: Settings,
+    run_json: Option<String>,
+}
+
 #[derive(Serialize)]
 struct Step {
     step: usize,
@@ -59,6 +72,22 @@ struct Step {
     lr: f32,
     grad_norm: f32,
     tokens: usize,
+}
+
+/// A WebGPU device when asked for and available; otherwise why the CPU executor trains instead.
+async fn gpu_if(use_gpu: bool) -> (Option<Gpu>, Option<String>) {
+    if !use_gpu {
+        // The page already says why it chose the CPU.
+        return (None, None);
+    }
+    match Gpu::new().await {
+        Ok(g) => (Some(g), None),
+        Err(e) => (None, Some(format!("WebGPU unavailable ({e}); training on the CPU executor (wasm)"))),
+    }
+}
+
+fn started(run: &Run, notice: Option<String>) -> Started {
+    Started { backend: run.backend(), notice, trainable: run.trainable(), measured: run.measured_memory() }
 }
 
 fn config_from(config_json: &str) -> Result<ModelConfig, JsError> {
@@ -153,21 +182,76 @@ impl Playground {
     pub async fn start(&mut self, settings: JsValue, use_gpu: bool) -> Result<JsValue, JsError> {
         let s = settings_from(settings)?;
         s.validate(&self.base.config).map_err(err)?;
-        let (gpu, notice) = if use_gpu {
-            match Gpu::new().await {
-                Ok(g) => (Some(g), None),
-                Err(e) => (None, Some(format!("WebGPU unavailable ({e}); training on the CPU executor (wasm)"))),
-            }
-        } else {
-            // The page already says why it chose the CPU.
-            (None, None)
-        };
+        let (gpu, notice) = gpu_if(use_gpu).await;
         self.run = None;
         let run = Run::new(&self.base, s, self.user_text.as_deref(), gpu).map_err(err)?;
-        let started =
-            Started { backend: run.backend(), notice, trainable: run.trainable(), measured: run.measured_memory() };
+        let started = started(&run, notice);
         self.run = Some(run);
         to_js(&started)
+    }
+
+    /// The current run's state (`state.safetensors` bytes), for the page's autosave.
+    pub async fn checkpoint(&mut self) -> Result<Vec<u8>, JsError> {
+        let c = self.run_mut()?.checkpoint().await.map_err(err)?;
+        c.to_bytes().map_err(err)
+    }
+
+    /// Continues the run saved in `state` (bytes of [`Playground::checkpoint`]); the run's text must be set first
+    /// when it trained on the reader's own text. The current run is kept if this fails.
+    pub async fn resume(&mut self, state: &[u8], use_gpu: bool) -> Result<JsValue, JsError> {
+        self.resume_with(state, use_gpu, None).await
+    }
+
+    /// An exported run's zip (or a bare `state.safetensors`): its text, if any, becomes the user text and the run
+    /// continues from its state. The current run and text are kept if this fails.
+    #[wasm_bindgen(js_name = importRun)]
+    pub async fn import_run(&mut self, bytes: &[u8], use_gpu: bool) -> Result<JsValue, JsError> {
+        let archive = read_archive(bytes).map_err(err)?;
+        let previous_text = self.user_text.clone();
+        if let Some(t) = archive.user_text {
+            self.user_text = Some(t);
+        }
+        let resumed = self.resume_with(&archive.state, use_gpu, archive.run_json).await;
+        if resumed.is_err() {
+            self.user_text = previous_text;
+        }
+        resumed
+    }
+
+    async fn resume_with(&mut self, state: &[u8], use_gpu: bool, run_json: Option<String>) -> Result<JsValue, JsError> {
+        let checkpoint = Checkpoint::from_bytes(state).map_err(err)?;
+        checkpoint.settings.validate(&self.base.config).map_err(|e| err(e.context("the saved run's settings")))?;
+        let (gpu, notice) = gpu_if(use_gpu).await;
+        let run = Run::resume(&self.base, &checkpoint, self.user_text.as_deref(), gpu).map_err(err)?;
+        let resumed =
+            Resumed { started: started(&run, notice), step: checkpoint.step, settings: checkpoint.settings, run_json };
+        self.run = Some(run);
+        to_js(&resumed)
+    }
+
+    /// The current run as a zip: state, `run_json` (the page's history), the trained weights as a PEFT adapter or a
+    /// transformers model, and the reader's text when the run trained on it.
+    #[wasm_bindgen(js_name = exportRun)]
+    pub async fn export_run(&mut self, run_json: &str) -> Result<Vec<u8>, JsError> {
+        let own_text = self.run.as_ref().is_some_and(|r| r.settings.task == "text");
+        let run = self.run.as_mut().ok_or_else(|| JsError::new("no run to export: press Train first"))?;
+        let state = run.checkpoint().await.map_err(err)?.to_bytes().map_err(err)?;
+        let weights = run.weight_files().await.map_err(err)?;
+        let text = if own_text { self.user_text.as_deref() } else { None };
+        export_run(&state, &weights, run_json, text).map_err(err)
+    }
+
+    /// The reader's text the current run trains on (for the autosave), if it trains on one.
+    #[wasm_bindgen(js_name = runText)]
+    pub fn run_text(&self) -> Option<String> {
+        let run = self.run.as_ref()?;
+        (run.settings.task == "text").then(|| self.user_text.clone()).flatten()
+    }
+
+    /// Steps the current run has taken (after a divergence or a lost device: the step it went back to).
+    #[wasm_bindgen(js_name = stepIndex)]
+    pub fn step_index(&self) -> usize {
+        self.run.as_ref().map_or(0, |r| r.step_index())
     }
 
     fn run_mut(&mut self) -> Result<&mut Run, JsError> {

@@ -4,6 +4,8 @@
 //! Everything except `api` is plain Rust, built and tested natively as well, so the page and the CLI share one
 //! definition of a run.
 
+pub mod archive;
+pub mod checkpoint;
 pub mod inspect;
 pub mod session;
 pub mod settings;
@@ -12,5 +14,6 @@ pub mod snippet;
 #[cfg(target_arch = "wasm32")]
 pub mod api;
 
+pub use checkpoint::Checkpoint;
 pub use session::{accounting_of, Accounting, Run, Validation};
 pub use settings::{parse_query, ParsedQuery, Settings};

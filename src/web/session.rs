@@ -2,6 +2,7 @@
 //! when there is no GPU, and evaluates, scores accuracy and generates either way) and, when WebGPU is available, the
 //! GPU trainer that takes the steps. Everything the page shows about a run comes from here, computed.
 
+use super::checkpoint::{base_fingerprint, Checkpoint};
 use super::settings::{RunSpec, Settings};
 use crate::accounting::{self, AdapterSpec, Arch, MemMethod, Memory, MemoryQuery};
 use crate::cpu::eval::greedy_accuracy;
@@ -190,6 +191,8 @@ pub struct Run {
     start_params: Option<Vec<f32>>,
     /// Set when the run moved from WebGPU to the CPU executor (the device was lost); taken by the page.
     notice: Option<String>,
+    /// [`base_fingerprint`] of the base this run started from (checkpoints carry it).
+    base: u32,
 }
 
 impl Run {
@@ -246,7 +249,78 @@ impl Run {
             notice: None,
             last_good,
             spec,
+            base: base_fingerprint(base),
         })
+    }
+
+    /// Continues a run from a checkpoint on the base it trained on: the same settings, data and next batches, the
+    /// saved trainable parameters and AdamW state; the checkpoint is also where a divergence returns to.
+    pub fn resume(base: &Gpt2, checkpoint: &Checkpoint, user_text: Option<&str>, gpu: Option<Gpu>) -> Result<Run> {
+        ensure!(
+            checkpoint.base == base_fingerprint(base),
+            "this run was trained on a different base model than the one loaded here, so it cannot continue on it"
+        );
+        let mut run = Run::new(base, checkpoint.settings.clone(), user_text, gpu)?;
+        let n = run.trainable();
+        ensure!(
+            checkpoint.params.len() == n,
+            "the saved run holds {} trainable values but its settings train {n}",
+            checkpoint.params.len()
+        );
+        run.last_good = Snapshot {
+            step: checkpoint.step,
+            params: checkpoint.params.clone(),
+            m: checkpoint.m.clone(),
+            v: checkpoint.v.clone(),
+        };
+        run.restore_last_good()?;
+        run.batches.set_word_pos(checkpoint.batches_word_pos);
+        // Step 0 was scored by the run that saved this one.
+        run.start_params = None;
+        Ok(run)
+    }
+
+    /// The run's state now, to save or export (read back from the GPU when it trains there).
+    pub async fn checkpoint(&mut self) -> Result<Checkpoint> {
+        self.sync().await?;
+        let (m, v) = self.optimizer_moments().await?;
+        Ok(Checkpoint {
+            settings: self.settings.clone(),
+            step: self.step_index(),
+            batches_word_pos: self.batches.get_word_pos(),
+            base: self.base,
+            params: self.cpu.trainable_params_mut().to_vec(),
+            m,
+            v,
+        })
+    }
+
+    /// The trained weights as a Hugging Face directory's files: a PEFT adapter (`adapter_config.json`,
+    /// `adapter_model.safetensors`) for LoRA and QLoRA, the whole model (`config.json`, `model.safetensors`) for full
+    /// fine-tuning.
+    pub async fn weight_files(&mut self) -> Result<Vec<(&'static str, Vec<u8>)>> {
+        self.sync().await?;
+        match &self.cpu.adapters {
+            Some(ad) => crate::lora::adapter_files(ad, self.cpu.model.config.n_layer),
+            None => crate::model::model_files(&self.cpu.model, crate::model::StoreDtype::F32),
+        }
+    }
+
+    /// A copy of the current adapters (None for full fine-tuning).
+    pub async fn adapters(&mut self) -> Result<Option<crate::lora::Adapters>> {
+        self.sync().await?;
+        Ok(self.cpu.adapters.clone())
+    }
+
+    /// AdamW's moments from the executor that trains (call after [`Run::sync`]).
+    async fn optimizer_moments(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        match &self.gpu {
+            Some(g) => g.optimizer_state().await,
+            None => {
+                let (m, v, _) = self.cpu.optimizer_state();
+                Ok((m.to_vec(), v.to_vec()))
+            }
+        }
     }
 
     pub fn backend(&self) -> &'static str {
@@ -346,13 +420,7 @@ impl Run {
     /// Records the current state as the one to return to if training diverges.
     async fn snapshot_good(&mut self) -> Result<()> {
         self.sync().await?;
-        let (m, v) = match &self.gpu {
-            Some(g) => g.optimizer_state().await?,
-            None => {
-                let (m, v, _) = self.cpu.optimizer_state();
-                (m.to_vec(), v.to_vec())
-            }
-        };
+        let (m, v) = self.optimizer_moments().await?;
         let params = self.cpu.trainable_params_mut().to_vec();
         self.last_good = Snapshot { step: self.step_index(), params, m, v };
         Ok(())
@@ -462,12 +530,6 @@ impl Run {
     /// of the base and so says nothing about 4-bit storage).
     pub fn measured_memory(&self) -> Option<Vec<(String, u64)>> {
         self.gpu.as_ref().map(|g| g.measured_memory().into_iter().map(|(c, b)| (c.name().to_string(), b)).collect())
-    }
-
-    /// The current trainable parameters and AdamW state, for snapshots.
-    pub async fn snapshot(&mut self) -> Result<Vec<f32>> {
-        self.sync().await?;
-        Ok(self.cpu.trainable_params_mut().to_vec())
     }
 }
 
