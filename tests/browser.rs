@@ -145,3 +145,48 @@ async fn page_api_reports_bad_input_as_errors() {
     let e = pg.generate("To be", 8, f32::NAN, 0, 0, true).await.err().expect("NaN temperature is refused");
     assert!(message(e).contains("temperature"));
 }
+
+/// The page's saved runs through the wasm API: a checkpoint and an exported zip both continue the run at its step in
+/// another Playground; a file that is no run, and a run too large for a tab, are refused with a message.
+#[wasm_bindgen_test]
+async fn page_api_saves_resumes_and_refuses_oversized_runs() {
+    use qlora_playground::model::{model_files, Gpt2, ModelConfig, StoreDtype};
+    use qlora_playground::web::api::{defaults, Playground};
+    use wasm_bindgen::JsValue;
+    let config = include_str!("../www/models/shakespeare/config.json");
+    let weights = include_bytes!("../www/models/shakespeare/model.safetensors");
+    let message = |e: wasm_bindgen::JsError| js_sys::Error::from(JsValue::from(e)).message().as_string().unwrap();
+    let get = |v: &JsValue, k: &str| js_sys::Reflect::get(v, &k.into()).unwrap();
+    let settings = defaults().unwrap();
+    for (k, v) in [("batch", 1), ("seq", 8), ("steps", 5)] {
+        js_sys::Reflect::set(&settings, &k.into(), &JsValue::from(v)).unwrap();
+    }
+    let mut pg = Playground::new(config, weights).unwrap();
+    pg.start(settings.clone(), false).await.unwrap();
+    for _ in 0..2 {
+        pg.step().await.unwrap();
+    }
+    let state = pg.checkpoint().await.unwrap();
+    let zip = pg.export_run(r#"{"history":{"steps":[],"vals":[]}}"#).await.unwrap();
+    let mut other = Playground::new(config, weights).unwrap();
+    let e = other.import_run(b"hello", false).await.err().expect("not a run");
+    assert!(message(e).contains("neither an exported run"));
+    let resumed = other.import_run(&zip, false).await.unwrap();
+    assert_eq!(get(&resumed, "step").as_f64(), Some(2.0));
+    assert!(get(&resumed, "run_json").as_string().unwrap().contains("history"));
+    let resumed = other.resume(&state, None, false).await.unwrap();
+    assert_eq!(get(&resumed, "step").as_f64(), Some(2.0));
+    let next = other.step().await.unwrap();
+    assert_eq!(get(&next, "step").as_f64(), Some(2.0), "the third step comes next");
+
+    // A long context with many heads: the attention probabilities of batch 64 × 1024² × 16 heads exceed a tab.
+    let long = Gpt2::init(ModelConfig::bytes(1, 16, 64, 1024).unwrap(), 0);
+    let files = model_files(&long, StoreDtype::F32).unwrap();
+    let mut pg = Playground::new(std::str::from_utf8(&files[0].1).unwrap(), &files[1].1).unwrap();
+    for (k, v) in [("batch", 64), ("seq", 1024)] {
+        js_sys::Reflect::set(&settings, &k.into(), &JsValue::from(v)).unwrap();
+    }
+    let e = pg.start(settings, false).await.err().expect("over the budget");
+    let m = message(e);
+    assert!(m.contains("more than the 3072 MiB a tab can give it") && m.contains("try a batch of"), "{m}");
+}

@@ -5,7 +5,7 @@
 use super::archive::{export_run, read_archive};
 use super::checkpoint::Checkpoint;
 use super::inspect::weight_histogram;
-use super::session::{accounting_of, Run};
+use super::session::{accounting_of, check_memory_budget, Run, PAGE_MEMORY_BUDGET};
 use super::settings::{parse_query, Settings};
 use super::snippet::peft_snippet;
 use crate::cpu::{generate, Sampling};
@@ -72,6 +72,21 @@ struct Step {
     lr: f32,
     grad_norm: f32,
     tokens: usize,
+}
+
+fn too_long(bytes: usize) -> JsError {
+    JsError::new(&format!("the text is {bytes} bytes; the playground takes at most {} MiB", MAX_USER_TEXT >> 20))
+}
+
+/// The reader's text is at most [`MAX_USER_TEXT`] bytes and not blank.
+fn check_user_text(text: &str) -> Result<(), JsError> {
+    if text.len() > MAX_USER_TEXT {
+        return Err(too_long(text.len()));
+    }
+    if text.trim().is_empty() {
+        return Err(JsError::new("the text is empty"));
+    }
+    Ok(())
 }
 
 /// A WebGPU device when asked for and available; otherwise why the CPU executor trains instead.
@@ -161,18 +176,12 @@ impl Playground {
     #[wasm_bindgen(js_name = setUserText)]
     pub fn set_user_text(&mut self, bytes: &[u8]) -> Result<usize, JsError> {
         if bytes.len() > MAX_USER_TEXT {
-            return Err(JsError::new(&format!(
-                "the text is {} bytes; the playground takes at most {} MiB",
-                bytes.len(),
-                MAX_USER_TEXT >> 20
-            )));
+            return Err(too_long(bytes.len()));
         }
         let text = std::str::from_utf8(bytes).map_err(|e| {
             JsError::new(&format!("the text is not UTF-8 (invalid byte at offset {})", e.valid_up_to()))
         })?;
-        if text.trim().is_empty() {
-            return Err(JsError::new("the text is empty"));
-        }
+        check_user_text(text)?;
         self.user_text = Some(text.to_string());
         Ok(bytes.len())
     }
@@ -182,6 +191,7 @@ impl Playground {
     pub async fn start(&mut self, settings: JsValue, use_gpu: bool) -> Result<JsValue, JsError> {
         let s = settings_from(settings)?;
         s.validate(&self.base.config).map_err(err)?;
+        check_memory_budget(&s, &self.base.config, PAGE_MEMORY_BUDGET).map_err(err)?;
         let (gpu, notice) = gpu_if(use_gpu).await;
         self.run = None;
         let run = Run::new(&self.base, s, self.user_text.as_deref(), gpu).map_err(err)?;
@@ -196,10 +206,10 @@ impl Playground {
         c.to_bytes().map_err(err)
     }
 
-    /// Continues the run saved in `state` (bytes of [`Playground::checkpoint`]); the run's text must be set first
-    /// when it trained on the reader's own text. The current run is kept if this fails.
-    pub async fn resume(&mut self, state: &[u8], use_gpu: bool) -> Result<JsValue, JsError> {
-        self.resume_with(state, use_gpu, None).await
+    /// Continues the run saved in `state` (bytes of [`Playground::checkpoint`]); `text` is the reader's text it
+    /// trained on, if it did. The current run and text are kept if this fails.
+    pub async fn resume(&mut self, state: &[u8], text: Option<String>, use_gpu: bool) -> Result<JsValue, JsError> {
+        self.resume_with(state, text, use_gpu, None).await
     }
 
     /// An exported run's zip (or a bare `state.safetensors`): its text, if any, becomes the user text and the run
@@ -207,22 +217,28 @@ impl Playground {
     #[wasm_bindgen(js_name = importRun)]
     pub async fn import_run(&mut self, bytes: &[u8], use_gpu: bool) -> Result<JsValue, JsError> {
         let archive = read_archive(bytes).map_err(err)?;
-        let previous_text = self.user_text.clone();
-        if let Some(t) = archive.user_text {
-            self.user_text = Some(t);
-        }
-        let resumed = self.resume_with(&archive.state, use_gpu, archive.run_json).await;
-        if resumed.is_err() {
-            self.user_text = previous_text;
-        }
-        resumed
+        self.resume_with(&archive.state, archive.user_text, use_gpu, archive.run_json).await
     }
 
-    async fn resume_with(&mut self, state: &[u8], use_gpu: bool, run_json: Option<String>) -> Result<JsValue, JsError> {
+    async fn resume_with(
+        &mut self,
+        state: &[u8],
+        text: Option<String>,
+        use_gpu: bool,
+        run_json: Option<String>,
+    ) -> Result<JsValue, JsError> {
         let checkpoint = Checkpoint::from_bytes(state).map_err(err)?;
         checkpoint.settings.validate(&self.base.config).map_err(|e| err(e.context("the saved run's settings")))?;
+        check_memory_budget(&checkpoint.settings, &self.base.config, PAGE_MEMORY_BUDGET).map_err(err)?;
         let (gpu, notice) = gpu_if(use_gpu).await;
-        let run = Run::resume(&self.base, &checkpoint, self.user_text.as_deref(), gpu).map_err(err)?;
+        if let Some(t) = &text {
+            check_user_text(t)?;
+        }
+        let run_text = text.as_deref().or(self.user_text.as_deref());
+        let run = Run::resume(&self.base, &checkpoint, run_text, gpu).map_err(err)?;
+        if text.is_some() {
+            self.user_text = text;
+        }
         let resumed =
             Resumed { started: started(&run, notice), step: checkpoint.step, settings: checkpoint.settings, run_json };
         self.run = Some(run);

@@ -153,6 +153,61 @@ pub fn accounting_of(settings: &Settings, model: &ModelConfig) -> Result<Account
     })
 }
 
+/// What a run may hold in the page's engine: a wasm32 module addresses at most 4 GiB, and the loaded base, the text
+/// and the module itself live there too.
+pub const PAGE_MEMORY_BUDGET: u64 = 3 << 30;
+
+/// Bytes a run of `settings` holds in the engine's memory, estimated before anything is allocated: the accounting's
+/// fp32 training memory for the CPU executor (which keeps a dequantized fp32 copy of the base), plus the copies a
+/// page run keeps — the snapshot a divergence returns to (parameters and both AdamW moments), the starting
+/// parameters until step 0 is scored and, for full fine-tuning, the untouched base for "before" text.
+pub fn memory_needed(settings: &Settings, model: &ModelConfig) -> Result<u64> {
+    let spec = settings.validate(model)?;
+    let arch = Arch::from_model(model);
+    let adapters = AdapterSpec::with_ranks(&arch, &targets_in(&arch, &settings.target_ranks()?))?;
+    let method = mem_method(spec.method);
+    let query = MemoryQuery {
+        method,
+        storage: Storage::FP32,
+        dtype_bytes: 4,
+        adapters: (method != MemMethod::Full).then_some(adapters.clone()),
+        batch: settings.batch as u64,
+        seq: settings.seq as u64,
+        checkpointing: false,
+    };
+    let training = accounting::memory(&arch, &query)?.total();
+    let trainable = match spec.method {
+        Method::Full => accounting::full_params(&arch).trainable,
+        _ => accounting::lora_params(&arch, &adapters).trainable,
+    };
+    let untouched_base = if spec.method == Method::Full { accounting::full_params(&arch).total * 4 } else { 0 };
+    Ok(training + 4 * trainable * 4 + untouched_base)
+}
+
+/// Refuses settings whose run would not fit in `budget` bytes, before anything is allocated, naming the estimate
+/// and the largest batch (or else sequence length) that fits.
+pub fn check_memory_budget(settings: &Settings, model: &ModelConfig, budget: u64) -> Result<()> {
+    let need = memory_needed(settings, model)?;
+    if need <= budget {
+        return Ok(());
+    }
+    let fits = |s: &Settings| memory_needed(s, model).is_ok_and(|n| n <= budget);
+    let batch = (1..settings.batch).rev().find(|&b| fits(&Settings { batch: b, ..settings.clone() }));
+    let seq = (1..settings.seq).rev().find(|&t| fits(&Settings { seq: t, batch: 1, ..settings.clone() }));
+    let suggestion = match (batch, seq) {
+        (Some(b), _) => format!("try a batch of {b} or less"),
+        (None, Some(t)) => format!("try batch 1 with a sequence of {t} or less"),
+        (None, None) => "even batch 1 × sequence 1 does not fit: try LoRA or QLoRA instead of full fine-tuning".into(),
+    };
+    Err(crate::Error::new(format!(
+        "this run would need about {} MiB (batch {} × sequence {}), more than the {} MiB a tab can give it; {suggestion}",
+        need >> 20,
+        settings.batch,
+        settings.seq,
+        budget >> 20
+    )))
+}
+
 /// Validation after some steps.
 #[derive(Clone, Debug, Serialize)]
 pub struct Validation {
@@ -577,6 +632,31 @@ mod tests {
         let acc_full = accounting_of(&full, &cfg).unwrap();
         assert_eq!(acc_full.trainable, acc.full_trainable);
         assert_eq!(acc_full.memory.total, acc.compare[0].1.total);
+    }
+
+    #[test]
+    fn a_run_over_the_memory_budget_is_refused_with_what_would_fit() {
+        let cfg = ModelConfig::bytes(4, 4, 192, 256).unwrap();
+        let s = Settings { batch: 64, seq: 256, ..Default::default() };
+        let need = memory_needed(&s, &cfg).unwrap();
+        // Activations grow with the batch: half the batch, about half the activations.
+        let half = memory_needed(&Settings { batch: 32, ..s.clone() }, &cfg).unwrap();
+        assert!(half < need && need < 2 * half + (8 << 20), "{half} {need}");
+        check_memory_budget(&s, &cfg, need).unwrap();
+        let err = check_memory_budget(&s, &cfg, need - 1).unwrap_err().to_string();
+        assert!(err.contains(&format!("about {} MiB (batch 64 × sequence 256)", need >> 20)), "{err}");
+        assert!(err.contains("try a batch of 63 or less"), "{err}");
+        let budget = memory_needed(&Settings { batch: 1, seq: 100, ..s.clone() }, &cfg).unwrap();
+        let err = check_memory_budget(&s, &cfg, budget).unwrap_err().to_string();
+        assert!(err.contains("try batch 1 with a sequence of 100 or less"), "{err}");
+        let full = Settings { method: "full".into(), format: "fp32".into(), dq: false, ..s };
+        let err = check_memory_budget(&full, &cfg, 1 << 20).unwrap_err().to_string();
+        assert!(err.contains("try LoRA or QLoRA"), "{err}");
+        // The page's largest settings on the shipped model's shape fit its budget; a long context with many heads
+        // (the attention probabilities grow with heads × sequence²) does not.
+        assert!(memory_needed(&full, &cfg).unwrap() < PAGE_MEMORY_BUDGET);
+        let long = ModelConfig::bytes(1, 16, 64, 1024).unwrap();
+        assert!(memory_needed(&Settings { seq: 1024, ..full }, &long).unwrap() > PAGE_MEMORY_BUDGET);
     }
 
     #[test]

@@ -235,6 +235,7 @@ function setTrainingButtons(status) {
   $('pause').disabled = !(status === 'running' || status === 'paused');
   $('pause').textContent = status === 'paused' ? 'Resume' : 'Pause';
   $('train').textContent = state.run && state.run.status === 'paused' && !state.dirty ? 'Train (new run)' : 'Train';
+  $('export-run').disabled = !state.run || status === 'starting' || status === 'idle';
 }
 
 function ensureModel() {
@@ -254,11 +255,32 @@ function startTraining() {
   archiveRun();
   ensureModel();
   resetStats();
+  // A new run replaces the saved one at its first autosave.
+  $('restore-bar').hidden = true;
   state.dirty = false;
   state.run = { settings: s, steps: [], loss: [], ms: [], valSteps: [], val: [], accuracy: null, status: 'starting', last: null };
   setTrainingButtons('starting');
-  send({ type: 'start', settings: s, preferGpu: state.gpu.available && state.page.backend !== 'cpu' });
+  send({ type: 'start', settings: s, preferGpu: preferGpu() });
   requestDraw();
+}
+
+// ---- saved runs ------------------------------------------------------------------------------------------------------
+
+function timeOf(ms) {
+  return ms ? `at ${new Date(ms).toLocaleString()}` : '';
+}
+
+/// A run this browser kept: say what it is, and let the reader restore or discard it.
+function offerRestore(saved) {
+  const s = saved.settings;
+  $('restore-text').textContent = `A run saved in this browser ${timeOf(saved.savedAt)} can be restored: ${runLabel(s)}, ` +
+    `step ${saved.step} of ${s.steps}.`;
+  $('restore-bar').hidden = false;
+  $('restore-run').disabled = false;
+}
+
+function preferGpu() {
+  return state.gpu.available && state.page.backend !== 'cpu';
 }
 
 // ---- worker events -------------------------------------------------------------------------------------------------
@@ -285,6 +307,8 @@ const onMessage = {
     applyPageOptions();
     fillHistogramChoices();
     send({ type: 'account', settings: state.settings });
+    if (m.saved) offerRestore(m.saved);
+    if (m.storage) $('save-status').textContent = `Runs are not kept in this browser: ${m.storage}.`;
     if (!state.page.embed) ensureModel();
     else {
       $('load-gate').hidden = false;
@@ -396,7 +420,48 @@ const onMessage = {
     state.run = null;
     resetStats();
     setTrainingButtons('idle');
+    $('save-status').textContent = '';
     requestDraw();
+  },
+  restored(m) {
+    // A saved or imported run: the controls show its settings, the chart its history; Resume continues it.
+    $('restore-bar').hidden = true;
+    archiveRun();
+    writeControls(m.settings);
+    state.settings = m.settings;
+    state.dirty = false;
+    resetStats();
+    const status = m.finished ? 'done' : 'paused';
+    state.run = { settings: m.settings, steps: [], loss: [], ms: [], valSteps: [], val: [], accuracy: null, status, last: null,
+      backend: m.backend, trainable: m.trainable, measured: m.measured };
+    for (const s of m.history.steps) onMessage.step(s);
+    for (const v of m.history.vals) onMessage.val(v);
+    $('backend').textContent = m.backend;
+    $('backend').dataset.value = m.backend;
+    const from = m.source === 'file' ? 'from the file' : `saved in this browser ${timeOf(m.savedAt)}`;
+    showNotice(`Restored the run ${from}: step ${m.step} of ${m.settings.steps}.${m.finished ? '' : ' Press Resume to continue it.'}` +
+      (m.notice ? ` ${m.notice}` : ''));
+    setTrainingButtons(status);
+    send({ type: 'account', settings: m.settings });
+    draw();
+    document.body.dataset.restored = String(m.step);
+  },
+  saved(m) {
+    $('save-status').textContent = `Saved in this browser at step ${m.step}.`;
+    document.body.dataset.saved = String(m.step);
+  },
+  discarded() {
+    $('restore-bar').hidden = true;
+    $('save-status').textContent = '';
+  },
+  exported(m) {
+    const url = URL.createObjectURL(new Blob([m.bytes], { type: 'application/zip' }));
+    const a = el('a', { href: url, download: m.name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    $('save-status').textContent = `Exported ${m.name}.`;
   },
   generated(m) {
     $('output-base').textContent = m.base;
@@ -420,6 +485,7 @@ const onMessage = {
       setTrainingButtons(state.run ? 'paused' : 'idle');
     }
     if (m.during === 'generate') $('generate').disabled = false;
+    if (m.during === 'restore') $('restore-bar').hidden = true;
     // The previous counts stay on screen while the settings are invalid.
     if (m.during === 'account') state.settingsError = true;
     if (m.during === 'load' || m.during === 'init') $('load-progress').hidden = true;
@@ -492,7 +558,7 @@ function drawHist() {
 // ---- wiring -----------------------------------------------------------------------------------------------------------
 
 for (const node of $('controls').querySelectorAll('input, select')) {
-  if (node.id === 'user-text' || node.id === 'user-file') continue;
+  if (['user-text', 'user-file', 'import-run'].includes(node.id)) continue;
   node.addEventListener('input', onSettingsChanged);
   node.addEventListener('change', onSettingsChanged);
 }
@@ -506,6 +572,26 @@ $('pause').addEventListener('click', () => {
 });
 $('reset').addEventListener('click', () => { archiveRun(); send({ type: 'reset' }); });
 $('load-model').addEventListener('click', ensureModel);
+$('restore-run').addEventListener('click', () => {
+  clearError();
+  ensureModel();
+  $('restore-run').disabled = true;
+  send({ type: 'restore', preferGpu: preferGpu() });
+});
+$('discard-run').addEventListener('click', () => send({ type: 'discard' }));
+$('export-run').addEventListener('click', () => { clearError(); send({ type: 'export' }); });
+$('import-run').addEventListener('change', async (e) => {
+  const f = e.target.files[0];
+  e.target.value = '';
+  if (!f) return;
+  clearError();
+  ensureModel();
+  const bytes = await f.arrayBuffer();
+  send({ type: 'import', bytes, preferGpu: preferGpu() }, [bytes]);
+});
+// Leaving or hiding the tab saves the run now (the autosave covers a crash, a few seconds behind).
+window.addEventListener('pagehide', () => send({ type: 'save' }));
+document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') send({ type: 'save' }); });
 $('log-scale').addEventListener('change', (e) => { lossChart.log = e.target.checked; requestDraw(); });
 $('generate').addEventListener('click', () => {
   clearError();

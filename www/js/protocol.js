@@ -11,10 +11,15 @@
 //   {type:'pause'} / {type:'resume'} / {type:'reset'}
 //   {type:'generate', prompt, tokens, temperature, topK, seed}
 //   {type:'histogram', layer, linear}          a base weight against the 4-bit levels
+//   {type:'save'}                              autosave now (the page is hiding or closing)
+//   {type:'restore', preferGpu} / {type:'discard'}   the run saved in this browser (IndexedDB, store.js)
+//   {type:'export'}                            the run as a zip (web::archive); {type:'import', bytes, preferGpu}
 //   {type:'inject-nan'}                        test hook: the next step diverges (the engine restores and reports)
 //   {type:'lose-device'}                       test hook: the run's GPU device is destroyed
 // worker → page
-//   {type:'init', parsed:{settings, page, errors}, defaults, config, modelBytes}
+//   {type:'init', parsed:{settings, page, errors}, defaults, config, modelBytes, gpu, saved, storage}
+//                                              saved: {savedAt, step, settings} of a kept run, or null; storage: why
+//                                              runs cannot be kept here, or null
 //   {type:'account', accounting, query, snippet}
 //   {type:'progress', loaded, total} · {type:'loaded', info}
 //   {type:'text', bytes}
@@ -22,6 +27,9 @@
 //   {type:'fallback', backend, notice, step}   the GPU device was lost: the run is back at `step` on the CPU
 //   {type:'step', step, loss, lr, grad_norm, tokens, ms} · {type:'val', step, val_loss, accuracy, val_loss_adapter_rounded}
 //   {type:'done', spectra} · {type:'paused'} · {type:'resumed'} · {type:'reset'}
+//   {type:'restored', source:'autosave'|'file', savedAt, settings, step, finished, history:{steps, vals},
+//    backend, notice, trainable, measured}     a saved or imported run, stopped: the page offers Resume
+//   {type:'saved', step} · {type:'discarded'} · {type:'exported', bytes, name}
 //   {type:'generated', base, tuned} · {type:'histogram', histogram}
 //   {type:'error', during, message}
 

@@ -4,6 +4,7 @@
 
 import initWasm, { Playground, accounting, defaults, parseQuery, peftSnippet, toQuery } from '../pkg/qlora_playground.js';
 import { validateEvery } from './protocol.js';
+import { discardRun, loadRun, saveRun } from './store.js';
 
 const MODEL_DIR = new URL('../models/shakespeare/', import.meta.url);
 
@@ -12,7 +13,7 @@ let playground = null;
 let running = false;
 let loading = null;
 
-const post = (msg) => self.postMessage(msg);
+const post = (msg, transfer) => self.postMessage(msg, transfer || []);
 const fail = (during, e) => post({ type: 'error', during, message: e instanceof Error ? e.message : String(e) });
 
 async function fetchOk(url, what) {
@@ -54,6 +55,72 @@ async function probeGpu() {
   }
 }
 
+// ---- the run's history and its autosave ------------------------------------------------------------------------------
+
+/// Milliseconds between autosaves while training (also saved on pause, at the end, and when the page hides).
+const AUTOSAVE_MS = 5000;
+
+// What the page drew of the current run (its step and validation messages), saved and exported with it so a
+// restored run shows its curve.
+let history = { steps: [], vals: [] };
+let hasRun = false;
+let lastSave = 0;
+let saveFailed = false;
+
+/// Forgets the history after `step` steps (the engine went back to that step: a divergence or a lost device).
+function truncateHistory(step) {
+  history.steps = history.steps.filter((s) => s.step < step);
+  history.vals = history.vals.filter((v) => v.step <= step);
+}
+
+/// Writes the run to IndexedDB. Runs in the queue (it reads the engine's state). A refusal (quota, no IndexedDB) is
+/// reported once, until a save succeeds again; training goes on.
+async function autosave() {
+  if (!playground || !hasRun) return;
+  lastSave = performance.now();
+  try {
+    const state = await playground.checkpoint();
+    const step = playground.stepIndex();
+    await saveRun({ savedAt: Date.now(), step, settings: lastSettings, history, state, text: playground.runText() ?? null });
+    saveFailed = false;
+    post({ type: 'saved', step });
+  } catch (e) {
+    if (!saveFailed) fail('saving', new Error(`${e.message || e}. Export the run as a file to keep it.`));
+    saveFailed = true;
+  }
+}
+
+/// The history in an imported run.json (null when it has none or is not JSON: the run still imports).
+function historyOf(runJson) {
+  try {
+    return runJson ? JSON.parse(runJson).history : null;
+  } catch {
+    return null;
+  }
+}
+
+/// Only the well-formed points of a saved or imported history, up to `step` (a file may have been edited by hand).
+function cleanHistory(parsed, step) {
+  const finite = (...xs) => xs.every((x) => typeof x === 'number' && Number.isFinite(x));
+  const list = (xs) => (Array.isArray(xs) ? xs.filter((x) => x && typeof x === 'object') : []);
+  return {
+    steps: list(parsed && parsed.steps).filter((s) => finite(s.step, s.loss, s.lr, s.grad_norm, s.tokens, s.ms) && s.step < step),
+    vals: list(parsed && parsed.vals).filter((v) => finite(v.step, v.val_loss) && v.step <= step),
+  };
+}
+
+/// A run continued from a saved state: the loop is stopped (the page offers Resume), and the page redraws it.
+function restored(resumed, runHistory, source, savedAt) {
+  running = false;
+  ++loopId;
+  hasRun = true;
+  saveFailed = false;
+  lastSettings = resumed.settings;
+  history = runHistory;
+  const { run_json: _, ...rest } = resumed;
+  post({ type: 'restored', source, savedAt, history, finished: playground.finished(), ...rest });
+}
+
 const yieldToMessages = () => new Promise((r) => setTimeout(r, 0));
 
 // Requests that touch the wasm Playground run one at a time, in order: the training loop queues each step, so a
@@ -74,21 +141,31 @@ async function trainStep() {
   const ms = performance.now() - t0;
   // A lost WebGPU device: the engine went back to its last snapshot on the CPU executor and took this step there.
   const notice = playground.takeNotice();
-  if (notice) post({ type: 'fallback', backend: 'cpu', notice, step: s.step });
-  post({ type: 'step', ...s, ms });
+  if (notice) {
+    truncateHistory(s.step);
+    post({ type: 'fallback', backend: 'cpu', notice, step: s.step });
+  }
+  const point = { ...s, ms };
+  history.steps.push(point);
+  post({ type: 'step', ...point });
   // The start is scored once the first step is on screen: it costs a full validation, and Train should answer at once.
   const start = playground.validateStart();
-  if (start) post({ type: 'val', ...start });
+  if (start) recordVal(start);
   const done = playground.finished();
-  if ((s.step + 1) % validateEvery(lastSettings.steps) === 0 || done) {
-    post({ type: 'val', ...(await playground.validate()) });
-  }
+  if ((s.step + 1) % validateEvery(lastSettings.steps) === 0 || done) recordVal(await playground.validate());
   if (done) {
     running = false;
     post({ type: 'done', spectra: await playground.spectra() });
+    await autosave();
     return false;
   }
+  if (performance.now() - lastSave >= AUTOSAVE_MS) await autosave();
   return true;
+}
+
+function recordVal(v) {
+  history.vals.push(v);
+  post({ type: 'val', ...v });
 }
 
 // Each start or resume gets a new loop id; a loop whose id is stale stops, so two loops never drive one run.
@@ -100,6 +177,12 @@ async function trainLoop() {
   } catch (e) {
     running = false;
     fail('training', e);
+    // A diverged run is back at its last good state: the history follows, and that state is what is kept.
+    await enqueue(async () => {
+      if (!hasRun) return;
+      truncateHistory(playground.stepIndex());
+      await autosave();
+    });
   }
 }
 
@@ -111,7 +194,16 @@ const handlers = {
     configJson = await (await fetchOk(new URL('config.json', MODEL_DIR), 'the model configuration')).text();
     const head = await fetch(new URL('model.safetensors', MODEL_DIR), { method: 'HEAD' }).catch(() => null);
     const modelBytes = head && head.ok ? Number(head.headers.get('Content-Length')) || null : null;
-    post({ type: 'init', parsed: parseQuery(configJson, query), defaults: defaults(), config: JSON.parse(configJson), modelBytes, gpu: await probeGpu() });
+    // A run this browser kept (a reload, a crash, a closed tab): the page offers to restore or discard it.
+    let saved = null;
+    let storage = null;
+    try {
+      const r = await loadRun();
+      if (r) saved = { savedAt: r.savedAt, step: r.step, settings: r.settings };
+    } catch (e) {
+      storage = e.message;
+    }
+    post({ type: 'init', parsed: parseQuery(configJson, query), defaults: defaults(), config: JSON.parse(configJson), modelBytes, gpu: await probeGpu(), saved, storage });
   },
   async account({ settings }) {
     const acc = accounting(configJson, settings);
@@ -132,6 +224,10 @@ const handlers = {
     running = false;
     const started = await playground.start(settings, preferGpu && !!self.navigator.gpu);
     lastSettings = settings;
+    history = { steps: [], vals: [] };
+    hasRun = true;
+    saveFailed = false;
+    lastSave = performance.now();
     post({ type: 'started', ...started });
     running = true;
     trainLoop();
@@ -145,12 +241,48 @@ const handlers = {
   async pause() {
     // Stop at once, but report "paused" only after a step already in flight has posted its result.
     running = false;
-    await enqueue(() => post({ type: 'paused' }));
+    await enqueue(async () => {
+      post({ type: 'paused' });
+      await autosave();
+    });
   },
   async reset() {
     running = false;
+    hasRun = false;
     if (playground) playground.reset();
     post({ type: 'reset' });
+    // The run is gone, so is its saved copy: a reload offers nothing.
+    await discardRun();
+  },
+  // The page is being hidden or closed: save now rather than at the next autosave.
+  async save() {
+    await autosave();
+  },
+  async restore({ preferGpu }) {
+    const r = await loadRun();
+    if (!r) throw new Error('no run is saved in this browser any more');
+    await handlers.load();
+    const resumed = await playground.resume(r.state, r.text ?? undefined, preferGpu && !!self.navigator.gpu);
+    restored(resumed, cleanHistory(r.history, resumed.step), 'autosave', r.savedAt);
+  },
+  async discard() {
+    await discardRun();
+    post({ type: 'discarded' });
+  },
+  async import({ bytes, preferGpu }) {
+    await handlers.load();
+    const resumed = await playground.importRun(new Uint8Array(bytes), preferGpu && !!self.navigator.gpu);
+    restored(resumed, cleanHistory(historyOf(resumed.run_json), resumed.step), 'file', null);
+    await autosave();
+  },
+  async export() {
+    if (!hasRun) throw new Error('no run to export: press Train first');
+    const step = playground.stepIndex();
+    const s = lastSettings;
+    const runJson = JSON.stringify({ format: 'qlora-playground-run', version: 1, exportedAt: new Date().toISOString(), step, settings: s, history }, null, 1);
+    const bytes = await playground.exportRun(runJson);
+    const name = `qlora-run-${s.method}${s.method === 'full' ? '' : `-r${s.r}-${s.format}`}-step${step}.zip`;
+    post({ type: 'exported', bytes, name }, [bytes.buffer]);
   },
   async generate({ prompt, tokens, temperature, topK, seed }) {
     await handlers.load();

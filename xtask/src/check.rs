@@ -63,7 +63,7 @@ fn page_tests() -> Result<(), String> {
     let addr = page::spawn_server(root, 0)?;
     eprintln!("xtask: page tests against http://{addr}/");
     let status = Command::new("node")
-        .args(["--test", "--test-concurrency=1", "webgpu.test.mjs", "cpu.test.mjs"])
+        .args(["--test", "--test-concurrency=1", "webgpu.test.mjs", "cpu.test.mjs", "persistence.test.mjs"])
         .current_dir(dir)
         .env("PAGE_URL", format!("http://{addr}/"))
         .status()

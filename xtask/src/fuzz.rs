@@ -6,7 +6,7 @@
 use crate::tools::{ensure_fuzz_tools, run};
 
 /// The targets in fuzz/Cargo.toml.
-pub const TARGETS: [&str; 4] = ["model_bytes", "config_json", "adapter_bytes", "url_query"];
+pub const TARGETS: [&str; 5] = ["model_bytes", "config_json", "adapter_bytes", "url_query", "saved_run"];
 
 /// Seconds per target in CI.
 pub const CI_SECONDS: u64 = 20;

@@ -1,0 +1,141 @@
+// Nothing lost: the run is autosaved to IndexedDB and offered back after a reload or a crash, exports as a zip
+// (PEFT adapter, history, state) that imports into another browser, and a storage refusal is reported while training
+// goes on. On the CPU fallback (Chromium without WebGPU): the path under test is the page's, not the executor's.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { ARTIFACTS, PAGE_URL, attr, launch, modelLoaded, open, text } from './harness.mjs';
+
+let browser;
+before(async () => { browser = await launch({ webgpu: false }); });
+after(async () => { await browser.close(); });
+
+const stepOf = (page) => page.evaluate(() => Number(document.querySelector('[data-testid=step]').dataset.value));
+const waitStep = (page, atLeast, timeout = 120000) =>
+  page.waitForFunction((n) => Number(document.querySelector('[data-testid=step]').dataset.value) >= n, atLeast, { timeout });
+
+/// Pauses and waits for the save that follows a pause; returns the step saved.
+async function pauseAndSave(page) {
+  await page.evaluate(() => { delete document.body.dataset.saved; });
+  await page.click('[data-testid=pause]');
+  await page.waitForFunction(() => document.querySelector('[data-testid=pause]').textContent === 'Resume', null, { timeout: 60000 });
+  await page.waitForFunction(() => document.body.dataset.saved, null, { timeout: 60000 });
+  const saved = Number(await page.evaluate(() => document.body.dataset.saved));
+  assert.equal(saved, await stepOf(page), 'the save holds the step on screen');
+  return saved;
+}
+
+/// Waits for the page to have read the kept run (the init message comes before the first counts are drawn).
+async function reopened(page, how) {
+  await how();
+  await page.waitForSelector('[data-testid=trainable-params][data-value]', { timeout: 60000 });
+}
+
+test('cpu: a reload restores the autosaved run, Resume continues it, Discard forgets it', { timeout: 300000 }, async () => {
+  const { page, context, errors } = await open(browser, '?steps=400&batch=1&seq=8&r=4');
+  await modelLoaded(page);
+  assert.equal(await page.isVisible('[data-testid=restore-bar]'), false, 'a fresh browser has nothing to restore');
+  await page.click('[data-testid=train]');
+  await waitStep(page, 3);
+  const saved = await pauseAndSave(page);
+  const loss = await attr(page, 'loss');
+  const points = Number(await page.getAttribute('#loss-chart', 'data-points'));
+
+  await reopened(page, () => page.reload());
+  await page.waitForSelector('[data-testid=restore-bar]:not([hidden])');
+  await page.screenshot({ path: join(ARTIFACTS, 'cpu-restore-offered.png') });
+  assert.match(await text(page, 'restore-bar'), new RegExp(`qlora r=4 nf4\\+dq, step ${saved} of 400`));
+  assert.ok([null, '0'].includes(await attr(page, 'step')), 'nothing is restored until asked');
+  await page.click('[data-testid=restore-run]');
+  await page.waitForFunction(() => document.body.dataset.restored, null, { timeout: 120000 });
+  assert.equal(await stepOf(page), saved);
+  assert.equal(await attr(page, 'loss'), loss, 'the last loss is back on screen');
+  assert.equal(Number(await page.getAttribute('#loss-chart', 'data-points')), points, 'and the whole curve');
+  assert.equal(await page.inputValue('#rank'), '4', 'the controls show the run\'s settings');
+  assert.equal(await text(page, 'pause'), 'Resume');
+  await page.screenshot({ path: join(ARTIFACTS, 'cpu-restored.png'), fullPage: true });
+  await page.click('[data-testid=pause]');
+  await waitStep(page, saved + 2);
+  const later = await pauseAndSave(page);
+
+  // A crash (no pagehide): the periodic autosave has kept the run a few seconds behind at most.
+  await page.click('[data-testid=pause]');
+  await page.waitForFunction((s) => Number(document.body.dataset.saved) > s, later, { timeout: 120000 });
+  const autosaved = Number(await page.evaluate(() => document.body.dataset.saved));
+  const cdp = await context.newCDPSession(page);
+  // The crash never answers: the renderer it would answer from is gone.
+  cdp.send('Page.crash').catch(() => {});
+  await new Promise((r) => setTimeout(r, 1000));
+  const again = await context.newPage();
+  await reopened(again, () => again.goto(`${PAGE_URL}?steps=400&batch=1&seq=8&r=4`));
+  await again.waitForSelector('[data-testid=restore-bar]:not([hidden])');
+  const offered = Number(/step (\d+) of 400/.exec(await text(again, 'restore-bar'))[1]);
+  assert.ok(offered >= autosaved, `offered step ${offered}, autosaved ${autosaved}`);
+
+  await again.click('[data-testid=discard-run]');
+  await again.waitForSelector('[data-testid=restore-bar]', { state: 'hidden' });
+  await reopened(again, () => again.reload());
+  await again.waitForTimeout(500);
+  assert.equal(await again.isVisible('[data-testid=restore-bar]'), false, 'a discarded run is not offered again');
+  assert.deepEqual(errors.filter((e) => !/crash/i.test(e)), []);
+  await context.close();
+});
+
+test('cpu: a run exports as a zip with a PEFT adapter, and imports into another browser', { timeout: 300000 }, async () => {
+  const { page, context } = await open(browser, '?steps=30&batch=1&seq=8&r=4&targets=q,v');
+  await modelLoaded(page);
+  await page.click('[data-testid=train]');
+  await waitStep(page, 3);
+  const step = await pauseAndSave(page);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=export-run]')]);
+  assert.equal(download.suggestedFilename(), `qlora-run-qlora-r4-nf4-step${step}.zip`);
+  // Kept outside the browser context, which deletes its downloads when it closes.
+  const zipPath = join(mkdtempSync(join(tmpdir(), 'qlora-export-')), download.suggestedFilename());
+  await download.saveAs(zipPath);
+  const zip = readFileSync(zipPath);
+  assert.equal(zip.subarray(0, 2).toString(), 'PK');
+  for (const name of ['README.txt', 'run.json', 'state.safetensors', 'adapter_config.json', 'adapter_model.safetensors']) {
+    assert.ok(zip.includes(Buffer.from(name)), `the archive holds ${name}`);
+  }
+  const loss = await attr(page, 'loss');
+  await context.close();
+
+  // Another browser profile: empty storage, default settings.
+  const fresh = await open(browser, '');
+  await modelLoaded(fresh.page);
+  await fresh.page.setInputFiles('[data-testid=import-run]', zipPath);
+  await fresh.page.waitForFunction(() => document.body.dataset.restored, null, { timeout: 120000 });
+  assert.equal(await stepOf(fresh.page), step);
+  assert.equal(await attr(fresh.page, 'loss'), loss);
+  assert.equal(await fresh.page.isChecked('#targets-q'), true);
+  assert.equal(await fresh.page.isChecked('#targets-k'), false);
+  assert.match(await fresh.page.textContent('#notice'), new RegExp(`Restored the run from the file: step ${step} of 30`));
+  // A file that is not a run: one message, and the imported run stays.
+  await fresh.page.setInputFiles('[data-testid=import-run]', { name: 'notes.zip', mimeType: 'application/zip', buffer: Buffer.from('hello') });
+  await fresh.page.waitForFunction(() => /neither an exported run/.test(document.querySelector('[data-testid=error]').textContent));
+  assert.equal(await stepOf(fresh.page), step);
+  await fresh.page.click('[data-testid=pause]');
+  await waitStep(fresh.page, step + 1);
+  assert.deepEqual(fresh.errors, []);
+  await fresh.context.close();
+});
+
+test('cpu: a refused save (storage quota) is reported, and training goes on', { timeout: 300000 }, async () => {
+  const { page, context } = await open(browser, '?steps=400&batch=1&seq=8');
+  await modelLoaded(page);
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin: new URL(PAGE_URL).origin, quotaSize: 4096 });
+  await page.click('[data-testid=train]');
+  await waitStep(page, 1);
+  await page.click('[data-testid=pause]');
+  await page.waitForFunction(() => /refused to store the run/.test(document.querySelector('[data-testid=error]').textContent), null, { timeout: 60000 });
+  const message = await text(page, 'error');
+  assert.match(message, /QuotaExceededError/);
+  assert.match(message, /Export the run as a file to keep it/);
+  const step = await stepOf(page);
+  await page.click('[data-testid=pause]');
+  await waitStep(page, step + 1);
+  await context.close();
+});
