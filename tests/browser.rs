@@ -147,7 +147,8 @@ async fn page_api_reports_bad_input_as_errors() {
 }
 
 /// The page's saved runs through the wasm API: a checkpoint and an exported zip both continue the run at its step in
-/// another Playground; a file that is no run, and a run too large for a tab, are refused with a message.
+/// another Playground; a generation in chunks equals the one-shot one; a file that is no run, and a run too large for
+/// a tab, are refused with a message.
 #[wasm_bindgen_test]
 async fn page_api_saves_resumes_and_refuses_oversized_runs() {
     use qlora_playground::model::{model_files, Gpt2, ModelConfig, StoreDtype};
@@ -178,6 +179,19 @@ async fn page_api_saves_resumes_and_refuses_oversized_runs() {
     assert_eq!(get(&resumed, "step").as_f64(), Some(2.0));
     let next = other.step().await.unwrap();
     assert_eq!(get(&next, "step").as_f64(), Some(2.0), "the third step comes next");
+
+    // A generation in chunks (as the page streams it) is the one-shot generation, for the base and the tuned model.
+    other.generate_begin("To be", 20, 0.8, 5, 3).unwrap();
+    let mut last = JsValue::NULL;
+    for _ in 0..3 {
+        last = other.generate_more(7).await.unwrap();
+    }
+    assert_eq!((get(&last, "done").as_f64(), get(&last, "total").as_f64()), (Some(20.0), Some(20.0)));
+    for (key, tuned) in [("base", false), ("tuned", true)] {
+        let whole = other.generate("To be", 20, 0.8, 5, 3, tuned).await.unwrap();
+        assert_eq!(get(&last, key).as_string().unwrap(), whole, "{key}");
+    }
+    assert!(message(other.generate_more(7).await.err().expect("finished")).contains("no generation in progress"));
 
     // A long context with many heads: the attention probabilities of batch 64 × 1024² × 16 heads exceed a tab.
     let long = Gpt2::init(ModelConfig::bytes(1, 16, 64, 1024).unwrap(), 0);

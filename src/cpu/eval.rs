@@ -38,25 +38,48 @@ pub struct Sampling {
 
 /// Continues `prompt` by `n` tokens. The context slides when it exceeds n_positions.
 pub fn generate(model: &Gpt2, adapters: Option<&Adapters>, prompt: &[u32], n: usize, s: Sampling) -> Vec<u32> {
-    let w = Weights { cfg: &model.config, layout: &model.layout, params: &model.params };
-    let v = model.config.vocab_size;
-    let mut rng = rng::stream(s.seed, "generate");
-    let mut tokens = prompt.to_vec();
-    if tokens.is_empty() {
-        tokens.push(b'\n' as u32);
-    }
-    let mut out = Vec::with_capacity(n);
+    let mut g = Generation::new(prompt, s);
     for _ in 0..n {
-        let start = tokens.len().saturating_sub(model.config.n_positions);
-        let ctx = &tokens[start..];
+        g.step(model, adapters);
+    }
+    g.generated
+}
+
+/// A generation in progress, one token per [`Generation::step`], so that a caller can show the text as it grows and
+/// stop early; stepping it n times gives exactly [`generate`]'s n tokens.
+pub struct Generation {
+    tokens: Vec<u32>,
+    generated: Vec<u32>,
+    sampling: Sampling,
+    rng: rng::Rng,
+}
+
+impl Generation {
+    pub fn new(prompt: &[u32], sampling: Sampling) -> Self {
+        // An empty prompt starts from a newline (a byte the model has seen start lines).
+        let tokens = if prompt.is_empty() { vec![b'\n' as u32] } else { prompt.to_vec() };
+        Generation { tokens, generated: Vec::new(), sampling, rng: rng::stream(sampling.seed, "generate") }
+    }
+
+    /// Samples the next token from `model` (+ `adapters`) on the last n_positions tokens.
+    pub fn step(&mut self, model: &Gpt2, adapters: Option<&Adapters>) -> u32 {
+        let w = Weights { cfg: &model.config, layout: &model.layout, params: &model.params };
+        let v = model.config.vocab_size;
+        let start = self.tokens.len().saturating_sub(model.config.n_positions);
+        let ctx = &self.tokens[start..];
         let mut acts = Activations::new(&model.config, adapters, 1, ctx.len());
         forward(&w, adapters, &mut acts, ctx, None, None);
         let probs = &acts.probs()[(ctx.len() - 1) * v..ctx.len() * v];
-        let next = sample(probs, s, &mut rng);
-        tokens.push(next);
-        out.push(next);
+        let next = sample(probs, self.sampling, &mut self.rng);
+        self.tokens.push(next);
+        self.generated.push(next);
+        next
     }
-    out
+
+    /// The tokens generated so far (the prompt not included).
+    pub fn generated(&self) -> &[u32] {
+        &self.generated
+    }
 }
 
 pub(crate) fn sample(probs: &[f32], s: Sampling, rng: &mut rng::Rng) -> u32 {

@@ -8,7 +8,7 @@ mod matmul;
 pub mod optim;
 pub mod train;
 
-pub use eval::{eval_loss, generate, Sampling};
+pub use eval::{eval_loss, generate, Generation, Sampling};
 pub use executor::{backward, forward, Activations, GradTarget, Weights};
 pub use matmul::{gemm, Mat};
 pub use train::{dropout_seed, quantize_base, Method, OptimConfig, QuantReport, StepStats, Trainer};

@@ -5,10 +5,10 @@
 use super::archive::{export_run, read_archive};
 use super::checkpoint::Checkpoint;
 use super::inspect::weight_histogram;
-use super::session::{accounting_of, check_memory_budget, Run, PAGE_MEMORY_BUDGET};
+use super::session::{accounting_of, check_memory_budget, Run, MAX_GENERATED, PAGE_MEMORY_BUDGET};
 use super::settings::{parse_query, Settings};
 use super::snippet::peft_snippet;
-use crate::cpu::{generate, Sampling};
+use crate::cpu::{Generation, Sampling};
 use crate::data::{decode, encode};
 use crate::gpu::Gpu;
 use crate::model::{load_model_bytes, Gpt2, Linear, ModelConfig};
@@ -89,6 +89,17 @@ fn check_user_text(text: &str) -> Result<(), JsError> {
     Ok(())
 }
 
+/// Checked sampling settings for a generation of `tokens` tokens.
+fn sampling(tokens: usize, temperature: f32, top_k: usize, seed: u32) -> Result<Sampling, JsError> {
+    if tokens > MAX_GENERATED {
+        return Err(JsError::new(&format!("at most {MAX_GENERATED} tokens per generation (asked for {tokens})")));
+    }
+    if !(temperature.is_finite() && (0.0..=5.0).contains(&temperature)) {
+        return Err(JsError::new("temperature must be between 0 and 5"));
+    }
+    Ok(Sampling { temperature, top_k, seed: seed as u64 })
+}
+
 /// A WebGPU device when asked for and available; otherwise why the CPU executor trains instead.
 async fn gpu_if(use_gpu: bool) -> (Option<Gpu>, Option<String>) {
     if !use_gpu {
@@ -148,6 +159,22 @@ pub struct Playground {
     base: Gpt2,
     user_text: Option<String>,
     run: Option<Run>,
+    generation: Option<SideBySide>,
+}
+
+/// A generation in progress: the base's and the tuned model's continuations of one prompt.
+struct SideBySide {
+    base: Generation,
+    tuned: Generation,
+    total: usize,
+}
+
+#[derive(Serialize)]
+struct GenerationProgress {
+    base: String,
+    tuned: String,
+    done: usize,
+    total: usize,
 }
 
 #[wasm_bindgen]
@@ -156,7 +183,7 @@ impl Playground {
     #[wasm_bindgen(constructor)]
     pub fn new(config_json: &str, safetensors: &[u8]) -> Result<Playground, JsError> {
         let base = load_model_bytes(config_json, safetensors).map_err(err)?;
-        Ok(Playground { base, user_text: None, run: None })
+        Ok(Playground { base, user_text: None, run: None, generation: None })
     }
 
     #[wasm_bindgen(js_name = modelInfo)]
@@ -333,17 +360,60 @@ impl Playground {
         seed: u32,
         tuned: bool,
     ) -> Result<String, JsError> {
-        if !(temperature.is_finite() && (0.0..=5.0).contains(&temperature)) {
-            return Err(JsError::new("temperature must be between 0 and 5"));
+        let mut g = Generation::new(&encode(prompt), sampling(tokens, temperature, top_k, seed)?);
+        self.advance(&mut g, tuned, tokens).await?;
+        Ok(decode(g.generated()))
+    }
+
+    /// Starts a side-by-side generation (base and tuned, same sampling) that [`Playground::generate_more`] advances a
+    /// few tokens at a time, so the page shows the text as it grows and can stop it. Replaces one in progress.
+    #[wasm_bindgen(js_name = generateBegin)]
+    pub fn generate_begin(
+        &mut self,
+        prompt: &str,
+        tokens: usize,
+        temperature: f32,
+        top_k: usize,
+        seed: u32,
+    ) -> Result<(), JsError> {
+        let s = sampling(tokens, temperature, top_k, seed)?;
+        let p = encode(prompt);
+        self.generation =
+            Some(SideBySide { base: Generation::new(&p, s), tuned: Generation::new(&p, s), total: tokens });
+        Ok(())
+    }
+
+    /// Up to `tokens` more tokens of both texts of the generation begun last; the texts so far, and how far along.
+    #[wasm_bindgen(js_name = generateMore)]
+    pub async fn generate_more(&mut self, tokens: usize) -> Result<JsValue, JsError> {
+        let mut g = self.generation.take().ok_or_else(|| JsError::new("no generation in progress"))?;
+        let n = tokens.min(g.total - g.base.generated().len());
+        let advanced = match self.advance(&mut g.base, false, n).await {
+            Ok(()) => self.advance(&mut g.tuned, true, n).await,
+            Err(e) => Err(e),
+        };
+        advanced?;
+        let progress = GenerationProgress {
+            base: decode(g.base.generated()),
+            tuned: decode(g.tuned.generated()),
+            done: g.base.generated().len(),
+            total: g.total,
+        };
+        if progress.done < g.total {
+            self.generation = Some(g);
         }
-        let sampling = Sampling { temperature, top_k, seed: seed as u64 };
+        to_js(&progress)
+    }
+
+    /// `n` more tokens of `g` from the run's base (as stored) or tuned model; without a run, from the loaded base.
+    async fn advance(&mut self, g: &mut Generation, tuned: bool, n: usize) -> Result<(), JsError> {
         match &mut self.run {
-            Some(run) => run.generate(prompt, tokens, sampling, tuned).await.map_err(err),
+            Some(run) => run.continue_generation(g, tuned, n).await.map_err(err),
             None => {
-                if tokens > 1024 {
-                    return Err(JsError::new("at most 1024 tokens per generation"));
+                for _ in 0..n {
+                    g.step(&self.base, None);
                 }
-                Ok(decode(&generate(&self.base, None, &encode(prompt), tokens, sampling)))
+                Ok(())
             }
         }
     }

@@ -6,7 +6,7 @@ use super::checkpoint::{base_fingerprint, Checkpoint};
 use super::settings::{RunSpec, Settings};
 use crate::accounting::{self, AdapterSpec, Arch, MemMethod, Memory, MemoryQuery};
 use crate::cpu::eval::greedy_accuracy;
-use crate::cpu::{generate, Method, Sampling, StepStats, Trainer};
+use crate::cpu::{Generation, Method, Sampling, StepStats, Trainer};
 use crate::data::tasks::{self, FineTuneData, Source};
 use crate::data::{decode, encode, sample_batch};
 use crate::gpu::{Gpu, GpuTrainer};
@@ -14,6 +14,9 @@ use crate::model::{Gpt2, ModelConfig};
 use crate::quant::Storage;
 use crate::{ensure, rng, Result};
 use serde::Serialize;
+
+/// Longest generation the page asks for, in tokens.
+pub const MAX_GENERATED: usize = 1024;
 
 /// Validation examples scored for accuracy in the page (fewer than the CLI's 100: the CPU fallback scores them too).
 pub const PAGE_EVAL_EXAMPLES: usize = 50;
@@ -564,15 +567,24 @@ impl Run {
 
     /// Continues `prompt` with the base as this run stores it (no adapters) or with the tuned model.
     pub async fn generate(&mut self, prompt: &str, tokens: usize, sampling: Sampling, tuned: bool) -> Result<String> {
-        ensure!(tokens <= 1024, "at most 1024 tokens per generation (asked for {tokens})");
+        ensure!(tokens <= MAX_GENERATED, "at most {MAX_GENERATED} tokens per generation (asked for {tokens})");
+        let mut g = Generation::new(&encode(prompt), sampling);
+        self.continue_generation(&mut g, tuned, tokens).await?;
+        Ok(decode(g.generated()))
+    }
+
+    /// `n` more tokens of `g`, from the base as this run stores it or from the tuned model as it is now.
+    pub async fn continue_generation(&mut self, g: &mut Generation, tuned: bool, n: usize) -> Result<()> {
         self.sync().await?;
-        let p = encode(prompt);
-        let out = match (tuned, &self.untouched_base) {
-            (false, Some(base)) => generate(base, None, &p, tokens, sampling),
-            (false, None) => generate(&self.cpu.model, None, &p, tokens, sampling),
-            (true, _) => generate(&self.cpu.model, self.cpu.adapters.as_ref(), &p, tokens, sampling),
+        let (model, adapters) = match (tuned, &self.untouched_base) {
+            (false, Some(base)) => (base, None),
+            (false, None) => (&self.cpu.model, None),
+            (true, _) => (&self.cpu.model, self.cpu.adapters.as_ref()),
         };
-        Ok(decode(&out))
+        for _ in 0..n {
+            g.step(model, adapters);
+        }
+        Ok(())
     }
 
     /// Singular values of every adapter's s·B·A (none for full fine-tuning).

@@ -1,7 +1,7 @@
 // The playground's CPU fallback: Chromium without WebGPU, the engine's CPU executor compiled to wasm.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { PAGE_URL, launch } from './harness.mjs';
+import { PAGE_URL, launch, modelLoaded, open } from './harness.mjs';
 import { playgroundTests } from './playground.mjs';
 
 playgroundTests('cpu');
@@ -18,6 +18,38 @@ test('cpu: the browser benchmark page measures every configuration and refuses b
     await page.goto(`${PAGE_URL}bench.html?steps=0`);
     await page.waitForFunction(() => document.body.dataset.bench === 'failed');
     assert.match(await page.textContent('[data-testid=error]'), /steps must be a whole number from 1 to 1000/);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('cpu: a long generation shows its text as it grows and stops when asked', async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page, context, errors } = await open(browser, '');
+    await modelLoaded(page);
+    await page.fill('#gen-tokens', '1000');
+    await page.fill('#temperature', '1');
+    await page.click('[data-testid=generate]');
+    await page.waitForFunction(() => /^\d+ \/ 1000 tokens$/.test(document.querySelector('[data-testid=gen-progress]').textContent), null, { timeout: 60000 });
+    assert.ok((await page.textContent('[data-testid=output-tuned]')).length > 0, 'the text shows before the end');
+    assert.equal(await page.isDisabled('[data-testid=generate]'), true);
+    await page.click('[data-testid=stop-generate]');
+    await page.waitForFunction(() => /^stopped at \d+ tokens$/.test(document.querySelector('[data-testid=gen-progress]').textContent), null, { timeout: 60000 });
+    const stoppedAt = Number(/\d+/.exec(await page.textContent('[data-testid=gen-progress]'))[0]);
+    assert.ok(stoppedAt > 0 && stoppedAt < 1000, `stopped at ${stoppedAt}`);
+    assert.equal(await page.isDisabled('[data-testid=generate]'), false);
+    assert.equal(await page.isVisible('[data-testid=stop-generate]'), false);
+    // Nothing more arrives after the stop.
+    const shown = await page.textContent('[data-testid=output-base]');
+    await page.waitForTimeout(1000);
+    assert.equal(await page.textContent('[data-testid=output-base]'), shown);
+    // A short one runs to its end.
+    await page.fill('#gen-tokens', '16');
+    await page.click('[data-testid=generate]');
+    await page.waitForFunction(() => document.querySelector('[data-testid=gen-progress]').textContent === '16 tokens', null, { timeout: 60000 });
+    assert.deepEqual(errors, []);
+    await context.close();
   } finally {
     await browser.close();
   }

@@ -264,6 +264,13 @@ function startTraining() {
   requestDraw();
 }
 
+// ---- generation ----------------------------------------------------------------------------------------------------
+
+function generationEnded() {
+  $('generate').disabled = false;
+  $('stop-generate').hidden = true;
+}
+
 // ---- saved runs ------------------------------------------------------------------------------------------------------
 
 function timeOf(ms) {
@@ -463,10 +470,21 @@ const onMessage = {
     setTimeout(() => URL.revokeObjectURL(url), 10000);
     $('save-status').textContent = `Exported ${m.name}.`;
   },
+  generating(m) {
+    $('output-base').textContent = m.base;
+    $('output-tuned').textContent = m.tuned;
+    $('gen-progress').textContent = `${m.done} / ${m.total} tokens`;
+    $('gen-progress').dataset.done = String(m.done);
+  },
+  'generation-stopped'() {
+    $('gen-progress').textContent = `stopped at ${$('gen-progress').dataset.done || 0} tokens`;
+    generationEnded();
+  },
   generated(m) {
     $('output-base').textContent = m.base;
     $('output-tuned').textContent = m.tuned;
-    $('generate').disabled = false;
+    $('gen-progress').textContent = `${m.done} tokens`;
+    generationEnded();
     $('base-caption').textContent = state.run && state.run.settings.method !== 'full'
       ? `Base (${state.run.settings.format}${state.run.settings.dq ? '+dq' : ''}, no adapter)` : 'Base';
   },
@@ -484,7 +502,7 @@ const onMessage = {
       else if (state.run) state.run.status = 'paused';
       setTrainingButtons(state.run ? 'paused' : 'idle');
     }
-    if (m.during === 'generate') $('generate').disabled = false;
+    if (m.during === 'generate') generationEnded();
     if (m.during === 'restore') $('restore-bar').hidden = true;
     // The previous counts stay on screen while the settings are invalid.
     if (m.during === 'account') state.settingsError = true;
@@ -593,10 +611,14 @@ $('import-run').addEventListener('change', async (e) => {
 window.addEventListener('pagehide', () => send({ type: 'save' }));
 document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') send({ type: 'save' }); });
 $('log-scale').addEventListener('change', (e) => { lossChart.log = e.target.checked; requestDraw(); });
+$('stop-generate').addEventListener('click', () => send({ type: 'stop-generate' }));
 $('generate').addEventListener('click', () => {
   clearError();
   ensureModel();
   $('generate').disabled = true;
+  $('stop-generate').hidden = false;
+  $('gen-progress').textContent = '';
+  $('gen-progress').dataset.done = '0';
   send({
     type: 'generate',
     prompt: $('prompt').value,

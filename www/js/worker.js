@@ -168,6 +168,11 @@ function recordVal(v) {
   post({ type: 'val', ...v });
 }
 
+/// Tokens of each text per generation chunk: small enough that Stop and training steps wait at most a moment.
+const GENERATE_CHUNK = 8;
+// The current generation's id; a stale id ends its loop.
+let generation = 0;
+
 // Each start or resume gets a new loop id; a loop whose id is stale stops, so two loops never drive one run.
 let loopId = 0;
 async function trainLoop() {
@@ -284,11 +289,27 @@ const handlers = {
     const name = `qlora-run-${s.method}${s.method === 'full' ? '' : `-r${s.r}-${s.format}`}-step${step}.zip`;
     post({ type: 'exported', bytes, name }, [bytes.buffer]);
   },
+  // Base and tuned text side by side, a few tokens at a time through the queue: training steps go on between the
+  // chunks, the page shows the text as it grows, and Stop (or a new Generate) ends it between two chunks.
   async generate({ prompt, tokens, temperature, topK, seed }) {
-    await handlers.load();
-    const base = await playground.generate(prompt, tokens, temperature, topK, seed, false);
-    const tuned = await playground.generate(prompt, tokens, temperature, topK, seed, true);
-    post({ type: 'generated', base, tuned });
+    const id = ++generation;
+    await enqueue(async () => {
+      await handlers.load();
+      playground.generateBegin(prompt, tokens, temperature, topK, seed);
+    });
+    for (;;) {
+      const p = await enqueue(() => (id === generation ? playground.generateMore(GENERATE_CHUNK) : null));
+      // Stopped or replaced, possibly while this chunk ran: nothing more is shown.
+      if (!p || id !== generation) return;
+      const done = p.done >= p.total;
+      post({ type: done ? 'generated' : 'generating', ...p });
+      if (done) return;
+      await yieldToMessages();
+    }
+  },
+  async 'stop-generate'() {
+    ++generation;
+    post({ type: 'generation-stopped' });
   },
   // Test hook: the next step diverges (the page tests force the divergence path with it).
   async 'inject-nan'() {
@@ -305,7 +326,8 @@ const handlers = {
 };
 
 // Pure requests (accounting, pause) answer at once; the rest wait their turn in the queue.
-const IMMEDIATE = new Set(['pause', 'account']);
+// Generation queues its own chunks (a queued handler that queued more work would wait on itself).
+const IMMEDIATE = new Set(['pause', 'account', 'generate', 'stop-generate']);
 self.onmessage = (ev) => {
   const msg = ev.data;
   const handler = handlers[msg && msg.type];
