@@ -438,6 +438,11 @@ const onMessage = {
     state.settings = m.settings;
     state.dirty = false;
     resetStats();
+    // A run on the reader's own text brought its text along (from the saved record or the zip's train.txt).
+    if (m.settings.task === 'text') {
+      state.userTextSent = true;
+      $('user-text-info').textContent = 'the run\'s own text is loaded (it never leaves this tab)';
+    }
     const status = m.finished ? 'done' : 'paused';
     state.run = { settings: m.settings, steps: [], loss: [], ms: [], valSteps: [], val: [], accuracy: null, status, last: null,
       backend: m.backend, trainable: m.trainable, measured: m.measured };

@@ -66,6 +66,7 @@ let history = { steps: [], vals: [] };
 let hasRun = false;
 let lastSave = 0;
 let saveFailed = false;
+let storageWorks = true;
 
 /// Forgets the history after `step` steps (the engine went back to that step: a divergence or a lost device).
 function truncateHistory(step) {
@@ -207,6 +208,7 @@ const handlers = {
       if (r) saved = { savedAt: r.savedAt, step: r.step, settings: r.settings };
     } catch (e) {
       storage = e.message;
+      storageWorks = false;
     }
     post({ type: 'init', parsed: parseQuery(configJson, query), defaults: defaults(), config: JSON.parse(configJson), modelBytes, gpu: await probeGpu(), saved, storage });
   },
@@ -256,8 +258,8 @@ const handlers = {
     hasRun = false;
     if (playground) playground.reset();
     post({ type: 'reset' });
-    // The run is gone, so is its saved copy: a reload offers nothing.
-    await discardRun();
+    // The run is gone, so is its saved copy: a reload offers nothing. (Where storage never worked, the page said so.)
+    await discardRun().catch((e) => { if (storageWorks) throw e; });
   },
   // The page is being hidden or closed: save now rather than at the next autosave.
   async save() {
