@@ -2,6 +2,7 @@
 
 use super::codebooks::DYNAMIC_SIGNED_8BIT;
 use super::Scales;
+use std::sync::OnceLock;
 
 /// Values per absmax constant (bitsandbytes' default `blocksize=64`).
 pub const BLOCK: usize = 64;
@@ -64,40 +65,62 @@ pub fn pack_nibbles(codes: &[u8]) -> Vec<u8> {
     codes.chunks(2).map(|p| (p[0] << 4) | p.get(1).copied().unwrap_or(0)).collect()
 }
 
-/// bitsandbytes' `quantize_blockwise(A, code=dynamic signed map, blocksize)`: per block, absmax and the index of the
-/// nearest map entry for `x / absmax` (on an exact tie the lower entry).
+/// bitsandbytes 0.50's CPU `quantize_blockwise(A, code=dynamic signed map, blocksize)`, which double quantization
+/// calls. It does not search the map: each value x/absmax in [−1, 1] indexes a 65,536-entry table at
+/// `round((x/absmax + 1) / 2 · 65535)`, and table entry k holds the map entry nearest to the grid point 2k/65535 − 1.
+/// So the code is the entry nearest to a point up to 1.5·10⁻⁵ away, a neighbour of the nearest entry near a midpoint
+/// or among the crowded entries next to zero (the grid has no point at zero: values within 1.5·10⁻⁵ of it become
+/// ±2.1·10⁻⁵).
+/// We reproduce the table, float operation for float operation, not the exact nearest entry: its codes are what
+/// bitsandbytes stores. (Its CUDA kernel uses a binary search instead, which can differ at near-ties.)
 pub fn quantize_blockwise_8bit(values: &[f32], block: usize) -> (Vec<u8>, Vec<f32>) {
     let absmax = block_absmax(values, block);
+    let table = dynamic_map_table();
     let codes = values
         .iter()
         .enumerate()
         .map(|(i, v)| {
             let a = absmax[i / block];
-            let x = if a == 0.0 { 0.0 } else { (v / a).clamp(-1.0, 1.0) };
-            nearest_sorted(&DYNAMIC_SIGNED_8BIT, x) as u8
+            if a == 0.0 {
+                // An all-zero block: bitsandbytes writes code 0, which dequantizes to 0 · absmax = 0.
+                return 0;
+            }
+            // Multiplied by the reciprocal, not divided, and the grid index through one fused multiply-add, as the
+            // library is compiled; the cast truncates (the argument is ≥ 0.5).
+            let x = (v * (1.0 / a)).clamp(-1.0, 1.0);
+            let half = (x + 1.0) * 0.5;
+            let k = half.mul_add(GRID as f32, 0.5) as usize & 0xFFFF;
+            table[k]
         })
         .collect();
     (codes, absmax)
 }
 
-pub fn dequantize_blockwise_8bit(codes: &[u8], absmax: &[f32], block: usize) -> Vec<f32> {
-    codes.iter().enumerate().map(|(i, c)| DYNAMIC_SIGNED_8BIT[*c as usize] * absmax[i / block]).collect()
+/// Steps of bitsandbytes' grid over [−1, 1]: 65,536 points, 2/65535 apart.
+const GRID: u32 = 65535;
+
+/// Entry k: the index of the dynamic-map entry nearest to 2k/65535 − 1 (on a midpoint the lower one), from the f32
+/// midpoints of neighbouring entries, as bitsandbytes builds it.
+fn dynamic_map_table() -> &'static [u8; GRID as usize + 1] {
+    static TABLE: OnceLock<Box<[u8; GRID as usize + 1]>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let code = &DYNAMIC_SIGNED_8BIT;
+        let mids: Vec<f32> = code.windows(2).map(|w| (w[0] + w[1]) * 0.5).collect();
+        let mut table = Box::new([0u8; GRID as usize + 1]);
+        let mut entry = 0usize;
+        for (k, slot) in table.iter_mut().enumerate() {
+            let point = (k as f32 + k as f32) / GRID as f32 - 1.0;
+            while entry < mids.len() && point > mids[entry] {
+                entry += 1;
+            }
+            *slot = entry as u8;
+        }
+        table
+    })
 }
 
-/// Index of the entry of an ascending table nearest to x; on a tie the lower one.
-fn nearest_sorted(table: &[f32], x: f32) -> usize {
-    let hi = table.partition_point(|t| *t < x);
-    if hi == 0 {
-        return 0;
-    }
-    if hi == table.len() {
-        return table.len() - 1;
-    }
-    if (table[hi] - x) < (x - table[hi - 1]) {
-        hi
-    } else {
-        hi - 1
-    }
+pub fn dequantize_blockwise_8bit(codes: &[u8], absmax: &[f32], block: usize) -> Vec<f32> {
+    codes.iter().enumerate().map(|(i, c)| DYNAMIC_SIGNED_8BIT[*c as usize] * absmax[i / block]).collect()
 }
 
 /// Double quantization: subtract the mean of the absmax constants, then 8-bit blockwise-quantize them in blocks of 256.
@@ -182,4 +205,42 @@ pub(crate) fn torch_sum_f32(values: &[f32]) -> f32 {
         total += x;
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Codes bitsandbytes 0.50.2 gives (its CPU library, `quantize_blockwise` of the block `[1.0, x]` with the
+    /// dynamic map), several of them not the nearest entry.
+    #[test]
+    fn the_dynamic_map_codes_are_bitsandbytes_table_lookups() {
+        let cases: [(u32, u8, u8); 11] = [
+            // (x as f32 bits, bitsandbytes' code, the nearest entry)
+            (0x3a90_b316, 143, 142), // 0.00110397: below the 142/143 midpoint, the table says 143
+            (0xb118_b7c4, 131, 127), // −2.2e-9: everything near zero becomes +2.1e-5
+            (0xbf1b_32c8, 27, 28),   // −0.6062436: above the 27/28 midpoint, the table says 27
+            (0x3d98_f033, 181, 181),
+            (0x3e82_668e, 202, 202),
+            (0x37ff_9c8b, 132, 131),
+            (0xb960_0700, 119, 118),
+            (0x0da2_4260, 131, 127),
+            (0xbf80_0000, 0, 0),
+            (0x3f80_0000, 255, 255),
+            (0x3f00_0000, 219, 219),
+        ];
+        let mut block = vec![1.0f32];
+        block.extend(cases.iter().map(|(bits, _, _)| f32::from_bits(*bits)));
+        let (codes, absmax) = quantize_blockwise_8bit(&block, NESTED_BLOCK);
+        assert_eq!(absmax, [1.0]);
+        for ((bits, theirs, nearest), ours) in cases.iter().zip(&codes[1..]) {
+            assert_eq!(ours, theirs, "x = {}", f32::from_bits(*bits));
+            let x = f32::from_bits(*bits) as f64;
+            let distance = |i: &usize| (DYNAMIC_SIGNED_8BIT[*i] as f64 - x).abs();
+            let exact = (0..256).min_by(|a, b| distance(a).total_cmp(&distance(b))).unwrap();
+            assert_eq!(exact as u8, *nearest, "the nearest entry of {x}");
+        }
+        // An all-zero block stores code 0 (and absmax 0).
+        assert_eq!(quantize_blockwise_8bit(&[0.0; 4], NESTED_BLOCK), (vec![0; 4], vec![0.0]));
+    }
 }

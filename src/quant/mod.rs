@@ -12,7 +12,7 @@
 //! | int8 | `round(x/absmax·127)` as i8 (ties away from zero) | fp32 absmax per 64 | 8.5 |
 //! | int4 | `round(x/absmax·7)` ∈ [−7, 7], stored as nibble q+8 | fp32 absmax per 64 | 4.5 |
 //! | fp4, nf4 | nearest bitsandbytes code (ties to the lower value) | fp32 absmax per 64 | 4.5 |
-//! | fp4, nf4 + double quant | as above | absmax − mean as u8 codes of the 8-bit dynamic map per block of 256, fp32 scale per 256 blocks, fp32 mean | ≈ 4.127 |
+//! | fp4, nf4 + double quant | as above | absmax − mean as u8 codes of the 8-bit dynamic map per block of 256 (bitsandbytes' table lookup, see `blockwise`), fp32 scale per 256 blocks, fp32 mean | ≈ 4.127 |
 //!
 //! 4-bit values pack two per byte with the first (even-index) value in the high nibble, as bitsandbytes does.
 //! A block whose absmax is 0 stores codes for 0 and dequantizes to exact zeros.
