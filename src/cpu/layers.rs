@@ -173,17 +173,9 @@ pub fn attention_forward(out: &mut [f32], att: &mut [f32], qkv: &[f32], t_len: u
             let p = &mut a[h * t_len..];
             gemm(t_len, hs, t_len, scale, Mat::new(q, 3 * c), Mat::t(k, 3 * c), 0.0, p, row);
             for t in 0..t_len {
+                // Causal: position t attends to 0..=t.
                 let r = &mut p[t * row..][..t_len];
-                let maxv = r[..=t].iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
-                let mut sum = 0.0f32;
-                for v in r[..=t].iter_mut() {
-                    *v = exp_approx(*v - maxv);
-                    sum += *v;
-                }
-                let inv = 1.0 / sum;
-                for v in r[..=t].iter_mut() {
-                    *v *= inv;
-                }
+                softmax_in_place(&mut r[..=t]);
                 r[t + 1..].fill(0.0);
             }
             gemm(t_len, t_len, hs, 1.0, Mat::new(p, row), Mat::new(v, 3 * c), 0.0, &mut y[h * hs..], c);
@@ -303,18 +295,23 @@ pub fn lm_head_forward(probs: &mut [f32], lnf: &[f32], wte: &[f32], rows: usize,
     gemm(rows, c, v, 1.0, Mat::new(lnf, c), Mat::t(wte, c), 0.0, probs, v);
     probs.par_chunks_mut(v.max(1) * ROW_CHUNK).for_each(|chunk| {
         for row in chunk.chunks_mut(v) {
-            let maxv = row.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
-            let mut sum = 0.0f32;
-            for x in row.iter_mut() {
-                *x = exp_approx(*x - maxv);
-                sum += *x;
-            }
-            let inv = 1.0 / sum;
-            for x in row.iter_mut() {
-                *x *= inv;
-            }
+            softmax_in_place(row);
         }
     });
+}
+
+/// Softmax of one row in place, shifted by its maximum so that no exponential overflows.
+fn softmax_in_place(row: &mut [f32]) {
+    let maxv = row.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
+    let mut sum = 0.0f32;
+    for x in row.iter_mut() {
+        *x = exp_approx(*x - maxv);
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    for x in row.iter_mut() {
+        *x *= inv;
+    }
 }
 
 /// Mean cross-entropy in nats over the rows, accumulated in f64 so the mean over many tokens stays exact.

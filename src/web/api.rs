@@ -257,10 +257,10 @@ impl Playground {
         let checkpoint = Checkpoint::from_bytes(state).map_err(err)?;
         checkpoint.settings.validate(&self.base.config).map_err(|e| err(e.context("the saved run's settings")))?;
         check_memory_budget(&checkpoint.settings, &self.base.config, PAGE_MEMORY_BUDGET).map_err(err)?;
-        let (gpu, notice) = gpu_if(use_gpu).await;
         if let Some(t) = &text {
             check_user_text(t)?;
         }
+        let (gpu, notice) = gpu_if(use_gpu).await;
         let run_text = text.as_deref().or(self.user_text.as_deref());
         let run = Run::resume(&self.base, &checkpoint, run_text, gpu).map_err(err)?;
         if text.is_some() {
