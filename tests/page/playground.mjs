@@ -87,7 +87,9 @@ export function playgroundTests(backend) {
       assert.ok(Math.abs(measured - theory) <= 0.05 * theory, `measured ${measured} vs theory ${theory}`);
     }
     await page.click('[data-testid=generate]');
-    await page.waitForFunction(() => document.querySelector('[data-testid=output-tuned]').textContent.length > 0, null, { timeout: 120000 });
+    // The text streams in; the count reads "40 tokens" (no "/ 40") once both continuations are complete.
+    await page.waitForFunction(() => document.querySelector('[data-testid=gen-progress]').textContent === '40 tokens', null, { timeout: 120000 });
+    assert.ok((await text(page, 'output-tuned')).length > 0);
     assert.ok((await text(page, 'output-base')).length > 0);
     await page.screenshot({ path: join(ARTIFACTS, `${backend}-trained.png`), fullPage: true });
     // Same link, same seed: the second run's losses equal the first's (the runs table keeps both).
