@@ -100,12 +100,21 @@ async fn shipped_model_run_matches_cpu_in_the_browser() {
     let s = Settings { steps: 20, batch: 1, seq: 32, ..Default::default() };
     let gpu = Gpu::new().await.unwrap();
     let mut on_gpu = Run::new(&base, s.clone(), None, Some(gpu)).unwrap();
+    let mut piped = Run::new(&base, s.clone(), None, Some(Gpu::new().await.unwrap())).unwrap();
     let mut on_cpu = Run::new(&base, s, None, None).unwrap();
     assert_eq!(on_gpu.backend(), "webgpu");
-    for _ in 0..2 {
-        let (c, g) = (on_cpu.step().await.unwrap(), on_gpu.step().await.unwrap());
+    let mut serial = Vec::new();
+    for _ in 0..3 {
+        let (c, g) = (on_cpu.step(false).await.unwrap(), on_gpu.step(false).await.unwrap());
         assert!((c.loss - g.loss).abs() <= 1e-3, "step {}: cpu {} gpu {}", c.step, c.loss, g.loss);
+        serial.push(g.loss);
     }
+    // The page keeps one step in flight (mapAsync of one step's loss pending while the next is queued): the same
+    // losses, bit for bit, and the step left in flight is handed over by drain.
+    let mut kept = vec![piped.step(true).await.unwrap().loss, piped.step(true).await.unwrap().loss];
+    assert!(piped.step_in_flight());
+    kept.push(piped.drain().await.unwrap().expect("step 2 was in flight").loss);
+    assert_eq!(kept, serial);
     let (vc, vg) = (on_cpu.validate().await.unwrap(), on_gpu.validate().await.unwrap());
     assert!((vc.val_loss - vg.val_loss).abs() <= 1e-3, "validation: cpu {} gpu {}", vc.val_loss, vg.val_loss);
     assert_eq!(vc.accuracy, vg.accuracy);
@@ -165,7 +174,7 @@ async fn page_api_saves_resumes_and_refuses_oversized_runs() {
     let mut pg = Playground::new(config, weights).unwrap();
     pg.start(settings.clone(), false).await.unwrap();
     for _ in 0..2 {
-        pg.step().await.unwrap();
+        pg.step(false).await.unwrap();
     }
     let state = pg.checkpoint().await.unwrap();
     let zip = pg.export_run(r#"{"history":{"steps":[],"vals":[]}}"#).await.unwrap();
@@ -177,7 +186,7 @@ async fn page_api_saves_resumes_and_refuses_oversized_runs() {
     assert!(get(&resumed, "run_json").as_string().unwrap().contains("history"));
     let resumed = other.resume(&state, None, false).await.unwrap();
     assert_eq!(get(&resumed, "step").as_f64(), Some(2.0));
-    let next = other.step().await.unwrap();
+    let next = other.step(false).await.unwrap();
     assert_eq!(get(&next, "step").as_f64(), Some(2.0), "the third step comes next");
 
     // A generation in chunks (as the page streams it) is the one-shot generation, for the base and the tuned model.

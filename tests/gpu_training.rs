@@ -151,6 +151,55 @@ fn fused_qkv_and_dropout_match_cpu() {
     check(Method::Lora, Storage::FP32, Some(all_targets(2, 0.2)));
 }
 
+/// Submitting a step before the previous one is read back (the page keeps one in flight) trains exactly as awaiting
+/// each: submissions run in order and each batch is written between them. Dropout is on, so the per-step masks
+/// written while a step is in flight must also land on the right step.
+#[test]
+fn steps_kept_in_flight_train_exactly_as_steps_awaited_one_by_one() {
+    let m = model();
+    let storage = Storage::new(Format::Nf4, true).unwrap();
+    let new = || {
+        let gpu = Gpu::new_blocking().expect("a WebGPU adapter (CI installs Mesa's lavapipe)");
+        GpuTrainer::new(gpu, &m, Method::Qlora, storage, Some(all_targets(3, 0.1)), optim(), 5, B, T).unwrap()
+    };
+    let mut serial = new();
+    let one_by_one: Vec<(f64, f32)> = (0..12)
+        .map(|i| {
+            let (x, y) = batch(i);
+            let s = pollster::block_on(serial.step(&x, &y)).unwrap();
+            (s.loss, s.grad_norm)
+        })
+        .collect();
+    let mut piped = new();
+    let (x, y) = batch(0);
+    let mut pending = piped.submit_step(&x, &y).unwrap();
+    let mut got = Vec::new();
+    for i in 1..=12 {
+        let next = if i < 12 {
+            let (x, y) = batch(i);
+            Some(piped.submit_step(&x, &y).unwrap())
+        } else {
+            None
+        };
+        if i == 6 {
+            // Two in flight: a third has no staging buffer.
+            let (x, y) = batch(99);
+            let err = piped.submit_step(&x, &y).err().expect("refused").to_string();
+            assert!(err.contains("2 steps are already in flight"), "{err}");
+        }
+        let s = pollster::block_on(piped.finish_step(pending)).unwrap();
+        assert_eq!(s.step, i - 1);
+        got.push((s.loss, s.grad_norm));
+        match next {
+            Some(n) => pending = n,
+            None => break,
+        }
+    }
+    assert_eq!(got, one_by_one, "same losses and gradient norms, bit for bit");
+    let (a, b) = (pollster::block_on(serial.trainable_params()), pollster::block_on(piped.trainable_params()));
+    assert_eq!(a.unwrap(), b.unwrap(), "same trained adapters");
+}
+
 #[test]
 fn measured_gpu_memory_agrees_with_the_accounting() {
     use qlora_playground::accounting::{self, AdapterSpec, Arch, MemMethod, MemoryQuery};

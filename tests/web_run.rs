@@ -18,21 +18,21 @@ fn settings() -> Settings {
 fn diverge_and_restore(gpu: Option<Gpu>) {
     let mut run = Run::new(&tiny(), settings(), None, gpu).unwrap();
     for _ in 0..3 {
-        pollster::block_on(run.step()).unwrap();
+        pollster::block_on(run.step(false)).unwrap();
     }
     let good = pollster::block_on(run.validate()).unwrap();
     assert_eq!(good.step, 3);
     for _ in 0..2 {
-        pollster::block_on(run.step()).unwrap();
+        pollster::block_on(run.step(false)).unwrap();
     }
     pollster::block_on(run.inject_nan()).unwrap();
-    let err = pollster::block_on(run.step()).unwrap_err().to_string();
+    let err = pollster::block_on(run.step(false)).unwrap_err().to_string();
     assert!(err.contains("diverged at step 6") && err.contains("back at step 3"), "{err}");
     assert!(err.contains("learning rate below"), "{err}");
     assert_eq!(run.step_index(), 3);
     let again = pollster::block_on(run.validate()).unwrap();
     assert_eq!(again.val_loss, good.val_loss, "the restored state is the validated one");
-    let next = pollster::block_on(run.step()).unwrap();
+    let next = pollster::block_on(run.step(false)).unwrap();
     assert!(next.loss.is_finite() && next.step == 3);
 }
 
@@ -61,7 +61,7 @@ fn start_scored_late_equals_start_scored_first(method: &str, gpu: impl Fn() -> O
     let early = pollster::block_on(first.validate()).unwrap();
     let mut late = Run::new(&tiny(), s, None, gpu()).unwrap();
     for _ in 0..3 {
-        pollster::block_on(late.step()).unwrap();
+        pollster::block_on(late.step(false)).unwrap();
     }
     let before = pollster::block_on(late.validate()).unwrap();
     let start = late.validate_start().expect("kept until asked for");
@@ -89,12 +89,12 @@ fn a_lost_device_moves_the_run_to_the_cpu_from_the_last_snapshot() {
     let gpu = Gpu::new_blocking().expect("a Vulkan adapter (lavapipe on machines without a GPU)");
     let mut run = Run::new(&tiny(), settings(), None, Some(gpu)).unwrap();
     for _ in 0..3 {
-        pollster::block_on(run.step()).unwrap();
+        pollster::block_on(run.step(false)).unwrap();
     }
     pollster::block_on(run.validate()).unwrap(); // the snapshot at step 3
-    pollster::block_on(run.step()).unwrap();
+    pollster::block_on(run.step(false)).unwrap();
     run.lose_device_for_test().unwrap();
-    let s = pollster::block_on(run.step()).expect("the step is taken on the CPU");
+    let s = pollster::block_on(run.step(false)).expect("the step is taken on the CPU");
     assert_eq!((s.step, run.backend(), run.step_index()), (3, "cpu", 4));
     let notice = run.take_notice().expect("a notice");
     assert!(notice.contains("device was lost") && notice.contains("from step 3, the last snapshot"), "{notice}");
@@ -102,9 +102,92 @@ fn a_lost_device_moves_the_run_to_the_cpu_from_the_last_snapshot() {
     assert!(pollster::block_on(run.validate()).unwrap().val_loss.is_finite());
 }
 
+fn lavapipe() -> Gpu {
+    Gpu::new_blocking().expect("a Vulkan adapter (lavapipe on machines without a GPU)")
+}
+
+fn qlora() -> Settings {
+    Settings { method: "qlora".into(), format: "nf4".into(), dq: true, steps: 9, ..settings() }
+}
+
+/// The page keeps one GPU step in flight (`step(true)`). Its results arrive once each and in order, the run trains
+/// exactly as one awaited step by step, a checkpoint taken with a step in flight holds that step's state, `drain`
+/// hands over a step left in flight, and the run finishes when its last step is reported.
+#[test]
+fn a_step_kept_in_flight_changes_nothing_but_the_waiting() {
+    let base = tiny();
+    let mut serial = Run::new(&base, qlora(), None, Some(lavapipe())).unwrap();
+    let mut want = losses(&mut serial, 5);
+    let serial_at_5 = pollster::block_on(serial.checkpoint()).unwrap();
+    want.extend(losses(&mut serial, 4));
+
+    let mut piped = Run::new(&base, qlora(), None, Some(lavapipe())).unwrap();
+    let mut got = Vec::new();
+    let take = |run: &mut Run, got: &mut Vec<f64>| {
+        let s = pollster::block_on(run.step(true)).unwrap();
+        assert_eq!(s.step, got.len(), "results in order, once each");
+        got.push(s.loss);
+    };
+    for _ in 0..4 {
+        take(&mut piped, &mut got);
+    }
+    // Steps 0-3 reported, step 4 in flight: the checkpoint settles it and saves the state after it.
+    assert_eq!(piped.step_index(), 4);
+    let at_5 = pollster::block_on(piped.checkpoint()).unwrap();
+    assert_eq!((at_5.step, at_5.batches_word_pos), (5, serial_at_5.batches_word_pos));
+    assert_eq!(at_5.params, serial_at_5.params);
+    take(&mut piped, &mut got); // step 4, settled by the checkpoint
+    take(&mut piped, &mut got); // step 5; step 6 goes in flight
+    let drained = pollster::block_on(piped.drain()).unwrap().expect("step 6 was in flight");
+    assert_eq!(drained.step, 6);
+    got.push(drained.loss);
+    assert!(pollster::block_on(piped.drain()).unwrap().is_none(), "handed over once");
+    while !piped.finished() {
+        take(&mut piped, &mut got);
+    }
+    assert_eq!(got, want, "the same run, bit for bit");
+    assert_eq!(piped.step_index(), 9);
+    let err = pollster::block_on(piped.step(true)).unwrap_err().to_string();
+    assert!(err.contains("finished its 9 steps"), "{err}");
+}
+
+/// A step that diverges while the next is in flight: the next is dropped, the last good state comes back, and the
+/// run goes on from there.
+#[test]
+fn a_divergence_with_a_step_in_flight_restores_the_last_good_state() {
+    let mut run = Run::new(&tiny(), qlora(), None, Some(lavapipe())).unwrap();
+    for _ in 0..3 {
+        pollster::block_on(run.step(false)).unwrap();
+    }
+    let good = pollster::block_on(run.validate()).unwrap();
+    pollster::block_on(run.inject_nan()).unwrap();
+    let err = pollster::block_on(run.step(true)).unwrap_err().to_string();
+    assert!(err.contains("diverged at step 4") && err.contains("back at step 3"), "{err}");
+    assert_eq!(run.step_index(), 3);
+    assert!(pollster::block_on(run.drain()).unwrap().is_none(), "the step in flight was dropped");
+    assert_eq!(pollster::block_on(run.validate()).unwrap().val_loss, good.val_loss);
+    let next = pollster::block_on(run.step(true)).unwrap();
+    assert!(next.loss.is_finite() && next.step == 3);
+}
+
+/// A device lost with a step in flight: that step is taken on the CPU from the last snapshot.
+#[test]
+fn a_device_lost_with_a_step_in_flight_moves_the_run_to_the_cpu() {
+    let mut run = Run::new(&tiny(), qlora(), None, Some(lavapipe())).unwrap();
+    for _ in 0..3 {
+        pollster::block_on(run.step(false)).unwrap();
+    }
+    pollster::block_on(run.validate()).unwrap(); // the snapshot at step 3
+    assert_eq!(pollster::block_on(run.step(true)).unwrap().step, 3); // step 4 in flight
+    run.lose_device_for_test().unwrap();
+    let s = pollster::block_on(run.step(true)).expect("the step is taken on the CPU");
+    assert_eq!((s.step, run.backend(), run.step_index()), (3, "cpu", 4));
+    assert!(run.take_notice().expect("a notice").contains("from step 3, the last snapshot"));
+}
+
 /// Losses of `n` steps.
 fn losses(run: &mut Run, n: usize) -> Vec<f64> {
-    (0..n).map(|_| pollster::block_on(run.step()).unwrap().loss).collect()
+    (0..n).map(|_| pollster::block_on(run.step(false)).unwrap().loss).collect()
 }
 
 /// A run saved after 4 steps and resumed (from the checkpoint's bytes, as the page's autosave and import do) takes

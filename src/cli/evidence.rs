@@ -128,7 +128,8 @@ pub(super) fn evidence(a: EvidenceArgs) -> Result<()> {
         let mut run = Run::new_with_examples(&base, s.clone(), None, gpu, a.eval_examples)?;
         let before = pollster::block_on(run.validate())?;
         while !run.finished() {
-            let st = pollster::block_on(run.step())?;
+            // One step stays in flight on the GPU until the last (validation only comes after it).
+            let st = pollster::block_on(run.step(true))?;
             // A lost GPU device moves the run to the CPU executor; say so, since the row's timing changes with it.
             if let Some(notice) = run.take_notice() {
                 eprintln!("{} r={}: {notice}", s.method, s.r);

@@ -15,7 +15,7 @@ pub use alloc::{Category, GpuBuffer, MemoryLedger, View};
 pub use generate::GpuGenerator;
 pub use kernels::{AdamDispatch, AdamHyper, DecodeParams, EmbeddingParams, Kernels};
 pub use matmul::{submit, Dispatch, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape};
-pub use train::GpuTrainer;
+pub use train::{GpuTrainer, PendingStep};
 pub use weights::GpuWeights;
 
 use crate::{Error, Result};
@@ -159,16 +159,37 @@ impl Gpu {
 
     /// Maps a MAP_READ buffer (after the work that fills it was submitted), copies it out as f32 and unmaps it.
     pub async fn map_read(&self, staging: &wgpu::Buffer) -> Result<Vec<f32>> {
-        Ok(bytemuck::cast_slice::<u8, f32>(&self.map_read_bytes(staging).await?).to_vec())
+        self.map_read_after(staging, None).await
+    }
+
+    /// [`Gpu::map_read`] for a buffer filled by `submission`: natively only that submission is waited for, so work
+    /// submitted after it keeps the GPU busy meanwhile (`None`: everything submitted so far).
+    pub async fn map_read_after(
+        &self,
+        staging: &wgpu::Buffer,
+        submission: Option<wgpu::SubmissionIndex>,
+    ) -> Result<Vec<f32>> {
+        Ok(bytemuck::cast_slice::<u8, f32>(&self.map_read_bytes_after(staging, submission).await?).to_vec())
     }
 
     /// Maps a MAP_READ buffer and copies out its bytes.
     pub async fn map_read_bytes(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
+        self.map_read_bytes_after(staging, None).await
+    }
+
+    async fn map_read_bytes_after(
+        &self,
+        staging: &wgpu::Buffer,
+        submission: Option<wgpu::SubmissionIndex>,
+    ) -> Result<Vec<u8>> {
         let (tx, rx) = futures_channel::oneshot::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.poll_native();
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = self.device.poll(wgpu::PollType::Wait { submission_index: submission, timeout: None });
+        #[cfg(target_arch = "wasm32")]
+        let _ = submission;
         rx.await
             .map_err(|_| Error::new("the GPU device was lost during a readback"))?
             .map_err(|e| Error::new(format!("GPU readback failed: {e}")))?;

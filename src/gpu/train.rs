@@ -1,7 +1,12 @@
 //! A training run on the GPU: the same step as `cpu::train::Trainer` — forward, backward, global-norm clipping and
 //! AdamW — recorded once as a list of prepared dispatches and submitted as one command buffer per step. The only
 //! per-step writes are the batch (and dropout masks), the learning rate, and one readback of the per-row losses and
-//! the gradient norm into a staging buffer made at construction.
+//! the gradient norm into one of two staging buffers made at construction.
+//!
+//! A step can be submitted before the previous one's loss has come back ([`GpuTrainer::submit_step`], then
+//! [`GpuTrainer::finish_step`]): WebGPU runs submissions in order and applies `write_buffer` between them, so the next
+//! batch may be written while the GPU still works on the last one. Keeping one step in flight hides the readback's
+//! round trip and the encoding of the next step, which matter when a step itself takes a few milliseconds.
 //!
 //! The weights live in [`GpuWeights`] (flat, padded buffers), so AdamW runs over one trainable buffer.
 
@@ -16,6 +21,7 @@ use crate::lora::{Adapters, LoraConfig};
 use crate::model::{BlockTensor, Gpt2, Linear, ModelConfig, TensorId};
 use crate::quant::{Format, Storage};
 use crate::{ensure, Error, Result};
+use std::cell::Cell;
 
 /// Activations of one block (same set as the CPU executor keeps).
 struct BlockBufs {
@@ -74,9 +80,30 @@ pub struct GpuTrainer {
     forward: Vec<Dispatch>,
     backward: Vec<Dispatch>,
     adam: AdamDispatch,
-    readback: wgpu::Buffer,
+    /// Staging buffers for the loss and norm readback, one per step in flight; `busy` marks those awaiting theirs.
+    readbacks: [wgpu::Buffer; READBACK_SLOTS],
+    busy: [Cell<bool>; READBACK_SLOTS],
+    /// Steps submitted so far (a step counts from its submission).
     step: usize,
     seed: u64,
+}
+
+/// Steps that can be in flight at once: the one being read back and the next.
+const READBACK_SLOTS: usize = 2;
+
+/// A training step submitted to the GPU whose loss and gradient norm have not been read back yet. Hand it to
+/// [`GpuTrainer::finish_step`]; dropping it leaves its staging buffer unusable.
+#[must_use = "a submitted step holds a staging buffer until finish_step reads it"]
+pub struct PendingStep {
+    step: usize,
+    lr: f32,
+    readback: Readback,
+}
+
+/// Where a submission's loss and norm land, and the submission to wait for.
+struct Readback {
+    slot: usize,
+    submission: wgpu::SubmissionIndex,
 }
 
 /// Builds the per-step dispatch lists from borrowed buffers.
@@ -337,11 +364,13 @@ impl GpuTrainer {
         let tokens = gpu.buffer("tokens", 4 * bt as u64, Category::Activations, wgpu::BufferUsages::empty())?;
         let targets = gpu.buffer("targets", 4 * bt as u64, Category::Activations, wgpu::BufferUsages::empty())?;
         let losses = sc("losses", bt)?;
-        let readback = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("step readback"),
-            size: 4 * (bt as u64 + 1),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+        let readbacks = std::array::from_fn(|_| {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("step readback"),
+                size: 4 * (bt as u64 + 1),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
         });
 
         // Record the step.
@@ -590,7 +619,8 @@ impl GpuTrainer {
             forward: fwd,
             backward: bwd,
             adam,
-            readback,
+            readbacks,
+            busy: Default::default(),
             step: 0,
             seed,
         })
@@ -626,33 +656,70 @@ impl GpuTrainer {
         Ok(())
     }
 
-    /// Submits `dispatches` in one compute pass, copies the per-row losses and the squared gradient norm into the
-    /// staging buffer, and awaits them.
-    async fn run(&self, dispatches: &[&Dispatch]) -> Result<(f64, f32)> {
+    /// Submits `dispatches` in one compute pass and copies the per-row losses and the squared gradient norm into a
+    /// free staging buffer.
+    fn submit(&self, dispatches: &[&Dispatch]) -> Result<Readback> {
+        let slot = self.free_slot()?;
         let bt = self.batch * self.seq;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         submit_in_pass(&mut enc, dispatches);
-        enc.copy_buffer_to_buffer(self.losses.raw(), 0, &self.readback, 0, 4 * bt as u64);
-        enc.copy_buffer_to_buffer(self.norm_buf.raw(), 0, &self.readback, 4 * bt as u64, 4);
-        self.gpu.queue.submit([enc.finish()]);
-        let values = self.gpu.map_read(&self.readback).await?;
+        enc.copy_buffer_to_buffer(self.losses.raw(), 0, &self.readbacks[slot], 0, 4 * bt as u64);
+        enc.copy_buffer_to_buffer(self.norm_buf.raw(), 0, &self.readbacks[slot], 4 * bt as u64, 4);
+        let submission = self.gpu.queue.submit([enc.finish()]);
+        self.busy[slot].set(true);
+        Ok(Readback { slot, submission })
+    }
+
+    fn free_slot(&self) -> Result<usize> {
+        (0..READBACK_SLOTS)
+            .find(|&s| !self.busy[s].get())
+            .ok_or_else(|| Error::new(format!("{READBACK_SLOTS} steps are already in flight; finish one first")))
+    }
+
+    /// Awaits a submission's mean loss and gradient norm.
+    async fn read(&self, r: Readback) -> Result<(f64, f32)> {
+        let bt = self.batch * self.seq;
+        let values = self.gpu.map_read_after(&self.readbacks[r.slot], Some(r.submission)).await;
+        // Whatever the outcome the buffer is unmapped (or was never mapped): the slot is free again.
+        self.busy[r.slot].set(false);
+        let values = values?;
         let loss = values[..bt].iter().map(|x| *x as f64).sum::<f64>() / bt as f64;
         // A NaN norm must stay NaN (f32::max would return 0.0 and hide a diverged step).
         let sq = values[bt];
         Ok((loss, if sq.is_nan() { f32::NAN } else { sq.max(0.0).sqrt() }))
     }
 
-    /// One optimizer step: forward, backward, clipping and AdamW in one submission.
+    async fn run(&self, dispatches: &[&Dispatch]) -> Result<(f64, f32)> {
+        let r = self.submit(dispatches)?;
+        self.read(r).await
+    }
+
+    /// One optimizer step: forward, backward, clipping and AdamW in one submission, read back before returning.
     pub async fn step(&mut self, inputs: &[u32], targets: &[u32]) -> Result<StepStats> {
+        let pending = self.submit_step(inputs, targets)?;
+        self.finish_step(pending).await
+    }
+
+    /// Submits one optimizer step without waiting for it; at most two may be in flight. Submitted steps run in
+    /// order, each on the parameters the previous one left.
+    pub fn submit_step(&mut self, inputs: &[u32], targets: &[u32]) -> Result<PendingStep> {
+        self.free_slot()?; // refused before anything is written
         self.write_batch(inputs, targets, Some(dropout_seed(self.seed, self.step)))?;
         let o = &self.optim;
         let lr = lr_at(self.step, o.steps, o.warmup, o.lr, o.min_lr);
         self.adam.set_step(&self.gpu, self.step as u32 + 1, lr);
         let all: Vec<&Dispatch> = self.forward.iter().chain(&self.backward).chain(&self.adam.dispatches).collect();
-        let (loss, grad_norm) = self.run(&all).await?;
-        let stats = StepStats { step: self.step, loss, lr, grad_norm };
+        let readback = self.submit(&all)?;
+        let pending = PendingStep { step: self.step, lr, readback };
         self.step += 1;
-        Ok(stats)
+        Ok(pending)
+    }
+
+    /// Awaits a submitted step's loss and gradient norm.
+    pub async fn finish_step(&mut self, pending: PendingStep) -> Result<StepStats> {
+        let PendingStep { step, lr, readback } = pending;
+        let (loss, grad_norm) = self.read(readback).await?;
+        Ok(StepStats { step, loss, lr, grad_norm })
     }
 
     /// Loss and gradients for one batch without updating (dropout as in a training step when a seed is given).

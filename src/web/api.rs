@@ -301,11 +301,29 @@ impl Playground {
         self.run.as_mut().ok_or_else(|| JsError::new("no run: press Train first"))
     }
 
-    pub async fn step(&mut self) -> Result<JsValue, JsError> {
+    /// The next step's result. With `lookahead` the step after it is already submitted on the GPU (pass it when the
+    /// next request is another step); [`Playground::drain`] returns that step's result if something else comes first.
+    pub async fn step(&mut self, lookahead: bool) -> Result<JsValue, JsError> {
         let run = self.run_mut()?;
         let tokens = run.spec.batch * run.spec.seq;
-        let s = run.step().await.map_err(err)?;
+        let s = run.step(lookahead).await.map_err(err)?;
         to_js(&Step { step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.grad_norm, tokens })
+    }
+
+    /// Whether a step submitted by `step(true)` is still in flight on the GPU.
+    #[wasm_bindgen(js_name = stepInFlight)]
+    pub fn step_in_flight(&self) -> bool {
+        self.run.as_ref().is_some_and(|r| r.step_in_flight())
+    }
+
+    /// The result of a step still in flight from `step(true)`, read back; null when there is none (or no run).
+    pub async fn drain(&mut self) -> Result<JsValue, JsError> {
+        let Some(run) = self.run.as_mut() else { return Ok(JsValue::NULL) };
+        let tokens = run.spec.batch * run.spec.seq;
+        match run.drain().await.map_err(err)? {
+            Some(s) => to_js(&Step { step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.grad_norm, tokens }),
+            None => Ok(JsValue::NULL),
+        }
     }
 
     /// Forces the next step to diverge (for the page's tests of the divergence path).

@@ -9,11 +9,12 @@ use crate::cpu::eval::greedy_accuracy;
 use crate::cpu::{Generation, Method, Sampling, StepStats, Trainer};
 use crate::data::tasks::{self, FineTuneData, Source};
 use crate::data::{decode, encode, sample_batch};
-use crate::gpu::{Gpu, GpuTrainer};
+use crate::gpu::{Gpu, GpuTrainer, PendingStep};
 use crate::model::{Gpt2, ModelConfig};
 use crate::quant::Storage;
 use crate::{ensure, rng, Result};
 use serde::Serialize;
+use std::collections::VecDeque;
 
 /// Longest generation the page asks for, in tokens.
 pub const MAX_GENERATED: usize = 1024;
@@ -230,6 +231,14 @@ struct Snapshot {
     v: Vec<f32>,
 }
 
+/// A step submitted to the GPU and not yet read back, with its batch (which the CPU executor takes if the device is
+/// lost before the step's result comes back).
+struct InFlight {
+    pending: PendingStep,
+    x: Vec<u32>,
+    y: Vec<u32>,
+}
+
 pub struct Run {
     pub settings: Settings,
     pub spec: RunSpec,
@@ -251,6 +260,11 @@ pub struct Run {
     notice: Option<String>,
     /// [`base_fingerprint`] of the base this run started from (checkpoints carry it).
     base: u32,
+    /// GPU steps submitted and not yet read back (at most one between two calls: see [`Run::step`]).
+    in_flight: VecDeque<InFlight>,
+    /// A step read back by [`Run::settle`] before anyone asked for it; the next [`Run::step`] or [`Run::drain`]
+    /// returns it, so every step's result reaches the page once, in order.
+    settled: Option<Result<StepStats>>,
 }
 
 impl Run {
@@ -308,6 +322,8 @@ impl Run {
             last_good,
             spec,
             base: base_fingerprint(base),
+            in_flight: VecDeque::new(),
+            settled: None,
         })
     }
 
@@ -389,54 +405,128 @@ impl Run {
         }
     }
 
+    /// Steps whose updates are in the trainable parameters, read back or not yet returned by [`Run::step`] (a step
+    /// still in flight on the GPU is not counted: nothing can read its result before it is settled).
     pub fn step_index(&self) -> usize {
-        self.cpu.step_index().max(self.gpu_steps())
+        self.applied_steps() - self.in_flight.len()
     }
 
-    fn gpu_steps(&self) -> usize {
-        self.gpu.as_ref().map_or(0, |g| g.step_index())
+    /// Whether a GPU step is submitted and not yet read back.
+    pub fn step_in_flight(&self) -> bool {
+        !self.in_flight.is_empty()
     }
 
+    /// Steps taken or submitted by either executor.
+    fn applied_steps(&self) -> usize {
+        self.cpu.step_index().max(self.gpu.as_ref().map_or(0, |g| g.step_index()))
+    }
+
+    /// Steps whose results [`Run::step`] or [`Run::drain`] returned.
+    fn reported_steps(&self) -> usize {
+        self.step_index() - usize::from(matches!(self.settled, Some(Ok(_))))
+    }
+
+    /// Whether every step of the run has been taken and reported.
     pub fn finished(&self) -> bool {
-        self.step_index() >= self.spec.optim.steps
+        self.reported_steps() >= self.spec.optim.steps
     }
 
     pub fn trainable(&self) -> usize {
         self.cpu.trainable()
     }
 
-    /// One optimizer step on the next seeded batch.
-    pub async fn step(&mut self) -> Result<StepStats> {
-        ensure!(!self.finished(), "the run has finished its {} steps", self.spec.optim.steps);
-        let (x, y) = sample_batch(&self.data.split.train, self.spec.batch, self.spec.seq, &mut self.batches)?;
-        let gpu_step = match &mut self.gpu {
-            Some(g) => {
-                self.cpu_in_sync = false;
-                Some(g.step(&x, &y).await)
-            }
-            None => None,
-        };
-        let s = match gpu_step {
-            Some(Ok(s)) => s,
-            Some(Err(e)) => {
-                // The step goes on, on the CPU, from the last snapshot.
-                self.fall_back_to_cpu(&e)?;
-                self.cpu.step(&x, &y, self.spec.batch, self.spec.seq)
-            }
-            None => self.cpu.step(&x, &y, self.spec.batch, self.spec.seq),
-        };
-        if !(s.loss.is_finite() && s.grad_norm.is_finite()) {
-            let back = self.restore_last_good()?;
-            return Err(crate::Error::new(format!(
-                "training diverged at step {} (loss {}, gradient norm {}); the trainable parameters and optimizer \
-                 state are back at step {back}, the last good validation — try a learning rate below {}",
-                s.step + 1,
-                s.loss,
-                s.grad_norm,
-                self.spec.optim.lr
-            )));
+    /// The result of the next optimizer step on the next seeded batch.
+    ///
+    /// On the GPU with `lookahead`, the step after it is submitted before this one's loss is awaited, so the GPU
+    /// works on it while the loss comes back and the caller handles it; pass `lookahead` only when the next call is
+    /// another step (not at a validation). Anything that reads the run's state first settles a step left in flight,
+    /// and its result is the one the next call returns (see [`Run::drain`]).
+    pub async fn step(&mut self, lookahead: bool) -> Result<StepStats> {
+        if let Some(s) = self.settled.take() {
+            return s;
         }
-        Ok(s)
+        ensure!(!self.finished(), "the run has finished its {} steps", self.spec.optim.steps);
+        if self.gpu.is_some() {
+            if self.in_flight.is_empty() {
+                self.submit_next()?;
+            }
+            if lookahead && self.applied_steps() < self.spec.optim.steps {
+                self.submit_next()?;
+            }
+            let next = self.in_flight.pop_front().expect("a step was just submitted");
+            return self.finish(next).await;
+        }
+        let (x, y) = sample_batch(&self.data.split.train, self.spec.batch, self.spec.seq, &mut self.batches)?;
+        let s = self.cpu.step(&x, &y, self.spec.batch, self.spec.seq);
+        self.check_finite(s).await
+    }
+
+    /// The result of a step left in flight by [`Run::step`] with `lookahead`, once read back; None when there is
+    /// none. The page calls it before anything else reads the run, so the step it shows is the state it reads.
+    pub async fn drain(&mut self) -> Result<Option<StepStats>> {
+        self.settle().await;
+        self.settled.take().transpose()
+    }
+
+    /// Reads back a step left in flight, keeping its result for the next [`Run::step`] or [`Run::drain`].
+    async fn settle(&mut self) {
+        if self.settled.is_none() {
+            if let Some(next) = self.in_flight.pop_front() {
+                self.settled = Some(self.finish(next).await);
+            }
+        }
+    }
+
+    /// Submits the GPU step on the next seeded batch.
+    fn submit_next(&mut self) -> Result<()> {
+        let g = self.gpu.as_mut().ok_or_else(|| crate::Error::new("this run is not on the GPU"))?;
+        let (x, y) = sample_batch(&self.data.split.train, self.spec.batch, self.spec.seq, &mut self.batches)?;
+        self.cpu_in_sync = false;
+        let pending = g.submit_step(&x, &y)?;
+        self.in_flight.push_back(InFlight { pending, x, y });
+        Ok(())
+    }
+
+    /// Reads back a submitted step. A failed readback (in practice a lost device) moves the run to the CPU executor
+    /// at its last snapshot, which takes this step's batch.
+    async fn finish(&mut self, step: InFlight) -> Result<StepStats> {
+        let read = match &mut self.gpu {
+            Some(g) => g.finish_step(step.pending).await,
+            None => Err(crate::Error::new("the GPU trainer is gone")),
+        };
+        let s = match read {
+            Ok(s) => s,
+            Err(e) => {
+                // Steps submitted after this one went with the device.
+                self.in_flight.clear();
+                self.fall_back_to_cpu(&e)?;
+                self.cpu.step(&step.x, &step.y, self.spec.batch, self.spec.seq)
+            }
+        };
+        self.check_finite(s).await
+    }
+
+    /// A step with a NaN or infinite loss or gradient norm puts the last good state back and becomes an error.
+    async fn check_finite(&mut self, s: StepStats) -> Result<StepStats> {
+        if s.loss.is_finite() && s.grad_norm.is_finite() {
+            return Ok(s);
+        }
+        // A step submitted after this one trained on the diverged parameters: it is read back (its staging buffer
+        // comes free) and forgotten before the snapshot goes back.
+        while let Some(later) = self.in_flight.pop_front() {
+            if let Some(g) = &mut self.gpu {
+                let _ = g.finish_step(later.pending).await;
+            }
+        }
+        let back = self.restore_last_good()?;
+        Err(crate::Error::new(format!(
+            "training diverged at step {} (loss {}, gradient norm {}); the trainable parameters and optimizer state \
+             are back at step {back}, the last good validation — try a learning rate below {}",
+            s.step + 1,
+            s.loss,
+            s.grad_norm,
+            self.spec.optim.lr
+        )))
     }
 
     /// After a failed GPU operation (in practice a lost device: WebGPU reports it through `device.lost`, and every
@@ -498,6 +588,7 @@ impl Run {
 
     /// Copies the GPU's trainable parameters into the CPU trainer (for evaluation, accuracy, generation, snapshots).
     async fn sync(&mut self) -> Result<()> {
+        self.settle().await;
         if let (Some(g), false) = (&self.gpu, self.cpu_in_sync) {
             match g.trainable_params().await {
                 Ok(params) => {

@@ -136,19 +136,22 @@ const yieldToMessages = () => new Promise((resolve) => {
 // Requests that touch the wasm Playground run one at a time, in order: the training loop queues each step, so a
 // generate or histogram request slips in between two steps instead of borrowing the engine mid-step.
 let queue = Promise.resolve();
-function enqueue(fn) {
+function enqueueRaw(fn) {
   const p = queue.then(fn);
   queue = p.catch(() => {});
   return p;
 }
 
-/// One step (and a validation when due); false when the loop should stop.
-async function trainStep() {
-  if (!running || playground.finished()) return false;
-  const t0 = performance.now();
-  // A NaN or infinite loss or gradient is an error from the engine, which has already put the last good state back.
-  const s = await playground.step();
-  const ms = performance.now() - t0;
+/// Queues a request that reads or changes the run: a training step left in flight on the GPU is reported first, so
+/// what the page shows is the state the request sees.
+const enqueue = (fn) => enqueueRaw(async () => { await flushStep(); return fn(); });
+
+// When the last step's call left the next one in flight on the GPU, the time its result came: the next step's time
+// is measured from there (the GPU was already working on it), so ms per step is the time between two results.
+let lastResultAt = null;
+
+/// Shows a step's result: the history, the page, a notice if the engine moved to the CPU executor.
+function recordStep(s, ms) {
   // A lost WebGPU device: the engine went back to its last snapshot on the CPU executor and took this step there.
   const notice = playground.takeNotice();
   if (notice) {
@@ -158,6 +161,39 @@ async function trainStep() {
   const point = { ...s, ms };
   history.steps.push(point);
   post({ type: 'step', ...point });
+}
+
+/// Reports a step still in flight from the loop's last call, if any, with the validation or the end that follows it
+/// (runs inside the queue); false when the run has now ended. A divergence found on the way ends the loop as one
+/// found by a step would.
+async function flushStep() {
+  if (!playground || !hasRun) return true;
+  const t0 = lastResultAt ?? performance.now();
+  lastResultAt = null;
+  let s;
+  try {
+    s = await playground.drain();
+  } catch (e) {
+    running = false;
+    ++loopId;
+    fail('training', e);
+    await afterDivergence();
+    return false;
+  }
+  return s ? afterStep(s, performance.now() - t0) : true;
+}
+
+/// A diverged run is back at its last good state: the history follows, and that state is what is kept.
+async function afterDivergence() {
+  if (!hasRun) return;
+  truncateHistory(playground.stepIndex());
+  await autosave();
+}
+
+/// Shows a step's result and runs what is due after it: the start's score after the first, a validation every few
+/// steps, and the end. False once the run is done.
+async function afterStep(s, ms) {
+  recordStep(s, ms);
   // The start is scored once the first step is on screen: it costs a full validation, and Train should answer at once.
   const start = playground.validateStart();
   if (start) recordVal(start);
@@ -167,9 +203,30 @@ async function trainStep() {
     running = false;
     post({ type: 'done', spectra: await playground.spectra() });
     await autosave();
-    return false;
   }
-  if (performance.now() - lastSave >= AUTOSAVE_MS) await autosave();
+  return !done;
+}
+
+/// One step (and what is due after it); false when the loop should stop.
+async function trainStep() {
+  if (!running || playground.finished()) return false;
+  const t0 = lastResultAt ?? performance.now();
+  // On the GPU the step after this one is submitted before this one's loss is awaited, unless a validation comes
+  // between them (it reads the state), or this is the first step (the start is scored after it, on the CPU, and the
+  // time per step should not include that).
+  const k = playground.stepIndex();
+  const lookahead = k > 0 && (k + 1) % validateEvery(lastSettings.steps) !== 0;
+  // A NaN or infinite loss or gradient is an error from the engine, which has already put the last good state back.
+  lastResultAt = null;
+  const s = await playground.step(lookahead);
+  const now = performance.now();
+  if (playground.stepInFlight()) lastResultAt = now;
+  if (!(await afterStep(s, now - t0))) return false;
+  if (performance.now() - lastSave >= AUTOSAVE_MS) {
+    // The saved state is the one the page shows: a step in flight is reported (and validated when due) first.
+    if (!(await flushStep())) return false;
+    await autosave();
+  }
   return true;
 }
 
@@ -188,16 +245,12 @@ let loopId = 0;
 async function trainLoop() {
   const id = ++loopId;
   try {
-    while (running && id === loopId && (await enqueue(trainStep))) await yieldToMessages();
+    while (running && id === loopId && (await enqueueRaw(trainStep))) await yieldToMessages();
   } catch (e) {
     running = false;
+    lastResultAt = null;
     fail('training', e);
-    // A diverged run is back at its last good state: the history follows, and that state is what is kept.
-    await enqueue(async () => {
-      if (!hasRun) return;
-      truncateHistory(playground.stepIndex());
-      await autosave();
-    });
+    await enqueueRaw(afterDivergence);
   }
 }
 
