@@ -28,7 +28,10 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
 fn matmul_matches_cpu_in_every_orientation() {
     let gpu = gpu();
     let mm = Matmul::new(&gpu);
-    for (i, &(m, k, n)) in [(1, 1, 1), (17, 33, 5), (40, 16, 48), (3, 70, 31)].iter().enumerate() {
+    // The last two are large enough for the 64×64-tile entry point, and not multiples of its tile either.
+    for (i, &(m, k, n)) in
+        [(1, 1, 1), (17, 33, 5), (40, 16, 48), (3, 70, 31), (70, 37, 130), (129, 64, 65)].iter().enumerate()
+    {
         for ta in [false, true] {
             for tb in [false, true] {
                 let a = random(m * k, i as u64);
@@ -62,7 +65,13 @@ fn matmul_matches_cpu_in_every_orientation() {
 fn fused_dequant_matmul_matches_cpu_for_every_format() {
     let gpu = gpu();
     let mmq = MatmulDequant::new(&gpu);
-    let (m, inf, outf) = (19usize, 72usize, 45usize); // 72·45 = 3240 values: a partial last block of 64
+    // 72·45 = 3240 values: a partial last block of 64; the second shape takes the 64×64-tile entry point both ways.
+    for (m, inf, outf) in [(19usize, 72usize, 45usize), (70, 72, 130)] {
+        fused_dequant_matmul_matches_cpu(&gpu, &mmq, m, inf, outf);
+    }
+}
+
+fn fused_dequant_matmul_matches_cpu(gpu: &Gpu, mmq: &MatmulDequant, m: usize, inf: usize, outf: usize) {
     let w = random(outf * inf, 1).iter().map(|v| v * 0.1).collect::<Vec<_>>();
     let x = random(m * inf, 2);
     let dy = random(m * outf, 3);
@@ -93,8 +102,8 @@ fn fused_dequant_matmul_matches_cpu_for_every_format() {
             gemm(m, outf, inf, 1.0, Mat::new(&dy, outf), Mat::new(&deq, inf), 1.0, &mut want_dx, inf);
             let got_y = pollster::block_on(gpu.read_f32(&gy, m * outf)).unwrap();
             let got_dx = pollster::block_on(gpu.read_f32(&gdx, m * inf)).unwrap();
-            assert_close(&got_y, &want_y, &format!("{} forward", storage.label()));
-            assert_close(&got_dx, &want_dx, &format!("{} backward", storage.label()));
+            assert_close(&got_y, &want_y, &format!("{} forward {m}×{inf}×{outf}", storage.label()));
+            assert_close(&got_dx, &want_dx, &format!("{} backward {m}×{inf}×{outf}", storage.label()));
         }
     }
 }

@@ -85,9 +85,34 @@ struct MatmulParams {
     b_offset: u32,
 }
 
-/// The f32 matmul pipeline.
+/// The two entry points of a matmul shader: 16×16 output tiles (`main`) and 64×64 tiles with a 4×4 block of
+/// outputs per invocation (`main_large`).
+struct Tiled {
+    small: wgpu::ComputePipeline,
+    large: wgpu::ComputePipeline,
+}
+
+impl Tiled {
+    const LARGE: u32 = 64;
+
+    fn new(gpu: &Gpu, label: &str, module: &wgpu::ShaderModule) -> Self {
+        Tiled { small: gpu.pipeline_at(label, module, "main"), large: gpu.pipeline_at(label, module, "main_large") }
+    }
+
+    /// The pipeline for an m×n output and its workgroup grid. Large tiles once both sides fill one: on thinner
+    /// outputs (LoRA's rank-r factors, a batch of a few rows) most of a 64-wide tile would compute padding.
+    fn pick(&self, m: u32, n: u32) -> (&wgpu::ComputePipeline, (u32, u32, u32)) {
+        if m >= Self::LARGE && n >= Self::LARGE {
+            (&self.large, (groups(n, Self::LARGE), groups(m, Self::LARGE), 1))
+        } else {
+            (&self.small, (groups(n, 16), groups(m, 16), 1))
+        }
+    }
+}
+
+/// The f32 matmul pipelines.
 pub struct Matmul {
-    pipeline: wgpu::ComputePipeline,
+    pipelines: Tiled,
 }
 
 /// A matmul call: C[m×n] = alpha·op(A)[m×k]·op(B)[k×n] + beta·C. Each operand is row-major with its own leading
@@ -142,7 +167,7 @@ impl MatmulShape {
 
 impl Matmul {
     pub fn new(gpu: &Gpu) -> Self {
-        Matmul { pipeline: gpu.pipeline("matmul", &gpu.shader("matmul.wgsl", MATMUL_WGSL)) }
+        Matmul { pipelines: Tiled::new(gpu, "matmul", &gpu.shader("matmul.wgsl", MATMUL_WGSL)) }
     }
 
     pub fn prepare(&self, gpu: &Gpu, s: MatmulShape, a: View, b: View, c: View) -> Dispatch {
@@ -161,12 +186,13 @@ impl Matmul {
             b_offset: s.b_offset,
         };
         let u = gpu.uniform("matmul params", &params);
+        let (pipeline, grid) = self.pipelines.pick(s.m, s.n);
         let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("matmul"),
-            layout: &self.pipeline.get_bind_group_layout(0),
+            layout: &pipeline.get_bind_group_layout(0),
             entries: &entries(&u, &[a, b, c]),
         });
-        Dispatch::new(self.pipeline.clone(), vec![bg], (groups(s.n, 16), groups(s.m, 16), 1), Some(u))
+        Dispatch::new(pipeline.clone(), vec![bg], grid, Some(u))
     }
 }
 
@@ -270,15 +296,15 @@ struct DequantParams {
     _pad: u32,
 }
 
-/// The fused dequantize + matmul pipeline.
+/// The fused dequantize + matmul pipelines.
 pub struct MatmulDequant {
-    pipeline: wgpu::ComputePipeline,
+    pipelines: Tiled,
 }
 
 impl MatmulDequant {
     pub fn new(gpu: &Gpu) -> Self {
         let source = format!("{DEQUANT_WGSL}\n{MATMUL_DEQUANT_WGSL}");
-        MatmulDequant { pipeline: gpu.pipeline("matmul_dequant", &gpu.shader("matmul_dequant.wgsl", &source)) }
+        MatmulDequant { pipelines: Tiled::new(gpu, "matmul_dequant", &gpu.shader("matmul_dequant.wgsl", &source)) }
     }
 
     /// Forward: `y[m×out] = x[m×in]·Wᵀ + bias` (bias optional).
@@ -329,16 +355,17 @@ impl MatmulDequant {
 
     fn prepare(&self, gpu: &Gpu, w: &GpuQuantWeight, p: DequantParams, x: View, bias: View, y: View) -> Dispatch {
         let u = gpu.uniform("matmul_dequant params", &p);
+        let (pipeline, grid) = self.pipelines.pick(p.m, p.n);
         let g0 = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("matmul_dequant io"),
-            layout: &self.pipeline.get_bind_group_layout(0),
+            layout: &pipeline.get_bind_group_layout(0),
             entries: &entries(&u, &[x, bias, y]),
         });
         let g1 = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("matmul_dequant weight"),
-            layout: &self.pipeline.get_bind_group_layout(1),
+            layout: &pipeline.get_bind_group_layout(1),
             entries: &entries(&w.params, &[w.words.all(), w.scales.all(), w.qabs.all()]),
         });
-        Dispatch::new(self.pipeline.clone(), vec![g0, g1], (groups(p.n, 16), groups(p.m, 16), 1), Some(u))
+        Dispatch::new(pipeline.clone(), vec![g0, g1], grid, Some(u))
     }
 }
