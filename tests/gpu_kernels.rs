@@ -84,7 +84,7 @@ fn fused_dequant_matmul_matches_cpu(gpu: &Gpu, mmq: &MatmulDequant, m: usize, in
             };
             let q = QuantizedTensor::quantize(&w, storage);
             let deq = q.dequantize(); // [out, in]
-            let gw = GpuQuantWeight::upload(&gpu, "w", &q, outf, inf).unwrap();
+            let gw = GpuQuantWeight::upload(gpu, "w", &q, outf, inf).unwrap();
             let (gx, gb, gdy) = (
                 gpu.upload("x", &x, Category::Activations).unwrap(),
                 gpu.upload("b", &bias, Category::Scratch).unwrap(),
@@ -93,9 +93,9 @@ fn fused_dequant_matmul_matches_cpu(gpu: &Gpu, mmq: &MatmulDequant, m: usize, in
             let gy =
                 gpu.buffer("y", (m * outf * 4) as u64, Category::Activations, wgpu::BufferUsages::empty()).unwrap();
             let gdx = gpu.upload("dx", &dx0, Category::Activations).unwrap();
-            let fwd = mmq.prepare_forward(&gpu, &gw, m as u32, gx.all(), Some(gb.all()), gy.all());
-            let bwd = mmq.prepare_backward(&gpu, &gw, m as u32, gdy.all(), gdx.all(), true);
-            submit(&gpu, &[&fwd, &bwd]);
+            let fwd = mmq.prepare_forward(gpu, &gw, m as u32, gx.all(), Some(gb.all()), gy.all());
+            let bwd = mmq.prepare_backward(gpu, &gw, m as u32, gdy.all(), gdx.all(), true);
+            submit(gpu, &[&fwd, &bwd]);
             let mut want_y: Vec<f32> = (0..m).flat_map(|_| bias.clone()).collect();
             gemm(m, inf, outf, 1.0, Mat::new(&x, inf), Mat::t(&deq, inf), 1.0, &mut want_y, outf);
             let mut want_dx = dx0.clone();

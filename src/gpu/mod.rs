@@ -261,10 +261,6 @@ impl Gpu {
         })
     }
 
-    pub(crate) fn pipeline(&self, label: &str, module: &wgpu::ShaderModule) -> wgpu::ComputePipeline {
-        self.pipeline_at(label, module, "main")
-    }
-
     /// The pipeline of one entry point of `module`, with the bind-group layout that entry point implies.
     pub(crate) fn pipeline_at(&self, label: &str, module: &wgpu::ShaderModule, entry: &str) -> wgpu::ComputePipeline {
         self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

@@ -23,6 +23,17 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// The threaded build only (feature `threads`): starts rayon's pool on `n` Web Workers sharing the module's memory,
+/// as `initThreadPool(n)`; the page's worker awaits it before anything trains.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// Threads the CPU executor computes on: rayon's pool, 1 in the single-threaded build.
+#[wasm_bindgen(js_name = cpuThreads)]
+pub fn cpu_threads() -> usize {
+    rayon::current_num_threads()
+}
+
 fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| JsError::new(&e.to_string()))
 }

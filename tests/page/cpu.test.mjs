@@ -1,10 +1,47 @@
 // The playground's CPU fallback: Chromium without WebGPU, the engine's CPU executor compiled to wasm.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { PAGE_URL, launch, modelLoaded, open } from './harness.mjs';
+import { PAGE_URL, attr, launch, modelLoaded, open } from './harness.mjs';
 import { playgroundTests } from './playground.mjs';
 
 playgroundTests('cpu');
+
+test('cpu: on a cross-origin isolated page the CPU executor trains on worker threads, with the losses of one thread', async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const train = async (isolated) => {
+      const { page, context, errors } = await open(browser, '?steps=6&batch=2&seq=32', { isolated });
+      await modelLoaded(page);
+      const run = {
+        cores: await page.evaluate(() => navigator.hardwareConcurrency),
+        threads: Number(await attr(page, 'backend', 'data-threads')),
+        notice: await page.textContent('#notice'),
+        losses: await page.evaluate(() => new Promise((resolve, reject) => {
+          const losses = [];
+          window.__qlora.worker.addEventListener('message', ({ data }) => {
+            if (data.type === 'step') losses.push(data.loss);
+            if (data.type === 'done') resolve(losses);
+            if (data.type === 'error') reject(new Error(data.message));
+          });
+          document.querySelector('[data-testid=train]').click();
+        })),
+      };
+      assert.deepEqual(errors, []);
+      await context.close();
+      return run;
+    };
+    const single = await train(false);
+    assert.equal(single.threads, 1);
+    assert.match(single.notice, /wasm, one thread: this page is not cross-origin isolated, which threads need/);
+    const threaded = await train(true);
+    assert.equal(threaded.threads, threaded.cores, 'one pool thread per core');
+    if (threaded.cores > 1) assert.match(threaded.notice, new RegExp(`wasm, ${threaded.cores} threads`));
+    assert.equal(threaded.losses.length, 6);
+    assert.deepEqual(threaded.losses, single.losses, 'the same losses, bit for bit');
+  } finally {
+    await browser.close();
+  }
+});
 
 test('cpu: the browser benchmark page measures every configuration and refuses bad parameters', async () => {
   const browser = await launch({ webgpu: false });

@@ -18,9 +18,19 @@ export async function launch({ webgpu }) {
   return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args });
 }
 
-/// A page with request and error logs attached (worker requests included).
-export async function open(browser, query = '') {
+/// A page with request and error logs attached (worker requests included). `isolated: false` strips the two
+/// cross-origin isolation headers the test server sends, as a static host that does not send them would.
+export async function open(browser, query = '', { isolated = true } = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+  if (!isolated) {
+    await context.route('**/*', async (route) => {
+      const response = await route.fetch();
+      const headers = { ...response.headers() };
+      delete headers['cross-origin-opener-policy'];
+      delete headers['cross-origin-embedder-policy'];
+      await route.fulfill({ response, headers });
+    });
+  }
   const page = await context.newPage();
   const requests = [];
   const errors = [];

@@ -109,6 +109,8 @@ export function playgroundTests(backend) {
   test(`${backend}: a copied link reproduces the settings; garbage parameters are reported and ignored`, async () => {
     const { page, context } = await open(browser, '?method=lora&r=4&targets=q,v&format=fp16&dq=0&lr=0.002&task=add&seed=9');
     await page.click('[data-testid=copy-link]');
+    // The clipboard answers asynchronously; the button records the link once it has.
+    await page.waitForSelector('[data-testid=copy-link][data-copied]');
     const link = await page.getAttribute('[data-testid=copy-link]', 'data-copied');
     assert.ok(link.startsWith(PAGE_URL.replace(/\/$/, '')), link);
     const { page: again, context: c2 } = await open(browser, link.slice(PAGE_URL.replace(/\/$/, '').length));

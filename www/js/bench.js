@@ -21,13 +21,17 @@ function measure(settings, preferGpu) {
     const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
     const ms = [];
     let backend = null;
+    let threads = null;
     const done = (f) => { worker.terminate(); f(); };
     worker.onmessage = ({ data: m }) => {
-      if (m.type === 'init') worker.postMessage({ type: 'start', settings, preferGpu });
+      if (m.type === 'init') {
+        threads = m.threads.count;
+        worker.postMessage({ type: 'start', settings, preferGpu });
+      }
       else if (m.type === 'started') backend = m.backend;
       else if (m.type === 'step') {
         ms.push(m.ms);
-        if (ms.length === settings.steps) done(() => resolve({ backend, ms }));
+        if (ms.length === settings.steps) done(() => resolve({ backend, threads, ms }));
       } else if (m.type === 'error') done(() => reject(new Error(`${m.during}: ${m.message}`)));
     };
     worker.onerror = (e) => done(() => reject(new Error(e.message || 'the worker failed to start')));
@@ -53,9 +57,10 @@ async function main() {
       const r = await measure(settings, backend === 'webgpu');
       if (r.backend !== backend) { status.textContent = `${backend} unavailable here (the run used ${r.backend})`; break; }
       const med = median(r.ms.slice(WARMUP));
-      const row = { backend, ...c, batch, seq, steps, ms_per_step: med, tokens_per_s: (batch * seq * 1000) / med };
+      // The CPU executor's threads (the page's fallback; on WebGPU it only evaluates).
+      const row = { backend, ...c, batch, seq, steps, cpu_threads: r.threads, ms_per_step: med, tokens_per_s: (batch * seq * 1000) / med };
       results.push(row);
-      document.getElementById('bench-rows').append(el('tr', {}, el('td', {}, backend), el('td', {}, c.method),
+      document.getElementById('bench-rows').append(el('tr', {}, el('td', {}, backend), el('td', {}, String(r.threads)), el('td', {}, c.method),
         el('td', {}, c.format), el('td', {}, `${batch} × ${seq}`), el('td', {}, med.toFixed(1)),
         el('td', {}, row.tokens_per_s.toFixed(0)), el('td', {}, String(steps))));
     }

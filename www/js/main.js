@@ -303,9 +303,14 @@ const onMessage = {
     const backend = m.gpu.available && !forced ? 'webgpu' : 'cpu';
     $('backend').textContent = backend;
     $('backend').dataset.value = backend;
+    // Threads of the CPU executor (the fallback, and the evaluation and generation either way).
+    const t = m.threads;
+    $('backend').dataset.threads = String(t.count);
+    const onThreads = t.count > 1 ? `wasm, ${t.count} threads` : `wasm, one thread: ${t.reason}`;
+    $('backend').title = `Where training runs; the CPU executor: ${onThreads}`;
     if (backend === 'cpu') {
-      showNotice(forced ? 'Training on the CPU executor (wasm), as the link asks (backend=cpu).'
-        : `Training on the CPU executor (wasm): ${m.gpu.reason}. It is slower; small batches keep it responsive.`);
+      showNotice(forced ? `Training on the CPU executor (${onThreads}), as the link asks (backend=cpu).`
+        : `Training on the CPU executor (${onThreads}): ${m.gpu.reason}. It is slower; small batches keep it responsive.`);
     }
     $('seq').max = String(m.config.n_positions);
     writeControls(m.parsed.settings);

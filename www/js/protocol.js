@@ -17,15 +17,17 @@
 //   {type:'inject-nan'}                        test hook: the next step diverges (the engine restores and reports)
 //   {type:'lose-device'}                       test hook: the run's GPU device is destroyed
 // worker → page
-//   {type:'init', parsed:{settings, page, errors}, defaults, config, modelBytes, gpu, saved, storage}
+//   {type:'init', parsed:{settings, page, errors}, defaults, config, modelBytes, gpu, saved, storage, threads}
 //                                              saved: {savedAt, step, settings} of a kept run, or null; storage: why
-//                                              runs cannot be kept here, or null
+//                                              runs cannot be kept here, or null; threads: {count, reason} of the CPU
+//                                              executor (reason: why one only, else null)
 //   {type:'account', accounting, query, snippet}
 //   {type:'progress', loaded, total} · {type:'loaded', info}
 //   {type:'text', bytes}
 //   {type:'started', backend, notice, trainable, measured}
 //   {type:'fallback', backend, notice, step}   the GPU device was lost: the run is back at `step` on the CPU
-//   {type:'step', step, loss, lr, grad_norm, tokens, ms} · {type:'val', step, val_loss, accuracy, val_loss_adapter_rounded}
+//   {type:'step', step, loss, lr, grad_norm, tokens, ms}   ms: time since the last result when the GPU had this
+//                                              step in flight already, else since it was asked for · {type:'val', step, val_loss, accuracy, val_loss_adapter_rounded}
 //   {type:'done', spectra} · {type:'paused'} · {type:'resumed'} · {type:'reset'}
 //   {type:'restored', source:'autosave'|'file', savedAt, settings, step, finished, history:{steps, vals},
 //    backend, notice, trainable, measured}     a saved or imported run, stopped: the page offers Resume

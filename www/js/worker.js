@@ -2,11 +2,36 @@
 // Every request is handled one at a time (the queue below), so the wasm object is never borrowed twice.
 // Messages are described in protocol.js.
 
-import initWasm, { Playground, accounting, defaults, parseQuery, peftSnippet, toQuery } from '../pkg/qlora_playground.js';
 import { validateEvery } from './protocol.js';
 import { discardRun, loadRun, saveRun } from './store.js';
 
 const MODEL_DIR = new URL('../models/shakespeare/', import.meta.url);
+
+// The engine's module: `pkg-threads/` (the CPU executor on a pool of worker threads sharing its memory) where the
+// page is cross-origin isolated — shared memory requires it — else `pkg/`, single-threaded. Same API either way.
+let engine = null;
+// {count, reason}: the CPU executor's threads, and why there is one only (shown with the CPU notice).
+let threads = null;
+
+async function loadEngine() {
+  const cores = self.navigator.hardwareConcurrency || 1;
+  if (self.crossOriginIsolated && cores > 1) {
+    try {
+      const threaded = await import('../pkg-threads/qlora_playground.js');
+      await threaded.default();
+      await threaded.initThreadPool(cores);
+      engine = threaded;
+      threads = { count: threaded.cpuThreads(), reason: null };
+      return;
+    } catch (e) {
+      threads = { count: 1, reason: `the threaded engine failed to start (${e.message || e})` };
+    }
+  } else {
+    threads = { count: 1, reason: cores > 1 ? 'this page is not cross-origin isolated, which threads need' : 'this device reports one core' };
+  }
+  engine = await import('../pkg/qlora_playground.js');
+  await engine.default();
+}
 
 let configJson = null;
 let playground = null;
@@ -39,7 +64,7 @@ async function loadModel() {
   const bytes = new Uint8Array(loaded);
   let off = 0;
   for (const c of chunks) { bytes.set(c, off); off += c.length; }
-  playground = new Playground(configJson, bytes);
+  playground = new engine.Playground(configJson, bytes);
   post({ type: 'loaded', info: playground.modelInfo() });
 }
 
@@ -258,7 +283,7 @@ let lastSettings = null;
 
 const handlers = {
   async init({ query }) {
-    await initWasm();
+    await loadEngine();
     configJson = await (await fetchOk(new URL('config.json', MODEL_DIR), 'the model configuration')).text();
     const head = await fetch(new URL('model.safetensors', MODEL_DIR), { method: 'HEAD' }).catch(() => null);
     const modelBytes = head && head.ok ? Number(head.headers.get('Content-Length')) || null : null;
@@ -272,11 +297,11 @@ const handlers = {
       storage = e.message;
       storageWorks = false;
     }
-    post({ type: 'init', parsed: parseQuery(configJson, query), defaults: defaults(), config: JSON.parse(configJson), modelBytes, gpu: await probeGpu(), saved, storage });
+    post({ type: 'init', parsed: engine.parseQuery(configJson, query), defaults: engine.defaults(), config: JSON.parse(configJson), modelBytes, gpu: await probeGpu(), saved, storage, threads });
   },
   async account({ settings }) {
-    const acc = accounting(configJson, settings);
-    post({ type: 'account', accounting: acc, query: toQuery(configJson, settings), snippet: peftSnippet(settings) });
+    const acc = engine.accounting(configJson, settings);
+    post({ type: 'account', accounting: acc, query: engine.toQuery(configJson, settings), snippet: engine.peftSnippet(settings) });
   },
   async load() {
     if (!playground) {

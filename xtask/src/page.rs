@@ -1,8 +1,9 @@
 //! The page: `cargo xtask dist` builds the engine for the browser (wasm-pack, release) and writes a self-contained
 //! static site to `dist/` (`dist/index.html` is the playground); `cargo xtask serve` does that and serves it.
 
-use crate::tools::{ensure_wasm_tools, run};
+use crate::tools::{ensure_threads_toolchain, run};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// What `www/` may hold that the page does not ship: hidden files and pretraining checkpoints (gitignored).
 fn shipped(name: &str) -> bool {
@@ -29,39 +30,67 @@ fn copy_tree(from: &Path, to: &Path) -> Result<u64, String> {
     Ok(bytes)
 }
 
-/// Builds `dist/`: `www/` as it is, plus `pkg/` with the wasm module and its JavaScript glue. Returns the directory.
+/// Builds `dist/`: `www/` as it is, plus the wasm module and its JavaScript glue twice — `pkg/` single-threaded and
+/// `pkg-threads/` with the CPU executor on a pool of Web Workers (the worker loads the latter where the page is
+/// cross-origin isolated, which shared memory needs). Returns the directory.
 pub fn dist() -> Result<PathBuf, String> {
-    ensure_wasm_tools()?;
-    let pkg = Path::new("target/page-pkg");
-    // Release build without the CLI feature; wasm-opt is off in Cargo.toml (Debian's binaryen breaks the module).
-    run(
-        "wasm-pack",
-        &[
-            "build",
-            "--release",
-            "--target",
-            "web",
-            "--no-typescript",
-            "--no-pack",
-            "--out-dir",
-            "target/page-pkg",
-            "--",
-            "--no-default-features",
-        ],
-    )?;
+    ensure_threads_toolchain()?;
+    // Release builds without the CLI feature; wasm-opt is off in Cargo.toml (Debian's binaryen breaks the module).
+    fn wasm_pack<'a>(out_dir: &'a str, features: &[&'a str]) -> Vec<&'a str> {
+        let mut args =
+            vec!["build", "--release", "--target", "web", "--no-typescript", "--no-pack", "--out-dir", out_dir, "--"];
+        args.push("--no-default-features");
+        args.extend(features);
+        args
+    }
+    run("wasm-pack", &wasm_pack("target/page-pkg", &[]))?;
+    // Shared memory needs atomics in every function, so the standard library is rebuilt with them (nightly's
+    // build-std), in a target directory of its own so the two builds do not invalidate each other. rustc no longer
+    // links shared memory because atomics are on: the memory is imported and shared, with the thread-local-storage
+    // symbols wasm-bindgen's thread support initializes each worker with. It may grow to wasm32's 4 GiB, as the
+    // single-threaded module's can (the page's memory budget assumes it).
+    let threaded = wasm_pack("target/page-pkg-threads", &["--features", "threads", "-Z", "build-std=panic_abort,std"]);
+    eprintln!("xtask: rustup run nightly wasm-pack {} (atomics)", threaded.join(" "));
+    let status = Command::new("rustup")
+        .args(["run", "nightly", "wasm-pack"])
+        .args(&threaded)
+        .env("CARGO_TARGET_DIR", "target/threads")
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
+            [
+                "-C target-feature=+atomics,+bulk-memory,+simd128",
+                "-C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=4294967296",
+                "-C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size",
+                "-C link-arg=--export=__tls_align -C link-arg=--export=__tls_base",
+            ]
+            .join(" "),
+        )
+        .status()
+        .map_err(|e| format!("cannot run wasm-pack on nightly: {e}"))?;
+    if !status.success() {
+        return Err(format!("the threaded page build failed ({status})"));
+    }
     let dist = PathBuf::from("dist");
     if dist.exists() {
         std::fs::remove_dir_all(&dist).map_err(|e| format!("cannot clear dist/: {e}"))?;
     }
     let page_bytes = copy_tree(Path::new("www"), &dist)?;
-    std::fs::create_dir_all(dist.join("pkg")).map_err(|e| e.to_string())?;
     let mut wasm_bytes = 0;
-    for name in ["qlora_playground.js", "qlora_playground_bg.wasm"] {
-        wasm_bytes += std::fs::copy(pkg.join(name), dist.join("pkg").join(name))
-            .map_err(|e| format!("cannot copy {name} from {}: {e}", pkg.display()))?;
+    for (from, to) in [("target/page-pkg", "pkg"), ("target/page-pkg-threads", "pkg-threads")] {
+        let (from, to) = (Path::new(from), dist.join(to));
+        std::fs::create_dir_all(&to).map_err(|e| e.to_string())?;
+        for name in ["qlora_playground.js", "qlora_playground_bg.wasm"] {
+            wasm_bytes += std::fs::copy(from.join(name), to.join(name))
+                .map_err(|e| format!("cannot copy {name} from {}: {e}", from.display()))?;
+        }
+        // wasm-bindgen-rayon's worker script, which the threaded module's glue imports from there.
+        if from.join("snippets").is_dir() {
+            copy_tree(&from.join("snippets"), &to.join("snippets"))?;
+        }
     }
     eprintln!(
-        "xtask: wrote dist/ ({:.1} MB of page and model, {:.1} MB of wasm); serve it from any static host",
+        "xtask: wrote dist/ ({:.1} MB of page and model, {:.1} MB of wasm in two builds); serve it from any static \
+         host (threads need the two cross-origin isolation headers that `cargo xtask serve` sends)",
         page_bytes as f64 / 1e6,
         wasm_bytes as f64 / 1e6
     );
@@ -112,10 +141,18 @@ pub fn spawn_server(root: PathBuf, port: u16) -> Result<std::net::SocketAddr, St
                         let ct = tiny_http::Header::from_bytes("Content-Type", mime(&path)).expect("valid header");
                         // Always revalidate: a rebuilt page must never mix with a cached wasm module.
                         let cache = tiny_http::Header::from_bytes("Cache-Control", "no-cache").expect("valid header");
+                        // Cross-origin isolation, so the page may share wasm memory with worker threads (the CPU
+                        // executor's pool). Everything it loads is same-origin, so nothing else changes.
+                        let coop = tiny_http::Header::from_bytes("Cross-Origin-Opener-Policy", "same-origin")
+                            .expect("valid header");
+                        let coep = tiny_http::Header::from_bytes("Cross-Origin-Embedder-Policy", "require-corp")
+                            .expect("valid header");
                         // Content-Length rather than chunks: the page shows download progress against it.
                         tiny_http::Response::from_data(bytes)
                             .with_header(ct)
                             .with_header(cache)
+                            .with_header(coop)
+                            .with_header(coep)
                             .with_chunked_threshold(usize::MAX)
                     }
                     Err(_) => tiny_http::Response::from_string("cannot read file").with_status_code(500),

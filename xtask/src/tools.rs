@@ -102,12 +102,39 @@ pub fn ensure_node() -> Result<(), String> {
     Ok(())
 }
 
-/// cargo-fuzz at a pinned version and the nightly toolchain it builds with (libFuzzer + sanitizers need nightly).
-pub fn ensure_fuzz_tools() -> Result<(), String> {
+/// The nightly toolchain, installed when missing (fuzzing and the page's threaded build need unstable flags).
+fn ensure_nightly() -> Result<(), String> {
     let nightly = Command::new("rustup").args(["run", "nightly", "rustc", "--version"]).output();
     if !nightly.map(|o| o.status.success()).unwrap_or(false) {
         run("rustup", &["toolchain", "install", "nightly", "--profile", "minimal"])?;
     }
+    Ok(())
+}
+
+/// What the page's threaded build needs beyond the wasm tools: nightly with the standard library's source (it is
+/// rebuilt with atomics: `-Z build-std`) and the wasm32 target.
+pub fn ensure_threads_toolchain() -> Result<(), String> {
+    ensure_wasm_tools()?;
+    ensure_nightly()?;
+    let installed = |what: &str| {
+        Command::new("rustup")
+            .args([what, "list", "--installed", "--toolchain", "nightly"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    if !installed("component").lines().any(|l| l.starts_with("rust-src")) {
+        run("rustup", &["component", "add", "rust-src", "--toolchain", "nightly"])?;
+    }
+    if !installed("target").lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+        run("rustup", &["target", "add", "wasm32-unknown-unknown", "--toolchain", "nightly"])?;
+    }
+    Ok(())
+}
+
+/// cargo-fuzz at a pinned version and the nightly toolchain it builds with (libFuzzer + sanitizers need nightly).
+pub fn ensure_fuzz_tools() -> Result<(), String> {
+    ensure_nightly()?;
     if !Command::new("cargo").args(["fuzz", "--version"]).output().map(|o| o.status.success()).unwrap_or(false) {
         run("cargo", &["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION, "--locked"])?;
     }
