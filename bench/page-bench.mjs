@@ -3,6 +3,7 @@
 // with native). --one-thread strips the cross-origin isolation headers, as a static host that does not send them
 // would: the page then runs its single-threaded engine.
 import { chromium } from '../tests/page/node_modules/playwright-core/index.mjs';
+import { withoutIsolation } from '../tests/page/harness.mjs';
 
 const [url, ...flags] = process.argv.slice(2);
 if (!url || flags.some((f) => f !== '--webgpu' && f !== '--one-thread')) {
@@ -16,15 +17,7 @@ const browser = await chromium.launch({
 });
 try {
   const context = await browser.newContext();
-  if (flags.includes('--one-thread')) {
-    await context.route('**/*', async (route) => {
-      const response = await route.fetch();
-      const headers = { ...response.headers() };
-      delete headers['cross-origin-opener-policy'];
-      delete headers['cross-origin-embedder-policy'];
-      await route.fulfill({ response, headers });
-    });
-  }
+  if (flags.includes('--one-thread')) await withoutIsolation(context);
   const page = await context.newPage();
   await page.goto(url);
   await page.waitForFunction(() => document.body.dataset.bench, null, { timeout: 30 * 60 * 1000 });

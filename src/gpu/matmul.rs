@@ -1,6 +1,7 @@
 //! The matrix multiplies: plain f32 (`shaders/matmul.wgsl`) and against a frozen base weight in its storage format
-//! (`shaders/dequant.wgsl` + `shaders/matmul_dequant.wgsl`). Pipelines are compiled once; a call is prepared once
-//! (uniforms and bind groups) and recorded into any number of command encoders.
+//! (`shaders/dequant.wgsl` + `shaders/matmul_dequant.wgsl`), both tiled by `shaders/matmul_tiles.wgsl`. Pipelines
+//! are compiled once; a call is prepared once (uniforms and bind groups) and recorded into any number of command
+//! encoders.
 
 use super::{groups, Category, Gpu, GpuBuffer, View};
 use crate::quant::{codebooks, Format, QuantizedTensor, Scales, Stored};
@@ -9,6 +10,7 @@ use crate::Result;
 const MATMUL_WGSL: &str = include_str!("../../shaders/matmul.wgsl");
 const DEQUANT_WGSL: &str = include_str!("../../shaders/dequant.wgsl");
 const MATMUL_DEQUANT_WGSL: &str = include_str!("../../shaders/matmul_dequant.wgsl");
+const MATMUL_TILES_WGSL: &str = include_str!("../../shaders/matmul_tiles.wgsl");
 
 /// A prepared dispatch: pipeline, bind groups, workgroup counts, and its uniform (rewritable between steps).
 pub struct Dispatch {
@@ -167,7 +169,8 @@ impl MatmulShape {
 
 impl Matmul {
     pub fn new(gpu: &Gpu) -> Self {
-        Matmul { pipelines: Tiled::new(gpu, "matmul", &gpu.shader("matmul.wgsl", MATMUL_WGSL)) }
+        let source = format!("{MATMUL_WGSL}\n{MATMUL_TILES_WGSL}");
+        Matmul { pipelines: Tiled::new(gpu, "matmul", &gpu.shader("matmul.wgsl", &source)) }
     }
 
     pub fn prepare(&self, gpu: &Gpu, s: MatmulShape, a: View, b: View, c: View) -> Dispatch {
@@ -303,7 +306,7 @@ pub struct MatmulDequant {
 
 impl MatmulDequant {
     pub fn new(gpu: &Gpu) -> Self {
-        let source = format!("{DEQUANT_WGSL}\n{MATMUL_DEQUANT_WGSL}");
+        let source = format!("{DEQUANT_WGSL}\n{MATMUL_DEQUANT_WGSL}\n{MATMUL_TILES_WGSL}");
         MatmulDequant { pipelines: Tiled::new(gpu, "matmul_dequant", &gpu.shader("matmul_dequant.wgsl", &source)) }
     }
 

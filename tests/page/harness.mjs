@@ -18,19 +18,23 @@ export async function launch({ webgpu }) {
   return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args });
 }
 
+/// Strips the two cross-origin isolation headers from every response in `context`, as a static host that does not
+/// send them would: the page then runs its single-threaded engine.
+export async function withoutIsolation(context) {
+  await context.route('**/*', async (route) => {
+    const response = await route.fetch();
+    const headers = { ...response.headers() };
+    delete headers['cross-origin-opener-policy'];
+    delete headers['cross-origin-embedder-policy'];
+    await route.fulfill({ response, headers });
+  });
+}
+
 /// A page with request and error logs attached (worker requests included). `isolated: false` strips the two
 /// cross-origin isolation headers the test server sends, as a static host that does not send them would.
 export async function open(browser, query = '', { isolated = true } = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
-  if (!isolated) {
-    await context.route('**/*', async (route) => {
-      const response = await route.fetch();
-      const headers = { ...response.headers() };
-      delete headers['cross-origin-opener-policy'];
-      delete headers['cross-origin-embedder-policy'];
-      await route.fulfill({ response, headers });
-    });
-  }
+  if (!isolated) await withoutIsolation(context);
   const page = await context.newPage();
   const requests = [];
   const errors = [];
