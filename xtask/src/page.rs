@@ -45,10 +45,10 @@ pub fn dist() -> Result<PathBuf, String> {
     }
     run("wasm-pack", &wasm_pack("target/page-pkg", &[]))?;
     // Shared memory needs atomics in every function, so the standard library is rebuilt with them (nightly's
-    // build-std), in a target directory of its own so the two builds do not invalidate each other. rustc no longer
-    // links shared memory because atomics are on: the memory is imported and shared, with the thread-local-storage
-    // symbols wasm-bindgen's thread support initializes each worker with. It may grow to wasm32's 4 GiB, as the
-    // single-threaded module's can (the page's memory budget assumes it).
+    // build-std), in a target directory of its own so the two builds do not invalidate each other. Since
+    // rust-lang/rust#147225 atomics no longer imply shared memory, so the link arguments ask for it: an imported,
+    // shared memory and the thread-local-storage exports that wasm-bindgen initializes each worker with. It may grow
+    // to wasm32's 4 GiB, as the single-threaded module's can (the page's memory budget assumes it).
     let threaded = wasm_pack("target/page-pkg-threads", &["--features", "threads", "-Z", "build-std=panic_abort,std"]);
     eprintln!("xtask: rustup run nightly wasm-pack {} (atomics)", threaded.join(" "));
     let status = Command::new("rustup")
