@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The page's CPU fallback (wasm in headless Chromium, on one thread and on one per core) against our native CPU
-# executor on the same configurations and thread counts, alternating, with the ratios wasm/native. Needs what `cargo xtask test` installs (chromium, the
-# page tests' npm packages). Arguments: rounds (default 3), measured steps per run (default 10).
+# The page's CPU fallback (wasm in headless Chromium, on one thread and on one per core, with plain and with relaxed
+# SIMD) against our native CPU executor on the same configurations and thread counts, alternating, with the ratios
+# wasm/native. Needs what `cargo xtask test` installs (chromium, the page tests' npm packages). Arguments: rounds
+# (default 3), measured steps per run (default 10).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 rounds="${1:-3}"
@@ -16,8 +17,11 @@ trap 'kill $server 2>/dev/null' EXIT
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/bench.html" >/dev/null && break; sleep 0.2; done
 out="$(mktemp -d)"
 for i in $(seq "$rounds"); do
-  node bench/page-bench.mjs "http://127.0.0.1:$port/bench.html?backends=cpu&steps=$steps" --one-thread > "$out/page-1-$i.json"
-  node bench/page-bench.mjs "http://127.0.0.1:$port/bench.html?backends=cpu&steps=$steps" > "$out/page-$(nproc)-$i.json"
+  for simd in plain relaxed; do
+    url="http://127.0.0.1:$port/bench.html?backends=cpu&steps=$steps&simd=$simd"
+    node bench/page-bench.mjs "$url" --one-thread > "$out/page-1-$simd-$i.json"
+    node bench/page-bench.mjs "$url" > "$out/page-$(nproc)-$simd-$i.json"
+  done
   for cfg in "lora fp32" "qlora nf4" "full fp32"; do
     set -- $cfg
     for threads in 1 "$(nproc)"; do
@@ -32,7 +36,7 @@ out, rounds = sys.argv[1], int(sys.argv[2])
 page = {}
 for f in sorted(glob.glob(os.path.join(out, "page-*.json"))):
     for r in json.load(open(f))["results"]:
-        page.setdefault((r["method"], r["format"], r["cpu_threads"]), []).append(r["tokens_per_s"])
+        page.setdefault((r["method"], r["format"], r["cpu_threads"], r["cpu_simd"]), []).append(r["tokens_per_s"])
 native = {}
 for f in glob.glob(os.path.join(out, "native-*.jsonl")):
     threads = int(f.rsplit("-", 1)[1].split(".")[0])
@@ -41,13 +45,17 @@ for f in glob.glob(os.path.join(out, "native-*.jsonl")):
         native.setdefault((r["method"], r["format"], threads), []).append(r["tokens_per_s"])
 threads = sorted({k[2] for k in native})
 print(f"Shipped model, batch 8 × seq 64; median tokens/s of {rounds} alternating runs per side\n")
-print("| method | base | " + " | ".join(f"page (wasm), {t} thread(s) | native, {t} thread(s) | wasm / native" for t in threads) + " |")
-print("|---|---|" + "---:|" * (3 * len(threads)))
+print("| method | base | " + " | ".join(
+    f"page, {t} thread(s), SIMD | page, {t} thread(s), relaxed SIMD | native, {t} thread(s) | wasm / native"
+    for t in threads) + " |")
+print("|---|---|" + "---:|" * (4 * len(threads)))
+nan = [float("nan")]
 for m, f in dict.fromkeys((k[0], k[1]) for k in page):
     cells = []
     for t in threads:
-        w = statistics.median(page[(m, f, t)]) if (m, f, t) in page else float("nan")
+        plain = statistics.median(page.get((m, f, t, "simd128"), nan))
+        relaxed = statistics.median(page.get((m, f, t, "relaxed"), nan))
         n = statistics.median(native[(m, f, t)])
-        cells.append(f"{w:.0f} | {n:.0f} | **{w / n:.2f}×**")
+        cells.append(f"{plain:.0f} | {relaxed:.0f} | {n:.0f} | {plain / n:.2f}× → **{relaxed / n:.2f}×**")
     print(f"| {m} | {f} | " + " | ".join(cells) + " |")
 PY

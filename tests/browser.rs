@@ -1,8 +1,8 @@
-//! The WebGPU executor in a real browser (headless Chromium, WebGPU on SwiftShader): run with
-//! `wasm-pack test --headless --chrome -- --test browser` (the xtask does). Everything is awaited; nothing blocks.
+//! The WebGPU executor and the page's wasm CPU code in a real browser (headless Chromium, WebGPU on SwiftShader): run
+//! with `wasm-pack test --headless --chrome -- --test browser` (the xtask does). Everything is awaited; nothing blocks.
 #![cfg(target_arch = "wasm32")]
 
-use qlora_playground::cpu::{generate, quantize_base, Method, OptimConfig, Sampling, Trainer};
+use qlora_playground::cpu::{gemm, generate, quantize_base, Mat, Method, OptimConfig, Sampling, Trainer};
 use qlora_playground::gpu::{submit, Category, Gpu, GpuGenerator, GpuQuantWeight, GpuTrainer, MatmulDequant};
 use qlora_playground::lora::{LoraConfig, Target};
 use qlora_playground::model::{Gpt2, ModelConfig};
@@ -25,6 +25,47 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
 fn rel(got: &[f32], want: &[f32]) -> f32 {
     let scale = want.iter().fold(1e-8f32, |m, v| m.max(v.abs()));
     got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max) / scale
+}
+
+/// The CPU executor's matrix multiply as the page runs it (src/cpu/packed.rs: the wasm-SIMD micro-kernel) against a
+/// sum in f64, in every orientation, with beta = 0 over NaN and beta ≠ 0, on shapes with partial micro-tiles, several
+/// row blocks and two depth blocks, A packed and A read in place (outputs ≤ 16 wide), into an output whose leading
+/// dimension leaves a gap that must stay untouched.
+#[wasm_bindgen_test]
+fn cpu_matrix_multiply_matches_a_plain_sum_in_the_browser() {
+    for (m, k, n) in [(1, 1, 1), (3, 5, 7), (130, 33, 65), (67, 300, 29), (67, 300, 13), (256, 192, 72)] {
+        let (a, b) = (values(m * k, 3), values(k * n, 4));
+        let ldc = n + 3;
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let am = if ta { Mat::t(&a, m) } else { Mat::new(&a, k) };
+            let bm = if tb { Mat::t(&b, k) } else { Mat::new(&b, n) };
+            for (alpha, beta, before) in [(1.0f32, 0.0f32, f32::NAN), (0.5, 2.0, 1.0)] {
+                let mut c = vec![before; (m - 1) * ldc + n];
+                gemm(m, k, n, alpha, am, bm, beta, &mut c, ldc);
+                for i in 0..m {
+                    for j in 0..ldc.min(c.len() - i * ldc) {
+                        let got = c[i * ldc + j];
+                        if j >= n {
+                            assert!(got.is_nan() == before.is_nan(), "{m}x{k}x{n}: the gap at ({i}, {j}) was written");
+                            continue;
+                        }
+                        let sum: f64 = (0..k)
+                            .map(|p| {
+                                let x = if ta { a[p * m + i] } else { a[i * k + p] };
+                                let y = if tb { b[j * k + p] } else { b[p * n + j] };
+                                x as f64 * y as f64
+                            })
+                            .sum();
+                        let want = alpha as f64 * sum + if beta == 0.0 { 0.0 } else { beta as f64 * before as f64 };
+                        assert!(
+                            (got as f64 - want).abs() <= 1e-5 * (1.0 + k as f64),
+                            "{m}x{k}x{n} ta={ta} tb={tb} beta={beta} at ({i}, {j}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[wasm_bindgen_test]

@@ -1,7 +1,7 @@
 //! The one matrix multiply of the CPU executor. Natively it is the `gemm` crate (faer's and candle's; AVX2/AVX-512
 //! kernels, rayon inside, and it measured 2× matrixmultiply on a training step's skinny shapes). In the page (wasm32)
-//! it is `matrixmultiply`, whose simd128 kernel the `gemm` crate lacks, split over rows of the output with rayon
-//! (which, without threads in wasm, runs the pieces in turn).
+//! it is our packed multiply with a wasm-SIMD micro-kernel (`packed`; the `gemm` crate has no simd128 kernel), split
+//! over blocks of output rows with rayon (which, without threads in wasm, runs the pieces in turn).
 
 /// A row-major matrix operand: `rows × cols` logical shape after the optional transpose, stored with leading
 /// dimension `ld` (elements between consecutive stored rows).
@@ -24,7 +24,7 @@ impl<'a> Mat<'a> {
     }
 
     /// (row stride, column stride) of the logical matrix.
-    fn strides(&self) -> (isize, isize) {
+    pub(super) fn strides(&self) -> (isize, isize) {
         if self.trans {
             (1, self.ld as isize)
         } else {
@@ -106,42 +106,10 @@ fn kernel(m: usize, k: usize, n: usize, alpha: f32, a: Mat, b: Mat, beta: f32, c
     }
 }
 
-/// Rows of the output per rayon task in the wasm build: enough to amortise sgemm's packing of B.
-#[cfg(target_arch = "wasm32")]
-const ROWS_PER_TASK: usize = 64;
-
 #[cfg(target_arch = "wasm32")]
 #[allow(clippy::too_many_arguments)]
 fn kernel(m: usize, k: usize, n: usize, alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32], ldc: usize) {
-    use rayon::prelude::*;
-    let (ars, acs) = a.strides();
-    let (brs, bcs) = b.strides();
-    let rows_per_task = if m * n * k < PARALLEL_WORK { m } else { ROWS_PER_TASK.min(m) };
-    c.par_chunks_mut(rows_per_task * ldc).enumerate().for_each(|(chunk, c_rows)| {
-        let row0 = chunk * rows_per_task;
-        let rows = (m - row0).min(rows_per_task);
-        let a_off = row0 as isize * ars;
-        // SAFETY: `check` proved every element of the logical A (rows row0..row0+rows), B and this chunk of C lies
-        // inside its slice; chunks of C are disjoint, A and B are only read.
-        unsafe {
-            matrixmultiply::sgemm(
-                rows,
-                k,
-                n,
-                alpha,
-                a.data.as_ptr().offset(a_off),
-                ars,
-                acs,
-                b.data.as_ptr(),
-                brs,
-                bcs,
-                beta,
-                c_rows.as_mut_ptr(),
-                ldc as isize,
-                1,
-            );
-        }
-    });
+    super::packed::gemm(m, k, n, alpha, a, b, beta, c, ldc, m * n * k >= PARALLEL_WORK);
 }
 
 #[cfg(test)]
@@ -164,30 +132,71 @@ mod tests {
         c
     }
 
-    #[test]
-    fn matches_naive_in_every_orientation() {
-        for &(m, k, n) in &[(1, 1, 1), (3, 5, 7), (130, 33, 65), (200, 64, 3), (512, 192, 576), (4, 0, 3)] {
+    type Gemm<'f> = &'f dyn Fn(usize, usize, usize, f32, Mat, Mat, f32, &mut [f32], usize);
+
+    /// Every orientation and both kinds of beta, into an output whose leading dimension is wider than its rows (the
+    /// gap must stay untouched), on shapes that take each edge of the packed multiply: partial micro-tiles (m % 4,
+    /// n % 8), partial and several row blocks (m > 64), two depth blocks (k > 256), two column blocks (n > 4096), A
+    /// read in place (n ≤ 16) and packed.
+    fn check_against_naive(gemm: Gemm) {
+        let shapes = [
+            (1, 1, 1),
+            (3, 5, 7),
+            (130, 33, 65),
+            (200, 64, 3),
+            (67, 300, 29),
+            (67, 300, 13),
+            (5, 2, 4100),
+            (512, 192, 576),
+            (4, 0, 3),
+        ];
+        for (m, k, n) in shapes {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+            let ldc = n + 3;
             for ta in [false, true] {
                 for tb in [false, true] {
                     let am = if ta { Mat::t(&a, m) } else { Mat::new(&a, k) };
                     let bm = if tb { Mat::t(&b, k) } else { Mat::new(&b, n) };
                     let want = naive(m, k, n, &a, ta, &b, tb);
                     // beta = 0 ignores C, even NaN; beta ≠ 0 accumulates, scaled by alpha.
-                    let mut c = vec![f32::NAN; m * n];
-                    gemm(m, k, n, 1.0, am, bm, 0.0, &mut c, n);
-                    for (x, y) in c.iter().zip(&want) {
-                        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{k}x{n} ta={ta} tb={tb}: {x} vs {y}");
-                    }
-                    let mut c = vec![1.0; m * n];
-                    gemm(m, k, n, 0.5, am, bm, 2.0, &mut c, n);
-                    for (x, y) in c.iter().zip(&want) {
-                        let y = 2.0 + 0.5 * y;
-                        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{k}x{n} ta={ta} tb={tb}: {x} vs {y}");
+                    for (alpha, beta, before) in [(1.0, 0.0, f32::NAN), (0.5, 2.0, 1.0)] {
+                        let mut c = vec![before; (m - 1) * ldc + n];
+                        gemm(m, k, n, alpha, am, bm, beta, &mut c, ldc);
+                        for (i, row) in c.chunks(ldc).enumerate() {
+                            for (j, &x) in row.iter().enumerate() {
+                                let at = format!("{m}x{k}x{n} ta={ta} tb={tb} beta={beta} at ({i}, {j})");
+                                if j >= n {
+                                    assert!(x.is_nan() == before.is_nan() && (x.is_nan() || x == before), "{at}");
+                                    continue;
+                                }
+                                let y = beta * if beta == 0.0 { 0.0 } else { before } + alpha * want[i * n + j];
+                                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{at}: {x} vs {y}");
+                            }
+                        }
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn matches_naive_in_every_orientation() {
+        check_against_naive(&|m, k, n, alpha, a, b, beta, c, ldc| gemm(m, k, n, alpha, a, b, beta, c, ldc));
+    }
+
+    #[test]
+    fn the_pages_packed_multiply_matches_naive_serial_and_parallel() {
+        for parallel in [false, true] {
+            check_against_naive(&|m, k, n, alpha, a, b, beta, c, ldc| {
+                if k == 0 {
+                    // The front (`gemm`) answers empty sums itself; the packed multiply never sees them.
+                    return gemm(m, k, n, alpha, a, b, beta, c, ldc);
+                }
+                a.check(m, k);
+                b.check(k, n);
+                super::super::packed::gemm(m, k, n, alpha, a, b, beta, c, ldc, parallel);
+            });
         }
     }
 }

@@ -6,38 +6,65 @@ import { playgroundTests } from './playground.mjs';
 
 playgroundTests('cpu');
 
+/// Trains 6 small steps on the CPU executor; returns what the page says about its threads and SIMD, and the losses.
+/// `isolated: false` strips the cross-origin isolation headers; `withoutRelaxed` makes the relaxed-SIMD builds
+/// unreachable, as a host that lacks their files would.
+async function trainSixSteps(browser, { isolated = true, withoutRelaxed = false } = {}) {
+  const block = withoutRelaxed ? /\/pkg(-threads)?-relaxed\// : null;
+  const { page, context, errors } = await open(browser, '?steps=6&batch=2&seq=32', { isolated, block });
+  await modelLoaded(page);
+  const run = {
+    cores: await page.evaluate(() => navigator.hardwareConcurrency),
+    threads: Number(await attr(page, 'backend', 'data-threads')),
+    simd: await attr(page, 'backend', 'data-simd'),
+    notice: await page.textContent('#notice'),
+    losses: await page.evaluate(() => new Promise((resolve, reject) => {
+      const losses = [];
+      window.__qlora.worker.addEventListener('message', ({ data }) => {
+        if (data.type === 'step') losses.push(data.loss);
+        if (data.type === 'done') resolve(losses);
+        if (data.type === 'error') reject(new Error(data.message));
+      });
+      document.querySelector('[data-testid=train]').click();
+    })),
+  };
+  // The refused requests of `withoutRelaxed` are logged as errors by the browser; nothing else may be.
+  assert.deepEqual(errors.filter((e) => !(withoutRelaxed && /relaxed|net::ERR_FAILED/.test(e))), []);
+  await context.close();
+  return run;
+}
+
 test('cpu: on a cross-origin isolated page the CPU executor trains on worker threads, with the losses of one thread', async () => {
   const browser = await launch({ webgpu: false });
   try {
-    const train = async (isolated) => {
-      const { page, context, errors } = await open(browser, '?steps=6&batch=2&seq=32', { isolated });
-      await modelLoaded(page);
-      const run = {
-        cores: await page.evaluate(() => navigator.hardwareConcurrency),
-        threads: Number(await attr(page, 'backend', 'data-threads')),
-        notice: await page.textContent('#notice'),
-        losses: await page.evaluate(() => new Promise((resolve, reject) => {
-          const losses = [];
-          window.__qlora.worker.addEventListener('message', ({ data }) => {
-            if (data.type === 'step') losses.push(data.loss);
-            if (data.type === 'done') resolve(losses);
-            if (data.type === 'error') reject(new Error(data.message));
-          });
-          document.querySelector('[data-testid=train]').click();
-        })),
-      };
-      assert.deepEqual(errors, []);
-      await context.close();
-      return run;
-    };
-    const single = await train(false);
+    const single = await trainSixSteps(browser, { isolated: false });
     assert.equal(single.threads, 1);
     assert.match(single.notice, /wasm, one thread: this page is not cross-origin isolated, which threads need/);
-    const threaded = await train(true);
+    const threaded = await trainSixSteps(browser);
     assert.equal(threaded.threads, threaded.cores, 'one pool thread per core');
     if (threaded.cores > 1) assert.match(threaded.notice, new RegExp(`wasm, ${threaded.cores} threads`));
     assert.equal(threaded.losses.length, 6);
     assert.deepEqual(threaded.losses, single.losses, 'the same losses, bit for bit');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('cpu: the CPU executor multiplies with relaxed SIMD where the browser has it, else plain SIMD, and says which', async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const relaxed = await trainSixSteps(browser);
+    assert.equal(relaxed.simd, 'relaxed', 'Chromium has relaxed SIMD (since 114)');
+    assert.match(relaxed.notice, /; relaxed SIMD\)/);
+    const plain = await trainSixSteps(browser, { withoutRelaxed: true });
+    assert.equal(plain.simd, 'simd128');
+    assert.equal(plain.threads, relaxed.threads, 'losing relaxed SIMD keeps the threads');
+    assert.match(plain.notice, /; plain SIMD: the relaxed-SIMD engine failed to start \(/);
+    // Fused and separate multiply-adds round differently; six steps stay far inside this.
+    assert.equal(plain.losses.length, 6);
+    for (const [i, loss] of plain.losses.entries()) {
+      assert.ok(Math.abs(loss - relaxed.losses[i]) <= 1e-4 * Math.max(1, Math.abs(loss)), `step ${i + 1}: ${loss} vs ${relaxed.losses[i]}`);
+    }
   } finally {
     await browser.close();
   }
@@ -52,9 +79,16 @@ test('cpu: the browser benchmark page measures every configuration and refuses b
     const { results } = JSON.parse(await page.textContent('[data-testid=bench-json]'));
     assert.deepEqual(results.map((r) => `${r.backend} ${r.method} ${r.format}`), ['cpu lora fp32', 'cpu qlora nf4', 'cpu full fp32']);
     for (const r of results) assert.ok(r.ms_per_step > 0 && Math.abs(r.tokens_per_s - 16000 / r.ms_per_step) < 1e-6, JSON.stringify(r));
-    await page.goto(`${PAGE_URL}bench.html?steps=0`);
-    await page.waitForFunction(() => document.body.dataset.bench === 'failed');
-    assert.match(await page.textContent('[data-testid=error]'), /steps must be a whole number from 1 to 1000/);
+    assert.deepEqual(results.map((r) => r.cpu_simd), ['relaxed', 'relaxed', 'relaxed']);
+    await page.goto(`${PAGE_URL}bench.html?backends=cpu&steps=1&batch=1&seq=16&simd=plain`);
+    await page.waitForFunction(() => document.body.dataset.bench, null, { timeout: 120000 });
+    const plain = JSON.parse(await page.textContent('[data-testid=bench-json]')).results;
+    assert.deepEqual(plain.map((r) => r.cpu_simd), ['simd128', 'simd128', 'simd128']);
+    for (const [query, message] of [['steps=0', /steps must be a whole number from 1 to 1000/], ['simd=fast', /simd must be relaxed or plain, not fast/]]) {
+      await page.goto(`${PAGE_URL}bench.html?${query}`);
+      await page.waitForFunction(() => document.body.dataset.bench === 'failed');
+      assert.match(await page.textContent('[data-testid=error]'), message);
+    }
   } finally {
     await browser.close();
   }

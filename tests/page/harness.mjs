@@ -31,10 +31,12 @@ export async function withoutIsolation(context) {
 }
 
 /// A page with request and error logs attached (worker requests included). `isolated: false` strips the two
-/// cross-origin isolation headers the test server sends, as a static host that does not send them would.
-export async function open(browser, query = '', { isolated = true } = {}) {
+/// cross-origin isolation headers the test server sends, as a static host that does not send them would; `block`
+/// (a RegExp) refuses the requests whose URL it matches, as a host that lacks those files would.
+export async function open(browser, query = '', { isolated = true, block = null } = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
   if (!isolated) await withoutIsolation(context);
+  if (block) await context.route(block, (route) => route.abort());
   const page = await context.newPage();
   const requests = [];
   const errors = [];

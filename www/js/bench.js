@@ -16,26 +16,26 @@ const CONFIGS = [
 const WARMUP = 2;
 
 /// Runs one configuration in a fresh worker; resolves with the step times in ms.
-function measure(settings, preferGpu) {
+function measure(settings, preferGpu, engine) {
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
     const ms = [];
     let backend = null;
-    let threads = null;
+    let cpu = null;
     const done = (f) => { worker.terminate(); f(); };
     worker.onmessage = ({ data: m }) => {
       if (m.type === 'init') {
-        threads = m.threads.count;
+        ({ cpu } = m);
         worker.postMessage({ type: 'start', settings, preferGpu });
       }
       else if (m.type === 'started') backend = m.backend;
       else if (m.type === 'step') {
         ms.push(m.ms);
-        if (ms.length === settings.steps) done(() => resolve({ backend, threads, ms }));
+        if (ms.length === settings.steps) done(() => resolve({ backend, cpu, ms }));
       } else if (m.type === 'error') done(() => reject(new Error(`${m.during}: ${m.message}`)));
     };
     worker.onerror = (e) => done(() => reject(new Error(e.message || 'the worker failed to start')));
-    worker.postMessage({ type: 'init', query: '' });
+    worker.postMessage({ type: 'init', query: '', engine });
   });
 }
 
@@ -46,6 +46,9 @@ async function main() {
   const batch = int('batch', 8, 64);
   const seq = int('seq', 64, 256);
   const backends = (params.get('backends') ?? 'webgpu,cpu').split(',');
+  // simd=plain measures the engine build without relaxed SIMD, to compare (the default: relaxed where the browser has it).
+  const simd = params.get('simd') ?? 'relaxed';
+  if (simd !== 'relaxed' && simd !== 'plain') throw new Error(`simd must be relaxed or plain, not ${simd}`);
   const status = document.getElementById('bench-status');
   const results = [];
   for (const backend of backends) {
@@ -54,14 +57,15 @@ async function main() {
     for (const c of CONFIGS) {
       status.textContent = `measuring ${backend} ${c.method} ${c.format}…`;
       const settings = { ...c, steps: steps + WARMUP, batch, seq, task: 'hamlet' };
-      const r = await measure(settings, backend === 'webgpu');
+      const r = await measure(settings, backend === 'webgpu', { relaxed: simd === 'relaxed' });
       if (r.backend !== backend) { status.textContent = `${backend} unavailable here (the run used ${r.backend})`; break; }
       const med = median(r.ms.slice(WARMUP));
-      // The CPU executor's threads (the page's fallback; on WebGPU it only evaluates).
-      const row = { backend, ...c, batch, seq, steps, cpu_threads: r.threads, ms_per_step: med, tokens_per_s: (batch * seq * 1000) / med };
+      // The CPU executor's threads and SIMD (the page's fallback; on WebGPU it only evaluates).
+      const cpuSimd = r.cpu.relaxed ? 'relaxed' : 'simd128';
+      const row = { backend, ...c, batch, seq, steps, cpu_threads: r.cpu.threads, cpu_simd: cpuSimd, ms_per_step: med, tokens_per_s: (batch * seq * 1000) / med };
       results.push(row);
-      document.getElementById('bench-rows').append(el('tr', {}, el('td', {}, backend), el('td', {}, String(r.threads)), el('td', {}, c.method),
-        el('td', {}, c.format), el('td', {}, `${batch} × ${seq}`), el('td', {}, med.toFixed(1)),
+      document.getElementById('bench-rows').append(el('tr', {}, el('td', {}, backend), el('td', {}, String(r.cpu.threads)),
+        el('td', {}, cpuSimd), el('td', {}, c.method), el('td', {}, c.format), el('td', {}, `${batch} × ${seq}`), el('td', {}, med.toFixed(1)),
         el('td', {}, row.tokens_per_s.toFixed(0)), el('td', {}, String(steps))));
     }
   }

@@ -303,14 +303,17 @@ const onMessage = {
     const backend = m.gpu.available && !forced ? 'webgpu' : 'cpu';
     $('backend').textContent = backend;
     $('backend').dataset.value = backend;
-    // Threads of the CPU executor (the fallback, and the evaluation and generation either way).
-    const t = m.threads;
-    $('backend').dataset.threads = String(t.count);
-    const onThreads = t.count > 1 ? `wasm, ${t.count} threads` : `wasm, one thread: ${t.reason}`;
-    $('backend').title = `Where training runs; the CPU executor: ${onThreads}`;
+    // Threads and SIMD of the CPU executor (the fallback, and the evaluation and generation either way).
+    const { cpu } = m;
+    $('backend').dataset.threads = String(cpu.threads);
+    $('backend').dataset.simd = cpu.relaxed ? 'relaxed' : 'simd128';
+    const onThreads = cpu.threads > 1 ? `wasm, ${cpu.threads} threads` : `wasm, one thread: ${cpu.threadsWhy}`;
+    const onSimd = cpu.relaxed ? 'relaxed SIMD' : `plain SIMD: ${cpu.relaxedWhy}`;
+    $('backend').title = `Where training runs; the CPU executor: ${onThreads}; ${onSimd} (relaxed SIMD fuses the `
+      + 'multiply and the add of the matrix products into one instruction where the CPU can)';
     if (backend === 'cpu') {
-      showNotice(forced ? `Training on the CPU executor (${onThreads}), as the link asks (backend=cpu).`
-        : `Training on the CPU executor (${onThreads}): ${m.gpu.reason}. It is slower; small batches keep it responsive.`);
+      showNotice(forced ? `Training on the CPU executor (${onThreads}; ${onSimd}), as the link asks (backend=cpu).`
+        : `Training on the CPU executor (${onThreads}; ${onSimd}): ${m.gpu.reason}. It is slower; small batches keep it responsive.`);
     }
     $('seq').max = String(m.config.n_positions);
     writeControls(m.parsed.settings);

@@ -3,7 +3,8 @@
 // plain object (serde-wasm-bindgen), so both sides agree on every field name.
 //
 // page → worker
-//   {type:'init', query}                       load wasm and config.json; read the URL query
+//   {type:'init', query, engine}               load wasm and config.json; read the URL query; engine: optional
+//                                              {relaxed: false} asks for plain SIMD (the benchmark page's simd=plain)
 //   {type:'account', settings}                 counts, memory, scale-up, snippet for settings (answered at once)
 //   {type:'load'}                              fetch the model weights (progress events)
 //   {type:'text', bytes}                       the user's own text (ArrayBuffer); checked in Rust
@@ -17,10 +18,11 @@
 //   {type:'inject-nan'}                        test hook: the next step diverges (the engine restores and reports)
 //   {type:'lose-device'}                       test hook: the run's GPU device is destroyed
 // worker → page
-//   {type:'init', parsed:{settings, page, errors}, defaults, config, modelBytes, gpu, saved, storage, threads}
+//   {type:'init', parsed:{settings, page, errors}, defaults, config, modelBytes, gpu, saved, storage, cpu}
 //                                              saved: {savedAt, step, settings} of a kept run, or null; storage: why
-//                                              runs cannot be kept here, or null; threads: {count, reason} of the CPU
-//                                              executor (reason: why one only, else null)
+//                                              runs cannot be kept here, or null; cpu: {threads, threadsWhy, relaxed,
+//                                              relaxedWhy} of the CPU executor (…Why: why one thread only / plain
+//                                              SIMD, else null)
 //   {type:'account', accounting, query, snippet}
 //   {type:'progress', loaded, total} · {type:'loaded', info}
 //   {type:'text', bytes}

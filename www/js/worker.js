@@ -7,30 +7,61 @@ import { discardRun, loadRun, saveRun } from './store.js';
 
 const MODEL_DIR = new URL('../models/shakespeare/', import.meta.url);
 
-// The engine's module: `pkg-threads/` (the CPU executor on a pool of worker threads sharing its memory) where the
-// page is cross-origin isolated — shared memory requires it — else `pkg/`, single-threaded. Same API either way.
+// The engine's module, in one of four builds with the same API (`cargo xtask dist`): `pkg-threads*` runs the CPU
+// executor on a pool of worker threads sharing its memory, which needs a cross-origin isolated page; `*-relaxed`
+// multiplies and adds in its matrix products with relaxed SIMD's fused `f32x4.relaxed_madd` (Chrome 114+), the others
+// with wasm SIMD's separate multiply and add. The worker takes the best its browser allows and says why it took less.
 let engine = null;
-// {count, reason}: the CPU executor's threads, and why there is one only (shown with the CPU notice).
-let threads = null;
+// {threads, threadsWhy, relaxed, relaxedWhy}: the CPU executor's threads and SIMD, with why it has one thread only or
+// no relaxed SIMD (null when it has them); shown with the CPU notice.
+let cpu = null;
 
-async function loadEngine() {
+// A module whose one function uses f32x4.relaxed_madd: it validates only where the browser has relaxed SIMD.
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // types: () -> v128
+  0x03, 0x02, 0x01, 0x00, // one function of that type
+  0x0a, 0x13, 0x01, 0x11, 0x00, // code: one body of 17 bytes, no locals
+  0x41, 0x00, 0xfd, 0x0f, 0x41, 0x00, 0xfd, 0x0f, 0x41, 0x00, 0xfd, 0x0f, // three i8x16.splat of i32 0
+  0xfd, 0x85, 0x02, 0x0b, // f32x4.relaxed_madd, end
+]);
+
+/// Loads the best engine build this browser runs. `relaxed: false` (the benchmark page's `simd=plain`) asks for
+/// plain SIMD, to measure what relaxed SIMD gains.
+async function loadEngine({ relaxed: relaxedAllowed = true } = {}) {
   const cores = self.navigator.hardwareConcurrency || 1;
-  if (self.crossOriginIsolated && cores > 1) {
+  let threadsWhy = null;
+  if (!self.crossOriginIsolated) threadsWhy = 'this page is not cross-origin isolated, which threads need';
+  else if (cores < 2) threadsWhy = 'this device reports one core';
+  let relaxedWhy = null;
+  if (!relaxedAllowed) relaxedWhy = 'the page asked for plain SIMD';
+  else if (!WebAssembly.validate(RELAXED_SIMD_PROBE)) relaxedWhy = 'this browser has no relaxed SIMD';
+  // Best first; a build that fails to start (say, a host that lacks its files) gives way to the next.
+  const builds = [];
+  for (const threads of threadsWhy ? [false] : [true, false]) {
+    for (const relaxed of relaxedWhy ? [false] : [true, false]) builds.push({ threads, relaxed });
+  }
+  let failure = null;
+  for (const build of builds) {
+    const dir = `../pkg${build.threads ? '-threads' : ''}${build.relaxed ? '-relaxed' : ''}/`;
     try {
-      const threaded = await import('../pkg-threads/qlora_playground.js');
-      await threaded.default();
-      await threaded.initThreadPool(cores);
-      engine = threaded;
-      threads = { count: threaded.cpuThreads(), reason: null };
+      const module = await import(`${dir}qlora_playground.js`);
+      await module.default();
+      if (build.threads) await module.initThreadPool(cores);
+      engine = module;
+      const failed = failure && ` failed to start (${failure})`;
+      cpu = {
+        threads: build.threads ? module.cpuThreads() : 1,
+        threadsWhy: build.threads ? null : threadsWhy ?? `the threaded engine${failed}`,
+        relaxed: build.relaxed,
+        relaxedWhy: build.relaxed ? null : relaxedWhy ?? `the relaxed-SIMD engine${failed}`,
+      };
       return;
     } catch (e) {
-      threads = { count: 1, reason: `the threaded engine failed to start (${e.message || e})` };
+      failure = e.message || String(e);
     }
-  } else {
-    threads = { count: 1, reason: cores > 1 ? 'this page is not cross-origin isolated, which threads need' : 'this device reports one core' };
   }
-  engine = await import('../pkg/qlora_playground.js');
-  await engine.default();
+  throw new Error(`the engine failed to start (${failure})`);
 }
 
 let configJson = null;
@@ -282,8 +313,8 @@ async function trainLoop() {
 let lastSettings = null;
 
 const handlers = {
-  async init({ query }) {
-    await loadEngine();
+  async init({ query, engine: wanted }) {
+    await loadEngine(wanted);
     configJson = await (await fetchOk(new URL('config.json', MODEL_DIR), 'the model configuration')).text();
     const head = await fetch(new URL('model.safetensors', MODEL_DIR), { method: 'HEAD' }).catch(() => null);
     const modelBytes = head && head.ok ? Number(head.headers.get('Content-Length')) || null : null;
@@ -297,7 +328,7 @@ const handlers = {
       storage = e.message;
       storageWorks = false;
     }
-    post({ type: 'init', parsed: engine.parseQuery(configJson, query), defaults: engine.defaults(), config: JSON.parse(configJson), modelBytes, gpu: await probeGpu(), saved, storage, threads });
+    post({ type: 'init', parsed: engine.parseQuery(configJson, query), defaults: engine.defaults(), config: JSON.parse(configJson), modelBytes, gpu: await probeGpu(), saved, storage, cpu });
   },
   async account({ settings }) {
     const acc = engine.accounting(configJson, settings);

@@ -1,7 +1,7 @@
 //! The page: `cargo xtask dist` builds the engine for the browser (wasm-pack, release) and writes a self-contained
 //! static site to `dist/` (`dist/index.html` is the playground); `cargo xtask serve` does that and serves it.
 
-use crate::tools::{ensure_threads_toolchain, run};
+use crate::tools::ensure_threads_toolchain;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -30,45 +30,78 @@ fn copy_tree(from: &Path, to: &Path) -> Result<u64, String> {
     Ok(bytes)
 }
 
-/// Builds `dist/`: `www/` as it is, plus the wasm module and its JavaScript glue twice — `pkg/` single-threaded and
-/// `pkg-threads/` with the CPU executor on a pool of Web Workers (the worker loads the latter where the page is
-/// cross-origin isolated, which shared memory needs). Returns the directory.
+/// One build of the engine for the page. The worker picks the best its browser allows (www/js/worker.js); all four
+/// have the same API.
+struct EngineBuild {
+    /// Directory under `dist/` (and `target/page-<dir>` for wasm-pack's output).
+    dir: &'static str,
+    /// The CPU executor on a pool of Web Workers sharing the module's memory (needs a cross-origin isolated page).
+    threads: bool,
+    /// Relaxed SIMD: the CPU executor's matrix products (src/cpu/packed.rs) then multiply and add with
+    /// `f32x4.relaxed_madd`, one fused instruction where the CPU has FMA (Chrome 114+), instead of a multiply and an add.
+    relaxed: bool,
+}
+
+const ENGINE_BUILDS: [EngineBuild; 4] = [
+    EngineBuild { dir: "pkg", threads: false, relaxed: false },
+    EngineBuild { dir: "pkg-relaxed", threads: false, relaxed: true },
+    EngineBuild { dir: "pkg-threads", threads: true, relaxed: false },
+    EngineBuild { dir: "pkg-threads-relaxed", threads: true, relaxed: true },
+];
+
+/// Runs wasm-pack for one engine build, into `target/page-<dir>`.
+fn build_engine(build: &EngineBuild) -> Result<(), String> {
+    // Release builds without the CLI feature; wasm-opt is off in Cargo.toml (Debian's binaryen breaks the module).
+    let out_dir = format!("target/page-{}", build.dir);
+    let mut args = vec!["build", "--release", "--target", "web", "--no-typescript", "--no-pack", "--out-dir", &out_dir];
+    args.extend(["--", "--no-default-features"]);
+    let mut features = vec!["+simd128"];
+    let mut link_args = vec![];
+    if build.threads {
+        // Shared memory needs atomics in every function, so the standard library is rebuilt with them (nightly's
+        // build-std). Since rust-lang/rust#147225 atomics no longer imply shared memory, so the link arguments ask
+        // for it: an imported, shared memory and the thread-local-storage exports that wasm-bindgen initializes each
+        // worker with. It may grow to wasm32's 4 GiB, as the single-threaded module's can (the page's memory budget
+        // assumes it).
+        args.extend(["--features", "threads", "-Z", "build-std=panic_abort,std"]);
+        features.extend(["+atomics", "+bulk-memory"]);
+        link_args.extend(["--shared-memory", "--import-memory", "--max-memory=4294967296", "--export=__wasm_init_tls"]);
+        link_args.extend(["--export=__tls_size", "--export=__tls_align", "--export=__tls_base"]);
+    }
+    if build.relaxed {
+        features.push("+relaxed-simd");
+    }
+    let mut rustflags = format!("-C target-feature={}", features.join(","));
+    for arg in link_args {
+        rustflags += &format!(" -C link-arg={arg}");
+    }
+    let mut command = if build.threads {
+        let mut nightly = Command::new("rustup");
+        nightly.args(["run", "nightly", "wasm-pack"]);
+        nightly
+    } else {
+        Command::new("wasm-pack")
+    };
+    eprintln!("xtask: wasm-pack {} ({}{rustflags})", args.join(" "), if build.threads { "nightly, " } else { "" });
+    // Each build has a target directory of its own, so that they do not invalidate each other.
+    let status = command
+        .args(&args)
+        .env("CARGO_TARGET_DIR", format!("target/{}", build.dir))
+        .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS", &rustflags)
+        .status()
+        .map_err(|e| format!("cannot run wasm-pack: {e}"))?;
+    if !status.success() {
+        return Err(format!("the page's {} build failed ({status})", build.dir));
+    }
+    Ok(())
+}
+
+/// Builds `dist/`: `www/` as it is, plus the engine (the wasm module and its JavaScript glue) in the four builds of
+/// `ENGINE_BUILDS`. Returns the directory.
 pub fn dist() -> Result<PathBuf, String> {
     ensure_threads_toolchain()?;
-    // Release builds without the CLI feature; wasm-opt is off in Cargo.toml (Debian's binaryen breaks the module).
-    fn wasm_pack<'a>(out_dir: &'a str, features: &[&'a str]) -> Vec<&'a str> {
-        let mut args =
-            vec!["build", "--release", "--target", "web", "--no-typescript", "--no-pack", "--out-dir", out_dir, "--"];
-        args.push("--no-default-features");
-        args.extend(features);
-        args
-    }
-    run("wasm-pack", &wasm_pack("target/page-pkg", &[]))?;
-    // Shared memory needs atomics in every function, so the standard library is rebuilt with them (nightly's
-    // build-std), in a target directory of its own so the two builds do not invalidate each other. Since
-    // rust-lang/rust#147225 atomics no longer imply shared memory, so the link arguments ask for it: an imported,
-    // shared memory and the thread-local-storage exports that wasm-bindgen initializes each worker with. It may grow
-    // to wasm32's 4 GiB, as the single-threaded module's can (the page's memory budget assumes it).
-    let threaded = wasm_pack("target/page-pkg-threads", &["--features", "threads", "-Z", "build-std=panic_abort,std"]);
-    eprintln!("xtask: rustup run nightly wasm-pack {} (atomics)", threaded.join(" "));
-    let status = Command::new("rustup")
-        .args(["run", "nightly", "wasm-pack"])
-        .args(&threaded)
-        .env("CARGO_TARGET_DIR", "target/threads")
-        .env(
-            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
-            [
-                "-C target-feature=+atomics,+bulk-memory,+simd128",
-                "-C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=4294967296",
-                "-C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size",
-                "-C link-arg=--export=__tls_align -C link-arg=--export=__tls_base",
-            ]
-            .join(" "),
-        )
-        .status()
-        .map_err(|e| format!("cannot run wasm-pack on nightly: {e}"))?;
-    if !status.success() {
-        return Err(format!("the threaded page build failed ({status})"));
+    for build in &ENGINE_BUILDS {
+        build_engine(build)?;
     }
     let dist = PathBuf::from("dist");
     if dist.exists() {
@@ -76,8 +109,8 @@ pub fn dist() -> Result<PathBuf, String> {
     }
     let page_bytes = copy_tree(Path::new("www"), &dist)?;
     let mut wasm_bytes = 0;
-    for (from, to) in [("target/page-pkg", "pkg"), ("target/page-pkg-threads", "pkg-threads")] {
-        let (from, to) = (Path::new(from), dist.join(to));
+    for build in &ENGINE_BUILDS {
+        let (from, to) = (PathBuf::from(format!("target/page-{}", build.dir)), dist.join(build.dir));
         std::fs::create_dir_all(&to).map_err(|e| e.to_string())?;
         for name in ["qlora_playground.js", "qlora_playground_bg.wasm"] {
             wasm_bytes += std::fs::copy(from.join(name), to.join(name))
@@ -89,10 +122,11 @@ pub fn dist() -> Result<PathBuf, String> {
         }
     }
     eprintln!(
-        "xtask: wrote dist/ ({:.1} MB of page and model, {:.1} MB of wasm in two builds); serve it from any static \
+        "xtask: wrote dist/ ({:.1} MB of page and model, {:.1} MB of wasm in {} builds); serve it from any static \
          host (threads need the two cross-origin isolation headers that `cargo xtask serve` sends)",
         page_bytes as f64 / 1e6,
-        wasm_bytes as f64 / 1e6
+        wasm_bytes as f64 / 1e6,
+        ENGINE_BUILDS.len()
     );
     Ok(dist)
 }
