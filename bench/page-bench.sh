@@ -34,9 +34,14 @@ python3 - "$out" "$rounds" <<'PY'
 import json, statistics, sys, glob, os
 out, rounds = sys.argv[1], int(sys.argv[2])
 page = {}
+products = {}
 for f in sorted(glob.glob(os.path.join(out, "page-*.json"))):
-    for r in json.load(open(f))["results"]:
+    bench = json.load(open(f))
+    for r in bench["results"]:
         page.setdefault((r["method"], r["format"], r["cpu_threads"], r["cpu_simd"]), []).append(r["tokens_per_s"])
+    for r in bench.get("matmul", []):
+        key = (f"{r['name']} ({r['m']} × {r['k']} × {r['n']})", r["cpu_threads"], r["cpu_simd"])
+        products.setdefault(key, []).append(r["gflops"])
 native = {}
 for f in glob.glob(os.path.join(out, "native-*.jsonl")):
     threads = int(f.rsplit("-", 1)[1].split(".")[0])
@@ -58,4 +63,11 @@ for m, f in dict.fromkeys((k[0], k[1]) for k in page):
         n = statistics.median(native[(m, f, t)])
         cells.append(f"{plain:.0f} | {relaxed:.0f} | {n:.0f} | {plain / n:.2f}× → **{relaxed / n:.2f}×**")
     print(f"| {m} | {f} | " + " | ".join(cells) + " |")
+if products:
+    runs = sorted({k[1:] for k in products}, key=lambda r: (r[0], r[1] != "simd128"))
+    print(f"\nThe page's CPU matrix multiply, median GFLOP/s of {rounds} runs\n")
+    print("| product | " + " | ".join(f"{t} thread(s), {'relaxed SIMD' if s == 'relaxed' else 'SIMD'}" for t, s in runs) + " |")
+    print("|---|" + "---:|" * len(runs))
+    for name in dict.fromkeys(k[0] for k in products):
+        print(f"| {name} | " + " | ".join(f"{statistics.median(products[(name, *r)]):.1f}" for r in runs) + " |")
 PY

@@ -164,7 +164,7 @@ async fn shipped_model_run_matches_cpu_in_the_browser() {
 /// The wasm-bindgen API the page's worker calls: bad input becomes a JavaScript error with one clear message.
 #[wasm_bindgen_test]
 async fn page_api_reports_bad_input_as_errors() {
-    use qlora_playground::web::api::{accounting, parse_query_js, Playground};
+    use qlora_playground::web::api::{accounting, cpu_matmul, parse_query_js, Playground};
     use wasm_bindgen::JsValue;
     let config = include_str!("../www/models/shakespeare/config.json");
     let message = |e: wasm_bindgen::JsError| js_sys::Error::from(JsValue::from(e)).message().as_string().unwrap();
@@ -194,6 +194,22 @@ async fn page_api_reports_bad_input_as_errors() {
     assert!(message(e).contains("at most 1024"));
     let e = pg.generate("To be", 8, f32::NAN, 0, 0, true).await.err().expect("NaN temperature is refused");
     assert!(message(e).contains("temperature"));
+    // The benchmark page's matrix products: empty or huge sides and absurd repetitions are refused.
+    for (m, k, n, reps) in [(0, 8, 8, 1), (8, 5000, 8, 1), (8, 8, 8, 0), (8, 8, 8, 1_000_000)] {
+        let e = cpu_matmul(m, k, n, false, reps).err().expect("refused");
+        assert!(message(e).contains("sides are 1 to 4096"), "{m}×{k}×{n} × {reps}");
+    }
+    // 2×3 (rows 1..6 as the API fills them) times 3×2: a sum small enough to hold exactly.
+    let sum = cpu_matmul(2, 3, 2, false, 1).unwrap();
+    let (a, b): (Vec<f32>, Vec<f32>) = (
+        (0..6).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect(),
+        (0..6).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect(),
+    );
+    let want: f32 = (0..2)
+        .flat_map(|i| (0..2).map(move |j| (i, j)))
+        .map(|(i, j)| (0..3).map(|p| a[i * 3 + p] * b[p * 2 + j]).sum::<f32>())
+        .sum();
+    assert!((sum - want).abs() < 1e-5, "{sum} vs {want}");
 }
 
 /// The page's saved runs through the wasm API: a checkpoint and an exported zip both continue the run at its step in

@@ -53,6 +53,9 @@ pub fn gemm(
     ldc: usize,
     parallel: bool,
 ) {
+    // One block of rows is one task: then packing B in parallel too would only add the pool's overhead (on a
+    // 64 × 48 × 64 attention product, most of the time).
+    let parallel = parallel && m > MC;
     let rows = if parallel { MC } else { m };
     let mut packed_b = Scratch::take(&PACKED_B, KC.min(k) * NC.min(n).div_ceil(NR) * NR);
     for jc in (0..n).step_by(NC) {

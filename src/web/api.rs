@@ -8,7 +8,7 @@ use super::inspect::weight_histogram;
 use super::session::{accounting_of, check_memory_budget, Run, MAX_GENERATED, PAGE_MEMORY_BUDGET};
 use super::settings::{parse_query, Settings};
 use super::snippet::peft_snippet;
-use crate::cpu::{Generation, Sampling};
+use crate::cpu::{gemm, Generation, Mat, Sampling};
 use crate::data::{decode, encode};
 use crate::gpu::Gpu;
 use crate::model::{load_model_bytes, Gpt2, Linear, ModelConfig};
@@ -32,6 +32,28 @@ pub use wasm_bindgen_rayon::init_thread_pool;
 #[wasm_bindgen(js_name = cpuThreads)]
 pub fn cpu_threads() -> usize {
     rayon::current_num_threads()
+}
+
+/// The benchmark page's matrix-multiply measurement (bench.html): `reps` products C[m×n] = A[m×k]·B on the CPU
+/// executor's multiply — this build's kernel, SIMD and threads — with B given transposed when `transpose_b`, as the
+/// model's weights are. Returns the sum of C, so that the work is observable; the page times the call.
+#[wasm_bindgen(js_name = cpuMatmul)]
+pub fn cpu_matmul(m: usize, k: usize, n: usize, transpose_b: bool, reps: usize) -> Result<f32, JsError> {
+    const MAX_SIDE: usize = 4096;
+    const MAX_REPS: usize = 100_000;
+    if [m, k, n].iter().any(|&d| d == 0 || d > MAX_SIDE) || reps == 0 || reps > MAX_REPS {
+        return Err(JsError::new(&format!(
+            "a benchmark product's sides are 1 to {MAX_SIDE} and its repetitions 1 to {MAX_REPS}, not {m}×{k}×{n} × {reps}"
+        )));
+    }
+    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+    let b = if transpose_b { Mat::t(&b, k) } else { Mat::new(&b, n) };
+    let mut c = vec![0.0f32; m * n];
+    for _ in 0..reps {
+        gemm(m, k, n, 1.0, Mat::new(&a, k), b, 0.0, &mut c, n);
+    }
+    Ok(c.iter().sum())
 }
 
 fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {

@@ -39,6 +39,31 @@ function measure(settings, preferGpu, engine) {
   });
 }
 
+// The shipped model's products in a training step (batch 8 × 64 = 512 rows): x·Wᵀ of the attention's qkv and of the
+// MLP, the input gradient dY·W, one head's attention scores, a rank-8 adapter's x·Aᵀ.
+const MATMUL_SHAPES = [
+  { name: 'qkv x·Wᵀ', m: 512, k: 192, n: 576, transposeB: true },
+  { name: 'mlp x·Wᵀ', m: 512, k: 192, n: 768, transposeB: true },
+  { name: 'mlp dY·W', m: 512, k: 768, n: 192, transposeB: false },
+  { name: 'attention Q·Kᵀ', m: 64, k: 48, n: 64, transposeB: true },
+  { name: 'LoRA x·Aᵀ (r 8)', m: 512, k: 192, n: 8, transposeB: true },
+];
+
+/// Times the CPU executor's matrix multiply in a fresh worker (the build and threads training would get).
+function measureMatmul(engine) {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    const done = (f) => { worker.terminate(); f(); };
+    worker.onmessage = ({ data: m }) => {
+      if (m.type === 'init') worker.postMessage({ type: 'matmul', shapes: MATMUL_SHAPES });
+      else if (m.type === 'matmul') done(() => resolve(m));
+      else if (m.type === 'error') done(() => reject(new Error(`${m.during}: ${m.message}`)));
+    };
+    worker.onerror = (e) => done(() => reject(new Error(e.message || 'the worker failed to start')));
+    worker.postMessage({ type: 'init', query: '', engine });
+  });
+}
+
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 
 async function main() {
@@ -69,7 +94,19 @@ async function main() {
         el('td', {}, row.tokens_per_s.toFixed(0)), el('td', {}, String(steps))));
     }
   }
-  document.getElementById('bench-json').textContent = JSON.stringify({ userAgent: navigator.userAgent, results }, null, 1);
+  const matmul = [];
+  if (backends.includes('cpu')) {
+    status.textContent = 'measuring the CPU matrix multiply…';
+    const { results: products, cpu } = await measureMatmul({ relaxed: simd === 'relaxed' });
+    const cpuSimd = cpu.relaxed ? 'relaxed' : 'simd128';
+    for (const [i, p] of products.entries()) {
+      const row = { name: MATMUL_SHAPES[i].name, m: p.m, k: p.k, n: p.n, transpose_b: p.transposeB, cpu_threads: cpu.threads, cpu_simd: cpuSimd, gflops: p.gflops };
+      matmul.push(row);
+      document.getElementById('matmul-rows').append(el('tr', {}, el('td', {}, row.name), el('td', {}, `${p.m} × ${p.k} × ${p.n}`),
+        el('td', {}, String(cpu.threads)), el('td', {}, cpuSimd), el('td', {}, p.gflops.toFixed(1))));
+    }
+  }
+  document.getElementById('bench-json').textContent = JSON.stringify({ userAgent: navigator.userAgent, results, matmul }, null, 1);
   status.textContent = 'done';
   document.body.dataset.bench = 'done';
 }

@@ -443,6 +443,24 @@ const handlers = {
     await handlers.load();
     post({ type: 'histogram', histogram: playground.histogram(layer, linear, 80) });
   },
+  // The benchmark page's matrix products on the CPU executor: the median of five timed calls, each ~0.2 GFLOP.
+  async matmul({ shapes }) {
+    const results = [];
+    for (const { m, k, n, transposeB } of shapes) {
+      const flops = 2 * m * k * n;
+      const reps = Math.max(1, Math.round(2e8 / flops));
+      engine.cpuMatmul(m, k, n, transposeB, 1);
+      const ms = [];
+      for (let i = 0; i < 5; i++) {
+        const t = performance.now();
+        engine.cpuMatmul(m, k, n, transposeB, reps);
+        ms.push(performance.now() - t);
+      }
+      ms.sort((x, y) => x - y);
+      results.push({ m, k, n, transposeB, gflops: (flops * reps) / ms[2] / 1e6 });
+    }
+    post({ type: 'matmul', results, cpu });
+  },
 };
 
 // Pure requests (accounting, pause) answer at once; the rest wait their turn in the queue.
