@@ -36,7 +36,7 @@
 //    backend, notice, trainable, measured}     a saved or imported run, stopped: the page offers Resume
 //   {type:'saved', step} · {type:'discarded'} · {type:'exported', bytes, name}
 //   {type:'generated', base, tuned} · {type:'histogram', histogram}
-//   {type:'matmul', results:[{m,k,n,transposeB,gflops}], cpu}   medians of five timed calls
+//   {type:'matmul', results:[{m,k,n,transposeB,gflops}], cpu}   medians of five timed calls after a warm-up
 //   {type:'error', during, message}
 
 /// Steps between validations: about 15 points on the validation curve, at least every 10 steps.
