@@ -15,27 +15,38 @@ const CONFIGS = [
 ];
 const WARMUP = 2;
 
-/// Runs one configuration in a fresh worker; resolves with the step times in ms.
-function measure(settings, preferGpu, engine) {
+/// Starts a fresh worker with the engine build `engine` asks for and hands its messages to `onMessage(m, finish)`,
+/// where `finish(value)` ends the worker and resolves with `value`; a worker error rejects.
+function inWorker(engine, onMessage) {
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-    const ms = [];
-    let backend = null;
-    let cpu = null;
     const done = (f) => { worker.terminate(); f(); };
     worker.onmessage = ({ data: m }) => {
-      if (m.type === 'init') {
-        ({ cpu } = m);
-        worker.postMessage({ type: 'start', settings, preferGpu });
-      }
-      else if (m.type === 'started') backend = m.backend;
-      else if (m.type === 'step') {
-        ms.push(m.ms);
-        if (ms.length === settings.steps) done(() => resolve({ backend, cpu, ms }));
-      } else if (m.type === 'error') done(() => reject(new Error(`${m.during}: ${m.message}`)));
+      if (m.type === 'error') done(() => reject(new Error(`${m.during}: ${m.message}`)));
+      else onMessage(m, (value) => done(() => resolve(value)), worker);
     };
     worker.onerror = (e) => done(() => reject(new Error(e.message || 'the worker failed to start')));
     worker.postMessage({ type: 'init', query: '', engine });
+  });
+}
+
+/// The CPU executor's SIMD as the tables name it.
+const simdName = (cpu) => (cpu.relaxed ? 'relaxed' : 'simd128');
+
+/// Runs one configuration in a fresh worker; resolves with the backend, the CPU executor's build and the step times.
+function measure(settings, preferGpu, engine) {
+  const ms = [];
+  let backend = null;
+  let cpu = null;
+  return inWorker(engine, (m, finish, worker) => {
+    if (m.type === 'init') {
+      ({ cpu } = m);
+      worker.postMessage({ type: 'start', settings, preferGpu });
+    } else if (m.type === 'started') backend = m.backend;
+    else if (m.type === 'step') {
+      ms.push(m.ms);
+      if (ms.length === settings.steps) finish({ backend, cpu, ms });
+    }
   });
 }
 
@@ -51,16 +62,9 @@ const MATMUL_SHAPES = [
 
 /// Times the CPU executor's matrix multiply in a fresh worker (the build and threads training would get).
 function measureMatmul(engine) {
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-    const done = (f) => { worker.terminate(); f(); };
-    worker.onmessage = ({ data: m }) => {
-      if (m.type === 'init') worker.postMessage({ type: 'matmul', shapes: MATMUL_SHAPES });
-      else if (m.type === 'matmul') done(() => resolve(m));
-      else if (m.type === 'error') done(() => reject(new Error(`${m.during}: ${m.message}`)));
-    };
-    worker.onerror = (e) => done(() => reject(new Error(e.message || 'the worker failed to start')));
-    worker.postMessage({ type: 'init', query: '', engine });
+  return inWorker(engine, (m, finish, worker) => {
+    if (m.type === 'init') worker.postMessage({ type: 'matmul', shapes: MATMUL_SHAPES });
+    else if (m.type === 'matmul') finish(m);
   });
 }
 
@@ -86,7 +90,7 @@ async function main() {
       if (r.backend !== backend) { status.textContent = `${backend} unavailable here (the run used ${r.backend})`; break; }
       const med = median(r.ms.slice(WARMUP));
       // The CPU executor's threads and SIMD (the page's fallback; on WebGPU it only evaluates).
-      const cpuSimd = r.cpu.relaxed ? 'relaxed' : 'simd128';
+      const cpuSimd = simdName(r.cpu);
       const row = { backend, ...c, batch, seq, steps, cpu_threads: r.cpu.threads, cpu_simd: cpuSimd, ms_per_step: med, tokens_per_s: (batch * seq * 1000) / med };
       results.push(row);
       document.getElementById('bench-rows').append(el('tr', {}, el('td', {}, backend), el('td', {}, String(r.cpu.threads)),
@@ -98,7 +102,7 @@ async function main() {
   if (backends.includes('cpu')) {
     status.textContent = 'measuring the CPU matrix multiply…';
     const { results: products, cpu } = await measureMatmul({ relaxed: simd === 'relaxed' });
-    const cpuSimd = cpu.relaxed ? 'relaxed' : 'simd128';
+    const cpuSimd = simdName(cpu);
     for (const [i, p] of products.entries()) {
       const row = { name: MATMUL_SHAPES[i].name, m: p.m, k: p.k, n: p.n, transpose_b: p.transposeB, cpu_threads: cpu.threads, cpu_simd: cpuSimd, gflops: p.gflops };
       matmul.push(row);
