@@ -1,15 +1,29 @@
 #!/usr/bin/env bash
 # The page's CPU fallback (wasm in headless Chromium, on one thread and on one per core, with plain and with relaxed
 # SIMD) against our native CPU executor on the same configurations and thread counts, alternating, with the ratios
-# wasm/native. Needs what `cargo xtask test` installs (chromium, the page tests' npm packages). Arguments: rounds
-# (default 3), measured steps per run (default 10).
+# wasm/native: training steps, and the matrix multiply on the training step's products.
+# Needs what `cargo xtask test` installs (chromium, the page tests' npm packages).
+# Usage: bench/page-bench.sh [ROUNDS (3)] [STEPS (10)] [--native-avx2]
+# --native-avx2 also runs a native build without AVX-512 (its matrix multiply stops at AVX2's 8 lanes and the rest
+# is compiled for x86-64-v3), as native code would run on most laptops.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 rounds="${1:-3}"
 steps="${2:-10}"
+avx2="${3:-}"
+if [[ -n "$avx2" && "$avx2" != "--native-avx2" ]]; then
+  echo "usage: bench/page-bench.sh [ROUNDS] [STEPS] [--native-avx2]" >&2
+  exit 2
+fi
 cd "$root"
 cargo xtask dist >&2
 cargo build --quiet --release --bin qlora
+natives=("native:target/release/qlora")
+if [[ -n "$avx2" ]]; then
+  CARGO_TARGET_DIR=target/avx2 RUSTFLAGS="-C target-cpu=x86-64-v3" \
+    cargo build --quiet --release --no-default-features --features cli --bin qlora
+  natives+=("native AVX2:target/avx2/release/qlora")
+fi
 port=8765
 cargo xtask serve --no-build --port "$port" >/dev/null 2>&1 &
 server=$!
@@ -22,52 +36,74 @@ for i in $(seq "$rounds"); do
     node bench/page-bench.mjs "$url" --one-thread > "$out/page-1-$simd-$i.json"
     node bench/page-bench.mjs "$url" > "$out/page-$(nproc)-$simd-$i.json"
   done
-  for cfg in "lora fp32" "qlora nf4" "full fp32"; do
-    set -- $cfg
+  for native in "${natives[@]}"; do
+    label="${native%%:*}"
+    bin="${native#*:}"
+    for cfg in "lora fp32" "qlora nf4" "full fp32"; do
+      set -- $cfg
+      for threads in 1 "$(nproc)"; do
+        "$bin" bench --backend cpu --model www/models/shakespeare --method "$1" --format "$2" --batch 8 --seq 64 \
+          --steps "$steps" --threads "$threads" --json | sed "s/^{/{\"native\":\"$label\",\"threads\":$threads,/" \
+          >> "$out/native-steps.jsonl"
+      done
+    done
     for threads in 1 "$(nproc)"; do
-      ./target/release/qlora bench --backend cpu --model www/models/shakespeare --method "$1" --format "$2" \
-        --batch 8 --seq 64 --steps "$steps" --threads "$threads" --json >> "$out/native-$threads.jsonl"
+      "$bin" bench --matmul --backend cpu --threads "$threads" --json | grep '"product"' \
+        | sed "s/^{/{\"native\":\"$label\",/" >> "$out/native-products.jsonl"
     done
   done
 done
 python3 - "$out" "$rounds" <<'PY'
 import json, statistics, sys, glob, os
 out, rounds = sys.argv[1], int(sys.argv[2])
-page = {}
-products = {}
+nan = float("nan")
+med = lambda xs: statistics.median(xs) if xs else nan
+page, products, peaks = {}, {}, {}
 for f in sorted(glob.glob(os.path.join(out, "page-*.json"))):
     bench = json.load(open(f))
     for r in bench["results"]:
         page.setdefault((r["method"], r["format"], r["cpu_threads"], r["cpu_simd"]), []).append(r["tokens_per_s"])
     for r in bench.get("matmul", []):
-        key = (f"{r['name']} ({r['m']} × {r['k']} × {r['n']})", r["cpu_threads"], r["cpu_simd"])
-        products.setdefault(key, []).append(r["gflops"])
-native = {}
-for f in glob.glob(os.path.join(out, "native-*.jsonl")):
-    threads = int(f.rsplit("-", 1)[1].split(".")[0])
-    for line in open(f):
-        r = json.loads(line)
-        native.setdefault((r["method"], r["format"], threads), []).append(r["tokens_per_s"])
-threads = sorted({k[2] for k in native})
-print(f"Shipped model, batch 8 × seq 64; median tokens/s of {rounds} alternating runs per side\n")
-print("| method | base | " + " | ".join(
-    f"page, {t} thread(s), SIMD | page, {t} thread(s), relaxed SIMD | native, {t} thread(s) | wasm / native"
-    for t in threads) + " |")
-print("|---|---|" + "---:|" * (4 * len(threads)))
-nan = [float("nan")]
-for m, f in dict.fromkeys((k[0], k[1]) for k in page):
-    cells = []
-    for t in threads:
-        plain = statistics.median(page.get((m, f, t, "simd128"), nan))
-        relaxed = statistics.median(page.get((m, f, t, "relaxed"), nan))
-        n = statistics.median(native[(m, f, t)])
-        cells.append(f"{plain:.0f} | {relaxed:.0f} | {n:.0f} | {plain / n:.2f}× → **{relaxed / n:.2f}×**")
-    print(f"| {m} | {f} | " + " | ".join(cells) + " |")
-if products:
-    runs = sorted({k[1:] for k in products}, key=lambda r: (r[0], r[1] != "simd128"))
-    print(f"\nThe page's CPU matrix multiply, median GFLOP/s of {rounds} runs\n")
-    print("| product | " + " | ".join(f"{t} thread(s), {'relaxed SIMD' if s == 'relaxed' else 'SIMD'}" for t, s in runs) + " |")
-    print("|---|" + "---:|" * len(runs))
+        products.setdefault((r["name"], r["cpu_threads"], r["cpu_simd"]), []).append(r["gflops"])
+    if bench.get("madd_peak"):
+        peaks.setdefault(bench["madd_peak"]["cpu_simd"], []).append(bench["madd_peak"]["gflops"])
+native, native_products, shapes = {}, {}, {}
+for line in open(os.path.join(out, "native-steps.jsonl")):
+    r = json.loads(line)
+    native.setdefault((r["native"], r["method"], r["format"], r["threads"]), []).append(r["tokens_per_s"])
+for line in open(os.path.join(out, "native-products.jsonl")):
+    r = json.loads(line)
+    native_products.setdefault((r["native"], r["product"], r["cpu_threads"]), []).append(r["gflops"])
+    shapes[r["product"]] = f"{r['m']} × {r['k']} × {r['n']}"
+labels = list(dict.fromkeys(k[0] for k in native))
+threads = sorted({k[3] for k in native})
+ratio = lambda a, b: f"{a / b:.2f}×"
+
+print(f"Shipped model, batch 8 × seq 64; median tokens/s of {rounds} alternating runs per side")
+for t in threads:
+    print(f"\n{t} thread(s); wasm / native: plain SIMD → relaxed SIMD\n")
+    print("| method | base | page, SIMD | page, relaxed SIMD | " + " | ".join(f"{l} | wasm / {l}" for l in labels) + " |")
+    print("|---|---|---:|---:|" + "---:|---:|" * len(labels))
+    for m, f in dict.fromkeys((k[0], k[1]) for k in page):
+        plain, relaxed = med(page.get((m, f, t, "simd128"), [])), med(page.get((m, f, t, "relaxed"), []))
+        cells = []
+        for l in labels:
+            n = med(native.get((l, m, f, t), []))
+            cells.append(f"{n:.0f} | {ratio(plain, n)} → **{ratio(relaxed, n)}**")
+        print(f"| {m} | {f} | {plain:.0f} | {relaxed:.0f} | " + " | ".join(cells) + " |")
+
+print(f"\nThe CPU executor's matrix multiply on the training step's products, median GFLOP/s of {rounds} runs")
+for t in threads:
+    print(f"\n{t} thread(s)\n")
+    print("| product | page, SIMD | page, relaxed SIMD | " + " | ".join(f"{l} | relaxed / {l}" for l in labels) + " |")
+    print("|---|---:|---:|" + "---:|---:|" * len(labels))
+    print(f"| one thread's multiply-add peak (12 f32x4 chains) | {med(peaks.get('simd128', [])):.1f} | "
+          f"{med(peaks.get('relaxed', [])):.1f} | " + " | ".join(" | " for _ in labels) + " |")
     for name in dict.fromkeys(k[0] for k in products):
-        print(f"| {name} | " + " | ".join(f"{statistics.median(products[(name, *r)]):.1f}" for r in runs) + " |")
+        plain, relaxed = med(products.get((name, t, "simd128"), [])), med(products.get((name, t, "relaxed"), []))
+        cells = []
+        for l in labels:
+            n = med(native_products.get((l, name, t), []))
+            cells.append(f"{n:.1f} | {ratio(relaxed, n)}")
+        print(f"| {name} ({shapes.get(name, '?')}) | {plain:.1f} | {relaxed:.1f} | " + " | ".join(cells) + " |")
 PY

@@ -68,6 +68,22 @@ fn cpu_matrix_multiply_matches_a_plain_sum_in_the_browser() {
     }
 }
 
+/// The benchmark page's multiply-add ceiling does the work it is timed for: each of its twelve f32x4 chains runs
+/// a ← a·x + y for every round, which in exact arithmetic has a closed form.
+#[wasm_bindgen_test]
+fn the_multiply_add_peak_runs_every_round_of_every_chain() {
+    use qlora_playground::cpu::products::{madd_peak, PEAK_CHAINS};
+    let (x, y) = (0.999_999f32 as f64, 1e-6f32 as f64);
+    for rounds in [10_000usize, 100_000] {
+        // a_n = x^n·a_0 + y·(1 − x^n)/(1 − x), chain i starting at a_0 = i; lanes 0 and 3 of each chain are summed.
+        // f32 rounding leaves the sum within 6e-4 of it (checked in numpy); skipping the rounds would be 8e-3 off.
+        let xn = x.powi(rounds as i32);
+        let want: f64 = (0..PEAK_CHAINS).map(|i| 2.0 * (xn * i as f64 + y * (1.0 - xn) / (1.0 - x))).sum();
+        let got = madd_peak(rounds) as f64;
+        assert!((got - want).abs() <= 2e-3 * want.abs(), "{rounds} rounds: {got} vs {want}");
+    }
+}
+
 #[wasm_bindgen_test]
 async fn fused_nf4_matmul_matches_cpu_in_the_browser() {
     let gpu = Gpu::new().await.expect("a WebGPU adapter (Chromium with --enable-unsafe-webgpu)");
@@ -164,7 +180,7 @@ async fn shipped_model_run_matches_cpu_in_the_browser() {
 /// The wasm-bindgen API the page's worker calls: bad input becomes a JavaScript error with one clear message.
 #[wasm_bindgen_test]
 async fn page_api_reports_bad_input_as_errors() {
-    use qlora_playground::web::api::{accounting, cpu_matmul, parse_query_js, Playground};
+    use qlora_playground::web::api::{accounting, cpu_madd_peak, cpu_matmul, parse_query_js, Playground};
     use wasm_bindgen::JsValue;
     let config = include_str!("../www/models/shakespeare/config.json");
     let message = |e: wasm_bindgen::JsError| js_sys::Error::from(JsValue::from(e)).message().as_string().unwrap();
@@ -198,6 +214,9 @@ async fn page_api_reports_bad_input_as_errors() {
     for (m, k, n, reps) in [(0, 8, 8, 1), (8, 5000, 8, 1), (8, 8, 8, 0), (8, 8, 8, 1_000_000)] {
         let e = cpu_matmul(m, k, n, false, reps).err().expect("refused");
         assert!(message(e).contains("sides are 1 to 4096"), "{m}×{k}×{n} × {reps}");
+    }
+    for rounds in [0, (1 << 30) + 1] {
+        assert!(message(cpu_madd_peak(rounds).err().expect("refused")).contains("1 to 1073741824 rounds"));
     }
     // 2×3 (rows 1..6 as the API fills them) times 3×2: a sum small enough to hold exactly.
     let sum = cpu_matmul(2, 3, 2, false, 1).unwrap();

@@ -647,7 +647,45 @@ fn bench_matmul(backend: Backend, reps: usize, json_out: bool) -> Result<()> {
             }
         }
     }
+    if matches!(backend, Backend::Cpu) {
+        bench_step_products(json_out);
+    }
     Ok(())
+}
+
+/// GFLOP/s of the CPU executor's multiply on the training step's products, measured as bench.html measures the page's:
+/// the median of five calls of ~1 GFLOP each after half a second of the same calls.
+fn bench_step_products(json_out: bool) {
+    use crate::cpu::products::{multiply_repeatedly, reps_for, STEP_PRODUCTS};
+    let threads = rayon::current_num_threads();
+    if !json_out {
+        println!("the training step's products (shipped model, batch 8 × 64), {threads} threads:");
+    }
+    for p in &STEP_PRODUCTS {
+        let reps = reps_for(p, 1e9);
+        let run = || std::hint::black_box(multiply_repeatedly(p.m, p.k, p.n, p.transpose_b, reps));
+        let warm = Instant::now();
+        while warm.elapsed().as_secs_f64() < 0.5 {
+            run();
+        }
+        let mut times: Vec<f64> = (0..5)
+            .map(|_| {
+                let t0 = Instant::now();
+                run();
+                t0.elapsed().as_secs_f64()
+            })
+            .collect();
+        let gflops = p.flops() * reps as f64 / median(&mut times) / 1e9;
+        if json_out {
+            println!(
+                "{}",
+                json!({"product": p.name, "m": p.m, "k": p.k, "n": p.n, "transpose_b": p.transpose_b,
+                    "gflops": gflops, "cpu_threads": threads})
+            );
+        } else {
+            println!("  {:<22} {:>4} × {:>3} × {:>3}  {gflops:>7.1} GFLOP/s", p.name, p.m, p.k, p.n);
+        }
+    }
 }
 
 /// Floating-point operations of one training step, counted from the shapes: forward matmuls 2·m·k·n, attention

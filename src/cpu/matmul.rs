@@ -148,6 +148,7 @@ mod tests {
             (67, 300, 13),
             (5, 2, 4100),
             (512, 192, 576),
+            (300, 64, 130),
             (4, 0, 3),
         ];
         for (m, k, n) in shapes {
@@ -187,15 +188,20 @@ mod tests {
 
     #[test]
     fn the_pages_packed_multiply_matches_naive_serial_and_parallel() {
+        // Four threads whatever the machine has, so that the large shapes split into several row tasks (512 × 192 ×
+        // 576 into four of 128 rows, 300 × 64 × 130 into two of 152 and 148).
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
         for parallel in [false, true] {
-            check_against_naive(&|m, k, n, alpha, a, b, beta, c, ldc| {
-                if k == 0 {
-                    // The front (`gemm`) answers empty sums itself; the packed multiply never sees them.
-                    return gemm(m, k, n, alpha, a, b, beta, c, ldc);
-                }
-                a.check(m, k);
-                b.check(k, n);
-                super::super::packed::gemm(m, k, n, alpha, a, b, beta, c, ldc, parallel);
+            pool.install(|| {
+                check_against_naive(&|m, k, n, alpha, a, b, beta, c, ldc| {
+                    if k == 0 {
+                        // The front (`gemm`) answers empty sums itself; the packed multiply never sees them.
+                        return gemm(m, k, n, alpha, a, b, beta, c, ldc);
+                    }
+                    a.check(m, k);
+                    b.check(k, n);
+                    super::super::packed::gemm(m, k, n, alpha, a, b, beta, c, ldc, parallel);
+                })
             });
         }
     }

@@ -9,6 +9,7 @@ pub mod optim;
 /// The page's matrix multiply (natively only for its tests).
 #[cfg(any(target_arch = "wasm32", test))]
 mod packed;
+pub mod products;
 pub mod train;
 
 pub use eval::{eval_loss, generate, Generation, Sampling};

@@ -6,13 +6,20 @@
 //! registers and broadcasts with `v128.load32_splat`, which runs on the load ports. In V8 on this project's AVX-512
 //! Xeon (relaxed SIMD, one thread) the kernel alone ran at ~40 GFLOP/s against matrixmultiply's ~27, and the shipped
 //! model's large products at 36–38 against 30–31 GFLOP/s — a scratch benchmark while writing this; `bench.html`
-//! measures ours in any browser. With the `relaxed-simd` target feature (the page's `*-relaxed` builds) each
-//! multiply-add is one `f32x4.relaxed_madd`, fused where the CPU has FMA.
+//! measures ours in any browser, next to the ceiling it works under (`madd_peak`). With the `relaxed-simd` target
+//! feature (the page's `*-relaxed` builds) each multiply-add is one `f32x4.relaxed_madd`, fused where the CPU has FMA.
+//! What V8 makes of the inner loop (Chromium 156 on x86-64, read from `--js-flags=--perf-prof`'s jitdump): per depth
+//! step four `vbroadcastss` and two loads, eight `vfmadd231ps`, three address additions and the loop counter —
+//! bound by the two FMA ports, as it should be. (LLVM's loop strength reduction leaves the constant offsets as
+//! additions instead of load offsets; `-C llvm-args=-disable-lsr` folds them, but neither that nor a 5 × 8 tile it
+//! makes room for gained anything measurable on the page.)
 //!
 //! Natively the blocking runs on a portable scalar tile, so that the native tests check the packing and the edges; the
 //! browser tests check the SIMD tile.
 
 use super::matmul::Mat;
+#[cfg(target_arch = "wasm32")]
+use core::arch::wasm32::*;
 use rayon::prelude::*;
 use std::cell::Cell;
 use std::thread::LocalKey;
@@ -54,10 +61,11 @@ pub fn gemm(
     ldc: usize,
     parallel: bool,
 ) {
-    // One block of rows is one task: then packing B in parallel too would only add the pool's overhead (on a
-    // 64 × 48 × 64 attention product, most of the time).
-    let parallel = parallel && m > MC;
-    let rows = if parallel { MC } else { m };
+    let tasks = if parallel { row_tasks(m, k, n, rayon::current_num_threads()) } else { 1 };
+    // With one task, packing B in parallel too would only add the pool's overhead (on a 64 × 48 × 64 attention
+    // product, most of the time).
+    let parallel = tasks > 1;
+    let rows = m.div_ceil(tasks).next_multiple_of(MR);
     let mut packed_b = Scratch::take(&PACKED_B, KC.min(k) * NC.min(n).div_ceil(NR) * NR);
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
@@ -68,7 +76,7 @@ pub fn gemm(
             let panels = &*panels;
             // Later depth blocks add to what the first one stored.
             let beta = if pc == 0 { beta } else { 1.0 };
-            c.par_chunks_mut(rows * ldc).enumerate().for_each(|(task, c_rows)| {
+            let multiply_rows = |(task, c_rows): (usize, &mut [f32])| {
                 let mut packed_a = Scratch::take(&PACKED_A, MC * kc);
                 let row0 = task * rows;
                 let task_rows = rows.min(m - row0);
@@ -86,10 +94,28 @@ pub fn gemm(
                     multiply_block(mc, kc, nc, alpha, block, panels, beta, &mut c_rows[ic * ldc..], ldc, jc);
                 }
                 packed_a.give_back(&PACKED_A);
-            });
+            };
+            // One task runs here, without the pool's bookkeeping (which, called from outside the pool, hands even a
+            // single task to one of its threads and waits).
+            if parallel {
+                c.par_chunks_mut(rows * ldc).enumerate().for_each(multiply_rows);
+            } else {
+                multiply_rows((0, &mut *c));
+            }
         }
     }
     packed_b.give_back(&PACKED_B);
+}
+
+/// Multiply-adds that one parallel task must have at least: handing work to another thread of the page's pool
+/// wakes a Web Worker through an atomic wait, which costs tens of microseconds — as long as a rank-8 adapter's
+/// x·Aᵀ on 512 rows takes whole (which ran at 25 GFLOP/s split in eight, 34 on one thread).
+const MIN_TASK_WORK: usize = 1 << 20;
+
+/// How many tasks of consecutive output rows to split a product into: one per thread at most (each is a fork the pool
+/// pays for), each at least one row block and `MIN_TASK_WORK` multiply-adds.
+fn row_tasks(m: usize, k: usize, n: usize, threads: usize) -> usize {
+    threads.min(m.div_ceil(MC)).min(m * k * n / MIN_TASK_WORK).max(1)
 }
 
 thread_local! {
@@ -234,6 +260,41 @@ fn multiply_block(
     }
 }
 
+/// `a · b + c`: one fused instruction in the relaxed-SIMD builds where the CPU has FMA, else a multiply and an add.
+#[cfg(target_arch = "wasm32")]
+#[inline(always)]
+fn madd(a: v128, b: v128, c: v128) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        f32x4_relaxed_madd(a, b, c)
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        f32x4_add(f32x4_mul(a, b), c)
+    }
+}
+
+/// Independent chains in `madd_peak`: more than the multiply-adds in flight on current x86 and Arm cores (two or
+/// four per cycle, four cycles each), few enough to stay in V8's vector registers with both operands.
+#[cfg(target_arch = "wasm32")]
+pub const PEAK_CHAINS: usize = 12;
+
+/// The ceiling the micro-kernel works under: `rounds` rounds of `PEAK_CHAINS` independent `madd`s on f32x4
+/// values held in registers, no memory traffic. The benchmark page times it (8 · PEAK_CHAINS flops per round) and
+/// prints the multiply's GFLOP/s against it. Returns a sum of the chains, so that the work is observable.
+#[cfg(target_arch = "wasm32")]
+pub fn madd_peak(rounds: usize) -> f32 {
+    // Multiplying by a value just below one and adding a small one keeps every chain finite however long it runs.
+    let (x, y) = (f32x4_splat(0.999_999), f32x4_splat(1e-6));
+    let mut acc: [v128; PEAK_CHAINS] = std::array::from_fn(|i| f32x4_splat(i as f32));
+    for _ in 0..rounds {
+        for a in &mut acc {
+            *a = madd(*a, x, y);
+        }
+    }
+    acc.iter().map(|&a| f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<3>(a)).sum()
+}
+
 /// `C[rows×cols] = alpha · (A rows · B panel) + beta · C` for one micro-tile (`rows ≤ MR`, `cols ≤ NR`). A's value
 /// (i, p) is `a[i·a_rs + p·a_cs]`: a packed panel (`PACKED`: strides 1 and MR, known when compiling, so the loads take
 /// constant offsets) or A in place. Rows past `rows` repeat the last one; their sums are never stored.
@@ -252,21 +313,6 @@ fn tile<const PACKED: bool>(
     rows: usize,
     cols: usize,
 ) {
-    use core::arch::wasm32::*;
-
-    /// `a · b + c`: one fused instruction in the relaxed-SIMD builds where the CPU has FMA, else a multiply and an add.
-    #[inline(always)]
-    fn madd(a: v128, b: v128, c: v128) -> v128 {
-        #[cfg(target_feature = "relaxed-simd")]
-        {
-            f32x4_relaxed_madd(a, b, c)
-        }
-        #[cfg(not(target_feature = "relaxed-simd"))]
-        {
-            f32x4_add(f32x4_mul(a, b), c)
-        }
-    }
-
     let (a_rs, a_cs, last) = if PACKED { (1, MR, MR - 1) } else { (a_rs, a_cs, rows - 1) };
     let row_offsets: [usize; MR] = std::array::from_fn(|i| i.min(last) * a_rs);
     assert!(k > 0 && a.len() > last * a_rs + (k - 1) * a_cs && b.len() >= k * NR);
@@ -354,5 +400,22 @@ fn store_edge(sums: &[f32; MR * NR], beta: f32, c: &mut [f32], ldc: usize, rows:
             let out = &mut c[i * ldc + j];
             *out = if beta == 0.0 { sums[i * NR + j] } else { sums[i * NR + j] + beta * *out };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn products_split_into_one_task_per_thread_only_when_each_has_the_work_to_repay_it() {
+        // The shipped model's qkv product (512 × 192 × 576) on two threads: two halves.
+        assert_eq!(row_tasks(512, 192, 576, 2), 2);
+        // No more tasks than row blocks of MC, than threads, or than MIN_TASK_WORK allows.
+        assert_eq!(row_tasks(512, 192, 576, 16), 512 / MC);
+        assert_eq!(row_tasks(512, 192, 8, 2), 1, "a rank-8 adapter's x·Aᵀ stays whole");
+        assert_eq!(row_tasks(512, 8, 576, 4), 2, "(x·Aᵀ)·Bᵀ: 2.4 M multiply-adds make two tasks");
+        assert_eq!(row_tasks(64, 48, 64, 2), 1, "one row block is one task");
+        assert_eq!(row_tasks(512, 192, 576, 1), 1);
     }
 }

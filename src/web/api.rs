@@ -5,10 +5,11 @@
 use super::archive::{export_run, read_archive};
 use super::checkpoint::Checkpoint;
 use super::inspect::weight_histogram;
+use super::pool::on_pool;
 use super::session::{accounting_of, check_memory_budget, Run, MAX_GENERATED, PAGE_MEMORY_BUDGET};
 use super::settings::{parse_query, Settings};
 use super::snippet::peft_snippet;
-use crate::cpu::{gemm, Generation, Mat, Sampling};
+use crate::cpu::{products, Generation, Sampling};
 use crate::data::{decode, encode};
 use crate::gpu::Gpu;
 use crate::model::{load_model_bytes, Gpt2, Linear, ModelConfig};
@@ -46,14 +47,26 @@ pub fn cpu_matmul(m: usize, k: usize, n: usize, transpose_b: bool, reps: usize) 
             "a benchmark product's sides are 1 to {MAX_SIDE} and its repetitions 1 to {MAX_REPS}, not {m}×{k}×{n} × {reps}"
         )));
     }
-    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
-    let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
-    let b = if transpose_b { Mat::t(&b, k) } else { Mat::new(&b, n) };
-    let mut c = vec![0.0f32; m * n];
-    for _ in 0..reps {
-        gemm(m, k, n, 1.0, Mat::new(&a, k), b, 0.0, &mut c, n);
+    // On the pool, as a training step multiplies (`on_pool`).
+    Ok(on_pool(|| products::multiply_repeatedly(m, k, n, transpose_b, reps)))
+}
+
+/// The multiply's ceiling in this build (bench.html): `rounds` rounds of independent f32x4 multiply-adds in registers,
+/// as the micro-kernel issues them. Returns the floating-point operations done; the page times the call.
+#[wasm_bindgen(js_name = cpuMaddPeak)]
+pub fn cpu_madd_peak(rounds: usize) -> Result<f64, JsError> {
+    const MAX_ROUNDS: usize = 1 << 30;
+    if rounds == 0 || rounds > MAX_ROUNDS {
+        return Err(JsError::new(&format!("the multiply-add peak runs 1 to {MAX_ROUNDS} rounds, not {rounds}")));
     }
-    Ok(c.iter().sum())
+    std::hint::black_box(products::madd_peak(rounds));
+    Ok((rounds * products::PEAK_CHAINS * 8) as f64)
+}
+
+/// The training step's products that bench.html times (the list `qlora bench --matmul --backend cpu` times natively).
+#[wasm_bindgen(js_name = cpuMatmulProducts)]
+pub fn cpu_matmul_products() -> Result<JsValue, JsError> {
+    to_js(&products::STEP_PRODUCTS)
 }
 
 fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {

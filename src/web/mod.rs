@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod checkpoint;
 pub mod inspect;
+pub mod pool;
 pub mod session;
 pub mod settings;
 pub mod snippet;

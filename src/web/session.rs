@@ -3,6 +3,7 @@
 //! GPU trainer that takes the steps. Everything the page shows about a run comes from here, computed.
 
 use super::checkpoint::{base_fingerprint, Checkpoint};
+use super::pool::on_pool;
 use super::settings::{RunSpec, Settings};
 use crate::accounting::{self, AdapterSpec, Arch, MemMethod, Memory, MemoryQuery};
 use crate::cpu::eval::greedy_accuracy;
@@ -457,7 +458,8 @@ impl Run {
             return self.finish(next).await;
         }
         let (x, y) = sample_batch(&self.data.split.train, self.spec.batch, self.spec.seq, &mut self.batches)?;
-        let s = self.cpu.step(&x, &y, self.spec.batch, self.spec.seq);
+        let (cpu, batch, seq) = (&mut self.cpu, self.spec.batch, self.spec.seq);
+        let s = on_pool(|| cpu.step(&x, &y, batch, seq));
         self.check_finite(s).await
     }
 
@@ -500,7 +502,8 @@ impl Run {
                 // Steps submitted after this one went with the device.
                 self.in_flight.clear();
                 self.fall_back_to_cpu(&e)?;
-                self.cpu.step(&step.x, &step.y, self.spec.batch, self.spec.seq)
+                let (cpu, batch, seq) = (&mut self.cpu, self.spec.batch, self.spec.seq);
+                on_pool(|| cpu.step(&step.x, &step.y, batch, seq))
             }
         };
         self.check_finite(s).await
@@ -629,10 +632,9 @@ impl Run {
     /// [`Validation`] of the CPU trainer's current parameters, labelled `step`.
     fn measure(&mut self, step: usize) -> Validation {
         let val_loss = self.val_loss();
-        let accuracy = self
-            .data
-            .task
-            .map(|_| greedy_accuracy(&self.cpu.model, self.cpu.adapters.as_ref(), &self.data.val_examples));
+        let (cpu, data) = (&self.cpu, &self.data);
+        let accuracy =
+            data.task.map(|_| on_pool(|| greedy_accuracy(&cpu.model, cpu.adapters.as_ref(), &data.val_examples)));
         let val_loss_adapter_rounded = match (self.spec.adapter_storage, self.cpu.adapters.clone()) {
             (Some(st), Some(mut rounded)) => {
                 rounded.round_through(st);
@@ -649,11 +651,8 @@ impl Run {
     /// Mean loss of the CPU trainer over the validation batches.
     fn val_loss(&mut self) -> f64 {
         let (b, t) = (self.spec.batch, self.spec.seq);
-        let mut total = 0.0;
-        for (x, y) in &self.val_batches {
-            total += self.cpu.loss(x, y, b, t);
-        }
-        total / self.val_batches.len() as f64
+        let (cpu, batches) = (&mut self.cpu, &self.val_batches);
+        on_pool(|| batches.iter().map(|(x, y)| cpu.loss(x, y, b, t)).sum::<f64>()) / batches.len() as f64
     }
 
     /// Continues `prompt` with the base as this run stores it (no adapters) or with the tuned model.
@@ -672,9 +671,11 @@ impl Run {
             (false, None) => (&self.cpu.model, None),
             (true, _) => (&self.cpu.model, self.cpu.adapters.as_ref()),
         };
-        for _ in 0..n {
-            g.step(model, adapters);
-        }
+        on_pool(|| {
+            for _ in 0..n {
+                g.step(model, adapters);
+            }
+        });
         Ok(())
     }
 

@@ -80,14 +80,18 @@ test('cpu: the browser benchmark page measures every configuration and refuses b
     assert.deepEqual(results.map((r) => `${r.backend} ${r.method} ${r.format}`), ['cpu lora fp32', 'cpu qlora nf4', 'cpu full fp32']);
     for (const r of results) assert.ok(r.ms_per_step > 0 && Math.abs(r.tokens_per_s - 16000 / r.ms_per_step) < 1e-6, JSON.stringify(r));
     assert.deepEqual(results.map((r) => r.cpu_simd), ['relaxed', 'relaxed', 'relaxed']);
-    const { matmul } = JSON.parse(await page.textContent('[data-testid=bench-json]'));
-    assert.equal(matmul.length, 5);
+    // The training step's six products and the multiply-add ceiling, as `qlora bench --matmul --backend cpu` lists them.
+    const { matmul, madd_peak: peak } = JSON.parse(await page.textContent('[data-testid=bench-json]'));
+    assert.deepEqual(matmul.map((r) => `${r.m}×${r.k}×${r.n}`), ['512×192×576', '512×192×768', '512×768×192', '64×48×64', '512×192×8', '512×8×576']);
     for (const r of matmul) assert.ok(r.gflops > 0 && r.cpu_simd === 'relaxed', JSON.stringify(r));
-    assert.equal(await page.locator('[data-testid=matmul-rows] tr').count(), 5);
+    assert.ok(peak.gflops > 0 && peak.cpu_simd === 'relaxed', JSON.stringify(peak));
+    const rows = page.locator('[data-testid=matmul-rows] tr');
+    assert.equal(await rows.count(), 7);
+    assert.match(await rows.first().textContent(), /multiply-add peak.*1\.00×/);
     await page.goto(`${PAGE_URL}bench.html?backends=cpu&steps=1&batch=1&seq=16&simd=plain`);
     await page.waitForFunction(() => document.body.dataset.bench, null, { timeout: 120000 });
     const plain = JSON.parse(await page.textContent('[data-testid=bench-json]'));
-    assert.deepEqual([...plain.results, ...plain.matmul].map((r) => r.cpu_simd), Array(8).fill('simd128'));
+    assert.deepEqual([...plain.results, ...plain.matmul, plain.madd_peak].map((r) => r.cpu_simd), Array(10).fill('simd128'));
     for (const [query, message] of [['steps=0', /steps must be a whole number from 1 to 1000/], ['simd=fast', /simd must be relaxed or plain, not fast/]]) {
       await page.goto(`${PAGE_URL}bench.html?${query}`);
       await page.waitForFunction(() => document.body.dataset.bench === 'failed');

@@ -12,7 +12,7 @@
 //   {type:'pause'} / {type:'resume'} / {type:'reset'}
 //   {type:'generate', prompt, tokens, temperature, topK, seed}
 //   {type:'histogram', layer, linear}          a base weight against the 4-bit levels
-//   {type:'matmul', shapes:[{m,k,n,transposeB}]}  the benchmark page: time the CPU executor's matrix multiply
+//   {type:'matmul'}                            the benchmark page: time the CPU executor's matrix multiply
 //   {type:'save'}                              autosave now (the page is hiding or closing)
 //   {type:'restore', preferGpu} / {type:'discard'}   the run saved in this browser (IndexedDB, store.js)
 //   {type:'export'}                            the run as a zip (web::archive); {type:'import', bytes, preferGpu}
@@ -36,7 +36,8 @@
 //    backend, notice, trainable, measured}     a saved or imported run, stopped: the page offers Resume
 //   {type:'saved', step} · {type:'discarded'} · {type:'exported', bytes, name}
 //   {type:'generated', base, tuned} · {type:'histogram', histogram}
-//   {type:'matmul', results:[{m,k,n,transposeB,gflops}], cpu}   medians of five timed calls after a warm-up
+//   {type:'matmul', peak, results:[{name,m,k,n,transposeB,gflops}], cpu}   GFLOP/s: medians of five timed calls
+//                                              after a warm-up; peak: the multiply-add ceiling (cpuMaddPeak)
 //   {type:'error', during, message}
 
 /// Steps between validations: about 15 points on the validation curve, at least every 10 steps.

@@ -443,25 +443,27 @@ const handlers = {
     await handlers.load();
     post({ type: 'histogram', histogram: playground.histogram(layer, linear, 80) });
   },
-  // The benchmark page's matrix products on the CPU executor: the median of five timed calls of ~1 GFLOP each, after
-  // half a second of the same calls (browsers first run wasm from a quick baseline compile and swap in optimized code
-  // for what turns out hot, in the background).
-  async matmul({ shapes }) {
-    const results = [];
-    for (const { m, k, n, transposeB } of shapes) {
-      const flops = 2 * m * k * n;
-      const reps = Math.max(1, Math.round(1e9 / flops));
-      for (const warm = performance.now() + 500; performance.now() < warm;) engine.cpuMatmul(m, k, n, transposeB, reps);
-      const ms = [];
+  // The benchmark page's matrix products on the CPU executor (the engine's list: the training step's products, the
+  // same as `qlora bench --matmul --backend cpu` times natively) and the multiply-add ceiling they work under: for
+  // each, the median of five timed calls of ~1 GFLOP, after half a second of the same calls (browsers first run wasm
+  // from a quick baseline compile and swap in optimized code for what turns out hot, in the background).
+  async matmul() {
+    const gflops = (call) => {
+      for (const warm = performance.now() + 500; performance.now() < warm;) call();
+      const runs = [];
       for (let i = 0; i < 5; i++) {
         const t = performance.now();
-        engine.cpuMatmul(m, k, n, transposeB, reps);
-        ms.push(performance.now() - t);
+        const flops = call();
+        runs.push(flops / (performance.now() - t) / 1e6);
       }
-      ms.sort((x, y) => x - y);
-      results.push({ m, k, n, transposeB, gflops: (flops * reps) / ms[2] / 1e6 });
-    }
-    post({ type: 'matmul', results, cpu });
+      return runs.sort((x, y) => x - y)[2];
+    };
+    const peak = gflops(() => engine.cpuMaddPeak(10_000_000)); // ~1 GFLOP: rounds of 12 f32x4 multiply-adds
+    const results = engine.cpuMatmulProducts().map(({ name, m, k, n, transposeB }) => {
+      const reps = Math.max(1, Math.round(1e9 / (2 * m * k * n)));
+      return { name, m, k, n, transposeB, gflops: gflops(() => (engine.cpuMatmul(m, k, n, transposeB, reps), 2 * m * k * n * reps)) };
+    });
+    post({ type: 'matmul', peak, results, cpu });
   },
 };
 
