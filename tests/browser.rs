@@ -144,26 +144,38 @@ async fn kv_cache_generation_matches_cpu_in_the_browser() {
     assert_eq!(gen.generate(&prompt, 20, s).await.unwrap(), generate(&base, None, &prompt, 20, s));
 }
 
-/// The shipped base model (trained weights, sharp attention) through the page's `Run` on WebGPU and on the CPU:
-/// SwiftShader returned garbage for exp() of arguments below about −87 until the softmax arguments were floored.
+/// A small model whose attention is as sharp as a trained one's: the query and key weights scaled up until softmax
+/// arguments reach far below −87, where SwiftShader returned garbage for exp() until the arguments were floored. (The
+/// shipped model exposed that first, but its run outlasts the test runner's default timeout on SwiftShader.)
+fn sharp() -> Gpt2 {
+    use qlora_playground::model::{BlockTensor, TensorId};
+    let mut m = Gpt2::init(ModelConfig::bytes(2, 2, 64, 64).unwrap(), 11);
+    for layer in 0..2 {
+        // c_attn's weight is [in, 3·out] (Conv1D): scale the q and k columns of every row.
+        let w = m.tensor_mut(TensorId::Block(layer, BlockTensor::AttnW));
+        for row in w.chunks_mut(3 * 64) {
+            for x in &mut row[..2 * 64] {
+                *x *= 40.0;
+            }
+        }
+    }
+    m
+}
+
+/// That model through the page's `Run` on WebGPU and on the CPU, with one step kept in flight as the page does.
 #[wasm_bindgen_test]
-async fn shipped_model_run_matches_cpu_in_the_browser() {
+async fn sharp_attention_run_matches_cpu_in_the_browser() {
     use qlora_playground::web::{Run, Settings};
-    let base = qlora_playground::model::load_model_bytes(
-        include_str!("../www/models/shakespeare/config.json"),
-        include_bytes!("../www/models/shakespeare/model.safetensors"),
-    )
-    .unwrap();
+    let base = sharp();
     let s = Settings { steps: 20, batch: 1, seq: 32, ..Default::default() };
-    let gpu = Gpu::new().await.unwrap();
-    let mut on_gpu = Run::new(&base, s.clone(), None, Some(gpu)).unwrap();
+    let mut on_gpu = Run::new(&base, s.clone(), None, Some(Gpu::new().await.unwrap())).unwrap();
     let mut piped = Run::new(&base, s.clone(), None, Some(Gpu::new().await.unwrap())).unwrap();
     let mut on_cpu = Run::new(&base, s, None, None).unwrap();
     assert_eq!(on_gpu.backend(), "webgpu");
     let mut serial = Vec::new();
     for _ in 0..3 {
         let (c, g) = (on_cpu.step(false).await.unwrap(), on_gpu.step(false).await.unwrap());
-        assert!((c.loss - g.loss).abs() <= 1e-3, "step {}: cpu {} gpu {}", c.step, c.loss, g.loss);
+        assert!(c.loss.is_finite() && (c.loss - g.loss).abs() <= 1e-3, "step {}: cpu {} gpu {}", c.step, c.loss, g.loss);
         serial.push(g.loss);
     }
     // The page keeps one step in flight (mapAsync of one step's loss pending while the next is queued): the same

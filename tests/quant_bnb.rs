@@ -1,6 +1,7 @@
-//! The 4-bit formats reproduce bitsandbytes 0.50.2 bit for bit (../shared/reference/bnb_4bit_vectors.safetensors:
+//! The 4-bit formats reproduce bitsandbytes 0.50.2 bit for bit (tests/fixtures/bnb/bnb_4bit_vectors.safetensors:
 //! a 96×200 weight quantized with quantize_4bit on the CPU) — packed bytes, constants, double-quantization codes and
-//! dequantized values — and every format round-trips within its documented error.
+//! dequantized values — and every format round-trips within its documented error. The fixtures are committed and
+//! pinned by SHA-256; tests/fixtures/bnb/make_bnb_fixtures.py regenerates them from bitsandbytes.
 #![cfg(not(target_arch = "wasm32"))]
 
 use qlora_playground::quant::{codebooks, Format, QuantizedTensor, Scales, Storage, Stored};
@@ -8,8 +9,28 @@ use safetensors::SafeTensors;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-fn shared(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join(path)
+/// `sha256sum` of each committed fixture: a changed file must come with its new hash (and the script's run).
+const VECTORS: (&str, &str) =
+    ("bnb_4bit_vectors.safetensors", "8a3bec6fc74d333ca9c36645234b3d5b175790774004d43c8e689507671595f2");
+const CODEBOOKS: (&str, &str) = ("codebooks.json", "92d59911653cb1ed888333fc62939b3981ba8ad6eb12178e68b81431fe47f860");
+
+/// A fixture's bytes, after checking that they are the ones the hash pins.
+fn fixture((name, sha256): (&str, &str)) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join("bnb").join(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    assert_eq!(
+        sha256_hex(&bytes),
+        sha256,
+        "{} is not the committed fixture (regenerate it with make_bnb_fixtures.py and update the hash)",
+        path.display()
+    );
+    bytes
+}
+
+/// What `sha256sum` prints for `data`.
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 struct Vectors {
@@ -17,12 +38,8 @@ struct Vectors {
     u8s: HashMap<String, Vec<u8>>,
 }
 
-fn vectors() -> Option<Vectors> {
-    let path = shared("reference/bnb_4bit_vectors.safetensors");
-    let Ok(bytes) = std::fs::read(&path) else {
-        // ../shared sits beside every checkout and CI clone; say so loudly if it is ever missing.
-        panic!("reference vectors not found at {}", path.display());
-    };
+fn vectors() -> Vectors {
+    let bytes = fixture(VECTORS);
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let mut u8s = HashMap::new();
     for name in st.names() {
@@ -42,11 +59,11 @@ fn vectors() -> Option<Vectors> {
             )
         })
         .collect();
-    Some(Vectors { f32s, u8s })
+    Vectors { f32s, u8s }
 }
 
 fn check(prefix: &str, format: Format, dq: bool) {
-    let v = vectors().unwrap();
+    let v = vectors();
     let weight = &v.f32s["weight"];
     let q = QuantizedTensor::quantize(weight, Storage::new(format, dq).unwrap());
     let Stored::Packed4 { bytes, scales } = &q.stored else { panic!("4-bit format stores packed bytes") };
@@ -105,8 +122,7 @@ fn fp4_double_quant_matches_bitsandbytes() {
 
 #[test]
 fn codebooks_match_reference_file() {
-    let text = std::fs::read_to_string(shared("reference/codebooks.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&fixture(CODEBOOKS)).unwrap();
     let get = |k: &str| json[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect::<Vec<_>>();
     assert_eq!(get("nf4"), codebooks::NF4.to_vec());
     assert_eq!(

@@ -158,6 +158,16 @@ pub fn generation_accuracy(model: &Gpt2, adapters: Option<&Adapters>, examples: 
     })
 }
 
+/// The greedy answers to `examples`, counted (most frequent first): what a model answers, beside its accuracy.
+pub fn greedy_answers(model: &Gpt2, adapters: Option<&Adapters>, examples: &[Example]) -> Vec<(String, usize)> {
+    let greedy = Sampling { temperature: 0.0, top_k: 0, seed: 0 };
+    let longest = examples.iter().map(|e| e.answer.len()).max().unwrap_or(0);
+    tasks::answer_counts(examples.iter().map(|e| {
+        let out = generate(model, adapters, &encode(&e.prompt), longest + 1, greedy);
+        decode(&out).split('\n').next().unwrap_or("").to_string()
+    }))
+}
+
 /// The first index of the largest value (the same tie rule as greedy sampling).
 fn argmax(p: &[f32]) -> u32 {
     p.iter().enumerate().fold((0, f32::MIN), |b, (i, x)| if *x > b.1 { (i, *x) } else { b }).0 as u32

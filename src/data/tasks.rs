@@ -155,9 +155,64 @@ pub fn accuracy(examples: &[Example], mut answer_fn: impl FnMut(&Example) -> Str
     right as f64 / examples.len() as f64
 }
 
+/// Answer sets up to this size are closed (the model picks one of a few answers, as in "even"): chance is one in
+/// their number, and the page shows what the model answers.
+pub const CLOSED_ANSWER_SET: usize = 10;
+
+/// What an accuracy on `examples` is worth: chance, for a closed answer set, and the score of always giving the most
+/// common answer (for "even", 50 % either way: a model that says "no" to everything scores it).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Baseline {
+    /// One in the number of distinct answers, when there are at most [`CLOSED_ANSWER_SET`]; else None (open answers,
+    /// chance is about zero).
+    pub chance: Option<f64>,
+    pub majority_answer: String,
+    pub majority: f64,
+}
+
+/// The [`Baseline`] of a validation set (None when it is empty).
+pub fn baseline(examples: &[Example]) -> Option<Baseline> {
+    let counts = answer_counts(examples.iter().map(|e| e.answer.clone()));
+    let (majority_answer, top) = counts.first()?.clone();
+    Some(Baseline {
+        chance: (counts.len() <= CLOSED_ANSWER_SET).then(|| 1.0 / counts.len() as f64),
+        majority_answer,
+        majority: top as f64 / examples.len() as f64,
+    })
+}
+
+/// How often each answer occurs, most frequent first (ties in alphabetical order).
+pub fn answer_counts(answers: impl IntoIterator<Item = String>) -> Vec<(String, usize)> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for a in answers {
+        match counts.iter_mut().find(|(x, _)| *x == a) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((a, 1)),
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    counts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_baseline_is_chance_and_the_majority_answer() {
+        let even = Task::Even.examples(3, true, 50);
+        let b = baseline(&even).unwrap();
+        assert_eq!(b.chance, Some(0.5));
+        let yes = even.iter().filter(|e| e.answer == "yes").count();
+        let top = yes.max(50 - yes);
+        assert_eq!(b.majority, top as f64 / 50.0);
+        assert_eq!(accuracy(&even, |_| b.majority_answer.clone()), b.majority, "always the majority answer scores it");
+        let add = baseline(&Task::Add.examples(3, true, 50)).unwrap();
+        assert_eq!(add.chance, None, "add's answers are open");
+        assert!(add.majority < 0.2);
+        assert_eq!(baseline(&[]), None);
+        assert_eq!(answer_counts(["b", "a", "b"].map(String::from)), [("b".to_string(), 2), ("a".to_string(), 1)]);
+    }
 
     #[test]
     fn splits_are_disjoint_and_deterministic() {

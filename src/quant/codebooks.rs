@@ -1,6 +1,6 @@
 //! Codebooks of bitsandbytes, exactly as its `get_4bit_type("nf4")`, `get_4bit_type("fp4")` and
-//! `create_dynamic_map(signed=True)` produce them (values are the f32 numbers bitsandbytes stores; a test checks
-//! them against ../shared/reference/codebooks.json when that file is present).
+//! `create_dynamic_map(signed=True)` produce them (values are the f32 numbers bitsandbytes stores; tests/quant_bnb.rs
+//! checks them against tests/fixtures/bnb/codebooks.json, which tests/fixtures/bnb/make_bnb_fixtures.py writes).
 
 // The literals are the shortest decimal forms bitsandbytes prints; each parses to the exact f32 it stores.
 #![allow(clippy::excessive_precision)]

@@ -7,12 +7,13 @@ use super::checkpoint::Checkpoint;
 use super::inspect::weight_histogram;
 use super::pool::on_pool;
 use super::session::{accounting_of, check_memory_budget, Run, MAX_GENERATED, PAGE_MEMORY_BUDGET};
-use super::settings::{parse_query, Settings};
+use super::settings::{method_for_format, parse_query, Problem, Settings};
 use super::snippet::peft_snippet;
 use crate::cpu::{products, Generation, Sampling};
 use crate::data::{decode, encode};
 use crate::gpu::Gpu;
 use crate::model::{load_model_bytes, Gpt2, Linear, ModelConfig};
+use crate::quant::{Format, Storage};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -98,6 +99,8 @@ struct Started {
     notice: Option<String>,
     trainable: usize,
     measured: Option<Vec<(String, u64)>>,
+    /// Chance and the majority answer's score, beside accuracy (tasks only).
+    baseline: Option<crate::data::tasks::Baseline>,
 }
 
 /// A run continued from a saved state: where it starts, and the `run.json` of an imported archive (the page's
@@ -159,7 +162,13 @@ async fn gpu_if(use_gpu: bool) -> (Option<Gpu>, Option<String>) {
 }
 
 fn started(run: &Run, notice: Option<String>) -> Started {
-    Started { backend: run.backend(), notice, trainable: run.trainable(), measured: run.measured_memory() }
+    Started {
+        backend: run.backend(),
+        notice,
+        trainable: run.trainable(),
+        measured: run.measured_memory(),
+        baseline: run.baseline(),
+    }
 }
 
 fn config_from(config_json: &str) -> Result<ModelConfig, JsError> {
@@ -184,6 +193,62 @@ pub fn to_query(config_json: &str, settings: JsValue) -> Result<String, JsError>
     let s = settings_from(settings)?;
     s.validate(&config_from(config_json)?).map_err(err)?;
     Ok(s.to_query())
+}
+
+/// What [`settle_settings`] answers: settings the engine can use and each problem, named by its control.
+#[derive(Serialize)]
+struct Settled {
+    settings: Settings,
+    problems: Vec<Problem>,
+}
+
+/// The settings with each faulty one replaced by its default, and a message per fault naming its control: the page
+/// shows the message at that control and keeps every other number live.
+#[wasm_bindgen(js_name = settleSettings)]
+pub fn settle_settings(config_json: &str, settings: JsValue) -> Result<JsValue, JsError> {
+    let (settings, problems) = settings_from(settings)?.settle(&config_from(config_json)?);
+    to_js(&Settled { settings, problems })
+}
+
+/// One way to store the frozen base, as the page explains and offers it.
+#[derive(Serialize)]
+struct BaseFormat {
+    name: &'static str,
+    /// Stored block-wise with an absmax per block (the formats QLoRA's base uses).
+    quantized: bool,
+    /// Double quantization applies (bitsandbytes' 4-bit types).
+    double_quant: bool,
+    /// The method whose base this format is: `qlora` for quantized formats, `lora` for 16/32-bit ones.
+    method: &'static str,
+    /// Bits per weight of this model's largest block matrix, constants included; and with double quantization.
+    bits: f64,
+    bits_dq: Option<f64>,
+}
+
+/// The base formats with the facts the page's controls follow (which method, whether double quantization applies)
+/// and its explanation quotes (bits per weight of this model's matrices, the block sizes).
+#[wasm_bindgen(js_name = baseFormats)]
+pub fn base_formats(config_json: &str) -> Result<JsValue, JsError> {
+    let c = config_from(config_json)?;
+    let n = (4 * c.n_embd * c.n_embd) as u64;
+    let formats: Vec<BaseFormat> = Format::ALL
+        .into_iter()
+        .map(|f| BaseFormat {
+            name: f.name(),
+            quantized: f.is_blockwise(),
+            double_quant: f.supports_double_quant(),
+            method: method_for_format(f).name(),
+            bits: Storage { format: f, double_quant: false }.bits_per_param(n),
+            bits_dq: f.supports_double_quant().then(|| Storage { format: f, double_quant: true }.bits_per_param(n)),
+        })
+        .collect();
+    #[derive(Serialize)]
+    struct Formats {
+        formats: Vec<BaseFormat>,
+        block: usize,
+        nested_block: usize,
+    }
+    to_js(&Formats { formats, block: crate::quant::BLOCK, nested_block: crate::quant::NESTED_BLOCK })
 }
 
 /// Trainable parameters, memory by category (this configuration and full/LoRA/QLoRA), and the scale-up rows —

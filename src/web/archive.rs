@@ -62,9 +62,12 @@ pub fn export_run(
     run_json: &str,
     user_text: Option<&str>,
 ) -> Result<Vec<u8>> {
-    serde_json::from_str::<serde_json::Value>(run_json).map_err(|e| Error::new(format!("run.json: {e}")))?;
+    let run: serde_json::Value = serde_json::from_str(run_json).map_err(|e| Error::new(format!("run.json: {e}")))?;
     let adapter = weights.iter().any(|(n, _)| *n == "adapter_config.json");
-    let readme = readme(adapter);
+    let settings = &run["settings"];
+    let base = (settings["method"] == "qlora")
+        .then(|| (settings["format"].as_str().unwrap_or("nf4").to_string(), settings["dq"].as_bool().unwrap_or(false)));
+    let readme = readme(adapter, base);
     let mut files: Vec<(&str, &[u8])> =
         vec![(README, readme.as_bytes()), (RUN_JSON, run_json.as_bytes()), (STATE, state)];
     files.extend(weights.iter().map(|(n, b)| (*n, b.as_slice())));
@@ -74,15 +77,34 @@ pub fn export_run(
     write_archive(&files)
 }
 
-fn readme(adapter: bool) -> String {
+/// How to load the frozen base as a QLoRA run's was stored, in bitsandbytes' words (`base`: format and double
+/// quantization of a QLoRA run).
+fn bitsandbytes_hint(base: Option<(String, bool)>) -> String {
+    match base {
+        Some((f, dq)) if f == "nf4" || f == "fp4" => format!(
+            "    This QLoRA run kept its base in {f}{}: load it the same way to evaluate it exactly as the playground did,\n    \
+             BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"{f}\", bnb_4bit_use_double_quant={}).\n",
+            if dq { " with double quantization" } else { "" },
+            if dq { "True" } else { "False" }
+        ),
+        Some((f, _)) => format!(
+            "    This QLoRA run kept its base in {f} (absmax per block of 64), a format bitsandbytes does not offer in this\n    \
+             form: loaded in fp32 the base differs from the playground's by that rounding.\n"
+        ),
+        None => String::new(),
+    }
+}
+
+fn readme(adapter: bool, base: Option<(String, bool)>) -> String {
     let weights = if adapter {
-        "adapter_config.json, adapter_model.safetensors\n    A PEFT LoRA adapter for the playground's GPT-2 base (config.json of its model directory). In Python:\n\n        \
-         from transformers import AutoModelForCausalLM\n        from peft import PeftModel\n        \
-         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE_DIR), UNZIPPED_DIR)\n\n    \
-         For a QLoRA run, load the base in 4 bits (BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"nf4\"))\n    \
-         to train and evaluate it exactly as the playground did.\n"
+        format!(
+            "adapter_config.json, adapter_model.safetensors\n    A PEFT LoRA adapter for the playground's GPT-2 base (config.json of its model directory). In Python:\n\n        \
+             from transformers import AutoModelForCausalLM\n        from peft import PeftModel\n        \
+             model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE_DIR), UNZIPPED_DIR)\n\n{}",
+            bitsandbytes_hint(base)
+        )
     } else {
-        "config.json, model.safetensors\n    The fully fine-tuned model, a transformers directory: AutoModelForCausalLM.from_pretrained(UNZIPPED_DIR).\n"
+        "config.json, model.safetensors\n    The fully fine-tuned model, a transformers directory: AutoModelForCausalLM.from_pretrained(UNZIPPED_DIR).\n".into()
     };
     format!(
         "A run exported by qlora-playground.\n\n\

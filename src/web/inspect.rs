@@ -179,7 +179,8 @@ pub fn weight_histogram(model: &Gpt2, layer: usize, linear: Linear, bins: usize)
             levels: (-7..=7).map(|k| k as f32 / 7.0).collect(),
         }))
         .collect();
-    let errors = [Format::Fp16, Format::Bf16, Format::Int8, Format::Int4, Format::Fp4, Format::Nf4]
+    // fp32 first: the reference every error is measured against (0 by definition), with its 32 bits per weight.
+    let errors = Format::ALL
         .into_iter()
         .flat_map(|f| [(f, false), (f, true)])
         .filter(|(f, dq)| !*dq || f.supports_double_quant())
@@ -251,6 +252,7 @@ mod tests {
         assert_eq!(h.counts.iter().sum::<u32>() as usize, 64 * 256);
         let err = |f: &str| h.errors.iter().find(|e| e.format == f).unwrap().rmse;
         assert!(err("nf4") < err("int4") && err("int8") < err("nf4") && err("fp16") < err("int8"));
+        assert_eq!((h.errors[0].format.as_str(), h.errors[0].rmse, h.errors[0].bits_per_param), ("fp32", 0.0, 32.0));
         assert_eq!(h.levels[0].levels.len(), 16);
     }
 }

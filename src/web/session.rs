@@ -6,7 +6,7 @@ use super::checkpoint::{base_fingerprint, Checkpoint};
 use super::pool::on_pool;
 use super::settings::{RunSpec, Settings};
 use crate::accounting::{self, AdapterSpec, Arch, MemMethod, Memory, MemoryQuery};
-use crate::cpu::eval::greedy_accuracy;
+use crate::cpu::eval::{greedy_accuracy, greedy_answers};
 use crate::cpu::{Generation, Method, Sampling, StepStats, Trainer};
 use crate::data::tasks::{self, FineTuneData, Source};
 use crate::data::{decode, encode, sample_batch};
@@ -220,8 +220,11 @@ pub struct Validation {
     pub val_loss: f64,
     /// Exact-match accuracy on held-out examples (generated tasks only).
     pub accuracy: Option<f64>,
-    /// With the article's "quantized adapters": the same validation loss with A and B rounded through that format.
+    /// With the claim that QLoRA quantizes the adapters: the same validation loss with A and B rounded through that
+    /// format.
     pub val_loss_adapter_rounded: Option<f64>,
+    /// The greedy answers to the held-out questions, counted, for tasks with a closed answer set ("even").
+    pub answers: Option<Vec<(String, usize)>>,
 }
 
 /// Where a run returns to when it diverges: trainable parameters, AdamW moments and the step count.
@@ -607,6 +610,11 @@ impl Run {
         Ok(())
     }
 
+    /// What the accuracy is worth: chance and the majority answer's score on the held-out examples (tasks only).
+    pub fn baseline(&self) -> Option<tasks::Baseline> {
+        self.data.task.and(tasks::baseline(&self.data.val_examples))
+    }
+
     /// Validation loss on fixed windows of the held-out text, accuracy on held-out examples, and — when the settings
     /// ask for the article's adapter storage — the loss with the adapters rounded through it.
     pub async fn validate(&mut self) -> Result<Validation> {
@@ -645,7 +653,10 @@ impl Run {
             }
             _ => None,
         };
-        Validation { step, val_loss, accuracy, val_loss_adapter_rounded }
+        let closed = self.baseline().is_some_and(|b| b.chance.is_some());
+        let (cpu, data) = (&self.cpu, &self.data);
+        let answers = closed.then(|| on_pool(|| greedy_answers(&cpu.model, cpu.adapters.as_ref(), &data.val_examples)));
+        Validation { step, val_loss, accuracy, val_loss_adapter_rounded, answers }
     }
 
     /// Mean loss of the CPU trainer over the validation batches.

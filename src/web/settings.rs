@@ -83,76 +83,151 @@ pub const SETTING_NAMES: [&str; 15] = [
     "task", "data",
 ];
 
+/// A setting that cannot be used as it is: the control (and link parameter) it belongs to, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    /// A name from [`SETTING_NAMES`].
+    pub field: String,
+    pub message: String,
+}
+
+impl Problem {
+    fn new(field: &str, message: impl Into<String>) -> Problem {
+        Problem { field: field.into(), message: message.into() }
+    }
+}
+
+/// `Err(Problem)` for `field` unless `cond` holds.
+fn require(cond: bool, field: &str, message: impl FnOnce() -> String) -> std::result::Result<(), Problem> {
+    if cond {
+        Ok(())
+    } else {
+        Err(Problem::new(field, message()))
+    }
+}
+
+/// Why `method` cannot train on a base stored as `format`, if it cannot: full fine-tuning trains fp32 weights, LoRA
+/// keeps a 16/32-bit frozen base, QLoRA a quantized one.
+pub fn method_format_conflict(method: Method, format: Format) -> Option<String> {
+    let quantized = format.is_blockwise();
+    match method {
+        Method::Full if format != Format::Fp32 => {
+            Some(format!("full fine-tuning trains the base weights themselves, so they stay fp32 (not {format})"))
+        }
+        Method::Lora if quantized => {
+            Some(format!("LoRA keeps its frozen base in 16 or 32 bits; a {format} base is QLoRA (method=qlora)"))
+        }
+        Method::Qlora if !quantized => Some(format!(
+            "QLoRA keeps its frozen base quantized (int8, int4, fp4 or nf4); an {format} base is LoRA (method=lora)"
+        )),
+        _ => None,
+    }
+}
+
+/// The method a base format belongs to when only the format is chosen: quantized formats are QLoRA's, 16/32-bit
+/// ones LoRA's.
+pub fn method_for_format(format: Format) -> Method {
+    if format.is_blockwise() {
+        Method::Qlora
+    } else {
+        Method::Lora
+    }
+}
+
+/// Whether a base stored as `format` gets double quantization unless told otherwise: wherever it applies, as in the
+/// QLoRA paper's recipe.
+pub fn default_double_quant(format: Format) -> bool {
+    format.supports_double_quant()
+}
+
 impl Settings {
     /// Checks every setting against the model and returns the engine's view of them; the first problem is the error.
     pub fn validate(&self, model: &ModelConfig) -> Result<RunSpec> {
-        let method: Method = self.method.parse()?;
-        let format: Format = self.format.parse()?;
+        self.check(model).map_err(|p| Error::new(p.message))
+    }
+
+    /// [`Settings::validate`], naming the setting at fault.
+    pub fn check(&self, model: &ModelConfig) -> std::result::Result<RunSpec, Problem> {
+        let method: Method = self.method.parse().map_err(|e: Error| Problem::new("method", e.to_string()))?;
+        let format: Format = self.format.parse().map_err(|e: Error| Problem::new("format", e.to_string()))?;
+        if let Some(why) = method_format_conflict(method, format) {
+            return Err(Problem::new("format", why));
+        }
         let storage = match method {
             Method::Full => {
-                ensure!(
-                    format == Format::Fp32 && !self.dq,
-                    "full fine-tuning trains the base weights themselves, so they stay fp32; the base format applies to LoRA and QLoRA"
-                );
+                require(!self.dq, "dq", || {
+                    "double quantization applies to a quantized base, not to full fine-tuning".into()
+                })?;
                 Storage::FP32
             }
-            _ => Storage::new(format, self.dq)?,
+            _ => Storage::new(format, self.dq).map_err(|e| Problem::new("dq", e.to_string()))?,
         };
-        ensure!(self.r >= 1 && self.r <= MAX_RANK, "rank r must be between 1 and {MAX_RANK} (got {})", self.r);
-        ensure!(
-            self.alpha.is_finite() && self.alpha > 0.0 && self.alpha <= 1024.0,
-            "alpha must be a number in (0, 1024] (got {})",
-            self.alpha
-        );
+        require(self.r >= 1 && self.r <= MAX_RANK, "r", || {
+            format!("rank r must be between 1 and {MAX_RANK} (got {})", self.r)
+        })?;
+        require(self.alpha.is_finite() && self.alpha > 0.0 && self.alpha <= 1024.0, "alpha", || {
+            format!("alpha must be a number in (0, 1024] (got {})", self.alpha)
+        })?;
         let lora = match method {
             Method::Full => None,
             _ => {
-                ensure!(!self.targets.is_empty(), "choose at least one matrix to adapt (q, k, v, o, fc or proj)");
-                let targets: Vec<Target> = parse_targets(&self.targets.join(","))?;
+                require(!self.targets.is_empty(), "targets", || {
+                    "choose at least one matrix to adapt (q, k, v, o, fc or proj)".into()
+                })?;
+                let targets: Vec<Target> =
+                    parse_targets(&self.targets.join(",")).map_err(|e| Problem::new("targets", e.to_string()))?;
                 let mut cfg = LoraConfig::uniform(&targets, self.r, self.alpha);
-                let ranks = self.target_ranks()?;
+                let ranks = self.target_ranks().map_err(|e| Problem::new("ranks", e.to_string()))?;
                 for (target, rank) in &mut cfg.targets {
                     *rank = ranks.iter().find(|(t, _)| t == target.name()).map_or(self.r, |(_, r)| *r);
                 }
-                cfg.validate(model.n_embd)?;
+                cfg.validate(model.n_embd).map_err(|e| Problem::new("r", e.to_string()))?;
                 Some(cfg)
             }
         };
         let adapter_storage = match self.adapter_storage.as_str() {
             "none" | "" => None,
             "fp16" | "int4" => {
-                ensure!(method != Method::Full, "adapter storage applies to LoRA and QLoRA adapters");
-                Some(Storage::new(self.adapter_storage.parse()?, false)?)
+                require(method != Method::Full, "astore", || {
+                    "adapter storage applies to LoRA and QLoRA adapters".into()
+                })?;
+                let f: Format =
+                    self.adapter_storage.parse().map_err(|e: Error| Problem::new("astore", e.to_string()))?;
+                Some(Storage::new(f, false).map_err(|e| Problem::new("astore", e.to_string()))?)
             }
-            other => return Err(Error::new(format!("unknown adapter storage {other:?}; expected none, fp16 or int4"))),
+            other => {
+                return Err(Problem::new(
+                    "astore",
+                    format!("unknown adapter storage {other:?}; expected none, fp16 or int4"),
+                ))
+            }
         };
-        ensure!(
-            self.batch >= 1 && self.batch <= MAX_BATCH,
-            "batch must be between 1 and {MAX_BATCH} (got {})",
-            self.batch
-        );
-        ensure!(
-            self.seq >= 8 && self.seq <= model.n_positions,
-            "sequence length must be between 8 and the model's context of {} (got {})",
-            model.n_positions,
-            self.seq
-        );
-        ensure!(
-            self.steps >= 1 && self.steps <= MAX_STEPS,
-            "steps must be between 1 and {MAX_STEPS} (got {})",
-            self.steps
-        );
-        ensure!(
-            self.lr.is_finite() && self.lr > 0.0 && self.lr <= 1.0,
-            "learning rate must be a number in (0, 1] (got {})",
-            self.lr
-        );
-        ensure!(
+        require(self.batch >= 1 && self.batch <= MAX_BATCH, "batch", || {
+            format!("batch must be between 1 and {MAX_BATCH} (got {})", self.batch)
+        })?;
+        require(self.seq >= 8 && self.seq <= model.n_positions, "seq", || {
+            format!(
+                "sequence length must be between 8 and the model's context of {} (got {})",
+                model.n_positions, self.seq
+            )
+        })?;
+        require(self.steps >= 1 && self.steps <= MAX_STEPS, "steps", || {
+            format!("steps must be between 1 and {MAX_STEPS} (got {})", self.steps)
+        })?;
+        require(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 1.0, "lr", || {
+            format!("learning rate must be a number in (0, 1] (got {})", self.lr)
+        })?;
+        require(
             self.task == "text" || TextTask::parse(&self.task).is_some() || Task::parse(&self.task).is_ok(),
-            "unknown task {:?}; built-in tasks: {}, or text (your own)",
-            self.task,
-            crate::data::tasks::all_names()
-        );
+            "task",
+            || {
+                format!(
+                    "unknown task {:?}; built-in tasks: {}, or text (your own)",
+                    self.task,
+                    crate::data::tasks::all_names()
+                )
+            },
+        )?;
         let optim = OptimConfig {
             lr: self.lr,
             min_lr: self.lr / 10.0,
@@ -162,6 +237,63 @@ impl Settings {
             grad_clip: 1.0,
         };
         Ok(RunSpec { method, storage, lora, adapter_storage, optim, batch: self.batch, seq: self.seq, seed: self.seed })
+    }
+
+    /// Every problem of these settings, each with the setting at fault, and settings the engine can use: each
+    /// faulty setting replaced by its default (the page keeps every other number live while one control is wrong).
+    pub fn settle(&self, model: &ModelConfig) -> (Settings, Vec<Problem>) {
+        let mut usable = self.clone();
+        let mut problems: Vec<Problem> = Vec::new();
+        // Each round fixes one setting; there are fewer settings than rounds.
+        for _ in 0..=SETTING_NAMES.len() {
+            match usable.check(model) {
+                Ok(_) => return (usable, problems),
+                Err(p) => {
+                    if problems.iter().any(|q| q.field == p.field) {
+                        break;
+                    }
+                    usable.reset(&p.field);
+                    problems.push(p);
+                }
+            }
+        }
+        // Not reached with the checks above; if a future check cannot be fixed field by field, start over.
+        (Settings::default(), problems)
+    }
+
+    /// Puts one setting back to what it follows from (the method's base format, the format's double quantization)
+    /// or to its default.
+    fn reset(&mut self, field: &str) {
+        let d = Settings::default();
+        let method = self.method.parse::<Method>().ok();
+        match field {
+            "method" => {
+                self.method = d.method;
+                if let Ok(f) = self.format.parse::<Format>() {
+                    self.method = method_for_format(f).name().into();
+                }
+            }
+            "format" => {
+                let f = method.map_or(Format::Nf4, Method::default_format);
+                self.format = f.name().into();
+                self.dq = method != Some(Method::Full) && default_double_quant(f);
+            }
+            "dq" => self.dq = false,
+            "r" => self.r = d.r,
+            "alpha" => self.alpha = d.alpha,
+            "targets" => {
+                self.targets = d.targets;
+                self.ranks.clear();
+            }
+            "ranks" => self.ranks.clear(),
+            "astore" => self.adapter_storage = d.adapter_storage,
+            "batch" => self.batch = d.batch,
+            "seq" => self.seq = d.seq,
+            "steps" => self.steps = d.steps,
+            "lr" => self.lr = d.lr,
+            "task" => self.task = d.task,
+            _ => *self = d,
+        }
     }
 
     /// The rank of every chosen target: `r`, or its entry in `ranks`. An entry for a target that is not chosen, a
@@ -262,8 +394,11 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
         errors.push(format!("the link's query is {} characters long; it was ignored", query.len()));
         return out;
     }
+    // Settings the link gives (and that were good); the others follow from them.
+    let mut given: Vec<String> = Vec::new();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         let value = value.trim();
+        let errors_before = errors.len();
         let shown: String = value.chars().take(40).collect();
         let bad = |what: &str| format!("link parameter {key}={shown:?} ignored: {what}");
         match key.as_ref() {
@@ -361,14 +496,62 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
                 errors.push(format!("unknown link parameter {k:?} ignored"));
             }
         }
+        if errors.len() == errors_before {
+            given.push(key.into_owned());
+        }
     }
-    // Each value was fine alone; a combination may still not be (full fine-tuning of an nf4 base, a rank above the
-    // model's width): report it and fall back to the defaults for the method's storage.
-    if let Err(e) = s.validate(model) {
-        errors.push(format!("the link's settings do not fit together ({e}); defaults used instead"));
-        *s = Settings::default();
+    let given = |k: &str| given.iter().any(|g| g == k);
+    follow_the_links_base(s, given("method"), given("format"), given("dq"), errors);
+    if s.method == "full" && s.adapter_storage != "none" {
+        errors.push(format!(
+            "link parameter astore={} ignored: full fine-tuning has no adapters to store",
+            s.adapter_storage
+        ));
+        s.adapter_storage = "none".into();
     }
+    // Each value was fine alone; a combination may still not be (a rank for a matrix the link does not adapt):
+    // report the parameter at fault and drop only it.
+    let (settled, problems) = s.settle(model);
+    for p in problems {
+        errors.push(format!("link parameter {} ignored: {}", p.field, p.message));
+    }
+    *s = settled;
     out
+}
+
+/// A link names some of method, base format and double quantization; the others follow from what it names, as the
+/// page's controls follow each other: `format=int4` is QLoRA on int4 (no double quantization, which int4 lacks),
+/// `format=fp16` LoRA on fp16, `method=full` an fp32 base. Only an explicit contradiction (`method=lora&format=nf4`,
+/// `format=int4&dq=1`) is reported, and only the parameter at fault is dropped.
+fn follow_the_links_base(
+    s: &mut Settings,
+    method_given: bool,
+    format_given: bool,
+    dq_given: bool,
+    errors: &mut Vec<String>,
+) {
+    let mut method: Method = s.method.parse().unwrap_or(Method::Qlora);
+    let mut format: Format = s.format.parse().unwrap_or(Format::Nf4);
+    if format_given && !method_given {
+        method = method_for_format(format);
+    } else if method_given && !format_given {
+        format = method.default_format();
+    } else if let Some(why) = method_format_conflict(method, format) {
+        errors.push(format!("link parameter format={format} ignored: {why}"));
+        format = method.default_format();
+    }
+    let dq_applies = method != Method::Full && format.supports_double_quant();
+    if !dq_given {
+        s.dq = dq_applies && default_double_quant(format);
+    } else if s.dq && !dq_applies {
+        errors.push(format!(
+            "link parameter dq=1 ignored: double quantization applies to fp4 and nf4 bases, not to {}",
+            if method == Method::Full { "full fine-tuning's fp32 weights".to_string() } else { format!("{format}") }
+        ));
+        s.dq = false;
+    }
+    s.method = method.name().into();
+    s.format = format.name().into();
 }
 
 #[cfg(test)]
@@ -419,16 +602,104 @@ mod tests {
         assert!(p.errors[0].contains("5009 characters long"), "{}", p.errors[0]);
     }
 
+    /// (method, format, dq) a link opens.
+    fn base_of(query: &str) -> (String, String, bool, Vec<String>) {
+        let p = parse_query(query, &cfg());
+        (p.settings.method, p.settings.format, p.settings.dq, p.errors)
+    }
+
     #[test]
-    fn combinations_that_do_not_fit_fall_back_to_defaults() {
-        let p = parse_query("method=full&format=nf4", &cfg());
-        assert_eq!(p.settings, Settings::default());
-        assert_eq!(p.errors.len(), 1);
-        assert!(p.errors[0].contains("full fine-tuning"), "{}", p.errors[0]);
+    fn links_set_what_they_name_and_the_rest_follows() {
+        let open = |q: &str| {
+            let (m, f, dq, errors) = base_of(q);
+            assert!(errors.is_empty(), "{q}: {errors:?}");
+            (m, f, dq)
+        };
+        let want = |m: &str, f: &str, dq: bool| (m.to_string(), f.to_string(), dq);
+        assert_eq!(open(""), want("qlora", "nf4", true));
+        assert_eq!(open("format=fp16"), want("lora", "fp16", false));
+        assert_eq!(open("format=bf16"), want("lora", "bf16", false));
+        assert_eq!(open("format=fp32"), want("lora", "fp32", false));
+        assert_eq!(open("format=int4"), want("qlora", "int4", false));
+        assert_eq!(open("format=int8"), want("qlora", "int8", false));
+        assert_eq!(open("format=fp4"), want("qlora", "fp4", true));
+        assert_eq!(open("format=nf4&dq=0"), want("qlora", "nf4", false));
+        assert_eq!(open("method=lora"), want("lora", "fp32", false));
+        assert_eq!(open("method=lora&format=fp16"), want("lora", "fp16", false));
+        assert_eq!(open("method=qlora&format=int4"), want("qlora", "int4", false));
+        assert_eq!(open("method=full"), want("full", "fp32", false));
+        assert_eq!(open("method=full&format=fp32&dq=0"), want("full", "fp32", false));
+        // Links the page wrote before formats and methods followed each other still open.
+        assert_eq!(open("format=fp16&dq=0"), want("lora", "fp16", false));
+    }
+
+    #[test]
+    fn a_contradiction_drops_only_the_parameter_at_fault() {
+        for (q, want, names) in [
+            ("format=int4&dq=1&r=4", ("qlora", "int4", false), "dq=1"),
+            ("format=int8&dq=1", ("qlora", "int8", false), "dq=1"),
+            ("method=full&dq=1", ("full", "fp32", false), "dq=1"),
+            ("method=lora&format=nf4&r=4", ("lora", "fp32", false), "format=nf4"),
+            ("method=qlora&format=fp16&r=4", ("qlora", "nf4", true), "format=fp16"),
+            ("method=full&format=nf4&r=4", ("full", "fp32", false), "format=nf4"),
+        ] {
+            let p = parse_query(q, &cfg());
+            let got = (p.settings.method.as_str(), p.settings.format.as_str(), p.settings.dq);
+            assert_eq!(got, want, "{q}");
+            assert_eq!(p.errors.len(), 1, "{q}: {:?}", p.errors);
+            assert!(p.errors[0].contains(names), "{q}: {}", p.errors[0]);
+            if q.contains("r=4") {
+                assert_eq!(p.settings.r, 4, "{q}: the rest of the link is kept");
+            }
+        }
+        let p = parse_query("method=full&astore=fp16&seed=3", &cfg());
+        assert_eq!((p.settings.adapter_storage.as_str(), p.settings.seed, p.errors.len()), ("none", 3, 1));
+        assert!(p.errors[0].contains("astore=fp16"), "{}", p.errors[0]);
+        let p = parse_query("targets=q,v&ranks=fc:4&r=2", &cfg());
+        assert_eq!((p.settings.ranks.as_str(), p.settings.r, p.errors.len()), ("", 2, 1), "{:?}", p.errors);
+        assert!(p.errors[0].contains("ranks") && p.errors[0].contains("not adapted"), "{}", p.errors[0]);
         let p = parse_query("method=full&format=fp32&dq=0&embed=1&hide=method,r", &cfg());
         assert!(p.errors.is_empty(), "{:?}", p.errors);
-        assert_eq!(p.settings.method, "full");
         assert_eq!(p.page, PageOptions { embed: true, hide: vec!["method".into(), "r".into()], backend: None });
+    }
+
+    #[test]
+    fn every_format_follows_into_a_method_that_accepts_it() {
+        for f in Format::ALL {
+            let m = method_for_format(f);
+            assert_eq!(method_format_conflict(m, f), None, "{f}");
+            let other = if m == Method::Lora { Method::Qlora } else { Method::Lora };
+            assert!(method_format_conflict(other, f).is_some(), "{f} under {other}");
+            assert_eq!(method_format_conflict(Method::Full, f).is_some(), f != Format::Fp32, "{f} under full");
+            let s = Settings {
+                method: m.name().into(),
+                format: f.name().into(),
+                dq: default_double_quant(f),
+                ..Default::default()
+            };
+            s.validate(&cfg()).unwrap();
+        }
+        for m in [Method::Full, Method::Lora, Method::Qlora] {
+            assert_eq!(method_format_conflict(m, m.default_format()), None, "{m}");
+        }
+    }
+
+    #[test]
+    fn settling_names_each_bad_setting_and_keeps_the_others() {
+        let s = Settings { lr: 0.0, r: 4, targets: vec![], seq: 9999, ..Default::default() };
+        let (usable, problems) = s.settle(&cfg());
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["targets", "seq", "lr"]);
+        assert_eq!(usable.r, 4, "a good setting stays");
+        assert_eq!((usable.lr, usable.seq), (Settings::default().lr, Settings::default().seq));
+        usable.validate(&cfg()).unwrap();
+        let s = Settings { format: "int4".into(), dq: true, ..Default::default() };
+        let (usable, problems) = s.settle(&cfg());
+        assert_eq!(
+            (problems.len(), problems[0].field.as_str(), usable.dq, usable.format.as_str()),
+            (1, "dq", false, "int4")
+        );
+        assert!(Settings::default().settle(&cfg()).1.is_empty());
     }
 
     #[test]

@@ -3,8 +3,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { PAGE_URL, attr, launch, modelLoaded, open } from './harness.mjs';
 import { playgroundTests } from './playground.mjs';
+import { toggleTests } from './toggles.mjs';
 
 playgroundTests('cpu');
+toggleTests('cpu');
 
 /// Trains 6 small steps on the CPU executor; returns what the page says about its threads and SIMD, and the losses.
 /// `isolated: false` strips the cross-origin isolation headers; `withoutRelaxed` makes the relaxed-SIMD builds

@@ -90,7 +90,7 @@ test('cpu: a run exports as a zip with a PEFT adapter, and imports into another 
   await waitStep(page, 3);
   const step = await pauseAndSave(page);
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=export-run]')]);
-  assert.equal(download.suggestedFilename(), `qlora-run-qlora-r4-nf4-step${step}.zip`);
+  assert.equal(download.suggestedFilename(), `qlora-run-qlora-r4-nf4-dq-step${step}.zip`);
   // Kept outside the browser context, which deletes its downloads when it closes.
   const zipPath = join(mkdtempSync(join(tmpdir(), 'qlora-export-')), download.suggestedFilename());
   await download.saveAs(zipPath);

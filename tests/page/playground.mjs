@@ -21,7 +21,7 @@ export function playgroundTests(backend) {
   test(`${backend}: the page says where it trains, and changing r updates trainable parameters at once`, async () => {
     const { page, context, errors } = await open(browser, '?method=lora&format=fp32&dq=0');
     assert.equal(await text(page, 'backend'), backend);
-    if (!webgpu) assert.match(await page.textContent('#notice'), /CPU executor/);
+    if (!webgpu) assert.match(await page.textContent('#notice'), /Training runs on your processor/);
     for (const r of [1, 4, 64]) {
       await page.fill('[data-testid=rank]', String(r));
       await page.dispatchEvent('[data-testid=rank]', 'input');
@@ -31,14 +31,18 @@ export function playgroundTests(backend) {
     await page.uncheck('[data-testid=targets-fc]');
     await page.waitForFunction((w) => document.querySelector('[data-testid=trainable-params]').dataset.value === String(w),
       expectedTrainable(CONFIG, 64, ['q', 'k', 'v', 'o', 'proj']));
-    // An impossible value is refused with a message, the last good numbers stay, and fixing it clears the message.
+    // An impossible value is refused at its control, the numbers stay live, and fixing it clears the message.
     await page.fill('[data-testid=alpha]', '-3');
     await page.dispatchEvent('[data-testid=alpha]', 'change');
-    await page.waitForFunction(() => /alpha must be/.test(document.querySelector('[data-testid=error]').textContent));
+    await page.waitForFunction(() => /alpha must be/.test(document.querySelector('[data-testid=field-error][data-for=alpha]')?.textContent));
     assert.equal(await attr(page, 'trainable-params'), String(expectedTrainable(CONFIG, 64, ['q', 'k', 'v', 'o', 'proj'])));
+    assert.ok(await page.isHidden('[data-testid=error]'));
+    assert.ok(await page.isDisabled('[data-testid=train]'));
+    assert.match(await text(page, 'train-why'), /alpha/);
     await page.fill('[data-testid=alpha]', '16');
     await page.dispatchEvent('[data-testid=alpha]', 'change');
-    await page.waitForFunction(() => document.querySelector('[data-testid=error]').hidden);
+    await page.waitForFunction(() => !document.querySelector('[data-testid=field-error]'));
+    assert.ok(await page.isEnabled('[data-testid=train]'));
     // fp32 → nf4: the base's memory drops to about an eighth (nf4 values + absmax constants).
     const before = Number(await attr(page, 'memory-total'));
     await page.selectOption('[data-testid=format]', 'nf4');
@@ -140,16 +144,24 @@ export function playgroundTests(backend) {
     test('cpu: your own text: pasted markup stays text, bad bytes are refused, then it trains', async () => {
       const { page, context } = await open(browser, '?task=text&steps=3&batch=1&seq=16');
       await modelLoaded(page);
-      // Training before any text: a clear message, nothing starts.
-      await page.click('[data-testid=train]');
-      assert.match(await text(page, 'error'), /Paste or drop a text/);
-      // A file that is not UTF-8.
+      // Before any text: Train says what it waits for, and nothing starts.
+      assert.ok(await page.isDisabled('[data-testid=train]'));
+      assert.match(await text(page, 'train-why'), /your own text/);
+      assert.match(await page.textContent('#user-text-info'), /not in the link/);
+      // A file that is not UTF-8: the message is at the box.
       await page.setInputFiles('#user-file', { name: 'bad.txt', mimeType: 'text/plain', buffer: Buffer.from([0x41, 0xff, 0xfe, 0x41]) });
-      await page.waitForFunction(() => /not UTF-8/.test(document.querySelector('[data-testid=error]').textContent));
+      await page.waitForFunction(() => /not UTF-8/.test(document.querySelector('#user-text-info').textContent));
+      assert.ok(await page.isDisabled('[data-testid=train]'));
+      // Typed or pasted text counts at once, without leaving the box; the prompt follows it.
       const markup = '<b>bold?</b> <script>window.hacked = 1</script> To be, or not to be, that is the question.\n'.repeat(20);
       await page.fill('#user-text', markup);
-      await page.dispatchEvent('#user-text', 'change');
-      await page.waitForFunction(() => /bytes ready/.test(document.querySelector('#user-text-info').textContent));
+      const bytes = Buffer.byteLength(markup);
+      await page.waitForFunction((n) => document.querySelector('#user-text-info').dataset.bytes === String(n), bytes);
+      assert.equal(await page.inputValue('[data-testid=prompt]'), markup.split('\n')[0].slice(0, 40));
+      await page.fill('#user-text', markup.slice(0, 383));
+      await page.waitForFunction(() => document.querySelector('#user-text-info').dataset.bytes === '383');
+      await page.fill('#user-text', markup);
+      await page.waitForFunction((n) => document.querySelector('#user-text-info').dataset.bytes === String(n), bytes);
       await trainToEnd(page, 120000);
       assert.equal(await attr(page, 'step'), '3');
       assert.equal(await page.evaluate(() => window.hacked), undefined);

@@ -3,8 +3,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { launch, modelLoaded, open, text } from './harness.mjs';
 import { playgroundTests } from './playground.mjs';
+import { toggleTests } from './toggles.mjs';
 
 playgroundTests('webgpu');
+toggleTests('webgpu');
 
 test('webgpu: a lost device mid-run: training goes on on the CPU from the last snapshot, and the page says so', async () => {
   const browser = await launch({ webgpu: true });

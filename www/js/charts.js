@@ -6,6 +6,13 @@ import uPlot from '../vendor/uplot/uPlot.esm.js';
 // Okabe–Ito: distinguishable with every common colour-vision deficiency.
 export const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#F0E442', '#000000'];
 
+/// The colour (and dash, once the palette's six run colours are used) of earlier run `i`, on the chart and in the
+/// Runs table. The first two colours are the current run's training and validation curves.
+export function runColor(i) {
+  const colors = PALETTE.slice(2);
+  return { stroke: colors[i % colors.length], dash: i < colors.length ? undefined : [6, 3] };
+}
+
 /// At most `width` points: each bucket of consecutive steps becomes its mean (nulls skipped).
 export function decimate(xs, ys, width) {
   const n = xs.length;
@@ -43,12 +50,13 @@ export class LossChart {
     const width = widthOf(this.el);
     const series = [{ label: 'step' }];
     const curves = [];
-    previous.forEach((r, i) => {
+    previous.forEach((r) => {
       curves.push([r.steps, r.loss]);
-      series.push({ label: r.label, stroke: PALETTE[(i + 2) % PALETTE.length] + '88', width: 1, spanGaps: true });
+      const { stroke, dash } = runColor(r.index);
+      series.push({ label: r.label, stroke, dash, width: 1.5, spanGaps: true });
     });
     curves.push([current.steps, current.loss]);
-    series.push({ label: 'train loss', stroke: PALETTE[0], width: 2, spanGaps: true });
+    series.push({ label: current.label ? `train loss (${current.label})` : 'train loss', stroke: PALETTE[0], width: 2, spanGaps: true });
     curves.push([current.valSteps, current.val]);
     series.push({ label: 'validation loss', stroke: PALETTE[1], width: 2, spanGaps: true, points: { show: true, size: 5 } });
     const data = joinOnSteps(curves.map(([x, y]) => decimate(x, y, width)));
@@ -60,7 +68,8 @@ export class LossChart {
         height: 260,
         series,
         scales: { x: { time: false }, y: { distr: this.log ? 3 : 1 } },
-        axes: [{ label: 'step' }, { label: 'loss (nats/byte)' }],
+        // Whole steps only on the axis (uPlot would tick 2.5 on a short run).
+        axes: [{ label: 'step', incrs: [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000] }, { label: 'loss (nats/byte)' }],
         legend: { live: false },
         cursor: { drag: { x: false, y: false } },
       }, data, this.el);
@@ -112,9 +121,16 @@ export function drawSpectra(el, spectra, old) {
     height: 200,
     series,
     scales: { x: { time: false } },
-    axes: [{ label: 'singular value index' }, { label: 'σ of s·B·A' }],
+    axes: [{ label: 'singular value index', incrs: [1, 2, 4, 8, 16, 32, 64] }, { label: 'σ of s·B·A' }],
     legend: { show: false },
   }, data, el);
+}
+
+/// The spectra chart's key: one colour per adapted matrix, one line per layer.
+export function spectraKey(spectra) {
+  const targets = [...new Set((spectra || []).map((s) => s.target))];
+  const layers = new Set((spectra || []).map((s) => s.layer)).size;
+  return { layers, targets: targets.map((t, i) => ({ target: t, color: PALETTE[i % PALETTE.length] })) };
 }
 
 /// Histogram of w / absmax(block) with the levels of nf4, fp4 and int4 as ticks along the bottom.
@@ -139,5 +155,7 @@ export function drawHistogram(el, h, format, old) {
     ],
     scales: { x: { time: false, range: [-1.05, 1.05] } },
     axes: [{ label: `${h.tensor}: value / block absmax` }, { label: 'count' }],
+    // A static key: a live one shows "--" until the pointer is over the chart.
+    legend: { live: false },
   }, data, el);
 }

@@ -1,7 +1,7 @@
 // The page (UI thread): reads the controls into settings, sends requests to the engine's worker, and draws what it
 // reports on animation frames. It computes nothing itself: every number comes from the engine.
 
-import { LossChart, drawHistogram, drawSpectra } from './charts.js';
+import { LossChart, drawHistogram, drawSpectra as plotSpectra, spectraKey } from './charts.js';
 import { el, fmtBytes, fmtInt, ownRanks, renderMemory, renderParams, renderQuantErrors, renderRuns, renderScale } from './views.js';
 
 const $ = (id) => document.getElementById(id);
@@ -28,7 +28,16 @@ const state = {
   histPlot: null,
   histogram: null,
   pendingStart: false,
+  // The base formats and what follows from each (engine: web::api::base_formats).
+  formats: null,
+  // The reader's last base per method and last double-quantization choice: a method or format switch brings them back.
+  base: { lora: 'fp32', qlora: 'nf4', dq: true },
+  // Settings the engine refused, each [{field, message}]: shown at their control; Train waits for them.
+  problems: [],
+  // A one-click experiment in progress: {kind, title, queue: [settings], records: []}.
+  experiment: null,
 };
+
 
 // ---- errors and notices -------------------------------------------------------------------------------------------
 
@@ -95,11 +104,72 @@ function writeControls(s) {
   $('steps').value = String(s.steps);
   $('seed').value = String(s.seed);
   $('task').value = s.task;
+  if (s.method !== 'full') state.base[s.method] = s.format;
+  if (dqApplies(s.method, s.format)) state.base.dq = s.dq;
   syncDependentControls(s);
 }
 
+const formatInfo = (name) => state.formats.formats.find((f) => f.name === name);
+/// Double quantization applies to bitsandbytes' 4-bit formats (fp4, nf4) of a LoRA/QLoRA base.
+const dqApplies = (method, format) => method !== 'full' && Boolean(formatInfo(format)?.double_quant);
+/// A storage label as the engine writes it (quant::Storage::label): "nf4+dq", "int4", "fp32".
+const storageLabel = (s) => (s.method === 'full' ? 'fp32' : `${s.format}${s.dq ? '+dq' : ''}`);
+
+/// Marks a control that changed because another did, so the reader sees it move.
+function flash(control) {
+  control.classList.remove('followed');
+  void control.offsetWidth;
+  control.classList.add('followed');
+}
+
+/// The method follows the base and the base the method: LoRA keeps a 16/32-bit base, QLoRA a quantized one, full
+/// fine-tuning fp32 weights. Double quantization follows the format: off where it does not apply, the reader's last
+/// choice where it does. Returns what followed, in words ('' when nothing did).
+function follow(changed) {
+  const method = $('method');
+  const format = $('format');
+  const dq = $('double-quant');
+  let said = '';
+  if (changed === 'method') {
+    if (method.value === 'full') {
+      format.value = 'fp32';
+      said = 'Full fine-tuning trains every weight, so they stay fp32: the base format does not apply.';
+    } else {
+      const want = state.base[method.value];
+      if (format.value !== want) {
+        format.value = want;
+        flash(format);
+        said = method.value === 'lora'
+          ? `LoRA keeps the frozen base in 16 or 32 bits: the base is now ${want}.`
+          : `QLoRA keeps the frozen base quantized: the base is now ${want}.`;
+      }
+    }
+  } else if (changed === 'format') {
+    const info = formatInfo(format.value);
+    if (method.value !== info.method) {
+      method.value = info.method;
+      flash(method);
+      said = info.quantized ? `A quantized base (${info.name}) makes this QLoRA.` : `A ${info.name} base is not quantized, which makes this LoRA.`;
+    }
+    state.base[info.method] = info.name;
+  } else if (changed === 'double-quant') {
+    state.base.dq = dq.checked;
+  }
+  const applies = dqApplies(method.value, format.value);
+  const wanted = applies && state.base.dq;
+  if (changed !== 'double-quant' && dq.checked !== wanted) {
+    dq.checked = wanted;
+    flash(dq);
+    if (!applies && method.value !== 'full') {
+      said += ` Double quantization applies to fp4 and nf4 only: off for ${format.value}, back when you pick fp4 or nf4.`;
+    }
+  }
+  dq.disabled = !applies;
+  return said.trim();
+}
+
 /// Controls whose meaning depends on others: the base format only matters for LoRA/QLoRA, double quantization only
-/// for the block-wise 4-bit and 8-bit formats, the text box only for "your own text".
+/// for fp4 and nf4, the text box only for "your own text", the scaling per matrix when ranks differ.
 function syncDependentControls(s) {
   const full = s.method === 'full';
   for (const id of ['rank', 'alpha', 'adapter-storage', 'per-target', ...TARGETS.map((t) => `targets-${t}`)]) $(id).disabled = full;
@@ -108,10 +178,60 @@ function syncDependentControls(s) {
     $(`rank-${t}`).disabled = full || !s.targets.includes(t);
   }
   $('format').disabled = full;
-  $('double-quant').disabled = full || !['int8', 'int4', 'fp4', 'nf4'].includes(s.format);
-  $('rank-out').textContent = String(s.r);
-  $('scaling-out').textContent = (s.alpha / s.r).toFixed(3);
+  if (full) $('format').value = 'fp32';
+  $('double-quant').disabled = !dqApplies(s.method, s.format);
+  const own = ownRanks(s.ranks);
+  const ranks = s.targets.map((t) => [t, Number(own.get(t) ?? s.r)]);
+  const mixed = !full && new Set(ranks.map(([, r]) => r)).size > 1;
+  $('rank-out').textContent = mixed ? `${s.r} (mixed: ${ranks.map(([t, r]) => `${t} ${r}`).join(', ')})` : String(s.r);
+  $('rank-out').dataset.mixed = String(mixed);
+  $('scaling-out').textContent = mixed
+    ? ranks.map(([t, r]) => `${t} ${(s.alpha / r).toFixed(3)}`).join(', ')
+    : (s.alpha / s.r).toFixed(3);
   $('user-text-box').hidden = s.task !== 'text';
+  renderBaseExplainer(s);
+}
+
+/// What LoRA, QLoRA, the chosen base format and double quantization are, with this model's numbers.
+function renderBaseExplainer(s) {
+  const box = $('base-explainer');
+  if (!state.formats) return;
+  const { block, nested_block: nested } = state.formats;
+  const info = formatInfo(s.method === 'full' ? 'fp32' : s.format);
+  const nf4 = formatInfo('nf4');
+  const bits = (b) => b.toFixed(3).replace(/\.?0+$/, '');
+  const lines = [];
+  if (s.method === 'full') {
+    lines.push('Full fine-tuning trains every weight in fp32: 32 bits per weight, plus a gradient and two AdamW moments each.');
+  } else if (s.method === 'lora') {
+    lines.push(`LoRA: the base W₀ stays frozen in ${info.name} (${bits(info.bits)} bits per weight); only the thin B and A train, in fp32.`);
+  } else {
+    lines.push(`QLoRA: the frozen base is stored quantized (${info.name}: ${bits(s.dq && info.bits_dq ? info.bits_dq : info.bits)} bits per weight) ` +
+      'and dequantized block by block for each product; B and A train in fp32 through it.');
+  }
+  if (s.method !== 'full' && ['nf4', 'fp4', 'int4', 'int8'].includes(info.name)) {
+    const what = {
+      nf4: `NF4 (4-bit NormalFloat) keeps one of 16 levels per weight, placed at the quantiles of a normal distribution — where trained weights cluster — scaled by the largest magnitude (absmax) of its block of ${block} weights`,
+      fp4: `FP4 keeps a 4-bit float per weight (sign, exponent, mantissa), scaled by the absmax of its block of ${block} weights`,
+      int4: `INT4 keeps one of 16 evenly spaced levels per weight, scaled by the absmax of its block of ${block} weights`,
+      int8: `INT8 keeps one of 255 evenly spaced levels per weight, scaled by the absmax of its block of ${block} weights`,
+    }[info.name];
+    lines.push(`${what}: ${bits(info.bits)} bits per weight with its fp32 absmax.`);
+  }
+  if (nf4 && nf4.bits_dq) {
+    lines.push(`Double quantization stores those absmax constants in 8 bits too, with one fp32 constant per ${nested} of them: ` +
+      `NF4 goes from ${bits(nf4.bits)} to ${bits(nf4.bits_dq)} bits per weight.${dqApplies(s.method, s.format) ? '' : ' It applies to fp4 and nf4 only.'}`);
+  }
+  box.replaceChildren(...lines.map((t) => el('p', {}, t)));
+}
+
+/// Asks the engine for the numbers of `settings`. Requests are numbered, and the page marks which answer it shows
+/// (body data-account-sent / data-account-shown), so a reader's script or a test can tell when it is current.
+let accountsSent = 0;
+function account(settings) {
+  accountsSent += 1;
+  document.body.dataset.accountSent = String(accountsSent);
+  send({ type: 'account', settings, seq: accountsSent });
 }
 
 /// Every control change: recompute counts and memory at once (before any training), update the URL.
@@ -120,13 +240,60 @@ function onSettingsChanged(event) {
   if (event && event.target.id === 'rank' && state.settings) {
     for (const t of TARGETS) if (Number($(`rank-${t}`).value) === state.settings.r) $(`rank-${t}`).value = $('rank').value;
   }
+  const changed = event && event.target.id;
+  // Selects and checkboxes fire 'input' then 'change': follow once, on the first.
+  if (['method', 'format', 'double-quant'].includes(changed) && event.type === 'input') {
+    const said = follow(changed);
+    if (said || changed !== 'double-quant') $('follow-note').textContent = said;
+  }
   const s = readControls();
   if (s.method === 'full') { s.format = 'fp32'; s.dq = false; s.adapter_storage = 'none'; }
-  if (!['int8', 'int4', 'fp4', 'nf4'].includes(s.format)) s.dq = false;
+  if (!dqApplies(s.method, s.format)) s.dq = false;
+  if (s.task !== (state.settings && state.settings.task)) followTask(s.task);
   syncDependentControls(s);
   state.settings = s;
   if (state.run && state.run.status !== 'new') state.dirty = true;
-  send({ type: 'account', settings: s });
+  account(s);
+}
+
+/// The generation prompt follows the data: each task's question form, or the first line of the reader's text.
+const TASK_PROMPTS = { even: 'Q: is 47 even? A: ', add: '23+58=', reverse: 'reverse kitab: ', hamlet: 'HAMLET:' };
+function followTask(task) {
+  const prompt = task === 'text' ? ($('user-text').value.split('\n')[0] || '').slice(0, 40) : TASK_PROMPTS[task];
+  if (prompt != null) $('prompt').value = prompt;
+}
+
+/// The control's visible name, for messages about it.
+function controlName(field) {
+  const names = { r: 'rank r', ranks: 'the per-matrix ranks', targets: 'the matrices to adapt', dq: 'double quantization',
+    astore: 'adapter storage', lr: 'the learning rate', seq: 'the sequence length', data: 'your own text' };
+  return names[field] || `the ${field}`;
+}
+
+/// Shows each refused setting at its control; the numbers meanwhile use its default (the engine settled them).
+function showProblems(problems) {
+  state.problems = problems;
+  for (const old of document.querySelectorAll('.field-error')) old.remove();
+  for (const node of document.querySelectorAll('[data-invalid]')) delete node.dataset.invalid;
+  for (const p of problems) {
+    const at = p.field === 'ranks' ? 'targets' : p.field;
+    const control = document.querySelector(`#controls [data-control="${at}"]`) || $('train');
+    control.dataset.invalid = 'true';
+    control.after(el('p', { className: 'field-error', role: 'alert', 'data-testid': 'field-error', 'data-for': p.field, textContent: p.message }));
+  }
+  setTrainingButtons(state.run ? state.run.status : 'idle');
+}
+
+/// Why Train cannot start now, or '' when it can.
+function trainBlocked() {
+  if (state.problems.length) {
+    const [p] = state.problems;
+    return `Train waits for ${controlName(p.field)}: ${p.message}.`;
+  }
+  if (state.settings && state.settings.task === 'text' && !state.userTextSent) {
+    return 'Train waits for your own text: paste it or drop a .txt file into the box (or pick a built-in task).';
+  }
+  return '';
 }
 
 // ---- drawing ------------------------------------------------------------------------------------------------------
@@ -173,17 +340,44 @@ function draw() {
     $('accuracy').textContent = `${(r.accuracy * 100).toFixed(0)}%`;
     $('accuracy').dataset.value = String(r.accuracy);
   }
+  renderAnswers(r);
+  const status = $('run-status');
+  status.hidden = false;
+  status.textContent = `step ${n} / ${r.settings.steps}${n > 0 ? ` · loss ${r.last.loss.toFixed(4)}` : ''}` +
+    `${r.accuracy != null ? ` · accuracy ${(r.accuracy * 100).toFixed(0)}%` : ''}`;
   $('train-progress').value = n / r.settings.steps;
-  lossChart.draw(r, previousCurves());
+  lossChart.draw({ ...r, label: runLabel(r.settings) }, previousCurves());
   $('loss-chart').dataset.points = String(lossChart.points());
 }
 
+/// Earlier runs on the chart, each labelled and coloured as in the Runs table (the current run is drawn as itself).
 function previousCurves() {
-  return state.runs.map((r, i) => ({ label: `run ${i + 1}: ${runLabel(r.settings)}`, steps: r.curve.steps, loss: r.curve.loss }));
+  return state.runs.map((r, i) => ({ label: `#${i + 1} ${runLabel(r.settings)}`, steps: r.curve.steps, loss: r.curve.loss, index: i }))
+    .filter((c) => !(state.run && state.run.record === state.runs[c.index]));
 }
 
 function runLabel(s) {
-  return s.method === 'full' ? 'full' : `${s.method} r=${s.r} ${s.format}${s.dq ? '+dq' : ''}`;
+  if (s.method === 'full') return 'full fp32';
+  const own = ownRanks(s.ranks);
+  const ranks = s.targets.map((t) => Number(own.get(t) ?? s.r));
+  const r = new Set(ranks).size > 1 ? 'r mixed' : `r=${ranks[0] ?? s.r}`;
+  return `${s.method === 'lora' ? 'LoRA' : 'QLoRA'} ${r} ${storageLabel(s)}`;
+}
+
+/// Chance, "always the majority answer", and what the model answers: an accuracy means little without them.
+function renderAnswers(r) {
+  const b = r.baseline;
+  const base = $('accuracy-baseline');
+  base.textContent = b ? `(chance ${b.chance == null ? '≈ 0' : `${(b.chance * 100).toFixed(0)}%`}; always “${b.majority_answer}”: ${(b.majority * 100).toFixed(0)}%)` : '';
+  const box = $('answers');
+  const a = r.answers;
+  if (!a || !a.length) { box.hidden = true; return; }
+  const total = a.reduce((n, [, c]) => n + c, 0);
+  const list = a.map(([ans, c]) => `“${ans === '' ? '(nothing)' : ans}” ${c}`).join(', ');
+  const one = a[0][1] === total;
+  box.hidden = false;
+  box.textContent = `The tuned model's answers on ${total} held-out questions: ${list}.` +
+    (one ? ' It gives one answer to everything, so its accuracy is only the share of questions that answer fits.' : '');
 }
 
 /// Drops a run's points after `step` (the engine restored that step's state after a divergence).
@@ -210,28 +404,65 @@ function resetStats() {
 
 // ---- runs ---------------------------------------------------------------------------------------------------------
 
-/// Keeps a run with at least one step in the table and on the chart.
-function archiveRun() {
-  const r = state.run;
-  if (r && r.steps.length > 0) {
-    state.runs.push({
-      settings: r.settings,
-      trainable: r.trainable,
-      steps: r.steps.length,
-      loss: r.last.loss,
-      val: r.val.length ? r.val[r.val.length - 1] : null,
-      accuracy: r.accuracy,
-      tokS: r.tokS,
-      backend: r.backend,
-      curve: { steps: r.steps.slice(), loss: r.loss.slice() },
-    });
-    renderRuns(state.runs);
+const RUNS_KEY = 'qlora-playground-runs';
+const MAX_KEPT_RUNS = 24;
+
+/// Puts a run with at least one step into the Runs table and on the chart (once; a finished run at once), and keeps
+/// the table in this browser so that a reload shows it again.
+function recordRun(r) {
+  if (!r || r.steps.length === 0) return null;
+  const record = {
+    settings: r.settings,
+    trainable: r.trainable,
+    steps: r.steps.length,
+    loss: r.last.loss,
+    val: r.val.length ? r.val[r.val.length - 1] : null,
+    accuracy: r.accuracy,
+    tokS: r.tokS,
+    backend: r.backend,
+    curve: { steps: r.steps.slice(), loss: r.loss.slice() },
+  };
+  if (r.record) Object.assign(r.record, record);
+  else {
+    r.record = record;
+    state.runs.push(record);
+    if (state.runs.length > MAX_KEPT_RUNS) state.runs.shift();
   }
+  showRuns();
+  return r.record;
+}
+
+function showRuns() {
+  renderRuns(state.runs, runLabel);
+  try {
+    localStorage.setItem(RUNS_KEY, JSON.stringify(state.runs));
+  } catch {
+    // Storage refused (private mode, quota): the table still shows this tab's runs.
+  }
+}
+
+function loadKeptRuns() {
+  try {
+    const kept = JSON.parse(localStorage.getItem(RUNS_KEY) || '[]');
+    if (Array.isArray(kept)) state.runs = kept.filter((r) => r && r.settings && r.curve);
+  } catch {
+    state.runs = [];
+  }
+  renderRuns(state.runs, runLabel);
+}
+
+/// Leaves the current run: it stays in the table and on the chart if it has steps.
+function archiveRun() {
+  recordRun(state.run);
   state.run = null;
 }
 
 function setTrainingButtons(status) {
-  $('train').disabled = status === 'running' || status === 'starting';
+  const blocked = trainBlocked();
+  const busy = status === 'running' || status === 'starting';
+  $('train').disabled = busy || Boolean(blocked);
+  $('train-why').textContent = busy ? '' : blocked;
+  $('train-why').hidden = busy || !blocked;
   $('pause').disabled = !(status === 'running' || status === 'paused');
   $('pause').textContent = status === 'paused' ? 'Resume' : 'Pause';
   $('train').textContent = state.run && state.run.status === 'paused' && !state.dirty ? 'Train (new run)' : 'Train';
@@ -248,8 +479,8 @@ function ensureModel() {
 function startTraining() {
   clearError();
   const s = state.settings;
-  if (s.task === 'text' && !state.userTextSent) {
-    showError('Paste or drop a text to train on first (or pick a built-in task).');
+  if (trainBlocked()) {
+    setTrainingButtons('idle');
     return;
   }
   archiveRun();
@@ -262,6 +493,93 @@ function startTraining() {
   setTrainingButtons('starting');
   send({ type: 'start', settings: s, preferGpu: preferGpu() });
   requestDraw();
+}
+
+/// The adapters' singular values, with a key naming each colour's matrix.
+function drawSpectra(box, spectra, old) {
+  const plot = plotSpectra(box, spectra, old);
+  const key = spectraKey(spectra);
+  $('spectra-key').replaceChildren(...key.targets.map(({ target, color }) =>
+    el('li', {}, el('span', { className: 'swatch', style: `background:${color}` }), target)));
+  if (key.targets.length) $('spectra-key').append(el('li', { className: 'muted' }, `one line per layer (${key.layers})`));
+  return plot;
+}
+
+// ---- one-click experiments -------------------------------------------------------------------------------------------
+
+/// The prepared series: each a list of settings derived from the current ones (their steps, data, seed, lr).
+const EXPERIMENTS = {
+  formats: {
+    title: 'FP16 vs INT4 vs NF4 base',
+    variants: (s) => [
+      { ...s, method: 'lora', format: 'fp16', dq: false },
+      { ...s, method: 'qlora', format: 'int4', dq: false },
+      { ...s, method: 'qlora', format: 'nf4', dq: true },
+    ],
+  },
+  ranks: {
+    title: 'r = 1 vs 8 vs 64',
+    variants: (s) => {
+      const m = s.method === 'full' ? { method: 'qlora', format: state.base.qlora, dq: dqApplies('qlora', state.base.qlora) && state.base.dq } : {};
+      return [1, 8, 64].map((r) => ({ ...s, ...m, r, ranks: '' }));
+    },
+  },
+  methods: {
+    title: 'LoRA vs QLoRA vs full fine-tuning',
+    variants: (s) => [
+      { ...s, method: 'lora', format: state.base.lora, dq: false },
+      { ...s, method: 'qlora', format: state.base.qlora, dq: dqApplies('qlora', state.base.qlora) && state.base.dq },
+      { ...s, method: 'full', format: 'fp32', dq: false, adapter_storage: 'none' },
+    ],
+  },
+};
+
+function startExperiment(kind) {
+  if (state.experiment || trainBlocked()) return;
+  const e = EXPERIMENTS[kind];
+  state.experiment = { kind, title: e.title, queue: e.variants(state.settings), records: [] };
+  $('experiment-stop').hidden = false;
+  for (const b of document.querySelectorAll('[data-experiment]')) b.disabled = true;
+  const summary = $('experiment-summary');
+  summary.hidden = false;
+  summary.textContent = `${e.title}: running ${state.experiment.queue.length} runs…`;
+  delete summary.dataset.done;
+  nextExperimentRun();
+}
+
+function nextExperimentRun() {
+  const x = state.experiment;
+  const s = x.queue.shift();
+  writeControls(s);
+  state.settings = s;
+  account(s);
+  $('experiment-summary').textContent = `${x.title}: run ${x.records.length + 1} of ${x.records.length + x.queue.length + 1} (${runLabel(s)})…`;
+  startTraining();
+}
+
+function endExperiment(why) {
+  const x = state.experiment;
+  state.experiment = null;
+  $('experiment-stop').hidden = true;
+  for (const b of document.querySelectorAll('[data-experiment]')) b.disabled = false;
+  const summary = $('experiment-summary');
+  summary.textContent = why ? `${x.title}: stopped after ${x.records.length} runs (${why}).` : summarize(x);
+  summary.dataset.done = why ? 'stopped' : 'done';
+}
+
+/// One sentence on what the series showed, from its runs' final numbers.
+function summarize(x) {
+  const rs = x.records;
+  const score = (r) => (r.val != null ? r.val : r.loss);
+  const what = rs.every((r) => r.val != null) ? 'validation loss' : 'training loss';
+  const best = rs.reduce((a, b) => (score(b) < score(a) ? b : a));
+  const worst = rs.reduce((a, b) => (score(b) > score(a) ? b : a));
+  const gap = ((score(worst) - score(best)) / score(best)) * 100;
+  const each = rs.map((r) => `${runLabel(r.settings)} ${score(r).toFixed(3)} (${fmtInt(r.trainable)} trainable${r.accuracy != null ? `, ${(r.accuracy * 100).toFixed(0)}% right` : ''})`).join('; ');
+  const verdict = gap < 2
+    ? `all within ${gap.toFixed(1)}% of each other — the choice barely changed the result here`
+    : `${runLabel(best.settings)} lowest, ${runLabel(worst.settings)} ${gap.toFixed(1)}% higher`;
+  return `${x.title}, ${best.steps} steps each — ${what}: ${each}. ${verdict[0].toUpperCase()}${verdict.slice(1)}.`;
 }
 
 // ---- generation ----------------------------------------------------------------------------------------------------
@@ -290,6 +608,26 @@ function preferGpu() {
   return state.gpu.available && state.page.backend !== 'cpu';
 }
 
+/// The CPU executor's threads and instructions, in plain words.
+function cpuInWords(cpu) {
+  const threads = cpu.threads > 1 ? `It uses ${cpu.threads} of your processor's cores` : 'It uses one core of your processor'
+    + (cpu.threadsWhy && /isolated/.test(cpu.threadsWhy) ? ' (this page\'s host does not send the two headers that allow more)' : cpu.threadsWhy ? ` (${cpu.threadsWhy})` : '');
+  const simd = cpu.relaxed ? 'and its fused multiply-add instructions.' : 'with separate multiply and add instructions (this browser offers no fused ones to web pages).';
+  return `${threads} ${simd}`;
+}
+
+/// The badge, its tooltip and the tagline say what trains: the GPU through WebGPU, or the CPU executor.
+function showBackend(backend) {
+  const badge = $('backend');
+  badge.textContent = backend;
+  badge.dataset.value = backend;
+  const cpu = state.cpu ? cpuInWords(state.cpu) : '';
+  badge.title = backend === 'webgpu'
+    ? `Training runs on your GPU through WebGPU. Evaluation and generation run on the processor: ${cpu}`
+    : `Training runs on your processor (wasm). ${cpu}`;
+  $('tagline-where').textContent = backend === 'webgpu' ? ' — on your GPU (WebGPU)' : ' — on your processor (no WebGPU here)';
+}
+
 // ---- worker events -------------------------------------------------------------------------------------------------
 
 const onMessage = {
@@ -299,30 +637,33 @@ const onMessage = {
     state.page = m.parsed.page;
     state.modelBytes = m.modelBytes;
     state.gpu = m.gpu;
+    state.formats = m.formats;
     const forced = state.page.backend === 'cpu';
     const backend = m.gpu.available && !forced ? 'webgpu' : 'cpu';
-    $('backend').textContent = backend;
-    $('backend').dataset.value = backend;
-    // Threads and SIMD of the CPU executor (the fallback, and the evaluation and generation either way).
-    const { cpu } = m;
-    $('backend').dataset.threads = String(cpu.threads);
-    $('backend').dataset.simd = cpu.relaxed ? 'relaxed' : 'simd128';
-    const onThreads = cpu.threads > 1 ? `wasm, ${cpu.threads} threads` : `wasm, one thread: ${cpu.threadsWhy}`;
-    const onSimd = cpu.relaxed ? 'relaxed SIMD' : `plain SIMD: ${cpu.relaxedWhy}`;
-    $('backend').title = `Where training runs; the CPU executor: ${onThreads}; ${onSimd} (relaxed SIMD fuses the `
-      + 'multiply and the add of the matrix products into one instruction where the CPU can)';
+    state.cpu = m.cpu;
+    showBackend(backend);
+    $('backend').dataset.threads = String(m.cpu.threads);
+    $('backend').dataset.simd = m.cpu.relaxed ? 'relaxed' : 'simd128';
     if (backend === 'cpu') {
-      showNotice(forced ? `Training on the CPU executor (${onThreads}; ${onSimd}), as the link asks (backend=cpu).`
-        : `Training on the CPU executor (${onThreads}; ${onSimd}): ${m.gpu.reason}. It is slower; small batches keep it responsive.`);
+      showNotice(forced ? `Training runs on your processor, as the link asks (backend=cpu). ${cpuInWords(m.cpu)}`
+        : `Training runs on your processor, not a graphics card: ${m.gpu.reason}. That is slower; small batches keep it responsive. ${cpuInWords(m.cpu)}`);
     }
     $('seq').max = String(m.config.n_positions);
+    loadKeptRuns();
     writeControls(m.parsed.settings);
     state.settings = m.parsed.settings;
     if (m.parsed.errors.length) showError(m.parsed.errors.join('\n'));
     applyPageOptions();
     fillHistogramChoices();
-    send({ type: 'account', settings: state.settings });
+    account(state.settings);
     if (m.saved) offerRestore(m.saved);
+    // A link or reload with task=text: the text itself is never in a link, so ask for it at the box.
+    if (state.settings.task === 'text') {
+      $('user-text-info').textContent = m.saved && m.saved.settings.task === 'text'
+        ? 'Your text is not in the link: paste it again, or Restore the saved run, which kept it.'
+        : 'Your text is not in the link: paste it again, or drop a .txt file.';
+    }
+    setTrainingButtons('idle');
     if (m.storage) $('save-status').textContent = `Runs are not kept in this browser: ${m.storage}.`;
     if (!state.page.embed) ensureModel();
     else {
@@ -333,6 +674,7 @@ const onMessage = {
   account(m) {
     // Settings that were refused are fine again: their message goes, the numbers update.
     if (state.settingsError) { clearError(); state.settingsError = false; }
+    showProblems(m.problems || []);
     state.accounting = m.accounting;
     state.query = m.query;
     renderParams(m.accounting, state.settings, state.config);
@@ -341,6 +683,7 @@ const onMessage = {
     renderScale(m.accounting);
     $('snippet').textContent = m.snippet;
     history.replaceState(null, '', `${location.pathname}?${m.query}${pageQuery()}`);
+    document.body.dataset.accountShown = String(m.seq);
   },
   progress(m) {
     $('load-bar').max = m.total || 1;
@@ -357,6 +700,8 @@ const onMessage = {
   },
   text(m) {
     $('user-text-info').textContent = `${fmtInt(m.bytes)} bytes ready (never leaves this tab)`;
+    $('user-text-info').dataset.bytes = String(m.bytes);
+    setTrainingButtons(state.run ? state.run.status : 'idle');
   },
   started(m) {
     const r = state.run;
@@ -365,8 +710,8 @@ const onMessage = {
     r.backend = m.backend;
     r.trainable = m.trainable;
     r.measured = m.measured;
-    $('backend').textContent = m.backend;
-    $('backend').dataset.value = m.backend;
+    r.baseline = m.baseline;
+    showBackend(m.backend);
     showNotice(m.notice || '');
     renderMemory(state.accounting, m.measured, m.backend);
     setTrainingButtons('running');
@@ -374,8 +719,7 @@ const onMessage = {
   fallback(m) {
     // The device was lost: the run went back to its last snapshot (step m.step) and continues on the CPU.
     showNotice(m.notice);
-    $('backend').textContent = m.backend;
-    $('backend').dataset.value = m.backend;
+    showBackend(m.backend);
     if (state.run) {
       truncateRun(state.run, m.step);
       state.run.backend = m.backend;
@@ -404,10 +748,11 @@ const onMessage = {
     if (m.step === 0) $('val-loss').dataset.initial = String(m.val_loss);
     const latest = i === r.valSteps.length - 1;
     if (m.accuracy != null && latest) r.accuracy = m.accuracy;
+    if (latest) r.answers = m.answers;
     if (m.val_loss_adapter_rounded != null) {
       const note = $('rounded-note');
       note.hidden = false;
-      note.textContent = `The article's claim, measured: with A and B rounded to ${r.settings.adapter_storage}, the validation loss is ` +
+      note.textContent = `The claim that QLoRA quantizes the adapters, measured: with A and B rounded to ${r.settings.adapter_storage}, the validation loss is ` +
         `${m.val_loss_adapter_rounded.toFixed(4)} (vs ${m.val_loss.toFixed(4)} with the fp32 adapters QLoRA actually keeps).`;
     }
     requestDraw();
@@ -417,9 +762,16 @@ const onMessage = {
     state.run.status = 'done';
     setTrainingButtons('done');
     state.spectraPlot = drawSpectra($('spectra-chart'), m.spectra, state.spectraPlot);
-    // The final numbers are on screen before the page says it is done.
+    // The final numbers are on screen, and the run in the table, before the page says it is done.
+    draw();
+    const record = recordRun(state.run);
     draw();
     document.body.dataset.run = 'done';
+    if (state.experiment) {
+      state.experiment.records.push(record);
+      if (state.experiment.queue.length) setTimeout(nextExperimentRun, 0);
+      else endExperiment();
+    }
   },
   paused() {
     if (state.run) state.run.status = 'paused';
@@ -453,16 +805,19 @@ const onMessage = {
     }
     const status = m.finished ? 'done' : 'paused';
     state.run = { settings: m.settings, steps: [], loss: [], ms: [], valSteps: [], val: [], accuracy: null, status, last: null,
-      backend: m.backend, trainable: m.trainable, measured: m.measured };
+      backend: m.backend, trainable: m.trainable, measured: m.measured, baseline: m.baseline };
     for (const s of m.history.steps) onMessage.step(s);
     for (const v of m.history.vals) onMessage.val(v);
-    $('backend').textContent = m.backend;
-    $('backend').dataset.value = m.backend;
+    showBackend(m.backend);
     const from = m.source === 'file' ? 'from the file' : `saved in this browser ${timeOf(m.savedAt)}`;
     showNotice(`Restored the run ${from}: step ${m.step} of ${m.settings.steps}.${m.finished ? '' : ' Press Resume to continue it.'}` +
       (m.notice ? ` ${m.notice}` : ''));
     setTrainingButtons(status);
-    send({ type: 'account', settings: m.settings });
+    account(m.settings);
+    if (m.spectra) state.spectraPlot = drawSpectra($('spectra-chart'), m.spectra, state.spectraPlot);
+    // The kept table already holds a finished run restored from this browser; an imported one joins it.
+    if (m.finished && !state.runs.some((k) => JSON.stringify(k.curve.loss) === JSON.stringify(state.run.loss))) recordRun(state.run);
+    else if (m.finished) state.run.record = state.runs.find((k) => JSON.stringify(k.curve.loss) === JSON.stringify(state.run.loss));
     draw();
     document.body.dataset.restored = String(m.step);
   },
@@ -499,7 +854,7 @@ const onMessage = {
     $('gen-progress').textContent = `${m.done} tokens`;
     generationEnded();
     $('base-caption').textContent = state.run && state.run.settings.method !== 'full'
-      ? `Base (${state.run.settings.format}${state.run.settings.dq ? '+dq' : ''}, no adapter)` : 'Base';
+      ? `Base (${storageLabel(state.run.settings)}, no adapter)` : 'Base';
   },
   histogram(m) {
     state.histogram = m.histogram;
@@ -515,8 +870,16 @@ const onMessage = {
       else if (state.run) state.run.status = 'paused';
       setTrainingButtons(state.run ? 'paused' : 'idle');
     }
+    if ((m.during === 'start' || m.during === 'training') && state.experiment) endExperiment('a run failed: see the message above');
     if (m.during === 'generate') generationEnded();
     if (m.during === 'restore') $('restore-bar').hidden = true;
+    if (m.during === 'text') {
+      state.userTextSent = false;
+      $('user-text-info').textContent = m.message;
+      delete $('user-text-info').dataset.bytes;
+      setTrainingButtons(state.run ? state.run.status : 'idle');
+      return;
+    }
     // The previous counts stay on screen while the settings are invalid.
     if (m.during === 'account') state.settingsError = true;
     if (m.during === 'load' || m.during === 'init') $('load-progress').hidden = true;
@@ -642,6 +1005,18 @@ $('generate').addEventListener('click', () => {
   });
 });
 $('hist-weight').addEventListener('change', requestHistogram);
+for (const b of document.querySelectorAll('[data-experiment]')) b.addEventListener('click', () => startExperiment(b.dataset.experiment));
+$('experiment-stop').addEventListener('click', () => {
+  if (!state.experiment) return;
+  endExperiment('stopped by you');
+  if (state.run && state.run.status === 'running') send({ type: 'pause' });
+});
+$('clear-runs').addEventListener('click', () => {
+  state.runs = [];
+  if (state.run) delete state.run.record;
+  showRuns();
+  requestDraw();
+});
 $('copy-link').addEventListener('click', (e) => copy(shareUrl(false), e.currentTarget));
 $('copy-iframe').addEventListener('click', (e) => copy(
   `<iframe src="${shareUrl(true)}" width="100%" height="720" style="border:0" loading="lazy" title="qlora-playground"></iframe>`, e.currentTarget));
@@ -654,16 +1029,30 @@ function sendUserText(bytes) {
   state.userTextSent = true;
   send({ type: 'text', bytes }, [bytes]);
 }
-$('user-text').addEventListener('change', (e) => sendUserText(new TextEncoder().encode(e.target.value).buffer));
+// Counted as it is typed or pasted (a short pause first, so typing does not queue a message per key).
+let textTimer = null;
+$('user-text').addEventListener('input', (e) => {
+  clearTimeout(textTimer);
+  textTimer = setTimeout(() => {
+    sendUserText(new TextEncoder().encode(e.target.value).buffer);
+    followTask('text');
+  }, 250);
+});
 $('user-file').addEventListener('change', async (e) => {
   const f = e.target.files[0];
-  if (f) sendUserText(await f.arrayBuffer());
+  if (f) showDroppedText(await f.arrayBuffer());
 });
+/// A chosen or dropped file: shown in the box (the prompt follows it) and sent.
+function showDroppedText(bytes) {
+  $('user-text').value = new TextDecoder().decode(bytes.slice(0, 1 << 20));
+  followTask('text');
+  sendUserText(bytes);
+}
 $('user-text').addEventListener('dragover', (e) => e.preventDefault());
 $('user-text').addEventListener('drop', async (e) => {
   e.preventDefault();
   const f = e.dataTransfer.files[0];
-  if (f) sendUserText(await f.arrayBuffer());
+  if (f) showDroppedText(await f.arrayBuffer());
 });
 window.addEventListener('resize', () => {
   requestDraw();

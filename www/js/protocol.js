@@ -5,7 +5,8 @@
 // page → worker
 //   {type:'init', query, engine}               load wasm and config.json; read the URL query; engine: optional
 //                                              {relaxed: false} asks for plain SIMD (the benchmark page's simd=plain)
-//   {type:'account', settings}                 counts, memory, scale-up, snippet for settings (answered at once)
+//   {type:'account', settings, seq}            counts, memory, scale-up, snippet for settings (answered at once;
+//                                              seq is echoed)
 //   {type:'load'}                              fetch the model weights (progress events)
 //   {type:'text', bytes}                       the user's own text (ArrayBuffer); checked in Rust
 //   {type:'start', settings, preferGpu}        new run, then steps stream until done or paused
@@ -19,12 +20,15 @@
 //   {type:'inject-nan'}                        test hook: the next step diverges (the engine restores and reports)
 //   {type:'lose-device'}                       test hook: the run's GPU device is destroyed
 // worker → page
-//   {type:'init', parsed:{settings, page, errors}, defaults, config, modelBytes, gpu, saved, storage, cpu}
+//   {type:'init', parsed:{settings, page, errors}, defaults, config, modelBytes, gpu, saved, storage, cpu, formats}
+//                                              formats: {formats:[{name, quantized, double_quant, method, bits,
+//                                              bits_dq}], block, nested_block} (web::api::base_formats)
 //                                              saved: {savedAt, step, settings} of a kept run, or null; storage: why
 //                                              runs cannot be kept here, or null; cpu: {threads, threadsWhy, relaxed,
 //                                              relaxedWhy} of the CPU executor (…Why: why one thread only / plain
 //                                              SIMD, else null)
-//   {type:'account', accounting, query, snippet}
+//   {type:'account', accounting, query, snippet, problems, seq}   problems: [{field, message}], each faulty setting
+//                                              (named as in the link); the numbers use its default meanwhile
 //   {type:'progress', loaded, total} · {type:'loaded', info}
 //   {type:'text', bytes}
 //   {type:'started', backend, notice, trainable, measured}

@@ -1,7 +1,7 @@
 // Rendering of numbers the engine computed: parameter counts, memory bars, the scale-up table, the runs table and
 // the explainer. Only textContent and element construction: no user string is ever parsed as HTML.
 
-import { PALETTE } from './charts.js';
+import { PALETTE, runColor } from './charts.js';
 
 export const fmtInt = (n) => Number(n).toLocaleString('en-US');
 
@@ -91,7 +91,9 @@ export function renderMemory(acc, measured, backend) {
     m.dataset.value = String(sum);
     bars.push(['measured on the GPU', cats.map(([k, v]) => [k === 'quantization_constants' ? 'quant_constants' : k, v]), sum]);
   } else {
-    m.textContent = backend === 'cpu' ? 'n/a on the CPU executor (it keeps a dequantized fp32 copy)' : 'shown once training starts';
+    m.textContent = backend === 'cpu'
+      ? 'not on the processor: it computes with an fp32 copy of the base, so only a WebGPU run can show what the stored base takes'
+      : 'shown once training starts';
     delete m.dataset.value;
   }
   for (const [name, mem] of acc.compare) bars.push([`${name === 'qlora' ? 'QLoRA (nf4+dq)' : name === 'lora' ? 'LoRA (fp32 base)' : 'full fine-tuning'}`, mem.categories, mem.total]);
@@ -117,18 +119,23 @@ export function renderScale(acc) {
     el('td', {}, fmtBytes(r.qlora_bytes)))));
 }
 
-export function renderRuns(runs) {
+/// The Runs table: one row per run, its colour the one its curve has on the loss chart.
+export function renderRuns(runs, label) {
   const body = document.querySelector('#runs-table tbody');
-  body.replaceChildren(...runs.map((r, i) => el('tr', {},
-    el('td', {}, String(i + 1)), el('td', {}, r.settings.method), el('td', {}, r.settings.method === 'full' ? '–' : [String(r.settings.r), r.settings.ranks].filter(Boolean).join(' · ')),
+  body.replaceChildren(...runs.map((r, i) => el('tr', { 'data-label': label(r.settings) },
+    el('td', {}, el('span', { className: 'swatch', style: `background:${runColor(i).stroke}` }), String(i + 1)),
+    el('td', {}, r.settings.method), el('td', {}, r.settings.method === 'full' ? '–' : [String(r.settings.r), r.settings.ranks].filter(Boolean).join(' · ')),
     el('td', {}, r.settings.method === 'full' ? 'fp32' : `${r.settings.format}${r.settings.dq ? '+dq' : ''}`),
     el('td', {}, fmtInt(r.trainable)), el('td', {}, String(r.steps)), el('td', {}, r.loss.toFixed(4)),
     el('td', {}, r.val == null ? '–' : r.val.toFixed(4)), el('td', {}, r.accuracy == null ? '–' : `${(r.accuracy * 100).toFixed(0)}%`),
-    el('td', {}, r.tokS ? fmtInt(Math.round(r.tokS)) : '–'), el('td', {}, r.backend))));
+    el('td', {}, r.tokS ? fmtInt(Math.round(r.tokS)) : '–'), el('td', {}, r.backend || '–'))));
 }
 
 export function renderQuantErrors(h) {
   const body = document.querySelector('#quant-errors tbody');
+  // fp32 is the reference; a format that keeps these weights exactly (the shipped model was saved in fp16) says so.
+  const note = (e) => (e.format === 'fp32' ? ' (reference)' : e.rmse === 0 ? ' (exact: the weights were saved in it)' : '');
   body.replaceChildren(...h.errors.map((e) => el('tr', {},
-    el('td', {}, e.format), el('td', {}, e.bits_per_param.toFixed(3)), el('td', {}, e.rmse.toExponential(2)), el('td', {}, e.max_abs.toExponential(2)))));
+    el('td', {}, `${e.format}${note(e)}`), el('td', {}, e.bits_per_param.toFixed(3)),
+    el('td', {}, e.rmse === 0 ? '0' : e.rmse.toExponential(2)), el('td', {}, e.max_abs === 0 ? '0' : e.max_abs.toExponential(2)))));
 }

@@ -167,7 +167,7 @@ function cleanHistory(parsed, step) {
 }
 
 /// A run continued from a saved state: the loop is stopped (the page offers Resume), and the page redraws it.
-function restored(resumed, runHistory, source, savedAt) {
+async function restored(resumed, runHistory, source, savedAt) {
   running = false;
   ++loopId;
   hasRun = true;
@@ -175,7 +175,9 @@ function restored(resumed, runHistory, source, savedAt) {
   lastSettings = resumed.settings;
   history = runHistory;
   const { run_json: _, ...rest } = resumed;
-  post({ type: 'restored', source, savedAt, history, finished: playground.finished(), ...rest });
+  // The adapters' spectra of the restored parameters, as after a run (a restored run's chart would be empty).
+  const spectra = await playground.spectra();
+  post({ type: 'restored', source, savedAt, history, finished: playground.finished(), spectra, ...rest });
 }
 
 // Lets the page's requests (pause, generate, …) in between two steps. Not setTimeout(0): browsers hold a nested
@@ -328,11 +330,13 @@ const handlers = {
       storage = e.message;
       storageWorks = false;
     }
-    post({ type: 'init', parsed: engine.parseQuery(configJson, query), defaults: engine.defaults(), config: JSON.parse(configJson), modelBytes, gpu: await probeGpu(), saved, storage, cpu });
+    post({ type: 'init', parsed: engine.parseQuery(configJson, query), defaults: engine.defaults(), config: JSON.parse(configJson), modelBytes, gpu: await probeGpu(), saved, storage, cpu, formats: engine.baseFormats(configJson) });
   },
-  async account({ settings }) {
-    const acc = engine.accounting(configJson, settings);
-    post({ type: 'account', accounting: acc, query: engine.toQuery(configJson, settings), snippet: engine.peftSnippet(settings) });
+  async account({ settings, seq }) {
+    // A faulty setting is named and replaced by its default for the numbers, so the others stay live.
+    const { settings: usable, problems } = engine.settleSettings(configJson, settings);
+    const acc = engine.accounting(configJson, usable);
+    post({ type: 'account', accounting: acc, query: engine.toQuery(configJson, usable), snippet: engine.peftSnippet(usable), problems, seq });
   },
   async load() {
     if (!playground) {
@@ -388,7 +392,7 @@ const handlers = {
     if (!r) throw new Error('no run is saved in this browser any more');
     await handlers.load();
     const resumed = await playground.resume(r.state, r.text ?? undefined, preferGpu && !!self.navigator.gpu);
-    restored(resumed, cleanHistory(r.history, resumed.step), 'autosave', r.savedAt);
+    await restored(resumed, cleanHistory(r.history, resumed.step), 'autosave', r.savedAt);
   },
   async discard() {
     await discardRun();
@@ -397,7 +401,7 @@ const handlers = {
   async import({ bytes, preferGpu }) {
     await handlers.load();
     const resumed = await playground.importRun(new Uint8Array(bytes), preferGpu && !!self.navigator.gpu);
-    restored(resumed, cleanHistory(historyOf(resumed.run_json), resumed.step), 'file', null);
+    await restored(resumed, cleanHistory(historyOf(resumed.run_json), resumed.step), 'file', null);
     await autosave();
   },
   async export() {
@@ -406,7 +410,7 @@ const handlers = {
     const s = lastSettings;
     const runJson = JSON.stringify({ format: 'qlora-playground-run', version: 1, exportedAt: new Date().toISOString(), step, settings: s, history }, null, 1);
     const bytes = await playground.exportRun(runJson);
-    const name = `qlora-run-${s.method}${s.method === 'full' ? '' : `-r${s.r}-${s.format}`}-step${step}.zip`;
+    const name = `qlora-run-${s.method}${s.method === 'full' ? '' : `-r${s.r}-${s.format}${s.dq ? '-dq' : ''}`}-step${step}.zip`;
     post({ type: 'exported', bytes, name }, [bytes.buffer]);
   },
   // Base and tuned text side by side, a few tokens at a time through the queue: training steps go on between the

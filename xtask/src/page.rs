@@ -162,42 +162,49 @@ fn resolve(root: &Path, url: &str) -> Option<PathBuf> {
     out.is_file().then_some(out)
 }
 
-/// Serves `root` on 127.0.0.1:`port` (0: any free port) from a background thread; returns the address.
+/// Threads answering requests: a page load asks for a dozen files at once (four engine builds' scripts, the model,
+/// workers), and page tests open several pages; one thread made them queue behind each other's multi-MB responses.
+const SERVER_THREADS: usize = 8;
+
+/// Serves `root` on 127.0.0.1:`port` (0: any free port) from background threads; returns the address.
 pub fn spawn_server(root: PathBuf, port: u16) -> Result<std::net::SocketAddr, String> {
     let server = tiny_http::Server::http(("127.0.0.1", port))
         .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (choose another with --port)"))?;
     let addr = server.server_addr().to_ip().ok_or("the server has no IP address")?;
-    std::thread::spawn(move || {
-        for request in server.incoming_requests() {
-            let response = match resolve(&root, request.url()) {
-                Some(path) => match std::fs::read(&path) {
-                    Ok(bytes) => {
-                        let ct = tiny_http::Header::from_bytes("Content-Type", mime(&path)).expect("valid header");
-                        // Always revalidate: a rebuilt page must never mix with a cached wasm module.
-                        let cache = tiny_http::Header::from_bytes("Cache-Control", "no-cache").expect("valid header");
-                        // Cross-origin isolation, so the page may share wasm memory with worker threads (the CPU
-                        // executor's pool). Everything it loads is same-origin, so nothing else changes.
-                        let coop = tiny_http::Header::from_bytes("Cross-Origin-Opener-Policy", "same-origin")
-                            .expect("valid header");
-                        let coep = tiny_http::Header::from_bytes("Cross-Origin-Embedder-Policy", "require-corp")
-                            .expect("valid header");
-                        // Content-Length rather than chunks: the page shows download progress against it.
-                        tiny_http::Response::from_data(bytes)
-                            .with_header(ct)
-                            .with_header(cache)
-                            .with_header(coop)
-                            .with_header(coep)
-                            .with_chunked_threshold(usize::MAX)
-                    }
-                    Err(_) => tiny_http::Response::from_string("cannot read file").with_status_code(500),
-                },
-                None => tiny_http::Response::from_string("not found").with_status_code(404),
-            };
-            // A client that hung up is not the server's problem.
-            let _ = request.respond(response);
-        }
-    });
+    let server = std::sync::Arc::new(server);
+    let root = std::sync::Arc::new(root);
+    for _ in 0..SERVER_THREADS {
+        let (server, root) = (server.clone(), root.clone());
+        std::thread::spawn(move || {
+            for request in server.incoming_requests() {
+                let response = respond(&root, request.url());
+                // A client that hung up is not the server's problem.
+                let _ = request.respond(response);
+            }
+        });
+    }
     Ok(addr)
+}
+
+/// The response to one request for `url` under `root`.
+fn respond(root: &Path, url: &str) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let Some(path) = resolve(root, url) else {
+        return tiny_http::Response::from_string("not found").with_status_code(404);
+    };
+    let Ok(bytes) = std::fs::read(&path) else {
+        return tiny_http::Response::from_string("cannot read file").with_status_code(500);
+    };
+    let header = |name: &str, value: &str| tiny_http::Header::from_bytes(name, value).expect("valid header");
+    // Content-Length rather than chunks: the page shows download progress against it.
+    tiny_http::Response::from_data(bytes)
+        .with_header(header("Content-Type", mime(&path)))
+        // Always revalidate: a rebuilt page must never mix with a cached wasm module.
+        .with_header(header("Cache-Control", "no-cache"))
+        // Cross-origin isolation, so the page may share wasm memory with worker threads (the CPU executor's pool).
+        // Everything it loads is same-origin, so nothing else changes.
+        .with_header(header("Cross-Origin-Opener-Policy", "same-origin"))
+        .with_header(header("Cross-Origin-Embedder-Policy", "require-corp"))
+        .with_chunked_threshold(usize::MAX)
 }
 
 /// `cargo xtask serve [--port N] [--no-build]`: builds `dist/` and serves it on 127.0.0.1 until interrupted.
@@ -242,6 +249,29 @@ mod tests {
         assert_eq!(resolve(&root, "/pkg/../../x"), None);
         assert_eq!(resolve(&root, "/missing.js"), None);
         assert_eq!(mime(Path::new("a.wasm")), "application/wasm");
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    /// A client that stops reading a large response (a stalled tab, a test killed mid-download) must not hold up
+    /// the next request.
+    #[test]
+    fn a_stalled_download_does_not_block_other_requests() {
+        use std::io::{Read, Write};
+        let root = std::env::temp_dir().join(format!("xtask-serve-stall-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("big.bin"), vec![7u8; 64 << 20]).unwrap();
+        std::fs::write(root.join("index.html"), "hello").unwrap();
+        let addr = spawn_server(root.clone(), 0).unwrap();
+        let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+        stalled.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut other = std::net::TcpStream::connect(addr).unwrap();
+        other.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+        other.write_all(b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        other.read_to_string(&mut answer).expect("the second request is answered while the first is stalled");
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"), "{answer}");
+        drop(stalled);
         std::fs::remove_dir_all(root).unwrap();
     }
 }

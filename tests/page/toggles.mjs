@@ -1,0 +1,242 @@
+// The page as a student meets it: the method and base-format toggles in every order, links written by hand, a bad
+// value at one control, the runs table, one-click experiments, honest accuracy and a phone screen. Run once per
+// backend by webgpu.test.mjs and cpu.test.mjs.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import { ARTIFACTS, attr, expectedTrainable, launch, modelLoaded, open, text, trainToEnd } from './harness.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const CONFIG = JSON.parse(readFileSync(join(ROOT, 'www/models/shakespeare/config.json'), 'utf8'));
+const FORMATS = ['fp32', 'fp16', 'bf16', 'int8', 'int4', 'fp4', 'nf4'];
+const QUANTIZED = new Set(['int8', 'int4', 'fp4', 'nf4']);
+const WITH_DQ = new Set(['fp4', 'nf4']);
+/// Tiny runs: a step of 1 × 8 tokens takes well under a second even on SwiftShader.
+const TINY = 'steps=3&batch=1&seq=8';
+
+/// Waits until the numbers shown answer the page's latest settings.
+async function current(page) {
+  await page.waitForFunction(() => document.body.dataset.accountSent === document.body.dataset.accountShown);
+}
+
+/// What the base controls show: method, format, dq ticked, dq enabled, format enabled.
+async function base(page) {
+  return page.evaluate(() => ({
+    method: document.querySelector('[data-testid=method]').value,
+    format: document.querySelector('[data-testid=format]').value,
+    dq: document.querySelector('[data-testid=double-quant]').checked,
+    dqEnabled: !document.querySelector('[data-testid=double-quant]').disabled,
+    formatEnabled: !document.querySelector('[data-testid=format]').disabled,
+  }));
+}
+
+/// Nothing is refused and Train is ready.
+async function allFine(page, what) {
+  assert.equal(await page.$$eval('[data-testid=field-error]', (n) => n.length), 0, `${what}: no control is refused`);
+  assert.ok(await page.isHidden('[data-testid=error]'), `${what}: ${await text(page, 'error')}`);
+  assert.ok(await page.isEnabled('[data-testid=train]'), `${what}: Train is enabled`);
+}
+
+/// Moves r and checks the trainable count follows: the page is live.
+async function stillLive(page, r, what) {
+  await page.fill('[data-testid=rank]', String(r));
+  await page.dispatchEvent('[data-testid=rank]', 'input');
+  await current(page);
+  const method = await page.inputValue('[data-testid=method]');
+  const want = method === 'full' ? null : expectedTrainable(CONFIG, r, ['q', 'k', 'v', 'o', 'fc', 'proj']);
+  if (want != null) assert.equal(await attr(page, 'trainable-params'), String(want), `${what}: r=${r} counts at once`);
+}
+
+export function toggleTests(backend) {
+  let browser;
+  test.before(async () => { browser = await launch({ webgpu: backend === 'webgpu' }); });
+  test.after(async () => { await browser.close(); });
+
+  test(`${backend}: every base format after every other, with and without double quantization: the method and dq follow, nothing freezes`, async () => {
+    const { page, context, errors } = await open(browser, '');
+    for (const dqChoice of [true, false]) {
+      // Start from nf4 with the reader's double-quantization choice.
+      await page.selectOption('[data-testid=format]', 'nf4');
+      if ((await base(page)).dq !== dqChoice) await page.click('[data-testid=double-quant]');
+      let r = 2;
+      for (const from of FORMATS) {
+        for (const to of FORMATS) {
+          if (from === to) continue;
+          await page.selectOption('[data-testid=format]', from);
+          await page.selectOption('[data-testid=format]', to);
+          await current(page);
+          const b = await base(page);
+          const what = `dq ${dqChoice}: ${from} → ${to}`;
+          assert.equal(b.method, QUANTIZED.has(to) ? 'qlora' : 'lora', `${what}: the method follows the base`);
+          assert.equal(b.dqEnabled, WITH_DQ.has(to), `${what}: dq is offered only for fp4 and nf4`);
+          assert.equal(b.dq, WITH_DQ.has(to) && dqChoice, `${what}: dq is off where it does not apply, the reader's choice where it does`);
+          await allFine(page, what);
+          const q = new URL(page.url()).searchParams;
+          assert.equal(q.get('format') ?? 'nf4', to, `${what}: the link follows`);
+          r = r === 2 ? 3 : 2;
+          await stillLive(page, r, what);
+        }
+      }
+    }
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  test(`${backend}: LoRA ↔ QLoRA ↔ full: the base follows the method, visibly, and each method gets its last base back`, async () => {
+    const { page, context, errors } = await open(browser, '');
+    const pick = async (method) => { await page.selectOption('[data-testid=method]', method); await current(page); return base(page); };
+    let b = await pick('lora');
+    assert.deepEqual([b.method, b.format, b.dq, b.dqEnabled], ['lora', 'fp32', false, false]);
+    assert.match(await text(page, 'follow-note'), /LoRA keeps the frozen base in 16 or 32 bits/);
+    await page.selectOption('[data-testid=format]', 'fp16');
+    b = await pick('qlora');
+    assert.deepEqual([b.method, b.format, b.dq], ['qlora', 'nf4', true], 'QLoRA comes back on nf4 with double quantization');
+    assert.match(await text(page, 'follow-note'), /QLoRA keeps the frozen base quantized/);
+    await page.selectOption('[data-testid=format]', 'int4');
+    b = await pick('lora');
+    assert.equal(b.format, 'fp16', 'LoRA gets the reader\'s fp16 back');
+    b = await pick('full');
+    assert.deepEqual([b.format, b.formatEnabled, b.dq, b.dqEnabled], ['fp32', false, false, false], 'full fine-tuning shows fp32');
+    assert.equal(new URL(page.url()).searchParams.get('method'), 'full');
+    b = await pick('qlora');
+    assert.deepEqual([b.format, b.dq], ['int4', false], 'QLoRA gets the reader\'s int4 back');
+    await page.selectOption('[data-testid=format]', 'fp16');
+    await current(page);
+    assert.match(await text(page, 'follow-note'), /fp16 base is not quantized, which makes this LoRA/);
+    assert.equal((await base(page)).method, 'lora');
+    // The memory differs between LoRA on fp16 and QLoRA on nf4 + dq.
+    const lora = Number(await attr(page, 'memory-total'));
+    await pick('qlora');
+    assert.ok(Number(await attr(page, 'memory-total')) < lora, 'QLoRA\'s quantized base takes less memory');
+    // The explanation says what NF4 and double quantization are, with this model's bits per weight.
+    const explained = await text(page, 'base-explainer');
+    assert.match(explained, /NF4 \(4-bit NormalFloat\).*block of 64 weights: 4\.5 bits per weight/);
+    assert.match(explained, /one fp32 constant per 256 of them: NF4 goes from 4\.5 to 4\.1\d\d bits per weight/);
+    await allFine(page, 'after the switches');
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  test(`${backend}: links written by hand open what they name; a contradiction drops only its parameter`, async () => {
+    for (const [query, want] of [
+      ['?format=fp16', ['lora', 'fp16', false]],
+      ['?format=int4', ['qlora', 'int4', false]],
+      ['?format=int8', ['qlora', 'int8', false]],
+      ['?method=lora&format=fp16', ['lora', 'fp16', false]],
+      ['?method=lora', ['lora', 'fp32', false]],
+      ['?method=full', ['full', 'fp32', false]],
+      ['?format=fp4', ['qlora', 'fp4', true]],
+    ]) {
+      const { page, context } = await open(browser, query);
+      const b = await base(page);
+      assert.deepEqual([b.method, b.format, b.dq], want, query);
+      await allFine(page, query);
+      await context.close();
+    }
+    const { page, context } = await open(browser, '?format=int4&dq=1&r=4');
+    const b = await base(page);
+    assert.deepEqual([b.method, b.format, b.dq, await page.inputValue('[data-testid=rank]')], ['qlora', 'int4', false, '4']);
+    const message = await text(page, 'error');
+    assert.match(message, /dq=1 ignored: double quantization applies to fp4 and nf4 bases, not to int4/);
+    assert.doesNotMatch(message, /format|defaults used/);
+    await context.close();
+  });
+
+  test(`${backend}: a bad value is named at its control; every other number stays live; Train says why it waits`, async () => {
+    const { page, context, errors } = await open(browser, '');
+    await page.fill('[data-testid=lr]', '');
+    await page.dispatchEvent('[data-testid=lr]', 'input');
+    await current(page);
+    assert.equal(await page.$$eval('[data-testid=field-error]', (n) => n.map((e) => e.dataset.for)).then((f) => f.join()), 'lr');
+    assert.match(await page.textContent('[data-testid=field-error][data-for=lr]'), /learning rate must be/);
+    assert.ok(await page.isDisabled('[data-testid=train]'));
+    assert.match(await text(page, 'train-why'), /learning rate/);
+    await stillLive(page, 4, 'with the learning rate refused');
+    await page.uncheck('[data-testid=targets-k]');
+    await current(page);
+    assert.equal(await attr(page, 'trainable-params'), String(expectedTrainable(CONFIG, 4, ['q', 'v', 'o', 'fc', 'proj'])));
+    await page.selectOption('[data-testid=format]', 'int4');
+    await current(page);
+    assert.equal((await base(page)).method, 'qlora');
+    await page.fill('[data-testid=lr]', '0.002');
+    await page.dispatchEvent('[data-testid=lr]', 'input');
+    await current(page);
+    await allFine(page, 'after fixing the learning rate');
+    assert.match(page.url(), /lr=0\.002/);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  test(`${backend}: a rank per matrix shows "mixed" and the scaling of each matrix`, async () => {
+    const { page, context } = await open(browser, '?ranks=q:2,fc:16');
+    assert.match(await page.textContent('#rank-out'), /mixed: q 2, k 8, v 8, o 8, fc 16, proj 8/);
+    assert.match(await page.textContent('#scaling-out'), /q 8\.000, k 2\.000, .*fc 1\.000/);
+    await context.close();
+  });
+
+  test(`${backend}: a finished run enters the Runs table at once, labelled on the chart; the table survives a reload`, async () => {
+    const { page, context, errors } = await open(browser, `?${TINY}&r=4`);
+    await modelLoaded(page);
+    await trainToEnd(page, 300000);
+    const rows = () => page.$$eval('[data-testid=runs] tbody tr', (trs) => trs.map((tr) => tr.dataset.label));
+    assert.deepEqual(await rows(), ['QLoRA r=4 nf4+dq']);
+    await page.selectOption('[data-testid=format]', 'fp16');
+    await current(page);
+    await trainToEnd(page, 300000);
+    assert.deepEqual(await rows(), ['QLoRA r=4 nf4+dq', 'LoRA r=4 fp16']);
+    // The chart's key names the earlier run and the current one.
+    const legend = await page.textContent('#loss-chart .u-legend');
+    assert.match(legend, /#1 QLoRA r=4 nf4\+dq/);
+    assert.match(legend, /train loss \(LoRA r=4 fp16\)/);
+    await page.reload();
+    await page.waitForSelector('[data-testid=trainable-params][data-value]');
+    assert.deepEqual(await rows(), ['QLoRA r=4 nf4+dq', 'LoRA r=4 fp16'], 'the table is kept across a reload');
+    assert.match(await page.textContent('#loss-chart .u-legend'), /#2 LoRA r=4 fp16/);
+    await page.click('[data-testid=clear-runs]');
+    assert.deepEqual(await rows(), []);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  test(`${backend}: one click runs "FP16 vs INT4 vs NF4 base", overlays the runs and says what came out`, async () => {
+    const { page, context, errors } = await open(browser, `?${TINY}&r=2`);
+    await modelLoaded(page);
+    await page.click('[data-testid=experiment-formats]');
+    await page.waitForFunction(() => document.querySelector('[data-testid=experiment-summary]').dataset.done, null, { timeout: 600000 });
+    const summary = await text(page, 'experiment-summary');
+    assert.equal(await page.getAttribute('[data-testid=experiment-summary]', 'data-done'), 'done', summary);
+    assert.match(summary, /FP16 vs INT4 vs NF4 base, 3 steps each — validation loss: LoRA r=2 fp16 \d\.\d{3} .*QLoRA r=2 int4 .*QLoRA r=2 nf4\+dq/);
+    const labels = await page.$$eval('[data-testid=runs] tbody tr', (trs) => trs.map((tr) => tr.dataset.label));
+    assert.deepEqual(labels, ['LoRA r=2 fp16', 'QLoRA r=2 int4', 'QLoRA r=2 nf4+dq']);
+    // Accuracy is shown with what it is worth on "even": chance and the majority answer.
+    assert.match(await text(page, 'accuracy-baseline'), /chance 50%; always “(yes|no)”: \d+%/);
+    assert.match(await text(page, 'answers'), /answers on 50 held-out questions: “/);
+    await page.screenshot({ path: join(ARTIFACTS, `${backend}-experiment.png`), fullPage: true });
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  test(`${backend}: on a phone the tables scroll visibly, checkboxes are big enough to tap, and a run's progress stays in view`, async () => {
+    const { page, context } = await open(browser, `?${TINY}`);
+    await page.setViewportSize({ width: 390, height: 844 });
+    await modelLoaded(page);
+    const box = await page.locator('[data-testid=double-quant]').boundingBox();
+    assert.ok(box.width >= 24 && box.height >= 24, `checkbox ${box.width}×${box.height}`);
+    const scale = await page.$eval('#scale-table', (t) => {
+      const s = t.closest('.scroll');
+      return { scrolls: s.scrollWidth > s.clientWidth, overflow: getComputedStyle(s).overflowX };
+    });
+    assert.deepEqual(scale, { scrolls: true, overflow: 'auto' });
+    await trainToEnd(page, 300000);
+    const status = page.locator('[data-testid=run-status]');
+    assert.match(await status.textContent(), /step 3 \/ 3 · loss \d/);
+    const where = await status.boundingBox();
+    assert.ok(where && where.y + where.height <= 844 + 1 && where.y > 0, `the status bar is on screen: ${JSON.stringify(where)}`);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `page overflows a phone screen by ${overflow}px`);
+    await page.screenshot({ path: join(ARTIFACTS, `${backend}-phone-run.png`) });
+    await context.close();
+  });
+}
