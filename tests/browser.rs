@@ -175,7 +175,13 @@ async fn sharp_attention_run_matches_cpu_in_the_browser() {
     let mut serial = Vec::new();
     for _ in 0..3 {
         let (c, g) = (on_cpu.step(false).await.unwrap(), on_gpu.step(false).await.unwrap());
-        assert!(c.loss.is_finite() && (c.loss - g.loss).abs() <= 1e-3, "step {}: cpu {} gpu {}", c.step, c.loss, g.loss);
+        assert!(
+            c.loss.is_finite() && (c.loss - g.loss).abs() <= 1e-3,
+            "step {}: cpu {} gpu {}",
+            c.step,
+            c.loss,
+            g.loss
+        );
         serial.push(g.loss);
     }
     // The page keeps one step in flight (mapAsync of one step's loss pending while the next is queued): the same

@@ -41,10 +41,10 @@ test('cpu: on a cross-origin isolated page the CPU executor trains on worker thr
   try {
     const single = await trainSixSteps(browser, { isolated: false });
     assert.equal(single.threads, 1);
-    assert.match(single.notice, /wasm, one thread: this page is not cross-origin isolated, which threads need/);
+    assert.match(single.notice, /uses one core of your processor \(this page's host does not send the two headers that allow more\)/);
     const threaded = await trainSixSteps(browser);
     assert.equal(threaded.threads, threaded.cores, 'one pool thread per core');
-    if (threaded.cores > 1) assert.match(threaded.notice, new RegExp(`wasm, ${threaded.cores} threads`));
+    if (threaded.cores > 1) assert.match(threaded.notice, new RegExp(`uses ${threaded.cores} of your processor's cores`));
     assert.equal(threaded.losses.length, 6);
     assert.deepEqual(threaded.losses, single.losses, 'the same losses, bit for bit');
   } finally {
@@ -57,11 +57,11 @@ test('cpu: the CPU executor multiplies with relaxed SIMD where the browser has i
   try {
     const relaxed = await trainSixSteps(browser);
     assert.equal(relaxed.simd, 'relaxed', 'Chromium has relaxed SIMD (since 114)');
-    assert.match(relaxed.notice, /; relaxed SIMD\)/);
+    assert.match(relaxed.notice, /and its fused multiply-add instructions\.$/);
     const plain = await trainSixSteps(browser, { withoutRelaxed: true });
     assert.equal(plain.simd, 'simd128');
     assert.equal(plain.threads, relaxed.threads, 'losing relaxed SIMD keeps the threads');
-    assert.match(plain.notice, /; plain SIMD: the relaxed-SIMD engine failed to start \(/);
+    assert.match(plain.notice, /with separate multiply and add instructions \(the relaxed-SIMD engine failed to start \(/);
     // Fused and separate multiply-adds round differently; six steps stay far inside this.
     assert.equal(plain.losses.length, 6);
     for (const [i, loss] of plain.losses.entries()) {

@@ -46,7 +46,7 @@ test('cpu: a reload restores the autosaved run, Resume continues it, Discard for
   await reopened(page, () => page.reload());
   await page.waitForSelector('[data-testid=restore-bar]:not([hidden])');
   await page.screenshot({ path: join(ARTIFACTS, 'cpu-restore-offered.png') });
-  assert.match(await text(page, 'restore-bar'), new RegExp(`qlora r=4 nf4\\+dq, step ${saved} of 400`));
+  assert.match(await text(page, 'restore-bar'), new RegExp(`QLoRA r=4 nf4\\+dq, step ${saved} of 400`));
   assert.ok([null, '0'].includes(await attr(page, 'step')), 'nothing is restored until asked');
   await page.click('[data-testid=restore-run]');
   await page.waitForFunction(() => document.body.dataset.restored, null, { timeout: 120000 });

@@ -109,6 +109,9 @@ export function toggleTests(backend) {
     // The memory differs between LoRA on fp16 and QLoRA on nf4 + dq.
     const lora = Number(await attr(page, 'memory-total'));
     await pick('qlora');
+    await page.selectOption('[data-testid=format]', 'nf4');
+    await current(page);
+    assert.deepEqual(await base(page), { method: 'qlora', format: 'nf4', dq: true, dqEnabled: true, formatEnabled: true });
     assert.ok(Number(await attr(page, 'memory-total')) < lora, 'QLoRA\'s quantized base takes less memory');
     // The explanation says what NF4 and double quantization are, with this model's bits per weight.
     const explained = await text(page, 'base-explainer');

@@ -449,6 +449,7 @@ function loadKeptRuns() {
     state.runs = [];
   }
   renderRuns(state.runs, runLabel);
+  requestDraw();
 }
 
 /// Leaves the current run: it stays in the table and on the chart if it has steps.
@@ -610,9 +611,17 @@ function preferGpu() {
 
 /// The CPU executor's threads and instructions, in plain words.
 function cpuInWords(cpu) {
-  const threads = cpu.threads > 1 ? `It uses ${cpu.threads} of your processor's cores` : 'It uses one core of your processor'
-    + (cpu.threadsWhy && /isolated/.test(cpu.threadsWhy) ? ' (this page\'s host does not send the two headers that allow more)' : cpu.threadsWhy ? ` (${cpu.threadsWhy})` : '');
-  const simd = cpu.relaxed ? 'and its fused multiply-add instructions.' : 'with separate multiply and add instructions (this browser offers no fused ones to web pages).';
+  let threads = `It uses ${cpu.threads} of your processor's cores`;
+  if (cpu.threads <= 1) {
+    const why = cpu.threadsWhy && /isolated/.test(cpu.threadsWhy)
+      ? 'this page\'s host does not send the two headers that allow more' : cpu.threadsWhy;
+    threads = `It uses one core of your processor${why ? ` (${why})` : ''}`;
+  }
+  let simd = 'and its fused multiply-add instructions.';
+  if (!cpu.relaxed) {
+    const why = cpu.relaxedWhy === 'this browser has no relaxed SIMD' ? 'this browser offers no fused ones to web pages' : cpu.relaxedWhy;
+    simd = `with separate multiply and add instructions${why ? ` (${why})` : ''}.`;
+  }
   return `${threads} ${simd}`;
 }
 
