@@ -14,6 +14,7 @@
 //! The training dtype is fp32 in our engine; pass bf16 to reproduce the QLoRA paper's setting.
 
 use crate::quant::Storage;
+use crate::train::Method;
 use crate::{bail, ensure, Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -247,17 +248,10 @@ pub fn full_params(arch: &Arch) -> ParamCount {
     ParamCount { trainable: n, total: n }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MemMethod {
-    Full,
-    Lora,
-    Qlora,
-}
-
 /// A memory question: method, base storage, training dtype bytes, adapters, batch shape.
 #[derive(Clone, Debug)]
 pub struct MemoryQuery {
-    pub method: MemMethod,
+    pub method: Method,
     pub storage: Storage,
     pub dtype_bytes: u64,
     pub adapters: Option<AdapterSpec>,
@@ -300,7 +294,7 @@ pub fn memory(arch: &Arch, q: &MemoryQuery) -> Result<Memory> {
     let dt = q.dtype_bytes;
     let mut m = Memory::default();
     let (trainable, lora_act) = match q.method {
-        MemMethod::Full => {
+        Method::Full => {
             ensure!(
                 q.storage == Storage::FP32,
                 "full fine-tuning trains the base weights in the training dtype; --format applies to lora and qlora"
@@ -308,7 +302,7 @@ pub fn memory(arch: &Arch, q: &MemoryQuery) -> Result<Memory> {
             m.base_weights = arch.base_params() * dt;
             (arch.base_params(), 0)
         }
-        MemMethod::Lora | MemMethod::Qlora => {
+        Method::Lora | Method::Qlora => {
             let spec = q.adapters.as_ref().ok_or_else(|| Error::new("lora and qlora need targets and a rank"))?;
             // fp32 "storage" of the base in a bf16 run means the training dtype: no quantization.
             let per_tensor: Vec<u64> = arch.linears().iter().map(|(_, i, o)| i * o).collect();

@@ -7,6 +7,8 @@
 //! - [`quant`]: storage formats of the frozen base (fp16, bf16, int8, int4, fp4, nf4, double quantization).
 //! - [`accounting`]: parameter and memory counts computed from a configuration, for any preset.
 //! - [`data`]: the byte tokenizer, text windows and seeded batch sampling.
+//! - [`train`]: the training recipe both executors follow — method, optimisation settings and their defaults, the
+//!   learning-rate schedule, AdamW's constants, dropout masks, sampling.
 //! - [`cpu`]: the reference executor — forward and backward of every layer over flat buffers, AdamW, training.
 
 // Numeric kernels index several buffers with one loop variable, mirroring the WGSL kernels they pair with.
@@ -21,6 +23,7 @@ pub mod lora;
 pub mod model;
 pub mod quant;
 pub mod rng;
+pub mod train;
 pub mod web;
 
 #[cfg(all(feature = "cli", not(target_arch = "wasm32")))]

@@ -2,11 +2,12 @@
 //! CPU executor's saved activations equal the accounting's formula.
 #![cfg(not(target_arch = "wasm32"))]
 
-use qlora_playground::accounting::{self, AdapterSpec, Arch, MemMethod, MemoryQuery};
+use qlora_playground::accounting::{self, AdapterSpec, Arch, MemoryQuery};
 use qlora_playground::cpu::Activations;
 use qlora_playground::lora::{Adapters, LoraConfig, Target};
 use qlora_playground::model::ModelConfig;
 use qlora_playground::quant::{Format, QuantizedTensor, Storage};
+use qlora_playground::train::Method;
 use rand::{RngExt, SeedableRng};
 
 fn weights(n: usize) -> Vec<f32> {
@@ -84,7 +85,7 @@ fn executor_activations_equal_the_accounting() {
     let acts = Activations::new(&cfg, Some(&ad), b, t);
     let arch = Arch::from_model(&cfg);
     let q = MemoryQuery {
-        method: MemMethod::Lora,
+        method: Method::Lora,
         storage: Storage::FP32,
         dtype_bytes: 4,
         adapters: Some(AdapterSpec::uniform(&arch, "q,v,fc", 4).unwrap()),

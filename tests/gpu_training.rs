@@ -202,7 +202,7 @@ fn steps_kept_in_flight_train_exactly_as_steps_awaited_one_by_one() {
 
 #[test]
 fn measured_gpu_memory_agrees_with_the_accounting() {
-    use qlora_playground::accounting::{self, AdapterSpec, Arch, MemMethod, MemoryQuery};
+    use qlora_playground::accounting::{self, AdapterSpec, Arch, MemoryQuery};
     use qlora_playground::gpu::Category;
     let m = Gpt2::init(ModelConfig::bytes(2, 4, 64, 64).unwrap(), 1);
     let (b, t) = (4usize, 32usize);
@@ -215,7 +215,7 @@ fn measured_gpu_memory_agrees_with_the_accounting() {
         let gt = GpuTrainer::new(Gpu::new_blocking().unwrap(), &m, method, storage, lora, optim(), 1, b, t).unwrap();
         let arch = Arch::from_model(&m.config);
         let q = MemoryQuery {
-            method: if method == Method::Full { MemMethod::Full } else { MemMethod::Qlora },
+            method: if method == Method::Full { Method::Full } else { Method::Qlora },
             storage,
             dtype_bytes: 4,
             adapters: (method != Method::Full).then(|| AdapterSpec::uniform(&arch, "all", 4).unwrap()),

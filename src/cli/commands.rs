@@ -1,15 +1,16 @@
 //! The work behind each `qlora` subcommand.
 
 use super::*;
-use crate::accounting::{self, AdapterSpec, Arch, MemMethod, MemoryQuery};
+use crate::accounting::{self, AdapterSpec, Arch, MemoryQuery};
 use crate::cpu::eval::greedy_accuracy;
-use crate::cpu::{eval_loss, quantize_base, Method, OptimConfig, Sampling, StepStats, Trainer};
+use crate::cpu::{eval_loss, quantize_base, Trainer};
 use crate::data::tasks;
 use crate::data::{self, decode, encode, read_text_file};
 use crate::gpu::{wgpu, Gpu, GpuTrainer};
 use crate::lora::{self, load_adapter_dir, parse_targets, save_adapter_dir, Adapters, LoraConfig};
 use crate::model::{load_model_dir, save_model_dir, Gpt2, ModelConfig, StoreDtype};
 use crate::quant::{Format, Storage};
+use crate::train::{Method, OptimConfig, Sampling, StepStats};
 use crate::{ensure, rng, Error, Result};
 
 /// The GPU to train on for a `--backend` value, if any.
@@ -112,17 +113,12 @@ pub(super) fn memory(a: MemoryArgs) -> Result<()> {
         "bf16" | "fp16" => 2,
         other => return Err(Error::new(format!("unknown dtype {other:?}; expected fp32, bf16 or fp16"))),
     };
-    let mm = match method {
-        Method::Full => MemMethod::Full,
-        Method::Lora => MemMethod::Lora,
-        Method::Qlora => MemMethod::Qlora,
-    };
     let adapters = match method {
         Method::Full => None,
         _ => Some(AdapterSpec::uniform(&arch, &a.targets, a.rank)?),
     };
     let q = MemoryQuery {
-        method: mm,
+        method,
         storage: st,
         dtype_bytes,
         adapters,
@@ -229,14 +225,12 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
         }
     };
     let user_text: String;
-    let warmup = a.warmup.unwrap_or((a.steps / 10).min(100));
+    let defaults = OptimConfig::with_defaults(a.lr, a.steps);
     let optim = OptimConfig {
-        lr: a.lr,
-        min_lr: a.lr / 10.0,
-        warmup,
-        steps: a.steps,
+        warmup: a.warmup.unwrap_or(defaults.warmup),
         weight_decay: a.weight_decay,
         grad_clip: a.grad_clip,
+        ..defaults
     };
     let source = match (&a.task, &a.data) {
         (Some(name), _) => tasks::Source::builtin(name)?,

@@ -2,7 +2,7 @@
 //! (model, AdamW moments, step), periodic validation, and one JSON line per logged step.
 
 use super::PretrainArgs;
-use crate::cpu::{eval_loss, Method, OptimConfig, Trainer};
+use crate::cpu::{eval_loss, Trainer};
 use crate::data::{encode, read_text_file};
 use crate::gpu::GpuTrainer;
 use crate::model::{
@@ -10,6 +10,7 @@ use crate::model::{
     StoreDtype,
 };
 use crate::quant::Storage;
+use crate::train::{Method, OptimConfig};
 use crate::{ensure, rng, Error, Result};
 use serde_json::json;
 use std::path::Path;
@@ -60,14 +61,7 @@ pub(super) fn pretrain(a: PretrainArgs) -> Result<()> {
     let val = encode(&read_text_file(&a.val)?);
     ensure!(a.batch >= 1 && a.seq >= 1 && a.seq <= a.ctx, "need 1 ≤ seq ≤ ctx and batch ≥ 1");
     let cfg = ModelConfig::bytes(a.layers, a.heads, a.embd, a.ctx)?;
-    let optim = OptimConfig {
-        lr: a.lr,
-        min_lr: a.lr / 10.0,
-        warmup: a.warmup,
-        steps: a.steps,
-        weight_decay: 0.0,
-        grad_clip: 1.0,
-    };
+    let optim = OptimConfig { warmup: a.warmup, ..OptimConfig::with_defaults(a.lr, a.steps) };
     let mut trainer = Trainer::new(Gpt2::init(cfg, a.seed), Method::Full, Storage::FP32, None, optim.clone(), a.seed)?;
     let ckpt = a.out.join("checkpoint");
     let start = if ckpt.join("state.json").exists() { load_checkpoint(&ckpt, &mut trainer)? } else { 0 };

@@ -6,7 +6,7 @@ use crate::data::{decode, encode, eval_windows};
 use crate::lora::Adapters;
 use crate::model::Gpt2;
 use crate::rng;
-use rand::RngExt;
+use crate::train::sampling::{argmax, sample, Sampling};
 
 /// Mean next-token cross-entropy (nats) over consecutive windows of `n_positions` tokens, each window predicting its
 /// own positions 1..len−1; returns (loss, predicted tokens).
@@ -26,14 +26,6 @@ pub fn eval_loss(model: &Gpt2, adapters: Option<&Adapters>, tokens: &[u32]) -> (
         count += t;
     }
     (if count == 0 { f64::NAN } else { total / count as f64 }, count)
-}
-
-/// Sampling settings: temperature 0 is greedy; top_k 0 keeps every token.
-#[derive(Clone, Copy, Debug)]
-pub struct Sampling {
-    pub temperature: f32,
-    pub top_k: usize,
-    pub seed: u64,
 }
 
 /// Continues `prompt` by `n` tokens. The context slides when it exceeds n_positions.
@@ -80,31 +72,6 @@ impl Generation {
     pub fn generated(&self) -> &[u32] {
         &self.generated
     }
-}
-
-pub(crate) fn sample(probs: &[f32], s: Sampling, rng: &mut rng::Rng) -> u32 {
-    // Only the byte range is sampled: larger vocabularies' extra ids have no text.
-    let probs = &probs[..probs.len().min(256)];
-    if s.temperature <= 0.0 {
-        return argmax(probs);
-    }
-    let mut cand: Vec<(usize, f64)> =
-        probs.iter().enumerate().map(|(i, p)| (i, (*p as f64).max(1e-30).ln() / s.temperature as f64)).collect();
-    cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    if s.top_k > 0 {
-        cand.truncate(s.top_k);
-    }
-    let maxl = cand[0].1;
-    let weights: Vec<f64> = cand.iter().map(|(_, l)| (l - maxl).exp()).collect();
-    let total: f64 = weights.iter().sum();
-    let mut r = rng.random::<f64>() * total;
-    for ((i, _), wgt) in cand.iter().zip(&weights) {
-        if r < *wgt {
-            return *i as u32;
-        }
-        r -= wgt;
-    }
-    cand.last().expect("non-empty").0 as u32
 }
 
 /// Exact-match accuracy of greedy answers, computed in one batched forward pass instead of by generation.
@@ -166,9 +133,4 @@ pub fn greedy_answers(model: &Gpt2, adapters: Option<&Adapters>, examples: &[Exa
         let out = generate(model, adapters, &encode(&e.prompt), longest + 1, greedy);
         decode(&out).split('\n').next().unwrap_or("").to_string()
     }))
-}
-
-/// The first index of the largest value (the same tie rule as greedy sampling).
-fn argmax(p: &[f32]) -> u32 {
-    p.iter().enumerate().fold((0, f32::MIN), |b, (i, x)| if *x > b.1 { (i, *x) } else { b }).0 as u32
 }

@@ -7,8 +7,7 @@ use super::layers::*;
 use super::matmul::{gemm, Mat};
 use crate::lora::Adapters;
 use crate::model::{BlockTensor, Linear, ModelConfig, ParamLayout, TensorId};
-use crate::rng;
-use rand::RngExt;
+use crate::train::dropout_mask;
 
 /// What the backward pass computes gradients for.
 pub enum GradTarget<'a> {
@@ -63,10 +62,6 @@ pub struct Activations {
     d_wide2: Vec<f32>,
     d_u: Vec<f32>,
     d_x_lora: Vec<f32>,
-}
-
-pub(crate) fn linear_index(l: Linear) -> usize {
-    Linear::ALL.iter().position(|x| *x == l).expect("listed")
 }
 
 impl Activations {
@@ -326,13 +321,6 @@ pub fn forward(
     })
 }
 
-/// The keep/drop decisions of the adapter dropout on linear `li` of layer `l`: the same sequence in the forward and
-/// the backward pass, regenerated from the step's seed instead of stored.
-pub(crate) fn dropout_mask(seed: u64, l: usize, li: usize, p: f32) -> impl Iterator<Item = bool> {
-    let mut r = rng::stream(seed, &format!("dropout-{l}-{li}"));
-    std::iter::repeat_with(move || r.random::<f32>() >= p)
-}
-
 /// Base linear layer plus every adapter attached to it.
 #[allow(clippy::too_many_arguments)]
 fn linear_with_adapters(
@@ -350,7 +338,7 @@ fn linear_with_adapters(
     let (d_in, oc) = lin.dims(w.cfg.n_embd);
     linear_forward(out, inp, w.block(l, lin.weight()), w.block(l, lin.bias()), bt, d_in, oc);
     let Some(ad) = adapters else { return };
-    let li = linear_index(lin);
+    let li = lin.index();
     let p = ad.config.dropout;
     let x: &[f32] = if !dropped[li].is_empty() {
         match dropout_seed {
@@ -554,7 +542,7 @@ fn linear_backward_with_adapters(
     let dparams = param_grads(grads, w.layout, TensorId::Block(l, lin.weight()), TensorId::Block(l, lin.bias()));
     linear_backward(dinp, dparams, dout, inp, w.block(l, lin.weight()), bt, d_in, oc);
     let Some(ad) = adapters else { return };
-    let li = linear_index(lin);
+    let li = lin.index();
     let x: &[f32] = if dropped[li].is_empty() { inp } else { &dropped[li] };
     let dxl = &mut d_x_lora[..bt * d_in];
     dxl.fill(0.0);

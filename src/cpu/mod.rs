@@ -12,7 +12,9 @@ mod packed;
 pub mod products;
 pub mod train;
 
-pub use eval::{eval_loss, generate, Generation, Sampling};
+/// The recipe's names where they were before [`crate::train`] held them (tests and older callers import them here).
+pub use crate::train::{dropout_seed, Method, OptimConfig, Sampling, StepStats};
+pub use eval::{eval_loss, generate, Generation};
 pub use executor::{backward, forward, Activations, GradTarget, Weights};
 pub use matmul::{gemm, Mat};
-pub use train::{dropout_seed, quantize_base, Method, OptimConfig, QuantReport, StepStats, Trainer};
+pub use train::{quantize_base, QuantReport, Trainer};

@@ -1,5 +1,7 @@
-//! AdamW (PyTorch semantics: decoupled weight decay, bias-corrected moments), global-norm gradient clipping and the
-//! warmup + cosine learning-rate schedule.
+//! AdamW (PyTorch semantics: decoupled weight decay, bias-corrected moments) and global-norm gradient clipping on the
+//! CPU; the learning-rate schedule and AdamW's constants are the recipe's ([`crate::train`]).
+
+use crate::train::{ADAMW_BETA1, ADAMW_BETA2, ADAMW_EPS};
 
 /// AdamW state over one flat parameter buffer.
 #[derive(Clone, Debug)]
@@ -15,7 +17,15 @@ pub struct AdamW {
 
 impl AdamW {
     pub fn new(n: usize, weight_decay: f32) -> Self {
-        AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay, m: vec![0.0; n], v: vec![0.0; n], t: 0 }
+        AdamW {
+            beta1: ADAMW_BETA1,
+            beta2: ADAMW_BETA2,
+            eps: ADAMW_EPS,
+            weight_decay,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            t: 0,
+        }
     }
 
     /// One update of `params` with `grads` at learning rate `lr`.
@@ -52,17 +62,6 @@ pub fn clip_grad_norm(grads: &mut [f32], max_norm: f32) -> f32 {
     norm
 }
 
-/// Learning rate at `step` (0-based): linear warmup to `lr` over `warmup` steps (the first step already uses
-/// lr/warmup), then cosine decay to `min_lr` at the last step.
-pub fn lr_at(step: usize, total: usize, warmup: usize, lr: f32, min_lr: f32) -> f32 {
-    if step < warmup {
-        return lr * (step + 1) as f32 / warmup as f32;
-    }
-    let decay_steps = total.saturating_sub(warmup).max(1);
-    let progress = ((step - warmup) as f32 / decay_steps as f32).min(1.0);
-    min_lr + 0.5 * (lr - min_lr) * (1.0 + (std::f32::consts::PI * progress).cos())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,13 +80,5 @@ mod tests {
         let mut g = vec![3.0f32, 4.0];
         assert_eq!(clip_grad_norm(&mut g, 1.0), 5.0);
         assert!((grad_norm(&g) - 1.0).abs() < 1e-5);
-    }
-
-    #[test]
-    fn schedule_warms_up_then_decays() {
-        assert!((lr_at(0, 100, 10, 1.0, 0.0) - 0.1).abs() < 1e-6);
-        assert!((lr_at(9, 100, 10, 1.0, 0.0) - 1.0).abs() < 1e-6);
-        assert!((lr_at(10, 100, 10, 1.0, 0.0) - 1.0).abs() < 1e-6);
-        assert!(lr_at(99, 100, 10, 1.0, 0.0) < 0.01);
     }
 }

@@ -2,98 +2,12 @@
 //! per block are stored in a quantized format and used dequantized).
 
 use super::executor::{backward, forward, Activations, GradTarget, Weights};
-use super::optim::{clip_grad_norm, lr_at, AdamW};
+use super::optim::{clip_grad_norm, AdamW};
 use crate::lora::{Adapters, LoraConfig};
 use crate::model::{Gpt2, Linear, TensorId};
 use crate::quant::{Format, QuantError, QuantizedTensor, Storage};
-use crate::{bail, ensure, Error, Result};
-use std::fmt;
-use std::str::FromStr;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Method {
-    Full,
-    Lora,
-    Qlora,
-}
-
-impl Method {
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Full => "full",
-            Method::Lora => "lora",
-            Method::Qlora => "qlora",
-        }
-    }
-
-    /// The base storage a method uses when none is given: QLoRA's is NF4, the others keep fp32.
-    pub fn default_format(self) -> Format {
-        match self {
-            Method::Qlora => Format::Nf4,
-            _ => Format::Fp32,
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Method {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "full" => Ok(Method::Full),
-            "lora" => Ok(Method::Lora),
-            "qlora" => Ok(Method::Qlora),
-            _ => bail!("unknown method {s:?}; expected full, lora or qlora"),
-        }
-    }
-}
-
-/// Optimisation settings shared by every method.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OptimConfig {
-    pub lr: f32,
-    pub min_lr: f32,
-    pub warmup: usize,
-    pub steps: usize,
-    pub weight_decay: f32,
-    pub grad_clip: f32,
-}
-
-impl OptimConfig {
-    pub fn validate(&self) -> Result<()> {
-        ensure!(
-            self.lr.is_finite() && self.lr > 0.0 && self.lr <= 10.0,
-            "learning rate must be a number in (0, 10] (got {})",
-            self.lr
-        );
-        ensure!(self.min_lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.lr, "min_lr must be in [0, lr]");
-        ensure!(
-            self.steps >= 1 && self.steps <= 10_000_000,
-            "steps must be between 1 and 10,000,000 (got {})",
-            self.steps
-        );
-        ensure!(
-            self.weight_decay.is_finite() && (0.0..1.0).contains(&self.weight_decay),
-            "weight decay must be in [0, 1)"
-        );
-        ensure!(self.grad_clip.is_finite() && self.grad_clip >= 0.0, "gradient clip must be ≥ 0 (0 disables it)");
-        Ok(())
-    }
-}
-
-/// Statistics of one optimizer step.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StepStats {
-    pub step: usize,
-    pub loss: f64,
-    pub lr: f32,
-    pub grad_norm: f32,
-}
+use crate::train::{dropout_seed, lr_at, Method, OptimConfig, StepStats, FULL_KEEPS_FP32};
+use crate::{ensure, Error, Result};
 
 /// One quantized base tensor and how far it moved.
 #[derive(Clone, Debug)]
@@ -137,11 +51,6 @@ pub fn quantize_base(model: &mut Gpt2, storage: Storage) -> Vec<QuantReport> {
     reports
 }
 
-/// The seed of step `step`'s dropout masks (shared by both executors so their runs agree).
-pub fn dropout_seed(seed: u64, step: usize) -> u64 {
-    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(step as u64)
-}
-
 /// A training run: the model (base weights as the executor reads them), adapters if any, gradients, optimizer.
 pub struct Trainer {
     pub method: Method,
@@ -172,7 +81,7 @@ impl Trainer {
             Method::Full => {
                 ensure!(
                     storage.format == Format::Fp32,
-                    "full fine-tuning trains the base weights themselves, so they stay fp32; --format {} applies to lora and qlora",
+                    "{FULL_KEEPS_FP32}; --format {} applies to lora and qlora",
                     storage.label()
                 );
                 (None, Vec::new())

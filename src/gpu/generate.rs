@@ -1,17 +1,18 @@
 //! Text generation on the GPU with a KV cache: each new token runs the model for one position, appending its keys
 //! and values to per-layer caches, so a token costs O(context) instead of a full forward pass over the window.
-//! Sampling (temperature, top-k) happens on the CPU from the read-back probabilities, with the CPU executor's
-//! sampler and seed stream, so both executors generate the same text for the same model and seed.
+//! Sampling (temperature, top-k) happens on the CPU from the read-back probabilities, with the recipe's sampler
+//! ([`crate::train::sampling`]) and the CPU executor's seed stream, so both executors generate the same text for the
+//! same model and seed.
 
 use super::kernels::{DecodeParams, EmbeddingParams, Kernels};
 use super::matmul::{submit_in_pass, Dispatch, Matmul, MatmulDequant, MatmulShape};
 use super::train::Builder;
 use super::weights::GpuWeights;
 use super::{Category, Gpu, GpuBuffer};
-use crate::cpu::eval::{sample, Sampling};
 use crate::lora::Adapters;
 use crate::model::{BlockTensor, Gpt2, Linear, TensorId};
 use crate::quant::Storage;
+use crate::train::{sample, Sampling};
 use crate::{rng, Result};
 
 pub struct GpuGenerator {

@@ -14,12 +14,13 @@ use super::kernels::{AdamDispatch, AdamHyper, Kernels};
 use super::matmul::{submit_in_pass, Dispatch, Matmul, MatmulDequant, MatmulShape};
 use super::weights::GpuWeights;
 use super::{Category, Gpu, GpuBuffer, View};
-use crate::cpu::executor::{dropout_mask, linear_index};
-use crate::cpu::optim::lr_at;
-use crate::cpu::{dropout_seed, Method, OptimConfig, StepStats};
 use crate::lora::{Adapters, LoraConfig};
 use crate::model::{BlockTensor, Gpt2, Linear, ModelConfig, TensorId};
 use crate::quant::{Format, Storage};
+use crate::train::{
+    dropout_mask, dropout_seed, lr_at, Method, OptimConfig, StepStats, ADAMW_BETA1, ADAMW_BETA2, ADAMW_EPS,
+    FULL_KEEPS_FP32,
+};
 use crate::{ensure, Error, Result};
 use std::cell::Cell;
 
@@ -149,7 +150,7 @@ impl<'a> Builder<'a> {
             let s = MatmulShape { b_offset: w_off, ..MatmulShape::plain(bt, d_in32, oc32) }.scaled(1.0, 1.0);
             out.push(self.mm.prepare(self.gpu, s, inp.all(), self.w.params.all(), y.all()));
         } else {
-            let w = &self.w.qweights[l * 4 + linear_index(lin)];
+            let w = &self.w.qweights[l * 4 + lin.index()];
             out.push(self.mmq.prepare_forward(self.gpu, w, bt, inp.all(), Some(bias), y.all()));
         }
         let entries = self.w.entries_on(l, lin);
@@ -158,7 +159,7 @@ impl<'a> Builder<'a> {
         }
         let ad = self.w.adapters.as_ref().expect("entries imply adapters");
         let abuf = self.w.adapter_buf.as_ref().expect("adapters on the GPU");
-        let x: &GpuBuffer = match &dropped[linear_index(lin)] {
+        let x: &GpuBuffer = match &dropped[lin.index()] {
             Some((xd, mask)) => {
                 out.push(self.k.mask_forward(self.gpu, bt * d_in32, xd.all(), inp.all(), mask.all()));
                 xd
@@ -211,7 +212,7 @@ impl<'a> Builder<'a> {
             out.push(self.mm.prepare(self.gpu, sw, inp.all(), dout.all(), self.grads().all()));
             out.push(self.k.bias_grad(self.gpu, bt, oc32, self.grad(TensorId::Block(l, lin.bias())), dout.all()));
         } else {
-            let w = &self.w.qweights[l * 4 + linear_index(lin)];
+            let w = &self.w.qweights[l * 4 + lin.index()];
             out.push(self.mmq.prepare_backward(self.gpu, w, bt, dout.all(), dinp.all(), true));
         }
         let entries = self.w.entries_on(l, lin);
@@ -220,7 +221,7 @@ impl<'a> Builder<'a> {
         }
         let ad = self.w.adapters.as_ref().expect("entries imply adapters");
         let abuf = self.w.adapter_buf.as_ref().expect("adapters on the GPU");
-        let x: &GpuBuffer = match &dropped[linear_index(lin)] {
+        let x: &GpuBuffer = match &dropped[lin.index()] {
             Some((xd, _)) => xd,
             None => inp,
         };
@@ -257,7 +258,7 @@ impl<'a> Builder<'a> {
             out.push(self.mm.prepare(self.gpu, s4, scratch.d_u.all(), abuf.all(), scratch.d_x_lora.all()));
         }
         let n = bt * d_in32;
-        match &dropped[linear_index(lin)] {
+        match &dropped[lin.index()] {
             Some((_, mask)) => {
                 out.push(self.k.mask_backward(self.gpu, n, dinp.all(), scratch.d_x_lora.all(), mask.all()))
             }
@@ -287,10 +288,7 @@ impl GpuTrainer {
         ensure!(batch >= 1, "batch must be at least 1");
         let full = method == Method::Full;
         if full {
-            ensure!(
-                storage.format == Format::Fp32,
-                "full fine-tuning trains the base weights themselves, so they stay fp32"
-            );
+            ensure!(storage.format == Format::Fp32, "{FULL_KEEPS_FP32}");
         }
         let (c, nh, v) = (cfg.n_embd, cfg.n_head, cfg.vocab_size);
         let bt = batch * seq;
@@ -575,9 +573,9 @@ impl GpuTrainer {
         }
         let trainable_buf = weights.trainable();
         let hyper = AdamHyper {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
+            beta1: ADAMW_BETA1,
+            beta2: ADAMW_BETA2,
+            eps: ADAMW_EPS,
             weight_decay: optim.weight_decay,
             max_norm: optim.grad_clip,
         };

@@ -220,22 +220,23 @@ impl Adapters {
         self.entries.iter().filter(move |e| e.layer == layer && e.target.linear() == linear)
     }
 
-    /// s·B·A for one adapter, as a `[d_out, d_in]` row-major matrix.
+    /// s·B·A for one adapter, as a `[d_out, d_in]` row-major matrix. A plain loop: only merging (once per adapter)
+    /// and tests ask for it. Each value is s·(Σ_r B[o,r]·A[r,i]), summed in order of r with fused multiply-adds as
+    /// the native matrix multiply sums (the same bits for rank ≥ 3; its rank-1 and -2 path scales A first).
     pub fn delta(&self, e: &AdapterEntry) -> Vec<f32> {
         let s = self.scaling(e);
         let (a, b) = (&self.params[e.a.clone()], &self.params[e.b.clone()]);
         let mut out = vec![0.0f32; e.d_out * e.d_in];
-        crate::cpu::gemm(
-            e.d_out,
-            e.rank,
-            e.d_in,
-            s,
-            crate::cpu::Mat::new(b, e.rank),
-            crate::cpu::Mat::new(a, e.d_in),
-            0.0,
-            &mut out,
-            e.d_in,
-        );
+        for (row, b_row) in out.chunks_exact_mut(e.d_in).zip(b.chunks_exact(e.rank)) {
+            for (b_or, a_row) in b_row.iter().zip(a.chunks_exact(e.d_in)) {
+                for (o, a_ri) in row.iter_mut().zip(a_row) {
+                    *o = b_or.mul_add(*a_ri, *o);
+                }
+            }
+            for o in row.iter_mut() {
+                *o *= s;
+            }
+        }
         out
     }
 

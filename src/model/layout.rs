@@ -86,6 +86,11 @@ pub enum Linear {
 impl Linear {
     pub const ALL: [Linear; 4] = [Linear::Attn, Linear::AttnProj, Linear::Fc, Linear::MlpProj];
 
+    /// Position in [`Linear::ALL`] (the order of a block's per-linear buffers and of the dropout masks' streams).
+    pub fn index(self) -> usize {
+        Linear::ALL.iter().position(|x| *x == self).expect("listed")
+    }
+
     pub fn weight(self) -> BlockTensor {
         match self {
             Linear::Attn => BlockTensor::AttnW,

@@ -9,11 +9,12 @@ use super::pool::on_pool;
 use super::session::{accounting_of, check_memory_budget, Run, MAX_GENERATED, PAGE_MEMORY_BUDGET};
 use super::settings::{method_for_format, parse_query, Problem, Settings};
 use super::snippet::peft_snippet;
-use crate::cpu::{products, Generation, Sampling};
+use crate::cpu::{products, Generation};
 use crate::data::{decode, encode};
 use crate::gpu::Gpu;
 use crate::model::{load_model_bytes, Gpt2, Linear, ModelConfig};
 use crate::quant::{Format, Storage};
+use crate::train::Sampling;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 

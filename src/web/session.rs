@@ -5,14 +5,15 @@
 use super::checkpoint::{base_fingerprint, Checkpoint};
 use super::pool::on_pool;
 use super::settings::{RunSpec, Settings};
-use crate::accounting::{self, AdapterSpec, Arch, MemMethod, Memory, MemoryQuery};
+use crate::accounting::{self, AdapterSpec, Arch, Memory, MemoryQuery};
 use crate::cpu::eval::{greedy_accuracy, greedy_answers};
-use crate::cpu::{Generation, Method, Sampling, StepStats, Trainer};
+use crate::cpu::{Generation, Trainer};
 use crate::data::tasks::{self, FineTuneData, Source};
 use crate::data::{decode, encode, sample_batch};
 use crate::gpu::{Gpu, GpuTrainer, PendingStep};
 use crate::model::{Gpt2, ModelConfig};
 use crate::quant::Storage;
+use crate::train::{Method, Sampling, StepStats};
 use crate::{ensure, rng, Result};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -66,14 +67,6 @@ pub struct Accounting {
     pub scale_up: Vec<ScaleRow>,
 }
 
-fn mem_method(m: Method) -> MemMethod {
-    match m {
-        Method::Full => MemMethod::Full,
-        Method::Lora => MemMethod::Lora,
-        Method::Qlora => MemMethod::Qlora,
-    }
-}
-
 /// Our GPT-2 targets and their ranks in another family's terms: LLaMA's MLP has gate and up projections where GPT-2
 /// has c_fc, and down where GPT-2 has mlp.c_proj.
 fn targets_in(arch: &Arch, ranks: &[(String, usize)]) -> Vec<(String, u64)> {
@@ -103,23 +96,21 @@ pub fn accounting_of(settings: &Settings, model: &ModelConfig) -> Result<Account
         _ => accounting::lora_params(&arch, &adapters),
     };
     // This model trains in fp32 without checkpointing, at the run's batch shape.
-    let query = |method: MemMethod, storage: Storage| MemoryQuery {
+    let query = |method: Method, storage: Storage| MemoryQuery {
         method,
         storage,
         dtype_bytes: 4,
-        adapters: (method != MemMethod::Full).then(|| adapters.clone()),
+        adapters: (method != Method::Full).then(|| adapters.clone()),
         batch: settings.batch as u64,
         seq: settings.seq as u64,
         checkpointing: false,
     };
-    let memory = accounting::memory(&arch, &query(mem_method(spec.method), spec.storage))?;
+    let memory = accounting::memory(&arch, &query(spec.method, spec.storage))?;
     let nf4dq = Storage::new(crate::quant::Format::Nf4, true)?;
     let mut compare = Vec::new();
-    for (name, m, st) in [
-        ("full", MemMethod::Full, Storage::FP32),
-        ("lora", MemMethod::Lora, Storage::FP32),
-        ("qlora", MemMethod::Qlora, nf4dq),
-    ] {
+    for (name, m, st) in
+        [("full", Method::Full, Storage::FP32), ("lora", Method::Lora, Storage::FP32), ("qlora", Method::Qlora, nf4dq)]
+    {
         compare.push((name.to_string(), accounting::memory(&arch, &query(m, st))?.into()));
     }
     let mut scale_up = Vec::new();
@@ -128,11 +119,11 @@ pub fn accounting_of(settings: &Settings, model: &ModelConfig) -> Result<Account
         let spec_p = AdapterSpec::with_ranks(&a, &targets_in(&a, &ranks))?;
         let p = accounting::lora_params(&a, &spec_p);
         let seq = 512.min(a.ctx);
-        let q = |m: MemMethod, st: Storage| MemoryQuery {
+        let q = |m: Method, st: Storage| MemoryQuery {
             method: m,
             storage: st,
             dtype_bytes: 2,
-            adapters: (m != MemMethod::Full).then(|| spec_p.clone()),
+            adapters: (m != Method::Full).then(|| spec_p.clone()),
             batch: 1,
             seq,
             checkpointing: true,
@@ -142,9 +133,9 @@ pub fn accounting_of(settings: &Settings, model: &ModelConfig) -> Result<Account
             params: p.total,
             trainable: p.trainable,
             percent: p.percent(),
-            full_bytes: accounting::memory(&a, &q(MemMethod::Full, Storage::FP32))?.total(),
-            lora_bytes: accounting::memory(&a, &q(MemMethod::Lora, Storage::FP32))?.total(),
-            qlora_bytes: accounting::memory(&a, &q(MemMethod::Qlora, nf4dq))?.total(),
+            full_bytes: accounting::memory(&a, &q(Method::Full, Storage::FP32))?.total(),
+            lora_bytes: accounting::memory(&a, &q(Method::Lora, Storage::FP32))?.total(),
+            qlora_bytes: accounting::memory(&a, &q(Method::Qlora, nf4dq))?.total(),
         });
     }
     Ok(Accounting {
@@ -170,12 +161,11 @@ pub fn memory_needed(settings: &Settings, model: &ModelConfig) -> Result<u64> {
     let spec = settings.validate(model)?;
     let arch = Arch::from_model(model);
     let adapters = AdapterSpec::with_ranks(&arch, &targets_in(&arch, &settings.target_ranks()?))?;
-    let method = mem_method(spec.method);
     let query = MemoryQuery {
-        method,
+        method: spec.method,
         storage: Storage::FP32,
         dtype_bytes: 4,
-        adapters: (method != MemMethod::Full).then_some(adapters.clone()),
+        adapters: (spec.method != Method::Full).then_some(adapters.clone()),
         batch: settings.batch as u64,
         seq: settings.seq as u64,
         checkpointing: false,

@@ -3,11 +3,11 @@
 //! deterministic for a seed). Parsing never fails as a whole: each bad parameter is reported with a clear message and
 //! replaced by its default, so a mistyped link still opens a working playground.
 
-use crate::cpu::{Method, OptimConfig};
 use crate::data::tasks::{Task, TextTask};
 use crate::lora::{parse_targets, LoraConfig, Target};
 use crate::model::ModelConfig;
 use crate::quant::{Format, Storage};
+use crate::train::{Method, OptimConfig, FULL_KEEPS_FP32};
 use crate::{ensure, Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -111,9 +111,7 @@ fn require(cond: bool, field: &str, message: impl FnOnce() -> String) -> std::re
 pub fn method_format_conflict(method: Method, format: Format) -> Option<String> {
     let quantized = format.is_blockwise();
     match method {
-        Method::Full if format != Format::Fp32 => {
-            Some(format!("full fine-tuning trains the base weights themselves, so they stay fp32 (not {format})"))
-        }
+        Method::Full if format != Format::Fp32 => Some(format!("{FULL_KEEPS_FP32} (not {format})")),
         Method::Lora if quantized => {
             Some(format!("LoRA keeps its frozen base in 16 or 32 bits; a {format} base is QLoRA (method=qlora)"))
         }
@@ -228,14 +226,7 @@ impl Settings {
                 )
             },
         )?;
-        let optim = OptimConfig {
-            lr: self.lr,
-            min_lr: self.lr / 10.0,
-            warmup: (self.steps / 10).min(100),
-            steps: self.steps,
-            weight_decay: 0.0,
-            grad_clip: 1.0,
-        };
+        let optim = OptimConfig::with_defaults(self.lr, self.steps);
         Ok(RunSpec { method, storage, lora, adapter_storage, optim, batch: self.batch, seq: self.seq, seed: self.seed })
     }
 
