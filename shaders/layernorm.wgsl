@@ -1,7 +1,7 @@
 // LayerNorm over rows of width C, forward and the input gradient; one workgroup of 64 per row.
 // Forward (mode 0): out = (x − mean)·rstd·w + b, saving mean and rstd per row.
 // Backward (mode 1): dx += (dnorm − mean(dnorm) − norm·mean(dnorm·norm))·rstd with dnorm = w·dy.
-// Parameter gradients are column sums: see layernorm_params.wgsl.
+// Parameter gradients are column sums: see column_sums.wgsl.
 
 struct Params {
     rows: u32,

@@ -10,6 +10,12 @@
 //! - [`train`]: the training recipe both executors follow — method, optimisation settings and their defaults, the
 //!   learning-rate schedule, AdamW's constants, dropout masks, sampling.
 //! - [`cpu`]: the reference executor — forward and backward of every layer over flat buffers, AdamW, training.
+//! - [`gpu`]: the WebGPU executor (wgpu natively, WebGPU in the browser) — the same step with the kernels in
+//!   `shaders/`, each held against its CPU twin by parity tests.
+//! - [`web`]: the page's engine — settings and links, one run on either executor, checkpoints and exported runs,
+//!   and on wasm32 the wasm-bindgen API the page's Web Worker calls.
+//! - [`rng`]: seeded ChaCha8 streams, one per purpose, so runs are reproducible bit for bit.
+//! - `cli` (feature `cli`, native only): the `qlora` command line.
 
 // Numeric kernels index several buffers with one loop variable, mirroring the WGSL kernels they pair with.
 #![allow(clippy::needless_range_loop)]

@@ -1,31 +1,16 @@
-//! The WebGPU executor and the page's wasm CPU code in a real browser (headless Chromium, WebGPU on SwiftShader): run
-//! with `wasm-pack test --headless --chrome -- --test browser` (the xtask does). Everything is awaited; nothing blocks.
+//! The page's wasm CPU code and its wasm-bindgen API in a real browser (headless Chromium). The WebGPU executor's
+//! scenarios are in browser_kernels.rs, browser_training.rs, browser_generation.rs, browser_run.rs and
+//! browser_pipeline.rs. Run with the rest by `wasm-pack test --headless --chrome`; the
+//! runner gives each test file 20 s, so each GPU scenario has a file of its own.
 #![cfg(target_arch = "wasm32")]
 
-use qlora_playground::cpu::{gemm, generate, quantize_base, Mat, Method, OptimConfig, Sampling, Trainer};
-use qlora_playground::gpu::{submit, Category, Gpu, GpuGenerator, GpuQuantWeight, GpuTrainer, MatmulDequant};
-use qlora_playground::lora::{LoraConfig, Target};
-use qlora_playground::model::{Gpt2, ModelConfig};
-use qlora_playground::quant::{Format, QuantizedTensor, Storage};
+mod browser_util;
+
+use browser_util::values;
+use qlora_playground::cpu::{gemm, Mat};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
-
-/// Deterministic values in [-1, 1) without pulling an RNG crate into the wasm test build.
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
-    (0..n)
-        .map(|_| {
-            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (x >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
-fn rel(got: &[f32], want: &[f32]) -> f32 {
-    let scale = want.iter().fold(1e-8f32, |m, v| m.max(v.abs()));
-    got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max) / scale
-}
 
 /// The CPU executor's matrix multiply as the page runs it (src/cpu/packed.rs: the wasm-SIMD micro-kernel) against a
 /// sum in f64, in every orientation, with beta = 0 over NaN and beta ≠ 0, on shapes with partial micro-tiles, several
@@ -82,117 +67,6 @@ fn the_multiply_add_peak_runs_every_round_of_every_chain() {
         let got = madd_peak(rounds) as f64;
         assert!((got - want).abs() <= 2e-3 * want.abs(), "{rounds} rounds: {got} vs {want}");
     }
-}
-
-#[wasm_bindgen_test]
-async fn fused_nf4_matmul_matches_cpu_in_the_browser() {
-    let gpu = Gpu::new().await.expect("a WebGPU adapter (Chromium with --enable-unsafe-webgpu)");
-    let (m, inf, outf) = (5usize, 70usize, 33usize);
-    let w: Vec<f32> = values(outf * inf, 1).iter().map(|v| v * 0.1).collect();
-    let x = values(m * inf, 2);
-    let q = QuantizedTensor::quantize(&w, Storage::new(Format::Nf4, true).unwrap());
-    let deq = q.dequantize();
-    let gw = GpuQuantWeight::upload(&gpu, "w", &q, outf, inf).unwrap();
-    let gx = gpu.upload("x", &x, Category::Activations).unwrap();
-    let gy = gpu.upload("y", &vec![0.0f32; m * outf], Category::Activations).unwrap();
-    submit(&gpu, &[&MatmulDequant::new(&gpu).prepare_forward(&gpu, &gw, m as u32, gx.all(), None, gy.all())]);
-    let got = gpu.read_f32(&gy, m * outf).await.unwrap();
-    let want: Vec<f32> =
-        (0..m * outf).map(|i| (0..inf).map(|k| x[(i / outf) * inf + k] * deq[(i % outf) * inf + k]).sum()).collect();
-    assert!(rel(&got, &want) <= 1e-4);
-}
-
-fn tiny() -> Gpt2 {
-    Gpt2::init(ModelConfig::bytes(2, 2, 32, 16).unwrap(), 3)
-}
-
-#[wasm_bindgen_test]
-async fn qlora_training_steps_match_cpu_in_the_browser() {
-    let m = tiny();
-    let lora = LoraConfig {
-        targets: [Target::Q, Target::V, Target::O, Target::Fc, Target::Proj].iter().map(|t| (*t, 4)).collect(),
-        alpha: 8.0,
-        rslora: false,
-        dropout: 0.0,
-    };
-    let optim = OptimConfig { lr: 5e-3, min_lr: 5e-4, warmup: 1, steps: 5, weight_decay: 0.0, grad_clip: 1.0 };
-    let storage = Storage::new(Format::Nf4, true).unwrap();
-    let (b, t) = (2, 9);
-    let gpu = Gpu::new().await.unwrap();
-    let mut gt = GpuTrainer::new(gpu, &m, Method::Qlora, storage, Some(lora.clone()), optim.clone(), 1, b, t).unwrap();
-    let mut cpu = Trainer::new(m, Method::Qlora, storage, Some(lora), optim, 1).unwrap();
-    let text = b"Now is the winter of our discontent made glorious summer";
-    for step in 0..5 {
-        let s = step * 3;
-        let x: Vec<u32> = (0..b * t).map(|i| text[s + i % t + 5 * (i / t)] as u32).collect();
-        let y: Vec<u32> = (0..b * t).map(|i| text[s + 1 + i % t + 5 * (i / t)] as u32).collect();
-        let c = cpu.step(&x, &y, b, t);
-        let g = gt.step(&x, &y).await.unwrap();
-        assert!((c.loss - g.loss).abs() <= 1e-3, "step {step}: cpu {} gpu {}", c.loss, g.loss);
-    }
-}
-
-#[wasm_bindgen_test]
-async fn kv_cache_generation_matches_cpu_in_the_browser() {
-    let m = tiny();
-    let storage = Storage::new(Format::Nf4, false).unwrap();
-    let gen = GpuGenerator::new(Gpu::new().await.unwrap(), &m, storage, None).unwrap();
-    let mut base = m.clone();
-    quantize_base(&mut base, storage);
-    let prompt: Vec<u32> = b"To be".iter().map(|c| *c as u32).collect();
-    let s = Sampling { temperature: 0.0, top_k: 0, seed: 0 };
-    assert_eq!(gen.generate(&prompt, 20, s).await.unwrap(), generate(&base, None, &prompt, 20, s));
-}
-
-/// A small model whose attention is as sharp as a trained one's: the query and key weights scaled up until softmax
-/// arguments reach far below −87, where SwiftShader returned garbage for exp() until the arguments were floored. (The
-/// shipped model exposed that first, but its run outlasts the test runner's default timeout on SwiftShader.)
-fn sharp() -> Gpt2 {
-    use qlora_playground::model::{BlockTensor, TensorId};
-    let mut m = Gpt2::init(ModelConfig::bytes(2, 2, 64, 64).unwrap(), 11);
-    for layer in 0..2 {
-        // c_attn's weight is [in, 3·out] (Conv1D): scale the q and k columns of every row.
-        let w = m.tensor_mut(TensorId::Block(layer, BlockTensor::AttnW));
-        for row in w.chunks_mut(3 * 64) {
-            for x in &mut row[..2 * 64] {
-                *x *= 40.0;
-            }
-        }
-    }
-    m
-}
-
-/// That model through the page's `Run` on WebGPU and on the CPU, with one step kept in flight as the page does.
-#[wasm_bindgen_test]
-async fn sharp_attention_run_matches_cpu_in_the_browser() {
-    use qlora_playground::web::{Run, Settings};
-    let base = sharp();
-    let s = Settings { steps: 20, batch: 1, seq: 32, ..Default::default() };
-    let mut on_gpu = Run::new(&base, s.clone(), None, Some(Gpu::new().await.unwrap())).unwrap();
-    let mut piped = Run::new(&base, s.clone(), None, Some(Gpu::new().await.unwrap())).unwrap();
-    let mut on_cpu = Run::new(&base, s, None, None).unwrap();
-    assert_eq!(on_gpu.backend(), "webgpu");
-    let mut serial = Vec::new();
-    for _ in 0..3 {
-        let (c, g) = (on_cpu.step(false).await.unwrap(), on_gpu.step(false).await.unwrap());
-        assert!(
-            c.loss.is_finite() && (c.loss - g.loss).abs() <= 1e-3,
-            "step {}: cpu {} gpu {}",
-            c.step,
-            c.loss,
-            g.loss
-        );
-        serial.push(g.loss);
-    }
-    // The page keeps one step in flight (mapAsync of one step's loss pending while the next is queued): the same
-    // losses, bit for bit, and the step left in flight is handed over by drain.
-    let mut kept = vec![piped.step(true).await.unwrap().loss, piped.step(true).await.unwrap().loss];
-    assert!(piped.step_in_flight());
-    kept.push(piped.drain().await.unwrap().expect("step 2 was in flight").loss);
-    assert_eq!(kept, serial);
-    let (vc, vg) = (on_cpu.validate().await.unwrap(), on_gpu.validate().await.unwrap());
-    assert!((vc.val_loss - vg.val_loss).abs() <= 1e-3, "validation: cpu {} gpu {}", vc.val_loss, vg.val_loss);
-    assert_eq!(vc.accuracy, vg.accuracy);
 }
 
 /// The wasm-bindgen API the page's worker calls: bad input becomes a JavaScript error with one clear message.

@@ -606,7 +606,7 @@ impl Run {
     }
 
     /// Validation loss on fixed windows of the held-out text, accuracy on held-out examples, and — when the settings
-    /// ask for the article's adapter storage — the loss with the adapters rounded through it.
+    /// ask for adapter storage (the claim that QLoRA quantizes A and B) — the loss with the adapters rounded through it.
     pub async fn validate(&mut self) -> Result<Validation> {
         self.sync().await?;
         let v = self.measure(self.step_index());

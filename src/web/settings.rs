@@ -32,7 +32,8 @@ pub struct Settings {
     pub targets: Vec<String>,
     pub format: String,
     pub dq: bool,
-    /// The seed article's idea of QLoRA: the trained adapters rounded through `fp16` or `int4` ("none": kept fp32).
+    /// The claim some write about QLoRA, that it quantizes the adapters: A and B rounded through `fp16` or `int4` for a
+    /// second validation loss ("none": kept fp32, as the paper does).
     pub adapter_storage: String,
     pub lr: f32,
     pub batch: usize,

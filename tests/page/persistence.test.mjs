@@ -65,9 +65,10 @@ test('cpu: a reload restores the autosaved run, Resume continues it, Discard for
   await page.waitForFunction((s) => Number(document.body.dataset.saved) > s, later, { timeout: 120000 });
   const autosaved = Number(await page.evaluate(() => document.body.dataset.saved));
   const cdp = await context.newCDPSession(page);
-  // The crash never answers: the renderer it would answer from is gone.
+  // The crash never answers: the renderer it would answer from is gone. The page's 'crash' event says it happened.
+  const crashed = new Promise((resolve) => page.once('crash', resolve));
   cdp.send('Page.crash').catch(() => {});
-  await new Promise((r) => setTimeout(r, 1000));
+  await crashed;
   const again = await context.newPage();
   await reopened(again, () => again.goto(`${PAGE_URL}?steps=400&batch=1&seq=8&r=4`));
   await again.waitForSelector('[data-testid=restore-bar]:not([hidden])');
@@ -76,8 +77,8 @@ test('cpu: a reload restores the autosaved run, Resume continues it, Discard for
 
   await again.click('[data-testid=discard-run]');
   await again.waitForSelector('[data-testid=restore-bar]', { state: 'hidden' });
+  // The page decides on the restore bar while it starts, before it shows any count (which reopened waits for).
   await reopened(again, () => again.reload());
-  await again.waitForTimeout(500);
   assert.equal(await again.isVisible('[data-testid=restore-bar]'), false, 'a discarded run is not offered again');
   assert.deepEqual(errors.filter((e) => !/crash/i.test(e)), []);
   await context.close();

@@ -51,12 +51,12 @@ export function ownRanks(text) {
   return new Map(text.split(',').filter((p) => p.includes(':')).map((p) => p.trim().split(':').map((x) => x.trim())));
 }
 
-/// The article's example (a 3×3 update as 3×1 · 1×3), then the same arithmetic on this model's matrices at rank r.
+/// The smallest example (a 3×3 update as 3×1 · 1×3), then the same arithmetic on this model's matrices at rank r.
 function renderExplainer(settings, config) {
   const box = document.getElementById('explainer');
   const c = config.n_embd;
   const r = settings.r;
-  const rows = [['the article’s 3×3 update', 3, 3, 1]];
+  const rows = [['a 3×3 update at rank 1', 3, 3, 1]];
   const dims = { q: [c, c], k: [c, c], v: [c, c], o: [c, c], fc: [c, 4 * c], proj: [4 * c, c] };
   const own = ownRanks(settings.ranks);
   for (const t of settings.targets) rows.push([`${t} (${dims[t][0]}→${dims[t][1]})`, dims[t][1], dims[t][0], Number(own.get(t) ?? r)]);
@@ -91,11 +91,13 @@ export function renderMemory(acc, measured, backend) {
     m.dataset.value = String(sum);
     bars.push(['measured on the GPU', cats.map(([k, v]) => [k === 'quantization_constants' ? 'quant_constants' : k, v]), sum]);
   } else {
-    m.textContent = backend === 'cpu'
-      ? 'not on the processor: it computes with an fp32 copy of the base, so only a WebGPU run can show what the stored base takes'
-      : 'shown once training starts';
+    m.textContent = backend === 'cpu' ? 'not here (see below)' : 'shown once training starts';
     delete m.dataset.value;
   }
+  const note = document.getElementById('memory-note');
+  note.hidden = backend !== 'cpu';
+  note.textContent = 'Training runs on the processor here, which computes with an fp32 copy of the base: it cannot show what '
+    + 'a quantized base takes. A WebGPU run stores the base as chosen and measures its buffers; the bars are the theory.';
   for (const [name, mem] of acc.compare) bars.push([`${name === 'qlora' ? 'QLoRA (nf4+dq)' : name === 'lora' ? 'LoRA (fp32 base)' : 'full fine-tuning'}`, mem.categories, mem.total]);
   const max = Math.max(...bars.map((b) => b[2]));
   const box = document.getElementById('memory-bars');
