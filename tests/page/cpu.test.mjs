@@ -1,7 +1,7 @@
 // The playground's CPU fallback: Chromium without WebGPU, the engine's CPU executor compiled to wasm.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { PAGE_URL, attr, launch, modelLoaded, open } from './harness.mjs';
+import { NAVIGATION, PAGE_URL, attr, launch, modelLoaded, open } from './harness.mjs';
 import { playgroundTests } from './playground.mjs';
 import { toggleTests } from './toggles.mjs';
 
@@ -76,8 +76,8 @@ test('cpu: the browser benchmark page measures every configuration and refuses b
   const browser = await launch({ webgpu: false });
   try {
     const page = await browser.newPage();
-    await page.goto(`${PAGE_URL}bench.html?backends=cpu&steps=1&batch=1&seq=16`);
-    await page.waitForFunction(() => document.body.dataset.bench, null, { timeout: 120000 });
+    await page.goto(`${PAGE_URL}bench.html?backends=cpu&steps=1&batch=1&seq=16`, NAVIGATION);
+    await page.waitForFunction(() => document.body?.dataset.bench, null, { timeout: 120000 });
     const { results } = JSON.parse(await page.textContent('[data-testid=bench-json]'));
     assert.deepEqual(results.map((r) => `${r.backend} ${r.method} ${r.format}`), ['cpu lora fp32', 'cpu qlora nf4', 'cpu full fp32']);
     for (const r of results) assert.ok(r.ms_per_step > 0 && Math.abs(r.tokens_per_s - 16000 / r.ms_per_step) < 1e-6, JSON.stringify(r));
@@ -90,13 +90,13 @@ test('cpu: the browser benchmark page measures every configuration and refuses b
     const rows = page.locator('[data-testid=matmul-rows] tr');
     assert.equal(await rows.count(), 7);
     assert.match(await rows.first().textContent(), /multiply-add peak.*1\.00×/);
-    await page.goto(`${PAGE_URL}bench.html?backends=cpu&steps=1&batch=1&seq=16&simd=plain`);
-    await page.waitForFunction(() => document.body.dataset.bench, null, { timeout: 120000 });
+    await page.goto(`${PAGE_URL}bench.html?backends=cpu&steps=1&batch=1&seq=16&simd=plain`, NAVIGATION);
+    await page.waitForFunction(() => document.body?.dataset.bench, null, { timeout: 120000 });
     const plain = JSON.parse(await page.textContent('[data-testid=bench-json]'));
     assert.deepEqual([...plain.results, ...plain.matmul, plain.madd_peak].map((r) => r.cpu_simd), Array(10).fill('simd128'));
     for (const [query, message] of [['steps=0', /steps must be a whole number from 1 to 1000/], ['simd=fast', /simd must be relaxed or plain, not fast/]]) {
-      await page.goto(`${PAGE_URL}bench.html?${query}`);
-      await page.waitForFunction(() => document.body.dataset.bench === 'failed');
+      await page.goto(`${PAGE_URL}bench.html?${query}`, NAVIGATION);
+      await page.waitForFunction(() => document.body?.dataset.bench === 'failed');
       assert.match(await page.textContent('[data-testid=error]'), message);
     }
   } finally {

@@ -43,9 +43,18 @@ export async function open(browser, query = '', { isolated = true, block = null 
   context.on('request', (r) => requests.push({ url: r.url(), method: r.method() }));
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('worker', (w) => w.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); }));
-  await page.goto(PAGE_URL + query);
-  await page.waitForSelector('[data-testid=trainable-params][data-value]', { timeout: 60000 });
+  await page.goto(PAGE_URL + query, NAVIGATION);
+  await ready(page);
   return { page, context, requests, errors };
+}
+
+/// Navigations wait for the page's own state, not for the browser's load event: on a loaded machine that event can
+/// come late (the page is usable before it), and what a test needs is the engine's first answer.
+export const NAVIGATION = { waitUntil: 'commit', timeout: 120000 };
+
+/// Waits until the page shows the engine's first numbers (the worker started, the settings were counted).
+export async function ready(page) {
+  await page.waitForSelector('[data-testid=trainable-params][data-value]', { timeout: 120000 });
 }
 
 export const attr = (page, id, name = 'data-value') => page.getAttribute(`[data-testid=${id}]`, name);

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ARTIFACTS, PAGE_URL, attr, launch, modelLoaded, open, text } from './harness.mjs';
+import { ARTIFACTS, NAVIGATION, PAGE_URL, attr, launch, modelLoaded, open, ready, text } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launch({ webgpu: false }); });
@@ -30,7 +30,7 @@ async function pauseAndSave(page) {
 /// Waits for the page to have read the kept run (the init message comes before the first counts are drawn).
 async function reopened(page, how) {
   await how();
-  await page.waitForSelector('[data-testid=trainable-params][data-value]', { timeout: 60000 });
+  await ready(page);
 }
 
 test('cpu: a reload restores the autosaved run, Resume continues it, Discard forgets it', { timeout: 300000 }, async () => {
@@ -43,7 +43,7 @@ test('cpu: a reload restores the autosaved run, Resume continues it, Discard for
   const loss = await attr(page, 'loss');
   const points = Number(await page.getAttribute('#loss-chart', 'data-points'));
 
-  await reopened(page, () => page.reload());
+  await reopened(page, () => page.reload(NAVIGATION));
   await page.waitForSelector('[data-testid=restore-bar]:not([hidden])');
   await page.screenshot({ path: join(ARTIFACTS, 'cpu-restore-offered.png') });
   assert.match(await text(page, 'restore-bar'), new RegExp(`QLoRA r=4 nf4\\+dq, step ${saved} of 400`));
@@ -70,7 +70,7 @@ test('cpu: a reload restores the autosaved run, Resume continues it, Discard for
   cdp.send('Page.crash').catch(() => {});
   await crashed;
   const again = await context.newPage();
-  await reopened(again, () => again.goto(`${PAGE_URL}?steps=400&batch=1&seq=8&r=4`));
+  await reopened(again, () => again.goto(`${PAGE_URL}?steps=400&batch=1&seq=8&r=4`, NAVIGATION));
   await again.waitForSelector('[data-testid=restore-bar]:not([hidden])');
   const offered = Number(/step (\d+) of 400/.exec(await text(again, 'restore-bar'))[1]);
   assert.ok(offered >= autosaved, `offered step ${offered}, autosaved ${autosaved}`);
@@ -78,7 +78,7 @@ test('cpu: a reload restores the autosaved run, Resume continues it, Discard for
   await again.click('[data-testid=discard-run]');
   await again.waitForSelector('[data-testid=restore-bar]', { state: 'hidden' });
   // The page decides on the restore bar while it starts, before it shows any count (which reopened waits for).
-  await reopened(again, () => again.reload());
+  await reopened(again, () => again.reload(NAVIGATION));
   assert.equal(await again.isVisible('[data-testid=restore-bar]'), false, 'a discarded run is not offered again');
   assert.deepEqual(errors.filter((e) => !/crash/i.test(e)), []);
   await context.close();

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { ARTIFACTS, PAGE_URL, attr, expectedTrainable, launch, modelLoaded, open, text, trainToEnd } from './harness.mjs';
+import { ARTIFACTS, NAVIGATION, PAGE_URL, attr, expectedTrainable, launch, modelLoaded, open, ready, text, trainToEnd } from './harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CONFIG = JSON.parse(readFileSync(join(ROOT, 'www/models/shakespeare/config.json'), 'utf8'));
@@ -58,7 +58,8 @@ export function playgroundTests(backend) {
     assert.match(page.url(), /ranks=q%3A2/);
     assert.match(await page.textContent('#explainer'), /q \(192→192\)192×192 = 36,864192×2 \+ 2×192 = 768/);
     await page.screenshot({ path: join(ARTIFACTS, `${backend}-settings.png`), fullPage: true });
-    await page.goto(page.url());
+    await page.goto(page.url(), NAVIGATION);
+    await ready(page);
     await page.waitForFunction((w) => document.querySelector('[data-testid=trainable-params]').dataset.value === String(w), perTarget);
     assert.ok(await page.isChecked('[data-testid=rank-per-target]'));
     assert.equal(await page.inputValue('[data-testid=rank-q]'), '2');

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { ARTIFACTS, attr, expectedTrainable, launch, modelLoaded, open, text, trainToEnd } from './harness.mjs';
+import { ARTIFACTS, NAVIGATION, attr, expectedTrainable, launch, modelLoaded, open, ready, text, trainToEnd } from './harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CONFIG = JSON.parse(readFileSync(join(ROOT, 'www/models/shakespeare/config.json'), 'utf8'));
@@ -193,8 +193,8 @@ export function toggleTests(backend) {
     const legend = await page.textContent('#loss-chart .u-legend');
     assert.match(legend, /#1 QLoRA r=4 nf4\+dq/);
     assert.match(legend, /train loss \(LoRA r=4 fp16\)/);
-    await page.reload();
-    await page.waitForSelector('[data-testid=trainable-params][data-value]');
+    await page.reload(NAVIGATION);
+    await ready(page);
     assert.deepEqual(await rows(), ['QLoRA r=4 nf4+dq', 'LoRA r=4 fp16'], 'the table is kept across a reload');
     assert.match(await page.textContent('#loss-chart .u-legend'), /#2 LoRA r=4 fp16/);
     await page.click('[data-testid=clear-runs]');

@@ -2,6 +2,7 @@
 // reports on animation frames. It computes nothing itself: every number comes from the engine.
 
 import { LossChart, drawHistogram, drawSpectra as plotSpectra, spectraKey } from './charts.js';
+import { storageLabel } from './protocol.js';
 import { el, fmtBytes, fmtInt, ownRanks, renderMemory, renderParams, renderQuantErrors, renderRuns, renderScale } from './views.js';
 
 const $ = (id) => document.getElementById(id);
@@ -112,8 +113,6 @@ function writeControls(s) {
 const formatInfo = (name) => state.formats.formats.find((f) => f.name === name);
 /// Double quantization applies to bitsandbytes' 4-bit formats (fp4, nf4) of a LoRA/QLoRA base.
 const dqApplies = (method, format) => method !== 'full' && Boolean(formatInfo(format)?.double_quant);
-/// A storage label as the engine writes it (quant::Storage::label): "nf4+dq", "int4", "fp32".
-const storageLabel = (s) => (s.method === 'full' ? 'fp32' : `${s.format}${s.dq ? '+dq' : ''}`);
 
 /// Marks a control that changed because another did, so the reader sees it move.
 function flash(control) {

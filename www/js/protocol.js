@@ -44,6 +44,12 @@
 //                                              after a warm-up; peak: the multiply-add ceiling (cpuMaddPeak)
 //   {type:'error', during, message}
 
+/// The frozen base of a run's settings, as the engine labels it (quant::Storage::label): "nf4+dq", "int4", "fp32"
+/// (full fine-tuning trains fp32 weights). The one place the page and the worker spell it.
+export function storageLabel(s) {
+  return s.method === 'full' ? 'fp32' : `${s.format}${s.dq ? '+dq' : ''}`;
+}
+
 /// Steps between validations: about 15 points on the validation curve, at least every 10 steps.
 export function validateEvery(steps) {
   return Math.max(10, Math.round(steps / 15));

@@ -2,6 +2,7 @@
 // the explainer. Only textContent and element construction: no user string is ever parsed as HTML.
 
 import { PALETTE, runColor } from './charts.js';
+import { storageLabel } from './protocol.js';
 
 export const fmtInt = (n) => Number(n).toLocaleString('en-US');
 
@@ -127,7 +128,7 @@ export function renderRuns(runs, label) {
   body.replaceChildren(...runs.map((r, i) => el('tr', { 'data-label': label(r.settings) },
     el('td', {}, el('span', { className: 'swatch', style: `background:${runColor(i).stroke}` }), String(i + 1)),
     el('td', {}, r.settings.method), el('td', {}, r.settings.method === 'full' ? '–' : [String(r.settings.r), r.settings.ranks].filter(Boolean).join(' · ')),
-    el('td', {}, r.settings.method === 'full' ? 'fp32' : `${r.settings.format}${r.settings.dq ? '+dq' : ''}`),
+    el('td', {}, storageLabel(r.settings)),
     el('td', {}, fmtInt(r.trainable)), el('td', {}, String(r.steps)), el('td', {}, r.loss.toFixed(4)),
     el('td', {}, r.val == null ? '–' : r.val.toFixed(4)), el('td', {}, r.accuracy == null ? '–' : `${(r.accuracy * 100).toFixed(0)}%`),
     el('td', {}, r.tokS ? fmtInt(Math.round(r.tokS)) : '–'), el('td', {}, r.backend || '–'))));

@@ -2,7 +2,7 @@
 // Every request is handled one at a time (the queue below), so the wasm object is never borrowed twice.
 // Messages are described in protocol.js.
 
-import { validateEvery } from './protocol.js';
+import { storageLabel, validateEvery } from './protocol.js';
 import { discardRun, loadRun, saveRun } from './store.js';
 
 const MODEL_DIR = new URL('../models/shakespeare/', import.meta.url);
@@ -410,7 +410,7 @@ const handlers = {
     const s = lastSettings;
     const runJson = JSON.stringify({ format: 'qlora-playground-run', version: 1, exportedAt: new Date().toISOString(), step, settings: s, history }, null, 1);
     const bytes = await playground.exportRun(runJson);
-    const name = `qlora-run-${s.method}${s.method === 'full' ? '' : `-r${s.r}-${s.format}${s.dq ? '-dq' : ''}`}-step${step}.zip`;
+    const name = `qlora-run-${s.method}${s.method === 'full' ? '' : `-r${s.r}-${storageLabel(s).replace('+', '-')}`}-step${step}.zip`;
     post({ type: 'exported', bytes, name }, [bytes.buffer]);
   },
   // Base and tuned text side by side, a few tokens at a time through the queue: training steps go on between the

@@ -177,9 +177,15 @@ pub fn spawn_server(root: PathBuf, port: u16) -> Result<std::net::SocketAddr, St
         let (server, root) = (server.clone(), root.clone());
         std::thread::spawn(move || {
             for request in server.incoming_requests() {
-                let response = respond(&root, request.url());
+                let (started, url) = (std::time::Instant::now(), request.url().to_string());
+                let response = respond(&root, &url);
                 // A client that hung up is not the server's problem.
                 let _ = request.respond(response);
+                // A page test that times out should say whether the server was slow or the browser was.
+                let took = started.elapsed();
+                if took > std::time::Duration::from_secs(5) {
+                    eprintln!("xtask serve: {url} took {:.1} s to send", took.as_secs_f64());
+                }
             }
         });
     }
