@@ -12,8 +12,11 @@
 //! - [`cpu`]: the reference executor — forward and backward of every layer over flat buffers, AdamW, training.
 //! - [`gpu`]: the WebGPU executor (wgpu natively, WebGPU in the browser) — the same step with the kernels in
 //!   `shaders/`, each held against its CPU twin by parity tests.
-//! - [`web`]: the page's engine — settings and links, one run on either executor, checkpoints and exported runs,
-//!   and on wasm32 the wasm-bindgen API the page's Web Worker calls.
+//! - [`run`]: one training run on either executor, the same for the page and the CLI — settings and their limits,
+//!   data, stepping with one step in flight, validation cadence, divergence recovery, the move to the CPU when a GPU
+//!   is lost, and the one checkpoint format.
+//! - [`web`]: the page's side — links, the numbers shown before training, exported runs, what the page shows about
+//!   adapters and weights, and on wasm32 the wasm-bindgen API the page's Web Worker calls.
 //! - [`rng`]: seeded ChaCha8 streams, one per purpose, so runs are reproducible bit for bit.
 //! - `cli` (feature `cli`, native only): the `qlora` command line.
 
@@ -29,6 +32,7 @@ pub mod lora;
 pub mod model;
 pub mod quant;
 pub mod rng;
+pub mod run;
 pub mod train;
 pub mod web;
 

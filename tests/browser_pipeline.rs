@@ -7,7 +7,7 @@ mod browser_util;
 
 use browser_util::tiny;
 use qlora_playground::gpu::Gpu;
-use qlora_playground::web::{Run, Settings};
+use qlora_playground::run::{Run, Settings};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);

@@ -5,7 +5,7 @@
 
 use qlora_playground::gpu::Gpu;
 use qlora_playground::model::{BlockTensor, Gpt2, ModelConfig, TensorId};
-use qlora_playground::web::{Run, Settings};
+use qlora_playground::run::{Run, Settings};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);

@@ -551,6 +551,52 @@ fn pretrain_resumes_exactly_from_its_checkpoint() {
     assert_eq!(cfg["dtype"], "float16");
 }
 
+/// A checkpoint continues only the run that wrote it: other settings (here the learning rate) are refused with the
+/// setting named, exit status 2, and the checkpoint stays as it was.
+#[test]
+fn pretrain_refuses_a_checkpoint_of_other_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    let text = write_text(dir.path(), "t.txt", &"To be, or not to be, that is the question.\n".repeat(20));
+    let run = |lr: &str| {
+        qlora(&[
+            "pretrain",
+            "--data",
+            &text,
+            "--val",
+            &text,
+            "--layers",
+            "1",
+            "--heads",
+            "2",
+            "--embd",
+            "16",
+            "--ctx",
+            "32",
+            "--steps",
+            "2",
+            "--lr",
+            lr,
+            "--batch",
+            "2",
+            "--seq",
+            "16",
+            "--backend",
+            "cpu",
+            "--out",
+            &d("m"),
+        ])
+    };
+    assert!(run("0.003").status.success());
+    let state = std::fs::read(dir.path().join("m/checkpoint/state.safetensors")).unwrap();
+    let out = run("0.01");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("other settings") && err.contains("lr 0.003"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(std::fs::read(dir.path().join("m/checkpoint/state.safetensors")).unwrap(), state);
+}
+
 /// The reduced evidence grid CI runs: on the shipped base, the generated task starts near 0% accuracy and every
 /// method moves its validation loss down; the command writes its JSON, Markdown tables and SVG plot.
 #[test]

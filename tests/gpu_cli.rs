@@ -137,3 +137,66 @@ fn eval_agrees_across_backends() {
     assert_eq!(c["tokens"], g["tokens"]);
     assert!((c["loss"].as_f64().unwrap() - g["loss"].as_f64().unwrap()).abs() < 1e-5, "{c} vs {g}");
 }
+
+/// Pretraining on the GPU continues its checkpoint exactly (the run's one checkpoint format holds what the GPU
+/// trainer needs), and a GPU checkpoint continues on the CPU from the same parameters.
+#[test]
+fn pretrain_resumes_its_checkpoint_on_the_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("t.txt");
+    std::fs::write(
+        &text,
+        "Now is the winter of our discontent\nMade glorious summer by this sun of York;\n".repeat(20),
+    )
+    .unwrap();
+    let run = |out: &str, steps: &str, backend: &str| {
+        let (text, out) = (text.display().to_string(), dir.path().join(out).display().to_string());
+        qlora(&[
+            "pretrain",
+            "--data",
+            &text,
+            "--val",
+            &text,
+            "--layers",
+            "1",
+            "--heads",
+            "2",
+            "--embd",
+            "16",
+            "--ctx",
+            "32",
+            "--steps",
+            steps,
+            "--warmup",
+            "2",
+            "--batch",
+            "2",
+            "--seq",
+            "16",
+            "--eval-every",
+            "3",
+            "--eval-bytes",
+            "200",
+            "--checkpoint-every",
+            "3",
+            "--backend",
+            backend,
+            "--out",
+            &out,
+            "--json",
+        ])
+    };
+    let loss = |lines: &[Value], step: u64| lines.iter().find(|l| l["step"] == step).unwrap()["loss"].as_f64().unwrap();
+    let straight = run("a", "6", "gpu");
+    run("b", "3", "gpu");
+    let resumed = run("b", "6", "gpu");
+    assert!(resumed.iter().all(|l| l.get("step").is_none_or(|s| s.as_u64().unwrap() >= 3)), "resumed: {resumed:?}");
+    for step in 3..6 {
+        assert_eq!(loss(&straight, step), loss(&resumed, step), "step {step}");
+    }
+    // On the CPU from the GPU's checkpoint: the same parameters, so the first loss agrees to float rounding.
+    run("c", "3", "gpu");
+    let on_cpu = run("c", "6", "cpu");
+    let (g, c) = (loss(&straight, 3), loss(&on_cpu, 3));
+    assert!((g - c).abs() < 1e-4 * g, "gpu {g} vs cpu {c} at step 3");
+}

@@ -1,11 +1,12 @@
-//! The page's run (`web::Run`) natively: a forced divergence restores the last good state on either executor, the
+//! The page's run (`run::Run`) natively: a forced divergence restores the last good state on either executor, the
 //! start is scored the same whether before or after the first steps, a saved run resumes exactly, and an exported
 //! run's PEFT adapter is the run's.
 #![cfg(not(target_arch = "wasm32"))]
 
 use qlora_playground::gpu::Gpu;
 use qlora_playground::model::{Gpt2, ModelConfig};
-use qlora_playground::web::{archive, Checkpoint, Run, Settings};
+use qlora_playground::run::{Checkpoint, Run, Settings};
+use qlora_playground::web::archive;
 
 fn tiny() -> Gpt2 {
     Gpt2::init(ModelConfig::bytes(2, 2, 32, 32).unwrap(), 4)

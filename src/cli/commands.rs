@@ -4,12 +4,12 @@ use super::*;
 use crate::accounting::{self, AdapterSpec, Arch, MemoryQuery};
 use crate::cpu::eval::greedy_accuracy;
 use crate::cpu::{eval_loss, quantize_base, Trainer};
-use crate::data::tasks;
-use crate::data::{self, decode, encode, read_text_file};
+use crate::data::{decode, encode, read_text_file};
 use crate::gpu::{wgpu, Gpu, GpuTrainer};
 use crate::lora::{self, load_adapter_dir, parse_targets, save_adapter_dir, Adapters, LoraConfig};
 use crate::model::{load_model_dir, save_model_dir, Gpt2, ModelConfig, StoreDtype};
 use crate::quant::{Format, Storage};
+use crate::run::{run_data, Limits, Run, Settings};
 use crate::train::{Method, OptimConfig, Sampling, StepStats};
 use crate::{ensure, rng, Error, Result};
 
@@ -194,117 +194,82 @@ pub(super) fn eval(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
+/// The settings of a `qlora finetune` run, as the page would write them, with the command line's recipe flags.
+fn finetune_settings(a: &FinetuneArgs) -> Result<Settings> {
     let method: Method = a.method.parse()?;
-    let st = storage(a.format.as_deref(), a.double_quant, method)?;
-    let model = load_model_dir(&a.model)?;
-    ensure!(a.batch >= 1 && a.batch <= 4096, "batch must be between 1 and 4096 (got {})", a.batch);
-    ensure!(
-        a.seq >= 1 && a.seq <= model.config.n_positions,
-        "seq must be between 1 and the model's n_positions {} (got {})",
-        model.config.n_positions,
-        a.seq
-    );
-    let adapter_storage = match a.adapter_storage.as_deref() {
-        None => None,
-        Some(s) => {
-            let f: Format = s.parse()?;
-            ensure!(matches!(f, Format::Fp16 | Format::Int4), "--adapter-storage takes fp16 or int4");
-            ensure!(method != Method::Full, "--adapter-storage applies to lora and qlora adapters");
-            Some(Storage::new(f, false)?)
-        }
+    let format = match &a.format {
+        Some(f) => f.clone(),
+        None => method.default_format().name().to_string(),
     };
-    let lora = match method {
-        Method::Full => None,
-        _ => {
-            let targets = parse_targets(&a.targets)?;
-            let mut cfg = LoraConfig::uniform(&targets, a.rank, a.alpha.unwrap_or(a.rank as f32));
-            cfg.rslora = a.rslora;
-            cfg.dropout = a.dropout;
-            Some(cfg)
-        }
-    };
-    let user_text: String;
-    let defaults = OptimConfig::with_defaults(a.lr, a.steps);
-    let optim = OptimConfig {
-        warmup: a.warmup.unwrap_or(defaults.warmup),
+    Ok(Settings {
+        method: method.name().into(),
+        r: a.rank,
+        ranks: String::new(),
+        alpha: a.alpha.unwrap_or(a.rank as f32),
+        targets: parse_targets(&a.targets)?.iter().map(|t| t.name().to_string()).collect(),
+        format,
+        dq: a.double_quant,
+        adapter_storage: a.adapter_storage.clone().unwrap_or_else(|| "none".into()),
+        lr: a.lr,
+        batch: a.batch,
+        seq: a.seq,
+        steps: a.steps,
+        seed: a.seed,
+        task: a.task.clone().unwrap_or_else(|| "text".into()),
+        warmup: a.warmup,
         weight_decay: a.weight_decay,
         grad_clip: a.grad_clip,
-        ..defaults
+        dropout: a.dropout,
+        rslora: a.rslora,
+    })
+}
+
+pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
+    let model = load_model_dir(&a.model)?;
+    let settings = finetune_settings(&a)?;
+    settings.validate_within(&model.config, &Limits::CLI)?;
+    let user_text = match &a.data {
+        Some(path) if a.task.is_none() => Some(read_text_file(path)?),
+        _ => None,
     };
-    let source = match (&a.task, &a.data) {
-        (Some(name), _) => tasks::Source::builtin(name)?,
-        (None, Some(path)) => {
-            user_text = read_text_file(path)?;
-            tasks::Source::User(&user_text)
-        }
-        (None, None) => return Err(Error::new("give --data FILE or --task NAME")),
-    };
-    let data = tasks::fine_tune_data(source, a.seed, a.seq, a.eval_examples)?;
-    let (task, split, val_examples) = (data.task, data.split, data.val_examples);
-    let backend = Backend::resolve(&a.backend)?;
-    let mut gpu_trainer = match backend {
-        Backend::Gpu(gpu) => {
-            Some(GpuTrainer::new(*gpu, &model, method, st, lora.clone(), optim.clone(), a.seed, a.batch, a.seq)?)
-        }
-        Backend::Cpu => None,
-    };
-    let backend_name = if gpu_trainer.is_some() { "gpu" } else { "cpu" };
-    // The CPU trainer holds the same initial state; it evaluates before and after, and trains when there is no GPU.
-    let mut trainer = Trainer::new(model, method, st, lora, optim, a.seed)?;
-    let mut batches = rng::stream(a.seed, "batches");
-    let val_tokens = &split.val;
-    let val0 = eval_loss(&trainer.model, trainer.adapters.as_ref(), val_tokens).0;
-    let acc0 = task.map(|_| greedy_accuracy(&trainer.model, trainer.adapters.as_ref(), &val_examples));
+    let data = run_data(&settings, user_text.as_deref(), a.eval_examples)?;
+    let gpu = resolve_gpu(&a.backend)?;
+    let mut run = Run::start(&model, settings, &Limits::CLI, data, gpu)?;
+    let backend_name = if run.backend() == "webgpu" { "gpu" } else { "cpu" };
+    let (val0, acc0) = held_out_scores(&run, None);
+    let (method, storage) = (run.spec.method, run.spec.storage);
     if !a.json {
-        let trainable = thousands(trainer.trainable() as u64);
+        let trainable = thousands(run.trainable() as u64);
         println!(
             "{method} · base {} · {trainable} trainable parameters · {backend_name} · validation loss {val0:.4}",
-            st.label()
+            storage.label()
         );
         if let Some(acc) = acc0 {
             println!("validation accuracy before training: {:.1}%", 100.0 * acc);
         }
     }
-    // On the GPU each step is submitted before the previous one's loss is read back, so the GPU never waits for the
+    // On the GPU the run keeps the next step in flight while a result comes back, so the GPU never waits for the
     // readback or for the next step's encoding; a step's time is the time between two results.
-    let mut in_flight = None;
     let mut since = Instant::now();
-    for _ in 0..a.steps {
-        let (x, y) = data::sample_batch(&split.train, a.batch, a.seq, &mut batches)?;
-        let done = match &mut gpu_trainer {
-            Some(g) => {
-                let submitted = g.submit_step(&x, &y)?;
-                match in_flight.replace(submitted) {
-                    Some(previous) => Some(pollster::block_on(g.finish_step(previous))?),
-                    None => None,
-                }
-            }
-            None => Some(trainer.step(&x, &y, a.batch, a.seq)),
-        };
-        if let Some(s) = done {
-            report_step(&s, &mut since, &a)?;
-        }
+    while !run.finished() {
+        let s = pollster::block_on(run.step(true))?;
+        report_step(&s, &mut since, &a);
     }
-    if let (Some(g), Some(last)) = (&mut gpu_trainer, in_flight) {
-        report_step(&pollster::block_on(g.finish_step(last))?, &mut since, &a)?;
-    }
-    if let Some(g) = &gpu_trainer {
-        let trained = pollster::block_on(g.trainable_params())?;
-        trainer.trainable_params_mut().copy_from_slice(&trained);
-    }
-    if let (Some(st), Some(ad)) = (adapter_storage, trainer.adapters.as_mut()) {
+    pollster::block_on(run.sync())?;
+    // The claim that QLoRA quantizes the adapters: what is written and scored is A and B rounded through the format.
+    let mut adapters = run.trained().1.cloned();
+    if let (Some(st), Some(ad)) = (run.spec.adapter_storage, adapters.as_mut()) {
         ad.round_through(st);
     }
-    let val = eval_loss(&trainer.model, trainer.adapters.as_ref(), val_tokens).0;
-    let acc = task.map(|_| greedy_accuracy(&trainer.model, trainer.adapters.as_ref(), &val_examples));
-    match &trainer.adapters {
-        Some(ad) => save_adapter_dir(ad, trainer.model.config.n_layer, &a.out)?,
-        None => save_model_dir(&trainer.model, &a.out, StoreDtype::F32)?,
+    let (val, acc) = held_out_scores(&run, adapters.as_ref());
+    let model = run.trained().0;
+    match &adapters {
+        Some(ad) => save_adapter_dir(ad, model.config.n_layer, &a.out)?,
+        None => save_model_dir(model, &a.out, StoreDtype::F32)?,
     }
     if a.json {
         let summary = json!({"val_loss_before": val0, "val_loss": val, "accuracy_before": acc0, "accuracy": acc,
-            "trainable": trainer.trainable(), "backend": backend_name, "out": a.out.display().to_string()});
+            "trainable": run.trainable(), "backend": backend_name, "out": a.out.display().to_string()});
         println!("{summary}");
     } else {
         if let (Some(before), Some(after)) = (acc0, acc) {
@@ -315,23 +280,25 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
     Ok(())
 }
 
-/// Prints one fine-tuning step (every 10th, and the last, without `--json`); a diverged step ends the run.
-fn report_step(s: &StepStats, since: &mut Instant, a: &FinetuneArgs) -> Result<()> {
+/// The loss over the whole held-out text (what `qlora eval` gives for it) and, for a generated task, the accuracy on
+/// the held-out examples, of the run's model as last synced — with `adapters` in place of its own when given.
+fn held_out_scores(run: &Run, adapters: Option<&Adapters>) -> (f64, Option<f64>) {
+    let (model, own) = run.trained();
+    let adapters = adapters.or(own);
+    let data = run.data();
+    let loss = eval_loss(model, adapters, &data.split.val).0;
+    (loss, data.task.map(|_| greedy_accuracy(model, adapters, &data.val_examples)))
+}
+
+/// Prints one fine-tuning step (every 10th, and the last, without `--json`).
+fn report_step(s: &StepStats, since: &mut Instant, a: &FinetuneArgs) {
     let ms = since.elapsed().as_secs_f64() * 1e3;
     *since = Instant::now();
-    ensure!(
-        s.loss.is_finite() && s.grad_norm.is_finite(),
-        "training diverged at step {} (loss {}); try a lower learning rate than {}",
-        s.step,
-        s.loss,
-        a.lr
-    );
     if a.json {
         println!("{}", json!({"step": s.step, "loss": s.loss, "lr": s.lr, "grad_norm": s.grad_norm, "ms": ms}));
     } else if s.step % 10 == 0 || s.step + 1 == a.steps {
         println!("step {:>5}  loss {:.4}  lr {:.2e}  grad_norm {:.3}  {:.0} ms", s.step, s.loss, s.lr, s.grad_norm, ms);
     }
-    Ok(())
 }
 
 /// The model (and adapter) on the GPU for decoding; the base is stored in the format there, from the fp32 weights.

@@ -1,11 +1,12 @@
 //! `qlora evidence`: the grid behind the README's tables — for each generated task, full fine-tuning once, LoRA on an
 //! fp32 base and QLoRA on nf4 and nf4 + double quantization at each rank, all for the same number of steps from the
-//! same seed. Each run is the page's own `web::Run` (same data, same validation), so page and README agree.
+//! same seed. Each run is the page's own `run::Run` (same data, same validation), so page and README agree.
 
 use super::commands::resolve_gpu;
 use crate::data::tasks::Task;
 use crate::model::load_model_dir;
-use crate::web::{accounting_of, Run, Settings};
+use crate::run::{Run, Settings};
+use crate::web::accounting_of;
 use crate::{ensure, Error, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};

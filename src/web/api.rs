@@ -1,19 +1,20 @@
 //! The wasm-bindgen API the page's Web Worker calls. Thin: every method converts between JavaScript values
-//! (serde-wasm-bindgen) and the Rust types of `web::session`, and turns errors into JavaScript `Error`s whose message
+//! (serde-wasm-bindgen) and the Rust types of [`crate::run`] and `web`, and turns errors into JavaScript `Error`s whose message
 //! the page shows in its error area. Calls are awaited one at a time by the worker.
 
+use super::accounts::{accounting_of, check_memory_budget, PAGE_MEMORY_BUDGET};
 use super::archive::{export_run, read_archive};
-use super::checkpoint::Checkpoint;
-use super::inspect::weight_histogram;
-use super::pool::on_pool;
-use super::session::{accounting_of, check_memory_budget, Run, MAX_GENERATED, PAGE_MEMORY_BUDGET};
-use super::settings::{method_for_format, parse_query, Problem, Settings};
+use super::inspect::{adapter_spectra, weight_histogram};
+use super::link::parse_query;
 use super::snippet::peft_snippet;
 use crate::cpu::{products, Generation};
 use crate::data::{decode, encode};
 use crate::gpu::Gpu;
 use crate::model::{load_model_bytes, Gpt2, Linear, ModelConfig};
 use crate::quant::{Format, Storage};
+use crate::run::pool::on_pool;
+use crate::run::settings::method_for_format;
+use crate::run::{Checkpoint, Problem, Run, Settings, MAX_GENERATED};
 use crate::train::Sampling;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -453,6 +454,18 @@ impl Playground {
         self.run.as_ref().is_some_and(|r| r.finished())
     }
 
+    /// Whether a validation is due after step `step` (0-based) of the current run.
+    #[wasm_bindgen(js_name = validationDue)]
+    pub fn validation_due(&self, step: usize) -> bool {
+        self.run.as_ref().is_some_and(|r| r.validation_due(step))
+    }
+
+    /// Whether the next step should keep the one after it in flight (see `Run::lookahead_pays`).
+    #[wasm_bindgen(js_name = lookaheadPays)]
+    pub fn lookahead_pays(&self) -> bool {
+        self.run.as_ref().is_some_and(|r| r.lookahead_pays())
+    }
+
     pub async fn validate(&mut self) -> Result<JsValue, JsError> {
         let v = self.run_mut()?.validate().await.map_err(err)?;
         to_js(&v)
@@ -550,7 +563,8 @@ impl Playground {
 
     /// Singular values of every adapter's update.
     pub async fn spectra(&mut self) -> Result<JsValue, JsError> {
-        let s = self.run_mut()?.spectra().await.map_err(err)?;
+        let adapters = self.run_mut()?.adapters().await.map_err(err)?;
+        let s = adapters.as_ref().map(adapter_spectra).unwrap_or_default();
         to_js(&s)
     }
 

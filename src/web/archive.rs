@@ -54,7 +54,7 @@ pub fn write_archive(files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
     Ok(cursor.into_inner())
 }
 
-/// The archive of a run: `state` from [`super::Checkpoint::to_bytes`], `weights` from `Run::weight_files`,
+/// The archive of a run: `state` from [`crate::run::Checkpoint::to_bytes`], `weights` from `Run::weight_files`,
 /// `run_json` as the page writes it, the reader's text if the run trained on it.
 pub fn export_run(
     state: &[u8],

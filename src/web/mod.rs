@@ -1,20 +1,17 @@
-//! The playground page's engine: settings and URL state, a run on either executor, what the page shows about
-//! adapters and weights, and (on wasm32) the wasm-bindgen API the Web Worker calls.
+//! The playground page's side of the engine: links, the numbers shown before training, what the page shows about
+//! adapters and weights, exported runs, the PEFT snippet and (on wasm32) the wasm-bindgen API the Web Worker calls.
+//! The run itself is [`crate::run`], shared with the command line.
 //!
-//! Everything except `api` is plain Rust, built and tested natively as well, so the page and the CLI share one
-//! definition of a run.
+//! Everything except `api` is plain Rust, built and tested natively as well.
 
+pub mod accounts;
 pub mod archive;
-pub mod checkpoint;
 pub mod inspect;
-pub mod pool;
-pub mod session;
-pub mod settings;
+pub mod link;
 pub mod snippet;
 
 #[cfg(target_arch = "wasm32")]
 pub mod api;
 
-pub use checkpoint::Checkpoint;
-pub use session::{accounting_of, Accounting, Run, Validation};
-pub use settings::{parse_query, ParsedQuery, Settings};
+pub use accounts::{accounting_of, check_memory_budget, Accounting, PAGE_MEMORY_BUDGET};
+pub use link::{parse_query, ParsedQuery};

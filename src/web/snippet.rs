@@ -1,7 +1,7 @@
 //! The "run this on a real GPU" snippet: the page's configuration as Hugging Face PEFT + bitsandbytes code for
 //! GPT-2, with every place where our settings and theirs differ said in a comment.
 
-use super::settings::Settings;
+use crate::run::Settings;
 
 /// The PEFT module of one of our targets on GPT-2 (q, k and v are slices of one fused `c_attn`; PEFT adapts it whole).
 fn module_of(target: &str) -> Option<&'static str> {

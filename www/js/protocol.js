@@ -49,8 +49,3 @@
 export function storageLabel(s) {
   return s.method === 'full' ? 'fp32' : `${s.format}${s.dq ? '+dq' : ''}`;
 }
-
-/// Steps between validations: about 15 points on the validation curve, at least every 10 steps.
-export function validateEvery(steps) {
-  return Math.max(10, Math.round(steps / 15));
-}

@@ -2,7 +2,7 @@
 // Every request is handled one at a time (the queue below), so the wasm object is never borrowed twice.
 // Messages are described in protocol.js.
 
-import { storageLabel, validateEvery } from './protocol.js';
+import { storageLabel } from './protocol.js';
 import { discardRun, loadRun, saveRun } from './store.js';
 
 const MODEL_DIR = new URL('../models/shakespeare/', import.meta.url);
@@ -256,7 +256,7 @@ async function afterStep(s, ms) {
   const start = playground.validateStart();
   if (start) recordVal(start);
   const done = playground.finished();
-  if ((s.step + 1) % validateEvery(lastSettings.steps) === 0 || done) recordVal(await playground.validate());
+  if (playground.validationDue(s.step)) recordVal(await playground.validate());
   if (done) {
     running = false;
     post({ type: 'done', spectra: await playground.spectra() });
@@ -269,11 +269,9 @@ async function afterStep(s, ms) {
 async function trainStep() {
   if (!running || playground.finished()) return false;
   const t0 = lastResultAt ?? performance.now();
-  // On the GPU the step after this one is submitted before this one's loss is awaited, unless a validation comes
-  // between them (it reads the state), or this is the first step (the start is scored after it, on the CPU, and the
-  // time per step should not include that).
-  const k = playground.stepIndex();
-  const lookahead = k > 0 && (k + 1) % validateEvery(lastSettings.steps) !== 0;
+  // On the GPU the step after this one is submitted before this one's loss is awaited when the run says it pays (no
+  // validation between them, not the first step).
+  const lookahead = playground.lookaheadPays();
   // A NaN or infinite loss or gradient is an error from the engine, which has already put the last good state back.
   lastResultAt = null;
   const s = await playground.step(lookahead);

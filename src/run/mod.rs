@@ -1,20 +1,30 @@
-//! One playground run, the same on both executors: the settings, the data, a CPU trainer (the reference; it trains
-//! when there is no GPU, and evaluates, scores accuracy and generates either way) and, when WebGPU is available, the
-//! GPU trainer that takes the steps. Everything the page shows about a run comes from here, computed.
+//! One training run, the same on both executors and for every caller — the page's worker, `qlora finetune`,
+//! `qlora pretrain` and `qlora evidence`: the settings, the data, a CPU trainer (the reference; it trains when there
+//! is no GPU, and evaluates, scores accuracy and generates either way) and, when a GPU is given, the GPU trainer that
+//! takes the steps, one kept in flight. It keeps the last good state to return to when training diverges, moves to
+//! the CPU when the GPU device is lost, and saves and resumes in one checkpoint format ([`Checkpoint`]).
+//!
+//! - [`settings`]: what a run is asked to do, checked within the page's or the command line's limits.
+//! - [`checkpoint`]: a run's resumable state as one safetensors file.
+//! - [`pool`]: where CPU work runs in the page's threaded build.
 
-use super::checkpoint::{base_fingerprint, Checkpoint};
-use super::pool::on_pool;
-use super::settings::{RunSpec, Settings};
-use crate::accounting::{self, AdapterSpec, Arch, Memory, MemoryQuery};
+pub mod checkpoint;
+pub mod pool;
+pub mod settings;
+
+pub use checkpoint::{base_fingerprint, Checkpoint};
+pub use settings::{Limits, Problem, RunSpec, Settings};
+
 use crate::cpu::eval::{greedy_accuracy, greedy_answers};
 use crate::cpu::{Generation, Trainer};
 use crate::data::tasks::{self, FineTuneData, Source};
 use crate::data::{decode, encode, sample_batch};
 use crate::gpu::{Gpu, GpuTrainer, PendingStep};
-use crate::model::{Gpt2, ModelConfig};
-use crate::quant::Storage;
+use crate::lora::Adapters;
+use crate::model::Gpt2;
 use crate::train::{Method, Sampling, StepStats};
 use crate::{ensure, rng, Result};
+use pool::on_pool;
 use serde::Serialize;
 use std::collections::VecDeque;
 
@@ -23,185 +33,13 @@ pub const MAX_GENERATED: usize = 1024;
 
 /// Validation examples scored for accuracy in the page (fewer than the CLI's 100: the CPU fallback scores them too).
 pub const PAGE_EVAL_EXAMPLES: usize = 50;
+/// Steps between validations: about 15 points on the validation curve, at least every 10 steps.
+pub fn validate_every(steps: usize) -> usize {
+    ((steps as f64 / 15.0).round() as usize).max(10)
+}
+
 /// Windows of the validation text scored for the validation loss, in batches of the run's shape.
 const VAL_BATCHES: usize = 2;
-
-/// A memory breakdown by category, in bytes, with its total.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct MemoryView {
-    pub categories: Vec<(String, u64)>,
-    pub total: u64,
-}
-
-impl From<Memory> for MemoryView {
-    fn from(m: Memory) -> Self {
-        MemoryView { categories: m.categories().iter().map(|(k, v)| (k.to_string(), *v)).collect(), total: m.total() }
-    }
-}
-
-/// One row of the scale-up panel: these settings applied to a large model, from the accounting.
-#[derive(Clone, Debug, Serialize)]
-pub struct ScaleRow {
-    pub preset: String,
-    pub params: u64,
-    pub trainable: u64,
-    pub percent: f64,
-    /// Bytes to train in bf16 with batch 1 × 512 tokens and gradient checkpointing: full, LoRA (bf16 base),
-    /// QLoRA (nf4 + double quantization).
-    pub full_bytes: u64,
-    pub lora_bytes: u64,
-    pub qlora_bytes: u64,
-}
-
-/// Everything the page shows before training: counts and memory, computed from the settings alone.
-#[derive(Clone, Debug, Serialize)]
-pub struct Accounting {
-    pub trainable: u64,
-    pub total_params: u64,
-    pub percent: f64,
-    pub full_trainable: u64,
-    /// The chosen configuration (fp32 training, the run's batch shape).
-    pub memory: MemoryView,
-    /// Full fine-tuning, LoRA on an fp32 base and QLoRA on nf4 + double quantization, same adapters and batch.
-    pub compare: Vec<(String, MemoryView)>,
-    pub scale_up: Vec<ScaleRow>,
-}
-
-/// Our GPT-2 targets and their ranks in another family's terms: LLaMA's MLP has gate and up projections where GPT-2
-/// has c_fc, and down where GPT-2 has mlp.c_proj.
-fn targets_in(arch: &Arch, ranks: &[(String, usize)]) -> Vec<(String, u64)> {
-    let llama = arch.family == accounting::Family::Llama;
-    let mut out: Vec<(String, u64)> = Vec::new();
-    for (t, r) in ranks {
-        let names: &[&str] = match (llama, t.as_str()) {
-            (true, "fc") => &["gate", "up"],
-            (true, "proj") => &["down"],
-            (true, "qkv") => &["q", "k", "v"],
-            (_, other) => &[other][..],
-        };
-        out.extend(names.iter().map(|n| (n.to_string(), *r as u64)));
-    }
-    out
-}
-
-/// Counts and memory for `settings` on `model`, plus the scale-up presets.
-pub fn accounting_of(settings: &Settings, model: &ModelConfig) -> Result<Accounting> {
-    let spec = settings.validate(model)?;
-    let arch = Arch::from_model(model);
-    let ranks = settings.target_ranks()?;
-    let adapters = AdapterSpec::with_ranks(&arch, &targets_in(&arch, &ranks))?;
-    let full = accounting::full_params(&arch);
-    let count = match spec.method {
-        Method::Full => full,
-        _ => accounting::lora_params(&arch, &adapters),
-    };
-    // This model trains in fp32 without checkpointing, at the run's batch shape.
-    let query = |method: Method, storage: Storage| MemoryQuery {
-        method,
-        storage,
-        dtype_bytes: 4,
-        adapters: (method != Method::Full).then(|| adapters.clone()),
-        batch: settings.batch as u64,
-        seq: settings.seq as u64,
-        checkpointing: false,
-    };
-    let memory = accounting::memory(&arch, &query(spec.method, spec.storage))?;
-    let nf4dq = Storage::new(crate::quant::Format::Nf4, true)?;
-    let mut compare = Vec::new();
-    for (name, m, st) in
-        [("full", Method::Full, Storage::FP32), ("lora", Method::Lora, Storage::FP32), ("qlora", Method::Qlora, nf4dq)]
-    {
-        compare.push((name.to_string(), accounting::memory(&arch, &query(m, st))?.into()));
-    }
-    let mut scale_up = Vec::new();
-    for preset in ["gpt2", "gpt3-175b", "llama-7b", "llama-65b"] {
-        let a = Arch::preset(preset)?;
-        let spec_p = AdapterSpec::with_ranks(&a, &targets_in(&a, &ranks))?;
-        let p = accounting::lora_params(&a, &spec_p);
-        let seq = 512.min(a.ctx);
-        let q = |m: Method, st: Storage| MemoryQuery {
-            method: m,
-            storage: st,
-            dtype_bytes: 2,
-            adapters: (m != Method::Full).then(|| spec_p.clone()),
-            batch: 1,
-            seq,
-            checkpointing: true,
-        };
-        scale_up.push(ScaleRow {
-            preset: preset.into(),
-            params: p.total,
-            trainable: p.trainable,
-            percent: p.percent(),
-            full_bytes: accounting::memory(&a, &q(Method::Full, Storage::FP32))?.total(),
-            lora_bytes: accounting::memory(&a, &q(Method::Lora, Storage::FP32))?.total(),
-            qlora_bytes: accounting::memory(&a, &q(Method::Qlora, nf4dq))?.total(),
-        });
-    }
-    Ok(Accounting {
-        trainable: count.trainable,
-        total_params: count.total,
-        percent: count.percent(),
-        full_trainable: full.trainable,
-        memory: memory.into(),
-        compare,
-        scale_up,
-    })
-}
-
-/// What a run may hold in the page's engine: a wasm32 module addresses at most 4 GiB, and the loaded base, the text
-/// and the module itself live there too.
-pub const PAGE_MEMORY_BUDGET: u64 = 3 << 30;
-
-/// Bytes a run of `settings` holds in the engine's memory, estimated before anything is allocated: the accounting's
-/// fp32 training memory for the CPU executor (which keeps a dequantized fp32 copy of the base), plus the copies a
-/// page run keeps — the snapshot a divergence returns to (parameters and both AdamW moments), the starting
-/// parameters until step 0 is scored and, for full fine-tuning, the untouched base for "before" text.
-pub fn memory_needed(settings: &Settings, model: &ModelConfig) -> Result<u64> {
-    let spec = settings.validate(model)?;
-    let arch = Arch::from_model(model);
-    let adapters = AdapterSpec::with_ranks(&arch, &targets_in(&arch, &settings.target_ranks()?))?;
-    let query = MemoryQuery {
-        method: spec.method,
-        storage: Storage::FP32,
-        dtype_bytes: 4,
-        adapters: (spec.method != Method::Full).then_some(adapters.clone()),
-        batch: settings.batch as u64,
-        seq: settings.seq as u64,
-        checkpointing: false,
-    };
-    let training = accounting::memory(&arch, &query)?.total();
-    let trainable = match spec.method {
-        Method::Full => accounting::full_params(&arch).trainable,
-        _ => accounting::lora_params(&arch, &adapters).trainable,
-    };
-    let untouched_base = if spec.method == Method::Full { accounting::full_params(&arch).total * 4 } else { 0 };
-    Ok(training + 4 * trainable * 4 + untouched_base)
-}
-
-/// Refuses settings whose run would not fit in `budget` bytes, before anything is allocated, naming the estimate
-/// and the largest batch (or else sequence length) that fits.
-pub fn check_memory_budget(settings: &Settings, model: &ModelConfig, budget: u64) -> Result<()> {
-    let need = memory_needed(settings, model)?;
-    if need <= budget {
-        return Ok(());
-    }
-    let fits = |s: &Settings| memory_needed(s, model).is_ok_and(|n| n <= budget);
-    let batch = (1..settings.batch).rev().find(|&b| fits(&Settings { batch: b, ..settings.clone() }));
-    let seq = (1..settings.seq).rev().find(|&t| fits(&Settings { seq: t, batch: 1, ..settings.clone() }));
-    let suggestion = match (batch, seq) {
-        (Some(b), _) => format!("try a batch of {b} or less"),
-        (None, Some(t)) => format!("try batch 1 with a sequence of {t} or less"),
-        (None, None) => "even batch 1 × sequence 1 does not fit: try LoRA or QLoRA instead of full fine-tuning".into(),
-    };
-    Err(crate::Error::new(format!(
-        "this run would need about {} MiB (batch {} × sequence {}), more than the {} MiB a tab can give it; {suggestion}",
-        need >> 20,
-        settings.batch,
-        settings.seq,
-        budget >> 20
-    )))
-}
 
 /// Validation after some steps.
 #[derive(Clone, Debug, Serialize)]
@@ -262,7 +100,8 @@ pub struct Run {
 }
 
 impl Run {
-    /// Prepares a run on `base` (the fp32 model as loaded). With `gpu`, the GPU trainer takes the steps.
+    /// Prepares a page run on `base` (the fp32 model as loaded): the page's limits, the data its settings name (the
+    /// user's text for the task `text`). With `gpu`, the GPU trainer takes the steps.
     pub fn new(base: &Gpt2, settings: Settings, user_text: Option<&str>, gpu: Option<Gpu>) -> Result<Run> {
         Self::new_with_examples(base, settings, user_text, gpu, PAGE_EVAL_EXAMPLES)
     }
@@ -275,12 +114,20 @@ impl Run {
         gpu: Option<Gpu>,
         eval_examples: usize,
     ) -> Result<Run> {
-        let spec = settings.validate(&base.config)?;
-        let source = match settings.task.as_str() {
-            "text" => Source::User(user_text.ok_or_else(|| crate::Error::new("paste or drop a text to train on"))?),
-            name => Source::builtin(name)?,
-        };
-        let data = tasks::fine_tune_data(source, spec.seed, spec.seq, eval_examples)?;
+        settings.validate(&base.config)?;
+        let data = run_data(&settings, user_text, eval_examples)?;
+        Self::start(base, settings, &Limits::PAGE, data, gpu)
+    }
+
+    /// A run of `settings` within `limits` on `data` (from [`run_data`], or a corpus with its own held-out text).
+    pub fn start(
+        base: &Gpt2,
+        settings: Settings,
+        limits: &Limits,
+        data: FineTuneData,
+        gpu: Option<Gpu>,
+    ) -> Result<Run> {
+        let spec = settings.validate_within(&base.config, limits)?;
         let val_batches = val_batches(&data.split.val, spec.batch, spec.seq);
         ensure!(!val_batches.is_empty(), "the validation text is shorter than one sequence of {} bytes", spec.seq + 1);
         let gpu = match gpu {
@@ -321,31 +168,50 @@ impl Run {
         })
     }
 
-    /// Continues a run from a checkpoint on the base it trained on: the same settings, data and next batches, the
-    /// saved trainable parameters and AdamW state; the checkpoint is also where a divergence returns to.
+    /// Continues a page run from a checkpoint on the base it trained on: the same settings, data and next batches,
+    /// the saved trainable parameters and AdamW state; the checkpoint is also where a divergence returns to.
     pub fn resume(base: &Gpt2, checkpoint: &Checkpoint, user_text: Option<&str>, gpu: Option<Gpu>) -> Result<Run> {
-        ensure!(
-            checkpoint.base == base_fingerprint(base),
-            "this run was trained on a different base model than the one loaded here, so it cannot continue on it"
-        );
+        same_base(checkpoint.base, base_fingerprint(base))?;
         let mut run = Run::new(base, checkpoint.settings.clone(), user_text, gpu)?;
-        let n = run.trainable();
+        run.continue_from(checkpoint)?;
+        Ok(run)
+    }
+
+    /// Takes up `checkpoint` in this new run: its trainable parameters, AdamW state, step and place in the batch
+    /// stream. The checkpoint must come from this base and these settings; only the step count may have grown (a
+    /// pretraining run continued for longer), which changes the schedule after the checkpoint's step, never before.
+    pub fn continue_from(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        ensure!(self.step_index() == 0, "a run continues a checkpoint before its first step");
+        same_base(checkpoint.base, self.base)?;
+        let same_but_steps = |s: &Settings| Settings { steps: 0, ..s.clone() };
+        ensure!(
+            same_but_steps(&checkpoint.settings) == same_but_steps(&self.settings),
+            "the saved run was trained with other settings ({}); only the number of steps may change when it continues",
+            checkpoint.settings.differences(&self.settings).join(", ")
+        );
+        ensure!(
+            checkpoint.step <= self.spec.optim.steps,
+            "the saved run is at step {}, beyond the {} steps asked for",
+            checkpoint.step,
+            self.spec.optim.steps
+        );
+        let n = self.trainable();
         ensure!(
             checkpoint.params.len() == n,
             "the saved run holds {} trainable values but its settings train {n}",
             checkpoint.params.len()
         );
-        run.last_good = Snapshot {
+        self.last_good = Snapshot {
             step: checkpoint.step,
             params: checkpoint.params.clone(),
             m: checkpoint.m.clone(),
             v: checkpoint.v.clone(),
         };
-        run.restore_last_good()?;
-        run.batches.set_word_pos(checkpoint.batches_word_pos);
+        self.restore_last_good()?;
+        self.batches.set_word_pos(checkpoint.batches_word_pos);
         // Step 0 was scored by the run that saved this one.
-        run.start_params = None;
-        Ok(run)
+        self.start_params = None;
+        Ok(())
     }
 
     /// The run's state now, to save or export (read back from the GPU when it trains there).
@@ -427,6 +293,19 @@ impl Run {
 
     pub fn trainable(&self) -> usize {
         self.cpu.trainable()
+    }
+
+    /// Whether a validation is due after step `step` (0-based): every [`validate_every`] steps, and after the last.
+    pub fn validation_due(&self, step: usize) -> bool {
+        (step + 1) % validate_every(self.spec.optim.steps) == 0 || step + 1 == self.spec.optim.steps
+    }
+
+    /// Whether the next [`Run::step`] should keep the step after it in flight: not when a validation follows it (it
+    /// reads the state), and not for the first step (the start is scored after it, on the CPU, and the time per step
+    /// should not include that).
+    pub fn lookahead_pays(&self) -> bool {
+        let k = self.step_index();
+        k > 0 && !self.validation_due(k)
     }
 
     /// The result of the next optimizer step on the next seeded batch.
@@ -582,8 +461,9 @@ impl Run {
         Ok(())
     }
 
-    /// Copies the GPU's trainable parameters into the CPU trainer (for evaluation, accuracy, generation, snapshots).
-    async fn sync(&mut self) -> Result<()> {
+    /// Copies the GPU's trainable parameters into the CPU trainer (for evaluation, accuracy, generation, snapshots,
+    /// [`Run::trained`]); settles a step left in flight first.
+    pub async fn sync(&mut self) -> Result<()> {
         self.settle().await;
         if let (Some(g), false) = (&self.gpu, self.cpu_in_sync) {
             match g.trainable_params().await {
@@ -680,10 +560,15 @@ impl Run {
         Ok(())
     }
 
-    /// Singular values of every adapter's s·B·A (none for full fine-tuning).
-    pub async fn spectra(&mut self) -> Result<Vec<super::inspect::AdapterSpectrum>> {
-        self.sync().await?;
-        Ok(self.cpu.adapters.as_ref().map(super::inspect::adapter_spectra).unwrap_or_default())
+    /// The model as trained up to the last [`Run::sync`] and its adapters (None for full fine-tuning): to evaluate,
+    /// save or inspect.
+    pub fn trained(&self) -> (&Gpt2, Option<&Adapters>) {
+        (&self.cpu.model, self.cpu.adapters.as_ref())
+    }
+
+    /// The run's data: training and held-out tokens, and the held-out examples of a generated task.
+    pub fn data(&self) -> &FineTuneData {
+        &self.data
     }
 
     /// Bytes the GPU executor allocated per category (None on the CPU executor, which keeps a dequantized fp32 copy
@@ -691,6 +576,25 @@ impl Run {
     pub fn measured_memory(&self) -> Option<Vec<(String, u64)>> {
         self.gpu.as_ref().map(|g| g.measured_memory().into_iter().map(|(c, b)| (c.name().to_string(), b)).collect())
     }
+}
+
+/// The data `settings` name: a built-in task, or `user_text` for the task `text`; `eval_examples` held-out examples
+/// are scored for a generated task's accuracy.
+pub fn run_data(settings: &Settings, user_text: Option<&str>, eval_examples: usize) -> Result<FineTuneData> {
+    let source = match settings.task.as_str() {
+        "text" => Source::User(user_text.ok_or_else(|| crate::Error::new("paste or drop a text to train on"))?),
+        name => Source::builtin(name)?,
+    };
+    tasks::fine_tune_data(source, settings.seed, settings.seq, eval_examples)
+}
+
+/// A checkpoint continues only on the base it trained on (fingerprints from [`base_fingerprint`]).
+fn same_base(saved: u32, loaded: u32) -> Result<()> {
+    ensure!(
+        saved == loaded,
+        "this run was trained on a different base model than the one loaded here, so it cannot continue on it"
+    );
+    Ok(())
 }
 
 /// Consecutive windows of `seq + 1` tokens from the start of the validation text, grouped into batches; at most
@@ -718,70 +622,15 @@ fn val_batches(val: &[u32], batch: usize, seq: usize) -> Vec<(Vec<u32>, Vec<u32>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ModelConfig;
 
     #[test]
-    fn accounting_of_the_default_settings_matches_the_accounting_module() {
-        let cfg = ModelConfig::bytes(4, 4, 192, 256).unwrap();
-        let s = Settings::default();
-        let acc = accounting_of(&s, &cfg).unwrap();
-        // Six targets at r = 8 on 4 blocks of width 192: q, k, v, o are 192→192, fc 192→768, proj 768→192.
-        let per_block = 8 * (4 * (192 + 192) + 2 * (192 + 768));
-        assert_eq!(acc.trainable, 4 * per_block as u64);
-        assert_eq!(acc.full_trainable, Gpt2::init(cfg.clone(), 0).params.len() as u64);
-        assert_eq!(acc.compare.len(), 3);
-        assert!(acc.compare[2].1.total < acc.compare[1].1.total && acc.compare[1].1.total < acc.compare[0].1.total);
-        let llama65 = acc.scale_up.iter().find(|r| r.preset == "llama-65b").unwrap();
-        assert!(llama65.qlora_bytes < 48_000_000_000, "QLoRA's 65B on one 48 GB GPU: {}", llama65.qlora_bytes);
-        // A full run keeps an fp32 base; its memory matches the accounting of full fine-tuning.
-        let full = Settings { method: "full".into(), format: "fp32".into(), dq: false, ..Default::default() };
-        let acc_full = accounting_of(&full, &cfg).unwrap();
-        assert_eq!(acc_full.trainable, acc.full_trainable);
-        assert_eq!(acc_full.memory.total, acc.compare[0].1.total);
-    }
-
-    #[test]
-    fn a_run_over_the_memory_budget_is_refused_with_what_would_fit() {
-        let cfg = ModelConfig::bytes(4, 4, 192, 256).unwrap();
-        let s = Settings { batch: 64, seq: 256, ..Default::default() };
-        let need = memory_needed(&s, &cfg).unwrap();
-        // Activations grow with the batch: half the batch, about half the activations.
-        let half = memory_needed(&Settings { batch: 32, ..s.clone() }, &cfg).unwrap();
-        assert!(half < need && need < 2 * half + (8 << 20), "{half} {need}");
-        check_memory_budget(&s, &cfg, need).unwrap();
-        let err = check_memory_budget(&s, &cfg, need - 1).unwrap_err().to_string();
-        assert!(err.contains(&format!("about {} MiB (batch 64 × sequence 256)", need >> 20)), "{err}");
-        assert!(err.contains("try a batch of 63 or less"), "{err}");
-        let budget = memory_needed(&Settings { batch: 1, seq: 100, ..s.clone() }, &cfg).unwrap();
-        let err = check_memory_budget(&s, &cfg, budget).unwrap_err().to_string();
-        assert!(err.contains("try batch 1 with a sequence of 100 or less"), "{err}");
-        let full = Settings { method: "full".into(), format: "fp32".into(), dq: false, ..s };
-        let err = check_memory_budget(&full, &cfg, 1 << 20).unwrap_err().to_string();
-        assert!(err.contains("try LoRA or QLoRA"), "{err}");
-        // The page's largest settings on the shipped model's shape fit its budget; a long context with many heads
-        // (the attention probabilities grow with heads × sequence²) does not.
-        assert!(memory_needed(&full, &cfg).unwrap() < PAGE_MEMORY_BUDGET);
-        let long = ModelConfig::bytes(1, 16, 64, 1024).unwrap();
-        assert!(memory_needed(&Settings { seq: 1024, ..full }, &long).unwrap() > PAGE_MEMORY_BUDGET);
-    }
-
-    #[test]
-    fn per_target_ranks_are_counted_as_the_engine_builds_them() {
-        let cfg = ModelConfig::bytes(2, 2, 32, 32).unwrap();
-        let s = Settings { ranks: "fc:16,q:2".into(), seq: 16, ..Default::default() };
-        let acc = accounting_of(&s, &cfg).unwrap();
-        // q at 2, k, v, o, proj at 8, fc at 16: width 32, MLP 128.
-        let per_block = 2 * 64 + 8 * (3 * 64 + 160) + 16 * 160;
-        assert_eq!(acc.trainable, 2 * per_block as u64);
-        let run = Run::new(&Gpt2::init(cfg, 0), s.clone(), None, None).unwrap();
-        assert_eq!(run.trainable() as u64, acc.trainable);
-        // LLaMA's gate and up take fc's rank, down takes proj's.
-        let uniform =
-            accounting_of(&Settings { seq: 16, ..Default::default() }, &ModelConfig::bytes(2, 2, 32, 32).unwrap())
-                .unwrap();
-        let (a, b) = (&acc.scale_up[2], &uniform.scale_up[2]);
-        assert_eq!(a.preset, "llama-7b");
-        let (d, f) = (4096i64, 11008i64);
-        let delta = 32 * ((2 - 8) * 2 * d + (16 - 8) * 2 * (d + f));
-        assert_eq!(a.trainable as i64 - b.trainable as i64, delta);
+    fn validations_come_about_fifteen_times_a_run_and_after_the_last_step() {
+        assert_eq!((validate_every(300), validate_every(30), validate_every(5000)), (20, 10, 333));
+        let base = Gpt2::init(ModelConfig::bytes(1, 2, 16, 32).unwrap(), 0);
+        let run = Run::new(&base, Settings { steps: 45, seq: 16, ..Default::default() }, None, None).unwrap();
+        let due: Vec<usize> = (0..45).filter(|&s| run.validation_due(s)).collect();
+        assert_eq!(due, [9, 19, 29, 39, 44]);
+        assert!(!run.lookahead_pays(), "the first step is awaited: the start is scored after it");
     }
 }

@@ -1,0 +1,261 @@
+//! The numbers the page shows before training, computed from the settings alone: trainable and total parameters,
+//! the memory breakdown of this run and of the three methods beside it, the same settings on large models, and
+//! whether a run fits in what a browser tab can give it.
+
+use crate::accounting::{self, AdapterSpec, Arch, Memory, MemoryQuery};
+use crate::model::ModelConfig;
+use crate::quant::Storage;
+use crate::run::Settings;
+use crate::train::Method;
+use crate::Result;
+use serde::Serialize;
+
+/// A memory breakdown by category, in bytes, with its total.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MemoryView {
+    pub categories: Vec<(String, u64)>,
+    pub total: u64,
+}
+
+impl From<Memory> for MemoryView {
+    fn from(m: Memory) -> Self {
+        MemoryView { categories: m.categories().iter().map(|(k, v)| (k.to_string(), *v)).collect(), total: m.total() }
+    }
+}
+
+/// One row of the scale-up panel: these settings applied to a large model, from the accounting.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScaleRow {
+    pub preset: String,
+    pub params: u64,
+    pub trainable: u64,
+    pub percent: f64,
+    /// Bytes to train in bf16 with batch 1 × 512 tokens and gradient checkpointing: full, LoRA (bf16 base),
+    /// QLoRA (nf4 + double quantization).
+    pub full_bytes: u64,
+    pub lora_bytes: u64,
+    pub qlora_bytes: u64,
+}
+
+/// Everything the page shows before training: counts and memory, computed from the settings alone.
+#[derive(Clone, Debug, Serialize)]
+pub struct Accounting {
+    pub trainable: u64,
+    pub total_params: u64,
+    pub percent: f64,
+    pub full_trainable: u64,
+    /// The chosen configuration (fp32 training, the run's batch shape).
+    pub memory: MemoryView,
+    /// Full fine-tuning, LoRA on an fp32 base and QLoRA on nf4 + double quantization, same adapters and batch.
+    pub compare: Vec<(String, MemoryView)>,
+    pub scale_up: Vec<ScaleRow>,
+}
+
+/// Our GPT-2 targets and their ranks in another family's terms: LLaMA's MLP has gate and up projections where GPT-2
+/// has c_fc, and down where GPT-2 has mlp.c_proj.
+fn targets_in(arch: &Arch, ranks: &[(String, usize)]) -> Vec<(String, u64)> {
+    let llama = arch.family == accounting::Family::Llama;
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for (t, r) in ranks {
+        let names: &[&str] = match (llama, t.as_str()) {
+            (true, "fc") => &["gate", "up"],
+            (true, "proj") => &["down"],
+            (true, "qkv") => &["q", "k", "v"],
+            (_, other) => &[other][..],
+        };
+        out.extend(names.iter().map(|n| (n.to_string(), *r as u64)));
+    }
+    out
+}
+
+/// Counts and memory for `settings` on `model`, plus the scale-up presets.
+pub fn accounting_of(settings: &Settings, model: &ModelConfig) -> Result<Accounting> {
+    let spec = settings.validate(model)?;
+    let arch = Arch::from_model(model);
+    let ranks = settings.target_ranks()?;
+    let adapters = AdapterSpec::with_ranks(&arch, &targets_in(&arch, &ranks))?;
+    let full = accounting::full_params(&arch);
+    let count = match spec.method {
+        Method::Full => full,
+        _ => accounting::lora_params(&arch, &adapters),
+    };
+    // This model trains in fp32 without checkpointing, at the run's batch shape.
+    let query = |method: Method, storage: Storage| MemoryQuery {
+        method,
+        storage,
+        dtype_bytes: 4,
+        adapters: (method != Method::Full).then(|| adapters.clone()),
+        batch: settings.batch as u64,
+        seq: settings.seq as u64,
+        checkpointing: false,
+    };
+    let memory = accounting::memory(&arch, &query(spec.method, spec.storage))?;
+    let nf4dq = Storage::new(crate::quant::Format::Nf4, true)?;
+    let mut compare = Vec::new();
+    for (name, m, st) in
+        [("full", Method::Full, Storage::FP32), ("lora", Method::Lora, Storage::FP32), ("qlora", Method::Qlora, nf4dq)]
+    {
+        compare.push((name.to_string(), accounting::memory(&arch, &query(m, st))?.into()));
+    }
+    let mut scale_up = Vec::new();
+    for preset in ["gpt2", "gpt3-175b", "llama-7b", "llama-65b"] {
+        let a = Arch::preset(preset)?;
+        let spec_p = AdapterSpec::with_ranks(&a, &targets_in(&a, &ranks))?;
+        let p = accounting::lora_params(&a, &spec_p);
+        let seq = 512.min(a.ctx);
+        let q = |m: Method, st: Storage| MemoryQuery {
+            method: m,
+            storage: st,
+            dtype_bytes: 2,
+            adapters: (m != Method::Full).then(|| spec_p.clone()),
+            batch: 1,
+            seq,
+            checkpointing: true,
+        };
+        scale_up.push(ScaleRow {
+            preset: preset.into(),
+            params: p.total,
+            trainable: p.trainable,
+            percent: p.percent(),
+            full_bytes: accounting::memory(&a, &q(Method::Full, Storage::FP32))?.total(),
+            lora_bytes: accounting::memory(&a, &q(Method::Lora, Storage::FP32))?.total(),
+            qlora_bytes: accounting::memory(&a, &q(Method::Qlora, nf4dq))?.total(),
+        });
+    }
+    Ok(Accounting {
+        trainable: count.trainable,
+        total_params: count.total,
+        percent: count.percent(),
+        full_trainable: full.trainable,
+        memory: memory.into(),
+        compare,
+        scale_up,
+    })
+}
+
+/// What a run may hold in the page's engine: a wasm32 module addresses at most 4 GiB, and the loaded base, the text
+/// and the module itself live there too.
+pub const PAGE_MEMORY_BUDGET: u64 = 3 << 30;
+
+/// Bytes a run of `settings` holds in the engine's memory, estimated before anything is allocated: the accounting's
+/// fp32 training memory for the CPU executor (which keeps a dequantized fp32 copy of the base), plus the copies a
+/// page run keeps — the snapshot a divergence returns to (parameters and both AdamW moments), the starting
+/// parameters until step 0 is scored and, for full fine-tuning, the untouched base for "before" text.
+pub fn memory_needed(settings: &Settings, model: &ModelConfig) -> Result<u64> {
+    let spec = settings.validate(model)?;
+    let arch = Arch::from_model(model);
+    let adapters = AdapterSpec::with_ranks(&arch, &targets_in(&arch, &settings.target_ranks()?))?;
+    let query = MemoryQuery {
+        method: spec.method,
+        storage: Storage::FP32,
+        dtype_bytes: 4,
+        adapters: (spec.method != Method::Full).then_some(adapters.clone()),
+        batch: settings.batch as u64,
+        seq: settings.seq as u64,
+        checkpointing: false,
+    };
+    let training = accounting::memory(&arch, &query)?.total();
+    let trainable = match spec.method {
+        Method::Full => accounting::full_params(&arch).trainable,
+        _ => accounting::lora_params(&arch, &adapters).trainable,
+    };
+    let untouched_base = if spec.method == Method::Full { accounting::full_params(&arch).total * 4 } else { 0 };
+    Ok(training + 4 * trainable * 4 + untouched_base)
+}
+
+/// Refuses settings whose run would not fit in `budget` bytes, before anything is allocated, naming the estimate
+/// and the largest batch (or else sequence length) that fits.
+pub fn check_memory_budget(settings: &Settings, model: &ModelConfig, budget: u64) -> Result<()> {
+    let need = memory_needed(settings, model)?;
+    if need <= budget {
+        return Ok(());
+    }
+    let fits = |s: &Settings| memory_needed(s, model).is_ok_and(|n| n <= budget);
+    let batch = (1..settings.batch).rev().find(|&b| fits(&Settings { batch: b, ..settings.clone() }));
+    let seq = (1..settings.seq).rev().find(|&t| fits(&Settings { seq: t, batch: 1, ..settings.clone() }));
+    let suggestion = match (batch, seq) {
+        (Some(b), _) => format!("try a batch of {b} or less"),
+        (None, Some(t)) => format!("try batch 1 with a sequence of {t} or less"),
+        (None, None) => "even batch 1 × sequence 1 does not fit: try LoRA or QLoRA instead of full fine-tuning".into(),
+    };
+    Err(crate::Error::new(format!(
+        "this run would need about {} MiB (batch {} × sequence {}), more than the {} MiB a tab can give it; {suggestion}",
+        need >> 20,
+        settings.batch,
+        settings.seq,
+        budget >> 20
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Gpt2;
+    use crate::run::Run;
+
+    #[test]
+    fn accounting_of_the_default_settings_matches_the_accounting_module() {
+        let cfg = ModelConfig::bytes(4, 4, 192, 256).unwrap();
+        let s = Settings::default();
+        let acc = accounting_of(&s, &cfg).unwrap();
+        // Six targets at r = 8 on 4 blocks of width 192: q, k, v, o are 192→192, fc 192→768, proj 768→192.
+        let per_block = 8 * (4 * (192 + 192) + 2 * (192 + 768));
+        assert_eq!(acc.trainable, 4 * per_block as u64);
+        assert_eq!(acc.full_trainable, Gpt2::init(cfg.clone(), 0).params.len() as u64);
+        assert_eq!(acc.compare.len(), 3);
+        assert!(acc.compare[2].1.total < acc.compare[1].1.total && acc.compare[1].1.total < acc.compare[0].1.total);
+        let llama65 = acc.scale_up.iter().find(|r| r.preset == "llama-65b").unwrap();
+        assert!(llama65.qlora_bytes < 48_000_000_000, "QLoRA's 65B on one 48 GB GPU: {}", llama65.qlora_bytes);
+        // A full run keeps an fp32 base; its memory matches the accounting of full fine-tuning.
+        let full = Settings { method: "full".into(), format: "fp32".into(), dq: false, ..Default::default() };
+        let acc_full = accounting_of(&full, &cfg).unwrap();
+        assert_eq!(acc_full.trainable, acc.full_trainable);
+        assert_eq!(acc_full.memory.total, acc.compare[0].1.total);
+    }
+
+    #[test]
+    fn a_run_over_the_memory_budget_is_refused_with_what_would_fit() {
+        let cfg = ModelConfig::bytes(4, 4, 192, 256).unwrap();
+        let s = Settings { batch: 64, seq: 256, ..Default::default() };
+        let need = memory_needed(&s, &cfg).unwrap();
+        // Activations grow with the batch: half the batch, about half the activations.
+        let half = memory_needed(&Settings { batch: 32, ..s.clone() }, &cfg).unwrap();
+        assert!(half < need && need < 2 * half + (8 << 20), "{half} {need}");
+        check_memory_budget(&s, &cfg, need).unwrap();
+        let err = check_memory_budget(&s, &cfg, need - 1).unwrap_err().to_string();
+        assert!(err.contains(&format!("about {} MiB (batch 64 × sequence 256)", need >> 20)), "{err}");
+        assert!(err.contains("try a batch of 63 or less"), "{err}");
+        let budget = memory_needed(&Settings { batch: 1, seq: 100, ..s.clone() }, &cfg).unwrap();
+        let err = check_memory_budget(&s, &cfg, budget).unwrap_err().to_string();
+        assert!(err.contains("try batch 1 with a sequence of 100 or less"), "{err}");
+        let full = Settings { method: "full".into(), format: "fp32".into(), dq: false, ..s };
+        let err = check_memory_budget(&full, &cfg, 1 << 20).unwrap_err().to_string();
+        assert!(err.contains("try LoRA or QLoRA"), "{err}");
+        // The page's largest settings on the shipped model's shape fit its budget; a long context with many heads
+        // (the attention probabilities grow with heads × sequence²) does not.
+        assert!(memory_needed(&full, &cfg).unwrap() < PAGE_MEMORY_BUDGET);
+        let long = ModelConfig::bytes(1, 16, 64, 1024).unwrap();
+        assert!(memory_needed(&Settings { seq: 1024, ..full }, &long).unwrap() > PAGE_MEMORY_BUDGET);
+    }
+
+    #[test]
+    fn per_target_ranks_are_counted_as_the_engine_builds_them() {
+        let cfg = ModelConfig::bytes(2, 2, 32, 32).unwrap();
+        let s = Settings { ranks: "fc:16,q:2".into(), seq: 16, ..Default::default() };
+        let acc = accounting_of(&s, &cfg).unwrap();
+        // q at 2, k, v, o, proj at 8, fc at 16: width 32, MLP 128.
+        let per_block = 2 * 64 + 8 * (3 * 64 + 160) + 16 * 160;
+        assert_eq!(acc.trainable, 2 * per_block as u64);
+        let run = Run::new(&Gpt2::init(cfg, 0), s.clone(), None, None).unwrap();
+        assert_eq!(run.trainable() as u64, acc.trainable);
+        // LLaMA's gate and up take fc's rank, down takes proj's.
+        let uniform =
+            accounting_of(&Settings { seq: 16, ..Default::default() }, &ModelConfig::bytes(2, 2, 32, 32).unwrap())
+                .unwrap();
+        let (a, b) = (&acc.scale_up[2], &uniform.scale_up[2]);
+        assert_eq!(a.preset, "llama-7b");
+        let (d, f) = (4096i64, 11008i64);
+        let delta = 32 * ((2 - 8) * 2 * d + (16 - 8) * 2 * (d + f));
+        assert_eq!(a.trainable as i64 - b.trainable as i64, delta);
+    }
+}
