@@ -12,10 +12,12 @@ use crate::quant::{Format, Storage};
 use crate::run::{run_data, Limits, Run, Settings};
 use crate::train::{Method, OptimConfig, Sampling, StepStats};
 use crate::{ensure, rng, Error, Result};
+use serde_json::json;
+use std::time::Instant;
 
 /// The GPU to train on for a `--backend` value, if any.
-pub(super) fn resolve_gpu(name: &str) -> Result<Option<Gpu>> {
-    Ok(match Backend::resolve(name)? {
+pub(super) fn resolve_gpu(choice: BackendChoice) -> Result<Option<Gpu>> {
+    Ok(match Backend::resolve(choice)? {
         Backend::Gpu(g) => Some(*g),
         Backend::Cpu => None,
     })
@@ -30,31 +32,25 @@ enum Backend {
 impl Backend {
     /// `gpu` insists on a device; `auto` takes one only if it is real hardware (a CPU-emulated adapter such as
     /// Mesa's lavapipe is slower than the CPU executor); `cpu` never looks.
-    fn resolve(name: &str) -> Result<Self> {
-        match name {
-            "cpu" => Ok(Backend::Cpu),
-            "gpu" => Ok(Backend::Gpu(Box::new(Gpu::new_blocking()?))),
-            "auto" => Ok(match Gpu::new_blocking() {
+    fn resolve(choice: BackendChoice) -> Result<Self> {
+        Ok(match choice {
+            BackendChoice::Cpu => Backend::Cpu,
+            BackendChoice::Gpu => Backend::Gpu(Box::new(Gpu::new_blocking()?)),
+            BackendChoice::Auto => match Gpu::new_blocking() {
                 Ok(g) if g.info.device_type != wgpu::DeviceType::Cpu => Backend::Gpu(Box::new(g)),
                 _ => Backend::Cpu,
-            }),
-            other => Err(Error::new(format!("unknown backend {other:?}; expected gpu, cpu or auto"))),
-        }
+            },
+        })
     }
 }
-use serde_json::json;
-use std::time::Instant;
 
-fn storage(format: Option<&str>, double_quant: bool, method: Method) -> Result<Storage> {
-    let f = match format {
-        Some(f) => f.parse()?,
-        None => method.default_format(),
-    };
-    Storage::new(f, double_quant)
+/// The base storage the flags ask for, the method's default format when none is named.
+fn storage(a: &StorageArgs, method: Method) -> Result<Storage> {
+    Storage::new(a.format.unwrap_or(method.default_format()), a.double_quant)
 }
 
-fn arch_of(preset: &Option<String>, model: &Option<PathBuf>) -> Result<Arch> {
-    match (preset, model) {
+fn arch_of(a: &ArchArgs) -> Result<Arch> {
+    match (&a.preset, &a.model) {
         (Some(p), _) => Arch::preset(p),
         (None, Some(dir)) => {
             let path = dir.join("config.json");
@@ -83,11 +79,11 @@ fn gib(b: u64) -> String {
 }
 
 pub(super) fn params(a: ParamsArgs) -> Result<()> {
-    let arch = arch_of(&a.preset, &a.model)?;
-    let spec = AdapterSpec::uniform(&arch, &a.targets, a.rank)?;
+    let arch = arch_of(&a.arch)?;
+    let spec = AdapterSpec::uniform(&arch, &a.adapters.targets, a.adapters.rank as u64)?;
     let p = accounting::lora_params(&arch, &spec);
     let full = accounting::full_params(&arch);
-    if a.json {
+    if a.output.json {
         println!(
             "{}",
             json!({"trainable": p.trainable, "total": p.total, "percent": p.percent(), "full_trainable": full.trainable})
@@ -105,29 +101,24 @@ pub(super) fn params(a: ParamsArgs) -> Result<()> {
 }
 
 pub(super) fn memory(a: MemoryArgs) -> Result<()> {
-    let arch = arch_of(&a.preset, &a.model)?;
-    let method: Method = a.method.parse()?;
-    let st = storage(a.format.as_deref(), a.double_quant, method)?;
-    let dtype_bytes = match a.dtype.as_str() {
-        "fp32" => 4,
-        "bf16" | "fp16" => 2,
-        other => return Err(Error::new(format!("unknown dtype {other:?}; expected fp32, bf16 or fp16"))),
-    };
+    let arch = arch_of(&a.arch)?;
+    let method = a.method;
+    let st = storage(&a.storage, method)?;
     let adapters = match method {
         Method::Full => None,
-        _ => Some(AdapterSpec::uniform(&arch, &a.targets, a.rank)?),
+        _ => Some(AdapterSpec::uniform(&arch, &a.adapters.targets, a.adapters.rank as u64)?),
     };
     let q = MemoryQuery {
         method,
         storage: st,
-        dtype_bytes,
+        dtype_bytes: a.dtype.bytes(),
         adapters,
         batch: a.batch,
         seq: a.seq,
         checkpointing: a.checkpointing,
     };
     let m = accounting::memory(&arch, &q)?;
-    if a.json {
+    if a.output.json {
         let mut obj = serde_json::Map::new();
         for (k, v) in m.categories() {
             obj.insert(k.into(), json!(v));
@@ -140,7 +131,7 @@ pub(super) fn memory(a: MemoryArgs) -> Result<()> {
             arch.name,
             method,
             st.label(),
-            a.dtype,
+            a.dtype.name(),
             a.batch,
             a.seq,
             if a.checkpointing { " · checkpointing" } else { "" }
@@ -164,8 +155,8 @@ pub(super) fn init(a: InitArgs) -> Result<()> {
 /// Loads the model, quantizes its base if asked, and loads the adapter if given.
 fn load_base(b: &BaseArgs) -> Result<(Gpt2, Option<Adapters>)> {
     let mut model = load_model_dir(&b.model)?;
-    if b.format.is_some() || b.double_quant {
-        let st = storage(b.format.as_deref(), b.double_quant, Method::Lora)?;
+    if b.storage.format.is_some() || b.storage.double_quant {
+        let st = storage(&b.storage, Method::Lora)?;
         quantize_base(&mut model, st);
     }
     let adapters = match &b.adapter {
@@ -179,14 +170,14 @@ pub(super) fn eval(a: EvalArgs) -> Result<()> {
     let text = read_text_file(&a.text_file)?;
     let tokens = encode(&text);
     ensure!(tokens.len() >= 2, "{} needs at least two bytes to predict one", a.text_file.display());
-    let (loss, count) = match Backend::resolve(&a.backend)? {
+    let (loss, count) = match Backend::resolve(a.backend.backend)? {
         Backend::Gpu(gpu) => pollster::block_on(gpu_generator(*gpu, &a.base)?.eval_loss(&tokens))?,
         Backend::Cpu => {
             let (model, adapters) = load_base(&a.base)?;
             eval_loss(&model, adapters.as_ref(), &tokens)
         }
     };
-    if a.json {
+    if a.output.json {
         println!("{}", json!({"loss": loss, "tokens": count}));
     } else {
         println!("loss {loss:.4} nats/byte over {count} predicted bytes");
@@ -196,20 +187,16 @@ pub(super) fn eval(a: EvalArgs) -> Result<()> {
 
 /// The settings of a `qlora finetune` run, as the page would write them, with the command line's recipe flags.
 fn finetune_settings(a: &FinetuneArgs) -> Result<Settings> {
-    let method: Method = a.method.parse()?;
-    let format = match &a.format {
-        Some(f) => f.clone(),
-        None => method.default_format().name().to_string(),
-    };
+    let (method, rank) = (a.method, a.adapters.rank);
     Ok(Settings {
         method: method.name().into(),
-        r: a.rank,
+        r: rank,
         ranks: String::new(),
-        alpha: a.alpha.unwrap_or(a.rank as f32),
-        targets: parse_targets(&a.targets)?.iter().map(|t| t.name().to_string()).collect(),
-        format,
-        dq: a.double_quant,
-        adapter_storage: a.adapter_storage.clone().unwrap_or_else(|| "none".into()),
+        alpha: a.alpha.unwrap_or(rank as f32),
+        targets: parse_targets(&a.adapters.targets)?.iter().map(|t| t.name().to_string()).collect(),
+        format: a.storage.format.unwrap_or(method.default_format()).name().into(),
+        dq: a.storage.double_quant,
+        adapter_storage: a.adapter_storage.map_or("none", AdapterStorage::name).into(),
         lr: a.lr,
         batch: a.batch,
         seq: a.seq,
@@ -233,12 +220,12 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
         _ => None,
     };
     let data = run_data(&settings, user_text.as_deref(), a.eval_examples)?;
-    let gpu = resolve_gpu(&a.backend)?;
+    let gpu = resolve_gpu(a.backend.backend)?;
     let mut run = Run::start(&model, settings, &Limits::CLI, data, gpu)?;
     let backend_name = if run.backend() == "webgpu" { "gpu" } else { "cpu" };
     let (val0, acc0) = held_out_scores(&run, None);
     let (method, storage) = (run.spec.method, run.spec.storage);
-    if !a.json {
+    if !a.output.json {
         let trainable = thousands(run.trainable() as u64);
         println!(
             "{method} · base {} · {trainable} trainable parameters · {backend_name} · validation loss {val0:.4}",
@@ -267,7 +254,7 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
         Some(ad) => save_adapter_dir(ad, model.config.n_layer, &a.out)?,
         None => save_model_dir(model, &a.out, StoreDtype::F32)?,
     }
-    if a.json {
+    if a.output.json {
         let summary = json!({"val_loss_before": val0, "val_loss": val, "accuracy_before": acc0, "accuracy": acc,
             "trainable": run.trainable(), "backend": backend_name, "out": a.out.display().to_string()});
         println!("{summary}");
@@ -294,7 +281,7 @@ fn held_out_scores(run: &Run, adapters: Option<&Adapters>) -> (f64, Option<f64>)
 fn report_step(s: &StepStats, since: &mut Instant, a: &FinetuneArgs) {
     let ms = since.elapsed().as_secs_f64() * 1e3;
     *since = Instant::now();
-    if a.json {
+    if a.output.json {
         println!("{}", json!({"step": s.step, "loss": s.loss, "lr": s.lr, "grad_norm": s.grad_norm, "ms": ms}));
     } else if s.step % 10 == 0 || s.step + 1 == a.steps {
         println!("step {:>5}  loss {:.4}  lr {:.2e}  grad_norm {:.3}  {:.0} ms", s.step, s.loss, s.lr, s.grad_norm, ms);
@@ -304,7 +291,7 @@ fn report_step(s: &StepStats, since: &mut Instant, a: &FinetuneArgs) {
 /// The model (and adapter) on the GPU for decoding; the base is stored in the format there, from the fp32 weights.
 fn gpu_generator(gpu: Gpu, b: &BaseArgs) -> Result<crate::gpu::GpuGenerator> {
     let model = load_model_dir(&b.model)?;
-    let st = storage(b.format.as_deref(), b.double_quant, Method::Lora)?;
+    let st = storage(&b.storage, Method::Lora)?;
     let adapters = match &b.adapter {
         Some(dir) => Some(load_adapter_dir(dir, model.config.n_layer, model.config.n_embd)?),
         None => None,
@@ -317,7 +304,7 @@ pub(super) fn generate(a: GenerateArgs) -> Result<()> {
     ensure!(a.tokens <= 100_000, "at most 100,000 tokens");
     let prompt = encode(&a.prompt);
     let sampling = Sampling { temperature: a.temperature, top_k: a.top_k, seed: a.seed };
-    let out = match Backend::resolve(&a.backend)? {
+    let out = match Backend::resolve(a.backend.backend)? {
         Backend::Gpu(gpu) => pollster::block_on(gpu_generator(*gpu, &a.base)?.generate(&prompt, a.tokens, sampling))?,
         Backend::Cpu => {
             let (model, adapters) = load_base(&a.base)?;
@@ -325,7 +312,7 @@ pub(super) fn generate(a: GenerateArgs) -> Result<()> {
         }
     };
     let text = decode(&out);
-    if a.json {
+    if a.output.json {
         println!("{}", json!({"prompt": a.prompt, "text": text}));
     } else {
         println!("{}{}", a.prompt, text);
@@ -334,12 +321,7 @@ pub(super) fn generate(a: GenerateArgs) -> Result<()> {
 }
 
 pub(super) fn merge(a: MergeArgs) -> Result<()> {
-    let base = BaseArgs {
-        model: a.model.clone(),
-        adapter: Some(a.adapter.clone()),
-        format: a.format.clone(),
-        double_quant: a.double_quant,
-    };
+    let base = BaseArgs { model: a.model.clone(), adapter: Some(a.adapter.clone()), storage: a.storage.clone() };
     let (mut model, adapters) = load_base(&base)?;
     lora::merge(&mut model, adapters.as_ref().expect("adapter given"))?;
     save_model_dir(&model, &a.out, StoreDtype::F32)?;
@@ -356,9 +338,9 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
             .map_err(|e| Error::new(format!("cannot set threads: {e}")))?;
     }
     ensure!(a.steps >= 1 && a.steps <= 100_000, "steps must be between 1 and 100,000");
-    let backend = Backend::resolve(&a.backend)?;
+    let backend = Backend::resolve(a.backend.backend)?;
     if a.matmul {
-        return bench_matmul(backend, a.steps, a.json);
+        return bench_matmul(backend, a.steps, a.output.json);
     }
     let model = match &a.model {
         Some(dir) => load_model_dir(dir)?,
@@ -370,14 +352,14 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
         model.config.n_positions
     );
     ensure!(a.batch >= 1, "batch must be at least 1");
-    let method: Method = a.method.parse()?;
-    let st = storage(a.format.as_deref(), false, method)?;
+    let method = a.method;
+    let st = Storage::new(a.format.unwrap_or(method.default_format()), false)?;
     let lora = match method {
         Method::Full => None,
         _ => Some(LoraConfig::uniform(&parse_targets(&a.targets)?, a.rank, a.rank as f32)),
     };
     if a.generate {
-        return bench_generate(backend, &model, a.format.as_deref(), a.seq, a.steps, a.json);
+        return bench_generate(backend, &model, a.format, a.seq, a.steps, a.output.json);
     }
     let cfg = model.config.clone();
     let optim = OptimConfig { lr: 1e-4, min_lr: 0.0, warmup: 0, steps: a.steps + 2, weight_decay: 0.0, grad_clip: 1.0 };
@@ -440,7 +422,7 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
         out["ms_per_step_awaited"] = json!(serial * 1e3);
         out["in_flight_speedup"] = json!(serial / median);
     }
-    if a.json {
+    if a.output.json {
         println!("{out}");
     } else {
         println!(
@@ -473,13 +455,13 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
 fn bench_generate(
     backend: Backend,
     model: &Gpt2,
-    format: Option<&str>,
+    format: Option<Format>,
     tokens: usize,
     reps: usize,
     json_out: bool,
 ) -> Result<()> {
     ensure!(tokens >= 1 && tokens + 8 <= model.config.n_positions, "seq (tokens to generate) must fit the context");
-    let st = storage(format, false, Method::Lora)?;
+    let st = Storage::new(format.unwrap_or(Format::Fp32), false)?;
     let prompt = encode("To be, or");
     let sampling = Sampling { temperature: 0.0, top_k: 0, seed: 0 };
     let mut times = Vec::new();
@@ -670,13 +652,13 @@ fn step_flops(cfg: &ModelConfig, tr: &Trainer, b: usize, t: usize) -> f64 {
 }
 
 pub(super) fn quant(a: QuantArgs) -> Result<()> {
-    let st = Storage::new(a.format.parse()?, a.double_quant)?;
+    let st = Storage::new(a.format, a.double_quant)?;
     let mut model = load_model_dir(&a.model)?;
     let reports = quantize_base(&mut model, st);
     let (mut values, mut constants, mut n) = (0u64, 0u64, 0u64);
     for r in &reports {
         let bits = 8.0 * (r.value_bytes + r.constant_bytes) as f64 / r.len as f64;
-        if a.json {
+        if a.output.json {
             println!(
                 "{}",
                 json!({"tensor": r.name, "params": r.len, "value_bytes": r.value_bytes, "constant_bytes": r.constant_bytes,
@@ -693,7 +675,7 @@ pub(super) fn quant(a: QuantArgs) -> Result<()> {
         n += r.len as u64;
     }
     let bits = 8.0 * (values + constants) as f64 / n.max(1) as f64;
-    if a.json {
+    if a.output.json {
         println!(
             "{}",
             json!({"format": st.label(), "params": n, "value_bytes": values, "constant_bytes": constants, "bits_per_param": bits})

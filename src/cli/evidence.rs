@@ -2,9 +2,11 @@
 //! fp32 base and QLoRA on nf4 and nf4 + double quantization at each rank, all for the same number of steps from the
 //! same seed. Each run is the page's own `run::Run` (same data, same validation), so page and README agree.
 
+use super::args::{BackendArgs, BackendChoice};
 use super::commands::resolve_gpu;
 use crate::data::tasks::Task;
 use crate::model::load_model_dir;
+use crate::quant::{Format, Storage};
 use crate::run::{Run, Settings};
 use crate::web::accounting_of;
 use crate::{ensure, Error, Result};
@@ -50,9 +52,8 @@ pub(super) struct EvidenceArgs {
     /// The grid CI runs: one task, ranks 1 and 8, fp32 and nf4 only, 30 steps.
     #[arg(long)]
     reduced: bool,
-    /// gpu, cpu, or auto (a real GPU when present).
-    #[arg(long, default_value = "auto")]
-    backend: String,
+    #[command(flatten)]
+    backend: BackendArgs,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -87,7 +88,7 @@ pub(super) fn evidence(a: EvidenceArgs) -> Result<()> {
     };
     ensure!(!tasks.is_empty() && !ranks.is_empty(), "give at least one task and one rank");
     let formats: &[(&str, bool)] = if a.reduced { &[("nf4", false)] } else { &[("nf4", false), ("nf4", true)] };
-    let gpu_wanted = resolve_gpu(&a.backend)?.is_some();
+    let gpu_wanted = resolve_gpu(a.backend.backend)?.is_some();
     let mut configs: Vec<Settings> = Vec::new();
     for task in &tasks {
         let common = Settings {
@@ -118,14 +119,14 @@ pub(super) fn evidence(a: EvidenceArgs) -> Result<()> {
     let done = finished_rows(&a, steps, gpu_wanted);
     let mut rows = Vec::new();
     for (i, s) in configs.iter().enumerate() {
-        let key = (s.task.clone(), s.method.clone(), (s.method != "full").then_some(s.r), label(s));
+        let key = (s.task.clone(), s.method.clone(), (s.method != "full").then_some(s.r), s.base_label());
         if let Some(row) = done.iter().find(|r| (r.task.clone(), r.method.clone(), r.rank, r.base.clone()) == key) {
             eprintln!("[{}/{}] {} {} {}: kept from {}", i + 1, configs.len(), key.0, key.1, key.3, a.out.display());
             rows.push(row.clone());
             continue;
         }
         let t0 = Instant::now();
-        let gpu = if gpu_wanted { resolve_gpu("gpu")? } else { None };
+        let gpu = if gpu_wanted { resolve_gpu(BackendChoice::Gpu)? } else { None };
         let mut run = Run::new_with_examples(&base, s.clone(), None, gpu, a.eval_examples)?;
         let before = pollster::block_on(run.validate())?;
         while !run.finished() {
@@ -150,7 +151,7 @@ pub(super) fn evidence(a: EvidenceArgs) -> Result<()> {
             task: s.task.clone(),
             method: s.method.clone(),
             rank: (s.method != "full").then_some(s.r),
-            base: label(s),
+            base: s.base_label(),
             trainable: acc.trainable,
             percent: acc.percent,
             memory_bytes: acc.memory.total,
@@ -181,15 +182,6 @@ pub(super) fn evidence(a: EvidenceArgs) -> Result<()> {
     }
     println!("wrote {}/results.json, results.md and accuracy.svg ({} runs)", a.out.display(), rows.len());
     Ok(())
-}
-
-/// The base format as the tables show it.
-fn label(s: &Settings) -> String {
-    if s.dq {
-        format!("{}+dq", s.format)
-    } else {
-        s.format.clone()
-    }
 }
 
 /// Rows of an earlier run of the same grid settings in the output directory (a long grid resumes where it stopped;
@@ -287,10 +279,11 @@ fn plot(rows: &[Row], ranks: &[usize]) -> Result<String> {
         let panels = root.split_evenly((1, tasks.len()));
         let max_r = *ranks.iter().max().unwrap_or(&64) as f64;
         // Okabe–Ito colours, as on the page.
+        let (fp32, nf4, nf4dq) = (Storage::FP32, Storage::new(Format::Nf4, false)?, Storage::new(Format::Nf4, true)?);
         let series = [
-            ("lora", "fp32", RGBColor(0x00, 0x72, 0xB2), "LoRA, fp32 base"),
-            ("qlora", "nf4", RGBColor(0xE6, 0x9F, 0x00), "QLoRA, nf4"),
-            ("qlora", "nf4+dq", RGBColor(0x00, 0x9E, 0x73), "QLoRA, nf4 + dq"),
+            ("lora", fp32.label(), RGBColor(0x00, 0x72, 0xB2), format!("LoRA, {} base", fp32.label())),
+            ("qlora", nf4.label(), RGBColor(0xE6, 0x9F, 0x00), format!("QLoRA, {}", nf4.label())),
+            ("qlora", nf4dq.label(), RGBColor(0x00, 0x9E, 0x73), format!("QLoRA, {}", nf4dq.label())),
         ];
         for (panel, task) in panels.iter().zip(&tasks) {
             let mut chart = ChartBuilder::on(panel)
@@ -306,10 +299,11 @@ fn plot(rows: &[Row], ranks: &[usize]) -> Result<String> {
                 .y_desc("accuracy %")
                 .draw()
                 .map_err(|e| Error::new(e.to_string()))?;
-            for (method, base, color, label) in series {
+            for (method, base, color, label) in &series {
+                let (method, color) = (*method, *color);
                 let pts: Vec<(f64, f64)> = rows
                     .iter()
-                    .filter(|r| r.task == *task && r.method == method && r.base == base)
+                    .filter(|r| r.task == *task && r.method == method && r.base == *base)
                     .filter_map(|r| r.rank.map(|k| (k as f64, 100.0 * r.accuracy)))
                     .collect();
                 if pts.is_empty() {
@@ -318,7 +312,7 @@ fn plot(rows: &[Row], ranks: &[usize]) -> Result<String> {
                 chart
                     .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
                     .map_err(|e| Error::new(e.to_string()))?
-                    .label(label)
+                    .label(label.as_str())
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
                 chart
                     .draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))

@@ -54,7 +54,7 @@ pub(super) fn pretrain(a: PretrainArgs) -> Result<()> {
     let cfg = ModelConfig::bytes(a.layers, a.heads, a.embd, a.ctx)?;
     let base = Gpt2::init(cfg, a.seed);
     let data = FineTuneData { task: None, split: Split { train, val: val.clone() }, val_examples: Vec::new() };
-    let gpu = super::commands::resolve_gpu(&a.backend)?;
+    let gpu = super::commands::resolve_gpu(a.backend.backend)?;
     let mut run = Run::start(&base, pretrain_settings(&a), &Limits::CLI, data, gpu)?;
     let ckpt = a.out.join("checkpoint");
     if let Some(saved) = load_checkpoint(&ckpt)? {
@@ -62,7 +62,7 @@ pub(super) fn pretrain(a: PretrainArgs) -> Result<()> {
     }
     let start = run.step_index();
     let eval_slice = &val[..val.len().min(a.eval_bytes)];
-    if !a.json {
+    if !a.output.json {
         println!("pretraining {} parameters from step {start} ({})", base.params.len(), run.backend());
     }
     let every = |n: usize, step: usize| n > 0 && (step + 1) % n == 0;
@@ -82,7 +82,7 @@ pub(super) fn pretrain(a: PretrainArgs) -> Result<()> {
         if every(a.checkpoint_every, step) {
             save_checkpoint(&ckpt, &mut run)?;
         }
-        if a.json || line.get("val_loss").is_some() || step % 50 == 0 {
+        if a.output.json || line.get("val_loss").is_some() || step % 50 == 0 {
             println!("{line}");
         }
     }

@@ -350,6 +350,17 @@ impl Settings {
         }
     }
 
+    /// The frozen base as the engine labels it ([`Storage::label`]): "nf4+dq", "int4", "fp32" — full fine-tuning
+    /// trains fp32 weights whatever the format says. Settings that do not parse keep their own spelling.
+    pub fn base_label(&self) -> String {
+        let storage = match (self.method.parse::<Method>(), self.format.parse::<Format>()) {
+            (Ok(Method::Full), _) => Ok(Storage::FP32),
+            (_, Ok(format)) => Storage::new(format, self.dq),
+            (_, Err(e)) => Err(e),
+        };
+        storage.map_or_else(|_| self.format.clone(), |s| s.label())
+    }
+
     /// The settings that differ between these and `other`, each as `name this → other`.
     pub fn differences(&self, other: &Settings) -> Vec<String> {
         // Through text, so an f32 prints as it was written (0.003, not its f64 widening).
@@ -449,6 +460,18 @@ mod tests {
             let (usable, problems) = bad.settle(&cfg());
             assert_eq!((problems.len(), usable), (1, Settings::default()), "{field}");
         }
+    }
+
+    #[test]
+    fn the_base_is_labelled_as_the_engine_stores_it() {
+        let label = |method: &str, format: &str, dq: bool| {
+            Settings { method: method.into(), format: format.into(), dq, ..Default::default() }.base_label()
+        };
+        assert_eq!(label("qlora", "nf4", true), "nf4+dq");
+        assert_eq!(label("qlora", "int4", false), "int4");
+        assert_eq!(label("lora", "fp16", false), "fp16");
+        assert_eq!(label("full", "nf4", true), "fp32", "full fine-tuning trains fp32 weights");
+        assert_eq!(label("qlora", "int3", false), "int3");
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub enum Method {
 }
 
 impl Method {
+    pub const ALL: [Method; 3] = [Method::Full, Method::Lora, Method::Qlora];
+
     pub fn name(self) -> &'static str {
         match self {
             Method::Full => "full",
