@@ -23,7 +23,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(64, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn decode(@builtin(global_invocation_id) gid: vec3<u32>) {
     let h = gid.x;
     if (h >= p.nh) { return; }
     let hs = p.c / p.nh;

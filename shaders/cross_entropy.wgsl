@@ -1,6 +1,6 @@
 // Softmax over the vocabulary per row (in place: logits → probabilities), the loss −log p[target] per row, and
 // the gradient dlogits = (p − onehot)/rows written in place of the probabilities. One workgroup of 64 per row.
-// mode 0: softmax + losses; mode 1: gradient.
+// forward: softmax + losses; backward: the gradient.
 
 // exp() of arguments below about −87 is undefined territory for some drivers (SwiftShader returns garbage rather
 // than 0), so softmax arguments are floored at −80: exp(−80) ≈ 2e−35 is 0 next to the maximum's 1. A NaN stays NaN
@@ -11,8 +11,8 @@ fn floor_exp_arg(d: f32) -> f32 { return select(d, EXP_FLOOR, d < EXP_FLOOR); }
 struct Params {
     rows: u32,
     v: u32,
-    mode: u32,
     groups_x: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -37,20 +37,25 @@ fn reduce_sum(lane: u32) {
 }
 
 @compute @workgroup_size(64, 1, 1)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let row = wg.y * p.groups_x + wg.x;
     if (row >= p.rows) { return; }
     let lane = lid.x;
     let base = row * p.v;
-    if (p.mode == 1u) {
-        let inv = 1.0 / f32(p.rows);
-        for (var i = lane; i < p.v; i = i + 64u) {
-            var g = probs[base + i];
-            if (i == targets[row]) { g = g - 1.0; }
-            probs[base + i] = g * inv;
-        }
-        return;
+    let inv = 1.0 / f32(p.rows);
+    for (var i = lane; i < p.v; i = i + 64u) {
+        var g = probs[base + i];
+        if (i == targets[row]) { g = g - 1.0; }
+        probs[base + i] = g * inv;
     }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = wg.y * p.groups_x + wg.x;
+    if (row >= p.rows) { return; }
+    let lane = lid.x;
+    let base = row * p.v;
     var m = -3.0e38;
     for (var i = lane; i < p.v; i = i + 64u) { m = max(m, probs[base + i]); }
     red[lane] = m;

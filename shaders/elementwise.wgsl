@@ -1,15 +1,15 @@
-// Elementwise kernels over flat f32 buffers.
-// op 0: out = gelu_new(a)        op 1: out += gelu_new'(a) · b   (b = upstream gradient)
-// op 2: out = a + b              op 3: out += a
-// op 4: out = a · b              op 5: out += a · b              (dropout: b is the mask, 0 or 1/(1−p))
-// op 6: out = 0                  op 7: out = a[i mod width]      (a bias broadcast over rows)
+// Elementwise kernels over flat f32 buffers, one entry point each (paired with the CPU functions of the same names):
+//   gelu_forward      out = gelu_new(a)            gelu_backward   out += gelu_new'(a) · b   (b: upstream gradient)
+//   residual_forward  out = a + b                  accumulate      out += a
+//   mask_forward      out = a · b                  mask_backward   out += a · b   (dropout: b is the mask, 0 or 1/(1−p))
+//   zero              out = 0                      broadcast_rows  out = a[i mod width]   (a bias over rows)
 // Dispatched 2-D when there are more than 65535 groups; index = (wg.y · groups_x + wg.x) · 256 + lane.
 
 struct Params {
     n: u32,
-    op: u32,
     groups_x: u32,
-    width: u32,
+    width: u32,    // broadcast_rows only
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -29,18 +29,55 @@ fn gelu_grad(x: f32) -> f32 {
     return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * GELU_K * (1.0 + 3.0 * 0.044715 * x * x);
 }
 
+// The element of this invocation (n or beyond: none).
+fn element(wg: vec3<u32>, lid: vec3<u32>) -> u32 {
+    return (wg.y * p.groups_x + wg.x) * 256u + lid.x;
+}
+
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = (wg.y * p.groups_x + wg.x) * 256u + lid.x;
-    if (i >= p.n) { return; }
-    switch p.op {
-        case 0u: { out[i] = gelu(a[i]); }
-        case 1u: { out[i] = out[i] + gelu_grad(a[i]) * b[i]; }
-        case 2u: { out[i] = a[i] + b[i]; }
-        case 3u: { out[i] = out[i] + a[i]; }
-        case 4u: { out[i] = a[i] * b[i]; }
-        case 5u: { out[i] = out[i] + a[i] * b[i]; }
-        case 6u: { out[i] = 0.0; }
-        default: { out[i] = a[i % p.width]; }
-    }
+fn gelu_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = element(wg, lid);
+    if (i < p.n) { out[i] = gelu(a[i]); }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn gelu_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = element(wg, lid);
+    if (i < p.n) { out[i] = out[i] + gelu_grad(a[i]) * b[i]; }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn residual_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = element(wg, lid);
+    if (i < p.n) { out[i] = a[i] + b[i]; }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn accumulate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = element(wg, lid);
+    if (i < p.n) { out[i] = out[i] + a[i]; }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn mask_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = element(wg, lid);
+    if (i < p.n) { out[i] = a[i] * b[i]; }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn mask_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = element(wg, lid);
+    if (i < p.n) { out[i] = out[i] + a[i] * b[i]; }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn zero(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = element(wg, lid);
+    if (i < p.n) { out[i] = 0.0; }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn broadcast_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = element(wg, lid);
+    if (i < p.n) { out[i] = a[i % p.width]; }
 }

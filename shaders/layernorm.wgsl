@@ -1,17 +1,13 @@
-// LayerNorm over rows of width C, forward and the input gradient; one workgroup of 64 per row.
-// Forward (mode 0): out = (x − mean)·rstd·w + b, saving mean and rstd per row.
-// Backward (mode 1): dx += (dnorm − mean(dnorm) − norm·mean(dnorm·norm))·rstd with dnorm = w·dy.
+// LayerNorm over rows of width C, one workgroup of 64 per row.
+// forward:  out = (x − mean)·rstd·w + b, saving mean and rstd per row.
+// backward: dx += (dnorm − mean(dnorm) − norm·mean(dnorm·norm))·rstd with dnorm = w·dy.
 // Parameter gradients are column sums: see column_sums.wgsl.
 
 struct Params {
     rows: u32,
     c: u32,
-    mode: u32,
-    eps: f32,
+    eps: f32,      // forward only
     groups_x: u32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -36,58 +32,62 @@ fn reduce2(lane: u32) {
 }
 
 @compute @workgroup_size(64, 1, 1)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let row = wg.y * p.groups_x + wg.x;
     if (row >= p.rows) { return; }  // uniform for the whole workgroup
     let lane = lid.x;
     let base = row * p.c;
     let n = f32(p.c);
-    if (p.mode == 0u) {
-        var s = 0.0;
-        for (var i = lane; i < p.c; i = i + 64u) { s = s + x[base + i]; }
-        red_a[lane] = s;
-        red_b[lane] = 0.0;
-        workgroupBarrier();
-        reduce2(lane);
-        let mean = red_a[0] / n;
-        workgroupBarrier();
-        var v = 0.0;
-        for (var i = lane; i < p.c; i = i + 64u) { let d = x[base + i] - mean; v = v + d * d; }
-        red_a[lane] = v;
-        red_b[lane] = 0.0;
-        workgroupBarrier();
-        reduce2(lane);
-        let rstd = 1.0 / sqrt(red_a[0] / n + p.eps);
-        for (var i = lane; i < p.c; i = i + 64u) {
-            out[base + i] = (x[base + i] - mean) * rstd * w[i] + b[i];
-        }
-        if (lane == 0u) {
-            stats[2u * row] = mean;
-            stats[2u * row + 1u] = rstd;
-        }
-    } else {
-        let mean = stats[2u * row];
-        let rstd = stats[2u * row + 1u];
-        var s1 = 0.0;
-        var s2 = 0.0;
-        for (var i = lane; i < p.c; i = i + 64u) {
-            let norm = (x[base + i] - mean) * rstd;
-            let dn = w[i] * dy[base + i];
-            s1 = s1 + dn;
-            s2 = s2 + dn * norm;
-        }
-        red_a[lane] = s1;
-        red_b[lane] = s2;
-        workgroupBarrier();
-        reduce2(lane);
-        let m1 = red_a[0] / n;
-        let m2 = red_b[0] / n;
-        for (var i = lane; i < p.c; i = i + 64u) {
-            let norm = (x[base + i] - mean) * rstd;
-            let dn = w[i] * dy[base + i];
-            out[base + i] = out[base + i] + (dn - m1 - norm * m2) * rstd;
-        }
-        // b is unused in the backward pass but stays bound (one layout for both modes).
-        if (lane == 0u && p.c == 0u) { out[0] = b[0]; }
+    var s = 0.0;
+    for (var i = lane; i < p.c; i = i + 64u) { s = s + x[base + i]; }
+    red_a[lane] = s;
+    red_b[lane] = 0.0;
+    workgroupBarrier();
+    reduce2(lane);
+    let mean = red_a[0] / n;
+    workgroupBarrier();
+    var v = 0.0;
+    for (var i = lane; i < p.c; i = i + 64u) { let d = x[base + i] - mean; v = v + d * d; }
+    red_a[lane] = v;
+    red_b[lane] = 0.0;
+    workgroupBarrier();
+    reduce2(lane);
+    let rstd = 1.0 / sqrt(red_a[0] / n + p.eps);
+    for (var i = lane; i < p.c; i = i + 64u) {
+        out[base + i] = (x[base + i] - mean) * rstd * w[i] + b[i];
+    }
+    if (lane == 0u) {
+        stats[2u * row] = mean;
+        stats[2u * row + 1u] = rstd;
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = wg.y * p.groups_x + wg.x;
+    if (row >= p.rows) { return; }  // uniform for the whole workgroup
+    let lane = lid.x;
+    let base = row * p.c;
+    let n = f32(p.c);
+    let mean = stats[2u * row];
+    let rstd = stats[2u * row + 1u];
+    var s1 = 0.0;
+    var s2 = 0.0;
+    for (var i = lane; i < p.c; i = i + 64u) {
+        let norm = (x[base + i] - mean) * rstd;
+        let dn = w[i] * dy[base + i];
+        s1 = s1 + dn;
+        s2 = s2 + dn * norm;
+    }
+    red_a[lane] = s1;
+    red_b[lane] = s2;
+    workgroupBarrier();
+    reduce2(lane);
+    let m1 = red_a[0] / n;
+    let m2 = red_b[0] / n;
+    for (var i = lane; i < p.c; i = i + 64u) {
+        let norm = (x[base + i] - mean) * rstd;
+        let dn = w[i] * dy[base + i];
+        out[base + i] = out[base + i] + (dn - m1 - norm * m2) * rstd;
     }
 }

@@ -2,7 +2,7 @@
 // op(X) is X or Xᵀ (flags in `p.trans`): A is stored [M×K] (or [K×M] when transposed), B [K×N] (or [N×K]).
 // Every operand has its own row stride and starting element, so a kernel can read or write one column slice of a
 // wider matrix (the q, k or v slice of c_attn) or one tensor of a flat buffer. Out-of-range loads read 0, so any
-// shape works. The tiling (entry points `main` and `main_large`) is matmul_tiles.wgsl, appended at build time.
+// shape works. The tiling (entry points `small_tiles` and `large_tiles`) is matmul_tiles.wgsl, appended at build time.
 
 struct Params {
     m: u32,

@@ -1,18 +1,21 @@
 // Matmul against a frozen base weight stored in any format (decoded by dequant.wgsl, prepended at build time).
-// W is the Linear [out × in] matrix. mode 0 (forward):  y[M×out] = x[M×in] · Wᵀ (+ bias, + beta·y);
-//                                      mode 1 (backward): dx[M×in] = dy[M×out] · W (+ beta·dx).
-// Out-of-range loads read 0. The tiling (entry points `main` and `main_large`) is matmul_tiles.wgsl, appended at
+// W is the Linear [out × in] matrix. Forward (TRANSPOSE_W):   y[M×out] = x[M×in] · Wᵀ (+ bias, + beta·y);
+//                                      backward (!TRANSPOSE_W): dx[M×in] = dy[M×out] · W (+ beta·dx).
+// TRANSPOSE_W is a pipeline constant: each direction is its own pipeline (src/gpu/matmul.rs `MatmulDequant`).
+// Out-of-range loads read 0. The tiling (entry points `small_tiles` and `large_tiles`) is matmul_tiles.wgsl, appended at
 // build time; each workgroup decodes a weight once per tile that uses it.
+
+override TRANSPOSE_W: bool;
 
 struct Params {
     m: u32,
-    n: u32,        // output columns: `out` in mode 0, `in` in mode 1
-    k: u32,        // reduction: `in` in mode 0, `out` in mode 1
-    mode: u32,
+    n: u32,        // output columns: `out` forward, `in` backward
+    k: u32,        // reduction: `in` forward, `out` backward
     in_features: u32,
     use_bias: u32,
     beta: f32,
-    _pad: u32,
+    _p0: u32,
+    _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -30,7 +33,7 @@ fn lhs(row: u32, k: u32) -> f32 {
 // Element (r, c) of op(W) as the [k × n] right-hand side.
 fn rhs(r: u32, c: u32) -> f32 {
     if (r >= p.k || c >= p.n) { return 0.0; }
-    if (p.mode == 0u) { return weight_at(c * p.in_features + r); }  // Wᵀ[r, c] = W[c, r]
+    if (TRANSPOSE_W) { return weight_at(c * p.in_features + r); }  // Wᵀ[r, c] = W[c, r]
     return weight_at(r * p.in_features + c);                        // W[r, c]
 }
 

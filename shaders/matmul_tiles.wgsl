@@ -2,8 +2,8 @@
 // The kernel file defines the operands: `depth()` (K), `lhs(row, k)` and `rhs(k, col)` (each 0 outside its matrix),
 // and `store(row, col, acc)` (skips outputs outside C, applies alpha/beta/bias).
 // Two entry points, chosen per call by the output's shape (src/gpu/matmul.rs):
-// - `main`: 16×16 output tiles, one output per invocation, for thin outputs (LoRA's rank-r products, a few rows);
-// - `main_large`: 64×64 output tiles, a 4×4 block of outputs per invocation held in registers, so each value staged
+// - `small_tiles`: 16×16 output tiles, one output per invocation, for thin outputs (LoRA's rank-r products, a few rows);
+// - `large_tiles`: 64×64 output tiles, a 4×4 block of outputs per invocation held in registers, so each value staged
 //   in workgroup memory feeds four multiply-adds instead of one.
 // Both stage K through workgroup memory in steps of 16 and add the products in the order of k.
 
@@ -12,7 +12,7 @@ var<workgroup> tile_l: array<array<f32, 16>, 16>;
 var<workgroup> tile_r: array<array<f32, 16>, 16>;
 
 @compute @workgroup_size(16, 16, 1)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn small_tiles(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let row = wg.y * TILE + lid.y;
     let col = wg.x * TILE + lid.x;
     var acc = 0.0;
@@ -34,7 +34,7 @@ var<workgroup> big_l: array<array<f32, 64>, 16>;   // [k][row of the output tile
 var<workgroup> big_r: array<array<f32, 64>, 16>;   // [k][column of the output tile]
 
 @compute @workgroup_size(16, 16, 1)
-fn main_large(
+fn large_tiles(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,

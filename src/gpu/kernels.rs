@@ -112,13 +112,44 @@ fn grid(n: u32) -> (u32, u32) {
     (x, n.div_ceil(x).max(1))
 }
 
+/// The uniform of elementwise.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct U4 {
-    a: u32,
-    b: u32,
+struct ElementwiseParams {
+    n: u32,
+    groups_x: u32,
+    /// Row width of `broadcast_rows`.
+    width: u32,
+    _pad: u32,
+}
+
+/// The uniform of column_sums.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ColumnSumsParams {
+    rows: u32,
     c: u32,
-    d: u32,
+    _pad: [u32; 2],
+}
+
+/// The uniform of attention.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AttentionParams {
+    b: u32,
+    t: u32,
+    c: u32,
+    nh: u32,
+}
+
+/// The uniform of cross_entropy.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct CrossEntropyParams {
+    rows: u32,
+    v: u32,
+    groups_x: u32,
+    _pad: u32,
 }
 
 /// The uniform of the embedding kernel (rewritten per token when decoding).
@@ -143,15 +174,15 @@ pub struct DecodeParams {
     pub max_t: u32,
 }
 
+/// The uniform of layernorm.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct LnParams {
+struct LayerNormParams {
     rows: u32,
     c: u32,
-    mode: u32,
+    /// Forward only.
     eps: f32,
     groups_x: u32,
-    _pad: [u32; 3],
 }
 
 /// AdamW hyper-parameters that stay fixed over a run.
@@ -223,21 +254,30 @@ impl Kernels {
                 "elementwise",
                 ELEMENTWISE_WGSL,
                 &[Uniform, Read, Read, ReadWrite],
-                &["main"],
+                &[
+                    "gelu_forward",
+                    "gelu_backward",
+                    "residual_forward",
+                    "accumulate",
+                    "mask_forward",
+                    "mask_backward",
+                    "zero",
+                    "broadcast_rows",
+                ],
             ),
             layernorm: Kernel::new(
                 gpu,
                 "layernorm",
                 LAYERNORM_WGSL,
                 &[Uniform, Read, Read, Read, ReadWrite, ReadWrite, Read],
-                &["main"],
+                &["forward", "backward"],
             ),
             column_sums: Kernel::new(
                 gpu,
                 "column_sums",
                 COLUMN_SUMS_WGSL,
                 &[Uniform, Read, Read, Read, ReadWrite, ReadWrite],
-                &["main"],
+                &["bias_grad", "layernorm_param_grads"],
             ),
             attention: Kernel::new(
                 gpu,
@@ -258,7 +298,7 @@ impl Kernels {
                 "cross_entropy",
                 CROSS_ENTROPY_WGSL,
                 &[Uniform, ReadWrite, Read, ReadWrite],
-                &["main"],
+                &["forward", "backward"],
             ),
             adamw: Kernel::new(
                 gpu,
@@ -272,7 +312,7 @@ impl Kernels {
                 "attention_decode",
                 ATTENTION_DECODE_WGSL,
                 &[Uniform, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
-                &["main"],
+                &["decode"],
             ),
         }
     }
@@ -293,61 +333,61 @@ impl Kernels {
         att: View,
     ) -> Dispatch {
         let u = gpu.uniform("attention_decode", &DecodeParams { pos: 0, c, nh, max_t });
-        self.attention_decode.dispatch(gpu, "main", u, &[qkv, kcache, vcache, att, out], (nh.div_ceil(64), 1, 1))
+        self.attention_decode.dispatch(gpu, "decode", u, &[qkv, kcache, vcache, att, out], (nh.div_ceil(64), 1, 1))
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn elementwise(&self, gpu: &Gpu, op: u32, n: u32, a: View, b: View, out: View, width: u32) -> Dispatch {
+    fn elementwise(&self, gpu: &Gpu, entry: &str, n: u32, a: View, b: View, out: View, width: u32) -> Dispatch {
         let (x, y) = grid(n.div_ceil(256));
-        let u = gpu.uniform("elementwise", &U4 { a: n, b: op, c: x, d: width });
-        self.elementwise.dispatch(gpu, "main", u, &[a, b, out], (x, y, 1))
+        let u = gpu.uniform("elementwise", &ElementwiseParams { n, groups_x: x, width, _pad: 0 });
+        self.elementwise.dispatch(gpu, entry, u, &[a, b, out], (x, y, 1))
     }
 
     /// out = gelu_new(inp).
     pub fn gelu_forward(&self, gpu: &Gpu, n: u32, inp: View, out: View) -> Dispatch {
-        self.elementwise(gpu, 0, n, inp, inp, out, 1)
+        self.elementwise(gpu, "gelu_forward", n, inp, inp, out, 1)
     }
 
     /// dinp += gelu_new'(inp) · dout.
     pub fn gelu_backward(&self, gpu: &Gpu, n: u32, dinp: View, inp: View, dout: View) -> Dispatch {
-        self.elementwise(gpu, 1, n, inp, dout, dinp, 1)
+        self.elementwise(gpu, "gelu_backward", n, inp, dout, dinp, 1)
     }
 
     /// out = a + b.
     pub fn residual_forward(&self, gpu: &Gpu, n: u32, out: View, a: View, b: View) -> Dispatch {
-        self.elementwise(gpu, 2, n, a, b, out, 1)
+        self.elementwise(gpu, "residual_forward", n, a, b, out, 1)
     }
 
     /// out = a · mask (the dropout mask holds 0 or 1/(1−p)).
     pub fn mask_forward(&self, gpu: &Gpu, n: u32, out: View, a: View, mask: View) -> Dispatch {
-        self.elementwise(gpu, 4, n, a, mask, out, 1)
+        self.elementwise(gpu, "mask_forward", n, a, mask, out, 1)
     }
 
     /// out += a · mask.
     pub fn mask_backward(&self, gpu: &Gpu, n: u32, out: View, a: View, mask: View) -> Dispatch {
-        self.elementwise(gpu, 5, n, a, mask, out, 1)
+        self.elementwise(gpu, "mask_backward", n, a, mask, out, 1)
     }
 
     /// out = 0 (the CPU executor's `fill(0.0)` before an accumulating kernel).
     pub fn zero(&self, gpu: &Gpu, n: u32, out: View) -> Dispatch {
-        self.elementwise(gpu, 6, n, self.dummy_read.all(), self.dummy_read.all(), out, 1)
+        self.elementwise(gpu, "zero", n, self.dummy_read.all(), self.dummy_read.all(), out, 1)
     }
 
     /// out[r, i] = bias[i] for every row (the start of a linear layer's output).
     pub fn broadcast_rows(&self, gpu: &Gpu, rows: u32, width: u32, out: View, bias: View) -> Dispatch {
-        self.elementwise(gpu, 7, rows * width, bias, bias, out, width)
+        self.elementwise(gpu, "broadcast_rows", rows * width, bias, bias, out, width)
     }
 
     /// out += a.
     pub fn accumulate(&self, gpu: &Gpu, n: u32, out: View, a: View) -> Dispatch {
-        self.elementwise(gpu, 3, n, a, a, out, 1)
+        self.elementwise(gpu, "accumulate", n, a, a, out, 1)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn layernorm(
         &self,
         gpu: &Gpu,
-        mode: u32,
+        entry: &str,
         rows: u32,
         c: u32,
         eps: f32,
@@ -359,8 +399,8 @@ impl Kernels {
         dy: View,
     ) -> Dispatch {
         let (gx, gy) = grid(rows);
-        let u = gpu.uniform("layernorm", &LnParams { rows, c, mode, eps, groups_x: gx, _pad: [0; 3] });
-        self.layernorm.dispatch(gpu, "main", u, &[x, w, b, out, stats, dy], (gx, gy, 1))
+        let u = gpu.uniform("layernorm", &LayerNormParams { rows, c, eps, groups_x: gx });
+        self.layernorm.dispatch(gpu, entry, u, &[x, w, b, out, stats, dy], (gx, gy, 1))
     }
 
     /// out = LayerNorm(inp)·w + b; saves (mean, rstd) per row in `stats`.
@@ -377,7 +417,7 @@ impl Kernels {
         w: View,
         b: View,
     ) -> Dispatch {
-        self.layernorm(gpu, 0, rows, c, eps, inp, w, b, out, stats, inp)
+        self.layernorm(gpu, "forward", rows, c, eps, inp, w, b, out, stats, inp)
     }
 
     /// dinp += input gradient of the LayerNorm.
@@ -393,7 +433,7 @@ impl Kernels {
         w: View,
         stats: View,
     ) -> Dispatch {
-        self.layernorm(gpu, 1, rows, c, 0.0, inp, w, w, dinp, stats, dout)
+        self.layernorm(gpu, "backward", rows, c, 0.0, inp, w, w, dinp, stats, dout)
     }
 
     /// dw += Σ_rows norm·dout, db += Σ_rows dout (the LayerNorm's parameter gradients).
@@ -409,16 +449,16 @@ impl Kernels {
         inp: View,
         stats: View,
     ) -> Dispatch {
-        let u = gpu.uniform("column_sums", &U4 { a: rows, b: c, c: 1, d: 0 });
-        self.column_sums.dispatch(gpu, "main", u, &[dout, inp, stats, dw, db], (c.div_ceil(64), 1, 1))
+        let u = gpu.uniform("column_sums", &ColumnSumsParams { rows, c, _pad: [0; 2] });
+        self.column_sums.dispatch(gpu, "layernorm_param_grads", u, &[dout, inp, stats, dw, db], (c.div_ceil(64), 1, 1))
     }
 
     /// db += Σ_rows dout (a linear layer's bias gradient).
     pub fn bias_grad(&self, gpu: &Gpu, rows: u32, c: u32, db: View, dout: View) -> Dispatch {
-        let u = gpu.uniform("column_sums", &U4 { a: rows, b: c, c: 0, d: 0 });
+        let u = gpu.uniform("column_sums", &ColumnSumsParams { rows, c, _pad: [0; 2] });
         self.column_sums.dispatch(
             gpu,
-            "main",
+            "bias_grad",
             u,
             &[dout, self.dummy_read.all(), self.dummy_read.all(), self.dummy_write[0].all(), db],
             (c.div_ceil(64), 1, 1),
@@ -443,7 +483,7 @@ impl Kernels {
         att: View,
         qkv: View,
     ) -> Dispatch {
-        let u = gpu.uniform("attention", &U4 { a: b, b: t, c, d: nh });
+        let u = gpu.uniform("attention", &AttentionParams { b, t, c, nh });
         self.attention.dispatch(
             gpu,
             "forward",
@@ -470,7 +510,7 @@ impl Kernels {
     ) -> [Dispatch; 2] {
         let g = Self::attention_grid(b, t, nh);
         let mk = |entry: &str| {
-            let u = gpu.uniform("attention", &U4 { a: b, b: t, c, d: nh });
+            let u = gpu.uniform("attention", &AttentionParams { b, t, c, nh });
             self.attention.dispatch(gpu, entry, u, &[qkv, att, dout, dqkv, dpre], g)
         };
         [mk("backward_query"), mk("backward_keys")]
@@ -522,8 +562,8 @@ impl Kernels {
         losses: View,
     ) -> Dispatch {
         let (x, y) = grid(rows);
-        let u = gpu.uniform("cross_entropy", &U4 { a: rows, b: v, c: 0, d: x });
-        self.cross_entropy.dispatch(gpu, "main", u, &[probs, targets, losses], (x, y, 1))
+        let u = gpu.uniform("cross_entropy", &CrossEntropyParams { rows, v, groups_x: x, _pad: 0 });
+        self.cross_entropy.dispatch(gpu, "forward", u, &[probs, targets, losses], (x, y, 1))
     }
 
     /// dlogits = (probs − onehot)/rows, in place.
@@ -537,8 +577,8 @@ impl Kernels {
         losses: View,
     ) -> Dispatch {
         let (x, y) = grid(rows);
-        let u = gpu.uniform("cross_entropy", &U4 { a: rows, b: v, c: 1, d: x });
-        self.cross_entropy.dispatch(gpu, "main", u, &[probs, targets, losses], (x, y, 1))
+        let u = gpu.uniform("cross_entropy", &CrossEntropyParams { rows, v, groups_x: x, _pad: 0 });
+        self.cross_entropy.dispatch(gpu, "backward", u, &[probs, targets, losses], (x, y, 1))
     }
 
     /// Gradient norm (two reductions) then the AdamW update with clipping. `norm_buf` needs 1 + ⌈n/256⌉ floats:

@@ -87,8 +87,8 @@ struct MatmulParams {
     b_offset: u32,
 }
 
-/// The two entry points of a matmul shader: 16×16 output tiles (`main`) and 64×64 tiles with a 4×4 block of
-/// outputs per invocation (`main_large`).
+/// The two entry points of a matmul shader: 16×16 output tiles (`small_tiles`) and 64×64 tiles with a 4×4 block of
+/// outputs per invocation (`large_tiles`).
 struct Tiled {
     small: wgpu::ComputePipeline,
     large: wgpu::ComputePipeline,
@@ -97,8 +97,11 @@ struct Tiled {
 impl Tiled {
     const LARGE: u32 = 64;
 
-    fn new(gpu: &Gpu, label: &str, module: &wgpu::ShaderModule) -> Self {
-        Tiled { small: gpu.pipeline_at(label, module, "main"), large: gpu.pipeline_at(label, module, "main_large") }
+    fn new(gpu: &Gpu, label: &str, module: &wgpu::ShaderModule, constants: &[(&str, f64)]) -> Self {
+        Tiled {
+            small: gpu.pipeline_at(label, module, "small_tiles", constants),
+            large: gpu.pipeline_at(label, module, "large_tiles", constants),
+        }
     }
 
     /// The pipeline for an m×n output and its workgroup grid. Large tiles once both sides fill one: on thinner
@@ -170,7 +173,7 @@ impl MatmulShape {
 impl Matmul {
     pub fn new(gpu: &Gpu) -> Self {
         let source = format!("{MATMUL_WGSL}\n{MATMUL_TILES_WGSL}");
-        Matmul { pipelines: Tiled::new(gpu, "matmul", &gpu.shader("matmul.wgsl", &source)) }
+        Matmul { pipelines: Tiled::new(gpu, "matmul", &gpu.shader("matmul.wgsl", &source), &[]) }
     }
 
     pub fn prepare(&self, gpu: &Gpu, s: MatmulShape, a: View, b: View, c: View) -> Dispatch {
@@ -292,22 +295,27 @@ struct DequantParams {
     m: u32,
     n: u32,
     k: u32,
-    mode: u32,
     in_features: u32,
     use_bias: u32,
     beta: f32,
-    _pad: u32,
+    _pad: [u32; 2],
 }
 
-/// The fused dequantize + matmul pipelines.
+/// The fused dequantize + matmul pipelines: forward (x·Wᵀ) and backward (dy·W) are one shader with the pipeline
+/// constant `TRANSPOSE_W` set either way.
 pub struct MatmulDequant {
-    pipelines: Tiled,
+    forward: Tiled,
+    backward: Tiled,
 }
 
 impl MatmulDequant {
     pub fn new(gpu: &Gpu) -> Self {
         let source = format!("{DEQUANT_WGSL}\n{MATMUL_DEQUANT_WGSL}\n{MATMUL_TILES_WGSL}");
-        MatmulDequant { pipelines: Tiled::new(gpu, "matmul_dequant", &gpu.shader("matmul_dequant.wgsl", &source)) }
+        let module = gpu.shader("matmul_dequant.wgsl", &source);
+        MatmulDequant {
+            forward: Tiled::new(gpu, "matmul_dequant forward", &module, &[("TRANSPOSE_W", 1.0)]),
+            backward: Tiled::new(gpu, "matmul_dequant backward", &module, &[("TRANSPOSE_W", 0.0)]),
+        }
     }
 
     /// Forward: `y[m×out] = x[m×in]·Wᵀ + bias` (bias optional).
@@ -324,13 +332,12 @@ impl MatmulDequant {
             m,
             n: w.out_features,
             k: w.in_features,
-            mode: 0,
             in_features: w.in_features,
             use_bias: bias.is_some() as u32,
             beta: 0.0,
-            _pad: 0,
+            _pad: [0; 2],
         };
-        self.prepare(gpu, w, p, x, bias.unwrap_or(x), y)
+        self.prepare(gpu, &self.forward, w, p, x, bias.unwrap_or(x), y)
     }
 
     /// Backward to the input: `dx[m×in] (+)= dy[m×out]·W` (accumulates when `accumulate`).
@@ -347,18 +354,27 @@ impl MatmulDequant {
             m,
             n: w.in_features,
             k: w.out_features,
-            mode: 1,
             in_features: w.in_features,
             use_bias: 0,
             beta: if accumulate { 1.0 } else { 0.0 },
-            _pad: 0,
+            _pad: [0; 2],
         };
-        self.prepare(gpu, w, p, dy, dy, dx)
+        self.prepare(gpu, &self.backward, w, p, dy, dy, dx)
     }
 
-    fn prepare(&self, gpu: &Gpu, w: &GpuQuantWeight, p: DequantParams, x: View, bias: View, y: View) -> Dispatch {
+    #[allow(clippy::too_many_arguments)]
+    fn prepare(
+        &self,
+        gpu: &Gpu,
+        pipelines: &Tiled,
+        w: &GpuQuantWeight,
+        p: DequantParams,
+        x: View,
+        bias: View,
+        y: View,
+    ) -> Dispatch {
         let u = gpu.uniform("matmul_dequant params", &p);
-        let (pipeline, grid) = self.pipelines.pick(p.m, p.n);
+        let (pipeline, grid) = pipelines.pick(p.m, p.n);
         let g0 = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("matmul_dequant io"),
             layout: &pipeline.get_bind_group_layout(0),

@@ -268,13 +268,21 @@ impl Gpu {
     }
 
     /// The pipeline of one entry point of `module`, with the bind-group layout that entry point implies.
-    pub(crate) fn pipeline_at(&self, label: &str, module: &wgpu::ShaderModule, entry: &str) -> wgpu::ComputePipeline {
+    /// The pipeline of `entry` in `module` with its layout taken from the shader, and `constants` for its pipeline
+    /// constants (`override` declarations).
+    pub(crate) fn pipeline_at(
+        &self,
+        label: &str,
+        module: &wgpu::ShaderModule,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> wgpu::ComputePipeline {
         self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(label),
             layout: None,
             module,
             entry_point: Some(entry),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
             cache: None,
         })
     }
