@@ -4,7 +4,10 @@
 //! Everything is async: device creation and readbacks (`map_async`, awaited through a channel). Natively the CLI and
 //! the tests drive the futures with `pollster` and poll the device; in the browser nothing ever blocks.
 
+mod activations;
 mod alloc;
+mod backward;
+mod forward;
 mod generate;
 mod kernels;
 mod matmul;

@@ -10,12 +10,15 @@
 //!
 //! The weights live in [`GpuWeights`] (flat, padded buffers), so AdamW runs over one trainable buffer.
 
+use super::activations::Activations;
+use super::backward::{LossBuffers, Scratch};
+use super::forward::{Attention, Recorder};
 use super::kernels::{AdamDispatch, AdamHyper, Kernels};
-use super::matmul::{submit_in_pass, Dispatch, Matmul, MatmulDequant, MatmulShape};
+use super::matmul::{submit_in_pass, Dispatch, Matmul, MatmulDequant};
 use super::weights::GpuWeights;
-use super::{Category, Gpu, GpuBuffer, View};
+use super::{Category, Gpu, GpuBuffer};
 use crate::lora::{Adapters, LoraConfig};
-use crate::model::{BlockTensor, Gpt2, Linear, ModelConfig, TensorId};
+use crate::model::{Gpt2, Linear, ModelConfig};
 use crate::quant::{Format, Storage};
 use crate::train::{
     dropout_mask, dropout_seed, lr_at, Method, OptimConfig, StepStats, ADAMW_BETA1, ADAMW_BETA2, ADAMW_EPS,
@@ -23,36 +26,6 @@ use crate::train::{
 };
 use crate::{ensure, Error, Result};
 use std::cell::Cell;
-
-/// Activations of one block (same set as the CPU executor keeps).
-struct BlockBufs {
-    ln1: GpuBuffer,
-    ln1_stats: GpuBuffer,
-    qkv: GpuBuffer,
-    att: GpuBuffer,
-    atty: GpuBuffer,
-    attproj: GpuBuffer,
-    res2: GpuBuffer,
-    ln2: GpuBuffer,
-    ln2_stats: GpuBuffer,
-    fch: GpuBuffer,
-    fch_gelu: GpuBuffer,
-    fcproj: GpuBuffer,
-    res3: GpuBuffer,
-    /// Dropped-out adapter input and its mask, per linear layer (only with dropout).
-    dropped: [Option<(GpuBuffer, GpuBuffer)>; 4],
-}
-
-/// Backward-pass scratch, mirroring the CPU executor's.
-struct Scratch {
-    d_res: GpuBuffer,
-    d_tmp: GpuBuffer,
-    d_wide: GpuBuffer,
-    d_wide2: GpuBuffer,
-    d_u: GpuBuffer,
-    d_x_lora: GpuBuffer,
-    dpre: GpuBuffer,
-}
 
 pub struct GpuTrainer {
     pub gpu: Gpu,
@@ -71,12 +44,7 @@ pub struct GpuTrainer {
     tokens: GpuBuffer,
     targets: GpuBuffer,
     losses: GpuBuffer,
-    probs: GpuBuffer,
-    _encoded: GpuBuffer,
-    blocks: Vec<BlockBufs>,
-    _lnf: GpuBuffer,
-    _lnf_stats: GpuBuffer,
-    _lora_u: Vec<GpuBuffer>,
+    acts: Activations,
     _scratch: Scratch,
     forward: Vec<Dispatch>,
     backward: Vec<Dispatch>,
@@ -107,163 +75,41 @@ struct Readback {
     submission: wgpu::SubmissionIndex,
 }
 
-/// Builds the per-step dispatch lists from borrowed buffers.
-pub(super) struct Builder<'a> {
-    pub(super) gpu: &'a Gpu,
-    pub(super) k: &'a Kernels,
-    pub(super) mm: &'a Matmul,
-    pub(super) mmq: &'a MatmulDequant,
-    pub(super) w: &'a GpuWeights,
-    pub(super) bt: u32,
-    /// Gradients (same padded layout as the trainable buffer); `None` when only the forward pass is built.
-    pub(super) grads: Option<&'a GpuBuffer>,
-    pub(super) lora_u: &'a [GpuBuffer],
+/// What training adds to the weights: gradients, AdamW's moments and the gradient-norm reduction's partial sums,
+/// each as long as the trainable parameters (padded).
+struct TrainState {
+    len: usize,
+    grads: GpuBuffer,
+    m: GpuBuffer,
+    v: GpuBuffer,
+    norm: GpuBuffer,
 }
 
-impl<'a> Builder<'a> {
-    fn grads(&self) -> &'a GpuBuffer {
-        self.grads.expect("backward passes are built with gradients")
+impl TrainState {
+    fn new(gpu: &Gpu, weights: &GpuWeights) -> Result<TrainState> {
+        let len = weights.trainable_len();
+        let zeros =
+            |label: &str, n: usize, cat: Category| gpu.buffer(label, 4 * n as u64, cat, wgpu::BufferUsages::empty());
+        Ok(TrainState {
+            len,
+            grads: zeros("gradients", len, Category::Gradients)?,
+            m: zeros("adam m", len, Category::Optimizer)?,
+            v: zeros("adam v", len, Category::Optimizer)?,
+            norm: zeros("grad norm", 1 + len.div_ceil(256), Category::Scratch)?,
+        })
     }
 
-    fn grad(&self, id: TensorId) -> View<'a> {
-        let len: usize = self.w.layout.shape(id).iter().product();
-        self.grads().view(self.w.param_offsets[&id], len)
-    }
-
-    /// out = inp·W + b, plus every adapter on the layer.
-    pub(super) fn linear_forward(
-        &self,
-        out: &mut Vec<Dispatch>,
-        l: usize,
-        lin: Linear,
-        inp: &'a GpuBuffer,
-        y: &'a GpuBuffer,
-        dropped: &'a [Option<(GpuBuffer, GpuBuffer)>; 4],
-    ) {
-        let c = self.w.cfg.n_embd;
-        let (d_in, oc) = lin.dims(c);
-        let (bt, d_in32, oc32) = (self.bt, d_in as u32, oc as u32);
-        let bias = self.w.param(TensorId::Block(l, lin.bias()));
-        if self.w.full {
-            let w_off = self.w.param_offsets[&TensorId::Block(l, lin.weight())] as u32;
-            out.push(self.k.broadcast_rows(self.gpu, bt, oc32, y.all(), bias));
-            let s = MatmulShape { b_offset: w_off, ..MatmulShape::plain(bt, d_in32, oc32) }.scaled(1.0, 1.0);
-            out.push(self.mm.prepare(self.gpu, s, inp.all(), self.w.params.all(), y.all()));
-        } else {
-            let w = &self.w.qweights[l * 4 + lin.index()];
-            out.push(self.mmq.prepare_forward(self.gpu, w, bt, inp.all(), Some(bias), y.all()));
-        }
-        let entries = self.w.entries_on(l, lin);
-        if entries.is_empty() {
-            return;
-        }
-        let ad = self.w.adapters.as_ref().expect("entries imply adapters");
-        let abuf = self.w.adapter_buf.as_ref().expect("adapters on the GPU");
-        let x: &GpuBuffer = match &dropped[lin.index()] {
-            Some((xd, mask)) => {
-                out.push(self.k.mask_forward(self.gpu, bt * d_in32, xd.all(), inp.all(), mask.all()));
-                xd
-            }
-            None => inp,
+    /// The optimizer: the gradients' global norm, clipping and AdamW over the trainable buffer (`cpu::optim`).
+    fn record_adamw(&self, gpu: &Gpu, kernels: &Kernels, weights: &GpuWeights, optim: &OptimConfig) -> AdamDispatch {
+        let hyper = AdamHyper {
+            beta1: ADAMW_BETA1,
+            beta2: ADAMW_BETA2,
+            eps: ADAMW_EPS,
+            weight_decay: optim.weight_decay,
+            max_norm: optim.grad_clip,
         };
-        for i in entries {
-            let e = &ad.entries[i];
-            let (a_off, b_off) = self.w.adapter_offsets[i];
-            let r = e.rank as u32;
-            // u = x·Aᵀ
-            let s1 = MatmulShape { b_offset: a_off as u32, ..MatmulShape::new(bt, d_in32, r, false, true) };
-            out.push(self.mm.prepare(self.gpu, s1, x.all(), abuf.all(), self.lora_u[i].all()));
-            // y[:, cols] += s · u·Bᵀ
-            let cols = e.target.out_cols(c);
-            let s2 = MatmulShape {
-                b_offset: b_off as u32,
-                ldc: oc32,
-                c_offset: cols.start as u32,
-                ..MatmulShape::new(bt, r, e.d_out as u32, false, true)
-            }
-            .scaled(e.scaling, 1.0);
-            out.push(self.mm.prepare(self.gpu, s2, self.lora_u[i].all(), abuf.all(), y.all()));
-        }
-    }
-
-    /// dinp += ∂/∂inp; weight, bias (full) or adapter (LoRA) gradients accumulated into `grads`.
-    #[allow(clippy::too_many_arguments)]
-    fn linear_backward(
-        &self,
-        out: &mut Vec<Dispatch>,
-        l: usize,
-        lin: Linear,
-        dout: &'a GpuBuffer,
-        inp: &'a GpuBuffer,
-        dinp: &'a GpuBuffer,
-        dropped: &'a [Option<(GpuBuffer, GpuBuffer)>; 4],
-        scratch: &'a Scratch,
-    ) {
-        let c = self.w.cfg.n_embd;
-        let (d_in, oc) = lin.dims(c);
-        let (bt, d_in32, oc32) = (self.bt, d_in as u32, oc as u32);
-        if self.w.full {
-            let w_off = self.w.param_offsets[&TensorId::Block(l, lin.weight())] as u32;
-            let s = MatmulShape { b_offset: w_off, ldb: oc32, ..MatmulShape::new(bt, oc32, d_in32, false, true) }
-                .scaled(1.0, 1.0);
-            out.push(self.mm.prepare(self.gpu, s, dout.all(), self.w.params.all(), dinp.all()));
-            let sw =
-                MatmulShape { c_offset: w_off, ..MatmulShape::new(d_in32, bt, oc32, true, false) }.scaled(1.0, 1.0);
-            out.push(self.mm.prepare(self.gpu, sw, inp.all(), dout.all(), self.grads().all()));
-            out.push(self.k.bias_grad(self.gpu, bt, oc32, self.grad(TensorId::Block(l, lin.bias())), dout.all()));
-        } else {
-            let w = &self.w.qweights[l * 4 + lin.index()];
-            out.push(self.mmq.prepare_backward(self.gpu, w, bt, dout.all(), dinp.all(), true));
-        }
-        let entries = self.w.entries_on(l, lin);
-        if entries.is_empty() {
-            return;
-        }
-        let ad = self.w.adapters.as_ref().expect("entries imply adapters");
-        let abuf = self.w.adapter_buf.as_ref().expect("adapters on the GPU");
-        let x: &GpuBuffer = match &dropped[lin.index()] {
-            Some((xd, _)) => xd,
-            None => inp,
-        };
-        for (n, i) in entries.iter().enumerate() {
-            let e = &ad.entries[*i];
-            let (a_off, b_off) = self.w.adapter_offsets[*i];
-            let (r, d_out) = (e.rank as u32, e.d_out as u32);
-            let col = e.target.out_cols(c).start as u32;
-            // du = s · dout_t·B
-            let s1 = MatmulShape {
-                lda: oc32,
-                a_offset: col,
-                b_offset: b_off as u32,
-                ..MatmulShape::new(bt, d_out, r, false, false)
-            }
-            .scaled(e.scaling, 0.0);
-            out.push(self.mm.prepare(self.gpu, s1, dout.all(), abuf.all(), scratch.d_u.all()));
-            // dB += s · dout_tᵀ·u
-            let s2 = MatmulShape {
-                lda: oc32,
-                a_offset: col,
-                c_offset: b_off as u32,
-                ..MatmulShape::new(d_out, bt, r, true, false)
-            }
-            .scaled(e.scaling, 1.0);
-            out.push(self.mm.prepare(self.gpu, s2, dout.all(), self.lora_u[*i].all(), self.grads().all()));
-            // dA += duᵀ·x
-            let s3 =
-                MatmulShape { c_offset: a_off as u32, ..MatmulShape::new(r, bt, d_in32, true, false) }.scaled(1.0, 1.0);
-            out.push(self.mm.prepare(self.gpu, s3, scratch.d_u.all(), x.all(), self.grads().all()));
-            // d(dropped x) (+)= du·A
-            let s4 = MatmulShape { b_offset: a_off as u32, ..MatmulShape::plain(bt, r, d_in32) }
-                .scaled(1.0, if n == 0 { 0.0 } else { 1.0 });
-            out.push(self.mm.prepare(self.gpu, s4, scratch.d_u.all(), abuf.all(), scratch.d_x_lora.all()));
-        }
-        let n = bt * d_in32;
-        match &dropped[lin.index()] {
-            Some((_, mask)) => {
-                out.push(self.k.mask_backward(self.gpu, n, dinp.all(), scratch.d_x_lora.all(), mask.all()))
-            }
-            None => out.push(self.k.accumulate(self.gpu, n, dinp.all(), scratch.d_x_lora.all())),
-        }
+        let bufs = (weights.trainable().all(), self.grads.all(), self.m.all(), self.v.all(), self.norm.all());
+        kernels.adamw(gpu, hyper, self.len as u32, bufs.0, bufs.1, bufs.2, bufs.3, bufs.4)
     }
 }
 
@@ -290,78 +136,22 @@ impl GpuTrainer {
         if full {
             ensure!(storage.format == Format::Fp32, "{FULL_KEEPS_FP32}");
         }
-        let (c, nh, v) = (cfg.n_embd, cfg.n_head, cfg.vocab_size);
-        let bt = batch * seq;
-
         let adapters = match (full, lora) {
             (true, _) => None,
-            (false, Some(cfgl)) => Some(Adapters::init(cfgl, cfg.n_layer, c, seed)?),
+            (false, Some(cfgl)) => Some(Adapters::init(cfgl, cfg.n_layer, cfg.n_embd, seed)?),
             (false, None) => return Err(Error::new("lora and qlora need adapter targets and a rank")),
         };
+        let (c, v, bt) = (cfg.n_embd, cfg.vocab_size, batch * seq);
         // Every matmul of the step has batch × seq rows (or weight rows) and at most max(4C, vocab) columns.
         gpu.check_matmul_grid("training step", bt.max(4 * c).max(v), (4 * c).max(v).max(bt))?;
         let weights = GpuWeights::upload(&gpu, model, full, storage, adapters)?;
-        let adapters = weights.adapters.as_ref();
-        let trainable_len = weights.trainable_len();
-        let zeros =
-            |label: &str, n: usize, cat: Category| gpu.buffer(label, 4 * n as u64, cat, wgpu::BufferUsages::empty());
-        let grads = zeros("gradients", trainable_len, Category::Gradients)?;
-        let m = zeros("adam m", trainable_len, Category::Optimizer)?;
-        let vbuf = zeros("adam v", trainable_len, Category::Optimizer)?;
-        let norm_buf = zeros("grad norm", 1 + trainable_len.div_ceil(256), Category::Scratch)?;
-
-        // Activations.
-        let act = |label: &str, n: usize| zeros(label, n, Category::Activations);
-        let dropout = adapters.as_ref().is_some_and(|a| a.config.dropout > 0.0);
-        let mut blocks = Vec::new();
-        for l in 0..cfg.n_layer {
-            let mut dropped: [Option<(GpuBuffer, GpuBuffer)>; 4] = Default::default();
-            for (li, slot) in dropped.iter_mut().enumerate() {
-                let lin = Linear::ALL[li];
-                if dropout && adapters.as_ref().is_some_and(|a| a.on(l, lin).next().is_some()) {
-                    let n = bt * lin.dims(c).0;
-                    *slot = Some((act("dropped x", n)?, act("dropout mask", n)?));
-                }
-            }
-            blocks.push(BlockBufs {
-                ln1: act("ln1", bt * c)?,
-                ln1_stats: act("ln1 stats", 2 * bt)?,
-                qkv: act("qkv", bt * 3 * c)?,
-                att: act("att", bt * nh * seq)?,
-                atty: act("atty", bt * c)?,
-                attproj: act("attproj", bt * c)?,
-                res2: act("res2", bt * c)?,
-                ln2: act("ln2", bt * c)?,
-                ln2_stats: act("ln2 stats", 2 * bt)?,
-                fch: act("fch", bt * 4 * c)?,
-                fch_gelu: act("fch gelu", bt * 4 * c)?,
-                fcproj: act("fcproj", bt * c)?,
-                res3: act("res3", bt * c)?,
-                dropped,
-            });
-        }
-        let encoded = act("encoded", bt * c)?;
-        let lnf = act("lnf", bt * c)?;
-        let lnf_stats = act("lnf stats", 2 * bt)?;
-        let probs = act("probs", bt * v)?;
-        let lora_u: Vec<GpuBuffer> = match &adapters {
-            Some(ad) => ad.entries.iter().map(|e| act("lora u", bt * e.rank)).collect::<Result<_>>()?,
-            None => Vec::new(),
-        };
-        let max_rank = adapters.as_ref().map_or(1, |a| a.entries.iter().map(|e| e.rank).max().unwrap_or(1));
-        let sc = |label: &str, n: usize| zeros(label, n, Category::Scratch);
-        let scratch = Scratch {
-            d_res: sc("d_res", bt * c)?,
-            d_tmp: sc("d_tmp", bt * c)?,
-            d_wide: sc("d_wide", bt * 4 * c)?,
-            d_wide2: sc("d_wide2", bt * 4 * c)?,
-            d_u: sc("d_u", bt * max_rank)?,
-            d_x_lora: sc("d_x_lora", bt * 4 * c)?,
-            dpre: sc("dpre", bt * nh * seq)?,
-        };
-        let tokens = gpu.buffer("tokens", 4 * bt as u64, Category::Activations, wgpu::BufferUsages::empty())?;
-        let targets = gpu.buffer("targets", 4 * bt as u64, Category::Activations, wgpu::BufferUsages::empty())?;
-        let losses = sc("losses", bt)?;
+        let state = TrainState::new(&gpu, &weights)?;
+        let acts = Activations::new(&gpu, &cfg, weights.adapters.as_ref(), bt, bt * cfg.n_head * seq, true)?;
+        let max_rank = weights.adapters.as_ref().map_or(1, |a| a.entries.iter().map(|e| e.rank).max().unwrap_or(1));
+        let scratch = Scratch::new(&gpu, &cfg, bt, seq, max_rank)?;
+        let io = |label: &str, cat: Category| gpu.buffer(label, 4 * bt as u64, cat, wgpu::BufferUsages::empty());
+        let (tokens, targets) = (io("tokens", Category::Activations)?, io("targets", Category::Activations)?);
+        let losses = io("losses", Category::Scratch)?;
         let readbacks = std::array::from_fn(|_| {
             gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("step readback"),
@@ -371,224 +161,30 @@ impl GpuTrainer {
             })
         });
 
-        // Record the step.
-        let kernels = Kernels::new(&gpu);
-        let mm = Matmul::new(&gpu);
-        let mmq = MatmulDequant::new(&gpu);
-        let b = Builder {
+        // The step: forward and loss, backward, clipping and AdamW — recorded once.
+        let (kernels, mm, mmq) = (Kernels::new(&gpu), Matmul::new(&gpu), MatmulDequant::new(&gpu));
+        let rec = Recorder {
             gpu: &gpu,
             k: &kernels,
             mm: &mm,
             mmq: &mmq,
             w: &weights,
-            bt: bt as u32,
-            grads: Some(&grads),
-            lora_u: &lora_u,
+            acts: &acts,
+            grads: Some(&state.grads),
         };
-        let (bt32, c32, t32, nh32, v32, b32) = (bt as u32, c as u32, seq as u32, nh as u32, v as u32, batch as u32);
-        let eps = cfg.layer_norm_epsilon as f32;
-        let mut fwd = Vec::new();
-        fwd.push(kernels.embedding_forward(
+        let (b32, t32) = (batch as u32, seq as u32);
+        let mut fwd = rec.forward(&tokens, t32, Attention::Causal { batch: b32, seq: t32 }).dispatches;
+        fwd.push(kernels.cross_entropy_forward(
             &gpu,
-            bt32,
-            t32,
-            c32,
-            encoded.all(),
-            tokens.all(),
-            b.w.param(TensorId::Wte),
-            b.w.param(TensorId::Wpe),
+            bt as u32,
+            v as u32,
+            acts.logits.all(),
+            targets.all(),
+            losses.all(),
         ));
-        for l in 0..cfg.n_layer {
-            let res_in = if l == 0 { &encoded } else { &blocks[l - 1].res3 };
-            let a = &blocks[l];
-            let bp = |t: BlockTensor| b.w.param(TensorId::Block(l, t));
-            fwd.push(kernels.layernorm_forward(
-                &gpu,
-                bt32,
-                c32,
-                eps,
-                a.ln1.all(),
-                a.ln1_stats.all(),
-                res_in.all(),
-                bp(BlockTensor::Ln1W),
-                bp(BlockTensor::Ln1B),
-            ));
-            b.linear_forward(&mut fwd, l, Linear::Attn, &a.ln1, &a.qkv, &a.dropped);
-            fwd.push(kernels.attention_forward(&gpu, b32, t32, c32, nh32, a.atty.all(), a.att.all(), a.qkv.all()));
-            b.linear_forward(&mut fwd, l, Linear::AttnProj, &a.atty, &a.attproj, &a.dropped);
-            fwd.push(kernels.residual_forward(&gpu, bt32 * c32, a.res2.all(), res_in.all(), a.attproj.all()));
-            fwd.push(kernels.layernorm_forward(
-                &gpu,
-                bt32,
-                c32,
-                eps,
-                a.ln2.all(),
-                a.ln2_stats.all(),
-                a.res2.all(),
-                bp(BlockTensor::Ln2W),
-                bp(BlockTensor::Ln2B),
-            ));
-            b.linear_forward(&mut fwd, l, Linear::Fc, &a.ln2, &a.fch, &a.dropped);
-            fwd.push(kernels.gelu_forward(&gpu, bt32 * 4 * c32, a.fch.all(), a.fch_gelu.all()));
-            b.linear_forward(&mut fwd, l, Linear::MlpProj, &a.fch_gelu, &a.fcproj, &a.dropped);
-            fwd.push(kernels.residual_forward(&gpu, bt32 * c32, a.res3.all(), a.res2.all(), a.fcproj.all()));
-        }
-        let last = &blocks[cfg.n_layer - 1].res3;
-        fwd.push(kernels.layernorm_forward(
-            &gpu,
-            bt32,
-            c32,
-            eps,
-            lnf.all(),
-            lnf_stats.all(),
-            last.all(),
-            b.w.param(TensorId::LnFW),
-            b.w.param(TensorId::LnFB),
-        ));
-        let wte_off = weights.param_offsets[&TensorId::Wte] as u32;
-        let head = MatmulShape { b_offset: wte_off, ..MatmulShape::new(bt32, c32, v32, false, true) };
-        fwd.push(mm.prepare(&gpu, head, lnf.all(), weights.params.all(), probs.all()));
-        fwd.push(kernels.cross_entropy_forward(&gpu, bt32, v32, probs.all(), targets.all(), losses.all()));
-
-        let s = &scratch;
-        let mut bwd = Vec::new();
-        bwd.push(kernels.zero(&gpu, trainable_len as u32, grads.all()));
-        bwd.push(kernels.cross_entropy_backward(&gpu, bt32, v32, probs.all(), targets.all(), losses.all()));
-        let dlnf = MatmulShape { b_offset: wte_off, ..MatmulShape::plain(bt32, v32, c32) };
-        bwd.push(mm.prepare(&gpu, dlnf, probs.all(), weights.params.all(), s.d_tmp.all()));
-        if full {
-            let dwte =
-                MatmulShape { c_offset: wte_off, ..MatmulShape::new(v32, bt32, c32, true, false) }.scaled(1.0, 1.0);
-            bwd.push(mm.prepare(&gpu, dwte, probs.all(), lnf.all(), grads.all()));
-        }
-        bwd.push(kernels.zero(&gpu, bt32 * c32, s.d_res.all()));
-        bwd.push(kernels.layernorm_backward(
-            &gpu,
-            bt32,
-            c32,
-            s.d_res.all(),
-            s.d_tmp.all(),
-            last.all(),
-            b.w.param(TensorId::LnFW),
-            lnf_stats.all(),
-        ));
-        if full {
-            bwd.push(kernels.layernorm_param_grads(
-                &gpu,
-                bt32,
-                c32,
-                b.grad(TensorId::LnFW),
-                b.grad(TensorId::LnFB),
-                s.d_tmp.all(),
-                last.all(),
-                lnf_stats.all(),
-            ));
-        }
-        for l in (0..cfg.n_layer).rev() {
-            let res_in = if l == 0 { &encoded } else { &blocks[l - 1].res3 };
-            let a = &blocks[l];
-            let bp = |t: BlockTensor| b.w.param(TensorId::Block(l, t));
-            let bg = |t: BlockTensor| b.grad(TensorId::Block(l, t));
-            bwd.push(kernels.zero(&gpu, bt32 * 4 * c32, s.d_wide.all()));
-            b.linear_backward(&mut bwd, l, Linear::MlpProj, &s.d_res, &a.fch_gelu, &s.d_wide, &a.dropped, s);
-            bwd.push(kernels.zero(&gpu, bt32 * 4 * c32, s.d_wide2.all()));
-            bwd.push(kernels.gelu_backward(&gpu, bt32 * 4 * c32, s.d_wide2.all(), a.fch.all(), s.d_wide.all()));
-            bwd.push(kernels.zero(&gpu, bt32 * c32, s.d_tmp.all()));
-            b.linear_backward(&mut bwd, l, Linear::Fc, &s.d_wide2, &a.ln2, &s.d_tmp, &a.dropped, s);
-            bwd.push(kernels.layernorm_backward(
-                &gpu,
-                bt32,
-                c32,
-                s.d_res.all(),
-                s.d_tmp.all(),
-                a.res2.all(),
-                bp(BlockTensor::Ln2W),
-                a.ln2_stats.all(),
-            ));
-            if full {
-                bwd.push(kernels.layernorm_param_grads(
-                    &gpu,
-                    bt32,
-                    c32,
-                    bg(BlockTensor::Ln2W),
-                    bg(BlockTensor::Ln2B),
-                    s.d_tmp.all(),
-                    a.res2.all(),
-                    a.ln2_stats.all(),
-                ));
-            }
-            bwd.push(kernels.zero(&gpu, bt32 * c32, s.d_tmp.all()));
-            b.linear_backward(&mut bwd, l, Linear::AttnProj, &s.d_res, &a.atty, &s.d_tmp, &a.dropped, s);
-            bwd.push(kernels.zero(&gpu, bt32 * 3 * c32, s.d_wide.all()));
-            let [q_pass, k_pass] = kernels.attention_backward(
-                &gpu,
-                b32,
-                t32,
-                c32,
-                nh32,
-                s.d_wide.all(),
-                s.d_tmp.all(),
-                a.qkv.all(),
-                a.att.all(),
-                s.dpre.all(),
-            );
-            bwd.push(q_pass);
-            bwd.push(k_pass);
-            bwd.push(kernels.zero(&gpu, bt32 * c32, s.d_wide2.all()));
-            b.linear_backward(&mut bwd, l, Linear::Attn, &s.d_wide, &a.ln1, &s.d_wide2, &a.dropped, s);
-            bwd.push(kernels.layernorm_backward(
-                &gpu,
-                bt32,
-                c32,
-                s.d_res.all(),
-                s.d_wide2.all(),
-                res_in.all(),
-                bp(BlockTensor::Ln1W),
-                a.ln1_stats.all(),
-            ));
-            if full {
-                bwd.push(kernels.layernorm_param_grads(
-                    &gpu,
-                    bt32,
-                    c32,
-                    bg(BlockTensor::Ln1W),
-                    bg(BlockTensor::Ln1B),
-                    s.d_wide2.all(),
-                    res_in.all(),
-                    a.ln1_stats.all(),
-                ));
-            }
-        }
-        if full {
-            bwd.push(kernels.embedding_backward(
-                &gpu,
-                bt32,
-                t32,
-                c32,
-                b.grad(TensorId::Wte),
-                b.grad(TensorId::Wpe),
-                s.d_res.all(),
-                tokens.all(),
-            ));
-        }
-        let trainable_buf = weights.trainable();
-        let hyper = AdamHyper {
-            beta1: ADAMW_BETA1,
-            beta2: ADAMW_BETA2,
-            eps: ADAMW_EPS,
-            weight_decay: optim.weight_decay,
-            max_norm: optim.grad_clip,
-        };
-        let adam = kernels.adamw(
-            &gpu,
-            hyper,
-            trainable_len as u32,
-            trainable_buf.all(),
-            grads.all(),
-            m.all(),
-            vbuf.all(),
-            norm_buf.all(),
-        );
+        let loss_io = LossBuffers { tokens: &tokens, targets: &targets, losses: &losses };
+        let bwd = rec.backward(&scratch, loss_io, state.len as u32, b32, t32);
+        let adam = state.record_adamw(&gpu, &kernels, &weights, &optim);
 
         Ok(GpuTrainer {
             gpu,
@@ -599,20 +195,15 @@ impl GpuTrainer {
             batch,
             seq,
             weights,
-            trainable_len,
-            grads,
-            adam_m: m,
-            adam_v: vbuf,
-            norm_buf,
+            trainable_len: state.len,
+            grads: state.grads,
+            adam_m: state.m,
+            adam_v: state.v,
+            norm_buf: state.norm,
             tokens,
             targets,
             losses,
-            probs,
-            _encoded: encoded,
-            blocks,
-            _lnf: lnf,
-            _lnf_stats: lnf_stats,
-            _lora_u: lora_u,
+            acts,
             _scratch: scratch,
             forward: fwd,
             backward: bwd,
@@ -636,7 +227,7 @@ impl GpuTrainer {
         if let Some(ad) = &self.weights.adapters {
             let p = ad.config.dropout;
             let keep = 1.0 / (1.0 - p);
-            for (l, block) in self.blocks.iter().enumerate() {
+            for (l, block) in self.acts.blocks.iter().enumerate() {
                 for (li, d) in block.dropped.iter().enumerate() {
                     if let Some((_, mask)) = d {
                         let n = bt * Linear::ALL[li].dims(self.cfg.n_embd).0;
@@ -737,7 +328,7 @@ impl GpuTrainer {
         self.write_batch(inputs, targets, None)?;
         let all: Vec<&Dispatch> = self.forward.iter().collect();
         let (loss, _) = self.run(&all).await?;
-        let probs = self.gpu.read_f32(&self.probs, self.batch * self.seq * self.cfg.vocab_size).await?;
+        let probs = self.gpu.read_f32(&self.acts.logits, self.batch * self.seq * self.cfg.vocab_size).await?;
         Ok((loss, probs))
     }
 

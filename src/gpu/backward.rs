@@ -1,0 +1,266 @@
+//! The backward pass as a list of prepared dispatches, recorded once: the cross-entropy gradient, the head, the
+//! blocks in reverse and the embedding, each layer's backward beside its forward in `forward.rs` and paired with
+//! `cpu::executor`'s backward. Gradients accumulate into one buffer laid out like the trainable parameters.
+
+use super::forward::Recorder;
+use super::matmul::{Dispatch, MatmulShape};
+use super::{Category, Gpu, GpuBuffer};
+use crate::model::{BlockTensor, Linear, ModelConfig, TensorId};
+use crate::Result;
+
+/// Backward-pass scratch, mirroring the CPU executor's.
+pub(super) struct Scratch {
+    d_res: GpuBuffer,
+    d_tmp: GpuBuffer,
+    d_wide: GpuBuffer,
+    d_wide2: GpuBuffer,
+    d_u: GpuBuffer,
+    d_x_lora: GpuBuffer,
+    dpre: GpuBuffer,
+}
+
+impl Scratch {
+    /// Scratch for `rows` rows of `seq`-token sequences, adapters up to rank `max_rank`.
+    pub fn new(gpu: &Gpu, cfg: &ModelConfig, rows: usize, seq: usize, max_rank: usize) -> Result<Scratch> {
+        let (c, nh) = (cfg.n_embd, cfg.n_head);
+        let sc =
+            |label: &str, n: usize| gpu.buffer(label, 4 * n as u64, Category::Scratch, wgpu::BufferUsages::empty());
+        Ok(Scratch {
+            d_res: sc("d_res", rows * c)?,
+            d_tmp: sc("d_tmp", rows * c)?,
+            d_wide: sc("d_wide", rows * 4 * c)?,
+            d_wide2: sc("d_wide2", rows * 4 * c)?,
+            d_u: sc("d_u", rows * max_rank)?,
+            d_x_lora: sc("d_x_lora", rows * 4 * c)?,
+            dpre: sc("dpre", rows * nh * seq)?,
+        })
+    }
+}
+
+/// The buffers the loss reads and writes.
+pub(super) struct LossBuffers<'a> {
+    pub tokens: &'a GpuBuffer,
+    pub targets: &'a GpuBuffer,
+    pub losses: &'a GpuBuffer,
+}
+
+impl<'a> Recorder<'a> {
+    /// Zeroes the gradients, then the loss's gradient back through the head, every block and (full fine-tuning) the
+    /// embedding; `trainable_len` floats of gradients, sequences of `seq` tokens in `batch` rows of sequences.
+    pub(super) fn backward(
+        &self,
+        s: &'a Scratch,
+        io: LossBuffers<'a>,
+        trainable_len: u32,
+        batch: u32,
+        seq: u32,
+    ) -> Vec<Dispatch> {
+        let (gpu, k, w, a) = (self.gpu, self.k, self.w, self.acts);
+        let cfg = &w.cfg;
+        let (bt32, c32, nh32, v32) = (a.rows as u32, cfg.n_embd as u32, cfg.n_head as u32, cfg.vocab_size as u32);
+        let (b32, t32) = (batch, seq);
+        let full = w.full;
+        let wte_off = w.param_offsets[&TensorId::Wte] as u32;
+        let (tokens, targets, losses) = (io.tokens, io.targets, io.losses);
+        let mut bwd = Vec::new();
+        bwd.push(k.zero(gpu, trainable_len, self.grads().all()));
+        bwd.push(k.cross_entropy_backward(gpu, bt32, v32, a.logits.all(), targets.all(), losses.all()));
+        let dlnf = MatmulShape { b_offset: wte_off, ..MatmulShape::plain(bt32, v32, c32) };
+        bwd.push(self.mm.prepare(gpu, dlnf, a.logits.all(), w.params.all(), s.d_tmp.all()));
+        if full {
+            let dwte =
+                MatmulShape { c_offset: wte_off, ..MatmulShape::new(v32, bt32, c32, true, false) }.scaled(1.0, 1.0);
+            bwd.push(self.mm.prepare(gpu, dwte, a.logits.all(), a.lnf.all(), self.grads().all()));
+        }
+        bwd.push(k.zero(gpu, bt32 * c32, s.d_res.all()));
+        bwd.push(k.layernorm_backward(
+            gpu,
+            bt32,
+            c32,
+            s.d_res.all(),
+            s.d_tmp.all(),
+            a.last().all(),
+            w.param(TensorId::LnFW),
+            a.lnf_stats.all(),
+        ));
+        if full {
+            bwd.push(k.layernorm_param_grads(
+                gpu,
+                bt32,
+                c32,
+                self.grad(TensorId::LnFW),
+                self.grad(TensorId::LnFB),
+                s.d_tmp.all(),
+                a.last().all(),
+                a.lnf_stats.all(),
+            ));
+        }
+        for l in (0..cfg.n_layer).rev() {
+            let (res_in, blk) = (a.block_input(l), &a.blocks[l]);
+            let bp = |t: BlockTensor| w.param(TensorId::Block(l, t));
+            let bg = |t: BlockTensor| self.grad(TensorId::Block(l, t));
+            bwd.push(k.zero(gpu, bt32 * 4 * c32, s.d_wide.all()));
+            self.linear_backward(&mut bwd, l, Linear::MlpProj, &s.d_res, &blk.fch_gelu, &s.d_wide, s);
+            bwd.push(k.zero(gpu, bt32 * 4 * c32, s.d_wide2.all()));
+            bwd.push(k.gelu_backward(gpu, bt32 * 4 * c32, s.d_wide2.all(), blk.fch.all(), s.d_wide.all()));
+            bwd.push(k.zero(gpu, bt32 * c32, s.d_tmp.all()));
+            self.linear_backward(&mut bwd, l, Linear::Fc, &s.d_wide2, &blk.ln2, &s.d_tmp, s);
+            bwd.push(k.layernorm_backward(
+                gpu,
+                bt32,
+                c32,
+                s.d_res.all(),
+                s.d_tmp.all(),
+                blk.res2.all(),
+                bp(BlockTensor::Ln2W),
+                blk.ln2_stats.all(),
+            ));
+            if full {
+                bwd.push(k.layernorm_param_grads(
+                    gpu,
+                    bt32,
+                    c32,
+                    bg(BlockTensor::Ln2W),
+                    bg(BlockTensor::Ln2B),
+                    s.d_tmp.all(),
+                    blk.res2.all(),
+                    blk.ln2_stats.all(),
+                ));
+            }
+            bwd.push(k.zero(gpu, bt32 * c32, s.d_tmp.all()));
+            self.linear_backward(&mut bwd, l, Linear::AttnProj, &s.d_res, &blk.atty, &s.d_tmp, s);
+            bwd.push(k.zero(gpu, bt32 * 3 * c32, s.d_wide.all()));
+            let [q_pass, k_pass] = k.attention_backward(
+                gpu,
+                b32,
+                t32,
+                c32,
+                nh32,
+                s.d_wide.all(),
+                s.d_tmp.all(),
+                blk.qkv.all(),
+                blk.att.all(),
+                s.dpre.all(),
+            );
+            bwd.push(q_pass);
+            bwd.push(k_pass);
+            bwd.push(k.zero(gpu, bt32 * c32, s.d_wide2.all()));
+            self.linear_backward(&mut bwd, l, Linear::Attn, &s.d_wide, &blk.ln1, &s.d_wide2, s);
+            bwd.push(k.layernorm_backward(
+                gpu,
+                bt32,
+                c32,
+                s.d_res.all(),
+                s.d_wide2.all(),
+                res_in.all(),
+                bp(BlockTensor::Ln1W),
+                blk.ln1_stats.all(),
+            ));
+            if full {
+                bwd.push(k.layernorm_param_grads(
+                    gpu,
+                    bt32,
+                    c32,
+                    bg(BlockTensor::Ln1W),
+                    bg(BlockTensor::Ln1B),
+                    s.d_wide2.all(),
+                    res_in.all(),
+                    blk.ln1_stats.all(),
+                ));
+            }
+        }
+        if full {
+            bwd.push(k.embedding_backward(
+                gpu,
+                bt32,
+                t32,
+                c32,
+                self.grad(TensorId::Wte),
+                self.grad(TensorId::Wpe),
+                s.d_res.all(),
+                tokens.all(),
+            ));
+        }
+        bwd
+    }
+
+    /// dinp += ∂/∂inp; weight, bias (full) or adapter (LoRA) gradients accumulated into `grads`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn linear_backward(
+        &self,
+        out: &mut Vec<Dispatch>,
+        l: usize,
+        lin: Linear,
+        dout: &'a GpuBuffer,
+        inp: &'a GpuBuffer,
+        dinp: &'a GpuBuffer,
+        scratch: &'a Scratch,
+    ) {
+        let c = self.w.cfg.n_embd;
+        let (d_in, oc) = lin.dims(c);
+        let (bt, d_in32, oc32) = (self.acts.rows as u32, d_in as u32, oc as u32);
+        if self.w.full {
+            let w_off = self.w.param_offsets[&TensorId::Block(l, lin.weight())] as u32;
+            let s = MatmulShape { b_offset: w_off, ldb: oc32, ..MatmulShape::new(bt, oc32, d_in32, false, true) }
+                .scaled(1.0, 1.0);
+            out.push(self.mm.prepare(self.gpu, s, dout.all(), self.w.params.all(), dinp.all()));
+            let sw =
+                MatmulShape { c_offset: w_off, ..MatmulShape::new(d_in32, bt, oc32, true, false) }.scaled(1.0, 1.0);
+            out.push(self.mm.prepare(self.gpu, sw, inp.all(), dout.all(), self.grads().all()));
+            out.push(self.k.bias_grad(self.gpu, bt, oc32, self.grad(TensorId::Block(l, lin.bias())), dout.all()));
+        } else {
+            let w = &self.w.qweights[l * 4 + lin.index()];
+            out.push(self.mmq.prepare_backward(self.gpu, w, bt, dout.all(), dinp.all(), true));
+        }
+        let entries = self.w.entries_on(l, lin);
+        if entries.is_empty() {
+            return;
+        }
+        let ad = self.w.adapters.as_ref().expect("entries imply adapters");
+        let abuf = self.w.adapter_buf.as_ref().expect("adapters on the GPU");
+        let dropped = &self.acts.blocks[l].dropped;
+        let x: &GpuBuffer = match &dropped[lin.index()] {
+            Some((xd, _)) => xd,
+            None => inp,
+        };
+        for (n, i) in entries.iter().enumerate() {
+            let e = &ad.entries[*i];
+            let (a_off, b_off) = self.w.adapter_offsets[*i];
+            let (r, d_out) = (e.rank as u32, e.d_out as u32);
+            let col = e.target.out_cols(c).start as u32;
+            // du = s · dout_t·B
+            let s1 = MatmulShape {
+                lda: oc32,
+                a_offset: col,
+                b_offset: b_off as u32,
+                ..MatmulShape::new(bt, d_out, r, false, false)
+            }
+            .scaled(e.scaling, 0.0);
+            out.push(self.mm.prepare(self.gpu, s1, dout.all(), abuf.all(), scratch.d_u.all()));
+            // dB += s · dout_tᵀ·u
+            let s2 = MatmulShape {
+                lda: oc32,
+                a_offset: col,
+                c_offset: b_off as u32,
+                ..MatmulShape::new(d_out, bt, r, true, false)
+            }
+            .scaled(e.scaling, 1.0);
+            out.push(self.mm.prepare(self.gpu, s2, dout.all(), self.acts.lora_u[*i].all(), self.grads().all()));
+            // dA += duᵀ·x
+            let s3 =
+                MatmulShape { c_offset: a_off as u32, ..MatmulShape::new(r, bt, d_in32, true, false) }.scaled(1.0, 1.0);
+            out.push(self.mm.prepare(self.gpu, s3, scratch.d_u.all(), x.all(), self.grads().all()));
+            // d(dropped x) (+)= du·A
+            let s4 = MatmulShape { b_offset: a_off as u32, ..MatmulShape::plain(bt, r, d_in32) }
+                .scaled(1.0, if n == 0 { 0.0 } else { 1.0 });
+            out.push(self.mm.prepare(self.gpu, s4, scratch.d_u.all(), abuf.all(), scratch.d_x_lora.all()));
+        }
+        let n = bt * d_in32;
+        match &dropped[lin.index()] {
+            Some((_, mask)) => {
+                out.push(self.k.mask_backward(self.gpu, n, dinp.all(), scratch.d_x_lora.all(), mask.all()))
+            }
+            None => out.push(self.k.accumulate(self.gpu, n, dinp.all(), scratch.d_x_lora.all())),
+        }
+    }
+}
