@@ -161,6 +161,48 @@ fn elementwise_kernels_match_cpu() {
     assert_close(&read(&gpu, &gs, n), &want_s, "residual");
 }
 
+/// The remaining elementwise entry points against what the CPU executor does in their place: `+=` of a linear
+/// layer's adapter input gradient, adapter dropout (the CPU draws keep/drop and scales by 1/(1−p); the GPU reads
+/// the same draws as a mask of 0 or 1/(1−p)), zeroing before accumulation, and a bias broadcast over rows.
+#[test]
+fn accumulate_dropout_zero_and_bias_rows_match_cpu() {
+    let gpu = gpu();
+    let k = Kernels::new(&gpu);
+    let (rows, width) = (37usize, 27usize);
+    let n = rows * width;
+    let (x, g, acc0) = (random(n, 11), random(n, 12), random(n, 13));
+    let p = 0.3f32;
+    let keep = 1.0 / (1.0 - p);
+    let kept: Vec<bool> = qlora_playground::train::dropout_mask(7, 1, 2, p).take(n).collect();
+    let mask: Vec<f32> = kept.iter().map(|&k| if k { keep } else { 0.0 }).collect();
+    let bias = random(width, 14);
+    let (gx, gg, gmask, gbias) = (up(&gpu, &x), up(&gpu, &g), up(&gpu, &mask), up(&gpu, &bias));
+    let (gacc, gdropped, gdin, gzero, grows) =
+        (up(&gpu, &acc0), up(&gpu, &vec![9.0; n]), up(&gpu, &acc0), up(&gpu, &random(n, 15)), up(&gpu, &vec![0.0; n]));
+    let nu = n as u32;
+    submit(
+        &gpu,
+        &[
+            &k.accumulate(&gpu, nu, gacc.all(), gg.all()),
+            &k.mask_forward(&gpu, nu, gdropped.all(), gx.all(), gmask.all()),
+            &k.mask_backward(&gpu, nu, gdin.all(), gg.all(), gmask.all()),
+            &k.zero(&gpu, nu, gzero.all()),
+            &k.broadcast_rows(&gpu, rows as u32, width as u32, grows.all(), gbias.all()),
+        ],
+    );
+    // As cpu::executor writes them.
+    let want_acc: Vec<f32> = acc0.iter().zip(&g).map(|(a, b)| a + b).collect();
+    let want_dropped: Vec<f32> = x.iter().zip(&kept).map(|(v, &k)| if k { v * keep } else { 0.0 }).collect();
+    let want_din: Vec<f32> =
+        acc0.iter().zip(&g).zip(&kept).map(|((a, d), &k)| if k { a + d * keep } else { *a }).collect();
+    let want_rows: Vec<f32> = (0..n).map(|i| bias[i % width]).collect();
+    assert_close(&read(&gpu, &gacc, n), &want_acc, "accumulate");
+    assert_close(&read(&gpu, &gdropped, n), &want_dropped, "mask forward (dropout)");
+    assert_close(&read(&gpu, &gdin, n), &want_din, "mask backward (dropout)");
+    assert_eq!(read(&gpu, &gzero, n), vec![0.0; n], "zero");
+    assert_eq!(read(&gpu, &grows, n), want_rows, "bias broadcast over rows");
+}
+
 #[test]
 fn layernorm_matches_cpu() {
     let gpu = gpu();
@@ -231,6 +273,29 @@ fn attention_matches_cpu() {
     assert_close(&read(&gpu, &gout, b * t * c), &out, "attention forward");
     assert_close(&read(&gpu, &gatt, b * t * nh * t), &att, "attention probabilities");
     assert_close(&read(&gpu, &gdq, b * t * 3 * c), &dq, "attention backward");
+}
+
+/// Decoding one position at a time with the KV cache gives each position's row of full causal attention.
+#[test]
+fn attention_decode_matches_cpu() {
+    use qlora_playground::gpu::DecodeParams;
+    let gpu = gpu();
+    let k = Kernels::new(&gpu);
+    let (t, c, nh, max_t) = (13usize, 24usize, 3usize, 16usize);
+    let qkv = random(t * 3 * c, 21);
+    let (mut want, mut att) = (vec![0.0; t * c], vec![0.0; t * nh * t]);
+    layers::attention_forward(&mut want, &mut att, &qkv, t, c, nh);
+    let gq = up(&gpu, &vec![0.0; 3 * c]);
+    let (gk, gv) = (up(&gpu, &vec![0.0; max_t * c]), up(&gpu, &vec![0.0; max_t * c]));
+    let (gatt, gy) = (up(&gpu, &vec![0.0; nh * max_t]), up(&gpu, &vec![0.0; c]));
+    let (cu, nhu, tu) = (c as u32, nh as u32, max_t as u32);
+    let decode = k.attention_decode(&gpu, cu, nhu, tu, gy.all(), gq.all(), gk.all(), gv.all(), gatt.all());
+    for pos in 0..t {
+        gpu.queue.write_buffer(gq.raw(), 0, bytemuck::cast_slice(&qkv[pos * 3 * c..(pos + 1) * 3 * c]));
+        decode.write_uniform(&gpu, &DecodeParams { pos: pos as u32, c: cu, nh: nhu, max_t: tu });
+        submit(&gpu, &[&decode]);
+        assert_close(&read(&gpu, &gy, c), &want[pos * c..(pos + 1) * c], &format!("decoded position {pos}"));
+    }
 }
 
 #[test]

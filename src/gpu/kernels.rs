@@ -1,6 +1,43 @@
-//! The WGSL kernels besides the matmuls, each paired with the CPU function of the same name in `cpu::layers`.
-//! Every kernel file has an explicit bind-group layout (so entry points that use a subset of the bindings share it);
-//! calls are prepared once — uniform, bind group, workgroup counts — and recorded into each step's compute pass.
+//! The WGSL kernels besides the matmuls (those are in `matmul.rs`). Every kernel file has an explicit bind-group
+//! layout (so entry points that use a subset of the bindings share it) and one typed uniform; calls are prepared
+//! once — uniform, bind group, workgroup counts — and recorded into each step's compute pass.
+//!
+//! Every WGSL entry point, the Rust function that records it, its CPU twin and the parity test that holds them
+//! together (`tests/gpu_kernels.rs`; tolerance 1e-4 relative to the largest expected magnitude, exact for copies).
+//! `tests/kernel_pairs.rs` walks this table: every entry point in `shaders/` has a row, every row names functions
+//! that exist, and each parity test calls the function that records its entry point.
+//!
+//! | shader | entry point | recorded by | CPU twin | parity test |
+//! |---|---|---|---|---|
+//! | elementwise.wgsl | gelu_forward | `Kernels::gelu_forward` | `cpu::layers::gelu_forward` | `elementwise_kernels_match_cpu` |
+//! | elementwise.wgsl | gelu_backward | `Kernels::gelu_backward` | `cpu::layers::gelu_backward` | `elementwise_kernels_match_cpu` |
+//! | elementwise.wgsl | residual_forward | `Kernels::residual_forward` | `cpu::layers::residual_forward` | `elementwise_kernels_match_cpu` |
+//! | elementwise.wgsl | accumulate | `Kernels::accumulate` | `cpu::executor::linear_backward_with_adapters` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
+//! | elementwise.wgsl | mask_forward | `Kernels::mask_forward` | `cpu::executor::linear_with_adapters` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
+//! | elementwise.wgsl | mask_backward | `Kernels::mask_backward` | `cpu::executor::linear_backward_with_adapters` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
+//! | elementwise.wgsl | zero | `Kernels::zero` | `cpu::executor::backward` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
+//! | elementwise.wgsl | broadcast_rows | `Kernels::broadcast_rows` | `cpu::layers::linear_forward` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
+//! | layernorm.wgsl | forward | `Kernels::layernorm_forward` | `cpu::layers::layernorm_forward` | `layernorm_matches_cpu` |
+//! | layernorm.wgsl | backward | `Kernels::layernorm_backward` | `cpu::layers::layernorm_backward` | `layernorm_matches_cpu` |
+//! | column_sums.wgsl | layernorm_param_grads | `Kernels::layernorm_param_grads` | `cpu::layers::layernorm_backward` | `layernorm_matches_cpu` |
+//! | column_sums.wgsl | bias_grad | `Kernels::bias_grad` | `cpu::layers::linear_backward` | `bias_grad_matches_cpu` |
+//! | attention.wgsl | forward | `Kernels::attention_forward` | `cpu::layers::attention_forward` | `attention_matches_cpu` |
+//! | attention.wgsl | backward_query | `Kernels::attention_backward` | `cpu::layers::attention_backward` | `attention_matches_cpu` |
+//! | attention.wgsl | backward_keys | `Kernels::attention_backward` | `cpu::layers::attention_backward` | `attention_matches_cpu` |
+//! | attention_decode.wgsl | decode | `Kernels::attention_decode` | `cpu::layers::attention_forward` | `attention_decode_matches_cpu` |
+//! | embedding.wgsl | forward | `Kernels::embedding_forward` | `cpu::layers::embedding_forward` | `embedding_matches_cpu` |
+//! | embedding.wgsl | backward | `Kernels::embedding_backward` | `cpu::layers::embedding_backward` | `embedding_matches_cpu` |
+//! | cross_entropy.wgsl | forward | `Kernels::cross_entropy_forward` | `cpu::layers::lm_head_forward` | `cross_entropy_matches_cpu` |
+//! | cross_entropy.wgsl | backward | `Kernels::cross_entropy_backward` | `cpu::layers::cross_entropy_backward` | `cross_entropy_matches_cpu` |
+//! | adamw.wgsl | sum_squares | `Kernels::adamw` | `cpu::optim::grad_norm` | `adamw_with_clipping_matches_cpu` |
+//! | adamw.wgsl | finish_norm | `Kernels::adamw` | `cpu::optim::clip_grad_norm` | `adamw_with_clipping_matches_cpu` |
+//! | adamw.wgsl | update | `Kernels::adamw` | `cpu::optim::AdamW::step` | `adamw_with_clipping_matches_cpu` |
+//! | matmul_tiles.wgsl (matmul) | small_tiles | `Matmul::prepare` | `cpu::matmul::gemm` | `matmul_matches_cpu_in_every_orientation` |
+//! | matmul_tiles.wgsl (matmul) | large_tiles | `Matmul::prepare` | `cpu::matmul::gemm` | `matmul_matches_cpu_in_every_orientation` |
+//! | matmul_tiles.wgsl (matmul_dequant, x·Wᵀ) | small_tiles | `MatmulDequant::prepare_forward` | `cpu::matmul::gemm` | `fused_dequant_matmul_matches_cpu_for_every_format` |
+//! | matmul_tiles.wgsl (matmul_dequant, x·Wᵀ) | large_tiles | `MatmulDequant::prepare_forward` | `cpu::matmul::gemm` | `fused_dequant_matmul_matches_cpu_for_every_format` |
+//! | matmul_tiles.wgsl (matmul_dequant, dy·W) | small_tiles | `MatmulDequant::prepare_backward` | `cpu::matmul::gemm` | `fused_dequant_matmul_matches_cpu_for_every_format` |
+//! | matmul_tiles.wgsl (matmul_dequant, dy·W) | large_tiles | `MatmulDequant::prepare_backward` | `cpu::matmul::gemm` | `fused_dequant_matmul_matches_cpu_for_every_format` |
 
 use super::matmul::Dispatch;
 use super::{Category, Gpu, GpuBuffer, View};

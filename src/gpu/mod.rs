@@ -1,5 +1,8 @@
 //! The WebGPU executor (wgpu: Vulkan/Metal/DX12 natively, WebGPU in the browser). Kernels live in `shaders/`, one
-//! concern per file; every one is held against the CPU executor by parity tests.
+//! operation per file and one entry point per kernel; the table in [`kernels`]' docs pairs each with its CPU twin
+//! and parity test. The program reads like the CPU executor's: `activations` (what a forward pass writes), `forward`
+//! (recorded once, shared by [`GpuTrainer`] and [`GpuGenerator`]), `backward`, and `train` (the optimizer and the
+//! step).
 //!
 //! Everything is async: device creation and readbacks (`map_async`, awaited through a channel). Natively the CLI and
 //! the tests drive the futures with `pollster` and poll the device; in the browser nothing ever blocks.
