@@ -8,7 +8,7 @@
 //! - **adapters**, **gradients**: trainable parameters × training dtype.
 //! - **optimizer state**: AdamW's two fp32 moments per trainable parameter (8 bytes).
 //! - **activations** kept for the backward pass for a batch and sequence length, in the training dtype: every
-//!   intermediate the backward pass reads (see [`Arch::activation_elems`]); with gradient checkpointing only each
+//!   intermediate the backward pass reads (see `Arch::activation_elems`); with gradient checkpointing only each
 //!   block's input is kept, plus one block recomputed at a time.
 //!
 //! The training dtype is fp32 in our engine; pass bf16 to reproduce the QLoRA paper's setting.

@@ -29,7 +29,7 @@ pub struct GpuGenerator {
 
 impl GpuGenerator {
     /// The base model with its block linear weights stored in `storage`, plus optional adapters: the training
-    /// step's forward pass ([`Recorder::forward`]) over one position, attending through the KV caches.
+    /// step's forward pass (`Recorder::forward`) over one position, attending through the KV caches.
     pub fn new(gpu: Gpu, model: &Gpt2, storage: Storage, adapters: Option<Adapters>) -> Result<Self> {
         let full = storage == Storage::FP32 && adapters.is_none();
         let weights = GpuWeights::upload(&gpu, model, full, storage, adapters)?;

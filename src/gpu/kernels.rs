@@ -410,7 +410,7 @@ impl Kernels {
         self.elementwise(gpu, "zero", n, self.dummy_read.all(), self.dummy_read.all(), out, 1)
     }
 
-    /// out[r, i] = bias[i] for every row (the start of a linear layer's output).
+    /// `out[r, i] = bias[i]` for every row (the start of a linear layer's output).
     pub fn broadcast_rows(&self, gpu: &Gpu, rows: u32, width: u32, out: View, bias: View) -> Dispatch {
         self.elementwise(gpu, "broadcast_rows", rows * width, bias, bias, out, width)
     }
@@ -553,7 +553,7 @@ impl Kernels {
         [mk("backward_query"), mk("backward_keys")]
     }
 
-    /// out[r] = wte[tokens[r]] + wpe[r mod T].
+    /// `out[r] = wte[tokens[r]] + wpe[r mod T]`.
     #[allow(clippy::too_many_arguments)]
     pub fn embedding_forward(
         &self,

@@ -1,5 +1,5 @@
 //! The WebGPU executor (wgpu: Vulkan/Metal/DX12 natively, WebGPU in the browser). Kernels live in `shaders/`, one
-//! operation per file and one entry point per kernel; the table in [`kernels`]' docs pairs each with its CPU twin
+//! operation per file and one entry point per kernel; the table in `kernels`' docs pairs each with its CPU twin
 //! and parity test. The program reads like the CPU executor's: `activations` (what a forward pass writes), `forward`
 //! (recorded once, shared by [`GpuTrainer`] and [`GpuGenerator`]), `backward`, and `train` (the optimizer and the
 //! step).
