@@ -571,7 +571,7 @@ impl Kernels {
         self.embedding.dispatch(gpu, "forward", u, &[tokens, wte, wpe, out], (x, y, 1))
     }
 
-    /// dwte[tokens[r]] += dout[r], dwpe[r mod T] += dout[r].
+    /// `dwte[tokens[r]] += dout[r]`, `dwpe[r mod T] += dout[r]`.
     #[allow(clippy::too_many_arguments)]
     pub fn embedding_backward(
         &self,
