@@ -588,7 +588,7 @@ impl Kernels {
         self.embedding.dispatch(gpu, "backward", u, &[tokens, dwte, dwpe, dout], (c.div_ceil(64), 1, 1))
     }
 
-    /// Softmax of the logits in place and −log p[target] per row into `losses`.
+    /// Softmax of the logits in place and `−log p[target]` per row into `losses`.
     pub fn cross_entropy_forward(
         &self,
         gpu: &Gpu,

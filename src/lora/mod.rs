@@ -221,7 +221,7 @@ impl Adapters {
     }
 
     /// s·B·A for one adapter, as a `[d_out, d_in]` row-major matrix. A plain loop: only merging (once per adapter)
-    /// and tests ask for it. Each value is s·(Σ_r B[o,r]·A[r,i]), summed in order of r with fused multiply-adds as
+    /// and tests ask for it. Each value is `s·(Σ_r B[o,r]·A[r,i])`, summed in order of r with fused multiply-adds as
     /// the native matrix multiply sums (the same bits for rank ≥ 3; its rank-1 and -2 path scales A first).
     pub fn delta(&self, e: &AdapterEntry) -> Vec<f32> {
         let s = self.scaling(e);
