@@ -502,6 +502,14 @@ fn built_in_task_reports_accuracy() {
     assert!(summary["val_loss"].as_f64().unwrap() < summary["val_loss_before"].as_f64().unwrap());
 }
 
+/// `qlora pretrain` of one block 16 wide (2 heads, context 32, batch 2 × 16) on `text`, which is also the held-out
+/// text, into `out`, with `flags`.
+fn tiny_pretrain(text: &str, out: &str, flags: &[&str]) -> Output {
+    let shape = ["--layers", "1", "--heads", "2", "--embd", "16", "--ctx", "32", "--batch", "2", "--seq", "16"];
+    let args = [&["pretrain", "--data", text, "--val", text, "--out", out][..], &shape, flags].concat();
+    qlora(&args)
+}
+
 #[test]
 fn pretrain_resumes_exactly_from_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -512,40 +520,12 @@ fn pretrain_resumes_exactly_from_its_checkpoint() {
         &"Now is the winter of our discontent\nMade glorious summer by this sun of York;\n".repeat(20),
     );
     let run = |out: &str, steps: &str| {
-        json_lines(&qlora(&[
-            "pretrain",
-            "--data",
+        let flags = ["--steps", steps, "--warmup", "2", "--eval-every", "3", "--eval-bytes", "200"];
+        json_lines(&tiny_pretrain(
             &text,
-            "--val",
-            &text,
-            "--layers",
-            "1",
-            "--heads",
-            "2",
-            "--embd",
-            "16",
-            "--ctx",
-            "32",
-            "--steps",
-            steps,
-            "--warmup",
-            "2",
-            "--batch",
-            "2",
-            "--seq",
-            "16",
-            "--eval-every",
-            "3",
-            "--eval-bytes",
-            "200",
-            "--checkpoint-every",
-            "3",
-            "--backend",
-            "cpu",
-            "--out",
             &d(out),
-            "--json",
-        ]))
+            &[&flags[..], &["--checkpoint-every", "3", "--backend", "cpu", "--json"]].concat(),
+        ))
     };
     let straight = run("a", "6");
     run("b", "3");
@@ -572,35 +552,7 @@ fn pretrain_refuses_a_checkpoint_of_other_settings() {
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| dir.path().join(p).display().to_string();
     let text = write_text(dir.path(), "t.txt", &"To be, or not to be, that is the question.\n".repeat(20));
-    let run = |lr: &str| {
-        qlora(&[
-            "pretrain",
-            "--data",
-            &text,
-            "--val",
-            &text,
-            "--layers",
-            "1",
-            "--heads",
-            "2",
-            "--embd",
-            "16",
-            "--ctx",
-            "32",
-            "--steps",
-            "2",
-            "--lr",
-            lr,
-            "--batch",
-            "2",
-            "--seq",
-            "16",
-            "--backend",
-            "cpu",
-            "--out",
-            &d("m"),
-        ])
-    };
+    let run = |lr: &str| tiny_pretrain(&text, &d("m"), &["--steps", "2", "--lr", lr, "--backend", "cpu"]);
     assert!(run("0.003").status.success());
     let state = std::fs::read(dir.path().join("m/checkpoint/state.safetensors")).unwrap();
     let out = run("0.01");

@@ -7,6 +7,7 @@ use super::matmul::{Dispatch, MatmulShape};
 use super::{Category, Gpu, GpuBuffer};
 use crate::model::{BlockTensor, Linear, ModelConfig, TensorId};
 use crate::Result;
+use BlockTensor::{Ln1B, Ln1W, Ln2B, Ln2W};
 
 /// Backward-pass scratch, mirroring the CPU executor's.
 pub(super) struct Scratch {
@@ -35,6 +36,14 @@ impl Scratch {
             dpre: sc("dpre", rows * nh * seq)?,
         })
     }
+}
+
+/// A LayerNorm in the backward pass: its input, saved statistics and parameters.
+pub(super) struct LayerNormAt<'a> {
+    inp: &'a GpuBuffer,
+    stats: &'a GpuBuffer,
+    w: TensorId,
+    b: TensorId,
 }
 
 /// The buffers the loss reads and writes.
@@ -73,60 +82,19 @@ impl<'a> Recorder<'a> {
             bwd.push(self.mm.prepare(gpu, dwte, a.logits.all(), a.lnf.all(), self.grads().all()));
         }
         bwd.push(k.zero(gpu, bt32 * c32, s.d_res.all()));
-        bwd.push(k.layernorm_backward(
-            gpu,
-            bt32,
-            c32,
-            s.d_res.all(),
-            s.d_tmp.all(),
-            a.last().all(),
-            w.param(TensorId::LnFW),
-            a.lnf_stats.all(),
-        ));
-        if full {
-            bwd.push(k.layernorm_param_grads(
-                gpu,
-                bt32,
-                c32,
-                self.grad(TensorId::LnFW),
-                self.grad(TensorId::LnFB),
-                s.d_tmp.all(),
-                a.last().all(),
-                a.lnf_stats.all(),
-            ));
-        }
+        let lnf = LayerNormAt { inp: a.last(), stats: &a.lnf_stats, w: TensorId::LnFW, b: TensorId::LnFB };
+        self.layernorm_backward(&mut bwd, lnf, &s.d_tmp, &s.d_res);
         for l in (0..cfg.n_layer).rev() {
             let (res_in, blk) = (a.block_input(l), &a.blocks[l]);
-            let bp = |t: BlockTensor| w.param(TensorId::Block(l, t));
-            let bg = |t: BlockTensor| self.grad(TensorId::Block(l, t));
+            let block = |t: BlockTensor| TensorId::Block(l, t);
             bwd.push(k.zero(gpu, bt32 * 4 * c32, s.d_wide.all()));
             self.linear_backward(&mut bwd, l, Linear::MlpProj, &s.d_res, &blk.fch_gelu, &s.d_wide, s);
             bwd.push(k.zero(gpu, bt32 * 4 * c32, s.d_wide2.all()));
             bwd.push(k.gelu_backward(gpu, bt32 * 4 * c32, s.d_wide2.all(), blk.fch.all(), s.d_wide.all()));
             bwd.push(k.zero(gpu, bt32 * c32, s.d_tmp.all()));
             self.linear_backward(&mut bwd, l, Linear::Fc, &s.d_wide2, &blk.ln2, &s.d_tmp, s);
-            bwd.push(k.layernorm_backward(
-                gpu,
-                bt32,
-                c32,
-                s.d_res.all(),
-                s.d_tmp.all(),
-                blk.res2.all(),
-                bp(BlockTensor::Ln2W),
-                blk.ln2_stats.all(),
-            ));
-            if full {
-                bwd.push(k.layernorm_param_grads(
-                    gpu,
-                    bt32,
-                    c32,
-                    bg(BlockTensor::Ln2W),
-                    bg(BlockTensor::Ln2B),
-                    s.d_tmp.all(),
-                    blk.res2.all(),
-                    blk.ln2_stats.all(),
-                ));
-            }
+            let ln2 = LayerNormAt { inp: &blk.res2, stats: &blk.ln2_stats, w: block(Ln2W), b: block(Ln2B) };
+            self.layernorm_backward(&mut bwd, ln2, &s.d_tmp, &s.d_res);
             bwd.push(k.zero(gpu, bt32 * c32, s.d_tmp.all()));
             self.linear_backward(&mut bwd, l, Linear::AttnProj, &s.d_res, &blk.atty, &s.d_tmp, s);
             bwd.push(k.zero(gpu, bt32 * 3 * c32, s.d_wide.all()));
@@ -146,28 +114,8 @@ impl<'a> Recorder<'a> {
             bwd.push(k_pass);
             bwd.push(k.zero(gpu, bt32 * c32, s.d_wide2.all()));
             self.linear_backward(&mut bwd, l, Linear::Attn, &s.d_wide, &blk.ln1, &s.d_wide2, s);
-            bwd.push(k.layernorm_backward(
-                gpu,
-                bt32,
-                c32,
-                s.d_res.all(),
-                s.d_wide2.all(),
-                res_in.all(),
-                bp(BlockTensor::Ln1W),
-                blk.ln1_stats.all(),
-            ));
-            if full {
-                bwd.push(k.layernorm_param_grads(
-                    gpu,
-                    bt32,
-                    c32,
-                    bg(BlockTensor::Ln1W),
-                    bg(BlockTensor::Ln1B),
-                    s.d_wide2.all(),
-                    res_in.all(),
-                    blk.ln1_stats.all(),
-                ));
-            }
+            let ln1 = LayerNormAt { inp: res_in, stats: &blk.ln1_stats, w: block(Ln1W), b: block(Ln1B) };
+            self.layernorm_backward(&mut bwd, ln1, &s.d_wide2, &s.d_res);
         }
         if full {
             bwd.push(k.embedding_backward(
@@ -182,6 +130,33 @@ impl<'a> Recorder<'a> {
             ));
         }
         bwd
+    }
+
+    /// `dinp += ∂/∂inp` of a LayerNorm and, in full fine-tuning, its weight and bias gradients
+    /// (`cpu::layers::layernorm_backward`).
+    fn layernorm_backward(
+        &self,
+        out: &mut Vec<Dispatch>,
+        ln: LayerNormAt<'a>,
+        dout: &'a GpuBuffer,
+        dinp: &'a GpuBuffer,
+    ) {
+        let (gpu, k, w) = (self.gpu, self.k, self.w);
+        let (rows, c) = (self.acts.rows as u32, w.cfg.n_embd as u32);
+        out.push(k.layernorm_backward(
+            gpu,
+            rows,
+            c,
+            dinp.all(),
+            dout.all(),
+            ln.inp.all(),
+            w.param(ln.w),
+            ln.stats.all(),
+        ));
+        if w.full {
+            let (dw, db) = (self.grad(ln.w), self.grad(ln.b));
+            out.push(k.layernorm_param_grads(gpu, rows, c, dw, db, dout.all(), ln.inp.all(), ln.stats.all()));
+        }
     }
 
     /// dinp += ∂/∂inp; weight, bias (full) or adapter (LoRA) gradients accumulated into `grads`.
