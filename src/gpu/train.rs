@@ -36,11 +36,7 @@ pub struct GpuTrainer {
     batch: usize,
     seq: usize,
     weights: GpuWeights,
-    trainable_len: usize,
-    grads: GpuBuffer,
-    adam_m: GpuBuffer,
-    adam_v: GpuBuffer,
-    norm_buf: GpuBuffer,
+    state: TrainState,
     tokens: GpuBuffer,
     targets: GpuBuffer,
     losses: GpuBuffer,
@@ -195,11 +191,7 @@ impl GpuTrainer {
             batch,
             seq,
             weights,
-            trainable_len: state.len,
-            grads: state.grads,
-            adam_m: state.m,
-            adam_v: state.v,
-            norm_buf: state.norm,
+            state,
             tokens,
             targets,
             losses,
@@ -253,7 +245,7 @@ impl GpuTrainer {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         submit_in_pass(&mut enc, dispatches);
         enc.copy_buffer_to_buffer(self.losses.raw(), 0, &self.readbacks[slot], 0, 4 * bt as u64);
-        enc.copy_buffer_to_buffer(self.norm_buf.raw(), 0, &self.readbacks[slot], 4 * bt as u64, 4);
+        enc.copy_buffer_to_buffer(self.state.norm.raw(), 0, &self.readbacks[slot], 4 * bt as u64, 4);
         let submission = self.gpu.queue.submit([enc.finish()]);
         self.busy[slot].set(true);
         Ok(Readback { slot, submission })
@@ -334,13 +326,13 @@ impl GpuTrainer {
 
     /// The gradients of the trainable parameters in the CPU trainer's order (model layout, or adapter layout).
     pub async fn gradients(&self) -> Result<Vec<f32>> {
-        let padded = self.gpu.read_f32(&self.grads, self.trainable_len).await?;
+        let padded = self.gpu.read_f32(&self.state.grads, self.state.len).await?;
         Ok(self.weights.unpad(&padded))
     }
 
     /// The trainable parameters in the CPU trainer's order.
     pub async fn trainable_params(&self) -> Result<Vec<f32>> {
-        let padded = self.gpu.read_f32(self.weights.trainable(), self.trainable_len).await?;
+        let padded = self.gpu.read_f32(self.weights.trainable(), self.state.len).await?;
         Ok(self.weights.unpad(&padded))
     }
 
@@ -367,8 +359,8 @@ impl GpuTrainer {
 
     /// AdamW's moments in the CPU trainer's order (for snapshots; the step count is [`GpuTrainer::step_index`]).
     pub async fn optimizer_state(&self) -> Result<(Vec<f32>, Vec<f32>)> {
-        let m = self.gpu.read_f32(&self.adam_m, self.trainable_len).await?;
-        let v = self.gpu.read_f32(&self.adam_v, self.trainable_len).await?;
+        let m = self.gpu.read_f32(&self.state.m, self.state.len).await?;
+        let v = self.gpu.read_f32(&self.state.v, self.state.len).await?;
         Ok((self.weights.unpad(&m), self.weights.unpad(&v)))
     }
 
@@ -376,8 +368,8 @@ impl GpuTrainer {
     pub fn restore(&mut self, trainable: &[f32], m: &[f32], v: &[f32], step: usize) -> Result<()> {
         self.set_trainable_params(trainable)?;
         let (m, v) = (self.weights.pad(m)?, self.weights.pad(v)?);
-        self.gpu.queue.write_buffer(self.adam_m.raw(), 0, bytemuck::cast_slice(&m));
-        self.gpu.queue.write_buffer(self.adam_v.raw(), 0, bytemuck::cast_slice(&v));
+        self.gpu.queue.write_buffer(self.state.m.raw(), 0, bytemuck::cast_slice(&m));
+        self.gpu.queue.write_buffer(self.state.v.raw(), 0, bytemuck::cast_slice(&v));
         self.step = step;
         Ok(())
     }
