@@ -1,9 +1,9 @@
 //! `cargo xtask test`: every check CI runs, installing what is missing first.
 
-use crate::page;
 use crate::tools::{
     ensure_browser_tools, ensure_component, ensure_node, ensure_vulkan_driver, ensure_wasm_target, run,
 };
+use crate::{page, static_server};
 use std::process::Command;
 
 pub fn test() -> Result<(), String> {
@@ -61,7 +61,7 @@ fn page_tests() -> Result<(), String> {
         return Err(format!("npm ci failed ({status})"));
     }
     let root = page::dist()?;
-    let addr = page::spawn_server(root, 0)?;
+    let addr = static_server::spawn_server(root, 0)?;
     eprintln!("xtask: page tests against http://{addr}/");
     let status = Command::new("node")
         .args(["--test", "--test-concurrency=1", "webgpu.test.mjs", "cpu.test.mjs", "persistence.test.mjs"])

@@ -4,6 +4,7 @@ mod check;
 mod corpus;
 mod fuzz;
 mod page;
+mod static_server;
 mod tools;
 
 use std::process::ExitCode;

@@ -131,88 +131,6 @@ pub fn dist() -> Result<PathBuf, String> {
     Ok(dist)
 }
 
-/// The MIME type of a file the page serves (`application/wasm` is required for streaming compilation).
-fn mime(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
-        "html" => "text/html; charset=utf-8",
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "wasm" => "application/wasm",
-        "json" => "application/json",
-        "png" => "image/png",
-        "svg" => "image/svg+xml",
-        "txt" | "md" => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
-    }
-}
-
-/// Resolves a request path inside `root`, refusing anything that climbs out of it.
-fn resolve(root: &Path, url: &str) -> Option<PathBuf> {
-    let path = url.split(['?', '#']).next().unwrap_or("/");
-    let mut out = root.to_path_buf();
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        if part == ".." || part.contains('\\') || part.starts_with('.') {
-            return None;
-        }
-        out.push(part);
-    }
-    if out.is_dir() {
-        out.push("index.html");
-    }
-    out.is_file().then_some(out)
-}
-
-/// Threads answering requests: a page load asks for a dozen files at once (four engine builds' scripts, the model,
-/// workers), and page tests open several pages; one thread made them queue behind each other's multi-MB responses.
-const SERVER_THREADS: usize = 8;
-
-/// Serves `root` on 127.0.0.1:`port` (0: any free port) from background threads; returns the address.
-pub fn spawn_server(root: PathBuf, port: u16) -> Result<std::net::SocketAddr, String> {
-    let server = tiny_http::Server::http(("127.0.0.1", port))
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (choose another with --port)"))?;
-    let addr = server.server_addr().to_ip().ok_or("the server has no IP address")?;
-    let server = std::sync::Arc::new(server);
-    let root = std::sync::Arc::new(root);
-    for _ in 0..SERVER_THREADS {
-        let (server, root) = (server.clone(), root.clone());
-        std::thread::spawn(move || {
-            for request in server.incoming_requests() {
-                let (started, url) = (std::time::Instant::now(), request.url().to_string());
-                let response = respond(&root, &url);
-                // A client that hung up is not the server's problem.
-                let _ = request.respond(response);
-                // A page test that times out should say whether the server was slow or the browser was.
-                let took = started.elapsed();
-                if took > std::time::Duration::from_secs(5) {
-                    eprintln!("xtask serve: {url} took {:.1} s to send", took.as_secs_f64());
-                }
-            }
-        });
-    }
-    Ok(addr)
-}
-
-/// The response to one request for `url` under `root`.
-fn respond(root: &Path, url: &str) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let Some(path) = resolve(root, url) else {
-        return tiny_http::Response::from_string("not found").with_status_code(404);
-    };
-    let Ok(bytes) = std::fs::read(&path) else {
-        return tiny_http::Response::from_string("cannot read file").with_status_code(500);
-    };
-    let header = |name: &str, value: &str| tiny_http::Header::from_bytes(name, value).expect("valid header");
-    // Content-Length rather than chunks: the page shows download progress against it.
-    tiny_http::Response::from_data(bytes)
-        .with_header(header("Content-Type", mime(&path)))
-        // Always revalidate: a rebuilt page must never mix with a cached wasm module.
-        .with_header(header("Cache-Control", "no-cache"))
-        // Cross-origin isolation, so the page may share wasm memory with worker threads (the CPU executor's pool).
-        // Everything it loads is same-origin, so nothing else changes.
-        .with_header(header("Cross-Origin-Opener-Policy", "same-origin"))
-        .with_header(header("Cross-Origin-Embedder-Policy", "require-corp"))
-        .with_chunked_threshold(usize::MAX)
-}
-
 /// `cargo xtask serve [--port N] [--no-build]`: builds `dist/` and serves it on 127.0.0.1 until interrupted.
 pub fn serve(args: &[String]) -> Result<(), String> {
     let mut port: u16 = 8000;
@@ -232,52 +150,9 @@ pub fn serve(args: &[String]) -> Result<(), String> {
     if !root.join("index.html").is_file() {
         return Err("dist/ has no page yet; run without --no-build".into());
     }
-    let addr = spawn_server(root, port)?;
+    let addr = crate::static_server::spawn_server(root, port)?;
     eprintln!("xtask: serving dist/ on http://{addr}/ (Ctrl-C to stop)");
     loop {
         std::thread::park();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_stay_inside_the_root_and_get_their_mime_type() {
-        let root = std::env::temp_dir().join(format!("xtask-serve-{}", std::process::id()));
-        std::fs::create_dir_all(root.join("pkg")).unwrap();
-        std::fs::write(root.join("index.html"), "x").unwrap();
-        std::fs::write(root.join("pkg/a.wasm"), "x").unwrap();
-        assert_eq!(resolve(&root, "/?r=4"), Some(root.join("index.html")));
-        assert_eq!(resolve(&root, "/pkg/a.wasm"), Some(root.join("pkg/a.wasm")));
-        assert_eq!(resolve(&root, "/../etc/passwd"), None);
-        assert_eq!(resolve(&root, "/pkg/../../x"), None);
-        assert_eq!(resolve(&root, "/missing.js"), None);
-        assert_eq!(mime(Path::new("a.wasm")), "application/wasm");
-        std::fs::remove_dir_all(root).unwrap();
-    }
-
-    /// A client that stops reading a large response (a stalled tab, a test killed mid-download) must not hold up
-    /// the next request.
-    #[test]
-    fn a_stalled_download_does_not_block_other_requests() {
-        use std::io::{Read, Write};
-        let root = std::env::temp_dir().join(format!("xtask-serve-stall-{}", std::process::id()));
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::write(root.join("big.bin"), vec![7u8; 64 << 20]).unwrap();
-        std::fs::write(root.join("index.html"), "hello").unwrap();
-        let addr = spawn_server(root.clone(), 0).unwrap();
-        let mut stalled = std::net::TcpStream::connect(addr).unwrap();
-        stalled.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let mut other = std::net::TcpStream::connect(addr).unwrap();
-        other.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
-        other.write_all(b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-        let mut answer = String::new();
-        other.read_to_string(&mut answer).expect("the second request is answered while the first is stalled");
-        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"), "{answer}");
-        drop(stalled);
-        std::fs::remove_dir_all(root).unwrap();
     }
 }
