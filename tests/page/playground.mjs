@@ -172,16 +172,22 @@ export function playgroundTests(backend) {
   }
 
   test(`${backend}: a diverged run stops, says so, and is back at its last good validation`, async () => {
-    const { page, context } = await open(browser, '?steps=20&batch=1&seq=16');
+    // 150 steps validate every 10 (the snapshot a divergence returns to). The run is paused past the first
+    // validation, so the NaN lands while it stands still, whatever the machine's speed; it diverges on Resume.
+    const { page, context } = await open(browser, '?steps=150&batch=1&seq=16');
     await modelLoaded(page);
     await page.click('[data-testid=train]');
-    // Validation (and the snapshot) at step 10; wait until past it, then force the next step to produce NaN.
     await page.waitForFunction(() => Number(document.querySelector('[data-testid=step]').dataset.value) >= 11, null, { timeout: 300000 });
+    await page.click('[data-testid=pause]');
+    await page.waitForFunction(() => document.querySelector('[data-testid=pause]').textContent === 'Resume', null, { timeout: 60000 });
+    const paused = Number(await attr(page, 'step'));
+    const lastGood = 10 * Math.floor(paused / 10);
     await page.evaluate(() => window.__qlora.worker.postMessage({ type: 'inject-nan' }));
+    await page.click('[data-testid=pause]');
     await page.waitForFunction(() => /diverged/.test(document.querySelector('[data-testid=error]').textContent), null, { timeout: 300000 });
     const message = await text(page, 'error');
-    assert.match(message, /back at step 10, the last good validation — try a learning rate below 0\.003/);
-    await page.waitForFunction(() => document.querySelector('[data-testid=step]').dataset.value === '10');
+    assert.match(message, new RegExp(`diverged at step ${paused + 1} .*back at step ${lastGood}, the last good validation — try a learning rate below 0\\.003`));
+    await page.waitForFunction((s) => document.querySelector('[data-testid=step]').dataset.value === String(s), lastGood);
     assert.equal(await page.isDisabled('[data-testid=train]'), false);
     await context.close();
   });
