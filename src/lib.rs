@@ -33,6 +33,7 @@ pub mod model;
 pub mod quant;
 pub mod rng;
 pub mod run;
+pub mod tokenizer;
 pub mod train;
 pub mod web;
 
