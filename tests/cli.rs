@@ -594,3 +594,83 @@ fn evidence_reduced_grid_on_the_shipped_model() {
     assert!(md.contains("| qlora | nf4 | 8 | 110592 |"), "{md}");
     assert!(std::fs::read_to_string(out.join("accuracy.svg")).unwrap().starts_with("<svg"));
 }
+
+/// Golden cases of `tests/fixtures/gpt2-bpe/golden.json` (transformers' ids) whose text has no `\r` or NUL, so they
+/// pass through a file unchanged.
+fn golden_cases(n: usize) -> Vec<(String, Vec<u64>)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gpt2-bpe/golden.json");
+    let v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let ids = c["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+            (c["text"].as_str().unwrap().to_string(), ids)
+        })
+        .filter(|(t, _)| !t.is_empty())
+        .take(n)
+        .collect()
+}
+
+#[test]
+fn a_gpt2_bpe_model_dir_works_in_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    let init = ["init", "--preset", "gpt2", "--layers", "1", "--embd", "32", "--heads", "2", "--ctx", "64"];
+    let out = qlora(&[&init[..], &["--seed", "1", "--out", &d("m")]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json"]
+    {
+        assert!(dir.path().join("m").join(f).is_file(), "init writes {f}");
+    }
+    let config: Value = serde_json::from_slice(&std::fs::read(dir.path().join("m/config.json")).unwrap()).unwrap();
+    assert_eq!((config["vocab_size"].as_u64(), config["n_layer"].as_u64()), (Some(50257), Some(1)));
+    assert_eq!(config["_name_or_path"], "openai-community/gpt2");
+
+    // tokenize: transformers' ids, from vocab.json + merges.txt and from tokenizer.json alone.
+    std::fs::create_dir(dir.path().join("json-only")).unwrap();
+    std::fs::copy(dir.path().join("m/tokenizer.json"), dir.path().join("json-only/tokenizer.json")).unwrap();
+    for (i, (text, ids)) in golden_cases(12).into_iter().enumerate() {
+        let file = write_text(dir.path(), &format!("g{i}.txt"), &text);
+        for model in [d("m"), d("json-only")] {
+            let got = one(&["tokenize", "--model", &model, "--text-file", &file, "--json"]);
+            let got: Vec<u64> = got["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+            assert_eq!(got, ids, "{model}: {text:?}");
+        }
+    }
+
+    // eval scores tokens; generate prints the ids it sampled and their text.
+    let gpt2 = qlora_playground::tokenizer::Tokenizer::gpt2().unwrap();
+    let content = "The boats came home to the harbour at dusk. ".repeat(40);
+    let text = write_text(dir.path(), "t.txt", &content);
+    let e = one(&["eval", "--model", &d("m"), "--text-file", &text, "--json"]);
+    let n = gpt2.encode(&content).len() as u64;
+    assert!(n < content.len() as u64 / 3, "BPE, not bytes: {n} tokens");
+    // Consecutive windows of n_positions = 64 tokens, each predicting all but its first.
+    assert_eq!(e["tokens"].as_u64(), Some(n - n.div_ceil(64)), "{n} tokens in windows of 64");
+    assert!(e["loss"].as_f64().unwrap() > 10.0, "a random model is near ln 50257 = 10.8");
+    let g =
+        one(&["generate", "--model", &d("m"), "--prompt", "The boats", "--tokens", "6", "--json", "--backend", "cpu"]);
+    let ids: Vec<u32> = g["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    assert_eq!(ids.len(), 6);
+    assert!(ids.iter().any(|&id| id >= 256), "ids beyond the byte range: {ids:?}");
+    assert_eq!(g["text"], gpt2.decode(&ids));
+
+    // finetune on own text and on a generated task; the adapter names the hub model config.json names.
+    let lora = ["finetune", "--model", &d("m"), "--method", "lora", "--steps", "3", "--batch", "2", "--seq", "16"];
+    let s = one(&[&lora[..], &["--data", &text, "--out", &d("a"), "--json"]].concat());
+    assert!(s["val_loss"].as_f64().unwrap().is_finite());
+    let ac: Value = serde_json::from_slice(&std::fs::read(dir.path().join("a/adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(ac["base_model_name_or_path"], "openai-community/gpt2");
+    let t = one(&[&lora[..], &["--task", "reverse", "--eval-examples", "4", "--out", &d("r"), "--json"]].concat());
+    assert!(t["accuracy"].as_f64().is_some(), "{t}");
+
+    // A broken tokenizer file gets one message naming it, exit status 2.
+    std::fs::write(dir.path().join("m/merges.txt"), "#version: 0.2\nĠt\n").unwrap();
+    std::fs::remove_file(dir.path().join("m/tokenizer.json")).unwrap();
+    let out = qlora(&["tokenize", "--model", &d("m"), "--text-file", &text]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("merges.txt: line 2"), "{err}");
+}

@@ -3,7 +3,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use qlora_playground::cpu::eval_loss;
-use qlora_playground::data::{encode, read_text_file};
+use qlora_playground::data::read_text_file;
 use qlora_playground::model::load_model_dir;
 use std::path::PathBuf;
 
@@ -20,7 +20,7 @@ fn shipped_model_meets_its_card() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["dtype"], "float16");
     let model = load_model_dir(&dir).unwrap();
-    let val = encode(&read_text_file(&root().join("data/shakespeare/val.txt")).unwrap());
+    let val = model.tokenizer.encode(&read_text_file(&root().join("data/shakespeare/val.txt")).unwrap());
     let (loss, n) = eval_loss(&model, None, &val);
     assert!(n > 400_000, "the whole validation text is scored");
     assert!(loss <= 1.75, "held-out loss {loss:.4} is above 1.75 nats/byte");

@@ -95,6 +95,14 @@ fn streamed_decoding_shows_each_character_once_it_is_complete() {
     }
 }
 
+/// Our tokenizer.json for GPT-2, changed by `edit`.
+fn gpt2_json_with(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let Tokenizer::Bpe(b) = Tokenizer::gpt2().unwrap() else { unreachable!() };
+    let mut v: serde_json::Value = serde_json::from_slice(b.files().tokenizer_json.as_ref().unwrap()).unwrap();
+    edit(&mut v);
+    serde_json::to_vec(&v).unwrap()
+}
+
 #[test]
 fn broken_tokenizer_files_each_get_one_message_naming_the_file() {
     let cases: Vec<(TokenizerFiles, &str)> = vec![
@@ -128,6 +136,27 @@ fn broken_tokenizer_files_each_get_one_message_naming_the_file() {
         (
             TokenizerFiles { tokenizer_json: Some(b"{}".to_vec()), ..Default::default() },
             "tokenizer.json: not a tokenizer file",
+        ),
+        (
+            TokenizerFiles {
+                tokenizer_json: Some(br#"{"model": {"type": "WordPiece"}, "pre_tokenizer": null}"#.to_vec()),
+                ..Default::default()
+            },
+            "tokenizer.json: the model is WordPiece",
+        ),
+        (
+            TokenizerFiles {
+                tokenizer_json: Some(gpt2_json_with(|v| v["normalizer"] = serde_json::json!({"type": "NFC"}))),
+                ..Default::default()
+            },
+            "tokenizer.json: it has a normalizer (NFC)",
+        ),
+        (
+            TokenizerFiles {
+                tokenizer_json: Some(gpt2_json_with(|v| v["added_tokens"][0]["id"] = 7.into())),
+                ..Default::default()
+            },
+            "tokenizer.json: added token \"<|endoftext|>\" has id Some(7)",
         ),
     ];
     for (files, expected) in cases {

@@ -3,6 +3,7 @@
 //! listed; flags that several commands share are one group each, documented once.
 
 use crate::accounting::PRESETS;
+use crate::model::HF_PRESETS;
 use crate::quant::Format;
 use crate::train::Method;
 use clap::builder::{PossibleValue, PossibleValuesParser};
@@ -216,14 +217,18 @@ pub(super) struct MemoryArgs {
 
 #[derive(Args)]
 pub(super) struct InitArgs {
-    #[arg(long)]
-    pub layers: usize,
-    #[arg(long)]
-    pub heads: usize,
-    #[arg(long)]
-    pub embd: usize,
-    #[arg(long)]
-    pub ctx: usize,
+    /// A published GPT-2 shape with GPT-2's BPE tokenizer files (random weights): gpt2 (12 layers) or distilgpt2
+    /// (6); width 768, 12 heads, 1,024 positions unless overridden below. Without it, a byte-level model.
+    #[arg(long, value_parser = PossibleValuesParser::new(HF_PRESETS.map(|p| p.0)))]
+    pub preset: Option<String>,
+    #[arg(long, required_unless_present = "preset")]
+    pub layers: Option<usize>,
+    #[arg(long, required_unless_present = "preset")]
+    pub heads: Option<usize>,
+    #[arg(long, required_unless_present = "preset")]
+    pub embd: Option<usize>,
+    #[arg(long, required_unless_present = "preset")]
+    pub ctx: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long)]
@@ -241,6 +246,18 @@ pub(super) struct BaseArgs {
     pub adapter: Option<PathBuf>,
     #[command(flatten)]
     pub storage: StorageArgs,
+}
+
+#[derive(Args)]
+pub(super) struct TokenizeArgs {
+    /// Model directory: its tokenizer files (vocab.json + merges.txt or tokenizer.json), else bytes.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// UTF-8 text to tokenize.
+    #[arg(long)]
+    pub text_file: PathBuf,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Args)]
@@ -355,8 +372,11 @@ pub(super) struct BenchArgs {
     /// Measure text generation (tokens/s; the GPU decodes with its KV cache, the CPU recomputes the window).
     #[arg(long)]
     pub generate: bool,
-    #[arg(long)]
+    #[arg(long, conflicts_with = "preset")]
     pub model: Option<PathBuf>,
+    /// A published GPT-2 shape, randomly initialised: gpt2 (12 × 768, vocabulary 50,257) or distilgpt2 (6 × 768).
+    #[arg(long, value_parser = PossibleValuesParser::new(HF_PRESETS.map(|p| p.0)))]
+    pub preset: Option<String>,
     #[arg(long, default_value_t = 4)]
     pub layers: usize,
     #[arg(long, default_value_t = 4)]

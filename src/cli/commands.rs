@@ -4,12 +4,13 @@ use super::*;
 use crate::accounting::{self, AdapterSpec, Arch, MemoryQuery};
 use crate::cpu::eval::greedy_accuracy;
 use crate::cpu::{eval_loss, quantize_base, Trainer};
-use crate::data::{decode, encode, read_text_file};
+use crate::data::read_text_file;
 use crate::gpu::{wgpu, Gpu, GpuTrainer};
 use crate::lora::{self, load_adapter_dir, parse_targets, save_adapter_dir, Adapters, LoraConfig};
-use crate::model::{load_model_dir, save_model_dir, Gpt2, ModelConfig, StoreDtype};
+use crate::model::{load_model_dir, load_tokenizer_dir, save_model_dir, Gpt2, ModelConfig, StoreDtype};
 use crate::quant::{Format, Storage};
 use crate::run::{run_data, Limits, Run, Settings};
+use crate::tokenizer::Tokenizer;
 use crate::train::{Method, OptimConfig, Sampling, StepStats};
 use crate::{ensure, rng, Error, Result};
 use serde_json::json;
@@ -145,10 +146,39 @@ pub(super) fn memory(a: MemoryArgs) -> Result<()> {
 }
 
 pub(super) fn init(a: InitArgs) -> Result<()> {
-    let cfg = ModelConfig::bytes(a.layers, a.heads, a.embd, a.ctx)?;
-    let model = Gpt2::init(cfg, a.seed);
+    let model = match &a.preset {
+        Some(p) => {
+            let mut cfg = ModelConfig::hf_preset(p, a.layers)?;
+            cfg.n_head = a.heads.unwrap_or(cfg.n_head);
+            cfg.n_embd = a.embd.unwrap_or(cfg.n_embd);
+            cfg.n_positions = a.ctx.unwrap_or(cfg.n_positions);
+            cfg.validate()?;
+            Gpt2::init(cfg, a.seed).with_tokenizer(Tokenizer::gpt2()?)?
+        }
+        None => {
+            let need = |v: Option<usize>| v.expect("clap requires it without --preset");
+            Gpt2::init(ModelConfig::bytes(need(a.layers), need(a.heads), need(a.embd), need(a.ctx))?, a.seed)
+        }
+    };
     save_model_dir(&model, &a.out, StoreDtype::F32)?;
-    println!("wrote {} ({} parameters)", a.out.display(), thousands(model.params.len() as u64));
+    println!(
+        "wrote {} ({} parameters, {} tokenizer)",
+        a.out.display(),
+        thousands(model.params.len() as u64),
+        model.tokenizer.kind()
+    );
+    Ok(())
+}
+
+pub(super) fn tokenize(a: TokenizeArgs) -> Result<()> {
+    let tokenizer = load_tokenizer_dir(&a.model)?;
+    let ids = tokenizer.encode(&read_text_file(&a.text_file)?);
+    if a.output.json {
+        println!("{}", json!({ "ids": ids }));
+    } else {
+        let line: Vec<String> = ids.iter().map(u32::to_string).collect();
+        println!("{}", line.join(" "));
+    }
     Ok(())
 }
 
@@ -168,8 +198,8 @@ fn load_base(b: &BaseArgs) -> Result<(Gpt2, Option<Adapters>)> {
 
 pub(super) fn eval(a: EvalArgs) -> Result<()> {
     let text = read_text_file(&a.text_file)?;
-    let tokens = encode(&text);
-    ensure!(tokens.len() >= 2, "{} needs at least two bytes to predict one", a.text_file.display());
+    let tokens = load_tokenizer_dir(&a.base.model)?.encode(&text);
+    ensure!(tokens.len() >= 2, "{} needs at least two tokens to predict one", a.text_file.display());
     let (loss, count) = match Backend::resolve(a.backend.backend)? {
         Backend::Gpu(gpu) => pollster::block_on(gpu_generator(*gpu, &a.base)?.eval_loss(&tokens))?,
         Backend::Cpu => {
@@ -180,7 +210,7 @@ pub(super) fn eval(a: EvalArgs) -> Result<()> {
     if a.output.json {
         println!("{}", json!({"loss": loss, "tokens": count}));
     } else {
-        println!("loss {loss:.4} nats/byte over {count} predicted bytes");
+        println!("loss {loss:.4} nats/token over {count} predicted tokens");
     }
     Ok(())
 }
@@ -219,7 +249,7 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
         Some(path) if a.task.is_none() => Some(read_text_file(path)?),
         _ => None,
     };
-    let data = run_data(&settings, user_text.as_deref(), a.eval_examples)?;
+    let data = run_data(&settings, &model.tokenizer, user_text.as_deref(), a.eval_examples)?;
     let gpu = resolve_gpu(a.backend.backend)?;
     let mut run = Run::start(&model, settings, &Limits::CLI, data, gpu)?;
     let backend_name = if run.backend() == "webgpu" { "gpu" } else { "cpu" };
@@ -251,7 +281,7 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
     let (val, acc) = held_out_scores(&run, adapters.as_ref());
     let model = run.trained().0;
     match &adapters {
-        Some(ad) => save_adapter_dir(ad, model.config.n_layer, &a.out)?,
+        Some(ad) => save_adapter_dir(ad, &model.config, &a.out)?,
         None => save_model_dir(model, &a.out, StoreDtype::F32)?,
     }
     if a.output.json {
@@ -302,7 +332,8 @@ fn gpu_generator(gpu: Gpu, b: &BaseArgs) -> Result<crate::gpu::GpuGenerator> {
 pub(super) fn generate(a: GenerateArgs) -> Result<()> {
     ensure!(a.temperature.is_finite() && a.temperature >= 0.0, "temperature must be ≥ 0");
     ensure!(a.tokens <= 100_000, "at most 100,000 tokens");
-    let prompt = encode(&a.prompt);
+    let tokenizer = load_tokenizer_dir(&a.base.model)?;
+    let prompt = tokenizer.encode_prompt(&a.prompt);
     let sampling = Sampling { temperature: a.temperature, top_k: a.top_k, seed: a.seed };
     let out = match Backend::resolve(a.backend.backend)? {
         Backend::Gpu(gpu) => pollster::block_on(gpu_generator(*gpu, &a.base)?.generate(&prompt, a.tokens, sampling))?,
@@ -311,9 +342,9 @@ pub(super) fn generate(a: GenerateArgs) -> Result<()> {
             crate::cpu::generate(&model, adapters.as_ref(), &prompt, a.tokens, sampling)
         }
     };
-    let text = decode(&out);
+    let text = tokenizer.decode(&out);
     if a.output.json {
-        println!("{}", json!({"prompt": a.prompt, "text": text}));
+        println!("{}", json!({"prompt": a.prompt, "text": text, "ids": out}));
     } else {
         println!("{}{}", a.prompt, text);
     }
@@ -342,9 +373,10 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
     if a.matmul {
         return bench_matmul(backend, a.steps, a.output.json);
     }
-    let model = match &a.model {
-        Some(dir) => load_model_dir(dir)?,
-        None => Gpt2::init(ModelConfig::bytes(a.layers, a.heads, a.embd, a.ctx)?, 0),
+    let model = match (&a.model, &a.preset) {
+        (Some(dir), _) => load_model_dir(dir)?,
+        (None, Some(p)) => Gpt2::init(ModelConfig::hf_preset(p, None)?, 0),
+        (None, None) => Gpt2::init(ModelConfig::bytes(a.layers, a.heads, a.embd, a.ctx)?, 0),
     };
     ensure!(
         a.seq >= 1 && a.seq <= model.config.n_positions,
@@ -364,7 +396,8 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
     let cfg = model.config.clone();
     let optim = OptimConfig { lr: 1e-4, min_lr: 0.0, warmup: 0, steps: a.steps + 2, weight_decay: 0.0, grad_clip: 1.0 };
     let mut r = rng::stream(0, "bench");
-    let tokens: Vec<u32> = (0..a.batch * a.seq).map(|_| rand::RngExt::random_range(&mut r, 0..256u32)).collect();
+    let vocab = model.config.vocab_size as u32;
+    let tokens: Vec<u32> = (0..a.batch * a.seq).map(|_| rand::RngExt::random_range(&mut r, 0..vocab)).collect();
     let (backend_name, device) = match &backend {
         Backend::Gpu(g) => ("gpu", g.info.name.clone()),
         Backend::Cpu => ("cpu", format!("{} threads", rayon::current_num_threads())),
@@ -462,7 +495,7 @@ fn bench_generate(
 ) -> Result<()> {
     ensure!(tokens >= 1 && tokens + 8 <= model.config.n_positions, "seq (tokens to generate) must fit the context");
     let st = Storage::new(format.unwrap_or(Format::Fp32), false)?;
-    let prompt = encode("To be, or");
+    let prompt = model.tokenizer.encode("To be, or");
     let sampling = Sampling { temperature: 0.0, top_k: 0, seed: 0 };
     let mut times = Vec::new();
     let (name, device) = match backend {

@@ -27,9 +27,11 @@ enum Command {
     Params(ParamsArgs),
     /// Memory by category (base weights, constants, adapters, gradients, optimizer, activations).
     Memory(MemoryArgs),
-    /// Write a freshly initialised byte-level GPT-2 model directory.
+    /// Write a freshly initialised model directory: byte-level, or a published GPT-2 shape with GPT-2's tokenizer.
     Init(InitArgs),
-    /// Mean next-byte cross-entropy of a model (with an optional adapter) on a text file.
+    /// The token ids of a text under a model's tokenizer.
+    Tokenize(TokenizeArgs),
+    /// Mean next-token cross-entropy of a model (with an optional adapter) on a text file.
     Eval(EvalArgs),
     /// Fine-tune a model on a text file (full, LoRA or QLoRA) and write the adapter or model.
     Finetune(FinetuneArgs),
@@ -61,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Params(a) => commands::params(a),
         Command::Memory(a) => commands::memory(a),
         Command::Init(a) => commands::init(a),
+        Command::Tokenize(a) => commands::tokenize(a),
         Command::Eval(a) => commands::eval(a),
         Command::Finetune(a) => commands::finetune(a),
         Command::Generate(a) => commands::generate(a),

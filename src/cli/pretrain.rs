@@ -5,9 +5,10 @@
 use super::PretrainArgs;
 use crate::cpu::eval_loss;
 use crate::data::tasks::FineTuneData;
-use crate::data::{encode, read_text_file, Split};
+use crate::data::{read_text_file, Split};
 use crate::model::{create_dir, load_model_dir, save_model_dir, write_file, Gpt2, ModelConfig, StoreDtype};
 use crate::run::{Checkpoint, Limits, Run, Settings};
+use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 use serde_json::json;
 use std::path::Path;
@@ -49,8 +50,9 @@ fn load_checkpoint(dir: &Path) -> Result<Option<Checkpoint>> {
 }
 
 pub(super) fn pretrain(a: PretrainArgs) -> Result<()> {
-    let train = encode(&read_text_file(&a.data)?);
-    let val = encode(&read_text_file(&a.val)?);
+    // Pretraining makes byte-level models (the shipped ones).
+    let train = Tokenizer::Bytes.encode(&read_text_file(&a.data)?);
+    let val = Tokenizer::Bytes.encode(&read_text_file(&a.val)?);
     let cfg = ModelConfig::bytes(a.layers, a.heads, a.embd, a.ctx)?;
     let base = Gpt2::init(cfg, a.seed);
     let data = FineTuneData { task: None, split: Split { train, val: val.clone() }, val_examples: Vec::new() };

@@ -1,11 +1,12 @@
 //! Evaluation and generation with the CPU executor.
 
 use super::executor::{forward, Activations, Weights};
+use crate::data::eval_windows;
 use crate::data::tasks::{self, Example};
-use crate::data::{decode, encode, eval_windows};
 use crate::lora::Adapters;
 use crate::model::Gpt2;
 use crate::rng;
+use crate::tokenizer::Tokenizer;
 use crate::train::sampling::{argmax, sample, Sampling};
 
 /// Mean next-token cross-entropy (nats) over consecutive windows of `n_positions` tokens, each window predicting its
@@ -62,7 +63,7 @@ impl Generation {
         let mut acts = Activations::new(&model.config, adapters, 1, ctx.len());
         forward(&w, adapters, &mut acts, ctx, None, None);
         let probs = &acts.probs()[(ctx.len() - 1) * v..ctx.len() * v];
-        let next = sample(probs, self.sampling, &mut self.rng);
+        let next = sample(probs, model.tokenizer.vocab_size(), self.sampling, &mut self.rng);
         self.tokens.push(next);
         self.generated.push(next);
         next
@@ -81,6 +82,12 @@ impl Generation {
 /// earlier choice was right, the context the generator sees *is* the true prefix. So teacher forcing gives the same
 /// verdict as `generate` with temperature 0 (same arg-max tie rule: the lowest token id), at a fraction of the cost.
 pub fn greedy_accuracy(model: &Gpt2, adapters: Option<&Adapters>, examples: &[Example]) -> f64 {
+    if !matches!(model.tokenizer, Tokenizer::Bytes) {
+        // With BPE the same answer has several spellings in tokens (greedy may choose another split of the same
+        // text), so only generating and comparing the decoded text gives the exact-match verdict.
+        return generation_accuracy(model, adapters, examples);
+    }
+    let encode = |text: &str| model.tokenizer.encode(text);
     let ctx = model.config.n_positions;
     let lines: Vec<(Vec<u32>, usize)> = examples
         .iter()
@@ -120,8 +127,8 @@ pub fn greedy_accuracy(model: &Gpt2, adapters: Option<&Adapters>, examples: &[Ex
 pub fn generation_accuracy(model: &Gpt2, adapters: Option<&Adapters>, examples: &[Example]) -> f64 {
     let greedy = Sampling { temperature: 0.0, top_k: 0, seed: 0 };
     tasks::accuracy(examples, |e| {
-        let out = generate(model, adapters, &encode(&e.prompt), e.answer.len() + 1, greedy);
-        decode(&out).split('\n').next().unwrap_or("").to_string()
+        let out = generate(model, adapters, &model.tokenizer.encode(&e.prompt), e.answer.len() + 1, greedy);
+        model.tokenizer.decode(&out).split('\n').next().unwrap_or("").to_string()
     })
 }
 
@@ -130,7 +137,7 @@ pub fn greedy_answers(model: &Gpt2, adapters: Option<&Adapters>, examples: &[Exa
     let greedy = Sampling { temperature: 0.0, top_k: 0, seed: 0 };
     let longest = examples.iter().map(|e| e.answer.len()).max().unwrap_or(0);
     tasks::answer_counts(examples.iter().map(|e| {
-        let out = generate(model, adapters, &encode(&e.prompt), longest + 1, greedy);
-        decode(&out).split('\n').next().unwrap_or("").to_string()
+        let out = generate(model, adapters, &model.tokenizer.encode(&e.prompt), longest + 1, greedy);
+        model.tokenizer.decode(&out).split('\n').next().unwrap_or("").to_string()
     }))
 }

@@ -1,20 +1,10 @@
-//! Text as tokens (the byte tokenizer: token = byte value), train/validation splits, seeded batches and the
-//! evaluation windows.
+//! Token streams for training: train/validation splits, seeded batches and the evaluation windows (text becomes
+//! tokens through the model's tokenizer, `crate::tokenizer`).
 
 pub mod tasks;
 
 use crate::{ensure, rng, Error, Result};
 use rand::RngExt;
-
-pub fn encode(text: &str) -> Vec<u32> {
-    text.bytes().map(u32::from).collect()
-}
-
-/// Bytes back to text; byte sequences that are not UTF-8 (a sample cut mid-character) become U+FFFD.
-pub fn decode(tokens: &[u32]) -> String {
-    let bytes: Vec<u8> = tokens.iter().map(|t| (*t).min(255) as u8).collect();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
 
 /// Reads a text file for training or evaluation: it must be UTF-8 and non-empty.
 pub fn read_text_file(path: &std::path::Path) -> Result<String> {
@@ -41,7 +31,7 @@ pub struct Split {
 pub fn split(tokens: &[u32], val_fraction: f64, min_len: usize) -> Result<Split> {
     ensure!(
         tokens.len() >= 2 * min_len,
-        "the text has {} bytes; at least {} are needed for a training and a validation part of {} each",
+        "the text has {} tokens; at least {} are needed for a training and a validation part of {} each",
         tokens.len(),
         2 * min_len,
         min_len

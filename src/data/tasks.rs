@@ -8,6 +8,7 @@
 //! and one domain-shift text task without exact-match answers:
 //! - `hamlet`: the text of Hamlet (held out from the base model's pretraining), its last tenth for validation.
 
+use crate::tokenizer::Tokenizer;
 use crate::{rng, Error, Result};
 
 /// The three validation plays of the base model (data/shakespeare/val.txt, made by `cargo xtask corpus`).
@@ -275,8 +276,15 @@ pub struct FineTuneData {
 
 /// The data of a run, the same in the CLI and the page: a generated task trains on 20,000 training examples (so a run
 /// never sees the same batch twice) and validates on 200 held-out ones; texts hold out their last tenth.
-pub fn fine_tune_data(source: Source<'_>, seed: u64, seq: usize, eval_examples: usize) -> Result<FineTuneData> {
-    use super::{encode, split, Split};
+pub fn fine_tune_data(
+    source: Source<'_>,
+    tokenizer: &Tokenizer,
+    seed: u64,
+    seq: usize,
+    eval_examples: usize,
+) -> Result<FineTuneData> {
+    use super::{split, Split};
+    let encode = |text: &str| tokenizer.encode(text);
     Ok(match source {
         Source::Task(t) => {
             let train = encode(&t.training_text(seed, 20_000));

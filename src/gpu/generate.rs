@@ -25,6 +25,8 @@ pub struct GpuGenerator {
     _caches: Vec<(GpuBuffer, GpuBuffer)>,
     program: ForwardProgram,
     readback: wgpu::Buffer,
+    /// Ids the tokenizer has text for: the only candidates when sampling.
+    with_text: usize,
 }
 
 impl GpuGenerator {
@@ -56,7 +58,8 @@ impl GpuGenerator {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Ok(GpuGenerator { gpu, weights, token, acts, _caches: caches, program, readback })
+        let with_text = model.tokenizer.vocab_size();
+        Ok(GpuGenerator { gpu, weights, token, acts, _caches: caches, program, readback, with_text })
     }
 
     /// Runs one position: `token` at `pos` (0-based), returning the next-token probabilities.
@@ -93,7 +96,7 @@ impl GpuGenerator {
         let mut rng = rng::stream(s.seed, "generate");
         let mut tokens = prompt.to_vec();
         if tokens.is_empty() {
-            tokens.push(b'\n' as u32);
+            tokens.push(b'\n' as u32); // callers pass Tokenizer::encode_prompt's ids; this only guards an empty slice
         }
         let mut out = Vec::with_capacity(n);
         let mut cached = 0usize; // tokens[..cached] sit in the KV cache at positions 0..cached
@@ -110,7 +113,7 @@ impl GpuGenerator {
                 }
                 cached = tokens.len();
             }
-            let next = sample(&probs, s, &mut rng);
+            let next = sample(&probs, self.with_text, s, &mut rng);
             tokens.push(next);
             out.push(next);
         }

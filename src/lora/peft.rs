@@ -9,7 +9,7 @@
 //! scalings, the ratio to the first one is folded into their B block.
 
 use super::{Adapters, LoraConfig, Target};
-use crate::model::{create_dir, read_safetensors_f32, write_file, write_safetensors, Linear, StoreDtype};
+use crate::model::{create_dir, read_safetensors_f32, write_file, write_safetensors, Linear, ModelConfig, StoreDtype};
 use crate::{bail, ensure, Error, Result};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -62,17 +62,19 @@ fn combine(ad: &Adapters, layer: usize, lin: Linear) -> Option<Combined> {
     Some(Combined { rank, scaling, a, b })
 }
 
-/// Writes `adapter_config.json` and `adapter_model.safetensors` into `dir`.
-pub fn save_adapter_dir(ad: &Adapters, n_layer: usize, dir: &Path) -> Result<()> {
+/// Writes `adapter_config.json` and `adapter_model.safetensors` into `dir`, for the base model `base`.
+pub fn save_adapter_dir(ad: &Adapters, base: &ModelConfig, dir: &Path) -> Result<()> {
     create_dir(dir)?;
-    for (name, bytes) in adapter_files(ad, n_layer)? {
+    for (name, bytes) in adapter_files(ad, base)? {
         write_file(&dir.join(name), &bytes)?;
     }
     Ok(())
 }
 
 /// The two files of a PEFT adapter directory, in memory: `adapter_config.json` and `adapter_model.safetensors`.
-pub fn adapter_files(ad: &Adapters, n_layer: usize) -> Result<Vec<(&'static str, Vec<u8>)>> {
+/// `base_model_name_or_path` is the hub id the base's config.json names (`_name_or_path`), else null.
+pub fn adapter_files(ad: &Adapters, base: &ModelConfig) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let n_layer = base.n_layer;
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     let mut rank_pattern = Map::new();
     let mut alpha_pattern = Map::new();
@@ -100,7 +102,7 @@ pub fn adapter_files(ad: &Adapters, n_layer: usize) -> Result<Vec<(&'static str,
     let config = json!({
         "alpha_pattern": Value::Object(alpha_pattern),
         "auto_mapping": null,
-        "base_model_name_or_path": null,
+        "base_model_name_or_path": base.name_or_path,
         "bias": "none",
         "fan_in_fan_out": true,
         "inference_mode": true,

@@ -1,14 +1,10 @@
 //! `config.json` of a Hugging Face GPT-2 directory, read tolerantly (names from transformers 4.x and 5.x) and
-//! written the way `save_pretrained` writes it, plus the one key of our own: the tokenizer.
+//! written the way `save_pretrained` writes it, plus one key of our own that marks byte-level models. Which tokenizer
+//! a model uses is decided by its directory's tokenizer files (see `model::io`), not by config.json.
 
+use crate::tokenizer::Tokenizer;
 use crate::{bail, ensure, Error, Result};
 use serde_json::{json, Map, Value};
-
-/// How text becomes tokens. Only bytes today: token = byte value, so any UTF-8 text is representable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tokenizer {
-    Bytes,
-}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
@@ -18,11 +14,20 @@ pub struct ModelConfig {
     pub n_head: usize,
     pub n_layer: usize,
     pub layer_norm_epsilon: f64,
-    pub tokenizer: Tokenizer,
+    /// The hub id the model came from (`_name_or_path`), where config.json names one: PEFT adapters name it as
+    /// their `base_model_name_or_path`.
+    pub name_or_path: Option<String>,
 }
 
-/// The key under which config.json records our tokenizer; transformers ignores unknown keys.
+/// The key under which config.json marks a byte-level model (token = byte value); transformers ignores unknown keys.
 const TOKENIZER_KEY: &str = "qlora_tokenizer";
+
+/// GPT-2's vocabulary: 50,000 merges, 256 bytes and `<|endoftext|>`.
+pub const GPT2_VOCAB: usize = 50257;
+
+/// The published GPT-2 shapes `qlora init --preset` writes: name, hub id, layers.
+pub const HF_PRESETS: [(&str, &str, usize); 2] =
+    [("gpt2", "openai-community/gpt2", 12), ("distilgpt2", "distilbert/distilgpt2", 6)];
 /// Most parameters a model may have here (2 GiB of f32: a browser tab, and 32-bit wasm, hold no more).
 pub const MAX_PARAMS: u64 = 1 << 29;
 
@@ -36,7 +41,27 @@ impl ModelConfig {
             n_head,
             n_layer,
             layer_norm_epsilon: 1e-5,
-            tokenizer: Tokenizer::Bytes,
+            name_or_path: None,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// A published GPT-2 shape (`gpt2`: 12 layers; `distilgpt2`: 6) — width 768, 12 heads, 1,024 positions, GPT-2's
+    /// vocabulary — with `layers` blocks instead of the preset's where given.
+    pub fn hf_preset(name: &str, layers: Option<usize>) -> Result<Self> {
+        let Some((_, hub_id, n_layer)) = HF_PRESETS.iter().find(|p| p.0 == name) else {
+            let names: Vec<&str> = HF_PRESETS.iter().map(|p| p.0).collect();
+            bail!("unknown preset {name:?}; expected one of {}", names.join(", "))
+        };
+        let c = ModelConfig {
+            vocab_size: GPT2_VOCAB,
+            n_positions: 1024,
+            n_embd: 768,
+            n_head: 12,
+            n_layer: layers.unwrap_or(*n_layer),
+            layer_norm_epsilon: 1e-5,
+            name_or_path: Some(hub_id.to_string()),
         };
         c.validate()?;
         Ok(c)
@@ -115,11 +140,12 @@ impl ModelConfig {
             None => 1e-5,
             Some(x) => x.as_f64().ok_or_else(|| Error::new("layer_norm_epsilon must be a number"))?,
         };
-        let tokenizer = match obj.get(TOKENIZER_KEY) {
-            None => Tokenizer::Bytes,
-            Some(Value::String(s)) if s == "bytes" => Tokenizer::Bytes,
+        match obj.get(TOKENIZER_KEY) {
+            None => {}
+            Some(Value::String(s)) if s == "bytes" => {}
             Some(other) => bail!("{TOKENIZER_KEY} is {other}; only \"bytes\" is supported"),
-        };
+        }
+        let name_or_path = obj.get("_name_or_path").and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from);
         let c = ModelConfig {
             vocab_size: int(&["vocab_size"])?,
             n_positions: int(&["n_positions", "n_ctx"])?,
@@ -127,23 +153,25 @@ impl ModelConfig {
             n_head: int(&["n_head", "num_attention_heads"])?,
             n_layer: int(&["n_layer", "num_hidden_layers"])?,
             layer_norm_epsilon: eps,
-            tokenizer,
+            name_or_path,
         };
         c.validate()?;
         Ok(c)
     }
 
-    /// config.json as transformers' `save_pretrained` writes it (sorted keys, indent 2), plus our tokenizer key.
-    pub fn to_json(&self, dtype: &str) -> String {
+    /// config.json as transformers' `save_pretrained` writes it (sorted keys, indent 2). A byte-level model gets our
+    /// tokenizer key; a GPT-2-BPE one GPT-2's begin/end-of-text ids and, where known, the hub id it stands for.
+    pub fn to_json(&self, dtype: &str, tokenizer: &Tokenizer) -> String {
         let mut m = Map::new();
+        let end_of_text = tokenizer.end_of_text().map_or(Value::Null, |id| json!(id));
         let entries = [
             ("activation_function", json!("gelu_new")),
             ("architectures", json!(["GPT2LMHeadModel"])),
             ("attn_pdrop", json!(0.0)),
-            ("bos_token_id", Value::Null),
+            ("bos_token_id", end_of_text.clone()),
             ("dtype", json!(dtype)),
             ("embd_pdrop", json!(0.0)),
-            ("eos_token_id", Value::Null),
+            ("eos_token_id", end_of_text),
             ("initializer_range", json!(0.02)),
             ("layer_norm_epsilon", json!(self.layer_norm_epsilon)),
             ("model_type", json!("gpt2")),
@@ -153,7 +181,6 @@ impl ModelConfig {
             ("n_layer", json!(self.n_layer)),
             ("n_positions", json!(self.n_positions)),
             ("pad_token_id", Value::Null),
-            (TOKENIZER_KEY, json!("bytes")),
             ("reorder_and_upcast_attn", json!(false)),
             ("resid_pdrop", json!(0.0)),
             ("scale_attn_by_inverse_layer_idx", json!(false)),
@@ -164,6 +191,12 @@ impl ModelConfig {
         ];
         for (k, v) in entries {
             m.insert(k.to_string(), v);
+        }
+        if matches!(tokenizer, Tokenizer::Bytes) {
+            m.insert(TOKENIZER_KEY.into(), json!("bytes"));
+        }
+        if let Some(name) = &self.name_or_path {
+            m.insert("_name_or_path".into(), json!(name));
         }
         // serde_json's Map is a BTreeMap without the preserve_order feature: keys come out sorted, as in transformers.
         serde_json::to_string_pretty(&Value::Object(m)).expect("serializable") + "\n"

@@ -3,12 +3,15 @@
 //! causal-mask buffers and a tied `lm_head.weight`, and converts f32, f16 and bf16 to f32.
 
 use super::{Gpt2, ModelConfig, ParamLayout};
+use crate::tokenizer::{Bpe, Tokenizer, TokenizerFiles};
 use crate::{bail, ensure, Error, Result};
 use half::{bf16, f16};
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::{Dtype, Metadata, TensorView};
 use safetensors::SafeTensors;
 use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::Arc;
 
 /// The dtype tensors are written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,13 +47,9 @@ pub fn read_safetensors_f32(bytes: &[u8]) -> Result<Vec<NamedTensor>> {
 }
 
 fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
-    let data = view.data();
-    let values = match view.dtype() {
-        Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        Dtype::F16 => data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        Dtype::BF16 => data.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        other => bail!("tensor {name} has dtype {other:?}; expected F32, F16 or BF16"),
-    };
+    let width = dtype_width(name, view.dtype())?;
+    let mut values = vec![0.0; view.data().len() / width];
+    convert_into(name, view.dtype(), view.data(), &mut values)?;
     Ok(values)
 }
 
@@ -58,16 +57,75 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::new(format!("cannot read {}: {e}", path.display())))
 }
 
-/// Loads a model directory.
+/// Loads a model directory: config.json, model.safetensors read tensor by tensor (the whole fp32 file never sits in
+/// memory beside the parameters: peak ≈ the parameters plus the largest tensor), and the tokenizer its files name.
 pub fn load_model_dir(dir: &Path) -> Result<Gpt2> {
     let cfg_path = dir.join("config.json");
     let cfg_text = String::from_utf8(read_file(&cfg_path)?)
         .map_err(|_| Error::new(format!("{} is not UTF-8 text", cfg_path.display())))?;
     let config = ModelConfig::from_json(&cfg_text).map_err(|e| e.context(cfg_path.display()))?;
     let st_path = dir.join("model.safetensors");
-    let bytes = read_file(&st_path)?;
-    let tensors = read_safetensors_f32(&bytes).map_err(|e| e.context(st_path.display()))?;
-    from_named_tensors(config, tensors).map_err(|e| e.context(st_path.display()))
+    let file =
+        std::fs::File::open(&st_path).map_err(|e| Error::new(format!("cannot read {}: {e}", st_path.display())))?;
+    let model = read_safetensors_file(config, file).map_err(|e| e.context(st_path.display()))?;
+    model.with_tokenizer(load_tokenizer_dir(dir)?)
+}
+
+/// The tokenizer of a model directory: GPT-2's byte-level BPE where it holds tokenizer files (vocab.json +
+/// merges.txt and/or tokenizer.json), else bytes.
+pub fn load_tokenizer_dir(dir: &Path) -> Result<Tokenizer> {
+    let mut files = TokenizerFiles::default();
+    for name in TokenizerFiles::NAMES {
+        let path = dir.join(name);
+        if path.is_file() {
+            files.set(name, read_file(&path)?);
+        }
+    }
+    if !files.any() {
+        return Ok(Tokenizer::Bytes);
+    }
+    Ok(Tokenizer::Bpe(Arc::new(Bpe::from_files(files).map_err(|e| e.context(dir.display()))?)))
+}
+
+/// A safetensors file read from the start: its header, then each tensor where the header puts it, converted
+/// straight into the parameter buffer.
+fn read_safetensors_file(config: ModelConfig, mut file: std::fs::File) -> Result<Gpt2> {
+    let io = |e: std::io::Error| Error::new(format!("read failed: {e}"));
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|_| Error::new("not a valid safetensors file: shorter than its header"))?;
+    let n = u64::from_le_bytes(len);
+    ensure!(n <= 100 << 20, "not a valid safetensors file: header of {n} bytes");
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(|_| Error::new("not a valid safetensors file: header cut short"))?;
+    let meta: Metadata = serde_json::from_slice(&header)
+        .map_err(|e| Error::new(format!("not a valid safetensors file: header: {e}")))?;
+    let data_start = 8 + n;
+    let file_len = file.metadata().map_err(io)?.len();
+    ensure!(
+        data_start + meta.data_len() as u64 == file_len,
+        "not a valid safetensors file: the header describes {} bytes of data but the file has {}",
+        meta.data_len(),
+        file_len.saturating_sub(data_start)
+    );
+    let infos = meta.tensors();
+    for (name, info) in &infos {
+        if parameter_key(name).is_some() {
+            dtype_width(name, info.dtype)?;
+        }
+    }
+    let shapes = infos.iter().map(|(name, info)| (name.clone(), info.shape.clone())).collect();
+    assemble(config, shapes, |name, out| {
+        let info = infos[name];
+        let (begin, end) = info.data_offsets;
+        ensure!(
+            begin <= end && data_start + end as u64 <= file_len,
+            "tensor {name}: data offsets {begin}..{end} lie outside the file"
+        );
+        let mut bytes = vec![0u8; end - begin];
+        file.seek(SeekFrom::Start(data_start + begin as u64)).map_err(io)?;
+        file.read_exact(&mut bytes).map_err(io)?;
+        convert_into(name, info.dtype, &bytes, out)
+    })
 }
 
 /// Loads a model from the bytes of its two files (the page fetches them; the CLI reads a directory).
@@ -79,35 +137,84 @@ pub fn load_model_bytes(config_json: &str, safetensors: &[u8]) -> Result<Gpt2> {
 
 /// Builds a model from named tensors, checking that every tensor is present with the shape config.json implies.
 pub fn from_named_tensors(config: ModelConfig, tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Result<Gpt2> {
+    let mut values: HashMap<String, Vec<f32>> = HashMap::new();
+    let mut shapes = HashMap::new();
+    for (name, shape, v) in tensors {
+        shapes.insert(name.clone(), shape);
+        values.insert(name, v);
+    }
+    assemble(config, shapes, |name, out| {
+        out.copy_from_slice(&values.remove(name).expect("listed"));
+        Ok(())
+    })
+}
+
+/// What a file's tensor name means for GPT-2: its name without the `transformer.` prefix, or nothing for the
+/// causal-mask buffers and a tied LM head, which carry no parameters of their own.
+fn parameter_key(name: &str) -> Option<&str> {
+    if name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") || name == "lm_head.weight" {
+        return None;
+    }
+    Some(name.strip_prefix("transformer.").unwrap_or(name))
+}
+
+/// A model from a file's tensor shapes and a way to read each tensor (by its name in the file) into its place.
+/// Every tensor is checked before the parameter buffer is allocated: a config.json that claims a huge model is
+/// refused by the tensors it lacks, not by an allocation failure.
+fn assemble(
+    config: ModelConfig,
+    shapes: HashMap<String, Vec<usize>>,
+    mut read_into: impl FnMut(&str, &mut [f32]) -> Result<()>,
+) -> Result<Gpt2> {
     let layout = ParamLayout::new(&config);
-    let mut by_name: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
-    for (name, shape, values) in tensors {
-        if name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") || name == "lm_head.weight" {
-            continue; // causal-mask buffers and the tied LM head carry no parameters of their own
+    let mut by_key: HashMap<&str, (&str, &Vec<usize>)> = HashMap::new();
+    for (name, shape) in &shapes {
+        if let Some(key) = parameter_key(name) {
+            by_key.insert(key, (name, shape));
         }
-        let key = name.strip_prefix("transformer.").unwrap_or(&name).to_string();
-        by_name.insert(key, (shape, values));
     }
-    // Every tensor is checked before the parameter buffer is allocated: a config.json that claims a huge model is
-    // refused by the tensors it lacks, not by an allocation failure.
-    for (id, _) in layout.iter() {
-        let full = layout.hf_name(id);
-        let key = full.strip_prefix("transformer.").expect("prefixed");
-        let (shape, values) = by_name.get(key).ok_or_else(|| Error::new(format!("missing tensor {full}")))?;
-        let expected = layout.shape(id);
-        ensure!(*shape == expected, "tensor {full} has shape {shape:?} but config.json implies {expected:?}");
-        ensure!(values.iter().all(|v| v.is_finite()), "tensor {full} contains NaN or infinite values");
-    }
-    let mut params = vec![0.0f32; layout.total()];
+    let mut sources = Vec::new();
     for (id, range) in layout.iter() {
         let full = layout.hf_name(id);
-        let (_, values) = by_name.remove(full.strip_prefix("transformer.").expect("prefixed")).expect("checked above");
-        params[range].copy_from_slice(&values);
+        let key = full.strip_prefix("transformer.").expect("prefixed");
+        let (name, shape) = by_key.remove(key).ok_or_else(|| Error::new(format!("missing tensor {full}")))?;
+        let expected = layout.shape(id);
+        ensure!(*shape == expected, "tensor {full} has shape {shape:?} but config.json implies {expected:?}");
+        sources.push((name.to_string(), full, range));
     }
-    if let Some(extra) = by_name.keys().min() {
+    if let Some(extra) = by_key.values().map(|(name, _)| *name).min() {
         bail!("unexpected tensor {extra} (not part of a GPT-2 model with this config)");
     }
-    Ok(Gpt2 { config, layout, params })
+    let mut params = vec![0.0f32; layout.total()];
+    for (name, full, range) in sources {
+        let out = &mut params[range];
+        read_into(&name, out)?;
+        ensure!(out.iter().all(|v| v.is_finite()), "tensor {full} contains NaN or infinite values");
+    }
+    Ok(Gpt2 { config, layout, params, tokenizer: Tokenizer::Bytes })
+}
+
+/// Bytes per value of the dtypes a model's tensors may have.
+fn dtype_width(name: &str, dtype: Dtype) -> Result<usize> {
+    match dtype {
+        Dtype::F32 => Ok(4),
+        Dtype::F16 | Dtype::BF16 => Ok(2),
+        other => bail!("tensor {name} has dtype {other:?}; expected F32, F16 or BF16"),
+    }
+}
+
+/// Little-endian f32, f16 or bf16 bytes into f32 values.
+fn convert_into(name: &str, dtype: Dtype, data: &[u8], out: &mut [f32]) -> Result<()> {
+    let width = dtype_width(name, dtype)?;
+    ensure!(data.len() == out.len() * width, "tensor {name}: {} bytes for {} values", data.len(), out.len());
+    for (o, b) in out.iter_mut().zip(data.chunks_exact(width)) {
+        *o = match dtype {
+            Dtype::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            Dtype::F16 => f16::from_le_bytes([b[0], b[1]]).to_f32(),
+            _ => bf16::from_le_bytes([b[0], b[1]]).to_f32(),
+        };
+    }
+    Ok(())
 }
 
 /// Writes tensors as safetensors bytes in the given dtype, with `{"format": "pt"}` metadata as PyTorch tools expect.
@@ -157,7 +264,8 @@ pub(crate) fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::new(format!("cannot create directory {}: {e}", dir.display())))
 }
 
-/// Writes `config.json` and `model.safetensors` (names with the `transformer.` prefix, as `save_pretrained` does).
+/// Writes `config.json`, `model.safetensors` (names with the `transformer.` prefix, as `save_pretrained` does) and
+/// a BPE model's tokenizer files.
 pub fn save_model_dir(model: &Gpt2, dir: &Path, dtype: StoreDtype) -> Result<()> {
     create_dir(dir)?;
     for (name, bytes) in model_files(model, dtype)? {
@@ -166,17 +274,22 @@ pub fn save_model_dir(model: &Gpt2, dir: &Path, dtype: StoreDtype) -> Result<()>
     Ok(())
 }
 
-/// The two files of a Hugging Face model directory, in memory: `config.json` and `model.safetensors`.
+/// The files of a Hugging Face model directory, in memory: `config.json`, `model.safetensors` and, for a BPE model,
+/// the tokenizer files it was read from.
 pub fn model_files(model: &Gpt2, dtype: StoreDtype) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let tensors: Vec<(String, Vec<usize>, &[f32])> = model
         .layout
         .iter()
         .map(|(id, range)| (model.layout.hf_name(id), model.layout.shape(id), &model.params[range]))
         .collect();
-    Ok(vec![
-        ("config.json", model.config.to_json(dtype.hf_name()).into_bytes()),
+    let mut files = vec![
+        ("config.json", model.config.to_json(dtype.hf_name(), &model.tokenizer).into_bytes()),
         ("model.safetensors", write_safetensors(&tensors, dtype)?),
-    ])
+    ];
+    if let Tokenizer::Bpe(bpe) = &model.tokenizer {
+        files.extend(bpe.files().named().into_iter().map(|(name, bytes)| (name, bytes.to_vec())));
+    }
+    Ok(files)
 }
 
 /// The header metadata of a safetensors buffer (empty when it has none).
@@ -184,4 +297,66 @@ pub fn read_safetensors_metadata(bytes: &[u8]) -> Result<HashMap<String, String>
     let (_, meta) =
         SafeTensors::read_metadata(bytes).map_err(|e| Error::new(format!("not a valid safetensors file: {e}")))?;
     Ok(meta.metadata().clone().unwrap_or_default())
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    /// A safetensors file laid out as the hub's `openai-community/gpt2` one is: names without the `transformer.`
+    /// prefix, each block's `attn.bias` causal-mask buffer, and a header whose length leaves the data unaligned.
+    fn hub_style_file(model: &Gpt2) -> Vec<u8> {
+        let mut entries = Vec::new();
+        let mut data = Vec::new();
+        let mut push = |name: String, shape: Vec<usize>, values: &[f32]| {
+            let begin = data.len();
+            data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+            entries.push(format!(
+                "\"{name}\":{{\"dtype\":\"F32\",\"shape\":{shape:?},\"data_offsets\":[{begin},{}]}}",
+                data.len()
+            ));
+        };
+        for (id, range) in model.layout.iter() {
+            let name = model.layout.hf_name(id).strip_prefix("transformer.").unwrap().to_string();
+            push(name, model.layout.shape(id), &model.params[range]);
+        }
+        let t = model.config.n_positions;
+        let mask: Vec<f32> = (0..t * t).map(|i| ((i % t) <= (i / t)) as u8 as f32).collect();
+        for l in 0..model.config.n_layer {
+            push(format!("h.{l}.attn.bias"), vec![1, 1, t, t], &mask);
+        }
+        let mut header = format!("{{\"__metadata__\":{{\"format\":\"pt\"}},{}}}", entries.join(","));
+        while (8 + header.len()) % 4 != 1 {
+            header.push(' ');
+        }
+        let mut file = (header.len() as u64).to_le_bytes().to_vec();
+        file.extend(header.as_bytes());
+        file.extend(data);
+        file
+    }
+
+    #[test]
+    fn a_hub_style_file_streams_in_without_prefix_mask_buffers_or_alignment() {
+        let model = Gpt2::init(ModelConfig::bytes(2, 2, 8, 16).unwrap(), 3);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), model.config.to_json("float32", &Tokenizer::Bytes)).unwrap();
+        std::fs::write(dir.path().join("model.safetensors"), hub_style_file(&model)).unwrap();
+        let loaded = load_model_dir(dir.path()).unwrap();
+        assert_eq!(loaded.params, model.params);
+        // The same bytes through the in-memory reader the page uses.
+        let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
+        let cfg = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+        assert_eq!(load_model_bytes(&cfg, &bytes).unwrap().params, model.params);
+    }
+
+    #[test]
+    fn a_file_cut_short_or_pointing_outside_itself_is_refused() {
+        let model = Gpt2::init(ModelConfig::bytes(1, 1, 8, 8).unwrap(), 1);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), model.config.to_json("float32", &Tokenizer::Bytes)).unwrap();
+        let file = hub_style_file(&model);
+        std::fs::write(dir.path().join("model.safetensors"), &file[..file.len() - 4]).unwrap();
+        let e = load_model_dir(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("the header describes") && e.contains("model.safetensors"), "{e}");
+    }
 }

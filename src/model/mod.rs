@@ -6,23 +6,25 @@ mod config;
 mod io;
 mod layout;
 
-pub use config::{ModelConfig, Tokenizer};
+pub use config::{ModelConfig, GPT2_VOCAB, HF_PRESETS};
 pub(crate) use io::{create_dir, write_file};
 pub use io::{
-    from_named_tensors, load_model_bytes, load_model_dir, model_files, read_safetensors_f32, read_safetensors_metadata,
-    save_model_dir, write_safetensors, write_safetensors_with, StoreDtype,
+    from_named_tensors, load_model_bytes, load_model_dir, load_tokenizer_dir, model_files, read_safetensors_f32,
+    read_safetensors_metadata, save_model_dir, write_safetensors, write_safetensors_with, StoreDtype,
 };
 pub use layout::{BlockTensor, Linear, ParamLayout, TensorId};
 
-use crate::rng;
+use crate::tokenizer::Tokenizer;
+use crate::{ensure, rng, Result};
 use rand_distr::{Distribution, Normal};
 
-/// A model: configuration plus all parameters in one flat fp32 buffer.
+/// A model: configuration, all parameters in one flat fp32 buffer, and the tokenizer its directory names.
 #[derive(Clone, Debug)]
 pub struct Gpt2 {
     pub config: ModelConfig,
     pub layout: ParamLayout,
     pub params: Vec<f32>,
+    pub tokenizer: Tokenizer,
 }
 
 impl Gpt2 {
@@ -60,7 +62,25 @@ impl Gpt2 {
                 }
             }
         }
-        Gpt2 { config, layout, params }
+        Gpt2 { config, layout, params, tokenizer: Tokenizer::Bytes }
+    }
+
+    /// The model with `tokenizer` instead of the byte tokenizer (see [`Gpt2::set_tokenizer`]).
+    pub fn with_tokenizer(mut self, tokenizer: Tokenizer) -> Result<Self> {
+        self.set_tokenizer(tokenizer)?;
+        Ok(self)
+    }
+
+    /// Uses `tokenizer`; the embedding must have a row for every id it produces.
+    pub fn set_tokenizer(&mut self, tokenizer: Tokenizer) -> Result<()> {
+        ensure!(
+            tokenizer.vocab_size() <= self.config.vocab_size,
+            "the tokenizer has {} tokens but the model's vocab_size is {}",
+            tokenizer.vocab_size(),
+            self.config.vocab_size
+        );
+        self.tokenizer = tokenizer;
+        Ok(())
     }
 
     pub fn tensor(&self, id: TensorId) -> &[f32] {

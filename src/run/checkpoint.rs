@@ -34,7 +34,7 @@ pub struct Checkpoint {
 /// CRC-32 of the base model's configuration and fp32 weights: a run only continues on the model it trained on.
 pub fn base_fingerprint(base: &Gpt2) -> u32 {
     let mut h = crc32fast::Hasher::new();
-    h.update(base.config.to_json("float32").as_bytes());
+    h.update(base.config.to_json("float32", &base.tokenizer).as_bytes());
     h.update(bytemuck::cast_slice(&base.params));
     h.finalize()
 }

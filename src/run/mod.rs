@@ -17,11 +17,12 @@ pub use settings::{Limits, Problem, RunSpec, Settings};
 
 use crate::cpu::eval::{greedy_accuracy, greedy_answers};
 use crate::cpu::{Generation, Trainer};
+use crate::data::sample_batch;
 use crate::data::tasks::{self, FineTuneData, Source};
-use crate::data::{decode, encode, sample_batch};
 use crate::gpu::{Gpu, GpuTrainer, PendingStep};
 use crate::lora::Adapters;
 use crate::model::Gpt2;
+use crate::tokenizer::Tokenizer;
 use crate::train::{Method, Sampling, StepStats};
 use crate::{ensure, rng, Result};
 use pool::on_pool;
@@ -115,7 +116,7 @@ impl Run {
         eval_examples: usize,
     ) -> Result<Run> {
         settings.validate(&base.config)?;
-        let data = run_data(&settings, user_text, eval_examples)?;
+        let data = run_data(&settings, &base.tokenizer, user_text, eval_examples)?;
         Self::start(base, settings, &Limits::PAGE, data, gpu)
     }
 
@@ -235,7 +236,7 @@ impl Run {
     pub async fn weight_files(&mut self) -> Result<Vec<(&'static str, Vec<u8>)>> {
         self.sync().await?;
         match &self.cpu.adapters {
-            Some(ad) => crate::lora::adapter_files(ad, self.cpu.model.config.n_layer),
+            Some(ad) => crate::lora::adapter_files(ad, &self.cpu.model.config),
             None => crate::model::model_files(&self.cpu.model, crate::model::StoreDtype::F32),
         }
     }
@@ -539,9 +540,10 @@ impl Run {
     /// Continues `prompt` with the base as this run stores it (no adapters) or with the tuned model.
     pub async fn generate(&mut self, prompt: &str, tokens: usize, sampling: Sampling, tuned: bool) -> Result<String> {
         ensure!(tokens <= MAX_GENERATED, "at most {MAX_GENERATED} tokens per generation (asked for {tokens})");
-        let mut g = Generation::new(&encode(prompt), sampling);
+        let tokenizer = self.cpu.model.tokenizer.clone();
+        let mut g = Generation::new(&tokenizer.encode_prompt(prompt), sampling);
         self.continue_generation(&mut g, tuned, tokens).await?;
-        Ok(decode(g.generated()))
+        Ok(tokenizer.decode(g.generated()))
     }
 
     /// `n` more tokens of `g`, from the base as this run stores it or from the tuned model as it is now.
@@ -580,12 +582,17 @@ impl Run {
 
 /// The data `settings` name: a built-in task, or `user_text` for the task `text`; `eval_examples` held-out examples
 /// are scored for a generated task's accuracy.
-pub fn run_data(settings: &Settings, user_text: Option<&str>, eval_examples: usize) -> Result<FineTuneData> {
+pub fn run_data(
+    settings: &Settings,
+    tokenizer: &Tokenizer,
+    user_text: Option<&str>,
+    eval_examples: usize,
+) -> Result<FineTuneData> {
     let source = match settings.task.as_str() {
         "text" => Source::User(user_text.ok_or_else(|| crate::Error::new("paste or drop a text to train on"))?),
         name => Source::builtin(name)?,
     };
-    tasks::fine_tune_data(source, settings.seed, settings.seq, eval_examples)
+    tasks::fine_tune_data(source, tokenizer, settings.seed, settings.seq, eval_examples)
 }
 
 /// A checkpoint continues only on the base it trained on (fingerprints from [`base_fingerprint`]).

@@ -6,12 +6,22 @@
 //!
 //! What is ours: reading a Hugging Face directory's files from bytes (the page has no file system), checking they
 //! describe a byte-level BPE, and the table from id to bytes that decoding and streaming use.
+//!
+//! The pipeline is assembled from the crate's concrete parts ([`Pipeline`]) rather than its `Tokenizer`, whose parts
+//! are enums over every kind of tokenizer (WordPiece, Unigram, Unicode normalizers…): naming the parts keeps the other
+//! kinds' code and tables out of the wasm module (1.4 MB less than `tokenizers::Tokenizer`; see BENCHMARKS.md).
 
 use crate::{bail, ensure, Error, Result};
+use serde_json::Value;
 use std::collections::HashMap;
 use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::normalizers::Lowercase;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::{AddedToken, ModelWrapper, PreTokenizerWrapper};
+use tokenizers::{AddedToken, TokenizerImpl};
+
+/// GPT-2's tokenizer as transformers runs it: no normalizer, byte-level splitting (the regex pattern), the BPE
+/// model, byte-level post-processing and decoding. The normalizer slot needs a type but stays empty (`None`).
+type Pipeline = TokenizerImpl<BPE, Lowercase, ByteLevel, ByteLevel, ByteLevel>;
 
 /// GPT-2's end-of-document token; written in a text it is one token (50256), as transformers reads it.
 pub const ENDOFTEXT: &str = "<|endoftext|>";
@@ -57,7 +67,7 @@ impl TokenizerFiles {
 
 /// A loaded byte-level BPE tokenizer.
 pub struct Bpe {
-    inner: tokenizers::Tokenizer,
+    inner: Pipeline,
     /// The bytes each id stands for (empty where the vocabulary has no such id).
     token_bytes: Vec<Box<[u8]>>,
     end_of_text: Option<u32>,
@@ -135,20 +145,53 @@ const GPT2_TOKENIZER_CONFIG: &str = r#"{
 }
 "#;
 
-fn from_tokenizer_json(json: &[u8]) -> Result<tokenizers::Tokenizer> {
-    let t = tokenizers::Tokenizer::from_bytes(json).map_err(|e| Error::new(format!("not a tokenizer file: {e}")))?;
+/// The parts of a `tokenizer.json` that GPT-2's tokenizer has, each checked to be what a byte-level BPE needs.
+fn from_tokenizer_json(json: &[u8]) -> Result<Pipeline> {
+    let v: Value = serde_json::from_slice(json).map_err(|e| Error::new(format!("not a tokenizer file: {e}")))?;
+    ensure!(v.is_object(), "not a tokenizer file: expected a JSON object");
+    let kind = |part: &str| v[part]["type"].as_str().unwrap_or("none").to_string();
+    ensure!(v["model"].is_object(), "not a tokenizer file: it has no model");
+    ensure!(kind("model") == "BPE", "the model is {}, not GPT-2's byte-level BPE", kind("model"));
     ensure!(
-        matches!(t.get_model(), ModelWrapper::BPE(_)),
-        "the model is not a BPE (GPT-2's tokenizer is a byte-level BPE)"
+        kind("pre_tokenizer") == "ByteLevel",
+        "the pre-tokenizer is {}, not GPT-2's ByteLevel",
+        kind("pre_tokenizer")
     );
-    ensure!(
-        matches!(t.get_pre_tokenizer(), Some(PreTokenizerWrapper::ByteLevel(_))),
-        "the pre-tokenizer is not ByteLevel (GPT-2's tokenizer is a byte-level BPE)"
-    );
+    ensure!(v["normalizer"].is_null(), "it has a normalizer ({}); GPT-2's tokenizer has none", kind("normalizer"));
+    // The crate's parts deserialize from text (they borrow their type tags), so each part is read from its own text.
+    let part = |name: &str| serde_json::to_string(&v[name]).expect("a JSON value prints");
+    let bpe: BPE = serde_json::from_str(&part("model")).map_err(|e| Error::new(format!("model: {e}")))?;
+    let split: ByteLevel =
+        serde_json::from_str(&part("pre_tokenizer")).map_err(|e| Error::new(format!("pre_tokenizer: {e}")))?;
+    let mut t = pipeline(bpe, split);
+    // Added tokens (GPT-2 has one, <|endoftext|>) keep the ids the file gives them.
+    for entry in v["added_tokens"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let token: AddedToken =
+            serde_json::from_value(entry.clone()).map_err(|e| Error::new(format!("added_tokens: {e}")))?;
+        let id = entry["id"].as_u64();
+        let content = token.content.clone();
+        if token.special {
+            t.add_special_tokens(&[token]);
+        } else {
+            t.add_tokens(&[token]);
+        }
+        let got = t.token_to_id(&content).map(u64::from);
+        ensure!(got == id, "added token {content:?} has id {id:?} in the file but {got:?} in the vocabulary");
+    }
     Ok(t)
 }
 
-fn from_vocab_and_merges(vocab_json: &[u8], merges_txt: &[u8]) -> Result<tokenizers::Tokenizer> {
+/// What transformers builds for GPT-2: byte-level splitting as `split` says (GPT-2: no prefix space), the
+/// byte-level post-processor and decoder.
+fn pipeline(bpe: BPE, split: ByteLevel) -> Pipeline {
+    let mut t = Pipeline::new(bpe);
+    t.with_pre_tokenizer(Some(split));
+    t.with_post_processor(Some(ByteLevel::default()));
+    t.with_decoder(Some(ByteLevel::default()));
+    t
+}
+
+fn from_vocab_and_merges(vocab_json: &[u8], merges_txt: &[u8]) -> Result<Pipeline> {
     let vocab: HashMap<String, u32> = serde_json::from_slice(vocab_json)
         .map_err(|e| Error::new(format!("vocab.json: not a JSON object of token → id: {e}")))?;
     let merges = parse_merges(merges_txt).map_err(|e| e.context("merges.txt"))?;
@@ -158,11 +201,8 @@ fn from_vocab_and_merges(vocab_json: &[u8], merges_txt: &[u8]) -> Result<tokeniz
         .vocab_and_merges(vocab, merges)
         .build()
         .map_err(|e| Error::new(format!("vocab.json and merges.txt do not fit together: {e}")))?;
-    // What transformers builds for GPT-2 from these two files: byte-level splitting without a prefix space, the
-    // byte-level decoder, and <|endoftext|> as a special token matched in the text before splitting.
-    let mut t = tokenizers::Tokenizer::new(bpe);
-    t.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
-    t.with_decoder(Some(ByteLevel::new(true, true, true)));
+    // GPT-2's splitting has no prefix space; <|endoftext|> is a special token, matched in the text before splitting.
+    let mut t = pipeline(bpe, ByteLevel::new(false, true, true));
     if has_eot {
         t.add_special_tokens(&[AddedToken::from(ENDOFTEXT, true)]);
     }
@@ -207,7 +247,7 @@ fn byte_of_char() -> HashMap<char, u8> {
 
 /// The bytes of every id: a vocabulary token's characters mapped back to bytes; an added token (`<|endoftext|>`)
 /// is its own text. Also checks that every byte is a token, so that encoding cannot meet a byte without an id.
-fn token_byte_table(t: &tokenizers::Tokenizer) -> Result<Vec<Box<[u8]>>> {
+fn token_byte_table(t: &Pipeline) -> Result<Vec<Box<[u8]>>> {
     let byte_of = byte_of_char();
     let added = t.get_added_tokens_decoder();
     let vocab = t.get_vocab(true);

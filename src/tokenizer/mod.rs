@@ -72,6 +72,16 @@ impl Tokenizer {
         }
     }
 
+    /// The ids a generation starts from: the prompt's, or for an empty prompt the token that starts a document
+    /// (`<|endoftext|>`, as transformers' `generate` starts from the BOS token) or a newline for byte models.
+    pub fn encode_prompt(&self, prompt: &str) -> Vec<u32> {
+        match (self.encode(prompt), self.end_of_text()) {
+            (ids, _) if !ids.is_empty() => ids,
+            (_, Some(eot)) => vec![eot],
+            (_, None) => vec![u32::from(b'\n')],
+        }
+    }
+
     /// All bytes of a token sequence.
     pub fn bytes_of(&self, ids: &[u32]) -> Vec<u8> {
         let mut out = Vec::with_capacity(ids.len());

@@ -12,10 +12,10 @@ pub struct Sampling {
     pub seed: u64,
 }
 
-/// The next token from `probs` under `s`, drawing from `rng` unless greedy.
-pub fn sample(probs: &[f32], s: Sampling, rng: &mut rng::Rng) -> u32 {
-    // Only the byte range is sampled: larger vocabularies' extra ids have no text.
-    let probs = &probs[..probs.len().min(256)];
+/// The next token from `probs` under `s`, drawing from `rng` unless greedy. Only the first `with_text` ids are
+/// candidates: an embedding larger than the tokenizer's vocabulary has rows that stand for no text.
+pub fn sample(probs: &[f32], with_text: usize, s: Sampling, rng: &mut rng::Rng) -> u32 {
+    let probs = &probs[..probs.len().min(with_text)];
     if s.temperature <= 0.0 {
         return argmax(probs);
     }

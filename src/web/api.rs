@@ -8,15 +8,16 @@ use super::inspect::{adapter_spectra, weight_histogram};
 use super::link::parse_query;
 use super::snippet::peft_snippet;
 use crate::cpu::{products, Generation};
-use crate::data::{decode, encode};
 use crate::gpu::Gpu;
 use crate::model::{load_model_bytes, Gpt2, Linear, ModelConfig};
 use crate::quant::{Format, Storage};
 use crate::run::pool::on_pool;
 use crate::run::settings::method_for_format;
 use crate::run::{Checkpoint, Problem, Run, Settings, MAX_GENERATED};
+use crate::tokenizer::{Bpe, Tokenizer, TokenizerFiles};
 use crate::train::Sampling;
 use serde::Serialize;
+use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
 /// Largest user text the page trains on (bytes): more is slow to split and never needed for a demo.
@@ -299,6 +300,28 @@ impl Playground {
         Ok(Playground { base, user_text: None, run: None, generation: None })
     }
 
+    /// Gives the loaded model GPT-2's byte-level BPE from a Hugging Face directory's tokenizer files
+    /// (`vocab.json` + `merges.txt`, or `tokenizer.json`; absent ones undefined), before any run starts.
+    #[wasm_bindgen(js_name = useTokenizerFiles)]
+    pub fn use_tokenizer_files(
+        &mut self,
+        vocab_json: Option<Vec<u8>>,
+        merges_txt: Option<Vec<u8>>,
+        tokenizer_json: Option<Vec<u8>>,
+    ) -> Result<(), JsError> {
+        if self.run.is_some() {
+            return Err(JsError::new("the tokenizer is chosen with the model, before a run starts"));
+        }
+        let files = TokenizerFiles { vocab_json, merges_txt, tokenizer_json, tokenizer_config_json: None };
+        let bpe = Bpe::from_files(files).map_err(err)?;
+        self.base.set_tokenizer(Tokenizer::Bpe(Arc::new(bpe))).map_err(err)
+    }
+
+    /// The ids of `text` under the model's tokenizer (one per byte for the byte-level models).
+    pub fn tokenize(&self, text: &str) -> Vec<u32> {
+        self.base.tokenizer.encode(text)
+    }
+
     #[wasm_bindgen(js_name = modelInfo)]
     pub fn model_info(&self) -> Result<JsValue, JsError> {
         let c = &self.base.config;
@@ -503,9 +526,10 @@ impl Playground {
         seed: u32,
         tuned: bool,
     ) -> Result<String, JsError> {
-        let mut g = Generation::new(&encode(prompt), sampling(tokens, temperature, top_k, seed)?);
+        let tokenizer = self.base.tokenizer.clone();
+        let mut g = Generation::new(&tokenizer.encode_prompt(prompt), sampling(tokens, temperature, top_k, seed)?);
         self.advance(&mut g, tuned, tokens).await?;
-        Ok(decode(g.generated()))
+        Ok(tokenizer.decode(g.generated()))
     }
 
     /// Starts a side-by-side generation (base and tuned, same sampling) that [`Playground::generate_more`] advances a
@@ -520,7 +544,7 @@ impl Playground {
         seed: u32,
     ) -> Result<(), JsError> {
         let s = sampling(tokens, temperature, top_k, seed)?;
-        let p = encode(prompt);
+        let p = self.base.tokenizer.encode_prompt(prompt);
         self.generation =
             Some(SideBySide { base: Generation::new(&p, s), tuned: Generation::new(&p, s), total: tokens });
         Ok(())
@@ -536,9 +560,13 @@ impl Playground {
             Err(e) => Err(e),
         };
         advanced?;
+        // A character split across tokens appears once its last token is there (the last round shows all).
+        let t = &self.base.tokenizer;
+        let text = |ids: &[u32], done: bool| if done { t.decode(ids) } else { t.decode_so_far(ids) };
+        let finished = g.base.generated().len() >= g.total;
         let progress = GenerationProgress {
-            base: decode(g.base.generated()),
-            tuned: decode(g.tuned.generated()),
+            base: text(g.base.generated(), finished),
+            tuned: text(g.tuned.generated(), finished),
             done: g.base.generated().len(),
             total: g.total,
         };
