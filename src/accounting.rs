@@ -62,7 +62,8 @@ impl Arch {
     pub fn from_model(cfg: &crate::model::ModelConfig) -> Self {
         let d = cfg.n_embd as u64;
         Arch {
-            name: "model".into(),
+            // The hub id where config.json names one (`_name_or_path`), else the generic label.
+            name: cfg.name_or_path.clone().unwrap_or_else(|| "model".into()),
             family: Family::Gpt2,
             vocab: cfg.vocab_size as u64,
             ctx: cfg.n_positions as u64,
