@@ -69,6 +69,18 @@ impl Example {
     pub fn line(&self) -> String {
         format!("{}{}\n", self.prompt, self.answer)
     }
+
+    /// The same line, split where `tokenizer` puts a token boundary. GPT-2's BPE writes a space together with the
+    /// word after it (" batik"), so a prompt ending in a space would ask the model to continue after a lone space
+    /// token it never saw there in training; the space moves to the answer instead. Bytes split anywhere.
+    pub fn on_token_boundary(self, tokenizer: &Tokenizer) -> Example {
+        if matches!(tokenizer, Tokenizer::Bytes) {
+            return self;
+        }
+        let prompt = self.prompt.trim_end_matches(' ');
+        let spaces = &self.prompt[prompt.len()..];
+        Example { prompt: prompt.to_string(), answer: format!("{spaces}{}", self.answer) }
+    }
 }
 
 impl Task {
@@ -200,6 +212,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bpe_examples_split_where_the_line_has_a_token_boundary() {
+        let gpt2 = Tokenizer::gpt2().unwrap();
+        for task in Task::ALL {
+            for e in task.examples(5, true, 40) {
+                let line = gpt2.encode(&e.line());
+                let split = e.clone().on_token_boundary(&gpt2);
+                assert_eq!(split.line(), e.line(), "the text is unchanged");
+                let parts = [gpt2.encode(&split.prompt), gpt2.encode(&format!("{}\n", split.answer))].concat();
+                assert_eq!(parts, line, "{:?} | {:?}", split.prompt, split.answer);
+            }
+        }
+        let bytes = Task::Reverse.examples(5, true, 1).remove(0);
+        assert_eq!(bytes.clone().on_token_boundary(&Tokenizer::Bytes), bytes);
+    }
+
+    #[test]
     fn the_baseline_is_chance_and_the_majority_answer() {
         let even = Task::Even.examples(3, true, 50);
         let b = baseline(&even).unwrap();
@@ -292,7 +320,11 @@ pub fn fine_tune_data(
             FineTuneData {
                 task: Some(t),
                 split: Split { train, val: encode(&val) },
-                val_examples: t.examples(seed, true, eval_examples),
+                val_examples: t
+                    .examples(seed, true, eval_examples)
+                    .into_iter()
+                    .map(|e| e.on_token_boundary(tokenizer))
+                    .collect(),
             }
         }
         Source::Text(t) => {
