@@ -200,3 +200,36 @@ fn pretrain_resumes_its_checkpoint_on_the_gpu() {
     let (g, c) = (loss(&straight, 3), loss(&on_cpu, 3));
     assert!((g - c).abs() < 1e-4 * g, "gpu {g} vs cpu {c} at step 3");
 }
+
+/// A GPT-2 with the real 50,257-token vocabulary (saved by transformers, tests/fixtures/hf-gpt2, with GPT-2's
+/// tokenizer files beside it): the GPU scores it as the CPU does, through NF4 + double quantization and the adapter
+/// PEFT checked, and its greedy generation gives transformers' ids on both backends.
+#[test]
+fn a_bpe_model_scores_and_generates_alike_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixtures(&format!("hf-gpt2/{f}")), dir.path().join(f)).unwrap();
+    }
+    for f in ["vocab.json", "merges.txt"] {
+        std::fs::copy(format!("{}/assets/gpt2/{f}", env!("CARGO_MANIFEST_DIR")), dir.path().join(f)).unwrap();
+    }
+    let model = dir.path().to_str().unwrap();
+    let expected: Value = serde_json::from_slice(&std::fs::read(fixtures("hf-gpt2/expected.json")).unwrap()).unwrap();
+    let text = dir.path().join("t.txt");
+    std::fs::write(&text, expected["text"].as_str().unwrap()).unwrap();
+    let adapter = fixtures("hf-gpt2/adapter");
+    let eval = |backend: &str| {
+        let args = ["eval", "--model", model, "--adapter", &adapter, "--format", "nf4", "--double-quant"];
+        qlora(&[&args[..], &["--text-file", text.to_str().unwrap(), "--backend", backend, "--json"]].concat())[0]
+            .clone()
+    };
+    let (c, g) = (eval("cpu"), eval("gpu"));
+    assert_eq!(c["tokens"], g["tokens"]);
+    assert!((c["loss"].as_f64().unwrap() - g["loss"].as_f64().unwrap()).abs() < 1e-4, "{c} vs {g}");
+    for backend in ["cpu", "gpu"] {
+        let prompt = expected["prompt"].as_str().unwrap();
+        let args = ["generate", "--model", model, "--prompt", prompt, "--tokens", "8", "--temperature", "0"];
+        let out = qlora(&[&args[..], &["--backend", backend, "--json"]].concat());
+        assert_eq!(out[0]["ids"], expected["greedy_ids"], "{backend}");
+    }
+}
