@@ -6,7 +6,9 @@
 //! - [`lora`]: adapter configuration, initialisation, PEFT import/export and merging.
 //! - [`quant`]: storage formats of the frozen base (fp16, bf16, int8, int4, fp4, nf4, double quantization).
 //! - [`accounting`]: parameter and memory counts computed from a configuration, for any preset.
-//! - [`data`]: the byte tokenizer, text windows and seeded batch sampling.
+//! - [`tokenizer`]: text as tokens and back — bytes, or GPT-2's byte-level BPE (Hugging Face's `tokenizers`) — and
+//!   decoding that streams whole characters.
+//! - [`data`]: train/validation splits, text windows, seeded batch sampling and the built-in tasks.
 //! - [`train`]: the training recipe both executors follow — method, optimisation settings and their defaults, the
 //!   learning-rate schedule, AdamW's constants, dropout masks, sampling.
 //! - [`cpu`]: the reference executor — forward and backward of every layer over flat buffers, AdamW, training.

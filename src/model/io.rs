@@ -1,6 +1,7 @@
-//! Hugging Face model directories: `config.json` + `model.safetensors`, through the `safetensors` crate.
-//! Reading accepts names with or without the `transformer.` prefix, ignores the `attn.bias` / `attn.masked_bias`
-//! causal-mask buffers and a tied `lm_head.weight`, and converts f32, f16 and bf16 to f32.
+//! Hugging Face model directories: `config.json`, `model.safetensors` (through the `safetensors` crate's header
+//! types; a directory is read tensor by tensor, the page's bytes all at once) and the tokenizer files. Reading accepts
+//! names with or without the `transformer.` prefix, ignores the `attn.bias` / `attn.masked_bias` causal-mask buffers
+//! and a tied `lm_head.weight`, and converts f32, f16 and bf16 to f32.
 
 use super::{Gpt2, ModelConfig, ParamLayout};
 use crate::tokenizer::{Bpe, Tokenizer, TokenizerFiles};
