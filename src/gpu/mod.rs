@@ -110,7 +110,7 @@ impl Gpu {
         let max_binding = self.limits.max_storage_buffer_binding_size;
         if bytes > max_binding || bytes > self.limits.max_buffer_size {
             return Err(Error::new(format!(
-                "{label} needs {bytes} bytes but this GPU binds at most {max_binding} bytes per storage buffer \
+                "{label}: {bytes} bytes, but this GPU binds at most {max_binding} bytes per storage buffer \
                  (maxStorageBufferBindingSize), {} over; use a smaller batch, sequence or model",
                 bytes - max_binding.min(bytes)
             )));

@@ -50,7 +50,10 @@ impl GpuWeights {
             flat.extend_from_slice(&model.params[range.clone()]);
             flat.resize(padded(flat.len()), 0.0);
         }
-        let params = gpu.upload("params", &flat, Category::BaseWeights)?;
+        // One buffer: over the binding limit, the message names what is in it (GPT-2's embedding alone is 154 MB).
+        let label =
+            if full { "the model's parameters" } else { "the unquantized parameters (embeddings, LayerNorms, biases)" };
+        let params = gpu.upload(label, &flat, Category::BaseWeights)?;
         let mut qweights = Vec::new();
         if !full {
             for l in 0..cfg.n_layer {
