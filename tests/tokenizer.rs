@@ -77,6 +77,28 @@ fn merges_in_either_spelling_of_tokenizer_json_read_the_same() {
 }
 
 #[test]
+fn an_older_tokenizer_json_without_the_model_type_reads_the_same() {
+    // Older files (the layout of tokenizers before the model's type was recorded): no model type, merges as
+    // strings, no use_regex, <|endoftext|> marked normalized, a ByteLevel post-processor without offset trimming.
+    let legacy = gpt2_json_with(|v| {
+        let model = v["model"].as_object_mut().unwrap();
+        model.remove("type");
+        model.remove("ignore_merges");
+        model.insert("continuing_subword_prefix".into(), "".into());
+        model.insert("end_of_word_suffix".into(), "".into());
+        for m in model["merges"].as_array_mut().unwrap() {
+            let pair = m.as_array().unwrap();
+            *m = format!("{} {}", pair[0].as_str().unwrap(), pair[1].as_str().unwrap()).into();
+        }
+        v["pre_tokenizer"].as_object_mut().unwrap().remove("use_regex");
+        v["added_tokens"][0]["normalized"] = true.into();
+        v["post_processor"] = serde_json::json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false});
+    });
+    let files = TokenizerFiles { tokenizer_json: Some(legacy), ..Default::default() };
+    check(&Tokenizer::Bpe(Arc::new(Bpe::from_files(files).unwrap())), "older tokenizer.json");
+}
+
+#[test]
 fn streamed_decoding_shows_each_character_once_it_is_complete() {
     let t = Tokenizer::gpt2().unwrap();
     for c in golden() {
@@ -157,6 +179,32 @@ fn broken_tokenizer_files_each_get_one_message_naming_the_file() {
                 ..Default::default()
             },
             "tokenizer.json: added token \"<|endoftext|>\" has id Some(7)",
+        ),
+        (
+            TokenizerFiles {
+                tokenizer_json: Some(gpt2_json_with(|v| v["model"]["dropout"] = 0.1.into())),
+                ..Default::default()
+            },
+            "tokenizer.json: the model sets dropout to 0.1",
+        ),
+        (
+            TokenizerFiles {
+                tokenizer_json: Some(gpt2_json_with(|v| v["model"]["continuing_subword_prefix"] = "##".into())),
+                ..Default::default()
+            },
+            "tokenizer.json: the model sets continuing_subword_prefix",
+        ),
+        (
+            TokenizerFiles {
+                vocab_json: Some({
+                    let mut v: serde_json::Value = serde_json::from_slice(&asset("vocab.json")).unwrap();
+                    v["far"] = 4_000_000_000u32.into();
+                    serde_json::to_vec(&v).unwrap()
+                }),
+                merges_txt: Some(asset("merges.txt")),
+                ..Default::default()
+            },
+            "vocab.json: id 4000000000 is beyond",
         ),
     ];
     for (files, expected) in cases {

@@ -148,10 +148,14 @@ pub(super) fn memory(a: MemoryArgs) -> Result<()> {
 pub(super) fn init(a: InitArgs) -> Result<()> {
     let model = match &a.preset {
         Some(p) => {
-            let mut cfg = ModelConfig::hf_preset(p, a.layers)?;
+            let preset = ModelConfig::hf_preset(p, a.layers)?;
+            let mut cfg = preset.clone();
             cfg.n_head = a.heads.unwrap_or(cfg.n_head);
             cfg.n_embd = a.embd.unwrap_or(cfg.n_embd);
             cfg.n_positions = a.ctx.unwrap_or(cfg.n_positions);
+            if cfg != preset {
+                cfg.name_or_path = None; // another shape is not the hub model
+            }
             cfg.validate()?;
             Gpt2::init(cfg, a.seed).with_tokenizer(Tokenizer::gpt2()?)?
         }
@@ -342,7 +346,8 @@ pub(super) fn generate(a: GenerateArgs) -> Result<()> {
             crate::cpu::generate(&model, adapters.as_ref(), &prompt, a.tokens, sampling)
         }
     };
-    let text = tokenizer.decode(&out);
+    let out = tokenizer.up_to_end_of_text(&out);
+    let text = tokenizer.decode(out);
     if a.output.json {
         println!("{}", json!({"prompt": a.prompt, "text": text, "ids": out}));
     } else {

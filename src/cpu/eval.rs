@@ -115,7 +115,7 @@ pub fn greedy_accuracy(model: &Gpt2, adapters: Option<&Adapters>, examples: &[Ex
         for (i, (t, prompt_len)) in chunk.iter().enumerate() {
             let ok = (*prompt_len..t.len()).all(|pos| {
                 let row = &probs[(i * seq + pos - 1) * v..(i * seq + pos) * v];
-                argmax(&row[..v.min(256)]) == t[pos]
+                argmax(&row[..v.min(model.tokenizer.vocab_size())]) == t[pos]
             });
             right += ok as usize;
         }

@@ -20,7 +20,7 @@ pub struct ModelConfig {
 }
 
 /// The key under which config.json marks a byte-level model (token = byte value); transformers ignores unknown keys.
-const TOKENIZER_KEY: &str = "qlora_tokenizer";
+pub(crate) const BYTES_KEY: &str = "qlora_tokenizer";
 
 /// GPT-2's vocabulary: 50,000 merges, 256 bytes and `<|endoftext|>`.
 pub const GPT2_VOCAB: usize = 50257;
@@ -48,7 +48,8 @@ impl ModelConfig {
     }
 
     /// A published GPT-2 shape (`gpt2`: 12 layers; `distilgpt2`: 6) — width 768, 12 heads, 1,024 positions, GPT-2's
-    /// vocabulary — with `layers` blocks instead of the preset's where given.
+    /// vocabulary — with `layers` blocks instead of the preset's where given. Only the published shape names its hub
+    /// model (`name_or_path`): an adapter for another shape could not be applied to it.
     pub fn hf_preset(name: &str, layers: Option<usize>) -> Result<Self> {
         let Some((_, hub_id, n_layer)) = HF_PRESETS.iter().find(|p| p.0 == name) else {
             let names: Vec<&str> = HF_PRESETS.iter().map(|p| p.0).collect();
@@ -61,7 +62,7 @@ impl ModelConfig {
             n_head: 12,
             n_layer: layers.unwrap_or(*n_layer),
             layer_norm_epsilon: 1e-5,
-            name_or_path: Some(hub_id.to_string()),
+            name_or_path: (layers.unwrap_or(*n_layer) == *n_layer).then(|| hub_id.to_string()),
         };
         c.validate()?;
         Ok(c)
@@ -140,10 +141,10 @@ impl ModelConfig {
             None => 1e-5,
             Some(x) => x.as_f64().ok_or_else(|| Error::new("layer_norm_epsilon must be a number"))?,
         };
-        match obj.get(TOKENIZER_KEY) {
+        match obj.get(BYTES_KEY) {
             None => {}
             Some(Value::String(s)) if s == "bytes" => {}
-            Some(other) => bail!("{TOKENIZER_KEY} is {other}; only \"bytes\" is supported"),
+            Some(other) => bail!("{BYTES_KEY} is {other}; only \"bytes\" is supported"),
         }
         let name_or_path = obj.get("_name_or_path").and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from);
         let c = ModelConfig {
@@ -193,7 +194,7 @@ impl ModelConfig {
             m.insert(k.to_string(), v);
         }
         if matches!(tokenizer, Tokenizer::Bytes) {
-            m.insert(TOKENIZER_KEY.into(), json!("bytes"));
+            m.insert(BYTES_KEY.into(), json!("bytes"));
         }
         if let Some(name) = &self.name_or_path {
             m.insert("_name_or_path".into(), json!(name));

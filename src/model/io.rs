@@ -3,6 +3,7 @@
 //! names with or without the `transformer.` prefix, ignores the `attn.bias` / `attn.masked_bias` causal-mask buffers
 //! and a tied `lm_head.weight`, and converts f32, f16 and bf16 to f32.
 
+use super::config::BYTES_KEY;
 use super::{Gpt2, ModelConfig, ParamLayout};
 use crate::tokenizer::{Bpe, Tokenizer, TokenizerFiles};
 use crate::{bail, ensure, Error, Result};
@@ -69,7 +70,22 @@ pub fn load_model_dir(dir: &Path) -> Result<Gpt2> {
     let file =
         std::fs::File::open(&st_path).map_err(|e| Error::new(format!("cannot read {}: {e}", st_path.display())))?;
     let model = read_safetensors_file(config, file).map_err(|e| e.context(st_path.display()))?;
-    model.with_tokenizer(load_tokenizer_dir(dir)?)
+    let tokenizer = load_tokenizer_dir(dir)?;
+    // A directory that names no tokenizer is byte-level only where that is plausible; a GPT-2 vocabulary without its
+    // tokenizer files would otherwise be read as bytes without a word.
+    let says_bytes = serde_json::from_str::<serde_json::Value>(&cfg_text)
+        .is_ok_and(|v| v.get(BYTES_KEY).is_some_and(|k| k == "bytes"));
+    match (&tokenizer, says_bytes) {
+        (Tokenizer::Bpe(_), true) => {
+            bail!("{}: config.json says {BYTES_KEY} \"bytes\" but the directory has tokenizer files", dir.display())
+        }
+        (Tokenizer::Bytes, false) if model.config.vocab_size != 256 => bail!(
+            "{}: no tokenizer files (vocab.json + merges.txt, or tokenizer.json) for a vocabulary of {} tokens",
+            dir.display(),
+            model.config.vocab_size
+        ),
+        _ => model.with_tokenizer(tokenizer),
+    }
 }
 
 /// The tokenizer of a model directory: GPT-2's byte-level BPE where it holds tokenizer files (vocab.json +
@@ -118,10 +134,8 @@ fn read_safetensors_file(config: ModelConfig, mut file: std::fs::File) -> Result
     assemble(config, shapes, |name, out| {
         let info = infos[name];
         let (begin, end) = info.data_offsets;
-        ensure!(
-            begin <= end && data_start + end as u64 <= file_len,
-            "tensor {name}: data offsets {begin}..{end} lie outside the file"
-        );
+        // The header's type checked the offsets (contiguous, each tensor's size from its shape and dtype); the file's
+        // length was checked against them above.
         let mut bytes = vec![0u8; end - begin];
         file.seek(SeekFrom::Start(data_start + begin as u64)).map_err(io)?;
         file.read_exact(&mut bytes).map_err(io)?;
@@ -348,6 +362,31 @@ mod tests {
         let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
         let cfg = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
         assert_eq!(load_model_bytes(&cfg, &bytes).unwrap().params, model.params);
+    }
+
+    #[test]
+    fn a_directory_whose_tokenizer_is_unclear_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ModelConfig::bytes(1, 1, 8, 8).unwrap();
+        cfg.vocab_size = 300;
+        let model = Gpt2::init(cfg, 1);
+        for (name, bytes) in model_files(&model, StoreDtype::F32).unwrap() {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        // Our byte-level directory says so in config.json: it loads with a vocabulary larger than 256.
+        assert_eq!(load_model_dir(dir.path()).unwrap().tokenizer.kind(), "bytes");
+        // Without that key (a GPT-2 whose tokenizer files were left behind) it is refused by name…
+        let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+        let unmarked = text.replace("\"qlora_tokenizer\": \"bytes\",", "");
+        assert_ne!(unmarked, text);
+        std::fs::write(dir.path().join("config.json"), &unmarked).unwrap();
+        let e = load_model_dir(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("no tokenizer files") && e.contains("300 tokens"), "{e}");
+        // …and a directory that says bytes while holding tokenizer files is contradictory.
+        std::fs::write(dir.path().join("config.json"), &text).unwrap();
+        std::fs::write(dir.path().join("tokenizer.json"), b"{}").unwrap();
+        let e = load_model_dir(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("tokenizer.json"), "{e}");
     }
 
     #[test]

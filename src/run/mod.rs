@@ -130,7 +130,7 @@ impl Run {
     ) -> Result<Run> {
         let spec = settings.validate_within(&base.config, limits)?;
         let val_batches = val_batches(&data.split.val, spec.batch, spec.seq);
-        ensure!(!val_batches.is_empty(), "the validation text is shorter than one sequence of {} bytes", spec.seq + 1);
+        ensure!(!val_batches.is_empty(), "the validation text is shorter than one sequence of {} tokens", spec.seq + 1);
         let gpu = match gpu {
             Some(g) => Some(GpuTrainer::new(
                 g,

@@ -23,6 +23,9 @@ use tokenizers::{AddedToken, TokenizerImpl};
 /// model, byte-level post-processing and decoding. The normalizer slot needs a type but stays empty (`None`).
 type Pipeline = TokenizerImpl<BPE, Lowercase, ByteLevel, ByteLevel, ByteLevel>;
 
+/// Most ids a vocabulary may have (a model's vocab_size is held to the same bound).
+const MAX_VOCAB: usize = 1 << 20;
+
 /// GPT-2's end-of-document token; written in a text it is one token (50256), as transformers reads it.
 pub const ENDOFTEXT: &str = "<|endoftext|>";
 
@@ -151,7 +154,23 @@ fn from_tokenizer_json(json: &[u8]) -> Result<Pipeline> {
     ensure!(v.is_object(), "not a tokenizer file: expected a JSON object");
     let kind = |part: &str| v[part]["type"].as_str().unwrap_or("none").to_string();
     ensure!(v["model"].is_object(), "not a tokenizer file: it has no model");
-    ensure!(kind("model") == "BPE", "the model is {}, not GPT-2's byte-level BPE", kind("model"));
+    // Older files (written before the model's type was recorded) leave it out; a model with merges is a BPE, as
+    // the crate's own reader decides.
+    let model_kind = match v["model"]["type"].as_str() {
+        None if v["model"]["merges"].is_array() => "BPE".to_string(),
+        _ => kind("model"),
+    };
+    ensure!(model_kind == "BPE", "the model is {model_kind}, not GPT-2's byte-level BPE");
+    for (option, gpt2) in
+        [("dropout", Value::Null), ("continuing_subword_prefix", "".into()), ("end_of_word_suffix", "".into())]
+    {
+        let value = &v["model"][option];
+        ensure!(
+            value.is_null() || *value == gpt2,
+            "the model sets {option} to {value}; GPT-2's tokenizer has none (dropout makes ids random, affixes change \
+             the tokens' text)"
+        );
+    }
     ensure!(
         kind("pre_tokenizer") == "ByteLevel",
         "the pre-tokenizer is {}, not GPT-2's ByteLevel",
@@ -251,7 +270,10 @@ fn token_byte_table(t: &Pipeline) -> Result<Vec<Box<[u8]>>> {
     let byte_of = byte_of_char();
     let added = t.get_added_tokens_decoder();
     let vocab = t.get_vocab(true);
-    let size = vocab.values().max().map_or(0, |m| *m as usize + 1);
+    let largest = vocab.values().max().map_or(0, |m| *m as usize);
+    // The table has a slot per id up to the largest: an id far beyond any vocabulary would ask for gigabytes.
+    ensure!(largest < MAX_VOCAB, "id {largest} is beyond the largest vocabulary this engine reads ({MAX_VOCAB} ids)");
+    let size = largest + 1;
     let mut table: Vec<Box<[u8]>> = vec![Box::default(); size];
     for (token, id) in &vocab {
         let bytes: Vec<u8> = if added.contains_key(id) {

@@ -104,6 +104,14 @@ impl Tokenizer {
         s.push(&self.bytes_of(ids))
     }
 
+    /// A generation as transformers' `generate` returns it: up to and including the first end-of-document token.
+    pub fn up_to_end_of_text<'a>(&self, ids: &'a [u32]) -> &'a [u32] {
+        match self.end_of_text().and_then(|eot| ids.iter().position(|t| *t == eot)) {
+            Some(i) => &ids[..=i],
+            None => ids,
+        }
+    }
+
     /// The id that ends a document, where the tokenizer has one (`<|endoftext|>`, 50256 for GPT-2).
     pub fn end_of_text(&self) -> Option<u32> {
         match self {
@@ -138,5 +146,15 @@ mod tests {
         assert_eq!(t.decode_so_far(&ids[..1]), "");
         assert_eq!(t.decode_so_far(&ids), "é!");
         assert_eq!(t.token_bytes(300), b"");
+        assert_eq!(t.up_to_end_of_text(&[1, 2, 3]), &[1, 2, 3]);
+    }
+
+    #[test]
+    fn a_generation_ends_with_its_first_end_of_text() {
+        let t = Tokenizer::gpt2().unwrap();
+        assert_eq!(t.up_to_end_of_text(&[464, 50256, 383, 50256]), &[464, 50256]);
+        assert_eq!(t.up_to_end_of_text(&[464, 383]), &[464, 383]);
+        assert_eq!(t.encode_prompt(""), vec![50256]);
+        assert_eq!(Tokenizer::Bytes.encode_prompt(""), vec![u32::from(b'\n')]);
     }
 }

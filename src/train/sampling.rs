@@ -42,3 +42,19 @@ pub fn sample(probs: &[f32], with_text: usize, s: Sampling, rng: &mut rng::Rng) 
 pub(crate) fn argmax(p: &[f32]) -> u32 {
     p.iter().enumerate().fold((0, f32::MIN), |b, (i, x)| if *x > b.1 { (i, *x) } else { b }).0 as u32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_without_text_are_never_drawn() {
+        // An embedding of 8 rows for a tokenizer of 5 ids: the 3 extra rows hold most of the probability.
+        let probs = [0.01, 0.02, 0.03, 0.02, 0.02, 0.3, 0.3, 0.3];
+        assert_eq!(sample(&probs, 5, Sampling { temperature: 0.0, top_k: 0, seed: 0 }, &mut rng::stream(0, "t")), 2);
+        let mut r = rng::stream(1, "t");
+        for _ in 0..200 {
+            assert!(sample(&probs, 5, Sampling { temperature: 1.0, top_k: 0, seed: 1 }, &mut r) < 5);
+        }
+    }
+}

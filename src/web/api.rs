@@ -314,7 +314,9 @@ impl Playground {
         }
         let files = TokenizerFiles { vocab_json, merges_txt, tokenizer_json, tokenizer_config_json: None };
         let bpe = Bpe::from_files(files).map_err(err)?;
-        self.base.set_tokenizer(Tokenizer::Bpe(Arc::new(bpe))).map_err(err)
+        self.base.set_tokenizer(Tokenizer::Bpe(Arc::new(bpe))).map_err(err)?;
+        self.generation = None; // its ids were the old tokenizer's
+        Ok(())
     }
 
     /// The ids of `text` under the model's tokenizer (one per byte for the byte-level models).
