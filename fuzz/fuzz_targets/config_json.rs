@@ -2,10 +2,12 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use qlora_playground::model::ModelConfig;
+use qlora_playground::tokenizer::Tokenizer;
 
 fuzz_target!(|text: &str| {
     if let Ok(cfg) = ModelConfig::from_json(text) {
-        let again = ModelConfig::from_json(&cfg.to_json("float32")).expect("our own config.json parses");
+        let again =
+            ModelConfig::from_json(&cfg.to_json("float32", &Tokenizer::Bytes)).expect("our own config.json parses");
         assert_eq!(again, cfg);
     }
 });

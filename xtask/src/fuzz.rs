@@ -6,7 +6,8 @@
 use crate::tools::{ensure_fuzz_tools, run};
 
 /// The targets in fuzz/Cargo.toml.
-pub const TARGETS: [&str; 5] = ["model_bytes", "config_json", "adapter_bytes", "url_query", "saved_run"];
+pub const TARGETS: [&str; 6] =
+    ["model_bytes", "config_json", "adapter_bytes", "url_query", "saved_run", "tokenizer_files"];
 
 /// Seconds per target in CI.
 pub const CI_SECONDS: u64 = 20;
