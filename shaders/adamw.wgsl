@@ -1,6 +1,6 @@
-// AdamW over a flat parameter buffer (PyTorch semantics), and the global gradient norm for clipping.
-// `sum_squares`, per workgroup of 256: norm_buf[1 + wg] = Σ g² over its slice of `grad`.
-// `finish_norm`, one workgroup: norm_buf[0] = Σ of the `partials` partial sums.
+// AdamW over the trainable parameters, one dispatch per shard (PyTorch semantics), and the global gradient norm.
+// `sum_squares`, per workgroup of 256: norm_buf[1 + partial_base + wg] = Σ g² over its slice of this shard's `grad`.
+// `finish_norm`, one workgroup: norm_buf[0] = Σ of all shards' `partials` partial sums.
 // `update`: g ← g·clip (clip = min(1, max_norm/(norm + 1e-6)), norm = √norm_buf[0]), then the AdamW step with
 //   bias-corrected moments; learning rate and step count come from the uniform, rewritten before each step.
 
@@ -15,7 +15,7 @@ struct Params {
     eps: f32,
     weight_decay: f32,
     max_norm: f32,
-    _p1: f32,
+    partial_base: u32,
     _p2: f32,
 }
 
@@ -44,7 +44,7 @@ fn sum_squares(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     red[lid.x] = x;
     workgroupBarrier();
     reduce(lid.x);
-    if (lid.x == 0u) { norm_buf[g_index + 1u] = red[0]; }
+    if (lid.x == 0u) { norm_buf[1u + p.partial_base + g_index] = red[0]; }
 }
 
 @compute @workgroup_size(256, 1, 1)

@@ -1,6 +1,9 @@
-// Softmax over the vocabulary per row (in place: logits → probabilities), the loss −log p[target] per row, and
-// the gradient dlogits = (p − onehot)/rows written in place of the probabilities. One workgroup of 64 per row.
-// forward: softmax + losses; backward: the gradient.
+// Softmax and cross-entropy over one chunk of the head's rows (the head runs in chunks of rows so that a
+// batch × vocabulary logits tensor never exists). One workgroup of 64 per row; row r of the chunk is row
+// row0 + r of the batch for its target and loss.
+// `forward`: logits → probabilities in place, and the loss −log p[target] per row.
+// `forward_backward`: the same, then dlogits = (p − onehot)·grad_scale in place of the probabilities, which the head's
+//   backward matmuls read while the chunk is at hand (grad_scale = 1/rows of the whole batch: the mean's gradient).
 
 // exp() of arguments below about −87 is undefined territory for some drivers (SwiftShader returns garbage rather
 // than 0), so softmax arguments are floored at −80: exp(−80) ≈ 2e−35 is 0 next to the maximum's 1. A NaN stays NaN
@@ -12,7 +15,11 @@ struct Params {
     rows: u32,
     v: u32,
     groups_x: u32,
-    _pad: u32,
+    row0: u32,
+    grad_scale: f32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -36,25 +43,8 @@ fn reduce_sum(lane: u32) {
     }
 }
 
-@compute @workgroup_size(64, 1, 1)
-fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row = wg.y * p.groups_x + wg.x;
-    if (row >= p.rows) { return; }
-    let lane = lid.x;
-    let base = row * p.v;
-    let inv = 1.0 / f32(p.rows);
-    for (var i = lane; i < p.v; i = i + 64u) {
-        var g = probs[base + i];
-        if (i == targets[row]) { g = g - 1.0; }
-        probs[base + i] = g * inv;
-    }
-}
-
-@compute @workgroup_size(64, 1, 1)
-fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row = wg.y * p.groups_x + wg.x;
-    if (row >= p.rows) { return; }
-    let lane = lid.x;
+// Softmax of one row in place and its loss; every lane of the workgroup calls it (it has barriers).
+fn softmax_and_loss(row: u32, lane: u32) {
     let base = row * p.v;
     var m = -3.0e38;
     for (var i = lane; i < p.v; i = i + 64u) { m = max(m, probs[base + i]); }
@@ -76,6 +66,28 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l
     for (var i = lane; i < p.v; i = i + 64u) { probs[base + i] = probs[base + i] * inv; }
     workgroupBarrier();
     if (lane == 0u) {
-        losses[row] = -log(max(probs[base + targets[row]], 1.17549435e-38));
+        losses[p.row0 + row] = -log(max(probs[base + targets[p.row0 + row]], 1.17549435e-38));
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = wg.y * p.groups_x + wg.x;
+    if (row >= p.rows) { return; }
+    softmax_and_loss(row, lid.x);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn forward_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = wg.y * p.groups_x + wg.x;
+    if (row >= p.rows) { return; }
+    let lane = lid.x;
+    softmax_and_loss(row, lane);
+    let base = row * p.v;
+    let goal = targets[p.row0 + row];
+    for (var i = lane; i < p.v; i = i + 64u) {
+        var g = probs[base + i];
+        if (i == goal) { g = g - 1.0; }
+        probs[base + i] = g * p.grad_scale;
     }
 }

@@ -1,7 +1,11 @@
-// Token + position embedding. `forward`, per element: out[r, i] = wte[tok[r], i] + wpe[pos0 + r mod T, i]
+// Token + position embedding, over one part of the token embedding: the vocabulary rows v0..v1 (WebGPU binds at most
+// 128 MiB at once by default, GPT-2's wte is 154 MB, so it is stored and read in parts; `first` marks the first part).
+// `forward`, per element: out[r, i] = wpe[pos0 + r mod T, i] (first part) plus wte[tok[r], i] from the part holding
+// tok[r] — each sum is the same single addition as wte + wpe, whichever part holds the token.
 // (pos0 > 0 when decoding one token at a time).
 // `backward`, per channel i (each invocation owns column i of dwte and dwpe, so no two write the same value):
-// dwte[tok[r], i] += dout[r, i] and dwpe[r mod T, i] += dout[r, i] over all rows r.
+// dwte[tok[r], i] += dout[r, i] for the rows whose token is in the part, and dwpe[r mod T, i] += dout[r, i] over all
+// rows r in the first part's pass.
 
 struct Params {
     rows: u32,
@@ -9,14 +13,14 @@ struct Params {
     c: u32,
     groups_x: u32,
     pos0: u32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
+    v0: u32,
+    v1: u32,
+    first: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> tokens: array<u32>;
-@group(0) @binding(2) var<storage, read_write> wte: array<f32>;   // forward: read; backward: dwte
+@group(0) @binding(2) var<storage, read_write> wte: array<f32>;   // rows v0..v1; forward: read; backward: dwte
 @group(0) @binding(3) var<storage, read_write> wpe: array<f32>;   // forward: read; backward: dwpe
 @group(0) @binding(4) var<storage, read_write> act: array<f32>;   // forward: out; backward: dout
 
@@ -26,7 +30,11 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l
     if (idx >= p.rows * p.c) { return; }
     let r = idx / p.c;
     let i = idx % p.c;
-    act[idx] = wte[tokens[r] * p.c + i] + wpe[(p.pos0 + r % p.t) * p.c + i];
+    let tok = tokens[r];
+    var x: f32;
+    if (p.first != 0u) { x = wpe[(p.pos0 + r % p.t) * p.c + i]; } else { x = act[idx]; }
+    if (tok >= p.v0 && tok < p.v1) { x = wte[(tok - p.v0) * p.c + i] + x; }
+    act[idx] = x;
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -35,7 +43,12 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= p.c) { return; }
     for (var r = 0u; r < p.rows; r = r + 1u) {
         let g = act[r * p.c + i];
-        wte[tokens[r] * p.c + i] = wte[tokens[r] * p.c + i] + g;
-        wpe[(r % p.t) * p.c + i] = wpe[(r % p.t) * p.c + i] + g;
+        let tok = tokens[r];
+        if (tok >= p.v0 && tok < p.v1) {
+            wte[(tok - p.v0) * p.c + i] = wte[(tok - p.v0) * p.c + i] + g;
+        }
+        if (p.first != 0u) {
+            wpe[(r % p.t) * p.c + i] = wpe[(r % p.t) * p.c + i] + g;
+        }
     }
 }

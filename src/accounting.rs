@@ -153,11 +153,13 @@ impl Arch {
         }
     }
 
-    /// Stored activations per token outside the blocks: embedding output, final norm (+ stats), logits/probs.
+    /// Stored activations per token outside the blocks: embedding output, final norm (+ stats). No logits: both
+    /// executors fuse the head with the cross-entropy over chunks of rows (`model::HEAD_CHUNK_BYTES`, scratch), so
+    /// a `tokens × vocab` tensor never exists — at GPT-2's vocabulary it would be most of a batch's activations.
     pub fn head_activation_elems(&self) -> u64 {
         match self.family {
-            Family::Gpt2 => 2 * self.d_model + 2 + self.vocab,
-            Family::Llama => 2 * self.d_model + 1 + self.vocab,
+            Family::Gpt2 => 2 * self.d_model + 2,
+            Family::Llama => 2 * self.d_model + 1,
         }
     }
 }

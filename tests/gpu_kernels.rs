@@ -123,7 +123,7 @@ fn buffers_are_counted_by_category_and_limits_are_refused() {
 
 use qlora_playground::cpu::layers;
 use qlora_playground::cpu::optim::{clip_grad_norm, AdamW};
-use qlora_playground::gpu::{AdamHyper, GpuBuffer, Kernels};
+use qlora_playground::gpu::{AdamHyper, AdamShard, EmbeddingParams, GpuBuffer, Kernels};
 
 fn up(gpu: &Gpu, v: &[f32]) -> GpuBuffer {
     gpu.upload("t", v, Category::Scratch).unwrap()
@@ -305,75 +305,106 @@ fn embedding_matches_cpu() {
     let (b, t, c, v) = (3usize, 9usize, 20usize, 256usize);
     let tokens: Vec<u32> = (0..b * t).map(|i| (i * 37 % 7) as u32 * 31).collect();
     let (wte, wpe, dout) = (random(v * c, 1), random(t * c, 2), random(b * t * c, 3));
-    let gtok = gpu.upload("tokens", &tokens, Category::Activations).unwrap();
-    let (gwte, gwpe, gout, gdout) = (up(&gpu, &wte), up(&gpu, &wpe), up(&gpu, &vec![0.0; b * t * c]), up(&gpu, &dout));
-    let (gdwte, gdwpe) = (up(&gpu, &vec![0.0; v * c]), up(&gpu, &vec![0.0; t * c]));
-    let rows = (b * t) as u32;
-    submit(
-        &gpu,
-        &[
-            &k.embedding_forward(&gpu, rows, t as u32, c as u32, gout.all(), gtok.all(), gwte.all(), gwpe.all()),
-            &k.embedding_backward(&gpu, rows, t as u32, c as u32, gdwte.all(), gdwpe.all(), gdout.all(), gtok.all()),
-        ],
-    );
     let mut out = vec![0.0; b * t * c];
     layers::embedding_forward(&mut out, &tokens, &wte, &wpe, t, c);
     let (mut dwte, mut dwpe) = (vec![0.0; v * c], vec![0.0; t * c]);
     layers::embedding_backward(&mut dwte, &mut dwpe, &dout, &tokens, t, c);
-    assert_close(&read(&gpu, &gout, b * t * c), &out, "embedding forward");
-    assert_close(&read(&gpu, &gdwte, v * c), &dwte, "embedding dwte");
-    assert_close(&read(&gpu, &gdwpe, t * c), &dwpe, "embedding dwpe");
+    let gtok = gpu.upload("tokens", &tokens, Category::Activations).unwrap();
+    let rows = (b * t) as u32;
+    // The whole embedding in one part, then in three (as a binding limit splits GPT-2's): the same sums, exactly.
+    let whole: Vec<std::ops::Range<usize>> = std::iter::once(0..v).collect();
+    for parts in [whole, vec![0..100, 100..217, 217..v]] {
+        let (gout, gdout, gwpe) = (up(&gpu, &vec![0.0; b * t * c]), up(&gpu, &dout), up(&gpu, &wpe));
+        let gdwpe = up(&gpu, &vec![0.0; t * c]);
+        let stored: Vec<_> =
+            parts.iter().map(|r| (up(&gpu, &wte[r.start * c..r.end * c]), up(&gpu, &vec![0.0; r.len() * c]))).collect();
+        let mut dispatches = Vec::new();
+        for (r, (gwte, _)) in parts.iter().zip(&stored) {
+            let p = EmbeddingParams::new(rows, t as u32, c as u32, r.clone());
+            dispatches.push(k.embedding_forward(&gpu, p, gout.all(), gtok.all(), gwte.all(), gwpe.all()));
+        }
+        for (r, (_, gdwte)) in parts.iter().zip(&stored) {
+            let p = EmbeddingParams::new(rows, t as u32, c as u32, r.clone());
+            dispatches.push(k.embedding_backward(&gpu, p, gdwte.all(), gdwpe.all(), gdout.all(), gtok.all()));
+        }
+        submit(&gpu, &dispatches.iter().collect::<Vec<_>>());
+        let what = format!("{} parts", parts.len());
+        assert_eq!(read(&gpu, &gout, b * t * c), out, "embedding forward, {what}");
+        let got_dwte: Vec<f32> = parts.iter().zip(&stored).flat_map(|(r, (_, g))| read(&gpu, g, r.len() * c)).collect();
+        assert_close(&got_dwte, &dwte, &format!("embedding dwte, {what}"));
+        assert_close(&read(&gpu, &gdwpe, t * c), &dwpe, &format!("embedding dwpe, {what}"));
+    }
 }
 
 #[test]
 fn cross_entropy_matches_cpu() {
     let gpu = gpu();
     let k = Kernels::new(&gpu);
-    let (rows, v) = (29usize, 256usize);
+    // A chunk of 29 rows starting at batch row 5 of 40: targets and losses are read and written at row0 + r.
+    let (rows, v, row0, total) = (29usize, 256usize, 5usize, 40usize);
     let logits: Vec<f32> = random(rows * v, 1).iter().map(|x| x * 5.0).collect();
-    let targets: Vec<u32> = (0..rows).map(|i| (i * 53 % v) as u32).collect();
-    let gp = up(&gpu, &logits);
+    let targets: Vec<u32> = (0..total).map(|i| (i * 53 % v) as u32).collect();
     let gt = gpu.upload("targets", &targets, Category::Activations).unwrap();
-    let gl = up(&gpu, &vec![0.0; rows]);
-    submit(&gpu, &[&k.cross_entropy_forward(&gpu, rows as u32, v as u32, gp.all(), gt.all(), gl.all())]);
-    let probs_gpu = read(&gpu, &gp, rows * v);
-    let losses = read(&gpu, &gl, rows);
-    submit(&gpu, &[&k.cross_entropy_backward(&gpu, rows as u32, v as u32, gp.all(), gt.all(), gl.all())]);
-    // CPU: softmax of the logits (lm_head_forward's second half) and the loss.
-    let mut probs = logits.clone();
-    for row in probs.chunks_mut(v) {
-        let m = row.iter().fold(f32::MIN, |a, b| a.max(*b));
-        let s: f32 = row.iter().map(|x| (x - m).exp()).sum();
-        row.iter_mut().for_each(|x| *x = (*x - m).exp() / s);
+    let scale = 1.0 / total as f32;
+    for grad in [None, Some(scale)] {
+        let gp = up(&gpu, &logits);
+        let gl = up(&gpu, &vec![7.0; total]);
+        let d = k.cross_entropy(&gpu, rows as u32, v as u32, row0 as u32, grad, gp.all(), gt.all(), gl.all());
+        submit(&gpu, &[&d]);
+        let mut want = logits.clone();
+        let sum = layers::softmax_cross_entropy(&mut want, &targets[row0..row0 + rows], v, grad);
+        let what = if grad.is_some() { "dlogits" } else { "softmax" };
+        assert_close(&read(&gpu, &gp, rows * v), &want, what);
+        let losses = read(&gpu, &gl, total);
+        assert!(losses[..row0].iter().chain(&losses[row0 + rows..]).all(|l| *l == 7.0), "rows outside the chunk");
+        let got = losses[row0..row0 + rows].iter().map(|l| *l as f64).sum::<f64>();
+        assert!((got - sum).abs() < 1e-4 * rows as f64, "{what}: loss sum {got} vs {sum}");
     }
-    assert_close(&probs_gpu, &probs, "softmax");
-    let mean = losses.iter().map(|l| *l as f64).sum::<f64>() / rows as f64;
-    assert!((mean - layers::cross_entropy(&probs, &targets, v)).abs() < 1e-5);
-    layers::cross_entropy_backward(&mut probs, &targets, v);
-    assert_close(&read(&gpu, &gp, rows * v), &probs, "dlogits");
 }
 
 #[test]
 fn adamw_with_clipping_matches_cpu() {
     let gpu = gpu();
     let k = Kernels::new(&gpu);
-    let n = 1000usize; // four partial sums
+    let n = 1000usize;
     let mut p = random(n, 1);
-    let (gp, gg, gm, gv) = (up(&gpu, &p), up(&gpu, &vec![0.0; n]), up(&gpu, &vec![0.0; n]), up(&gpu, &vec![0.0; n]));
-    let gnorm = up(&gpu, &vec![0.0; 1 + n.div_ceil(256)]);
+    // Two shards (as GPT-2's parameters are split under a binding limit): 600 + 400 values, five partial sums.
+    let cut = 600usize;
+    let halves = [0..cut, cut..n];
+    let shard = |r: &std::ops::Range<usize>| {
+        let z = vec![0.0; r.len()];
+        (up(&gpu, &p[r.clone()]), up(&gpu, &z), up(&gpu, &z), up(&gpu, &z))
+    };
+    let bufs: Vec<_> = halves.iter().map(shard).collect();
+    let gnorm = up(&gpu, &vec![0.0; 1 + cut.div_ceil(256) + (n - cut).div_ceil(256)]);
     let hyper = AdamHyper { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_norm: 1.0 };
-    let adam_gpu = k.adamw(&gpu, hyper, n as u32, gp.all(), gg.all(), gm.all(), gv.all(), gnorm.all());
+    let shards: Vec<AdamShard> = halves
+        .iter()
+        .zip(&bufs)
+        .map(|(r, (gp, gg, gm, gv))| AdamShard {
+            n: r.len() as u32,
+            param: gp.all(),
+            grad: gg.all(),
+            m: gm.all(),
+            v: gv.all(),
+        })
+        .collect();
+    let adam_gpu = k.adamw(&gpu, hyper, &shards, gnorm.all());
     let mut adam = AdamW::new(n, 0.01);
     for step in 1..=3u32 {
         let g: Vec<f32> = random(n, 10 + step as u64).iter().map(|x| x * step as f32).collect();
-        gpu.queue.write_buffer(gg.raw(), 0, bytemuck::cast_slice(&g));
+        for (r, (_, gg, _, _)) in halves.iter().zip(&bufs) {
+            gpu.queue.write_buffer(gg.raw(), 0, bytemuck::cast_slice(&g[r.clone()]));
+        }
         let lr = 0.01 * step as f32;
         adam_gpu.set_step(&gpu, step, lr);
-        let [a, b, c] = &adam_gpu.dispatches;
-        submit(&gpu, &[a, b, c]);
+        submit(&gpu, &adam_gpu.all().collect::<Vec<_>>());
         let mut gc = g.clone();
-        clip_grad_norm(&mut gc, 1.0);
+        let norm = clip_grad_norm(&mut gc, 1.0);
+        let sq = read(&gpu, &gnorm, 1)[0];
+        assert!((sq.sqrt() - norm).abs() <= 1e-4 * norm, "global norm {} vs {norm}", sq.sqrt());
         adam.step(&mut p, &gc, lr);
     }
-    assert_close(&read(&gpu, &gp, n), &p, "adamw");
+    let got: Vec<f32> = halves.iter().zip(&bufs).flat_map(|(r, (gp, _, _, _))| read(&gpu, gp, r.len())).collect();
+    assert_close(&got, &p, "adamw");
 }

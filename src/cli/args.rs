@@ -394,6 +394,17 @@ pub(super) struct BenchArgs {
     /// Store the frozen base in this format (default: nf4 for qlora, fp32 otherwise).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Quantize the base's absmax constants too (QLoRA's double quantization).
+    #[arg(long)]
+    pub double_quant: bool,
+    /// With --backend gpu: build the run and print the bytes the GPU allocates per category beside the accounting,
+    /// without timing steps.
+    #[arg(long)]
+    pub memory: bool,
+    /// With --backend gpu: request WebGPU's default limits (128 MiB per storage binding, 256 MiB per buffer), as a
+    /// browser grants them, instead of the adapter's own.
+    #[arg(long)]
+    pub webgpu_limits: bool,
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
     #[arg(long, default_value_t = 128)]

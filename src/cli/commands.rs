@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::accounting::{self, AdapterSpec, Arch, MemoryQuery};
+use crate::bail;
 use crate::cpu::eval::greedy_accuracy;
 use crate::cpu::{eval_loss, quantize_base, Trainer};
 use crate::data::read_text_file;
@@ -374,7 +375,15 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
             .map_err(|e| Error::new(format!("cannot set threads: {e}")))?;
     }
     ensure!(a.steps >= 1 && a.steps <= 100_000, "steps must be between 1 and 100,000");
-    let backend = Backend::resolve(a.backend.backend)?;
+    let backend = match Backend::resolve(a.backend.backend)? {
+        Backend::Gpu(_) if a.webgpu_limits => {
+            Backend::Gpu(Box::new(Gpu::with_limits_blocking(wgpu::Limits::default())?))
+        }
+        Backend::Cpu if a.webgpu_limits || a.memory => {
+            bail!("--webgpu-limits and --memory measure the GPU; use them with --backend gpu")
+        }
+        b => b,
+    };
     if a.matmul {
         return bench_matmul(backend, a.steps, a.output.json);
     }
@@ -390,7 +399,7 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
     );
     ensure!(a.batch >= 1, "batch must be at least 1");
     let method = a.method;
-    let st = Storage::new(a.format.unwrap_or(method.default_format()), false)?;
+    let st = Storage::new(a.format.unwrap_or(method.default_format()), a.double_quant)?;
     let lora = match method {
         Method::Full => None,
         _ => Some(LoraConfig::uniform(&parse_targets(&a.targets)?, a.rank, a.rank as f32)),
@@ -410,10 +419,17 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
     let mut times = Vec::new();
     // GPU only: the median time of a step awaited before the next is submitted, beside `times` (one kept in flight).
     let mut serial = None;
+    // GPU only: bytes allocated per category beside the accounting's.
+    let mut memory: Option<Vec<(&'static str, u64, u64)>> = None;
     let flops = match backend {
         Backend::Gpu(gpu) => {
             let optim = OptimConfig { steps: 2 * a.steps + 8, ..optim }; // both loops below, within the schedule
             let mut g = GpuTrainer::new(*gpu, &model, method, st, lora.clone(), optim.clone(), 0, a.batch, a.seq)?;
+            memory = Some(measured_beside_accounting(&g, &model, method, st, &a)?);
+            if a.memory {
+                print_memory(memory.as_deref().unwrap_or_default(), a.output.json);
+                return Ok(());
+            }
             let trainer = Trainer::new(model, method, st, lora, optim, 0)?;
             // Awaited one by one, then with the next step submitted before each readback (as the page and
             // `qlora finetune` train), where a step's time is the time between two results.
@@ -460,9 +476,16 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
         out["ms_per_step_awaited"] = json!(serial * 1e3);
         out["in_flight_speedup"] = json!(serial / median);
     }
+    if let Some(mem) = &memory {
+        out["memory"] =
+            mem.iter().map(|(k, got, want)| (k.to_string(), json!({"measured": got, "accounting": want}))).collect();
+    }
     if a.output.json {
         println!("{out}");
     } else {
+        if let Some(mem) = &memory {
+            print_memory(mem, false);
+        }
         println!(
             "{method} · {} · {} layers × {} wide · batch {} × seq {} · {backend_name} ({device})",
             st.label(),
@@ -486,6 +509,50 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints [`measured_beside_accounting`]'s rows: a table, or one JSON object.
+fn print_memory(rows: &[(&'static str, u64, u64)], json_out: bool) {
+    if json_out {
+        let obj: serde_json::Map<String, serde_json::Value> =
+            rows.iter().map(|(k, got, want)| (k.to_string(), json!({"measured": got, "accounting": want}))).collect();
+        println!("{}", json!({ "memory": obj }));
+        return;
+    }
+    println!("GPU memory by category: allocated (every buffer is tagged) beside the accounting (`qlora memory`):");
+    for (k, got, want) in rows {
+        let ratio = if *want > 0 { format!("{:.3}", *got as f64 / *want as f64) } else { "—".into() };
+        println!("  {k:<16} {:>16} B  {:>16} B  {ratio:>6}", thousands(*got), thousands(*want));
+    }
+}
+
+/// The GPU's allocated bytes per category (scratch included, which the accounting leaves out) beside the accounting
+/// for the same run.
+fn measured_beside_accounting(
+    g: &GpuTrainer,
+    model: &Gpt2,
+    method: Method,
+    storage: Storage,
+    a: &BenchArgs,
+) -> Result<Vec<(&'static str, u64, u64)>> {
+    let arch = Arch::from_model(&model.config);
+    let q = MemoryQuery {
+        method,
+        storage,
+        dtype_bytes: 4,
+        adapters: (method != Method::Full)
+            .then(|| AdapterSpec::uniform(&arch, &a.targets, a.rank as u64))
+            .transpose()?,
+        batch: a.batch as u64,
+        seq: a.seq as u64,
+        checkpointing: false,
+    };
+    let want = accounting::memory(&arch, &q)?;
+    let measured = g.measured_memory();
+    let got = |name: &str| measured.iter().find(|(c, _)| c.name() == name).map_or(0, |(_, b)| *b);
+    let mut rows: Vec<(&'static str, u64, u64)> = want.categories().iter().map(|(k, w)| (*k, got(k), *w)).collect();
+    rows.push(("scratch", got("scratch"), 0));
+    Ok(rows)
 }
 
 /// Generation speed: `tokens` new tokens after an 8-token prompt, greedy, median over `reps` runs after one warm-up.

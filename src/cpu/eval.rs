@@ -1,6 +1,6 @@
 //! Evaluation and generation with the CPU executor.
 
-use super::executor::{forward, Activations, Weights};
+use super::executor::{forward, next_token_probs, Activations, Weights};
 use crate::data::eval_windows;
 use crate::data::tasks::{self, Example};
 use crate::lora::Adapters;
@@ -57,12 +57,10 @@ impl Generation {
     /// Samples the next token from `model` (+ `adapters`) on the last n_positions tokens.
     pub fn step(&mut self, model: &Gpt2, adapters: Option<&Adapters>) -> u32 {
         let w = Weights { cfg: &model.config, layout: &model.layout, params: &model.params };
-        let v = model.config.vocab_size;
         let start = self.tokens.len().saturating_sub(model.config.n_positions);
         let ctx = &self.tokens[start..];
         let mut acts = Activations::new(&model.config, adapters, 1, ctx.len());
-        forward(&w, adapters, &mut acts, ctx, None, None);
-        let probs = &acts.probs()[(ctx.len() - 1) * v..ctx.len() * v];
+        let probs = next_token_probs(&w, adapters, &mut acts, ctx);
         let next = sample(probs, model.tokenizer.vocab_size(), self.sampling, &mut self.rng);
         self.tokens.push(next);
         self.generated.push(next);

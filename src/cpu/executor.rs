@@ -6,7 +6,7 @@
 use super::layers::*;
 use super::matmul::{gemm, Mat};
 use crate::lora::Adapters;
-use crate::model::{BlockTensor, Linear, ModelConfig, ParamLayout, TensorId};
+use crate::model::{head_chunk_rows, BlockTensor, Linear, ModelConfig, ParamLayout, TensorId};
 use crate::train::dropout_mask;
 
 /// What the backward pass computes gradients for.
@@ -48,12 +48,13 @@ pub struct Activations {
     lnf: Vec<f32>,
     lnf_mean: Vec<f32>,
     lnf_rstd: Vec<f32>,
-    /// Softmax probabilities (overwritten by dlogits in the backward pass).
+    /// One chunk of the head's logits (scratch of the fused head and cross-entropy; allocated on first use).
+    logits: Vec<f32>,
+    /// Next-token probabilities of the rows a forward pass without targets asked for (allocated on first use).
     probs: Vec<f32>,
     /// Per adapter entry: u = dropout(x)·Aᵀ, `[BT, r]`.
     lora_u: Vec<Vec<f32>>,
     tokens: Vec<u32>,
-    targets: Vec<u32>,
     dropout_seed: Option<u64>,
     // scratch for the backward pass
     d_res: Vec<f32>,
@@ -66,7 +67,7 @@ pub struct Activations {
 
 impl Activations {
     pub fn new(cfg: &ModelConfig, adapters: Option<&Adapters>, batch: usize, seq: usize) -> Self {
-        let (c, nh, v) = (cfg.n_embd, cfg.n_head, cfg.vocab_size);
+        let (c, nh) = (cfg.n_embd, cfg.n_head);
         let bt = batch * seq;
         let dropout = adapters.is_some_and(|a| a.config.dropout > 0.0);
         let blocks = (0..cfg.n_layer)
@@ -110,10 +111,10 @@ impl Activations {
             lnf: vec![0.0; bt * c],
             lnf_mean: vec![0.0; bt],
             lnf_rstd: vec![0.0; bt],
-            probs: vec![0.0; bt * v],
+            logits: Vec::new(),
+            probs: Vec::new(),
             lora_u,
             tokens: vec![0; bt],
-            targets: vec![0; bt],
             dropout_seed: None,
             d_res: vec![0.0; bt * c],
             d_tmp: vec![0.0; bt * c],
@@ -124,7 +125,8 @@ impl Activations {
         }
     }
 
-    /// Bytes of the activations kept for the backward pass (scratch excluded), to hold against the accounting.
+    /// Bytes of the activations kept for the backward pass (scratch excluded: the head's chunk of logits is one),
+    /// to hold against the accounting.
     pub fn saved_bytes(&self) -> u64 {
         let blocks: usize = self
             .blocks
@@ -153,12 +155,12 @@ impl Activations {
                     + b.dropped.iter().map(|d| d.len()).sum::<usize>()
             })
             .sum();
-        let rest = self.encoded.len() + self.lnf.len() + self.lnf_mean.len() + self.lnf_rstd.len() + self.probs.len();
+        let rest = self.encoded.len() + self.lnf.len() + self.lnf_mean.len() + self.lnf_rstd.len();
         let lora: usize = self.lora_u.iter().map(|u| u.len()).sum();
         4 * (blocks + rest + lora) as u64
     }
 
-    /// Probabilities of the next token at every position, `[B·T, V]` (valid after a forward pass).
+    /// Probabilities of the next token at every position, `[B·T, V]` (valid after a forward pass without targets).
     pub fn probs(&self) -> &[f32] {
         &self.probs
     }
@@ -206,7 +208,8 @@ impl Weights<'_> {
     }
 }
 
-/// Forward pass over `tokens` (`B·T`, row-major by batch). With `targets` returns the mean cross-entropy in nats.
+/// Forward pass over `tokens` (`B·T`, row-major by batch). With `targets` returns the mean cross-entropy in nats
+/// (the head fused with the loss in chunks of rows); without, fills [`Activations::probs`] for every position.
 /// `dropout_seed` enables adapter dropout (training); `None` is evaluation mode.
 pub fn forward(
     w: &Weights,
@@ -216,10 +219,75 @@ pub fn forward(
     targets: Option<&[u32]>,
     dropout_seed: Option<u64>,
 ) -> Option<f64> {
+    forward_blocks(w, adapters, acts, tokens, dropout_seed);
+    let (c, v, bt) = (w.cfg.n_embd, w.cfg.vocab_size, acts.batch * acts.seq);
+    let wte = w.get(TensorId::Wte);
+    match targets {
+        Some(tg) => {
+            assert_eq!(tg.len(), bt, "targets must be batch × seq");
+            acts.logits.resize(head_chunk_rows(v, bt) * v, 0.0);
+            Some(head_cross_entropy(&mut acts.logits, &acts.lnf, wte, tg, c, v, None))
+        }
+        None => {
+            acts.probs.resize(bt * v, 0.0);
+            lm_head_forward(&mut acts.probs, &acts.lnf, wte, bt, c, v);
+            None
+        }
+    }
+}
+
+/// The next-token probabilities after the last of `tokens` (one sequence filling `acts`): the head runs for that
+/// row only, as generation needs.
+pub fn next_token_probs<'a>(
+    w: &Weights,
+    adapters: Option<&Adapters>,
+    acts: &'a mut Activations,
+    tokens: &[u32],
+) -> &'a [f32] {
+    forward_blocks(w, adapters, acts, tokens, None);
+    let (c, v, bt) = (w.cfg.n_embd, w.cfg.vocab_size, acts.batch * acts.seq);
+    acts.probs.resize(v, 0.0);
+    lm_head_forward(&mut acts.probs, &acts.lnf[(bt - 1) * c..], w.get(TensorId::Wte), 1, c, v);
+    &acts.probs
+}
+
+/// A training pass: forward, the fused head and loss with its gradient, and the backward pass accumulating into
+/// `grads`. Returns the mean cross-entropy in nats.
+pub fn forward_backward(
+    w: &Weights,
+    adapters: Option<&Adapters>,
+    acts: &mut Activations,
+    tokens: &[u32],
+    targets: &[u32],
+    dropout_seed: Option<u64>,
+    mut grads: GradTarget,
+) -> f64 {
+    forward_blocks(w, adapters, acts, tokens, dropout_seed);
+    let (c, v, bt) = (w.cfg.n_embd, w.cfg.vocab_size, acts.batch * acts.seq);
+    assert_eq!(targets.len(), bt, "targets must be batch × seq");
+    let dwte = match &mut grads {
+        GradTarget::Model(g) => Some(&mut g[w.layout.range(TensorId::Wte)]),
+        GradTarget::Adapters(_) => None,
+    };
+    acts.logits.resize(head_chunk_rows(v, bt) * v, 0.0);
+    let head_grad = HeadGrad { dlnf: &mut acts.d_tmp, dwte };
+    let loss = head_cross_entropy(&mut acts.logits, &acts.lnf, w.get(TensorId::Wte), targets, c, v, Some(head_grad));
+    backward_blocks(w, adapters, acts, grads);
+    loss
+}
+
+/// Embedding, blocks and the final LayerNorm: everything before the head.
+fn forward_blocks(
+    w: &Weights,
+    adapters: Option<&Adapters>,
+    acts: &mut Activations,
+    tokens: &[u32],
+    dropout_seed: Option<u64>,
+) {
     let cfg = w.cfg;
     let (b, t) = (acts.batch, acts.seq);
     let bt = b * t;
-    let (c, nh, v) = (cfg.n_embd, cfg.n_head, cfg.vocab_size);
+    let (c, nh) = (cfg.n_embd, cfg.n_head);
     let eps = cfg.layer_norm_epsilon as f32;
     assert_eq!(tokens.len(), bt, "tokens must be batch × seq");
     acts.tokens.copy_from_slice(tokens);
@@ -313,12 +381,6 @@ pub fn forward(
         c,
         eps,
     );
-    lm_head_forward(&mut acts.probs, &acts.lnf, w.get(TensorId::Wte), bt, c, v);
-    targets.map(|tg| {
-        assert_eq!(tg.len(), bt, "targets must be batch × seq");
-        acts.targets.copy_from_slice(tg);
-        cross_entropy(&acts.probs, tg, v)
-    })
 }
 
 /// Base linear layer plus every adapter attached to it.
@@ -374,24 +436,16 @@ fn linear_with_adapters(
     }
 }
 
-/// Backward pass after [`forward`] with targets. Accumulates into the gradient buffer of `grads`.
-pub fn backward(w: &Weights, adapters: Option<&Adapters>, acts: &mut Activations, mut grads: GradTarget) {
+/// The backward pass below the head, from `dlnf` (in `acts.d_tmp`, written by the fused head) down to the
+/// embedding. Accumulates into the gradient buffer of `grads`.
+fn backward_blocks(w: &Weights, adapters: Option<&Adapters>, acts: &mut Activations, mut grads: GradTarget) {
     let cfg = w.cfg;
     let (b, t) = (acts.batch, acts.seq);
     let bt = b * t;
-    let (c, nh, v) = (cfg.n_embd, cfg.n_head, cfg.vocab_size);
+    let (c, nh) = (cfg.n_embd, cfg.n_head);
     let lay = w.layout;
 
-    cross_entropy_backward(&mut acts.probs, &acts.targets, v);
     let mut dlnf = std::mem::take(&mut acts.d_tmp);
-    dlnf.fill(0.0);
-    {
-        let dwte = match &mut grads {
-            GradTarget::Model(g) => Some(&mut g[lay.range(TensorId::Wte)]),
-            GradTarget::Adapters(_) => None,
-        };
-        lm_head_backward(&mut dlnf, dwte, &acts.probs, &acts.lnf, w.get(TensorId::Wte), bt, c, v);
-    }
     let d_res = &mut acts.d_res;
     d_res.fill(0.0);
     {

@@ -314,39 +314,64 @@ fn softmax_in_place(row: &mut [f32]) {
     }
 }
 
-/// Mean cross-entropy in nats over the rows, accumulated in f64 so the mean over many tokens stays exact.
-pub fn cross_entropy(probs: &[f32], targets: &[u32], v: usize) -> f64 {
-    let total: f64 =
-        probs.chunks(v).zip(targets).map(|(p, &t)| -(p[t as usize].max(f32::MIN_POSITIVE) as f64).ln()).sum();
-    total / targets.len() as f64
-}
-
-/// `dlogits = (probs − onehot) / rows`, written in place of `probs`.
-pub fn cross_entropy_backward(probs: &mut [f32], targets: &[u32], v: usize) {
-    let inv = 1.0 / targets.len() as f32;
-    probs.par_chunks_mut(v).zip(targets.par_iter()).for_each(|(p, &t)| {
-        p[t as usize] -= 1.0;
-        for x in p.iter_mut() {
-            *x *= inv;
-        }
-    });
-}
-
-/// Through the tied head: `dlnf = dlogits · wte`, and `dwte += dlogitsᵀ · lnf` when `dwte` is given.
-pub fn lm_head_backward(
-    dlnf: &mut [f32],
-    dwte: Option<&mut [f32]>,
-    dlogits: &[f32],
+/// The tied head and the cross-entropy, fused over chunks of `logits.len() / v` rows so that only one chunk's logits
+/// exist at once (GPT-2's 50,257-token head would need `rows × V` floats: 103 MB at 4 × 128). Returns the mean
+/// cross-entropy in nats (accumulated in f64). With `grad`, the gradient through the head as well, computed from the
+/// same chunk while its probabilities are at hand: `dlogits = (softmax − onehot)/rows`, then `dlnf = dlogits·wte`
+/// (overwritten) and `dwte += dlogitsᵀ·lnf` (full fine-tuning) — so the backward pass never recomputes the head.
+pub fn head_cross_entropy(
+    logits: &mut [f32],
     lnf: &[f32],
     wte: &[f32],
-    rows: usize,
+    targets: &[u32],
     c: usize,
     v: usize,
-) {
-    gemm(rows, v, c, 1.0, Mat::new(dlogits, v), Mat::new(wte, c), 1.0, dlnf, c);
-    if let Some(dwte) = dwte {
-        gemm(v, rows, c, 1.0, Mat::t(dlogits, v), Mat::new(lnf, c), 1.0, dwte, c);
+    mut grad: Option<HeadGrad>,
+) -> f64 {
+    let rows = targets.len();
+    let chunk = (logits.len() / v.max(1)).clamp(1, rows.max(1));
+    let inv = 1.0 / rows as f32;
+    let mut total = 0.0f64;
+    for start in (0..rows).step_by(chunk) {
+        let n = chunk.min(rows - start);
+        let (x, tg) = (&lnf[start * c..(start + n) * c], &targets[start..start + n]);
+        let part = &mut logits[..n * v];
+        gemm(n, c, v, 1.0, Mat::new(x, c), Mat::t(wte, c), 0.0, part, v);
+        total += softmax_cross_entropy(part, tg, v, grad.is_some().then_some(inv));
+        if let Some(g) = grad.as_mut() {
+            gemm(n, v, c, 1.0, Mat::new(part, v), Mat::new(wte, c), 0.0, &mut g.dlnf[start * c..(start + n) * c], c);
+            if let Some(dwte) = g.dwte.as_deref_mut() {
+                gemm(v, n, c, 1.0, Mat::t(part, v), Mat::new(x, c), 1.0, dwte, c);
+            }
+        }
     }
+    total / rows as f64
+}
+
+/// Per row of `logits` (`[rows, V]`): softmax in place and the row's loss `−log p[target]`; with `grad_scale`, then
+/// `(p − onehot)·grad_scale` in place of the probabilities. Returns the sum of the rows' losses (f64).
+pub fn softmax_cross_entropy(logits: &mut [f32], targets: &[u32], v: usize, grad_scale: Option<f32>) -> f64 {
+    logits
+        .par_chunks_mut(v)
+        .zip(targets.par_iter())
+        .map(|(row, &t)| {
+            softmax_in_place(row);
+            let loss = -(row[t as usize].max(f32::MIN_POSITIVE) as f64).ln();
+            if let Some(scale) = grad_scale {
+                row[t as usize] -= 1.0;
+                row.iter_mut().for_each(|p| *p *= scale);
+            }
+            loss
+        })
+        .sum()
+}
+
+/// Where [`head_cross_entropy`] writes the gradient through the head.
+pub struct HeadGrad<'a> {
+    /// `[rows, C]`, overwritten.
+    pub dlnf: &'a mut [f32],
+    /// `[V, C]`, accumulated; only when the embedding is trained.
+    pub dwte: Option<&'a mut [f32]>,
 }
 
 #[cfg(test)]
@@ -380,5 +405,48 @@ mod tanh_tests {
             (1.0, -1.0, 1.0)
         );
         assert!(tanh_via_exp(f32::NAN).is_nan());
+    }
+}
+
+#[cfg(test)]
+mod head_tests {
+    use super::*;
+
+    /// The fused head gives the same loss and gradients whatever the chunk, and equals the unfused computation:
+    /// all logits, softmax, loss, then `dlnf = dlogits·wte` and `dwte = dlogitsᵀ·lnf`.
+    #[test]
+    fn chunked_head_equals_the_whole_logits_computation() {
+        let (rows, c, v) = (7usize, 5usize, 11usize);
+        let val = |i: usize, k: f32| (i as f32 * k).sin() * 0.7;
+        let lnf: Vec<f32> = (0..rows * c).map(|i| val(i, 1.3)).collect();
+        let wte: Vec<f32> = (0..v * c).map(|i| val(i, 0.77)).collect();
+        let targets: Vec<u32> = (0..rows).map(|r| ((r * 5 + 3) % v) as u32).collect();
+
+        let mut probs = vec![0.0; rows * v];
+        lm_head_forward(&mut probs, &lnf, &wte, rows, c, v);
+        let want_loss: f64 =
+            targets.iter().enumerate().map(|(r, &t)| -(probs[r * v + t as usize] as f64).ln()).sum::<f64>() / 7.0;
+        let mut dlogits = probs.clone();
+        for (r, &t) in targets.iter().enumerate() {
+            dlogits[r * v + t as usize] -= 1.0;
+        }
+        dlogits.iter_mut().for_each(|d| *d /= rows as f32);
+        let mut want_dlnf = vec![0.0; rows * c];
+        gemm(rows, v, c, 1.0, Mat::new(&dlogits, v), Mat::new(&wte, c), 0.0, &mut want_dlnf, c);
+        let mut want_dwte = vec![0.5; v * c];
+        gemm(v, rows, c, 1.0, Mat::t(&dlogits, v), Mat::new(&lnf, c), 1.0, &mut want_dwte, c);
+
+        for chunk in [1, 3, 7, 50] {
+            let mut scratch = vec![0.0; chunk * v];
+            let loss_only = head_cross_entropy(&mut scratch, &lnf, &wte, &targets, c, v, None);
+            let (mut dlnf, mut dwte) = (vec![9.0; rows * c], vec![0.5; v * c]);
+            let grad = HeadGrad { dlnf: &mut dlnf, dwte: Some(&mut dwte) };
+            let loss = head_cross_entropy(&mut scratch, &lnf, &wte, &targets, c, v, Some(grad));
+            assert!((loss - want_loss).abs() < 1e-6 && loss == loss_only, "chunk {chunk}: {loss} vs {want_loss}");
+            for (got, want) in [(&dlnf, &want_dlnf), (&dwte, &want_dwte)] {
+                let err = got.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+                assert!(err < 1e-6, "chunk {chunk}: gradient differs by {err:e}");
+            }
+        }
     }
 }

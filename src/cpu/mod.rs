@@ -15,6 +15,6 @@ pub mod train;
 /// The recipe's names where they were before [`crate::train`] held them (tests and older callers import them here).
 pub use crate::train::{dropout_seed, Method, OptimConfig, Sampling, StepStats};
 pub use eval::{eval_loss, generate, Generation};
-pub use executor::{backward, forward, Activations, GradTarget, Weights};
+pub use executor::{forward, forward_backward, next_token_probs, Activations, GradTarget, Weights};
 pub use matmul::{gemm, Mat};
 pub use train::{quantize_base, QuantReport, Trainer};

@@ -1,7 +1,7 @@
 //! A training run on the CPU executor: full fine-tuning, LoRA, or QLoRA (LoRA over a base whose four linear weights
 //! per block are stored in a quantized format and used dequantized).
 
-use super::executor::{backward, forward, Activations, GradTarget, Weights};
+use super::executor::{forward, forward_backward, Activations, GradTarget, Weights};
 use super::optim::{clip_grad_norm, AdamW};
 use crate::lora::{Adapters, LoraConfig};
 use crate::model::{Gpt2, Linear, TensorId};
@@ -151,17 +151,17 @@ impl Trainer {
         self.acts_for(batch, seq);
         let mut acts = self.acts.take().expect("allocated");
         let w = Weights { cfg: &self.model.config, layout: &self.model.layout, params: &self.model.params };
-        let loss =
-            forward(&w, self.adapters.as_ref(), &mut acts, inputs, Some(targets), dropout_seed).expect("targets given");
-        if backward_too {
+        let loss = if backward_too {
             self.grads.fill(0.0);
             let target = if self.adapters.is_some() {
                 GradTarget::Adapters(&mut self.grads)
             } else {
                 GradTarget::Model(&mut self.grads)
             };
-            backward(&w, self.adapters.as_ref(), &mut acts, target);
-        }
+            forward_backward(&w, self.adapters.as_ref(), &mut acts, inputs, targets, dropout_seed, target)
+        } else {
+            forward(&w, self.adapters.as_ref(), &mut acts, inputs, Some(targets), dropout_seed).expect("targets given")
+        };
         self.acts = Some(acts);
         loss
     }

@@ -33,21 +33,23 @@ pub(super) struct Activations {
     pub blocks: Vec<BlockActivations>,
     pub lnf: GpuBuffer,
     pub lnf_stats: GpuBuffer,
-    /// The head's output: logits, turned into probabilities in place by the cross-entropy in training.
+    /// The head's output for one chunk of rows (scratch): logits, turned into probabilities and then the loss's
+    /// gradient in place by the fused cross-entropy in training.
     pub logits: GpuBuffer,
     /// Each adapter's x·Aᵀ, in the order of `Adapters::entries`.
     pub lora_u: Vec<GpuBuffer>,
 }
 
 impl Activations {
-    /// Buffers for `rows` rows and `att_len` attention values per block; with `training`, the dropout masks the
-    /// adapters' configuration asks for (generation never drops out).
+    /// Buffers for `rows` rows and `att_len` attention values per block, and head logits for `logit_rows` rows at
+    /// once; with `training`, the dropout masks the adapters' configuration asks for (generation never drops out).
     pub fn new(
         gpu: &Gpu,
         cfg: &ModelConfig,
         adapters: Option<&Adapters>,
         rows: usize,
         att_len: usize,
+        logit_rows: usize,
         training: bool,
     ) -> Result<Activations> {
         let (c, v) = (cfg.n_embd, cfg.vocab_size);
@@ -87,7 +89,12 @@ impl Activations {
             blocks,
             lnf: act("lnf", rows * c)?,
             lnf_stats: act("lnf stats", 2 * rows)?,
-            logits: act("logits", rows * v)?,
+            logits: gpu.buffer(
+                "logits",
+                4 * (logit_rows * v) as u64,
+                Category::Scratch,
+                wgpu::BufferUsages::empty(),
+            )?,
             lora_u: match adapters {
                 Some(ad) => ad.entries.iter().map(|e| act("lora u", rows * e.rank)).collect::<Result<_>>()?,
                 None => Vec::new(),

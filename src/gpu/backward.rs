@@ -1,8 +1,10 @@
-//! The backward pass as a list of prepared dispatches, recorded once: the cross-entropy gradient, the head, the
-//! blocks in reverse and the embedding, each layer's backward beside its forward in `forward.rs` and paired with
-//! `cpu::executor`'s backward. Gradients accumulate into one buffer laid out like the trainable parameters.
+//! The backward pass as a list of prepared dispatches, recorded once: from the head's gradient (the fused head in
+//! `head.rs` writes it) through the blocks in reverse and the embedding, each layer's backward beside its forward in
+//! `forward.rs` and paired with `cpu::executor`'s backward. Gradients accumulate into buffers laid out like the
+//! trainable parameters, shard for shard.
 
 use super::forward::Recorder;
+use super::kernels::EmbeddingParams;
 use super::matmul::{Dispatch, MatmulShape};
 use super::{Category, Gpu, GpuBuffer};
 use crate::model::{BlockTensor, Linear, ModelConfig, TensorId};
@@ -38,6 +40,13 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// Where the fused head writes the gradient of the final LayerNorm's output, where the backward pass starts.
+    pub fn dlnf(&self) -> &GpuBuffer {
+        &self.d_tmp
+    }
+}
+
 /// A LayerNorm in the backward pass: its input, saved statistics and parameters.
 pub(super) struct LayerNormAt<'a> {
     inp: &'a GpuBuffer,
@@ -46,41 +55,17 @@ pub(super) struct LayerNormAt<'a> {
     b: TensorId,
 }
 
-/// The buffers the loss reads and writes.
-pub(super) struct LossBuffers<'a> {
-    pub tokens: &'a GpuBuffer,
-    pub targets: &'a GpuBuffer,
-    pub losses: &'a GpuBuffer,
-}
-
 impl<'a> Recorder<'a> {
-    /// Zeroes the gradients, then the loss's gradient back through the head, every block and (full fine-tuning) the
-    /// embedding; `trainable_len` floats of gradients, sequences of `seq` tokens in `batch` rows of sequences.
-    pub(super) fn backward(
-        &self,
-        s: &'a Scratch,
-        io: LossBuffers<'a>,
-        trainable_len: u32,
-        batch: u32,
-        seq: u32,
-    ) -> Vec<Dispatch> {
+    /// The backward pass below the head: from `dlnf` (in the scratch's `d_tmp`, written by the fused head,
+    /// `head.rs`) back through the final LayerNorm, every block and (full fine-tuning) the embedding, reading
+    /// `tokens` in `batch` sequences of `seq`. Gradients accumulate: the step zeroes them before the head.
+    pub(super) fn backward(&self, s: &'a Scratch, tokens: &'a GpuBuffer, batch: u32, seq: u32) -> Vec<Dispatch> {
         let (gpu, k, w, a) = (self.gpu, self.k, self.w, self.acts);
         let cfg = &w.cfg;
-        let (bt32, c32, nh32, v32) = (a.rows as u32, cfg.n_embd as u32, cfg.n_head as u32, cfg.vocab_size as u32);
+        let (bt32, c32, nh32) = (a.rows as u32, cfg.n_embd as u32, cfg.n_head as u32);
         let (b32, t32) = (batch, seq);
         let full = w.full;
-        let wte_off = w.param_offsets[&TensorId::Wte] as u32;
-        let (tokens, targets, losses) = (io.tokens, io.targets, io.losses);
         let mut bwd = Vec::new();
-        bwd.push(k.zero(gpu, trainable_len, self.grads().all()));
-        bwd.push(k.cross_entropy_backward(gpu, bt32, v32, a.logits.all(), targets.all(), losses.all()));
-        let dlnf = MatmulShape { b_offset: wte_off, ..MatmulShape::plain(bt32, v32, c32) };
-        bwd.push(self.mm.prepare(gpu, dlnf, a.logits.all(), w.params.all(), s.d_tmp.all()));
-        if full {
-            let dwte =
-                MatmulShape { c_offset: wte_off, ..MatmulShape::new(v32, bt32, c32, true, false) }.scaled(1.0, 1.0);
-            bwd.push(self.mm.prepare(gpu, dwte, a.logits.all(), a.lnf.all(), self.grads().all()));
-        }
         bwd.push(k.zero(gpu, bt32 * c32, s.d_res.all()));
         let lnf = LayerNormAt { inp: a.last(), stats: &a.lnf_stats, w: TensorId::LnFW, b: TensorId::LnFB };
         self.layernorm_backward(&mut bwd, lnf, &s.d_tmp, &s.d_res);
@@ -118,16 +103,11 @@ impl<'a> Recorder<'a> {
             self.layernorm_backward(&mut bwd, ln1, &s.d_wide2, &s.d_res);
         }
         if full {
-            bwd.push(k.embedding_backward(
-                gpu,
-                bt32,
-                t32,
-                c32,
-                self.grad(TensorId::Wte),
-                self.grad(TensorId::Wpe),
-                s.d_res.all(),
-                tokens.all(),
-            ));
+            for (part, _) in w.wte_parts() {
+                let p = EmbeddingParams::new(bt32, t32, c32, part.rows.clone());
+                let dwte = self.grads()[part.place.shard].view(part.place.offset, part.rows.len() * cfg.n_embd);
+                bwd.push(k.embedding_backward(gpu, p, dwte, self.grad(TensorId::Wpe), s.d_res.all(), tokens.all()));
+            }
         }
         bwd
     }
@@ -175,13 +155,14 @@ impl<'a> Recorder<'a> {
         let (d_in, oc) = lin.dims(c);
         let (bt, d_in32, oc32) = (self.acts.rows as u32, d_in as u32, oc as u32);
         if self.w.full {
-            let w_off = self.w.param_offsets[&TensorId::Block(l, lin.weight())] as u32;
+            let (shard, w_off) = self.w.param_at(TensorId::Block(l, lin.weight()));
             let s = MatmulShape { b_offset: w_off, ldb: oc32, ..MatmulShape::new(bt, oc32, d_in32, false, true) }
                 .scaled(1.0, 1.0);
-            out.push(self.mm.prepare(self.gpu, s, dout.all(), self.w.params.all(), dinp.all()));
+            out.push(self.mm.prepare(self.gpu, s, dout.all(), shard.all(), dinp.all()));
+            let (gshard, g_off) = self.grad_at(TensorId::Block(l, lin.weight()));
             let sw =
-                MatmulShape { c_offset: w_off, ..MatmulShape::new(d_in32, bt, oc32, true, false) }.scaled(1.0, 1.0);
-            out.push(self.mm.prepare(self.gpu, sw, inp.all(), dout.all(), self.grads().all()));
+                MatmulShape { c_offset: g_off, ..MatmulShape::new(d_in32, bt, oc32, true, false) }.scaled(1.0, 1.0);
+            out.push(self.mm.prepare(self.gpu, sw, inp.all(), dout.all(), gshard.all()));
             out.push(self.k.bias_grad(self.gpu, bt, oc32, self.grad(TensorId::Block(l, lin.bias())), dout.all()));
         } else {
             let w = &self.w.qweights[l * 4 + lin.index()];
@@ -192,7 +173,7 @@ impl<'a> Recorder<'a> {
             return;
         }
         let ad = self.w.adapters.as_ref().expect("entries imply adapters");
-        let abuf = self.w.adapter_buf.as_ref().expect("adapters on the GPU");
+        let abuf = &self.w.adapter_buf[0];
         let dropped = &self.acts.blocks[l].dropped;
         let x: &GpuBuffer = match &dropped[lin.index()] {
             Some((xd, _)) => xd,
@@ -220,11 +201,11 @@ impl<'a> Recorder<'a> {
                 ..MatmulShape::new(d_out, bt, r, true, false)
             }
             .scaled(e.scaling, 1.0);
-            out.push(self.mm.prepare(self.gpu, s2, dout.all(), self.acts.lora_u[*i].all(), self.grads().all()));
+            out.push(self.mm.prepare(self.gpu, s2, dout.all(), self.acts.lora_u[*i].all(), self.adapter_grads().all()));
             // dA += duᵀ·x
             let s3 =
                 MatmulShape { c_offset: a_off as u32, ..MatmulShape::new(r, bt, d_in32, true, false) }.scaled(1.0, 1.0);
-            out.push(self.mm.prepare(self.gpu, s3, scratch.d_u.all(), x.all(), self.grads().all()));
+            out.push(self.mm.prepare(self.gpu, s3, scratch.d_u.all(), x.all(), self.adapter_grads().all()));
             // d(dropped x) (+)= du·A
             let s4 = MatmulShape { b_offset: a_off as u32, ..MatmulShape::plain(bt, r, d_in32) }
                 .scaled(1.0, if n == 0 { 0.0 } else { 1.0 });

@@ -3,7 +3,7 @@
 //! layer it is `cpu::executor`'s forward.
 
 use super::activations::Activations;
-use super::kernels::Kernels;
+use super::kernels::{EmbeddingParams, Kernels};
 use super::matmul::{Dispatch, Matmul, MatmulDequant, MatmulShape};
 use super::weights::GpuWeights;
 use super::{Gpu, GpuBuffer, View};
@@ -17,8 +17,8 @@ pub(super) struct Recorder<'a> {
     pub mmq: &'a MatmulDequant,
     pub w: &'a GpuWeights,
     pub acts: &'a Activations,
-    /// Gradients (same padded layout as the trainable buffer); `None` when only the forward pass is recorded.
-    pub grads: Option<&'a GpuBuffer>,
+    /// Gradients, shard for shard like the trainable buffers; `None` when only the forward pass is recorded.
+    pub grads: Option<&'a [GpuBuffer]>,
 }
 
 /// How a block attends.
@@ -30,11 +30,12 @@ pub(super) enum Attention<'a> {
     Decode { caches: &'a [(GpuBuffer, GpuBuffer)], max_t: u32 },
 }
 
-/// A recorded forward pass, from token ids to logits.
+/// A recorded forward pass, from token ids to the final LayerNorm (the head is recorded apart: `head.rs`).
 pub(super) struct ForwardProgram {
     pub dispatches: Vec<Dispatch>,
-    /// Index of the embedding dispatch (its uniform holds the first position).
-    pub embedding_at: usize,
+    /// Indices of the embedding dispatches, one per embedding part, with their uniforms (which hold the first
+    /// position).
+    pub embedding_at: Vec<(usize, EmbeddingParams)>,
     /// Indices of the decoding attention dispatches, one per block (empty in training).
     pub attention_at: Vec<usize>,
 }
@@ -44,33 +45,48 @@ impl<'a> Recorder<'a> {
         self.acts.rows as u32
     }
 
-    pub(super) fn grads(&self) -> &'a GpuBuffer {
+    pub(super) fn grads(&self) -> &'a [GpuBuffer] {
         self.grads.expect("backward passes are recorded with gradients")
     }
 
+    /// A parameter's gradient as a binding (full fine-tuning: gradients mirror the parameter shards).
     pub(super) fn grad(&self, id: TensorId) -> View<'a> {
         let len: usize = self.w.layout.shape(id).iter().product();
-        self.grads().view(self.w.param_offsets[&id], len)
+        let p = self.w.place(id);
+        self.grads()[p.shard].view(p.offset, len)
     }
 
-    /// Embedding, blocks, final LayerNorm and the head (logits = lnf·wteᵀ), reading `tokens` in sequences of `seq`.
+    /// A parameter's gradient shard and its first float there.
+    pub(super) fn grad_at(&self, id: TensorId) -> (&'a GpuBuffer, u32) {
+        let p = self.w.place(id);
+        (&self.grads()[p.shard], p.offset as u32)
+    }
+
+    /// The adapters' gradients (one shard, laid out like the adapter buffer).
+    pub(super) fn adapter_grads(&self) -> &'a GpuBuffer {
+        &self.grads()[0]
+    }
+
+    /// Zeroes every gradient shard (before a step accumulates into them).
+    pub(super) fn zero_grads(&self, out: &mut Vec<Dispatch>) {
+        for g in self.grads() {
+            out.push(self.k.zero(self.gpu, (g.size() / 4) as u32, g.all()));
+        }
+    }
+
+    /// Embedding, blocks and the final LayerNorm, reading `tokens` in sequences of `seq`.
     pub(super) fn forward(&self, tokens: &'a GpuBuffer, seq: u32, attention: Attention<'a>) -> ForwardProgram {
         let (gpu, k, w, a) = (self.gpu, self.k, self.w, self.acts);
         let cfg = &w.cfg;
-        let (rows, c, nh, v) = (self.rows(), cfg.n_embd as u32, cfg.n_head as u32, cfg.vocab_size as u32);
+        let (rows, c, nh) = (self.rows(), cfg.n_embd as u32, cfg.n_head as u32);
         let eps = cfg.layer_norm_epsilon as f32;
         let mut out = Vec::new();
-        let embedding_at = out.len();
-        out.push(k.embedding_forward(
-            gpu,
-            rows,
-            seq,
-            c,
-            a.encoded.all(),
-            tokens.all(),
-            w.param(TensorId::Wte),
-            w.param(TensorId::Wpe),
-        ));
+        let mut embedding_at = Vec::new();
+        for (part, wte) in w.wte_parts() {
+            let p = EmbeddingParams::new(rows, seq, c, part.rows.clone());
+            embedding_at.push((out.len(), p));
+            out.push(k.embedding_forward(gpu, p, a.encoded.all(), tokens.all(), wte, w.param(TensorId::Wpe)));
+        }
         let mut attention_at = Vec::new();
         for l in 0..cfg.n_layer {
             let (res_in, b) = (a.block_input(l), &a.blocks[l]);
@@ -136,9 +152,6 @@ impl<'a> Recorder<'a> {
             w.param(TensorId::LnFW),
             w.param(TensorId::LnFB),
         ));
-        let wte_off = w.param_offsets[&TensorId::Wte] as u32;
-        let head = MatmulShape { b_offset: wte_off, ..MatmulShape::new(rows, c, v, false, true) };
-        out.push(self.mm.prepare(gpu, head, a.lnf.all(), w.params.all(), a.logits.all()));
         ForwardProgram { dispatches: out, embedding_at, attention_at }
     }
 
@@ -156,10 +169,10 @@ impl<'a> Recorder<'a> {
         let (bt, d_in32, oc32) = (self.rows(), d_in as u32, oc as u32);
         let bias = self.w.param(TensorId::Block(l, lin.bias()));
         if self.w.full {
-            let w_off = self.w.param_offsets[&TensorId::Block(l, lin.weight())] as u32;
+            let (shard, w_off) = self.w.param_at(TensorId::Block(l, lin.weight()));
             out.push(self.k.broadcast_rows(self.gpu, bt, oc32, y.all(), bias));
             let s = MatmulShape { b_offset: w_off, ..MatmulShape::plain(bt, d_in32, oc32) }.scaled(1.0, 1.0);
-            out.push(self.mm.prepare(self.gpu, s, inp.all(), self.w.params.all(), y.all()));
+            out.push(self.mm.prepare(self.gpu, s, inp.all(), shard.all(), y.all()));
         } else {
             let w = &self.w.qweights[l * 4 + lin.index()];
             out.push(self.mmq.prepare_forward(self.gpu, w, bt, inp.all(), Some(bias), y.all()));
@@ -169,7 +182,7 @@ impl<'a> Recorder<'a> {
             return;
         }
         let ad = self.w.adapters.as_ref().expect("entries imply adapters");
-        let abuf = self.w.adapter_buf.as_ref().expect("adapters on the GPU");
+        let abuf = &self.w.adapter_buf[0];
         let x: &GpuBuffer = match &self.acts.blocks[l].dropped[lin.index()] {
             Some((xd, mask)) => {
                 out.push(self.k.mask_forward(self.gpu, bt * d_in32, xd.all(), inp.all(), mask.all()));

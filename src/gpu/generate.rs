@@ -40,7 +40,7 @@ impl GpuGenerator {
         let buf =
             |label: &str, n: usize, cat: Category| gpu.buffer(label, 4 * n as u64, cat, wgpu::BufferUsages::empty());
         let token = buf("token", 1, Category::Activations)?;
-        let acts = Activations::new(&gpu, &cfg, weights.adapters.as_ref(), 1, nh * max_t, false)?;
+        let acts = Activations::new(&gpu, &cfg, weights.adapters.as_ref(), 1, nh * max_t, 1, false)?;
         let caches = (0..cfg.n_layer)
             .map(|_| {
                 Ok((
@@ -51,7 +51,8 @@ impl GpuGenerator {
             .collect::<Result<Vec<_>>>()?;
         let (kernels, mm, mmq) = (Kernels::new(&gpu), Matmul::new(&gpu), MatmulDequant::new(&gpu));
         let rec = Recorder { gpu: &gpu, k: &kernels, mm: &mm, mmq: &mmq, w: &weights, acts: &acts, grads: None };
-        let program = rec.forward(&token, 1, Attention::Decode { caches: &caches, max_t: max_t as u32 });
+        let mut program = rec.forward(&token, 1, Attention::Decode { caches: &caches, max_t: max_t as u32 });
+        rec.head_logits(&mut program.dispatches, 0, 1);
         let readback = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("logits readback"),
             size: 4 * v as u64,
@@ -69,10 +70,9 @@ impl GpuGenerator {
         crate::ensure!((token as usize) < cfg.vocab_size, "token {token} is outside the vocabulary");
         self.gpu.queue.write_buffer(self.token.raw(), 0, bytemuck::bytes_of(&token));
         let (c, nh, t) = (cfg.n_embd as u32, cfg.n_head as u32, cfg.n_positions as u32);
-        self.program.dispatches[self.program.embedding_at].write_uniform(
-            &self.gpu,
-            &EmbeddingParams { rows: 1, t: 1, c, groups_x: c.div_ceil(256), pos0: pos as u32, _pad: [0; 3] },
-        );
+        for (i, p) in &self.program.embedding_at {
+            self.program.dispatches[*i].write_uniform(&self.gpu, &EmbeddingParams { pos0: pos as u32, ..*p });
+        }
         for i in &self.program.attention_at {
             self.program.dispatches[*i].write_uniform(&self.gpu, &DecodeParams { pos: pos as u32, c, nh, max_t: t });
         }

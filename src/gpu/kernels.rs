@@ -15,7 +15,7 @@
 //! | elementwise.wgsl | accumulate | `Kernels::accumulate` | `cpu::executor::linear_backward_with_adapters` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
 //! | elementwise.wgsl | mask_forward | `Kernels::mask_forward` | `cpu::executor::linear_with_adapters` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
 //! | elementwise.wgsl | mask_backward | `Kernels::mask_backward` | `cpu::executor::linear_backward_with_adapters` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
-//! | elementwise.wgsl | zero | `Kernels::zero` | `cpu::executor::backward` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
+//! | elementwise.wgsl | zero | `Kernels::zero` | `cpu::executor::forward_backward` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
 //! | elementwise.wgsl | broadcast_rows | `Kernels::broadcast_rows` | `cpu::layers::linear_forward` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
 //! | layernorm.wgsl | forward | `Kernels::layernorm_forward` | `cpu::layers::layernorm_forward` | `layernorm_matches_cpu` |
 //! | layernorm.wgsl | backward | `Kernels::layernorm_backward` | `cpu::layers::layernorm_backward` | `layernorm_matches_cpu` |
@@ -27,8 +27,8 @@
 //! | attention_decode.wgsl | decode | `Kernels::attention_decode` | `cpu::layers::attention_forward` | `attention_decode_matches_cpu` |
 //! | embedding.wgsl | forward | `Kernels::embedding_forward` | `cpu::layers::embedding_forward` | `embedding_matches_cpu` |
 //! | embedding.wgsl | backward | `Kernels::embedding_backward` | `cpu::layers::embedding_backward` | `embedding_matches_cpu` |
-//! | cross_entropy.wgsl | forward | `Kernels::cross_entropy_forward` | `cpu::layers::lm_head_forward` | `cross_entropy_matches_cpu` |
-//! | cross_entropy.wgsl | backward | `Kernels::cross_entropy_backward` | `cpu::layers::cross_entropy_backward` | `cross_entropy_matches_cpu` |
+//! | cross_entropy.wgsl | forward | `Kernels::cross_entropy` | `cpu::layers::softmax_cross_entropy` | `cross_entropy_matches_cpu` |
+//! | cross_entropy.wgsl | forward_backward | `Kernels::cross_entropy` | `cpu::layers::softmax_cross_entropy` | `cross_entropy_matches_cpu` |
 //! | adamw.wgsl | sum_squares | `Kernels::adamw` | `cpu::optim::grad_norm` | `adamw_with_clipping_matches_cpu` |
 //! | adamw.wgsl | finish_norm | `Kernels::adamw` | `cpu::optim::clip_grad_norm` | `adamw_with_clipping_matches_cpu` |
 //! | adamw.wgsl | update | `Kernels::adamw` | `cpu::optim::AdamW::step` | `adamw_with_clipping_matches_cpu` |
@@ -186,7 +186,9 @@ struct CrossEntropyParams {
     rows: u32,
     v: u32,
     groups_x: u32,
-    _pad: u32,
+    row0: u32,
+    grad_scale: f32,
+    _pad: [u32; 3],
 }
 
 /// The uniform of the embedding kernel (rewritten per token when decoding).
@@ -197,8 +199,22 @@ pub struct EmbeddingParams {
     pub t: u32,
     pub c: u32,
     pub groups_x: u32,
+    /// The position of the first row (decoding writes it before each token).
     pub pos0: u32,
-    pub _pad: [u32; 3],
+    /// The vocabulary rows of the embedding part bound to the dispatch.
+    pub v0: u32,
+    pub v1: u32,
+    /// 1 for the first part (which writes the position embedding, and its gradient), else 0.
+    pub first: u32,
+}
+
+impl EmbeddingParams {
+    /// `rows` rows of `c` channels in sequences of `t`, over the embedding part holding `vocab_rows`.
+    pub fn new(rows: u32, t: u32, c: u32, vocab_rows: std::ops::Range<usize>) -> Self {
+        let (groups_x, _) = grid((rows * c).div_ceil(256));
+        let first = (vocab_rows.start == 0) as u32;
+        EmbeddingParams { rows, t, c, groups_x, pos0: 0, v0: vocab_rows.start as u32, v1: vocab_rows.end as u32, first }
+    }
 }
 
 /// The uniform of the decoding attention kernel (rewritten per token).
@@ -247,19 +263,39 @@ struct AdamParams {
     eps: f32,
     weight_decay: f32,
     max_norm: f32,
-    _pad: [f32; 2],
+    /// Where this shard's partial sums start in the norm buffer (after element 0).
+    partial_base: u32,
+    _pad: f32,
 }
 
-/// The three AdamW dispatches (norm, finish, update) of one parameter buffer.
+/// One trainable shard for AdamW: its parameters, gradients and moments (`n` floats each).
+#[derive(Clone, Copy)]
+pub struct AdamShard<'a> {
+    pub n: u32,
+    pub param: View<'a>,
+    pub grad: View<'a>,
+    pub m: View<'a>,
+    pub v: View<'a>,
+}
+
+/// The AdamW dispatches: the global gradient norm (a partial sum per shard, then their total), then one update per
+/// shard.
 pub struct AdamDispatch {
-    params: AdamParams,
-    pub dispatches: [Dispatch; 3],
+    pub norm: Vec<Dispatch>,
+    update: Vec<(AdamParams, Dispatch)>,
 }
 
 impl AdamDispatch {
-    /// Sets the step number (1-based, for bias correction) and learning rate of the next update.
+    /// Sets the step count and learning rate the updates use (before each step).
     pub fn set_step(&self, gpu: &Gpu, step: u32, lr: f32) {
-        self.dispatches[2].write_uniform(gpu, &AdamParams { step, lr, ..self.params });
+        for (p, d) in &self.update {
+            d.write_uniform(gpu, &AdamParams { step, lr, ..*p });
+        }
+    }
+
+    /// Every dispatch in order: the norm, then the updates.
+    pub fn all(&self) -> impl Iterator<Item = &Dispatch> {
+        self.norm.iter().chain(self.update.iter().map(|(_, d)| d))
     }
 }
 
@@ -335,7 +371,7 @@ impl Kernels {
                 "cross_entropy",
                 CROSS_ENTROPY_WGSL,
                 &[Uniform, ReadWrite, Read, ReadWrite],
-                &["forward", "backward"],
+                &["forward", "forward_backward"],
             ),
             adamw: Kernel::new(
                 gpu,
@@ -553,108 +589,95 @@ impl Kernels {
         [mk("backward_query"), mk("backward_keys")]
     }
 
-    /// `out[r] = wte[tokens[r]] + wpe[r mod T]`.
-    #[allow(clippy::too_many_arguments)]
+    /// `out[r] = wte[tokens[r]] + wpe[r mod T]`, over the embedding part `p` names (its first part writes wpe;
+    /// record every part, in order).
     pub fn embedding_forward(
         &self,
         gpu: &Gpu,
-        rows: u32,
-        t: u32,
-        c: u32,
+        p: EmbeddingParams,
         out: View,
         tokens: View,
         wte: View,
         wpe: View,
     ) -> Dispatch {
-        let (x, y) = grid((rows * c).div_ceil(256));
-        let u = gpu.uniform("embedding", &EmbeddingParams { rows, t, c, groups_x: x, pos0: 0, _pad: [0; 3] });
+        let (x, y) = grid((p.rows * p.c).div_ceil(256));
+        let u = gpu.uniform("embedding", &p);
         self.embedding.dispatch(gpu, "forward", u, &[tokens, wte, wpe, out], (x, y, 1))
     }
 
-    /// `dwte[tokens[r]] += dout[r]`, `dwpe[r mod T] += dout[r]`.
-    #[allow(clippy::too_many_arguments)]
+    /// `dwte[tokens[r]] += dout[r]` for the tokens in the part `p` names, and in its first part
+    /// `dwpe[r mod T] += dout[r]`.
     pub fn embedding_backward(
         &self,
         gpu: &Gpu,
-        rows: u32,
-        t: u32,
-        c: u32,
+        p: EmbeddingParams,
         dwte: View,
         dwpe: View,
         dout: View,
         tokens: View,
     ) -> Dispatch {
-        let u = gpu.uniform("embedding", &EmbeddingParams { rows, t, c, groups_x: 0, pos0: 0, _pad: [0; 3] });
+        let c = p.c;
+        let u = gpu.uniform("embedding", &p);
         self.embedding.dispatch(gpu, "backward", u, &[tokens, dwte, dwpe, dout], (c.div_ceil(64), 1, 1))
     }
 
-    /// Softmax of the logits in place and `−log p[target]` per row into `losses`.
-    pub fn cross_entropy_forward(
-        &self,
-        gpu: &Gpu,
-        rows: u32,
-        v: u32,
-        probs: View,
-        targets: View,
-        losses: View,
-    ) -> Dispatch {
-        let (x, y) = grid(rows);
-        let u = gpu.uniform("cross_entropy", &CrossEntropyParams { rows, v, groups_x: x, _pad: 0 });
-        self.cross_entropy.dispatch(gpu, "forward", u, &[probs, targets, losses], (x, y, 1))
-    }
-
-    /// dlogits = (probs − onehot)/rows, in place.
-    pub fn cross_entropy_backward(
-        &self,
-        gpu: &Gpu,
-        rows: u32,
-        v: u32,
-        probs: View,
-        targets: View,
-        losses: View,
-    ) -> Dispatch {
-        let (x, y) = grid(rows);
-        let u = gpu.uniform("cross_entropy", &CrossEntropyParams { rows, v, groups_x: x, _pad: 0 });
-        self.cross_entropy.dispatch(gpu, "backward", u, &[probs, targets, losses], (x, y, 1))
-    }
-
-    /// Gradient norm (two reductions) then the AdamW update with clipping. `norm_buf` needs 1 + ⌈n/256⌉ floats:
-    /// element 0 ends up holding the squared global norm of the gradients before clipping.
+    /// Over one chunk of `rows` logits rows (batch rows `row0..row0 + rows`): softmax in place and `−log p[target]`
+    /// per row into `losses[row0..]`; with `grad_scale`, then `(p − onehot)·grad_scale` in place (the fused head's
+    /// gradient, read by its backward matmuls).
     #[allow(clippy::too_many_arguments)]
-    pub fn adamw(
+    pub fn cross_entropy(
         &self,
         gpu: &Gpu,
-        hyper: AdamHyper,
-        n: u32,
-        param: View,
-        grad: View,
-        m: View,
-        v: View,
-        norm_buf: View,
-    ) -> AdamDispatch {
-        let partials = n.div_ceil(256);
-        let (x, y) = grid(partials);
-        let p = AdamParams {
-            n,
-            groups_x: x,
+        rows: u32,
+        v: u32,
+        row0: u32,
+        grad_scale: Option<f32>,
+        probs: View,
+        targets: View,
+        losses: View,
+    ) -> Dispatch {
+        let (x, y) = grid(rows);
+        let params =
+            CrossEntropyParams { rows, v, groups_x: x, row0, grad_scale: grad_scale.unwrap_or(0.0), _pad: [0; 3] };
+        let u = gpu.uniform("cross_entropy", &params);
+        let entry = if grad_scale.is_some() { "forward_backward" } else { "forward" };
+        self.cross_entropy.dispatch(gpu, entry, u, &[probs, targets, losses], (x, y, 1))
+    }
+
+    /// Gradient norm (two reductions) then the AdamW update with clipping, over every shard of the trainable
+    /// parameters: each shard's partial sums of squares land side by side in `norm_buf` (1 + Σ⌈n/256⌉ floats), one
+    /// pass adds them into element 0 — the squared global norm before clipping — and each shard is updated with it.
+    pub fn adamw(&self, gpu: &Gpu, hyper: AdamHyper, shards: &[AdamShard], norm_buf: View) -> AdamDispatch {
+        let total: u32 = shards.iter().map(|s| s.n.div_ceil(256)).sum();
+        let base = AdamParams {
+            n: 0,
+            groups_x: 0,
             step: 0,
-            partials,
+            partials: total,
             lr: 0.0,
             beta1: hyper.beta1,
             beta2: hyper.beta2,
             eps: hyper.eps,
             weight_decay: hyper.weight_decay,
             max_norm: hyper.max_norm,
-            _pad: [0.0; 2],
+            partial_base: 0,
+            _pad: 0.0,
         };
-        let bufs = [param, grad, m, v, norm_buf];
-        AdamDispatch {
-            params: p,
-            dispatches: [
-                self.adamw.dispatch(gpu, "sum_squares", gpu.uniform("adamw", &p), &bufs, (x, y, 1)),
-                self.adamw.dispatch(gpu, "finish_norm", gpu.uniform("adamw", &p), &bufs, (1, 1, 1)),
-                self.adamw.dispatch(gpu, "update", gpu.uniform("adamw", &p), &bufs, (x, y, 1)),
-            ],
+        let mut norm = Vec::new();
+        let mut update = Vec::new();
+        let mut partial_base = 0;
+        for sh in shards {
+            let partials = sh.n.div_ceil(256);
+            let (x, y) = grid(partials);
+            let p = AdamParams { n: sh.n, groups_x: x, partial_base, ..base };
+            let bufs = [sh.param, sh.grad, sh.m, sh.v, norm_buf];
+            norm.push(self.adamw.dispatch(gpu, "sum_squares", gpu.uniform("adamw", &p), &bufs, (x, y, 1)));
+            update.push((p, self.adamw.dispatch(gpu, "update", gpu.uniform("adamw", &p), &bufs, (x, y, 1))));
+            partial_base += partials;
         }
+        let first = shards.first().expect("at least one trainable shard");
+        let bufs = [first.param, first.grad, first.m, first.v, norm_buf];
+        norm.push(self.adamw.dispatch(gpu, "finish_norm", gpu.uniform("adamw", &base), &bufs, (1, 1, 1)));
+        AdamDispatch { norm, update }
     }
 }

@@ -224,6 +224,15 @@ pub struct GpuQuantWeight {
     qabs: GpuBuffer,
 }
 
+/// The ledger category of a quantization-constant buffer: the real thing, or a placeholder bound in its place.
+fn placeholder_or(real: bool) -> Category {
+    if real {
+        Category::QuantConstants
+    } else {
+        Category::Scratch
+    }
+}
+
 fn pack_bytes(bytes: &[u8]) -> Vec<u32> {
     bytes.chunks(4).map(|c| c.iter().enumerate().fold(0u32, |w, (i, b)| w | (*b as u32) << (8 * i))).collect()
 }
@@ -283,8 +292,10 @@ impl GpuQuantWeight {
                 },
             ),
             words: gpu.upload(&format!("{label} values"), &words, Category::BaseWeights)?,
-            scales: gpu.upload(&format!("{label} absmax"), &scale_values, Category::QuantConstants)?,
-            qabs: gpu.upload(&format!("{label} absmax codes"), &qabs, Category::QuantConstants)?,
+            // A format without scales (or without double quantization) binds a one-value placeholder instead: not a
+            // quantization constant, so it is not counted as one.
+            scales: gpu.upload(&format!("{label} absmax"), &scale_values, placeholder_or(scales.is_some()))?,
+            qabs: gpu.upload(&format!("{label} absmax codes"), &qabs, placeholder_or(dq == 1))?,
         })
     }
 }

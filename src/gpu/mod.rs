@@ -12,6 +12,7 @@ mod alloc;
 mod backward;
 mod forward;
 mod generate;
+mod head;
 mod kernels;
 mod matmul;
 mod train;
@@ -19,12 +20,13 @@ mod weights;
 
 pub use alloc::{Category, GpuBuffer, MemoryLedger, View};
 pub use generate::GpuGenerator;
-pub use kernels::{AdamDispatch, AdamHyper, DecodeParams, EmbeddingParams, Kernels};
+pub use kernels::{AdamDispatch, AdamHyper, AdamShard, DecodeParams, EmbeddingParams, Kernels};
 pub use matmul::{submit, Dispatch, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape};
 pub use train::{GpuTrainer, PendingStep};
 pub use weights::GpuWeights;
+pub use weights::{Place, ShardPlan, WtePart};
 
-use crate::{Error, Result};
+use crate::{ensure, Error, Result};
 use std::sync::{Arc, Mutex};
 /// Re-exported so callers name buffer usages and limits without depending on wgpu themselves.
 pub use wgpu;
@@ -45,8 +47,15 @@ pub struct Gpu {
 
 impl Gpu {
     /// Requests the default adapter and a device with the adapter's own limits (storage buffers as large as the
-    /// hardware allows). No optional feature is required.
+    /// hardware allows: WebGPU grants only its defaults unless asked). No optional feature is required.
     pub async fn new() -> Result<Self> {
+        Self::with_limits(None).await
+    }
+
+    /// [`Gpu::new`] with `limits` requested instead of the adapter's own (e.g. `wgpu::Limits::default()`, WebGPU's
+    /// defaults: 128 MiB per storage binding, 256 MiB per buffer), to check that a model trains on any device.
+    /// Limits beyond the adapter's are refused by name.
+    pub async fn with_limits(limits: Option<wgpu::Limits>) -> Result<Self> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
@@ -57,7 +66,18 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::new(format!("no WebGPU adapter: {e}")))?;
-        let limits = adapter.limits();
+        let limits = match limits {
+            None => adapter.limits(),
+            Some(asked) => {
+                let offered = adapter.limits();
+                let mut over = Vec::new();
+                asked.check_limits_with_fail_fn(&offered, false, |name, want, have| {
+                    over.push(format!("{name}: asked {want}, the adapter offers {have}"))
+                });
+                ensure!(over.is_empty(), "this GPU does not offer the limits asked for: {}", over.join("; "));
+                asked
+            }
+        };
         // Timestamps time kernels in `qlora bench` where the adapter has them. shader-f16 and subgroups are not asked
         // for, because no kernel would use them: f16 arithmetic would break the 1e-4 parity with the CPU executor
         // (and fp16/bf16 weights already decode exactly from two halves per u32, as WebGPU without shader-f16
@@ -101,6 +121,12 @@ impl Gpu {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking() -> Result<Self> {
         pollster::block_on(Self::new())
+    }
+
+    /// Native convenience: [`Gpu::with_limits`] driven to completion.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn with_limits_blocking(limits: wgpu::Limits) -> Result<Self> {
+        pollster::block_on(Self::with_limits(Some(limits)))
     }
 
     /// A storage buffer of `bytes` bytes, tagged with its category in the ledger. Refuses sizes over the device's

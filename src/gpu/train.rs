@@ -8,17 +8,19 @@
 //! batch may be written while the GPU still works on the last one. Keeping one step in flight hides the readback's
 //! round trip and the encoding of the next step, which matter when a step itself takes a few milliseconds.
 //!
-//! The weights live in [`GpuWeights`] (flat, padded buffers), so AdamW runs over one trainable buffer.
+//! The weights live in [`GpuWeights`] (shards no larger than one binding), and gradients and AdamW's moments mirror
+//! the trainable shards, so AdamW runs shard by shard with one global gradient norm.
 
 use super::activations::Activations;
-use super::backward::{LossBuffers, Scratch};
+use super::backward::Scratch;
 use super::forward::{Attention, Recorder};
-use super::kernels::{AdamDispatch, AdamHyper, Kernels};
-use super::matmul::{submit_in_pass, Dispatch, Matmul, MatmulDequant};
+use super::head::LossBuffers;
+use super::kernels::{AdamDispatch, AdamHyper, AdamShard, Kernels};
+use super::matmul::{submit, submit_in_pass, Dispatch, Matmul, MatmulDequant};
 use super::weights::GpuWeights;
 use super::{Category, Gpu, GpuBuffer};
 use crate::lora::{Adapters, LoraConfig};
-use crate::model::{Gpt2, Linear, ModelConfig};
+use crate::model::{head_chunk_rows, Gpt2, Linear, ModelConfig};
 use crate::quant::{Format, Storage};
 use crate::train::{
     dropout_mask, dropout_seed, lr_at, Method, OptimConfig, StepStats, ADAMW_BETA1, ADAMW_BETA2, ADAMW_EPS,
@@ -43,7 +45,12 @@ pub struct GpuTrainer {
     acts: Activations,
     _scratch: Scratch,
     forward: Vec<Dispatch>,
+    /// Zeroing the gradients, then the fused head and loss with its gradient (`head.rs`).
+    head: Vec<Dispatch>,
     backward: Vec<Dispatch>,
+    /// Forward-only head, chunk by chunk (rows in the chunk, its dispatches), for [`GpuTrainer::forward`]'s
+    /// probabilities.
+    probe: Vec<(usize, Vec<Dispatch>)>,
     adam: AdamDispatch,
     /// Staging buffers for the loss and norm readback, one per step in flight; `busy` marks those awaiting theirs.
     readbacks: [wgpu::Buffer; READBACK_SLOTS],
@@ -71,28 +78,39 @@ struct Readback {
     submission: wgpu::SubmissionIndex,
 }
 
-/// What training adds to the weights: gradients, AdamW's moments and the gradient-norm reduction's partial sums,
-/// each as long as the trainable parameters (padded).
+/// What training adds to the weights: gradients and AdamW's moments, shard for shard like the trainable buffers, and
+/// the gradient-norm reduction's partial sums.
 struct TrainState {
-    len: usize,
-    grads: GpuBuffer,
-    m: GpuBuffer,
-    v: GpuBuffer,
+    lens: Vec<usize>,
+    grads: Vec<GpuBuffer>,
+    m: Vec<GpuBuffer>,
+    v: Vec<GpuBuffer>,
     norm: GpuBuffer,
 }
 
 impl TrainState {
     fn new(gpu: &Gpu, weights: &GpuWeights) -> Result<TrainState> {
-        let len = weights.trainable_len();
+        let lens = weights.trainable_lens();
         let zeros =
             |label: &str, n: usize, cat: Category| gpu.buffer(label, 4 * n as u64, cat, wgpu::BufferUsages::empty());
+        let each = |label: &str, cat: Category| lens.iter().map(|n| zeros(label, *n, cat)).collect::<Result<Vec<_>>>();
+        let partials: usize = lens.iter().map(|n| n.div_ceil(256)).sum();
         Ok(TrainState {
-            len,
-            grads: zeros("gradients", len, Category::Gradients)?,
-            m: zeros("adam m", len, Category::Optimizer)?,
-            v: zeros("adam v", len, Category::Optimizer)?,
-            norm: zeros("grad norm", 1 + len.div_ceil(256), Category::Scratch)?,
+            grads: each("gradients", Category::Gradients)?,
+            m: each("adam m", Category::Optimizer)?,
+            v: each("adam v", Category::Optimizer)?,
+            norm: zeros("grad norm", 1 + partials, Category::Scratch)?,
+            lens,
         })
+    }
+
+    /// Reads shards back (gradients or a moment) in GPU order.
+    async fn read(&self, gpu: &Gpu, bufs: &[GpuBuffer]) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(bufs.len());
+        for (b, n) in bufs.iter().zip(&self.lens) {
+            out.push(gpu.read_f32(b, *n).await?);
+        }
+        Ok(out)
     }
 
     /// The optimizer: the gradients' global norm, clipping and AdamW over the trainable buffer (`cpu::optim`).
@@ -104,8 +122,16 @@ impl TrainState {
             weight_decay: optim.weight_decay,
             max_norm: optim.grad_clip,
         };
-        let bufs = (weights.trainable().all(), self.grads.all(), self.m.all(), self.v.all(), self.norm.all());
-        kernels.adamw(gpu, hyper, self.len as u32, bufs.0, bufs.1, bufs.2, bufs.3, bufs.4)
+        let shards: Vec<AdamShard> = (0..self.lens.len())
+            .map(|i| AdamShard {
+                n: self.lens[i] as u32,
+                param: weights.trainable()[i].all(),
+                grad: self.grads[i].all(),
+                m: self.m[i].all(),
+                v: self.v[i].all(),
+            })
+            .collect();
+        kernels.adamw(gpu, hyper, &shards, self.norm.all())
     }
 }
 
@@ -142,7 +168,9 @@ impl GpuTrainer {
         gpu.check_matmul_grid("training step", bt.max(4 * c).max(v), (4 * c).max(v).max(bt))?;
         let weights = GpuWeights::upload(&gpu, model, full, storage, adapters)?;
         let state = TrainState::new(&gpu, &weights)?;
-        let acts = Activations::new(&gpu, &cfg, weights.adapters.as_ref(), bt, bt * cfg.n_head * seq, true)?;
+        let logit_rows = head_chunk_rows(v, bt);
+        let acts =
+            Activations::new(&gpu, &cfg, weights.adapters.as_ref(), bt, bt * cfg.n_head * seq, logit_rows, true)?;
         let max_rank = weights.adapters.as_ref().map_or(1, |a| a.entries.iter().map(|e| e.rank).max().unwrap_or(1));
         let scratch = Scratch::new(&gpu, &cfg, bt, seq, max_rank)?;
         let io = |label: &str, cat: Category| gpu.buffer(label, 4 * bt as u64, cat, wgpu::BufferUsages::empty());
@@ -169,17 +197,31 @@ impl GpuTrainer {
             grads: Some(&state.grads),
         };
         let (b32, t32) = (batch as u32, seq as u32);
-        let mut fwd = rec.forward(&tokens, t32, Attention::Causal { batch: b32, seq: t32 }).dispatches;
-        fwd.push(kernels.cross_entropy_forward(
-            &gpu,
-            bt as u32,
-            v as u32,
-            acts.logits.all(),
-            targets.all(),
-            losses.all(),
-        ));
-        let loss_io = LossBuffers { tokens: &tokens, targets: &targets, losses: &losses };
-        let bwd = rec.backward(&scratch, loss_io, state.len as u32, b32, t32);
+        let fwd = rec.forward(&tokens, t32, Attention::Causal { batch: b32, seq: t32 }).dispatches;
+        let loss_io = LossBuffers { targets: &targets, losses: &losses };
+        let mut head = Vec::new();
+        rec.zero_grads(&mut head);
+        rec.head_loss(&mut head, &loss_io, Some(scratch.dlnf()));
+        let bwd = rec.backward(&scratch, &tokens, b32, t32);
+        let probe = (0..bt)
+            .step_by(logit_rows)
+            .map(|row0| {
+                let rows = logit_rows.min(bt - row0);
+                let mut d = Vec::new();
+                rec.head_logits(&mut d, row0, rows);
+                d.push(kernels.cross_entropy(
+                    &gpu,
+                    rows as u32,
+                    v as u32,
+                    row0 as u32,
+                    None,
+                    acts.logits.all(),
+                    targets.all(),
+                    losses.all(),
+                ));
+                (rows, d)
+            })
+            .collect();
         let adam = state.record_adamw(&gpu, &kernels, &weights, &optim);
 
         Ok(GpuTrainer {
@@ -198,7 +240,9 @@ impl GpuTrainer {
             acts,
             _scratch: scratch,
             forward: fwd,
+            head,
             backward: bwd,
+            probe,
             adam,
             readbacks,
             busy: Default::default(),
@@ -289,7 +333,8 @@ impl GpuTrainer {
         let o = &self.optim;
         let lr = lr_at(self.step, o.steps, o.warmup, o.lr, o.min_lr);
         self.adam.set_step(&self.gpu, self.step as u32 + 1, lr);
-        let all: Vec<&Dispatch> = self.forward.iter().chain(&self.backward).chain(&self.adam.dispatches).collect();
+        let all: Vec<&Dispatch> =
+            self.forward.iter().chain(&self.head).chain(&self.backward).chain(self.adam.all()).collect();
         let readback = self.submit(&all)?;
         let pending = PendingStep { step: self.step, lr, readback };
         self.step += 1;
@@ -311,36 +356,50 @@ impl GpuTrainer {
         dropout_seed: Option<u64>,
     ) -> Result<(f64, f32)> {
         self.write_batch(inputs, targets, dropout_seed)?;
-        let all: Vec<&Dispatch> = self.forward.iter().chain(&self.backward).chain(&self.adam.dispatches[..2]).collect();
+        let all: Vec<&Dispatch> =
+            self.forward.iter().chain(&self.head).chain(&self.backward).chain(&self.adam.norm).collect();
         self.run(&all).await
     }
 
-    /// Forward only: the mean loss, and the next-token probabilities `[B·T, V]`.
+    /// Forward only: the mean loss, and the next-token probabilities `[B·T, V]` (for tests: the head runs chunk by
+    /// chunk, each read back before the next overwrites it).
     pub async fn forward(&mut self, inputs: &[u32], targets: &[u32]) -> Result<(f64, Vec<f32>)> {
         self.write_batch(inputs, targets, None)?;
-        let all: Vec<&Dispatch> = self.forward.iter().collect();
-        let (loss, _) = self.run(&all).await?;
-        let probs = self.gpu.read_f32(&self.acts.logits, self.batch * self.seq * self.cfg.vocab_size).await?;
-        Ok((loss, probs))
+        submit(&self.gpu, &self.forward.iter().collect::<Vec<_>>());
+        let v = self.cfg.vocab_size;
+        let mut probs = Vec::with_capacity(self.batch * self.seq * v);
+        for (rows, dispatches) in &self.probe {
+            submit(&self.gpu, &dispatches.iter().collect::<Vec<_>>());
+            probs.extend(self.gpu.read_f32(&self.acts.logits, rows * v).await?);
+        }
+        let bt = self.batch * self.seq;
+        let losses = self.gpu.read_f32(&self.losses, bt).await?;
+        Ok((losses.iter().map(|x| *x as f64).sum::<f64>() / bt as f64, probs))
     }
 
     /// The gradients of the trainable parameters in the CPU trainer's order (model layout, or adapter layout).
     pub async fn gradients(&self) -> Result<Vec<f32>> {
-        let padded = self.gpu.read_f32(&self.state.grads, self.state.len).await?;
-        Ok(self.weights.unpad(&padded))
+        let shards = self.state.read(&self.gpu, &self.state.grads).await?;
+        Ok(self.weights.unpad(&shards))
     }
 
     /// The trainable parameters in the CPU trainer's order.
     pub async fn trainable_params(&self) -> Result<Vec<f32>> {
-        let padded = self.gpu.read_f32(self.weights.trainable(), self.state.len).await?;
-        Ok(self.weights.unpad(&padded))
+        let shards = self.state.read(&self.gpu, self.weights.trainable()).await?;
+        Ok(self.weights.unpad(&shards))
     }
 
     /// Replaces the trainable parameters (CPU order), e.g. to start both executors from the same adapter values.
     pub fn set_trainable_params(&self, values: &[f32]) -> Result<()> {
-        let padded = self.weights.pad(values)?;
-        self.gpu.queue.write_buffer(self.weights.trainable().raw(), 0, bytemuck::cast_slice(&padded));
+        let shards = self.weights.pad(values)?;
+        Self::write_shards(&self.gpu, self.weights.trainable(), &shards);
         Ok(())
+    }
+
+    fn write_shards(gpu: &Gpu, bufs: &[GpuBuffer], shards: &[Vec<f32>]) {
+        for (b, values) in bufs.iter().zip(shards) {
+            gpu.queue.write_buffer(b.raw(), 0, bytemuck::cast_slice(values));
+        }
     }
 
     /// Bytes allocated on the GPU per memory category (scratch on its own line).
@@ -359,8 +418,8 @@ impl GpuTrainer {
 
     /// AdamW's moments in the CPU trainer's order (for snapshots; the step count is [`GpuTrainer::step_index`]).
     pub async fn optimizer_state(&self) -> Result<(Vec<f32>, Vec<f32>)> {
-        let m = self.gpu.read_f32(&self.state.m, self.state.len).await?;
-        let v = self.gpu.read_f32(&self.state.v, self.state.len).await?;
+        let m = self.state.read(&self.gpu, &self.state.m).await?;
+        let v = self.state.read(&self.gpu, &self.state.v).await?;
         Ok((self.weights.unpad(&m), self.weights.unpad(&v)))
     }
 
@@ -368,8 +427,8 @@ impl GpuTrainer {
     pub fn restore(&mut self, trainable: &[f32], m: &[f32], v: &[f32], step: usize) -> Result<()> {
         self.set_trainable_params(trainable)?;
         let (m, v) = (self.weights.pad(m)?, self.weights.pad(v)?);
-        self.gpu.queue.write_buffer(self.state.m.raw(), 0, bytemuck::cast_slice(&m));
-        self.gpu.queue.write_buffer(self.state.v.raw(), 0, bytemuck::cast_slice(&v));
+        Self::write_shards(&self.gpu, &self.state.m, &m);
+        Self::write_shards(&self.gpu, &self.state.v, &v);
         self.step = step;
         Ok(())
     }
