@@ -2,7 +2,8 @@
 // W is the Linear [out × in] matrix. Forward (TRANSPOSE_W):   y[M×out] = x[M×in] · Wᵀ (+ bias, + beta·y);
 //                                      backward (!TRANSPOSE_W): dx[M×in] = dy[M×out] · W (+ beta·dx).
 // TRANSPOSE_W is a pipeline constant: each direction is its own pipeline (src/gpu/matmul.rs `MatmulDequant`).
-// Out-of-range loads read 0. The tiling (entry points `small_tiles` and `large_tiles`) is matmul_tiles.wgsl, appended at
+// x and y may be sub-matrices of larger buffers: row strides `ldx`, `ldy` and first elements `x_offset`, `y_offset`
+// (the tied head reads a chunk of rows and writes its columns of the logits). Out-of-range loads read 0. The tiling (entry points `small_tiles` and `large_tiles`) is matmul_tiles.wgsl, appended at
 // build time; each workgroup decodes a weight once per tile that uses it.
 
 override TRANSPOSE_W: bool;
@@ -14,6 +15,10 @@ struct Params {
     in_features: u32,
     use_bias: u32,
     beta: f32,
+    ldx: u32,
+    ldy: u32,
+    x_offset: u32,
+    y_offset: u32,
     _p0: u32,
     _p1: u32,
 }
@@ -27,7 +32,7 @@ fn depth() -> u32 { return p.k; }
 
 fn lhs(row: u32, k: u32) -> f32 {
     if (row >= p.m || k >= p.k) { return 0.0; }
-    return x[row * p.k + k];
+    return x[p.x_offset + row * p.ldx + k];
 }
 
 // Element (r, c) of op(W) as the [k × n] right-hand side.
@@ -39,7 +44,7 @@ fn rhs(r: u32, c: u32) -> f32 {
 
 fn store(row: u32, col: u32, acc: f32) {
     if (row < p.m && col < p.n) {
-        let idx = row * p.n + col;
+        let idx = p.y_offset + row * p.ldy + col;
         var out = acc;
         if (p.use_bias == 1u) { out = out + bias[col]; }
         if (p.beta != 0.0) { out = out + p.beta * y[idx]; }

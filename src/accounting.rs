@@ -140,6 +140,15 @@ impl Arch {
         self.n_layer * self.block_linear_params()
     }
 
+    /// Parameters of the token embedding and the LM head (counted once when tied, as GPT-2's are): kept in 16 bits
+    /// below an fp32 base (`Storage::embedding`).
+    pub fn embedding_params(&self) -> u64 {
+        match self.family {
+            Family::Gpt2 => self.vocab * self.d_model,
+            Family::Llama => 2 * self.vocab * self.d_model,
+        }
+    }
+
     /// Stored activations per token per block, in elements (what the backward pass reads).
     pub fn block_activation_elems(&self, seq: u64) -> u64 {
         let (d, f, h) = (self.d_model, self.d_ff, self.n_head);
@@ -314,7 +323,11 @@ pub fn memory(arch: &Arch, q: &MemoryQuery) -> Result<Memory> {
                 m.base_weights += arch.n_layer * values;
                 m.quant_constants += arch.n_layer * q.storage.constant_bytes(*n);
             }
-            m.base_weights += (arch.base_params() - arch.quantizable_params()) * dt;
+            // The embedding (and head) in 16 bits below an fp32 base, never wider than the training dtype; the
+            // rest (position embedding, LayerNorms, biases) in the training dtype.
+            let emb = arch.embedding_params();
+            let emb_bytes = if q.storage == Storage::FP32 { dt } else { dt.min(2) };
+            m.base_weights += emb * emb_bytes + (arch.base_params() - arch.quantizable_params() - emb) * dt;
             let t = spec.trainable(arch);
             m.adapters = t * dt;
             (t, spec.activation_elems())

@@ -4,7 +4,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use qlora_playground::cpu::{gemm, Mat};
-use qlora_playground::gpu::{submit, wgpu, Category, Gpu, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape};
+use qlora_playground::gpu::{
+    submit, wgpu, Category, Gpu, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape, Strided,
+};
 use qlora_playground::quant::{Format, QuantizedTensor, Storage};
 use rand::{RngExt, SeedableRng};
 
@@ -106,6 +108,41 @@ fn fused_dequant_matmul_matches_cpu(gpu: &Gpu, mmq: &MatmulDequant, m: usize, in
             assert_close(&got_dx, &want_dx, &format!("{} backward {m}×{inf}×{outf}", storage.label()));
         }
     }
+}
+
+/// The tied head's use of the fused kernel: a chunk of rows of a wider x in, its columns of wider logits out
+/// (forward), and the columns of those logits back to the rows (backward), for an fp16 embedding part.
+#[test]
+fn strided_dequant_matmul_reads_and_writes_sub_matrices() {
+    let gpu = gpu();
+    let mmq = MatmulDequant::new(&gpu);
+    let (rows, c, part, vocab, row0, col0) = (70usize, 24usize, 90usize, 130usize, 5usize, 33usize);
+    let total = row0 + rows + 3;
+    let wte = random(part * c, 1); // the part's rows, [part, C]
+    let lnf = random(total * c, 2);
+    let logits0 = random(rows * vocab, 3);
+    let dlnf0 = random(total * c, 4);
+    let q = QuantizedTensor::quantize(&wte, Storage::new(Format::Fp16, false).unwrap());
+    let deq = q.dequantize();
+    let gw = GpuQuantWeight::upload(&gpu, "wte part", &q, part, c).unwrap();
+    let (glnf, glogits, gdlnf) = (up(&gpu, &lnf), up(&gpu, &logits0), up(&gpu, &dlnf0));
+    let (xs, ys) = (Strided { offset: (row0 * c) as u32, ld: c as u32 }, Strided { offset: col0 as u32, ld: vocab as u32 });
+    let fwd = mmq.prepare_forward_strided(&gpu, &gw, rows as u32, glnf.all(), xs, None, glogits.all(), ys);
+    submit(&gpu, &[&fwd]);
+    let mut want = logits0.clone();
+    let mut block = vec![0.0; rows * part];
+    gemm(rows, c, part, 1.0, Mat::new(&lnf[row0 * c..], c), Mat::t(&deq, c), 0.0, &mut block, part);
+    for r in 0..rows {
+        want[r * vocab + col0..r * vocab + col0 + part].copy_from_slice(&block[r * part..(r + 1) * part]);
+    }
+    let got = read(&gpu, &glogits, rows * vocab);
+    assert_close(&got, &want, "strided forward (columns outside the part untouched)");
+    let bwd = mmq.prepare_backward_strided(&gpu, &gw, rows as u32, glogits.all(), ys, gdlnf.all(), xs, true);
+    submit(&gpu, &[&bwd]);
+    let mut want_d = dlnf0.clone();
+    let a: Vec<f32> = (0..rows).flat_map(|r| want[r * vocab + col0..r * vocab + col0 + part].to_vec()).collect();
+    gemm(rows, part, c, 1.0, Mat::new(&a, part), Mat::new(&deq, c), 1.0, &mut want_d[row0 * c..], c);
+    assert_close(&read(&gpu, &gdlnf, total * c), &want_d, "strided backward (rows outside the chunk untouched)");
 }
 
 #[test]
@@ -334,6 +371,30 @@ fn embedding_matches_cpu() {
         assert_close(&got_dwte, &dwte, &format!("embedding dwte, {what}"));
         assert_close(&read(&gpu, &gdwpe, t * c), &dwpe, &format!("embedding dwpe, {what}"));
     }
+    // An fp16 embedding (beside a base stored below 32 bits) in two parts: the gather reads halves.
+    let (gout, gwpe) = (up(&gpu, &vec![0.0; b * t * c]), up(&gpu, &wpe));
+    let half = Storage::new(Format::Fp16, false).unwrap();
+    let parts = [0..150, 150..v];
+    let stored: Vec<_> = parts
+        .iter()
+        .map(|r| {
+            let q = QuantizedTensor::quantize(&wte[r.start * c..r.end * c], half);
+            GpuQuantWeight::upload(&gpu, "wte", &q, r.len(), c).unwrap()
+        })
+        .collect();
+    let dispatches: Vec<_> = parts
+        .iter()
+        .zip(&stored)
+        .map(|(r, w)| {
+            let p = EmbeddingParams { half: 1, ..EmbeddingParams::new(rows, t as u32, c as u32, r.clone()) };
+            k.embedding_forward(&gpu, p, gout.all(), gtok.all(), w.values(), gwpe.all())
+        })
+        .collect();
+    submit(&gpu, &dispatches.iter().collect::<Vec<_>>());
+    let wte16 = QuantizedTensor::quantize(&wte, half).dequantize();
+    let mut out16 = vec![0.0; b * t * c];
+    layers::embedding_forward(&mut out16, &tokens, &wte16, &wpe, t, c);
+    assert_eq!(read(&gpu, &gout, b * t * c), out16, "fp16 embedding forward");
 }
 
 #[test]

@@ -20,7 +20,8 @@ pub struct QuantReport {
 }
 
 /// Quantizes the four linear weights of every block in place (each replaced by its dequantized values, which is what
-/// the matmuls then read) and reports bytes and error per tensor. The weight is taken as a Linear `[out, in]` weight,
+/// the matmuls then read), rounds the tied embedding to 16 bits below an fp32 base ([`Storage::embedding`]), and
+/// reports bytes and error per quantized tensor. The weight is taken as a Linear `[out, in]` weight,
 /// i.e. the transpose of GPT-2's Conv1D `[in, out]` storage, exactly as bitsandbytes sees it.
 pub fn quantize_base(model: &mut Gpt2, storage: Storage) -> Vec<QuantReport> {
     let c = model.config.n_embd;
@@ -47,6 +48,14 @@ pub fn quantize_base(model: &mut Gpt2, storage: Storage) -> Vec<QuantReport> {
             let (value_bytes, constant_bytes) = q.bytes();
             reports.push(QuantReport { name, len: linear.len(), value_bytes, constant_bytes, error: q.error(&linear) });
         }
+    }
+    let embedding = storage.embedding();
+    if embedding != Storage::FP32 {
+        // The tied embedding in 16 bits (`Storage::embedding`): its values rounded as the GPU stores them. Not a
+        // quantized tensor, so not among the reports (`qlora quant` sums those into bits per quantized parameter).
+        let wte = model.tensor_mut(TensorId::Wte);
+        let rounded = QuantizedTensor::quantize(wte, embedding).dequantize();
+        wte.copy_from_slice(&rounded);
     }
     reports
 }

@@ -5,6 +5,7 @@
 
 use super::forward::Recorder;
 use super::kernels::EmbeddingParams;
+use super::weights::WteStore;
 use super::matmul::{Dispatch, MatmulShape};
 use super::{Category, Gpu, GpuBuffer};
 use crate::model::{BlockTensor, Linear, ModelConfig, TensorId};
@@ -103,9 +104,10 @@ impl<'a> Recorder<'a> {
             self.layernorm_backward(&mut bwd, ln1, &s.d_wide2, &s.d_res);
         }
         if full {
-            for (part, _) in w.wte_parts() {
+            for part in w.wte_parts() {
+                let WteStore::F32(place) = part.store else { unreachable!("full fine-tuning keeps wte in fp32") };
                 let p = EmbeddingParams::new(bt32, t32, c32, part.rows.clone());
-                let dwte = self.grads()[part.place.shard].view(part.place.offset, part.rows.len() * cfg.n_embd);
+                let dwte = self.grads()[place.shard].view(place.offset, part.rows.len() * cfg.n_embd);
                 bwd.push(k.embedding_backward(gpu, p, dwte, self.grad(TensorId::Wpe), s.d_res.all(), tokens.all()));
             }
         }

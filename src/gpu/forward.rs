@@ -82,8 +82,9 @@ impl<'a> Recorder<'a> {
         let eps = cfg.layer_norm_epsilon as f32;
         let mut out = Vec::new();
         let mut embedding_at = Vec::new();
-        for (part, wte) in w.wte_parts() {
-            let p = EmbeddingParams::new(rows, seq, c, part.rows.clone());
+        for part in w.wte_parts() {
+            let (wte, half) = w.wte_values(&part);
+            let p = EmbeddingParams { half: half as u32, ..EmbeddingParams::new(rows, seq, c, part.rows.clone()) };
             embedding_at.push((out.len(), p));
             out.push(k.embedding_forward(gpu, p, a.encoded.all(), tokens.all(), wte, w.param(TensorId::Wpe)));
         }

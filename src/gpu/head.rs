@@ -4,7 +4,8 @@
 //! in full fine-tuning, `dwte += dlogitsᵀ·lnf` — so only one chunk of `rows × V` logits ever exists.
 
 use super::forward::Recorder;
-use super::matmul::{Dispatch, MatmulShape};
+use super::matmul::{Dispatch, MatmulShape, Strided};
+use super::weights::WteStore;
 use super::GpuBuffer;
 use crate::model::head_chunk_rows;
 
@@ -24,15 +25,25 @@ impl<'a> Recorder<'a> {
     pub(super) fn head_logits(&self, out: &mut Vec<Dispatch>, row0: usize, rows: usize) {
         let (w, a) = (self.w, self.acts);
         let (c, v) = (w.cfg.n_embd as u32, w.cfg.vocab_size as u32);
-        for (part, _) in w.wte_parts() {
-            let s = MatmulShape {
-                a_offset: row0 as u32 * c,
-                b_offset: part.place.offset as u32,
-                ldc: v,
-                c_offset: part.rows.start as u32,
-                ..MatmulShape::new(rows as u32, c, part.rows.len() as u32, false, true)
-            };
-            out.push(self.mm.prepare(self.gpu, s, a.lnf.all(), w.params[part.place.shard].all(), a.logits.all()));
+        for part in w.wte_parts() {
+            let n = part.rows.len() as u32;
+            let (m, col0) = (rows as u32, part.rows.start as u32);
+            out.push(match part.store {
+                WteStore::F32(place) => {
+                    let s = MatmulShape {
+                        a_offset: row0 as u32 * c,
+                        b_offset: place.offset as u32,
+                        ldc: v,
+                        c_offset: col0,
+                        ..MatmulShape::new(m, c, n, false, true)
+                    };
+                    self.mm.prepare(self.gpu, s, a.lnf.all(), w.params[place.shard].all(), a.logits.all())
+                }
+                WteStore::F16(wq) => {
+                    let (xs, ys) = (Strided { offset: row0 as u32 * c, ld: c }, Strided { offset: col0, ld: v });
+                    self.mmq.prepare_forward_strided(self.gpu, wq, m, a.lnf.all(), xs, None, a.logits.all(), ys)
+                }
+            });
         }
     }
 
@@ -58,29 +69,39 @@ impl<'a> Recorder<'a> {
                 io.losses.all(),
             ));
             let Some(dlnf) = dlnf else { continue };
-            for (i, (part, _)) in w.wte_parts().enumerate() {
-                let n = part.rows.len() as u32;
+            for (i, part) in w.wte_parts().iter().enumerate() {
+                let (n, col0, first) = (part.rows.len() as u32, part.rows.start as u32, i == 0);
                 // dlnf[chunk] (+)= dlogits[:, part]·wte[part]
-                let s = MatmulShape {
-                    lda: v,
-                    a_offset: part.rows.start as u32,
-                    b_offset: part.place.offset as u32,
-                    c_offset: row0 as u32 * c,
-                    ..MatmulShape::plain(rows, n, c)
-                }
-                .scaled(1.0, if i == 0 { 0.0 } else { 1.0 });
-                out.push(self.mm.prepare(self.gpu, s, a.logits.all(), w.params[part.place.shard].all(), dlnf.all()));
+                out.push(match part.store {
+                    WteStore::F32(place) => {
+                        let s = MatmulShape {
+                            lda: v,
+                            a_offset: col0,
+                            b_offset: place.offset as u32,
+                            c_offset: row0 as u32 * c,
+                            ..MatmulShape::plain(rows, n, c)
+                        }
+                        .scaled(1.0, if first { 0.0 } else { 1.0 });
+                        self.mm.prepare(self.gpu, s, a.logits.all(), w.params[place.shard].all(), dlnf.all())
+                    }
+                    WteStore::F16(wq) => {
+                        let (dys, dxs) = (Strided { offset: col0, ld: v }, Strided { offset: row0 as u32 * c, ld: c });
+                        let (logits, d) = (a.logits.all(), dlnf.all());
+                        self.mmq.prepare_backward_strided(self.gpu, wq, rows, logits, dys, d, dxs, !first)
+                    }
+                });
                 if w.full {
+                    let WteStore::F32(place) = part.store else { unreachable!("full fine-tuning keeps wte in fp32") };
                     // dwte[part] += dlogits[:, part]ᵀ·lnf[chunk]
                     let s = MatmulShape {
                         lda: v,
-                        a_offset: part.rows.start as u32,
+                        a_offset: col0,
                         b_offset: row0 as u32 * c,
-                        c_offset: part.place.offset as u32,
+                        c_offset: place.offset as u32,
                         ..MatmulShape::new(n, rows, c, true, false)
                     }
                     .scaled(1.0, 1.0);
-                    let g = &self.grads()[part.place.shard];
+                    let g = &self.grads()[place.shard];
                     out.push(self.mm.prepare(self.gpu, s, a.logits.all(), a.lnf.all(), g.all()));
                 }
             }

@@ -206,6 +206,9 @@ pub struct EmbeddingParams {
     pub v1: u32,
     /// 1 for the first part (which writes the position embedding, and its gradient), else 0.
     pub first: u32,
+    /// 1 when the part holds fp16 values, two per word (read only), else 0 (fp32).
+    pub half: u32,
+    pub _pad: [u32; 3],
 }
 
 impl EmbeddingParams {
@@ -213,7 +216,8 @@ impl EmbeddingParams {
     pub fn new(rows: u32, t: u32, c: u32, vocab_rows: std::ops::Range<usize>) -> Self {
         let (groups_x, _) = grid((rows * c).div_ceil(256));
         let first = (vocab_rows.start == 0) as u32;
-        EmbeddingParams { rows, t, c, groups_x, pos0: 0, v0: vocab_rows.start as u32, v1: vocab_rows.end as u32, first }
+        let (v0, v1) = (vocab_rows.start as u32, vocab_rows.end as u32);
+        EmbeddingParams { rows, t, c, groups_x, pos0: 0, v0, v1, first, half: 0, _pad: [0; 3] }
     }
 }
 

@@ -242,6 +242,11 @@ fn pack_halves(halves: &[u16]) -> Vec<u32> {
 }
 
 impl GpuQuantWeight {
+    /// The stored values (packed words; two halves per word for fp16), e.g. for a gather reading rows of it.
+    pub fn values(&self) -> View<'_> {
+        self.words.all()
+    }
+
     /// Uploads a Linear `[out, in]` weight quantized as bitsandbytes lays it out.
     pub fn upload(
         gpu: &Gpu,
@@ -309,7 +314,25 @@ struct DequantParams {
     in_features: u32,
     use_bias: u32,
     beta: f32,
+    ldx: u32,
+    ldy: u32,
+    x_offset: u32,
+    y_offset: u32,
     _pad: [u32; 2],
+}
+
+/// Where a row-major matrix sits in its buffer: its first element and the elements between rows.
+#[derive(Clone, Copy, Debug)]
+pub struct Strided {
+    pub offset: u32,
+    pub ld: u32,
+}
+
+impl Strided {
+    /// A dense matrix of `cols` columns at the start of its buffer.
+    pub fn dense(cols: u32) -> Self {
+        Strided { offset: 0, ld: cols }
+    }
 }
 
 /// The fused dequantize + matmul pipelines: forward (x·Wᵀ) and backward (dy·W) are one shader with the pipeline
@@ -339,6 +362,24 @@ impl MatmulDequant {
         bias: Option<View>,
         y: View,
     ) -> Dispatch {
+        let dense = (Strided::dense(w.in_features), Strided::dense(w.out_features));
+        self.prepare_forward_strided(gpu, w, m, x, dense.0, bias, y, dense.1)
+    }
+
+    /// [`MatmulDequant::prepare_forward`] on sub-matrices: x's rows start at `xs.offset`, `xs.ld` apart, and y's
+    /// likewise (the tied head: a chunk of rows in, its columns of the logits out).
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_forward_strided(
+        &self,
+        gpu: &Gpu,
+        w: &GpuQuantWeight,
+        m: u32,
+        x: View,
+        xs: Strided,
+        bias: Option<View>,
+        y: View,
+        ys: Strided,
+    ) -> Dispatch {
         let p = DequantParams {
             m,
             n: w.out_features,
@@ -346,6 +387,10 @@ impl MatmulDequant {
             in_features: w.in_features,
             use_bias: bias.is_some() as u32,
             beta: 0.0,
+            ldx: xs.ld,
+            ldy: ys.ld,
+            x_offset: xs.offset,
+            y_offset: ys.offset,
             _pad: [0; 2],
         };
         self.prepare(gpu, &self.forward, w, p, x, bias.unwrap_or(x), y)
@@ -361,6 +406,23 @@ impl MatmulDequant {
         dx: View,
         accumulate: bool,
     ) -> Dispatch {
+        let dense = (Strided::dense(w.out_features), Strided::dense(w.in_features));
+        self.prepare_backward_strided(gpu, w, m, dy, dense.0, dx, dense.1, accumulate)
+    }
+
+    /// [`MatmulDequant::prepare_backward`] on sub-matrices (see [`MatmulDequant::prepare_forward_strided`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_backward_strided(
+        &self,
+        gpu: &Gpu,
+        w: &GpuQuantWeight,
+        m: u32,
+        dy: View,
+        dys: Strided,
+        dx: View,
+        dxs: Strided,
+        accumulate: bool,
+    ) -> Dispatch {
         let p = DequantParams {
             m,
             n: w.in_features,
@@ -368,6 +430,10 @@ impl MatmulDequant {
             in_features: w.in_features,
             use_bias: 0,
             beta: if accumulate { 1.0 } else { 0.0 },
+            ldx: dys.ld,
+            ldy: dxs.ld,
+            x_offset: dys.offset,
+            y_offset: dxs.offset,
             _pad: [0; 2],
         };
         self.prepare(gpu, &self.backward, w, p, dy, dy, dx)

@@ -21,7 +21,7 @@ mod weights;
 pub use alloc::{Category, GpuBuffer, MemoryLedger, View};
 pub use generate::GpuGenerator;
 pub use kernels::{AdamDispatch, AdamHyper, AdamShard, DecodeParams, EmbeddingParams, Kernels};
-pub use matmul::{submit, Dispatch, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape};
+pub use matmul::{submit, Dispatch, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape, Strided};
 pub use train::{GpuTrainer, PendingStep};
 pub use weights::GpuWeights;
 pub use weights::{Place, ShardPlan, WtePart};

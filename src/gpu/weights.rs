@@ -37,6 +37,18 @@ pub struct WtePart {
     pub place: Place,
 }
 
+/// One part of the token embedding as the kernels read it.
+pub(super) struct WteRef<'a> {
+    pub rows: Range<usize>,
+    pub store: WteStore<'a>,
+}
+
+/// Where an embedding part's values are: fp32 in a parameter shard, or fp16 as a frozen weight `[rows, C]`.
+pub(super) enum WteStore<'a> {
+    F32(Place),
+    F16(&'a GpuQuantWeight),
+}
+
 /// How parameters are laid out over shards of at most `cap` floats each.
 #[derive(Clone, Debug, Default)]
 pub struct ShardPlan {
@@ -109,6 +121,9 @@ pub struct GpuWeights {
     pub(super) full: bool,
     pub(super) plan: ShardPlan,
     pub(super) params: Vec<GpuBuffer>,
+    /// The tied embedding in fp16 beside a base stored below 32 bits (`Storage::embedding`), in parts of vocabulary
+    /// rows as one binding holds; empty when it is fp32 in `params` (`plan.wte`).
+    pub(super) wte16: Vec<(Range<usize>, GpuQuantWeight)>,
     pub(super) qweights: Vec<GpuQuantWeight>,
     pub(super) adapters: Option<Adapters>,
     /// (A start, B start) of each adapter entry in `adapter_buf`.
@@ -126,7 +141,9 @@ impl GpuWeights {
         let c = cfg.n_embd;
         let is_linear_weight =
             |id: TensorId| matches!(id, TensorId::Block(_, t) if Linear::ALL.iter().any(|l| l.weight() == t));
-        let plan = ShardPlan::new(&layout, c, shard_cap(gpu), |id| full || !is_linear_weight(id))?;
+        let half = !full && storage.embedding() != Storage::FP32;
+        let keep = |id: TensorId| (full || !is_linear_weight(id)) && !(half && id == TensorId::Wte);
+        let plan = ShardPlan::new(&layout, c, shard_cap(gpu), keep)?;
         let mut flat: Vec<Vec<f32>> = plan.sizes.iter().map(|n| vec![0.0; *n]).collect();
         for (id, place) in &plan.places {
             let src = &model.params[layout.range(*id)];
@@ -136,6 +153,16 @@ impl GpuWeights {
         for part in &plan.wte {
             let src = &wte[part.rows.start * c..part.rows.end * c];
             flat[part.place.shard][part.place.offset..part.place.offset + src.len()].copy_from_slice(src);
+        }
+        let mut wte16 = Vec::new();
+        if half {
+            let vocab = cfg.vocab_size;
+            let per_part = (2 * shard_cap(gpu) / c).clamp(1, vocab);
+            for start in (0..vocab).step_by(per_part) {
+                let rows = start..(start + per_part).min(vocab);
+                let q = QuantizedTensor::quantize(&wte[rows.start * c..rows.end * c], storage.embedding());
+                wte16.push((rows.clone(), GpuQuantWeight::upload(gpu, &layout.hf_name(TensorId::Wte), &q, rows.len(), c)?));
+            }
         }
         let label = if full { "the model's parameters" } else { "the unquantized parameters" };
         let params =
@@ -175,7 +202,7 @@ impl GpuWeights {
             }
             adapter_buf.push(gpu.upload("adapters", &flat, Category::Adapters)?);
         }
-        Ok(GpuWeights { cfg, layout, full, plan, params, qweights, adapters, adapter_offsets, adapter_buf })
+        Ok(GpuWeights { cfg, layout, full, plan, params, wte16, qweights, adapters, adapter_offsets, adapter_buf })
     }
 
     /// Where a parameter tensor lives (any but the embedding, which is in parts: [`GpuWeights::wte_parts`]).
@@ -200,13 +227,19 @@ impl GpuWeights {
         (&self.params[p.shard], p.offset as u32)
     }
 
-    /// The embedding's parts, each with its rows as a binding.
-    pub(super) fn wte_parts(&self) -> impl Iterator<Item = (&WtePart, View<'_>)> {
-        let c = self.cfg.n_embd;
-        self.plan
-            .wte
-            .iter()
-            .map(move |part| (part, self.params[part.place.shard].view(part.place.offset, part.rows.len() * c)))
+    /// The embedding's parts in vocabulary order, fp32 or fp16.
+    pub(super) fn wte_parts(&self) -> Vec<WteRef<'_>> {
+        let f32_parts = self.plan.wte.iter().map(|p| WteRef { rows: p.rows.clone(), store: WteStore::F32(p.place) });
+        let f16_parts = self.wte16.iter().map(|(rows, w)| WteRef { rows: rows.clone(), store: WteStore::F16(w) });
+        f32_parts.chain(f16_parts).collect()
+    }
+
+    /// A part's values as the gather binds them, and whether they are fp16.
+    pub(super) fn wte_values<'a>(&'a self, part: &WteRef<'a>) -> (View<'a>, bool) {
+        match part.store {
+            WteStore::F32(p) => (self.params[p.shard].view(p.offset, part.rows.len() * self.cfg.n_embd), false),
+            WteStore::F16(w) => (w.values(), true),
+        }
     }
 
     /// Indices of the adapter entries on one linear layer.

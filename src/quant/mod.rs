@@ -108,6 +108,18 @@ impl Storage {
 
     pub const FP32: Storage = Storage { format: Format::Fp32, double_quant: false };
 
+    /// How the tied token embedding (GPT-2's `wte`, which is also the head) is stored beside block linears stored in
+    /// `self`: it is never quantized (its rows are looked up one token at a time and it is the whole head), but a
+    /// base kept below 32 bits keeps it in 16 bits, as QLoRA does (bitsandbytes leaves it in the 16-bit dtype the
+    /// model is loaded in); an fp32 base keeps it in fp32.
+    pub fn embedding(&self) -> Storage {
+        if self.format == Format::Fp32 {
+            Storage::FP32
+        } else {
+            Storage { format: Format::Fp16, double_quant: false }
+        }
+    }
+
     pub fn label(&self) -> String {
         if self.double_quant {
             format!("{}+dq", self.format)
