@@ -163,7 +163,7 @@ impl Arch {
     }
 
     /// Stored activations per token outside the blocks: embedding output, final norm (+ stats). No logits: both
-    /// executors fuse the head with the cross-entropy over chunks of rows (`model::HEAD_CHUNK_BYTES`, scratch), so
+    /// executors fuse the head with the cross-entropy over chunks of rows (`model::head_chunk_rows`, scratch), so
     /// a `tokens × vocab` tensor never exists — at GPT-2's vocabulary it would be most of a batch's activations.
     pub fn head_activation_elems(&self) -> u64 {
         match self.family {

@@ -4,9 +4,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use qlora_playground::cpu::{gemm, Mat};
-use qlora_playground::gpu::{
-    submit, wgpu, Category, Gpu, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape, Strided,
-};
+use qlora_playground::gpu::{submit, wgpu, Category, Gpu, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape, Strided};
 use qlora_playground::quant::{Format, QuantizedTensor, Storage};
 use rand::{RngExt, SeedableRng};
 
@@ -126,7 +124,8 @@ fn strided_dequant_matmul_reads_and_writes_sub_matrices() {
     let deq = q.dequantize();
     let gw = GpuQuantWeight::upload(&gpu, "wte part", &q, part, c).unwrap();
     let (glnf, glogits, gdlnf) = (up(&gpu, &lnf), up(&gpu, &logits0), up(&gpu, &dlnf0));
-    let (xs, ys) = (Strided { offset: (row0 * c) as u32, ld: c as u32 }, Strided { offset: col0 as u32, ld: vocab as u32 });
+    let (xs, ys) =
+        (Strided { offset: (row0 * c) as u32, ld: c as u32 }, Strided { offset: col0 as u32, ld: vocab as u32 });
     let fwd = mmq.prepare_forward_strided(&gpu, &gw, rows as u32, glnf.all(), xs, None, glogits.all(), ys);
     submit(&gpu, &[&fwd]);
     let mut want = logits0.clone();

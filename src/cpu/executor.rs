@@ -9,6 +9,11 @@ use crate::lora::Adapters;
 use crate::model::{head_chunk_rows, BlockTensor, Linear, ModelConfig, ParamLayout, TensorId};
 use crate::train::dropout_mask;
 
+/// Bytes of logits the fused head holds at once. Each chunk's products re-pack the embedding (154 MB at GPT-2's
+/// size) inside the `gemm` crate, so fewer, larger chunks pay: 16 MiB chunks (83 rows) made GPT-2 steps 7–14 % slower
+/// than the whole logits at once, 64 MiB (333 rows, two chunks at 4 × 128) as fast (BENCHMARKS.md).
+const HEAD_CHUNK_BYTES: usize = 64 << 20;
+
 /// What the backward pass computes gradients for.
 pub enum GradTarget<'a> {
     /// Full fine-tuning: gradients of every model parameter (same layout as the parameters).
@@ -225,7 +230,7 @@ pub fn forward(
     match targets {
         Some(tg) => {
             assert_eq!(tg.len(), bt, "targets must be batch × seq");
-            acts.logits.resize(head_chunk_rows(v, bt) * v, 0.0);
+            acts.logits.resize(head_chunk_rows(v, bt, HEAD_CHUNK_BYTES) * v, 0.0);
             Some(head_cross_entropy(&mut acts.logits, &acts.lnf, wte, tg, c, v, None))
         }
         None => {
@@ -269,7 +274,7 @@ pub fn forward_backward(
         GradTarget::Model(g) => Some(&mut g[w.layout.range(TensorId::Wte)]),
         GradTarget::Adapters(_) => None,
     };
-    acts.logits.resize(head_chunk_rows(v, bt) * v, 0.0);
+    acts.logits.resize(head_chunk_rows(v, bt, HEAD_CHUNK_BYTES) * v, 0.0);
     let head_grad = HeadGrad { dlnf: &mut acts.d_tmp, dwte };
     let loss = head_cross_entropy(&mut acts.logits, &acts.lnf, w.get(TensorId::Wte), targets, c, v, Some(head_grad));
     backward_blocks(w, adapters, acts, grads);

@@ -5,8 +5,8 @@
 
 use super::forward::Recorder;
 use super::kernels::EmbeddingParams;
-use super::weights::WteStore;
 use super::matmul::{Dispatch, MatmulShape};
+use super::weights::WteStore;
 use super::{Category, Gpu, GpuBuffer};
 use crate::model::{BlockTensor, Linear, ModelConfig, TensorId};
 use crate::Result;

@@ -9,6 +9,10 @@ use super::weights::WteStore;
 use super::GpuBuffer;
 use crate::model::head_chunk_rows;
 
+/// Bytes of logits the fused head holds at once (83 rows at GPT-2's vocabulary): on a GPU each chunk costs only a
+/// few more dispatches, so the scratch stays small.
+pub(super) const HEAD_CHUNK_BYTES: usize = 16 << 20;
+
 /// The buffers the loss reads and writes: the targets and one loss per row.
 pub(super) struct LossBuffers<'a> {
     pub targets: &'a GpuBuffer,
@@ -18,7 +22,7 @@ pub(super) struct LossBuffers<'a> {
 impl<'a> Recorder<'a> {
     /// Rows per chunk of the fused head (the activations' logits buffer holds one chunk).
     pub(super) fn head_chunk(&self) -> usize {
-        head_chunk_rows(self.w.cfg.vocab_size, self.acts.rows)
+        head_chunk_rows(self.w.cfg.vocab_size, self.acts.rows, HEAD_CHUNK_BYTES)
     }
 
     /// `logits[..rows] = lnf[row0..row0 + rows]·wteᵀ`, one matmul per embedding part.

@@ -14,7 +14,7 @@
 use super::activations::Activations;
 use super::backward::Scratch;
 use super::forward::{Attention, Recorder};
-use super::head::LossBuffers;
+use super::head::{LossBuffers, HEAD_CHUNK_BYTES};
 use super::kernels::{AdamDispatch, AdamHyper, AdamShard, Kernels};
 use super::matmul::{submit, submit_in_pass, Dispatch, Matmul, MatmulDequant};
 use super::weights::GpuWeights;
@@ -168,7 +168,7 @@ impl GpuTrainer {
         gpu.check_matmul_grid("training step", bt.max(4 * c).max(v), (4 * c).max(v).max(bt))?;
         let weights = GpuWeights::upload(&gpu, model, full, storage, adapters)?;
         let state = TrainState::new(&gpu, &weights)?;
-        let logit_rows = head_chunk_rows(v, bt);
+        let logit_rows = head_chunk_rows(v, bt, HEAD_CHUNK_BYTES);
         let acts =
             Activations::new(&gpu, &cfg, weights.adapters.as_ref(), bt, bt * cfg.n_head * seq, logit_rows, true)?;
         let max_rank = weights.adapters.as_ref().map_or(1, |a| a.entries.iter().map(|e| e.rank).max().unwrap_or(1));

@@ -161,7 +161,10 @@ impl GpuWeights {
             for start in (0..vocab).step_by(per_part) {
                 let rows = start..(start + per_part).min(vocab);
                 let q = QuantizedTensor::quantize(&wte[rows.start * c..rows.end * c], storage.embedding());
-                wte16.push((rows.clone(), GpuQuantWeight::upload(gpu, &layout.hf_name(TensorId::Wte), &q, rows.len(), c)?));
+                wte16.push((
+                    rows.clone(),
+                    GpuQuantWeight::upload(gpu, &layout.hf_name(TensorId::Wte), &q, rows.len(), c)?,
+                ));
             }
         }
         let label = if full { "the model's parameters" } else { "the unquantized parameters" };

@@ -18,13 +18,11 @@ use crate::tokenizer::Tokenizer;
 use crate::{ensure, rng, Result};
 use rand_distr::{Distribution, Normal};
 
-/// Bytes of logits an executor holds at once: the tied head and the cross-entropy run over chunks of rows this
-/// large, so GPT-2's 50,257-token vocabulary never needs a `rows × V` tensor (103 MB at batch 4 × 128).
-pub const HEAD_CHUNK_BYTES: usize = 16 << 20;
-
-/// Rows per chunk of the fused head for a vocabulary of `vocab` tokens, at most `rows` (and at least one).
-pub fn head_chunk_rows(vocab: usize, rows: usize) -> usize {
-    (HEAD_CHUNK_BYTES / (4 * vocab.max(1))).clamp(1, rows.max(1))
+/// Rows per chunk of the fused head and cross-entropy for a vocabulary of `vocab` tokens, so that a chunk's logits
+/// take at most `budget` bytes: a `rows × V` logits tensor never exists (103 MB at GPT-2's vocabulary and batch
+/// 4 × 128, and as much again for its gradient). At most `rows`, at least one.
+pub fn head_chunk_rows(vocab: usize, rows: usize, budget: usize) -> usize {
+    (budget / (4 * vocab.max(1))).clamp(1, rows.max(1))
 }
 
 /// A model: configuration, all parameters in one flat fp32 buffer, and the tokenizer its directory names.
