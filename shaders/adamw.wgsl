@@ -44,7 +44,8 @@ fn sum_squares(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     red[lid.x] = x;
     workgroupBarrier();
     reduce(lid.x);
-    if (lid.x == 0u) { norm_buf[1u + p.partial_base + g_index] = red[0]; }
+    // Workgroups past the shard's partial sums (a 2-D grid rounds up) write nothing: their slots belong to the next shard.
+    if (lid.x == 0u && g_index < (p.n + 255u) / 256u) { norm_buf[1u + p.partial_base + g_index] = red[0]; }
 }
 
 @compute @workgroup_size(256, 1, 1)

@@ -63,10 +63,13 @@ fn softmax_and_loss(row: u32, lane: u32) {
     workgroupBarrier();
     reduce_sum(lane);
     let inv = 1.0 / red[0];
-    for (var i = lane; i < p.v; i = i + 64u) { probs[base + i] = probs[base + i] * inv; }
-    workgroupBarrier();
-    if (lane == 0u) {
-        losses[p.row0 + row] = -log(max(probs[base + targets[p.row0 + row]], 1.17549435e-38));
+    let goal = targets[p.row0 + row];
+    // The lane that normalizes the target's probability writes the loss, so no lane reads a value another lane wrote
+    // (and `forward_backward` may overwrite it right after, lane by lane, with no barrier).
+    for (var i = lane; i < p.v; i = i + 64u) {
+        let q = probs[base + i] * inv;
+        probs[base + i] = q;
+        if (i == goal) { losses[p.row0 + row] = -log(max(q, 1.17549435e-38)); }
     }
 }
 
@@ -85,6 +88,7 @@ fn forward_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
     softmax_and_loss(row, lane);
     let base = row * p.v;
     let goal = targets[p.row0 + row];
+    // Each lane rewrites the probabilities it normalized itself: no barrier needed.
     for (var i = lane; i < p.v; i = i + 64u) {
         var g = probs[base + i];
         if (i == goal) { g = g - 1.0; }

@@ -351,7 +351,7 @@ pub fn head_cross_entropy(
 /// Per row of `logits` (`[rows, V]`): softmax in place and the row's loss `−log p[target]`; with `grad_scale`, then
 /// `(p − onehot)·grad_scale` in place of the probabilities. Returns the sum of the rows' losses (f64).
 pub fn softmax_cross_entropy(logits: &mut [f32], targets: &[u32], v: usize, grad_scale: Option<f32>) -> f64 {
-    logits
+    let losses: Vec<f64> = logits
         .par_chunks_mut(v)
         .zip(targets.par_iter())
         .map(|(row, &t)| {
@@ -363,7 +363,10 @@ pub fn softmax_cross_entropy(logits: &mut [f32], targets: &[u32], v: usize, grad
             }
             loss
         })
-        .sum()
+        .collect();
+    // Summed in order: rayon's parallel sum splits where work stealing falls, so its f64 total could differ from run
+    // to run, and runs are reproducible bit for bit.
+    losses.iter().sum()
 }
 
 /// Where [`head_cross_entropy`] writes the gradient through the head.

@@ -6,12 +6,18 @@
 use super::forward::Recorder;
 use super::matmul::{Dispatch, MatmulShape, Strided};
 use super::weights::WteStore;
-use super::GpuBuffer;
+use super::{Gpu, GpuBuffer};
 use crate::model::head_chunk_rows;
 
 /// Bytes of logits the fused head holds at once (83 rows at GPT-2's vocabulary): on a GPU each chunk costs only a
 /// few more dispatches, so the scratch stays small.
-pub(super) const HEAD_CHUNK_BYTES: usize = 16 << 20;
+const HEAD_CHUNK_BYTES: usize = 16 << 20;
+
+/// Rows per chunk of the fused head on `gpu`: [`HEAD_CHUNK_BYTES`] of logits, or one binding if that is smaller.
+pub(super) fn head_rows(gpu: &Gpu, vocab: usize, rows: usize) -> usize {
+    let budget = (HEAD_CHUNK_BYTES as u64).min(gpu.limits.max_storage_buffer_binding_size) as usize;
+    head_chunk_rows(vocab, rows, budget)
+}
 
 /// The buffers the loss reads and writes: the targets and one loss per row.
 pub(super) struct LossBuffers<'a> {
@@ -22,7 +28,7 @@ pub(super) struct LossBuffers<'a> {
 impl<'a> Recorder<'a> {
     /// Rows per chunk of the fused head (the activations' logits buffer holds one chunk).
     pub(super) fn head_chunk(&self) -> usize {
-        head_chunk_rows(self.w.cfg.vocab_size, self.acts.rows, HEAD_CHUNK_BYTES)
+        head_rows(self.gpu, self.w.cfg.vocab_size, self.acts.rows)
     }
 
     /// `logits[..rows] = lnf[row0..row0 + rows]·wteᵀ`, one matmul per embedding part.

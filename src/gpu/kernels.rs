@@ -15,7 +15,7 @@
 //! | elementwise.wgsl | accumulate | `Kernels::accumulate` | `cpu::executor::linear_backward_with_adapters` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
 //! | elementwise.wgsl | mask_forward | `Kernels::mask_forward` | `cpu::executor::linear_with_adapters` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
 //! | elementwise.wgsl | mask_backward | `Kernels::mask_backward` | `cpu::executor::linear_backward_with_adapters` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
-//! | elementwise.wgsl | zero | `Kernels::zero` | `cpu::executor::forward_backward` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
+//! | elementwise.wgsl | zero | `Kernels::zero` | `cpu::train::Trainer::compute_gradients` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
 //! | elementwise.wgsl | broadcast_rows | `Kernels::broadcast_rows` | `cpu::layers::linear_forward` | `accumulate_dropout_zero_and_bias_rows_match_cpu` |
 //! | layernorm.wgsl | forward | `Kernels::layernorm_forward` | `cpu::layers::layernorm_forward` | `layernorm_matches_cpu` |
 //! | layernorm.wgsl | backward | `Kernels::layernorm_backward` | `cpu::layers::layernorm_backward` | `layernorm_matches_cpu` |

@@ -14,13 +14,13 @@
 use super::activations::Activations;
 use super::backward::Scratch;
 use super::forward::{Attention, Recorder};
-use super::head::{LossBuffers, HEAD_CHUNK_BYTES};
+use super::head::{head_rows, LossBuffers};
 use super::kernels::{AdamDispatch, AdamHyper, AdamShard, Kernels};
 use super::matmul::{submit, submit_in_pass, Dispatch, Matmul, MatmulDequant};
 use super::weights::GpuWeights;
 use super::{Category, Gpu, GpuBuffer};
 use crate::lora::{Adapters, LoraConfig};
-use crate::model::{head_chunk_rows, Gpt2, Linear, ModelConfig};
+use crate::model::{Gpt2, Linear, ModelConfig};
 use crate::quant::{Format, Storage};
 use crate::train::{
     dropout_mask, dropout_seed, lr_at, Method, OptimConfig, StepStats, ADAMW_BETA1, ADAMW_BETA2, ADAMW_EPS,
@@ -113,7 +113,7 @@ impl TrainState {
         Ok(out)
     }
 
-    /// The optimizer: the gradients' global norm, clipping and AdamW over the trainable buffer (`cpu::optim`).
+    /// The optimizer: the gradients' global norm, clipping and AdamW over every trainable shard (`cpu::optim`).
     fn record_adamw(&self, gpu: &Gpu, kernels: &Kernels, weights: &GpuWeights, optim: &OptimConfig) -> AdamDispatch {
         let hyper = AdamHyper {
             beta1: ADAMW_BETA1,
@@ -168,7 +168,7 @@ impl GpuTrainer {
         gpu.check_matmul_grid("training step", bt.max(4 * c).max(v), (4 * c).max(v).max(bt))?;
         let weights = GpuWeights::upload(&gpu, model, full, storage, adapters)?;
         let state = TrainState::new(&gpu, &weights)?;
-        let logit_rows = head_chunk_rows(v, bt, HEAD_CHUNK_BYTES);
+        let logit_rows = head_rows(&gpu, v, bt);
         let acts =
             Activations::new(&gpu, &cfg, weights.adapters.as_ref(), bt, bt * cfg.n_head * seq, logit_rows, true)?;
         let max_rank = weights.adapters.as_ref().map_or(1, |a| a.entries.iter().map(|e| e.rank).max().unwrap_or(1));

@@ -117,7 +117,7 @@ pub struct GpuWeights {
     pub(super) cfg: ModelConfig,
     pub(super) layout: ParamLayout,
     /// Full fine-tuning: every weight fp32 in `params` and trainable. Otherwise the block linear weights are frozen
-    /// in `qweights`.
+    /// in `qweights`, and the embedding too, in `wte16` below an fp32 base.
     pub(super) full: bool,
     pub(super) plan: ShardPlan,
     pub(super) params: Vec<GpuBuffer>,

@@ -111,7 +111,8 @@ impl Storage {
     /// How the tied token embedding (GPT-2's `wte`, which is also the head) is stored beside block linears stored in
     /// `self`: it is never quantized (its rows are looked up one token at a time and it is the whole head), but a
     /// base kept below 32 bits keeps it in 16 bits, as QLoRA does (bitsandbytes leaves it in the 16-bit dtype the
-    /// model is loaded in); an fp32 base keeps it in fp32.
+    /// model is loaded in, fp16 or bf16; we take fp16, whichever the base's format, as the closer of the two to the
+    /// fp32 values); an fp32 base keeps it in fp32.
     pub fn embedding(&self) -> Storage {
         if self.format == Format::Fp32 {
             Storage::FP32

@@ -18,17 +18,20 @@ pub fn test() -> Result<(), String> {
     crate::fuzz::fuzz(&[])?;
     ensure_vulkan_driver()?;
     ensure_browser_tools()?;
-    // The WebGPU executor in headless Chromium (WebGPU on SwiftShader; webdriver.json enables it): the plain command
-    // users type, with the runner's default timeout, which every browser test must stay well inside.
-    let args = ["test", "--headless", "--chrome"];
-    eprintln!("xtask: wasm-pack {}", args.join(" "));
-    let status = Command::new("wasm-pack")
-        .args(args)
-        .env_remove("WASM_BINDGEN_TEST_TIMEOUT")
-        .status()
-        .map_err(|e| format!("cannot run wasm-pack: {e}"))?;
-    if !status.success() {
-        return Err(format!("browser tests failed ({status})"));
+    // The WebGPU executor in headless Chromium (WebGPU on SwiftShader) and headless Firefox (its WebGPU is wgpu, on
+    // lavapipe); webdriver.json enables WebGPU in both. The plain commands users type, with the runner's default
+    // timeout, which every browser test must stay well inside.
+    for browser in ["--chrome", "--firefox"] {
+        let args = ["test", "--headless", browser];
+        eprintln!("xtask: wasm-pack {}", args.join(" "));
+        let status = Command::new("wasm-pack")
+            .args(args)
+            .env_remove("WASM_BINDGEN_TEST_TIMEOUT")
+            .status()
+            .map_err(|e| format!("cannot run wasm-pack: {e}"))?;
+        if !status.success() {
+            return Err(format!("browser tests failed in {} ({status})", &browser[2..]));
+        }
     }
     page_tests()?;
     // Native tests last, so their summary closes the log. wgpu's Vulkan loader wants XDG_RUNTIME_DIR (it only warns).

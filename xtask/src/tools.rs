@@ -84,11 +84,16 @@ pub fn ensure_wasm_tools() -> Result<(), String> {
     Ok(())
 }
 
-/// Debian's Chromium and ChromeDriver (browser tests), and the wasm tools.
+/// Debian's Chromium and ChromeDriver and Debian's Firefox ESR with geckodriver (browser tests), and the wasm tools.
+/// geckodriver is built from crates.io: without it on PATH, wasm-pack would try to download one.
 pub fn ensure_browser_tools() -> Result<(), String> {
-    if !std::path::Path::new("/usr/bin/chromium").exists() || !std::path::Path::new("/usr/bin/chromedriver").exists() {
+    let missing = |path: &str| !std::path::Path::new(path).exists();
+    if missing("/usr/bin/chromium") || missing("/usr/bin/chromedriver") || missing("/usr/bin/firefox-esr") {
         run("apt-get", &["update", "-qq"])?;
-        run("apt-get", &["install", "-y", "-qq", "chromium", "chromium-driver"])?;
+        run("apt-get", &["install", "-y", "-qq", "chromium", "chromium-driver", "firefox-esr"])?;
+    }
+    if !has_version("geckodriver", "geckodriver") {
+        run("cargo", &["install", "geckodriver", "--version", "0.37.1"])?;
     }
     ensure_wasm_tools()
 }
