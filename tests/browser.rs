@@ -1,7 +1,7 @@
-//! The page's wasm CPU code and its wasm-bindgen API in a real browser (headless Chromium). The WebGPU executor's
-//! scenarios are in browser_kernels.rs, browser_training.rs, browser_generation.rs, browser_run.rs and
-//! browser_pipeline.rs. Run with the rest by `wasm-pack test --headless --chrome`; the
-//! runner gives each test file 20 s, so each GPU scenario has a file of its own.
+//! The page's wasm CPU code and its wasm-bindgen API in a real browser (headless Chromium or Firefox). The WebGPU
+//! executor's scenarios are in browser_kernels.rs, browser_training.rs, browser_generation.rs, browser_run.rs and
+//! browser_pipeline.rs. Run with the rest by `wasm-pack test --headless --chrome` (or `--firefox`); the runner gives
+//! each test file 20 s, so each GPU scenario has a file of its own.
 #![cfg(target_arch = "wasm32")]
 
 mod browser_util;

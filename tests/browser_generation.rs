@@ -1,6 +1,7 @@
-//! Generation with the GPU's KV cache in a real browser (headless Chromium, WebGPU on SwiftShader): the same tokens
-//! as the CPU executor's generation, which recomputes. Run with the rest by `wasm-pack test --headless --chrome`; the
-//! runner gives each test file 20 s, so each GPU scenario has a file of its own.
+//! Generation with the GPU's KV cache in a real browser (headless Chromium with WebGPU on SwiftShader, or Firefox with
+//! its WebGPU on lavapipe): the same tokens as the CPU executor's generation, which recomputes. Run with the rest by
+//! `wasm-pack test --headless --chrome` (or `--firefox`); the runner gives each test file 20 s, so each GPU scenario
+//! has a file of its own.
 #![cfg(target_arch = "wasm32")]
 
 mod browser_util;

@@ -1,6 +1,6 @@
-//! The fused dequantize + matmul kernel on WebGPU in a real browser (headless Chromium, WebGPU on SwiftShader) against
-//! the CPU. Run with the rest by `wasm-pack test --headless --chrome`; the
-//! runner gives each test file 20 s, so each GPU scenario has a file of its own.
+//! The fused dequantize + matmul kernel on WebGPU in a real browser (headless Chromium with WebGPU on SwiftShader, or
+//! Firefox with its WebGPU on lavapipe) against the CPU. Run with the rest by `wasm-pack test --headless --chrome` (or
+//! `--firefox`); the runner gives each test file 20 s, so each GPU scenario has a file of its own.
 #![cfg(target_arch = "wasm32")]
 
 mod browser_util;
@@ -14,7 +14,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 #[wasm_bindgen_test]
 async fn fused_nf4_matmul_matches_cpu_in_the_browser() {
-    let gpu = Gpu::new().await.expect("a WebGPU adapter (Chromium with --enable-unsafe-webgpu)");
+    let gpu = Gpu::new().await.expect("a WebGPU adapter (webdriver.json enables it in Chromium and Firefox)");
     let (m, inf, outf) = (5usize, 70usize, 33usize);
     let w: Vec<f32> = values(outf * inf, 1).iter().map(|v| v * 0.1).collect();
     let x = values(m * inf, 2);

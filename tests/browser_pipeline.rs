@@ -1,6 +1,7 @@
 //! The page keeps one GPU step in flight (mapAsync of one step's loss pending while the next is queued), in a real
-//! browser (headless Chromium, WebGPU on SwiftShader). Run with the rest by `wasm-pack test --headless --chrome`; the
-//! runner gives each test file 20 s, so each GPU scenario has a file of its own.
+//! browser (headless Chromium with WebGPU on SwiftShader, or Firefox with its WebGPU on lavapipe). Run with the rest by
+//! `wasm-pack test --headless --chrome` (or `--firefox`); the runner gives each test file 20 s, so each GPU scenario
+//! has a file of its own.
 #![cfg(target_arch = "wasm32")]
 
 mod browser_util;

@@ -1,6 +1,7 @@
-//! The page's `Run` on WebGPU in a real browser (headless Chromium, WebGPU on SwiftShader) against the CPU executor,
-//! on a model whose attention is as sharp as a trained one's. Run with the rest by `wasm-pack test --headless
-//! --chrome`; the runner gives each test file 20 s, so each GPU scenario has a file of its own.
+//! The page's `Run` on WebGPU in a real browser (headless Chromium with WebGPU on SwiftShader, or Firefox with its
+//! WebGPU on lavapipe) against the CPU executor, on a model whose attention is as sharp as a trained one's. Run with
+//! the rest by `wasm-pack test --headless --chrome` (or `--firefox`); the runner gives each test file 20 s, so each
+//! GPU scenario has a file of its own.
 #![cfg(target_arch = "wasm32")]
 
 use qlora_playground::gpu::Gpu;

@@ -1,6 +1,7 @@
 //! GPT-2's byte-level BPE in the browser: the wasm32 build of the tokenizer (Hugging Face's `tokenizers` with its
 //! pure-Rust regex engine) gives transformers' ids for every text of `tests/fixtures/gpt2-bpe/golden.json`, as the
-//! native build does in `tests/tokenizer.rs`. Run by `wasm-pack test --headless --chrome` with the other browser tests.
+//! native build does in `tests/tokenizer.rs`. Run by `wasm-pack test --headless --chrome` (or `--firefox`) with the
+//! other browser tests.
 #![cfg(target_arch = "wasm32")]
 
 use qlora_playground::tokenizer::{Bpe, Tokenizer, TokenizerFiles};

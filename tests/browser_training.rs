@@ -1,6 +1,6 @@
-//! QLoRA training steps on WebGPU in a real browser (headless Chromium, WebGPU on SwiftShader) against the CPU
-//! executor. Run with the rest by `wasm-pack test --headless --chrome`; the
-//! runner gives each test file 20 s, so each GPU scenario has a file of its own.
+//! QLoRA training steps on WebGPU in a real browser (headless Chromium with WebGPU on SwiftShader, or Firefox with its
+//! WebGPU on lavapipe) against the CPU executor. Run with the rest by `wasm-pack test --headless --chrome` (or
+//! `--firefox`); the runner gives each test file 20 s, so each GPU scenario has a file of its own.
 #![cfg(target_arch = "wasm32")]
 
 mod browser_util;
