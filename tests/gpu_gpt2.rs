@@ -14,6 +14,8 @@ use qlora_playground::model::{Gpt2, ModelConfig};
 use qlora_playground::quant::{Format, Storage};
 use rand::{RngExt, SeedableRng};
 
+mod gpu_util;
+
 fn gpt2() -> Gpt2 {
     Gpt2::init(ModelConfig::hf_preset("gpt2", None).unwrap(), 3)
 }
@@ -119,10 +121,7 @@ fn gpt2_full_fine_tuning_in_shards_matches_cpu() {
 /// one training step at that batch with the CPU's loss.
 #[test]
 fn gpt2_memory_by_category_agrees_with_the_accounting() {
-    use qlora_playground::accounting::{self, AdapterSpec, Arch, MemoryQuery};
-    use qlora_playground::gpu::Category;
     let m = gpt2();
-    let arch = Arch::from_model(&m.config);
     let (b, t) = (4usize, 128usize);
     let targets = [Target::Q, Target::K, Target::V, Target::O, Target::Fc, Target::Proj];
     for (method, storage) in [
@@ -133,30 +132,7 @@ fn gpt2_memory_by_category_agrees_with_the_accounting() {
     ] {
         let lora = (method != Method::Full).then(|| LoraConfig::uniform(&targets, 8, 16.0));
         let mut gt = GpuTrainer::new(webgpu_defaults(), &m, method, storage, lora.clone(), optim(), 1, b, t).unwrap();
-        let q = MemoryQuery {
-            method,
-            storage,
-            dtype_bytes: 4,
-            adapters: (method != Method::Full).then(|| AdapterSpec::uniform(&arch, "all", 8).unwrap()),
-            batch: b as u64,
-            seq: t as u64,
-            checkpointing: false,
-        };
-        let want = accounting::memory(&arch, &q).unwrap();
-        let measured = gt.measured_memory();
-        let got = |c: Category| measured.iter().find(|(x, _)| *x == c).unwrap().1;
-        for (cat, expected) in [
-            (Category::BaseWeights, want.base_weights),
-            (Category::QuantConstants, want.quant_constants),
-            (Category::Adapters, want.adapters),
-            (Category::Gradients, want.gradients),
-            (Category::Optimizer, want.optimizer),
-            (Category::Activations, want.activations),
-        ] {
-            let g = got(cat);
-            let ok = if expected == 0 { g == 0 } else { (g as f64 - expected as f64).abs() <= 0.05 * expected as f64 };
-            assert!(ok, "{method} {}: {} measured {g} vs accounting {expected}", storage.label(), cat.name());
-        }
+        gpu_util::assert_memory_agrees(&gt, &m, storage, 8, b, t);
         if method == Method::Qlora && storage.format == Format::Nf4 {
             let mut cpu = Trainer::new(m.clone(), method, storage, lora, optim(), 1).unwrap();
             let (x, y) = batch(b, t, 9);

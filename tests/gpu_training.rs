@@ -10,6 +10,8 @@ use qlora_playground::model::{Gpt2, ModelConfig};
 use qlora_playground::quant::{Format, Storage};
 use rand::{RngExt, SeedableRng};
 
+mod gpu_util;
+
 const B: usize = 2;
 const T: usize = 7;
 
@@ -224,8 +226,6 @@ fn steps_kept_in_flight_train_exactly_as_steps_awaited_one_by_one() {
 
 #[test]
 fn measured_gpu_memory_agrees_with_the_accounting() {
-    use qlora_playground::accounting::{self, AdapterSpec, Arch, MemoryQuery};
-    use qlora_playground::gpu::Category;
     let m = Gpt2::init(ModelConfig::bytes(2, 4, 64, 64).unwrap(), 1);
     let (b, t) = (4usize, 32usize);
     for (method, storage) in [
@@ -235,32 +235,7 @@ fn measured_gpu_memory_agrees_with_the_accounting() {
     ] {
         let lora = (method != Method::Full).then(|| all_targets(4, 0.0));
         let gt = GpuTrainer::new(Gpu::new_blocking().unwrap(), &m, method, storage, lora, optim(), 1, b, t).unwrap();
-        let arch = Arch::from_model(&m.config);
-        let q = MemoryQuery {
-            method: if method == Method::Full { Method::Full } else { Method::Qlora },
-            storage,
-            dtype_bytes: 4,
-            adapters: (method != Method::Full).then(|| AdapterSpec::uniform(&arch, "all", 4).unwrap()),
-            batch: b as u64,
-            seq: t as u64,
-            checkpointing: false,
-        };
-        let want = accounting::memory(&arch, &q).unwrap();
-        let measured = gt.measured_memory();
-        let get = |c: Category| measured.iter().find(|(x, _)| *x == c).unwrap().1;
-        for (cat, expected) in [
-            (Category::BaseWeights, want.base_weights),
-            (Category::QuantConstants, want.quant_constants),
-            (Category::Adapters, want.adapters),
-            (Category::Gradients, want.gradients),
-            (Category::Optimizer, want.optimizer),
-            (Category::Activations, want.activations),
-        ] {
-            let got = get(cat);
-            let ok =
-                if expected == 0 { got == 0 } else { (got as f64 - expected as f64).abs() <= 0.05 * expected as f64 };
-            assert!(ok, "{method} {}: {} measured {got} vs accounting {expected}", storage.label(), cat.name());
-        }
+        gpu_util::assert_memory_agrees(&gt, &m, storage, 4, b, t);
     }
 }
 
