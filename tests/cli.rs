@@ -310,6 +310,8 @@ fn bad_input_exits_2_with_one_line() {
         (finetune(&["--lr=-0.1"]), "learning rate"),
         (finetune(&["--lr", "1e9"]), "learning rate"),
         (finetune(&["--steps", "0"]), "steps"),
+        (vec!["bench".into(), "--backend".into(), "cpu".into(), "--memory".into()], "--backend gpu"),
+        (vec!["bench".into(), "--backend".into(), "cpu".into(), "--webgpu-limits".into()], "--backend gpu"),
         (finetune(&["--batch", "0"]), "batch"),
         (finetune(&["--batch", "100000"]), "batch"),
         (
