@@ -1,16 +1,23 @@
-// Shared set-up of the page tests: Debian's Chromium through playwright-core, the page served by `cargo xtask test`
-// at $PAGE_URL, screenshots into artifacts/, and a record of every request the page makes.
+// Shared set-up of the page tests: the browser ($BROWSER: Debian's Chromium through playwright-core, the default,
+// or Debian's Firefox ESR through puppeteer-core over WebDriver BiDi, firefox.mjs), the page served by
+// `cargo xtask test` at $PAGE_URL, screenshots into artifacts/<browser>/, and a record of every request the page makes.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { launchFirefox } from './firefox.mjs';
 
+export const BROWSER = process.env.BROWSER || 'chromium';
+if (!['chromium', 'firefox'].includes(BROWSER)) throw new Error(`BROWSER must be chromium or firefox, not ${BROWSER}`);
+export const FIREFOX = BROWSER === 'firefox';
 export const PAGE_URL = process.env.PAGE_URL || 'http://127.0.0.1:8000/';
-export const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), 'artifacts');
+export const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), 'artifacts', BROWSER);
 mkdirSync(ARTIFACTS, { recursive: true });
 
-/// A browser with WebGPU (SwiftShader, `--enable-unsafe-webgpu`) or without it (the CPU fallback).
+/// A browser with WebGPU or without it (the CPU fallback). Chromium's WebGPU runs on SwiftShader
+/// (`--enable-unsafe-webgpu`), Firefox's on the system's Vulkan driver (lavapipe here).
 export async function launch({ webgpu }) {
+  if (FIREFOX) return launchFirefox({ webgpu });
   const args = ['--headless=new', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
     '--disable-sync', '--no-first-run'];
   if (webgpu) args.push('--enable-unsafe-webgpu');
@@ -18,32 +25,30 @@ export async function launch({ webgpu }) {
   return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args });
 }
 
-/// Strips the two cross-origin isolation headers from every response in `context`, as a static host that does not
-/// send them would: the page then runs its single-threaded engine.
-export async function withoutIsolation(context) {
-  await context.route('**/*', async (route) => {
-    const response = await route.fetch();
-    const headers = { ...response.headers() };
-    delete headers['cross-origin-opener-policy'];
-    delete headers['cross-origin-embedder-policy'];
-    await route.fulfill({ response, headers });
-  });
+/// The page as a lesser static host serves it: the test server (xtask/src/static_server.rs) imitates one under
+/// `/as-host/<variant>/` — `no-isolation`: without the two cross-origin isolation headers (the page then runs its
+/// single-threaded engine); `no-relaxed`: without the relaxed-SIMD engine builds' files.
+export function pageUrl({ isolated = true, relaxedBuilds = true } = {}) {
+  let url = PAGE_URL;
+  if (!isolated) url += 'as-host/no-isolation/';
+  if (!relaxedBuilds) url += 'as-host/no-relaxed/';
+  return url;
 }
 
-/// A page with request and error logs attached (worker requests included). `isolated: false` strips the two
-/// cross-origin isolation headers the test server sends, as a static host that does not send them would; `block`
-/// (a RegExp) refuses the requests whose URL it matches, as a host that lacks those files would.
-export async function open(browser, query = '', { isolated = true, block = null } = {}) {
+/// A page with request and error logs attached (worker requests included). `isolated` and `relaxedBuilds` choose
+/// the host (`pageUrl`).
+export async function open(browser, query = '', { isolated = true, relaxedBuilds = true } = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
-  if (!isolated) await withoutIsolation(context);
-  if (block) await context.route(block, (route) => route.abort());
   const page = await context.newPage();
   const requests = [];
   const errors = [];
   context.on('request', (r) => requests.push({ url: r.url(), method: r.method() }));
   page.on('pageerror', (e) => errors.push(e.message));
-  page.on('worker', (w) => w.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); }));
-  await page.goto(PAGE_URL + query, NAVIGATION);
+  // Chromium reports a dedicated worker's console apart from the page's; Firefox's BiDi log has both in one.
+  const consoleErrors = (m) => { if (m.type() === 'error') errors.push(m.text()); };
+  if (FIREFOX) page.on('console', consoleErrors);
+  else page.on('worker', (w) => w.on('console', consoleErrors));
+  await page.goto(pageUrl({ isolated, relaxedBuilds }) + query, NAVIGATION);
   await ready(page);
   return { page, context, requests, errors };
 }

@@ -9,7 +9,8 @@ import { ARTIFACTS, NAVIGATION, PAGE_URL, attr, expectedTrainable, launch, model
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CONFIG = JSON.parse(readFileSync(join(ROOT, 'www/models/shakespeare/config.json'), 'utf8'));
 
-/// Short runs: SwiftShader runs WebGPU on the CPU (seconds per step), so the tests train 20 steps of 1 × 16 tokens.
+/// Short runs: SwiftShader and lavapipe run WebGPU on the CPU (up to seconds per step), so the tests train 20 steps
+/// of 1 × 16 tokens.
 const RUN = 'steps=20&batch=1&seq=16';
 
 export function playgroundTests(backend) {

@@ -1,4 +1,5 @@
-// The playground on WebGPU (headless Chromium, SwiftShader).
+// The playground on WebGPU (headless Chromium on SwiftShader, headless Firefox on lavapipe: both emulate a GPU on
+// the CPU).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { launch, modelLoaded, open, text } from './harness.mjs';

@@ -15,46 +15,59 @@ const CONFIGS = [
 ];
 const WARMUP = 2;
 
-/// Starts a fresh worker with the engine build `engine` asks for and hands its messages to `onMessage(m, finish)`,
-/// where `finish(value)` ends the worker and resolves with `value`; a worker error rejects.
-function inWorker(engine, onMessage) {
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-    const done = (f) => { worker.terminate(); f(); };
-    worker.onmessage = ({ data: m }) => {
-      if (m.type === 'error') done(() => reject(new Error(`${m.during}: ${m.message}`)));
-      else onMessage(m, (value) => done(() => resolve(value)), worker);
+/// The playground's worker with the engine build `engine` asks for, started once for the whole benchmark: each
+/// configuration is a new run in it, as Train after Train is on the page. (One worker per configuration, terminated
+/// after its steps, made headless Firefox ESR 153 now and then hang starting the next one's thread pool.)
+class Engine {
+  static start(engine) {
+    const e = new Engine();
+    e.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    e.worker.onmessage = ({ data: m }) => {
+      if (m.type === 'error') e.settle(new Error(`${m.during}: ${m.message}`));
+      else e.onMessage?.(m);
     };
-    worker.onerror = (e) => done(() => reject(new Error(e.message || 'the worker failed to start')));
-    worker.postMessage({ type: 'init', query: '', engine });
-  });
+    e.worker.onerror = (ev) => e.settle(new Error(ev.message || 'the worker failed'));
+    // Its throwaway runs are neither saved nor restored: the reader's kept run (same origin, same IndexedDB) stays.
+    return e.request({ type: 'init', query: '', engine, keepRuns: false }, (m, finish) => {
+      if (m.type === 'init') finish(m.cpu);
+    }).then((cpu) => { e.cpu = cpu; return e; });
+  }
+
+  /// Posts `message` and hands the replies to `onMessage(m, finish)` until `finish(value)` resolves with `value`;
+  /// an error from the worker rejects.
+  request(message, onMessage) {
+    return new Promise((resolve, reject) => {
+      this.settle = (error, value) => {
+        this.onMessage = null;
+        if (error) reject(error);
+        else resolve(value);
+      };
+      this.onMessage = (m) => onMessage(m, (value) => this.settle(null, value));
+      this.worker.postMessage(message);
+    });
+  }
+
+  close() { this.worker.terminate(); }
 }
 
 /// The CPU executor's SIMD as the tables name it.
 const simdName = (cpu) => (cpu.relaxed ? 'relaxed' : 'simd128');
 
-/// Runs one configuration in a fresh worker; resolves with the backend, the CPU executor's build and the step times.
-function measure(settings, preferGpu, engine) {
+/// Runs one configuration to its end; resolves with the backend and the step times.
+function measure(engine, settings, preferGpu) {
   const ms = [];
   let backend = null;
-  let cpu = null;
-  return inWorker(engine, (m, finish, worker) => {
-    if (m.type === 'init') {
-      ({ cpu } = m);
-      worker.postMessage({ type: 'start', settings, preferGpu });
-    } else if (m.type === 'started') backend = m.backend;
-    else if (m.type === 'step') {
-      ms.push(m.ms);
-      if (ms.length === settings.steps) finish({ backend, cpu, ms });
-    }
+  return engine.request({ type: 'start', settings, preferGpu }, (m, finish) => {
+    if (m.type === 'started') backend = m.backend;
+    else if (m.type === 'step') ms.push(m.ms);
+    else if (m.type === 'done') finish({ backend, cpu: engine.cpu, ms });
   });
 }
 
-/// Times the CPU executor's matrix multiply in a fresh worker (the build and threads training would get).
+/// Times the CPU executor's matrix multiply (the build and threads training gets).
 function measureMatmul(engine) {
-  return inWorker(engine, (m, finish, worker) => {
-    if (m.type === 'init') worker.postMessage({ type: 'matmul' });
-    else if (m.type === 'matmul') finish(m);
+  return engine.request({ type: 'matmul' }, (m, finish) => {
+    if (m.type === 'matmul') finish(m);
   });
 }
 
@@ -70,13 +83,14 @@ async function main() {
   if (simd !== 'relaxed' && simd !== 'plain') throw new Error(`simd must be relaxed or plain, not ${simd}`);
   const status = document.getElementById('bench-status');
   const results = [];
+  const engine = await Engine.start({ relaxed: simd === 'relaxed' });
   for (const backend of backends) {
     if (backend !== 'cpu' && backend !== 'webgpu') throw new Error(`unknown backend ${backend}; backends are webgpu, cpu`);
     if (backend === 'webgpu' && !navigator.gpu) { status.textContent = 'no WebGPU in this browser: CPU only'; continue; }
     for (const c of CONFIGS) {
       status.textContent = `measuring ${backend} ${c.method} ${c.format}…`;
       const settings = { ...c, steps: steps + WARMUP, batch, seq, task: 'hamlet' };
-      const r = await measure(settings, backend === 'webgpu', { relaxed: simd === 'relaxed' });
+      const r = await measure(engine, settings, backend === 'webgpu');
       if (r.backend !== backend) { status.textContent = `${backend} unavailable here (the run used ${r.backend})`; break; }
       const med = median(r.ms.slice(WARMUP));
       // The CPU executor's threads and SIMD (the page's fallback; on WebGPU it only evaluates).
@@ -92,7 +106,7 @@ async function main() {
   let matmulPeak = null;
   if (backends.includes('cpu')) {
     status.textContent = 'measuring the CPU matrix multiply…';
-    const { peak, results: products, cpu } = await measureMatmul({ relaxed: simd === 'relaxed' });
+    const { peak, results: products, cpu } = await measureMatmul(engine);
     const cpuSimd = simdName(cpu);
     const show = (row, shape, threads) => document.getElementById('matmul-rows').append(el('tr', {}, el('td', {}, row.name),
       el('td', {}, shape), el('td', {}, String(threads)), el('td', {}, cpuSimd), el('td', {}, row.gflops.toFixed(1)),
@@ -105,6 +119,7 @@ async function main() {
     }
     matmulPeak = { gflops: peak, cpu_simd: cpuSimd };
   }
+  engine.close();
   document.getElementById('bench-json').textContent = JSON.stringify({ userAgent: navigator.userAgent, results, matmul, madd_peak: matmulPeak }, null, 1);
   status.textContent = 'done';
   document.body.dataset.bench = 'done';

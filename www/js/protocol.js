@@ -3,8 +3,10 @@
 // plain object (serde-wasm-bindgen), so both sides agree on every field name.
 //
 // page → worker
-//   {type:'init', query, engine}               load wasm and config.json; read the URL query; engine: optional
-//                                              {relaxed: false} asks for plain SIMD (the benchmark page's simd=plain)
+//   {type:'init', query, engine, keepRuns}     load wasm and config.json; read the URL query; engine: optional
+//                                              {relaxed: false} asks for plain SIMD (the benchmark page's simd=plain);
+//                                              keepRuns: false neither reads nor writes the kept run (the benchmark
+//                                              page's throwaway runs must not replace the reader's)
 //   {type:'account', settings, seq}            counts, memory, scale-up, snippet for settings (answered at once;
 //                                              seq is echoed)
 //   {type:'load'}                              fetch the model weights (progress events)

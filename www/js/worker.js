@@ -123,6 +123,8 @@ let hasRun = false;
 let lastSave = 0;
 let saveFailed = false;
 let storageWorks = true;
+/// Whether this worker keeps its run in IndexedDB (the benchmark page's workers do not).
+let keepRuns = true;
 
 /// Forgets the history after `step` steps (the engine went back to that step: a divergence or a lost device).
 function truncateHistory(step) {
@@ -133,7 +135,7 @@ function truncateHistory(step) {
 /// Writes the run to IndexedDB. Runs in the queue (it reads the engine's state). A refusal (quota, no IndexedDB) is
 /// reported once, until a save succeeds again; training goes on.
 async function autosave() {
-  if (!playground || !hasRun) return;
+  if (!playground || !hasRun || !keepRuns) return;
   lastSave = performance.now();
   try {
     const state = await playground.checkpoint();
@@ -313,7 +315,8 @@ async function trainLoop() {
 let lastSettings = null;
 
 const handlers = {
-  async init({ query, engine: wanted }) {
+  async init({ query, engine: wanted, keepRuns: keep = true }) {
+    keepRuns = keep;
     await loadEngine(wanted);
     configJson = await (await fetchOk(new URL('config.json', MODEL_DIR), 'the model configuration')).text();
     const head = await fetch(new URL('model.safetensors', MODEL_DIR), { method: 'HEAD' }).catch(() => null);
@@ -322,7 +325,7 @@ const handlers = {
     let saved = null;
     let storage = null;
     try {
-      const r = await loadRun();
+      const r = keepRuns ? await loadRun() : null;
       if (r) saved = { savedAt: r.savedAt, step: r.step, settings: r.settings };
     } catch (e) {
       storage = e.message;

@@ -49,8 +49,9 @@ pub fn test() -> Result<(), String> {
     Ok(())
 }
 
-/// The page end to end: build `dist/`, serve it, and drive it in headless Chromium (Playwright) with WebGPU and
-/// without (the CPU fallback). Screenshots land in tests/page/artifacts/.
+/// The page end to end: build `dist/`, serve it, and drive it in headless Chromium (Playwright) and headless
+/// Firefox (puppeteer-core over WebDriver BiDi), each with WebGPU and without (the CPU fallback). Screenshots land in
+/// tests/page/artifacts/<browser>/.
 fn page_tests() -> Result<(), String> {
     ensure_node()?;
     let dir = "tests/page";
@@ -65,16 +66,21 @@ fn page_tests() -> Result<(), String> {
     }
     let root = page::dist()?;
     let addr = static_server::spawn_server(root, 0)?;
-    eprintln!("xtask: page tests against http://{addr}/");
-    let status = Command::new("node")
-        .args(["--test", "--test-concurrency=1", "webgpu.test.mjs", "cpu.test.mjs", "persistence.test.mjs"])
-        .current_dir(dir)
-        .env("PAGE_URL", format!("http://{addr}/"))
-        .status()
-        .map_err(|e| format!("cannot run node: {e}"))?;
-    if !status.success() {
-        return Err(format!("page tests failed ({status}); screenshots in {dir}/artifacts/"));
+    for browser in ["chromium", "firefox"] {
+        eprintln!("xtask: page tests in {browser} against http://{addr}/");
+        let status = Command::new("node")
+            .args(["--test", "--test-concurrency=1", "webgpu.test.mjs", "cpu.test.mjs", "persistence.test.mjs"])
+            .current_dir(dir)
+            .env("PAGE_URL", format!("http://{addr}/"))
+            .env("BROWSER", browser)
+            .status()
+            .map_err(|e| format!("cannot run node: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "page tests failed in {browser} ({status}); screenshots in {dir}/artifacts/{browser}/"
+            ));
+        }
     }
-    eprintln!("xtask: page tests passed; screenshots in {dir}/artifacts/");
+    eprintln!("xtask: page tests passed in both browsers; screenshots in {dir}/artifacts/");
     Ok(())
 }

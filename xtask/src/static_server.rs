@@ -1,6 +1,10 @@
 //! The static file server of `cargo xtask serve` and the page tests: `dist/` on 127.0.0.1, with the two
 //! cross-origin isolation headers the threaded engine needs.
 //!
+//! Under `/as-host/<variant>/` it serves the same page as a lesser static host would (`Host`), so the page tests
+//! check the page's fallbacks in every browser alike, without request interception (which differs per browser and
+//! per driver protocol).
+//!
 //! One thread per connection and one request per connection (`Connection: close`): no request ever waits for a
 //! pool thread or queues behind another on a kept-alive connection. (tiny_http's pooled keep-alive connections left
 //! one request of a page load unanswered about once in a few hundred page loads under load, which hung that page's
@@ -57,8 +61,9 @@ fn serve_connection(root: &Path, stream: TcpStream) -> std::io::Result<()> {
     let started = Instant::now();
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let (host, target) = Host::of(target);
     let reply = match method {
-        "GET" | "HEAD" => respond(root, target),
+        "GET" | "HEAD" => respond(root, target, host),
         _ => Reply::text(405, "Method Not Allowed", "only GET and HEAD"),
     };
     let mut out = stream;
@@ -70,8 +75,11 @@ fn serve_connection(root: &Path, stream: TcpStream) -> std::io::Result<()> {
         reply.content_type,
         reply.body.len()
     )?;
-    for (name, value) in HEADERS {
-        write!(out, "{name}: {value}\r\n")?;
+    write!(out, "{CACHE_CONTROL}\r\n")?;
+    if host.isolation {
+        for header in ISOLATION {
+            write!(out, "{header}\r\n")?;
+        }
     }
     out.write_all(b"\r\n")?;
     if method != "HEAD" {
@@ -86,15 +94,49 @@ fn serve_connection(root: &Path, stream: TcpStream) -> std::io::Result<()> {
     out.shutdown(std::net::Shutdown::Write)
 }
 
-/// Sent with every response.
-const HEADERS: [(&str, &str); 3] = [
-    // Always revalidate: a rebuilt page must never mix with a cached wasm module.
-    ("Cache-Control", "no-cache"),
-    // Cross-origin isolation, so the page may share wasm memory with worker threads (the CPU executor's pool).
-    // Everything it loads is same-origin, so nothing else changes.
-    ("Cross-Origin-Opener-Policy", "same-origin"),
-    ("Cross-Origin-Embedder-Policy", "require-corp"),
-];
+/// Sent with every response: always revalidate, so a rebuilt page never mixes with a cached wasm module.
+const CACHE_CONTROL: &str = "Cache-Control: no-cache";
+/// Cross-origin isolation, so the page may share wasm memory with worker threads (the CPU executor's pool).
+/// Everything it loads is same-origin, so nothing else changes.
+const ISOLATION: [&str; 2] = ["Cross-Origin-Opener-Policy: same-origin", "Cross-Origin-Embedder-Policy: require-corp"];
+
+/// The host a request is served as. The page tests reach the lesser ones under `/as-host/<variant>/`, variants
+/// stacking (`/as-host/no-isolation/as-host/no-relaxed/…`); the page's relative URLs keep every request it makes
+/// below the same prefix.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Host {
+    /// Sends the two cross-origin isolation headers (`no-isolation`: a host that does not; the page then runs its
+    /// single-threaded engine).
+    isolation: bool,
+    /// Has the relaxed-SIMD engine builds (`no-relaxed`: a host that lacks their files; the page then falls back to
+    /// the plain-SIMD ones).
+    relaxed_builds: bool,
+}
+
+impl Host {
+    const FULL: Host = Host { isolation: true, relaxed_builds: true };
+
+    /// The host `url` asks for, and the URL below its prefix.
+    fn of(mut url: &str) -> (Host, &str) {
+        let mut host = Host::FULL;
+        loop {
+            if let Some(rest) = url.strip_prefix("/as-host/no-isolation/") {
+                host.isolation = false;
+                url = &url[url.len() - rest.len() - 1..];
+            } else if let Some(rest) = url.strip_prefix("/as-host/no-relaxed/") {
+                host.relaxed_builds = false;
+                url = &url[url.len() - rest.len() - 1..];
+            } else {
+                return (host, url);
+            }
+        }
+    }
+
+    /// Whether this host has the file at `path` (below the root).
+    fn has(&self, path: &Path) -> bool {
+        self.relaxed_builds || !path.iter().any(|part| part == "pkg-relaxed" || part == "pkg-threads-relaxed")
+    }
+}
 
 /// A response: status, its reason phrase, the body's type and the body (sent with its length, which the page
 /// shows download progress against).
@@ -112,8 +154,8 @@ impl Reply {
 }
 
 /// The response to a request for `url` under `root`.
-fn respond(root: &Path, url: &str) -> Reply {
-    let Some(path) = resolve(root, url) else {
+fn respond(root: &Path, url: &str, host: Host) -> Reply {
+    let Some(path) = resolve(root, url).filter(|p| host.has(p.strip_prefix(root).unwrap_or(p))) else {
         return Reply::text(404, "Not Found", "not found");
     };
     match std::fs::read(&path) {
@@ -169,6 +211,35 @@ mod tests {
         assert_eq!(resolve(&root, "/pkg/../../x"), None);
         assert_eq!(resolve(&root, "/missing.js"), None);
         assert_eq!(mime(Path::new("a.wasm")), "application/wasm");
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn lesser_hosts_are_served_below_their_prefix() {
+        assert_eq!(Host::of("/?r=4"), (Host::FULL, "/?r=4"));
+        let plain = Host { isolation: false, ..Host::FULL };
+        assert_eq!(Host::of("/as-host/no-isolation/js/a.js"), (plain, "/js/a.js"));
+        let bare = Host { isolation: false, relaxed_builds: false };
+        assert_eq!(Host::of("/as-host/no-relaxed/as-host/no-isolation/?x"), (bare, "/?x"));
+        assert_eq!(Host::of("/as-host/other/x"), (Host::FULL, "/as-host/other/x"));
+        assert!(!bare.has(Path::new("pkg-threads-relaxed/m.wasm")) && bare.has(Path::new("pkg-threads/m.wasm")));
+        assert!(Host::FULL.has(Path::new("pkg-relaxed/m.wasm")));
+    }
+
+    #[test]
+    fn a_lesser_host_omits_the_isolation_headers_or_the_relaxed_builds() {
+        let root = std::env::temp_dir().join(format!("xtask-serve-hosts-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("pkg-relaxed")).unwrap();
+        std::fs::write(root.join("index.html"), "hello").unwrap();
+        std::fs::write(root.join("pkg-relaxed/m.wasm"), "wasm").unwrap();
+        let addr = spawn_server(root.clone(), 0).unwrap();
+        let isolated = get(addr, "/");
+        assert!(isolated.contains("Cross-Origin-Opener-Policy: same-origin") && isolated.ends_with("hello"));
+        let plain = get(addr, "/as-host/no-isolation/");
+        assert!(!plain.contains("Cross-Origin") && plain.ends_with("hello"), "{plain}");
+        assert!(get(addr, "/pkg-relaxed/m.wasm").ends_with("wasm"));
+        assert!(get(addr, "/as-host/no-relaxed/pkg-relaxed/m.wasm").starts_with("HTTP/1.1 404"));
+        assert!(get(addr, "/as-host/no-relaxed/").contains("Cross-Origin-Embedder-Policy: require-corp"));
         std::fs::remove_dir_all(root).unwrap();
     }
 

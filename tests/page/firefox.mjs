@@ -1,0 +1,193 @@
+// Headless Firefox (Debian's firefox-esr) for the page tests, driven over WebDriver BiDi by puppeteer-core, behind
+// the small part of Playwright's API that the tests use, so that one set of test files runs in both browsers.
+//
+// Why this way: Playwright drives only its own patched Firefox builds, not the distribution's; WebDriver BiDi is the
+// standard protocol Firefox speaks natively (no geckodriver needed for it), and puppeteer-core is the maintained
+// client with the events the tests read (page errors, console messages, requests). Each method below keeps the
+// Playwright semantics the tests rely on: actions and reads wait for their element (30 s by default), `fill` sets
+// the value and sends `input`, `isVisible` never waits.
+import puppeteer from 'puppeteer-core';
+import { copyFileSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const TIMEOUT = 30000;
+
+/// Headless Firefox with WebGPU (on the system's Vulkan driver: lavapipe here) or without it (the CPU fallback).
+export async function launchFirefox({ webgpu }) {
+  const downloads = mkdtempSync(join(tmpdir(), 'qlora-firefox-downloads-'));
+  const browser = await puppeteer.launch({
+    browser: 'firefox',
+    executablePath: process.env.FIREFOX || '/usr/bin/firefox-esr',
+    headless: true,
+    extraPrefsFirefox: {
+      'dom.webgpu.enabled': webgpu,
+      // Firefox's blocklist refuses software Vulkan drivers; without this `requestAdapter()` returns null.
+      'gfx.webgpu.ignore-blocklist': webgpu,
+      // Downloads go straight to a folder of this run's (`waitForEvent('download')` watches it), no dialog.
+      'browser.download.folderList': 2,
+      'browser.download.dir': downloads,
+      'browser.download.useDownloadDir': true,
+      'browser.download.always_ask_before_handling_new_types': false,
+    },
+  });
+  return new Browser(browser, downloads);
+}
+
+class Browser {
+  constructor(browser, downloads) { Object.assign(this, { browser, downloads }); }
+  async newContext({ viewport } = {}) {
+    return new Context(await this.browser.createBrowserContext(), viewport, this.downloads);
+  }
+  async newPage() { return (await this.newContext()).newPage(); }
+  close() { return this.browser.close(); }
+}
+
+class Context {
+  constructor(context, viewport, downloads) {
+    Object.assign(this, { context, downloads });
+    this.viewport = viewport ?? { width: 1280, height: 720 };
+    this.requestListeners = [];
+    this.pages = [];
+  }
+  async newPage() {
+    const page = await this.context.newPage();
+    await page.setViewport(this.viewport);
+    for (const listener of this.requestListeners) page.on('request', listener);
+    this.pages.push(page);
+    return new Page(page, this.downloads);
+  }
+  /// Only 'request' is used: every request of the context's pages, open and future (their dedicated workers'
+  /// included).
+  on(event, listener) {
+    if (event !== 'request') throw new Error(`firefox harness: no context event ${event}`);
+    this.requestListeners.push(listener);
+    for (const page of this.pages) page.on('request', listener);
+  }
+  close() { return this.context.close(); }
+}
+
+/// The functions passed to `evaluate` and friends run in the page; the attribute/state reads below are the same
+/// functions Playwright's would compute.
+class Page {
+  constructor(page, downloads) { Object.assign(this, { page, downloads }); }
+
+  on(event, listener) { this.page.on(event, listener); }
+  url() { return this.page.url(); }
+  goto(url, options) { return this.page.goto(url, navigation(options)); }
+  reload(options) { return this.page.reload(navigation(options)); }
+  evaluate(fn, arg) { return this.page.evaluate(fn, arg); }
+  $eval(selector, fn, arg) { return this.page.$eval(selector, fn, arg); }
+  $$eval(selector, fn, arg) { return this.page.$$eval(selector, fn, arg); }
+  screenshot(options) { return this.page.screenshot(options); }
+  setViewportSize(size) { return this.page.setViewport(size); }
+  waitForTimeout(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
+  locator(selector) { return new Locator(this, selector); }
+
+  /// Only 'download': the next file to complete in the downloads folder (Firefox writes `<name>.part` first).
+  async waitForEvent(event, { timeout = TIMEOUT } = {}) {
+    if (event !== 'download') throw new Error(`firefox harness: no page event ${event}`);
+    const before = new Set(readdirSync(this.downloads));
+    for (const started = Date.now(); Date.now() - started < timeout; await this.waitForTimeout(100)) {
+      const names = readdirSync(this.downloads);
+      const done = names.find((n) => !before.has(n) && !n.endsWith('.part'));
+      if (done && !names.includes(`${done}.part`) && statSync(join(this.downloads, done)).size > 0) {
+        const path = join(this.downloads, done);
+        return { suggestedFilename: () => done, saveAs: async (to) => copyFileSync(path, to) };
+      }
+    }
+    throw new Error(`no download within ${timeout} ms`);
+  }
+
+  waitForFunction(fn, arg, options) {
+    return this.page.waitForFunction(fn, { timeout: options?.timeout ?? TIMEOUT, polling: 'raf' }, arg);
+  }
+
+  /// Playwright's states: 'visible' (the default), 'attached', 'hidden' (or absent).
+  waitForSelector(selector, { state = 'visible', timeout = TIMEOUT } = {}) {
+    const wanted = { visible: { visible: true }, attached: {}, hidden: { hidden: true } }[state];
+    return this.page.waitForSelector(selector, { ...wanted, timeout });
+  }
+
+  /// Waits for the element to exist, then reads it.
+  async read(selector, fn, arg) {
+    await this.page.waitForSelector(selector, { timeout: TIMEOUT });
+    return this.page.$eval(selector, fn, arg);
+  }
+
+  getAttribute(selector, name) { return this.read(selector, (e, n) => e.getAttribute(n), name); }
+  textContent(selector) { return this.read(selector, (e) => e.textContent); }
+  inputValue(selector) { return this.read(selector, (e) => e.value); }
+  isChecked(selector) { return this.read(selector, (e) => e.checked); }
+  isDisabled(selector) { return this.read(selector, (e) => e.matches(':disabled')); }
+  async isEnabled(selector) { return !(await this.isDisabled(selector)); }
+  async isHidden(selector) { return !(await this.isVisible(selector)); }
+
+  /// Playwright's visibility: present, a non-empty box, not `visibility: hidden`; no waiting.
+  isVisible(selector) {
+    return this.page.evaluate((s) => {
+      const e = document.querySelector(s);
+      if (!e || getComputedStyle(e).visibility === 'hidden') return false;
+      const box = e.getBoundingClientRect();
+      return box.width > 0 && box.height > 0;
+    }, selector);
+  }
+
+  /// Waits until the element is visible, enabled and still, then clicks its centre (trusted input, as a reader's).
+  click(selector) { return this.page.locator(selector).setTimeout(TIMEOUT).click(); }
+
+  async check(selector) { if (!(await this.isChecked(selector))) await this.click(selector); }
+  async uncheck(selector) { if (await this.isChecked(selector)) await this.click(selector); }
+
+  /// Sets the value and sends `input` (not `change`), as Playwright's fill does.
+  fill(selector, value) {
+    return this.read(selector, (e, v) => {
+      e.focus();
+      e.value = v;
+      e.dispatchEvent(new Event('input', { bubbles: true, composed: true }));
+    }, value);
+  }
+
+  /// Selects the option with this value; `input` and `change` follow.
+  async selectOption(selector, value) {
+    await this.page.waitForSelector(selector, { timeout: TIMEOUT });
+    const chosen = await this.page.select(selector, value);
+    if (!chosen.includes(value)) throw new Error(`${selector} has no option ${value}`);
+  }
+
+  dispatchEvent(selector, type) {
+    return this.read(selector, (e, t) => e.dispatchEvent(new Event(t, { bubbles: true, composed: true })), type);
+  }
+
+  /// A path, or Playwright's in-memory file `{ name, mimeType, buffer }` (written to a temporary file of that name).
+  async setInputFiles(selector, file) {
+    let path = file;
+    if (typeof file !== 'string') {
+      path = join(mkdtempSync(join(tmpdir(), 'qlora-upload-')), file.name);
+      writeFileSync(path, file.buffer);
+    }
+    const input = await this.page.waitForSelector(selector, { timeout: TIMEOUT });
+    await input.uploadFile(path);
+  }
+}
+
+class Locator {
+  constructor(page, selector, index = 0) { Object.assign(this, { page, selector, index }); }
+  first() { return new Locator(this.page, this.selector, 0); }
+  count() { return this.page.$$eval(this.selector, (all) => all.length); }
+  async textContent() {
+    await this.page.waitForSelector(this.selector, { state: 'attached' });
+    return this.page.$$eval(this.selector, (all, i) => all[i].textContent, this.index);
+  }
+  async boundingBox() {
+    await this.page.waitForSelector(this.selector, { state: 'attached' });
+    const handles = await this.page.page.$$(this.selector);
+    return handles[this.index].boundingBox();
+  }
+}
+
+/// Playwright's `commit` has no BiDi twin; `domcontentloaded` (the page's module scripts ran) is the nearest, and
+/// the tests then wait for the engine's first answer anyway.
+function navigation(options = {}) {
+  return { waitUntil: 'domcontentloaded', timeout: options.timeout ?? TIMEOUT };
+}
