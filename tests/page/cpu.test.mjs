@@ -52,6 +52,36 @@ test('cpu: on a cross-origin isolated page the CPU executor trains on worker thr
   }
 });
 
+test('cpu: a worker whose thread pool never finishes starting is replaced by one on a single thread, which says why', { timeout: 120000 }, async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page, context, errors } = await open(browser, '');
+    // The page's own starter (engine-worker.js), with the worker's test hook that blocks the pool's start for good,
+    // as Firefox's occasional hang does; the page must notice from outside the blocked worker.
+    const started = await page.evaluate(async () => {
+      const { startEngineWorker, THREAD_START_MS } = await import('./js/engine-worker.js');
+      const t0 = performance.now();
+      const cpu = await new Promise((resolve, reject) => {
+        const handle = startEngineWorker({ type: 'init', query: '', engine: { stallThreadStart: true }, keepRuns: false }, {
+          onMessage: (m) => {
+            if (m.type === 'init') { handle.worker.terminate(); resolve(m.cpu); }
+            if (m.type === 'error') reject(new Error(m.message));
+          },
+          onError: (e) => reject(new Error(e.message)),
+        });
+      });
+      return { cpu, ms: performance.now() - t0, limit: THREAD_START_MS };
+    });
+    assert.equal(started.cpu.threads, 1);
+    assert.match(started.cpu.threadsWhy, /^the threaded engine failed to start \(its thread pool did not start within 10 s\)$/);
+    assert.ok(started.ms >= started.limit, `replaced after ${started.ms} ms`);
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    await browser.close();
+  }
+});
+
 test('cpu: the CPU executor multiplies with relaxed SIMD where the browser has it, else plain SIMD, and says which', async () => {
   const browser = await launch({ webgpu: false });
   try {

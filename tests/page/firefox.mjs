@@ -77,8 +77,6 @@ class Page {
   goto(url, options) { return this.page.goto(url, navigation(options)); }
   reload(options) { return this.page.reload(navigation(options)); }
   evaluate(fn, arg) { return this.page.evaluate(fn, arg); }
-  $eval(selector, fn, arg) { return this.page.$eval(selector, fn, arg); }
-  $$eval(selector, fn, arg) { return this.page.$$eval(selector, fn, arg); }
   screenshot(options) { return this.page.screenshot(options); }
   setViewportSize(size) { return this.page.setViewport(size); }
   waitForTimeout(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
@@ -99,8 +97,10 @@ class Page {
     throw new Error(`no download within ${timeout} ms`);
   }
 
-  waitForFunction(fn, arg, options) {
-    return this.page.waitForFunction(fn, { timeout: options?.timeout ?? TIMEOUT, polling: 'raf' }, arg);
+  /// Asks once first: a BiDi poller costs several round trips to set up, and most waits are already met.
+  async waitForFunction(fn, arg, options) {
+    if (await this.page.evaluate(fn, arg)) return;
+    await this.page.waitForFunction(fn, { timeout: options?.timeout ?? TIMEOUT, polling: 'raf' }, arg);
   }
 
   /// Playwright's states: 'visible' (the default), 'attached', 'hidden' (or absent).
@@ -109,11 +109,38 @@ class Page {
     return this.page.waitForSelector(selector, { ...wanted, timeout });
   }
 
-  /// Waits for the element to exist, then reads it.
-  async read(selector, fn, arg) {
-    await this.page.waitForSelector(selector, { timeout: TIMEOUT });
-    return this.page.$eval(selector, fn, arg);
+  /// `fn(element, arg)` on the first element `selector` matches (`all`: `fn(elements, arg)` on every match), in one
+  /// script evaluation: null when nothing matches. (Element handles cost puppeteer several BiDi round trips each,
+  /// ~60–100 ms against ~15 ms for one evaluation; the toggle tests make thousands of reads.) `fn` runs in the page,
+  /// so it must not close over test variables, as with Playwright's.
+  evalOn(selector, fn, arg, all = false) {
+    const target = all ? '[...document.querySelectorAll(s)]' : 'document.querySelector(s)';
+    return this.page.evaluate(`(() => {
+      const s = ${JSON.stringify(selector)};
+      const target = ${target};
+      if (!${all} && !target) return null;
+      return { value: (${fn})(target, ${arg === undefined ? 'undefined' : JSON.stringify(arg)}) };
+    })()`);
   }
+
+  /// Reads the element, waiting for it to exist if it does not yet.
+  async read(selector, fn, arg) {
+    let found = await this.evalOn(selector, fn, arg);
+    if (!found) {
+      await this.page.waitForSelector(selector, { timeout: TIMEOUT });
+      found = await this.evalOn(selector, fn, arg);
+    }
+    if (!found) throw new Error(`no element matches ${selector}`);
+    return found.value;
+  }
+
+  async $eval(selector, fn, arg) {
+    const found = await this.evalOn(selector, fn, arg);
+    if (!found) throw new Error(`no element matches ${selector}`);
+    return found.value;
+  }
+
+  async $$eval(selector, fn, arg) { return (await this.evalOn(selector, fn, arg, true)).value; }
 
   getAttribute(selector, name) { return this.read(selector, (e, n) => e.getAttribute(n), name); }
   textContent(selector) { return this.read(selector, (e) => e.textContent); }
@@ -133,14 +160,24 @@ class Page {
     }, selector);
   }
 
-  /// Waits until the element is visible, enabled and still, then clicks its centre (trusted input, as a reader's).
+  /// Waits until the element exists, is enabled and holds still, then clicks its centre (trusted input, as a
+  /// reader's).
   click(selector) { return this.page.locator(selector).setTimeout(TIMEOUT).click(); }
 
   async check(selector) { if (!(await this.isChecked(selector))) await this.click(selector); }
   async uncheck(selector) { if (await this.isChecked(selector)) await this.click(selector); }
 
+  /// Waits, as Playwright's actions do, until the control exists and is enabled and editable.
+  usable(selector) {
+    return this.waitForFunction((s) => {
+      const e = document.querySelector(s);
+      return e && !e.matches(':disabled') && !e.readOnly;
+    }, selector);
+  }
+
   /// Sets the value and sends `input` (not `change`), as Playwright's fill does.
-  fill(selector, value) {
+  async fill(selector, value) {
+    await this.usable(selector);
     return this.read(selector, (e, v) => {
       e.focus();
       e.value = v;
@@ -148,11 +185,18 @@ class Page {
     }, value);
   }
 
-  /// Selects the option with this value; `input` and `change` follow.
+  /// Selects the option with this value; `input` and `change` follow, as Playwright's selectOption sends them.
   async selectOption(selector, value) {
-    await this.page.waitForSelector(selector, { timeout: TIMEOUT });
-    const chosen = await this.page.select(selector, value);
-    if (!chosen.includes(value)) throw new Error(`${selector} has no option ${value}`);
+    await this.usable(selector);
+    const chosen = await this.read(selector, (e, v) => {
+      const option = [...e.options].find((o) => o.value === v);
+      if (!option || option.disabled) return false;
+      e.value = v;
+      e.dispatchEvent(new Event('input', { bubbles: true, composed: true }));
+      e.dispatchEvent(new Event('change', { bubbles: true }));
+      return true;
+    }, value);
+    if (!chosen) throw new Error(`${selector} has no enabled option ${value}`);
   }
 
   dispatchEvent(selector, type) {

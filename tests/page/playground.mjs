@@ -221,6 +221,8 @@ export function playgroundTests(backend) {
     assert.deepEqual(gets, []);
     await page.click('#load-model');
     await modelLoaded(page);
+    // The request log sees the worker's requests (the model is fetched there), so the empty list above meant something.
+    assert.equal(requests.filter((r) => r.url.endsWith('model.safetensors') && r.method === 'GET').length, 1);
     await page.screenshot({ path: join(ARTIFACTS, `${backend}-embed.png`), fullPage: true });
     await context.close();
   });

@@ -1,5 +1,6 @@
 // The browser benchmark (bench.html): the playground's worker, unchanged, trains the shipped model for a few steps
 // per configuration; the medians go to a table and, as JSON, to #bench-json (read by bench/page-bench.mjs).
+import { startEngineWorker } from './engine-worker.js';
 import { el } from './views.js';
 
 const params = new URLSearchParams(location.search);
@@ -17,37 +18,50 @@ const WARMUP = 2;
 
 /// The playground's worker with the engine build `engine` asks for, started once for the whole benchmark: each
 /// configuration is a new run in it, as Train after Train is on the page. (One worker per configuration, terminated
-/// after its steps, made headless Firefox ESR 153 now and then hang starting the next one's thread pool.)
+/// after its steps, made headless Firefox ESR 153 hang starting the next one's thread pool about once in ten;
+/// engine-worker.js replaces a worker whose pool never starts.)
 class Engine {
   static start(engine) {
     const e = new Engine();
-    e.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-    e.worker.onmessage = ({ data: m }) => {
-      if (m.type === 'error') e.settle(new Error(`${m.during}: ${m.message}`));
-      else e.onMessage?.(m);
-    };
-    e.worker.onerror = (ev) => e.settle(new Error(ev.message || 'the worker failed'));
-    // Its throwaway runs are neither saved nor restored: the reader's kept run (same origin, same IndexedDB) stays.
-    return e.request({ type: 'init', query: '', engine, keepRuns: false }, (m, finish) => {
-      if (m.type === 'init') finish(m.cpu);
-    }).then((cpu) => { e.cpu = cpu; return e; });
+    e.handle = startEngineWorker({ type: 'init', query: '', engine, keepRuns: false }, {
+      onMessage: (m) => {
+        if (m.type === 'error') e.fail(new Error(`${m.during}: ${m.message}`));
+        else e.onMessage?.(m);
+      },
+      onError: (ev) => e.fail(new Error(ev.message || 'the worker failed')),
+    });
+    // Its throwaway runs are neither saved nor restored (keepRuns: false): the reader's kept run stays.
+    return e.expect((m, finish) => { if (m.type === 'init') finish(m.cpu); }).then((cpu) => { e.cpu = cpu; return e; });
   }
 
-  /// Posts `message` and hands the replies to `onMessage(m, finish)` until `finish(value)` resolves with `value`;
-  /// an error from the worker rejects.
-  request(message, onMessage) {
+  /// Hands the worker's messages to `onMessage(m, finish)` until `finish(value)` resolves with `value`; an error
+  /// from the worker rejects (one that came while nothing was waiting rejects the next wait).
+  expect(onMessage) {
     return new Promise((resolve, reject) => {
+      if (this.failure) { reject(this.failure); return; }
       this.settle = (error, value) => {
         this.onMessage = null;
+        this.settle = null;
         if (error) reject(error);
         else resolve(value);
       };
       this.onMessage = (m) => onMessage(m, (value) => this.settle(null, value));
-      this.worker.postMessage(message);
     });
   }
 
-  close() { this.worker.terminate(); }
+  fail(error) {
+    if (this.settle) this.settle(error);
+    else this.failure = error;
+  }
+
+  /// Posts `message`, then as `expect`.
+  request(message, onMessage) {
+    const answer = this.expect(onMessage);
+    this.handle.post(message);
+    return answer;
+  }
+
+  close() { this.handle.worker.terminate(); }
 }
 
 /// The CPU executor's SIMD as the tables name it.

@@ -2,16 +2,17 @@
 // reports on animation frames. It computes nothing itself: every number comes from the engine.
 
 import { LossChart, drawHistogram, drawSpectra as plotSpectra, spectraKey } from './charts.js';
+import { startEngineWorker } from './engine-worker.js';
 import { storageLabel } from './protocol.js';
 import { el, fmtBytes, fmtInt, ownRanks, renderMemory, renderParams, renderQuantErrors, renderRuns, renderScale } from './views.js';
 
 const $ = (id) => document.getElementById(id);
 const TARGETS = ['q', 'k', 'v', 'o', 'fc', 'proj'];
 
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-const send = (msg, transfer) => worker.postMessage(msg, transfer || []);
-// The worker, for the page tests (they force a divergence through it) and for curious readers' consoles.
-window.__qlora = { worker };
+// The engine's worker (replaced once if its threaded engine never finishes starting: engine-worker.js), started at
+// the end of this file, when every handler is in place.
+let engine = null;
+const send = (msg, transfer) => engine.post(msg, transfer);
 
 const state = {
   config: null,
@@ -895,11 +896,6 @@ const onMessage = {
   },
 };
 
-worker.onmessage = (ev) => {
-  const handler = onMessage[ev.data.type];
-  if (handler) handler(ev.data);
-};
-worker.onerror = (ev) => showError(`The engine stopped: ${ev.message || 'the worker failed to start'}`);
 
 // ---- page options: embed, hidden controls, copy link ----------------------------------------------------------------
 
@@ -1069,5 +1065,10 @@ window.addEventListener('resize', () => {
   }
 });
 
-send({ type: 'init', query: location.search });
+engine = startEngineWorker({ type: 'init', query: location.search }, {
+  onMessage: (m) => onMessage[m.type]?.(m),
+  onError: (ev) => showError(`The engine stopped: ${ev.message || 'the worker failed to start'}`),
+  // The worker, for the page tests (they force a divergence through it) and for curious readers' consoles.
+  onWorker: (worker) => { window.__qlora = { worker }; },
+});
 requestDraw();

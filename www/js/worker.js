@@ -27,11 +27,14 @@ const RELAXED_SIMD_PROBE = new Uint8Array([
 ]);
 
 /// Loads the best engine build this browser runs. `relaxed: false` (the benchmark page's `simd=plain`) asks for
-/// plain SIMD, to measure what relaxed SIMD gains.
-async function loadEngine({ relaxed: relaxedAllowed = true } = {}) {
+/// plain SIMD, to measure what relaxed SIMD gains; `threads: false` for one thread, `threadsWhy` saying why (the
+/// page's replacement of a worker whose thread pool did not start: engine-worker.js). `stallThreadStart` (tests only)
+/// blocks the pool's start for good, as Firefox's hang does.
+async function loadEngine({ relaxed: relaxedAllowed = true, threads: threadsAllowed = true, threadsWhy: askedWhy, stallThreadStart = false } = {}) {
   const cores = self.navigator.hardwareConcurrency || 1;
   let threadsWhy = null;
-  if (!self.crossOriginIsolated) threadsWhy = 'this page is not cross-origin isolated, which threads need';
+  if (!threadsAllowed) threadsWhy = askedWhy || 'the page asked for one thread';
+  else if (!self.crossOriginIsolated) threadsWhy = 'this page is not cross-origin isolated, which threads need';
   else if (cores < 2) threadsWhy = 'this device reports one core';
   let relaxedWhy = null;
   if (!relaxedAllowed) relaxedWhy = 'the page asked for plain SIMD';
@@ -47,7 +50,17 @@ async function loadEngine({ relaxed: relaxedAllowed = true } = {}) {
     try {
       const module = await import(`${dir}qlora_playground.js`);
       await module.default();
-      if (build.threads) await module.initThreadPool(cores);
+      if (build.threads) {
+        // The page watches this start (engine-worker.js): it can block this worker for good.
+        post({ type: 'threads-starting' });
+        try {
+          if (stallThreadStart) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+          await module.initThreadPool(cores);
+        } finally {
+          // Started or failed (the next build is tried): either way the page's watch ends.
+          post({ type: 'threads-settled' });
+        }
+      }
       engine = module;
       const failed = failure && ` failed to start (${failure})`;
       cpu = {
@@ -280,7 +293,7 @@ async function trainStep() {
   const now = performance.now();
   if (playground.stepInFlight()) lastResultAt = now;
   if (!(await afterStep(s, now - t0))) return false;
-  if (performance.now() - lastSave >= AUTOSAVE_MS) {
+  if (keepRuns && performance.now() - lastSave >= AUTOSAVE_MS) {
     // The saved state is the one the page shows: a step in flight is reported (and validated when due) first.
     if (!(await flushStep())) return false;
     await autosave();
