@@ -13,10 +13,8 @@ gpu_steps="${3:-3}"
 cd "$root"
 [[ -f dist/bench.html && -n "${NO_BUILD:-}" ]] || cargo xtask dist >&2
 port=8766
-cargo xtask serve --no-build --port "$port" >/dev/null 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null' EXIT
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/bench.html" >/dev/null && break; sleep 0.2; done
+source bench/serve-dist.sh
+serve_dist "$port"
 out="$(mktemp -d)"
 base="http://127.0.0.1:$port/bench.html"
 # The CPU at the page's default batch (8 × 64); WebGPU at 2 × 32, which SwiftShader takes seconds a step for.

@@ -25,10 +25,8 @@ if [[ -n "$avx2" ]]; then
   natives+=("native AVX2:target/avx2/release/qlora")
 fi
 port=8765
-cargo xtask serve --no-build --port "$port" >/dev/null 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null' EXIT
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/bench.html" >/dev/null && break; sleep 0.2; done
+source bench/serve-dist.sh
+serve_dist "$port"
 out="$(mktemp -d)"
 for i in $(seq "$rounds"); do
   for simd in plain relaxed; do
