@@ -896,7 +896,6 @@ const onMessage = {
   },
 };
 
-
 // ---- page options: embed, hidden controls, copy link ----------------------------------------------------------------
 
 function applyPageOptions() {
