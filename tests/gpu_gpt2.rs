@@ -1,10 +1,11 @@
 //! GPT-2 124M's shape (12 × 768, the 50,257-token vocabulary, random weights) on the GPU with WebGPU's default limits
 //! requested explicitly (128 MiB per storage binding, 256 MiB per buffer), as a browser grants them: the embedding
 //! (154 MB) is stored in parts and the parameters in shards, and the head runs fused with the loss in chunks of rows.
-//! Held against the CPU executor: the loss within 1e-4, the gradients within 1e-3 of their largest element, a few
-//! QLoRA steps with the same losses, and at batch 4 × 128 the memory each category allocates and a QLoRA step.
-//! Lavapipe runs these at about 2 GFLOP/s (a GPT-2 step at 4 × 128 is ≈ 250 GFLOP), so the step-by-step parity runs
-//! on a batch of 1 × 64 and the full batch takes one step.
+//! Held against the CPU executor: the loss within 1e-4, the gradients within 1e-3 of their largest element, two
+//! QLoRA steps with the same losses, and at batch 4 × 128 the memory each category allocates.
+//! Lavapipe runs these at about 2 GFLOP/s (a GPT-2 step at 4 × 128 is ≈ 250 GFLOP, two minutes there), so the
+//! step-by-step parity runs on a batch of 1 × 96 — two chunks of the fused head (83 rows, then a ragged 13), which is
+//! what a step at the full batch added — and the full batch is only allocated.
 #![cfg(not(target_arch = "wasm32"))]
 
 use qlora_playground::cpu::{Method, OptimConfig, Trainer};
@@ -54,9 +55,11 @@ fn gpt2_qlora_under_webgpu_default_limits_matches_cpu_step_by_step() {
     let storage = Storage::new(Format::Nf4, true).unwrap();
     let targets = [Target::Q, Target::K, Target::V, Target::O, Target::Fc, Target::Proj];
     let lora = LoraConfig::uniform(&targets, 8, 16.0);
-    let (b, t) = (1usize, 64usize);
+    let (b, t) = (1usize, 96usize);
+    let mut gt =
+        GpuTrainer::new(webgpu_defaults(), &m, Method::Qlora, storage, Some(lora.clone()), optim(), 7, b, t).unwrap();
+    assert!(gt.head_chunk_rows() < b * t, "the head runs in more than one chunk of rows");
     let mut cpu = Trainer::new(m.clone(), Method::Qlora, storage, Some(lora.clone()), optim(), 7).unwrap();
-    let mut gt = GpuTrainer::new(webgpu_defaults(), &m, Method::Qlora, storage, Some(lora), optim(), 7, b, t).unwrap();
     // Non-zero B on both executors, so the adapters change the loss and every adapter gradient is exercised.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     for e in cpu.adapters.clone().unwrap().entries {
@@ -78,7 +81,7 @@ fn gpt2_qlora_under_webgpu_default_limits_matches_cpu_step_by_step() {
             assert!(err <= 1e-3, "gradient of layer {} {} {what} differs by {err:e}", e.layer, e.target);
         }
     }
-    for step in 0..3 {
+    for step in 0..2 {
         let (x, y) = batch(b, t, step + 1);
         let c = cpu.step(&x, &y, b, t);
         let g = pollster::block_on(gt.step(&x, &y)).unwrap();
@@ -117,8 +120,8 @@ fn gpt2_full_fine_tuning_in_shards_matches_cpu() {
 
 /// Issue 10's memory table, measured: for GPT-2 124M at batch 4 × 128 under WebGPU's default limits, the bytes the
 /// GPU allocates per category (every buffer is tagged) within 5 % of the accounting `qlora memory` prints — full
-/// fine-tuning (fp32), LoRA over an fp32 and an fp16 base, and QLoRA (nf4 + double quantization), which then takes
-/// one training step at that batch with the CPU's loss.
+/// fine-tuning (fp32), LoRA over an fp32 and an fp16 base, and QLoRA (nf4 + double quantization). No step is taken
+/// here: at this batch one costs two minutes on lavapipe, and the parity test above already runs the chunked head.
 #[test]
 fn gpt2_memory_by_category_agrees_with_the_accounting() {
     let m = gpt2();
@@ -131,14 +134,7 @@ fn gpt2_memory_by_category_agrees_with_the_accounting() {
         (Method::Qlora, Storage::new(Format::Nf4, true).unwrap()),
     ] {
         let lora = (method != Method::Full).then(|| LoraConfig::uniform(&targets, 8, 16.0));
-        let mut gt = GpuTrainer::new(webgpu_defaults(), &m, method, storage, lora.clone(), optim(), 1, b, t).unwrap();
+        let gt = GpuTrainer::new(webgpu_defaults(), &m, method, storage, lora, optim(), 1, b, t).unwrap();
         gpu_util::assert_memory_agrees(&gt, &m, storage, 8, b, t);
-        if method == Method::Qlora && storage.format == Format::Nf4 {
-            let mut cpu = Trainer::new(m.clone(), method, storage, lora, optim(), 1).unwrap();
-            let (x, y) = batch(b, t, 9);
-            let (c, g) = (cpu.step(&x, &y, b, t), pollster::block_on(gt.step(&x, &y)).unwrap());
-            assert!((c.loss - g.loss).abs() < 1e-4, "step at 4 × 128: loss {} vs {}", c.loss, g.loss);
-            assert!(g.loss.is_finite() && g.grad_norm.is_finite());
-        }
     }
 }

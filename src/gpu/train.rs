@@ -411,6 +411,11 @@ impl GpuTrainer {
         self.weights.adapters.as_ref()
     }
 
+    /// Rows per chunk of the fused head at this trainer's batch (`head.rs`): tests check they run more than one.
+    pub fn head_chunk_rows(&self) -> usize {
+        super::head::head_rows(&self.gpu, self.cfg.vocab_size, self.batch * self.seq)
+    }
+
     /// Steps taken so far.
     pub fn step_index(&self) -> usize {
         self.step

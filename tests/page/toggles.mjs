@@ -1,12 +1,14 @@
 // The page as a student meets it: the method and base-format toggles in every order, links written by hand, a bad
-// value at one control, the runs table, one-click experiments, honest accuracy and a phone screen. Run once per
-// backend by webgpu.test.mjs and cpu.test.mjs.
+// value at one control, the runs table, one-click experiments, honest accuracy and a phone screen.
+// What they check does not depend on where the page trains (the playground tests train on both backends in both
+// browsers), so each browser runs them on one backend: Chromium on the CPU executor (its SwiftShader WebGPU is the
+// slowest), Firefox on WebGPU (lavapipe), so the toggles' runs see both executors.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { ARTIFACTS, NAVIGATION, attr, expectedTrainable, launch, modelLoaded, open, ready, text, trainToEnd } from './harness.mjs';
+import { ARTIFACTS, FIREFOX, NAVIGATION, attr, expectedTrainable, launch, modelLoaded, open, ready, text, trainToEnd } from './harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CONFIG = JSON.parse(readFileSync(join(ROOT, 'www/models/shakespeare/config.json'), 'utf8'));
@@ -49,7 +51,12 @@ async function stillLive(page, r, what) {
   if (want != null) assert.equal(await attr(page, 'trainable-params'), String(want), `${what}: r=${r} counts at once`);
 }
 
+const TOGGLES_BACKEND = FIREFOX ? 'webgpu' : 'cpu';
+
+/// Registers the toggle tests when `backend` is this browser's backend for them (called by webgpu.test.mjs and
+/// cpu.test.mjs alike).
 export function toggleTests(backend) {
+  if (backend !== TOGGLES_BACKEND) return;
   let browser;
   test.before(async () => { browser = await launch({ webgpu: backend === 'webgpu' }); });
   test.after(async () => { await browser.close(); });
