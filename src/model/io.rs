@@ -67,9 +67,10 @@ pub fn load_model_dir(dir: &Path) -> Result<Gpt2> {
         .map_err(|_| Error::new(format!("{} is not UTF-8 text", cfg_path.display())))?;
     let config = ModelConfig::from_json(&cfg_text).map_err(|e| e.context(cfg_path.display()))?;
     let st_path = dir.join("model.safetensors");
-    let file =
-        std::fs::File::open(&st_path).map_err(|e| Error::new(format!("cannot read {}: {e}", st_path.display())))?;
-    let model = read_safetensors_file(config, file).map_err(|e| e.context(st_path.display()))?;
+    let open = |e: std::io::Error| Error::new(format!("cannot read {}: {e}", st_path.display()));
+    let file = std::fs::File::open(&st_path).map_err(open)?;
+    let len = file.metadata().map_err(open)?.len();
+    let model = read_safetensors_stream(config, file, len).map_err(|e| e.context(st_path.display()))?;
     let tokenizer = load_tokenizer_dir(dir)?;
     // A directory that names no tokenizer is byte-level only where that is plausible; a GPT-2 vocabulary without its
     // tokenizer files would otherwise be read as bytes without a word.
@@ -104,9 +105,17 @@ pub fn load_tokenizer_dir(dir: &Path) -> Result<Tokenizer> {
     Ok(Tokenizer::Bpe(Arc::new(Bpe::from_files(files).map_err(|e| e.context(dir.display()))?)))
 }
 
-/// A safetensors file read from the start: its header, then each tensor where the header puts it, converted
-/// straight into the parameter buffer.
-fn read_safetensors_file(config: ModelConfig, mut file: std::fs::File) -> Result<Gpt2> {
+/// Loads a model from config.json's text and a safetensors file of `len` bytes that `file` reads (the page's is a
+/// `Blob` read slice by slice): peak memory ≈ the fp32 parameters plus the largest tensor's bytes. The tokenizer is
+/// the caller's to set.
+pub fn load_model_stream(config_json: &str, file: impl Read + Seek, len: u64) -> Result<Gpt2> {
+    let config = ModelConfig::from_json(config_json).map_err(|e| e.context("config.json"))?;
+    read_safetensors_stream(config, file, len).map_err(|e| e.context("model.safetensors"))
+}
+
+/// A safetensors file of `file_len` bytes read from the start: its header, then each tensor where the header puts
+/// it, converted straight into the parameter buffer.
+fn read_safetensors_stream(config: ModelConfig, mut file: impl Read + Seek, file_len: u64) -> Result<Gpt2> {
     let io = |e: std::io::Error| Error::new(format!("read failed: {e}"));
     let mut len = [0u8; 8];
     file.read_exact(&mut len).map_err(|_| Error::new("not a valid safetensors file: shorter than its header"))?;
@@ -117,7 +126,6 @@ fn read_safetensors_file(config: ModelConfig, mut file: std::fs::File) -> Result
     let meta: Metadata = serde_json::from_slice(&header)
         .map_err(|e| Error::new(format!("not a valid safetensors file: header: {e}")))?;
     let data_start = 8 + n;
-    let file_len = file.metadata().map_err(io)?.len();
     ensure!(
         data_start + meta.data_len() as u64 == file_len,
         "not a valid safetensors file: the header describes {} bytes of data but the file has {}",
@@ -362,6 +370,13 @@ mod tests {
         let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
         let cfg = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
         assert_eq!(load_model_bytes(&cfg, &bytes).unwrap().params, model.params);
+        // And through the streaming reader the page uses for large files (a Blob read slice by slice).
+        let streamed = load_model_stream(&cfg, std::io::Cursor::new(&bytes), bytes.len() as u64).unwrap();
+        assert_eq!(streamed.params, model.params);
+        // A file cut short is refused by its length, before any tensor is read.
+        let cut = &bytes[..bytes.len() - 4];
+        let e = load_model_stream(&cfg, std::io::Cursor::new(cut), cut.len() as u64).unwrap_err().to_string();
+        assert!(e.starts_with("model.safetensors: not a valid safetensors file: the header describes"), "{e}");
     }
 
     #[test]

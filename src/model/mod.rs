@@ -9,8 +9,9 @@ mod layout;
 pub use config::{ModelConfig, GPT2_VOCAB, HF_PRESETS};
 pub(crate) use io::{create_dir, write_file};
 pub use io::{
-    from_named_tensors, load_model_bytes, load_model_dir, load_tokenizer_dir, model_files, read_safetensors_f32,
-    read_safetensors_metadata, save_model_dir, write_safetensors, write_safetensors_with, StoreDtype,
+    from_named_tensors, load_model_bytes, load_model_dir, load_model_stream, load_tokenizer_dir, model_files,
+    read_safetensors_f32, read_safetensors_metadata, save_model_dir, write_safetensors, write_safetensors_with,
+    StoreDtype,
 };
 pub use layout::{BlockTensor, Linear, ParamLayout, TensorId};
 

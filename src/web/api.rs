@@ -9,7 +9,7 @@ use super::link::parse_query;
 use super::snippet::peft_snippet;
 use crate::cpu::{products, Generation};
 use crate::gpu::Gpu;
-use crate::model::{load_model_bytes, Gpt2, Linear, ModelConfig};
+use crate::model::{load_model_bytes, load_model_stream, Gpt2, Linear, ModelConfig};
 use crate::quant::{Format, Storage};
 use crate::run::pool::on_pool;
 use crate::run::settings::method_for_format;
@@ -262,9 +262,54 @@ pub fn accounting(config_json: &str, settings: JsValue) -> Result<JsValue, JsErr
 }
 
 /// Python for this configuration with Hugging Face PEFT + bitsandbytes.
+/// The PEFT + bitsandbytes snippet for `settings` on the model `config_json` describes (its hub id, where it names one).
 #[wasm_bindgen(js_name = peftSnippet)]
-pub fn peft_snippet_js(settings: JsValue) -> Result<String, JsError> {
-    Ok(peft_snippet(&settings_from(settings)?))
+pub fn peft_snippet_js(config_json: &str, settings: JsValue) -> Result<String, JsError> {
+    let config = ModelConfig::from_json(config_json).map_err(err)?;
+    Ok(peft_snippet(&settings_from(settings)?, config.name_or_path.as_deref()))
+}
+
+/// A file read through a JavaScript function `read(offset, length) -> Uint8Array` ([`Playground::from_reader`]).
+struct JsReader {
+    read: js_sys::Function,
+    pos: u64,
+    len: u64,
+}
+
+impl std::io::Read for JsReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.len.saturating_sub(self.pos)) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        let failed = |what: String| std::io::Error::other(what);
+        let got = self
+            .read
+            .call2(&JsValue::NULL, &JsValue::from_f64(self.pos as f64), &JsValue::from_f64(n as f64))
+            .map_err(|e| match e.dyn_ref::<js_sys::Error>() {
+                Some(e) => failed(String::from(e.message())),
+                None => failed(format!("{e:?}")),
+            })?;
+        let bytes = js_sys::Uint8Array::new(&got);
+        if bytes.length() as usize != n {
+            return Err(failed(format!("{} bytes read at offset {} where {n} were asked", bytes.length(), self.pos)));
+        }
+        bytes.copy_to(&mut buf[..n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for JsReader {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let pos = match to {
+            std::io::SeekFrom::Start(p) => Some(p),
+            std::io::SeekFrom::End(d) => self.len.checked_add_signed(d),
+            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = pos.ok_or_else(|| std::io::Error::other("seek before the start of the file"))?;
+        Ok(self.pos)
+    }
 }
 
 /// The engine of one page: the base model as loaded, the user's text, and the current run.
@@ -297,6 +342,16 @@ impl Playground {
     #[wasm_bindgen(constructor)]
     pub fn new(config_json: &str, safetensors: &[u8]) -> Result<Playground, JsError> {
         let base = load_model_bytes(config_json, safetensors).map_err(err)?;
+        Ok(Playground { base, user_text: None, run: None, generation: None })
+    }
+
+    /// Loads a model whose `model.safetensors` (`len` bytes) is too large to copy into wasm memory whole: `read(offset,
+    /// length)` returns those bytes as a `Uint8Array` (the worker reads a `Blob` slice with `FileReaderSync`). Peak
+    /// memory is the fp32 parameters plus one tensor's bytes.
+    #[wasm_bindgen(js_name = fromReader)]
+    pub fn from_reader(config_json: &str, len: f64, read: js_sys::Function) -> Result<Playground, JsError> {
+        let reader = JsReader { read, pos: 0, len: len as u64 };
+        let base = load_model_stream(config_json, reader, len as u64).map_err(err)?;
         Ok(Playground { base, user_text: None, run: None, generation: None })
     }
 

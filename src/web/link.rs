@@ -52,7 +52,13 @@ pub struct PageOptions {
     pub hide: Vec<String>,
     /// `backend=cpu` forces the CPU executor (to compare, or where a GPU driver misbehaves); default `auto`.
     pub backend: Option<String>,
+    /// `model=gpt2` / `distilgpt2` (downloaded from the Hugging Face hub on a click) or `files` (the reader's own);
+    /// `None` for the Shakespeare model that ships with the page. Names only: a link never names a URL to fetch.
+    pub model: Option<String>,
 }
+
+/// The models a link may name besides the built-in one (`model=`), as the page's picker offers them.
+pub const MODEL_NAMES: [&str; 4] = ["shakespeare", "gpt2", "distilgpt2", "files"];
 
 /// The result of reading a URL query: settings (defaults where a parameter was bad), page options, and one message per
 /// bad parameter.
@@ -160,6 +166,11 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
                 "cpu" | "webgpu" => out.page.backend = Some(value.into()),
                 _ => errors.push(bad("backend is auto, webgpu or cpu")),
             },
+            "model" => match value {
+                "shakespeare" => out.page.model = None,
+                v if MODEL_NAMES.contains(&v) => out.page.model = Some(v.into()),
+                _ => errors.push(bad(&format!("models are {}", MODEL_NAMES.join(", ")))),
+            },
             "hide" => {
                 for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                     if SETTING_NAMES.contains(&name) {
@@ -266,12 +277,27 @@ mod tests {
 
     #[test]
     fn garbage_parameters_are_reported_one_by_one_and_defaults_kept() {
-        let q = "v=9&r=0&lr=NaN&batch=-3&seq=100000&steps=1e9&targets=q,zz&format=nf5&dq=maybe&method=sgd&task=%3Cscript%3E&seed=x&alpha=inf&hide=bogus&embed=2&astore=int3&backend=tpu&what=1";
+        let q = "v=9&r=0&lr=NaN&batch=-3&seq=100000&steps=1e9&targets=q,zz&format=nf5&dq=maybe&method=sgd&task=%3Cscript%3E&seed=x&alpha=inf&hide=bogus&embed=2&astore=int3&backend=tpu&what=1&model=https%3A%2F%2Fexample.org%2Fm";
         let p = parse_query(q, &cfg());
         assert_eq!(p.settings, Settings::default());
-        assert_eq!(p.errors.len(), 18, "{:#?}", p.errors);
+        assert_eq!(p.errors.len(), 19, "{:#?}", p.errors);
         assert!(p.errors.iter().any(|e| e.contains("r=\"0\"") && e.contains("1 to 64")));
+        assert!(p.errors.iter().any(|e| e.contains("models are shakespeare, gpt2, distilgpt2, files")));
+        assert_eq!(p.page.model, None, "a link never names a URL to fetch");
         assert!(p.errors.iter().any(|e| e.contains("unknown link parameter \"what\"")));
+    }
+
+    #[test]
+    fn a_link_names_a_model_by_name_only() {
+        for (q, want) in
+            [("model=gpt2", Some("gpt2")), ("model=distilgpt2", Some("distilgpt2")), ("model=files", Some("files"))]
+        {
+            let p = parse_query(q, &cfg());
+            assert!(p.errors.is_empty(), "{q}: {:?}", p.errors);
+            assert_eq!(p.page.model.as_deref(), want, "{q}");
+        }
+        assert_eq!(parse_query("model=shakespeare", &cfg()).page.model, None);
+        assert_eq!(parse_query("model=gpt2-xl", &cfg()).errors.len(), 1);
     }
 
     #[test]
@@ -341,7 +367,10 @@ mod tests {
         assert!(p.errors[0].contains("ranks") && p.errors[0].contains("not adapted"), "{}", p.errors[0]);
         let p = parse_query("method=full&format=fp32&dq=0&embed=1&hide=method,r", &cfg());
         assert!(p.errors.is_empty(), "{:?}", p.errors);
-        assert_eq!(p.page, PageOptions { embed: true, hide: vec!["method".into(), "r".into()], backend: None });
+        assert_eq!(
+            p.page,
+            PageOptions { embed: true, hide: vec!["method".into(), "r".into()], backend: None, model: None }
+        );
     }
 
     #[test]

@@ -31,32 +31,32 @@ fn escaped(module: &str) -> String {
     module.replace('.', r"\.")
 }
 
-/// Python for these settings on Hugging Face's `gpt2` (124M parameters), runnable where CUDA and bitsandbytes are.
-pub fn peft_snippet(s: &Settings) -> String {
+/// Python for these settings on the hub model `model` (the loaded model's `_name_or_path`; Hugging Face's `gpt2`,
+/// 124M parameters, for the built-in model, which is not on the hub), runnable where CUDA and bitsandbytes are.
+pub fn peft_snippet(s: &Settings, model: Option<&str>) -> String {
+    let id = model.unwrap_or("gpt2");
     let mut out = String::from(
         "# This playground's configuration on a real GPU with Hugging Face transformers + PEFT + bitsandbytes.\n\
          # pip install torch transformers peft bitsandbytes accelerate\n\
          import torch\nfrom transformers import AutoModelForCausalLM\n",
     );
     let load = match (s.method.as_str(), s.format.as_str()) {
-        ("full", _) | (_, "fp32") => "model = AutoModelForCausalLM.from_pretrained(\"gpt2\", torch_dtype=torch.float32)\n".to_string(),
-        (_, "fp16") => "model = AutoModelForCausalLM.from_pretrained(\"gpt2\", torch_dtype=torch.float16)\n".into(),
-        (_, "bf16") => "model = AutoModelForCausalLM.from_pretrained(\"gpt2\", torch_dtype=torch.bfloat16)\n".into(),
+        ("full", _) | (_, "fp32") => format!("model = AutoModelForCausalLM.from_pretrained(\"{id}\", torch_dtype=torch.float32)\n"),
+        (_, "fp16") => format!("model = AutoModelForCausalLM.from_pretrained(\"{id}\", torch_dtype=torch.float16)\n"),
+        (_, "bf16") => format!("model = AutoModelForCausalLM.from_pretrained(\"{id}\", torch_dtype=torch.bfloat16)\n"),
         (_, "nf4" | "fp4") => format!(
             "from transformers import BitsAndBytesConfig\n\
              bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"{}\",\n    bnb_4bit_use_double_quant={}, bnb_4bit_compute_dtype=torch.bfloat16)\n\
-             model = AutoModelForCausalLM.from_pretrained(\"gpt2\", quantization_config=bnb)\n",
+             model = AutoModelForCausalLM.from_pretrained(\"{id}\", quantization_config=bnb)\n",
             s.format,
             if s.dq { "True" } else { "False" }
         ),
-        (_, "int8") => "from transformers import BitsAndBytesConfig\n\
+        (_, "int8") => format!("from transformers import BitsAndBytesConfig\n\
              # bitsandbytes' 8-bit is LLM.int8() (row-wise absmax with fp16 outliers), not our blockwise int8.\n\
-             model = AutoModelForCausalLM.from_pretrained(\"gpt2\", quantization_config=BitsAndBytesConfig(load_in_8bit=True))\n"
-            .into(),
-        _ => "# bitsandbytes has no symmetric int4; nf4 is its 4-bit integer-free equivalent.\n\
+             model = AutoModelForCausalLM.from_pretrained(\"{id}\", quantization_config=BitsAndBytesConfig(load_in_8bit=True))\n"),
+        _ => format!("# bitsandbytes has no symmetric int4; nf4 is its 4-bit integer-free equivalent.\n\
               from transformers import BitsAndBytesConfig\n\
-              model = AutoModelForCausalLM.from_pretrained(\"gpt2\", quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"nf4\"))\n"
-            .into(),
+              model = AutoModelForCausalLM.from_pretrained(\"{id}\", quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"nf4\"))\n"),
     };
     out.push_str(&load);
     if s.method == "full" {
@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn snippet_names_the_modules_and_the_quantization() {
         let s = Settings::default();
-        let py = peft_snippet(&s);
+        let py = peft_snippet(&s, None);
         assert!(py.contains(r#"bnb_4bit_quant_type="nf4""#) && py.contains("bnb_4bit_use_double_quant=True"));
         assert!(
             py.contains(
@@ -124,10 +124,25 @@ mod tests {
         );
         assert!(py.contains("r=8, lora_alpha=16"));
         let per = Settings { ranks: "fc:16,q:2,v:12".into(), ..Default::default() };
-        let py = peft_snippet(&per);
+        let py = peft_snippet(&per, None);
         assert!(py.contains(r#"rank_pattern={r"attn\.c_attn": 12, r"mlp\.c_fc": 16}"#), "{py}");
         assert!(py.contains("c_attn takes the largest"), "{py}");
         let full = Settings { method: "full".into(), format: "fp32".into(), dq: false, ..Default::default() };
-        assert!(!peft_snippet(&full).contains("LoraConfig"));
+        assert!(!peft_snippet(&full, None).contains("LoraConfig"));
+    }
+
+    #[test]
+    fn snippet_loads_the_hub_model_the_page_loaded() {
+        for s in [
+            Settings::default(),
+            Settings { format: "fp16".into(), dq: false, method: "lora".into(), ..Default::default() },
+            Settings { format: "int8".into(), dq: false, ..Default::default() },
+            Settings { format: "int4".into(), dq: false, ..Default::default() },
+        ] {
+            let py = peft_snippet(&s, Some("distilbert/distilgpt2"));
+            assert!(py.contains(r#"from_pretrained("distilbert/distilgpt2""#), "{py}");
+            assert!(!py.contains(r#""gpt2""#), "{py}");
+        }
+        assert!(peft_snippet(&Settings::default(), None).contains(r#"from_pretrained("gpt2""#));
     }
 }

@@ -48,12 +48,14 @@ class Context {
     Object.assign(this, { context, downloads });
     this.viewport = viewport ?? { width: 1280, height: 720 };
     this.requestListeners = [];
+    this.routes = [];
     this.pages = [];
   }
   async newPage() {
     const page = await this.context.newPage();
     await page.setViewport(this.viewport);
     for (const listener of this.requestListeners) page.on('request', listener);
+    if (this.routes.length) await this.intercept(page);
     this.pages.push(page);
     return new Page(page, this.downloads);
   }
@@ -63,6 +65,26 @@ class Context {
     if (event !== 'request') throw new Error(`firefox harness: no context event ${event}`);
     this.requestListeners.push(listener);
     for (const page of this.pages) page.on('request', listener);
+  }
+  /// Playwright's `route` for the patterns the tests use: a URL prefix ending in `**`. The handler gets a route with
+  /// `request().url()`, `fulfill({status, headers, body})` and `abort()`; every other request goes on unchanged.
+  /// Set it before the context's first page opens.
+  async route(pattern, handler) {
+    if (!pattern.endsWith('**')) throw new Error(`firefox harness: route patterns are prefixes ending in **, not ${pattern}`);
+    if (this.pages.length) throw new Error('firefox harness: route before the first page opens');
+    this.routes.push({ prefix: pattern.slice(0, -2), handler });
+  }
+  async intercept(page) {
+    await page.setRequestInterception(true);
+    page.on('request', (req) => {
+      const route = this.routes.find((r) => req.url().startsWith(r.prefix));
+      if (!route) { req.continue(); return; }
+      route.handler({
+        request: () => ({ url: () => req.url(), method: () => req.method() }),
+        fulfill: ({ status = 200, headers = {}, body }) => req.respond({ status, headers, body }),
+        abort: () => req.abort(),
+      });
+    });
   }
   close() { return this.context.close(); }
 }
@@ -203,15 +225,17 @@ class Page {
     return this.read(selector, (e, t) => e.dispatchEvent(new Event(t, { bubbles: true, composed: true })), type);
   }
 
-  /// A path, or Playwright's in-memory file `{ name, mimeType, buffer }` (written to a temporary file of that name).
-  async setInputFiles(selector, file) {
-    let path = file;
-    if (typeof file !== 'string') {
-      path = join(mkdtempSync(join(tmpdir(), 'qlora-upload-')), file.name);
+  /// A path, Playwright's in-memory file `{ name, mimeType, buffer }` (written to a temporary file of that name), or
+  /// a list of either.
+  async setInputFiles(selector, files) {
+    const paths = (Array.isArray(files) ? files : [files]).map((file) => {
+      if (typeof file === 'string') return file;
+      const path = join(mkdtempSync(join(tmpdir(), 'qlora-upload-')), file.name);
       writeFileSync(path, file.buffer);
-    }
+      return path;
+    });
     const input = await this.page.waitForSelector(selector, { timeout: TIMEOUT });
-    await input.uploadFile(path);
+    await input.uploadFile(...paths);
   }
 }
 

@@ -36,9 +36,10 @@ export function pageUrl({ isolated = true, relaxedBuilds = true } = {}) {
 }
 
 /// A page with request and error logs attached (worker requests included). `isolated` and `relaxedBuilds` choose
-/// the host (`pageUrl`).
-export async function open(browser, query = '', { isolated = true, relaxedBuilds = true } = {}) {
+/// the host (`pageUrl`); `setup(context)` runs before the page opens (to route requests, say).
+export async function open(browser, query = '', { isolated = true, relaxedBuilds = true } = {}, setup = null) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+  if (setup) await setup(context);
   const page = await context.newPage();
   const requests = [];
   const errors = [];

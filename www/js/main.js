@@ -3,6 +3,8 @@
 
 import { LossChart, drawHistogram, drawSpectra as plotSpectra, spectraKey } from './charts.js';
 import { startEngineWorker } from './engine-worker.js';
+import { cachedFiles, cachedModels, deleteCached, download } from './hub.js';
+import { MODELS, gpt2Params, hubDownloadBytes } from './models.js';
 import { storageLabel } from './protocol.js';
 import { el, fmtBytes, fmtInt, ownRanks, renderMemory, renderParams, renderQuantErrors, renderRuns, renderScale } from './views.js';
 
@@ -23,6 +25,10 @@ const state = {
   accounting: null,
   modelLoaded: false,
   modelBytes: null,
+  // The model the page shows (models.js): the built-in one loads at once; a hub model or the reader's files on a click.
+  modelName: 'shakespeare',
+  // A hub download that stopped part-way: the next Load says it starts again.
+  downloadFailed: false,
   run: null, // {settings, steps:[], loss:[], valSteps:[], val:[], accuracy, backend, trainable, tokens, ms, status}
   runs: [],
   dirty: false,
@@ -290,6 +296,9 @@ function trainBlocked() {
     const [p] = state.problems;
     return `Train waits for ${controlName(p.field)}: ${p.message}.`;
   }
+  if (!state.modelLoaded && state.modelName !== 'shakespeare') {
+    return state.modelName === 'files' ? 'Train waits for your model: choose its files above.' : 'Train waits for the model: press Load above.';
+  }
   if (state.settings && state.settings.task === 'text' && !state.userTextSent) {
     return 'Train waits for your own text: paste it or drop a .txt file into the box (or pick a built-in task).';
   }
@@ -472,6 +481,8 @@ function setTrainingButtons(status) {
 
 function ensureModel() {
   if (state.modelLoaded) return;
+  // A hub model downloads only on its Load button; the reader's files load when chosen.
+  if (state.modelName !== 'shakespeare') return;
   $('load-gate').hidden = true;
   $('load-progress').hidden = false;
   send({ type: 'load' });
@@ -605,6 +616,118 @@ function offerRestore(saved) {
   $('restore-run').disabled = false;
 }
 
+/// A kept run of another model than the one shown: it is restored on that model's page.
+function offerOtherModel(saved) {
+  const name = saved.model;
+  if (name === 'files') {
+    $('restore-text').textContent = `A run on your own model files was saved in this browser ${timeOf(saved.savedAt)}; choose "Your own GPT-2 files" and the same files to continue it.`;
+  } else {
+    $('restore-text').textContent = `A run on ${MODELS[name] ? MODELS[name].label : name} was saved in this browser ${timeOf(saved.savedAt)}; pick that model above to restore it.`;
+  }
+  $('restore-bar').hidden = false;
+  $('restore-run').disabled = true;
+}
+
+// ---- the base model: built in, from the Hugging Face hub, or the reader's files ------------------------------------
+
+/// The model control's status: `loading` | `loaded` | `error` (data-value, for tests and styles) and its words.
+function modelStatus(value, text) {
+  $('model-status').dataset.value = value;
+  $('model-status').textContent = text;
+}
+
+function modelLoadedText(info) {
+  const ignored = state.modelIgnored && state.modelIgnored.length ? ` (ignored: ${state.modelIgnored.join(', ')})` : '';
+  return `loaded: ${fmtInt(info.params)} parameters, ${info.n_layer} layers × ${info.n_embd}, a vocabulary of ${fmtInt(info.vocab_size)}${ignored}`;
+}
+
+/// What the reader sees of the chosen model before loading it: a hub model's size and licence, the file chooser.
+async function showModelBar() {
+  const name = state.modelName;
+  const model = MODELS[name];
+  $('model').value = name;
+  $('model-load').hidden = !model.repo;
+  $('model-drop').hidden = name !== 'files';
+  if (name === 'shakespeare') $('model-about').textContent = '';
+  if (name === 'files') {
+    $('model-about').textContent = 'Nothing leaves this tab.';
+    modelStatus('', 'choose your model\'s files');
+  }
+  if (model.repo) {
+    const bytes = hubDownloadBytes(state.config, gpt2Params(state.config));
+    $('model-about').textContent = `${model.repo} · ${model.licence} licence · ${fmtBytes(bytes)} download from huggingface.co, kept in this browser`;
+    $('model-about').dataset.bytes = String(bytes);
+    modelStatus('', 'not loaded');
+    const cached = self.caches ? await cachedFiles(name).catch(() => null) : null;
+    if (cached && cached.complete) {
+      $('model-about').textContent = `${model.repo} · ${model.licence} licence · kept in this browser (${fmtBytes(cached.bytes)}): loads without downloading`;
+      // A second visit loads from the cache at once, except in an embed, which waits for a click.
+      if (!state.page.embed) loadHubModel();
+    }
+  }
+  refreshCached();
+}
+
+/// The Load button of a hub model: download what is not cached (one bar for all of it), then the engine reads it.
+async function loadHubModel() {
+  const name = state.modelName;
+  if (state.modelLoaded || $('model-load').disabled) return;
+  $('model-load').disabled = true;
+  clearError();
+  const bar = $('model-progress');
+  bar.hidden = false;
+  bar.value = 0;
+  modelStatus('loading', state.downloadFailed ? 'the last download stopped part-way: starting it again from the beginning…' : 'loading…');
+  try {
+    const got = await download(name, ({ loaded, total }) => {
+      bar.max = total || 1;
+      bar.value = loaded;
+      bar.dataset.loaded = String(loaded);
+      bar.dataset.total = String(total);
+      const again = state.downloadFailed ? ' (started again from the beginning)' : '';
+      modelStatus('loading', `downloading ${fmtBytes(loaded)}${total ? ` of ${fmtBytes(total)}` : ''}${again}…`);
+    }, { interrupted: state.downloadFailed });
+    state.downloadFailed = false;
+    bar.removeAttribute('value'); // indeterminate while the engine reads and checks the weights
+    modelStatus('loading', got.downloaded ? 'downloaded; reading the weights…' : 'reading the weights from this browser\'s cache…');
+    send({ type: 'load' });
+  } catch (e) {
+    state.downloadFailed = true;
+    bar.hidden = true;
+    $('model-load').disabled = false;
+    modelStatus('error', e.message || String(e));
+  }
+  refreshCached();
+}
+
+/// The reader's own GPT-2 directory: its files go to the engine's worker, and nowhere else.
+function sendFiles(files) {
+  if (!files.length) return;
+  clearError();
+  state.modelLoaded = false;
+  modelStatus('loading', `reading ${files.length} file${files.length > 1 ? 's' : ''}…`);
+  send({ type: 'files', files: [...files] });
+}
+
+/// The list of hub models kept in this browser, each with its size and a Delete button.
+async function refreshCached() {
+  const list = await cachedModels().catch(() => []);
+  $('cached-models').hidden = list.length === 0;
+  $('cached-list').replaceChildren(...list.map(({ name, bytes, complete }) => {
+    const del = el('button', { type: 'button', 'data-testid': 'delete-cached', 'data-name': name }, 'Delete');
+    del.addEventListener('click', async () => {
+      await deleteCached(name);
+      if (name === state.modelName) {
+        showModelBar();
+        if (state.modelLoaded) modelStatus('loaded', 'deleted from this browser; the loaded copy stays until you leave the page');
+      }
+      refreshCached();
+    });
+    return el('li', { 'data-testid': 'cached-model', 'data-name': name, 'data-bytes': String(bytes) },
+      `${MODELS[name].label}: ${fmtBytes(bytes)}${complete ? '' : ' (incomplete)'}`, del);
+  }));
+}
+
 function preferGpu() {
   return state.gpu.available && state.page.backend !== 'cpu';
 }
@@ -645,6 +768,7 @@ const onMessage = {
     state.defaults = m.defaults;
     state.page = m.parsed.page;
     state.modelBytes = m.modelBytes;
+    state.modelName = m.model;
     state.gpu = m.gpu;
     state.formats = m.formats;
     const forced = state.page.backend === 'cpu';
@@ -665,7 +789,9 @@ const onMessage = {
     applyPageOptions();
     fillHistogramChoices();
     account(state.settings);
-    if (m.saved) offerRestore(m.saved);
+    if (m.saved && m.saved.model === state.modelName) offerRestore(m.saved);
+    else if (m.saved) offerOtherModel(m.saved);
+    showModelBar();
     // A link or reload with task=text: the text itself is never in a link, so ask for it at the box.
     if (state.settings.task === 'text') {
       $('user-text-info').textContent = m.saved && m.saved.settings.task === 'text'
@@ -674,7 +800,8 @@ const onMessage = {
     }
     setTrainingButtons('idle');
     if (m.storage) $('save-status').textContent = `Runs are not kept in this browser: ${m.storage}.`;
-    if (!state.page.embed) ensureModel();
+    if (state.modelName !== 'shakespeare') $('load-gate').hidden = true;
+    else if (!state.page.embed) ensureModel();
     else {
       $('load-gate').hidden = false;
       $('load-size').textContent = state.modelBytes ? `(${fmtBytes(state.modelBytes)} download)` : '';
@@ -694,6 +821,16 @@ const onMessage = {
     history.replaceState(null, '', `${location.pathname}?${m.query}${pageQuery()}`);
     document.body.dataset.accountShown = String(m.seq);
   },
+  // The loaded model brought its own configuration (a hub model's as downloaded, or the reader's files): every view
+  // is recomputed for it.
+  model(m) {
+    state.config = m.config;
+    state.formats = m.formats;
+    $('seq').max = String(m.config.n_positions);
+    fillHistogramChoices();
+    account(state.settings);
+    state.modelIgnored = m.ignored || [];
+  },
   progress(m) {
     $('load-bar').max = m.total || 1;
     $('load-bar').value = m.loaded;
@@ -701,6 +838,10 @@ const onMessage = {
   },
   loaded(m) {
     state.modelLoaded = true;
+    modelStatus('loaded', modelLoadedText(m.info));
+    $('model-progress').hidden = true;
+    setTrainingButtons(state.run ? state.run.status : 'idle');
+    refreshCached();
     $('load-progress').hidden = true;
     $('load-gate').hidden = true;
     document.body.dataset.model = 'loaded';
@@ -892,6 +1033,13 @@ const onMessage = {
     // The previous counts stay on screen while the settings are invalid.
     if (m.during === 'account') state.settingsError = true;
     if (m.during === 'load' || m.during === 'init') $('load-progress').hidden = true;
+    // A model that failed to load is named at the model's control; the rest of the page stays as it was.
+    if ((m.during === 'load' || m.during === 'files') && state.modelName !== 'shakespeare') {
+      modelStatus('error', m.message);
+      $('model-progress').hidden = true;
+      $('model-load').disabled = false;
+      return;
+    }
     showError(m.message);
   },
 };
@@ -908,7 +1056,8 @@ function applyPageOptions() {
 /// The page options of this link (embed, hidden controls, forced backend), appended to the settings' query.
 function pageQuery(embed = state.page.embed) {
   const p = state.page;
-  return `${embed ? '&embed=1' : ''}${p.hide.length ? `&hide=${p.hide.join(',')}` : ''}${p.backend ? `&backend=${p.backend}` : ''}`;
+  const model = state.modelName !== 'shakespeare' ? `&model=${state.modelName}` : '';
+  return `${model}${embed ? '&embed=1' : ''}${p.hide.length ? `&hide=${p.hide.join(',')}` : ''}${p.backend ? `&backend=${p.backend}` : ''}`;
 }
 
 function shareUrl(embed) {
@@ -969,6 +1118,20 @@ $('pause').addEventListener('click', () => {
 });
 $('reset').addEventListener('click', () => { archiveRun(); send({ type: 'reset' }); });
 $('load-model').addEventListener('click', ensureModel);
+$('model-load').addEventListener('click', loadHubModel);
+// Another model is another page: the link names it, the settings carry over (the engine fits them to the model).
+$('model').addEventListener('change', (e) => {
+  state.modelName = e.target.value;
+  location.assign(`${location.pathname}?${state.query}${pageQuery()}`);
+});
+$('model-files').addEventListener('change', (e) => { sendFiles(e.target.files); e.target.value = ''; });
+for (const [event, over] of [['dragenter', true], ['dragover', true], ['dragleave', false], ['drop', false]]) {
+  $('model-drop').addEventListener(event, (e) => {
+    e.preventDefault();
+    $('model-drop').classList.toggle('over', over);
+    if (event === 'drop') sendFiles(e.dataTransfer.files);
+  });
+}
 $('restore-run').addEventListener('click', () => {
   clearError();
   ensureModel();

@@ -2,6 +2,7 @@
 // Every request is handled one at a time (the queue below), so the wasm object is never borrowed twice.
 // Messages are described in protocol.js.
 
+import { DIR_FILES, HUB_FILES, MODEL_CACHE, MODELS, configUrl, hubUrl } from './models.js';
 import { storageLabel } from './protocol.js';
 import { discardRun, loadRun, saveRun } from './store.js';
 
@@ -78,6 +79,8 @@ async function loadEngine({ relaxed: relaxedAllowed = true, threads: threadsAllo
 }
 
 let configJson = null;
+// The model the page shows (a name of models.js); its weights load on the reader's Load for hub models and files.
+let modelName = 'shakespeare';
 let playground = null;
 let running = false;
 let loading = null;
@@ -91,8 +94,65 @@ async function fetchOk(url, what) {
   return res;
 }
 
-/// Fetches the weights with progress messages (bytes loaded of total).
+/// Loads the current model's weights: the built-in one from this site, a hub model from the page's cache (hub.js
+/// downloaded it on the reader's click).
 async function loadModel() {
+  if (MODELS[modelName].repo) return loadHubModel();
+  if (modelName === 'files') throw new Error('choose your model\'s files first (config.json, model.safetensors and its tokenizer files)');
+  return loadBuiltInModel();
+}
+
+/// A model from Blobs by file name (the reader's Files, or the cache's responses): config.json, model.safetensors
+/// read tensor by tensor (never whole: GPT-2's is 548 MB), and the tokenizer files. `nameOrPath`: the hub id the
+/// adapters will name as their base. Returns config.json's text.
+async function loadFromBlobs(blobs, nameOrPath) {
+  for (const file of ['config.json', 'model.safetensors']) {
+    if (!blobs[file]) throw new Error(`${file} is missing: a GPT-2 directory needs config.json, model.safetensors and its tokenizer files`);
+  }
+  let config = await blobs['config.json'].text();
+  let parsed;
+  try {
+    parsed = JSON.parse(config);
+  } catch (e) {
+    throw new Error(`config.json is not JSON (${e.message})`);
+  }
+  if (nameOrPath && parsed && typeof parsed === 'object') config = JSON.stringify({ ...parsed, _name_or_path: nameOrPath });
+  const st = blobs['model.safetensors'];
+  const reader = new FileReaderSync();
+  const next = engine.Playground.fromReader(config, st.size, (offset, length) => new Uint8Array(reader.readAsArrayBuffer(st.slice(offset, offset + length))));
+  const bytes = async (file) => (blobs[file] ? new Uint8Array(await blobs[file].arrayBuffer()) : undefined);
+  const tokenizerFiles = [await bytes('vocab.json'), await bytes('merges.txt'), await bytes('tokenizer.json')];
+  if (tokenizerFiles.some(Boolean)) {
+    next.useTokenizerFiles(...tokenizerFiles);
+  } else if (next.modelInfo().vocab_size !== 256) {
+    const vocab = next.modelInfo().vocab_size;
+    next.free();
+    throw new Error(`no tokenizer files (vocab.json + merges.txt, or tokenizer.json) for a vocabulary of ${vocab} tokens`);
+  }
+  if (playground) playground.free();
+  playground = next;
+  hasRun = false;
+  return config;
+}
+
+/// A hub model from the cache, then the page's views recomputed for the configuration that came with it.
+async function loadHubModel() {
+  const { repo } = MODELS[modelName];
+  const cache = await caches.open(MODEL_CACHE);
+  const blobs = {};
+  for (const file of HUB_FILES) {
+    const res = await cache.match(hubUrl(repo, file));
+    if (!res) throw new Error(`${file} of ${repo} is not downloaded yet: press Load`);
+    blobs[file] = await res.blob();
+  }
+  post({ type: 'progress', loaded: 0, total: 0, phase: 'reading' });
+  configJson = await loadFromBlobs(blobs, repo);
+  post({ type: 'model', config: JSON.parse(configJson), formats: engine.baseFormats(configJson) });
+  post({ type: 'loaded', info: playground.modelInfo() });
+}
+
+/// Fetches the weights with progress messages (bytes loaded of total).
+async function loadBuiltInModel() {
   const res = await fetchOk(new URL('model.safetensors', MODEL_DIR), 'the model weights');
   const total = Number(res.headers.get('Content-Length')) || 0;
   const reader = res.body.getReader();
@@ -153,7 +213,7 @@ async function autosave() {
   try {
     const state = await playground.checkpoint();
     const step = playground.stepIndex();
-    await saveRun({ savedAt: Date.now(), step, settings: lastSettings, history, state, text: playground.runText() ?? null });
+    await saveRun({ savedAt: Date.now(), step, model: modelName, settings: lastSettings, history, state, text: playground.runText() ?? null });
     saveFailed = false;
     post({ type: 'saved', step });
   } catch (e) {
@@ -332,31 +392,53 @@ const handlers = {
     keepRuns = keep;
     await loadEngine(wanted);
     configJson = await (await fetchOk(new URL('config.json', MODEL_DIR), 'the model configuration')).text();
-    const head = await fetch(new URL('model.safetensors', MODEL_DIR), { method: 'HEAD' }).catch(() => null);
-    const modelBytes = head && head.ok ? Number(head.headers.get('Content-Length')) || null : null;
+    // A hub model's published configuration: the page counts with it before anything is downloaded.
+    modelName = engine.parseQuery(configJson, query).page.model || 'shakespeare';
+    if (MODELS[modelName].repo) configJson = await (await fetchOk(configUrl(modelName), `${modelName}'s configuration`)).text();
+    let modelBytes = null;
+    if (modelName === 'shakespeare') {
+      const head = await fetch(new URL('model.safetensors', MODEL_DIR), { method: 'HEAD' }).catch(() => null);
+      modelBytes = head && head.ok ? Number(head.headers.get('Content-Length')) || null : null;
+    }
     // A run this browser kept (a reload, a crash, a closed tab): the page offers to restore or discard it.
     let saved = null;
     let storage = null;
     try {
       const r = keepRuns ? await loadRun() : null;
-      if (r) saved = { savedAt: r.savedAt, step: r.step, settings: r.settings };
+      if (r) saved = { savedAt: r.savedAt, step: r.step, settings: r.settings, model: r.model || 'shakespeare' };
     } catch (e) {
       storage = e.message;
       storageWorks = false;
     }
-    post({ type: 'init', parsed: engine.parseQuery(configJson, query), defaults: engine.defaults(), config: JSON.parse(configJson), modelBytes, gpu: await probeGpu(), saved, storage, cpu, formats: engine.baseFormats(configJson) });
+    post({ type: 'init', model: modelName, parsed: engine.parseQuery(configJson, query), defaults: engine.defaults(), config: JSON.parse(configJson), modelBytes, gpu: await probeGpu(), saved, storage, cpu, formats: engine.baseFormats(configJson) });
   },
   async account({ settings, seq }) {
     // A faulty setting is named and replaced by its default for the numbers, so the others stay live.
     const { settings: usable, problems } = engine.settleSettings(configJson, settings);
     const acc = engine.accounting(configJson, usable);
-    post({ type: 'account', accounting: acc, query: engine.toQuery(configJson, usable), snippet: engine.peftSnippet(usable), problems, seq });
+    post({ type: 'account', accounting: acc, query: engine.toQuery(configJson, usable), snippet: engine.peftSnippet(configJson, usable), problems, seq });
   },
   async load() {
     if (!playground) {
-      loading = loading || loadModel();
+      // A failed load (an interrupted download, a missing file) is tried again on the next request.
+      loading = loading || loadModel().finally(() => { loading = null; });
       await loading;
     }
+  },
+  // The reader's own GPT-2 directory (Files from the file input or a drop): loaded here, nothing leaves the tab.
+  async files({ files }) {
+    running = false;
+    ++loopId;
+    const blobs = {};
+    const ignored = [];
+    for (const f of files) {
+      if (DIR_FILES.includes(f.name)) blobs[f.name] = f;
+      else ignored.push(f.name);
+    }
+    configJson = await loadFromBlobs(blobs, null);
+    modelName = 'files';
+    post({ type: 'model', config: JSON.parse(configJson), formats: engine.baseFormats(configJson), ignored });
+    post({ type: 'loaded', info: playground.modelInfo() });
   },
   async text({ bytes }) {
     await handlers.load();

@@ -1,0 +1,180 @@
+// Real GPT-2 models in the tab: the reader's own files, and GPT-2 from the Hugging Face hub on a click. The model is
+// a random-initialised GPT-2 with the real 50,257-token vocabulary and tokenizer (2 layers × 8 wide,
+// tests/fixtures/hf-gpt2, made by transformers; the tokenizer files ship in assets/gpt2). The hub is never reached:
+// its URLs are intercepted in the browser and answered from those files.
+import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import { ARTIFACTS, FIREFOX, NAVIGATION, attr, expectedTrainable, launch, modelLoaded, open, ready, text, trainToEnd } from './harness.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const FILES = {
+  'config.json': join(ROOT, 'tests/fixtures/hf-gpt2/config.json'),
+  'model.safetensors': join(ROOT, 'tests/fixtures/hf-gpt2/model.safetensors'),
+  'vocab.json': join(ROOT, 'assets/gpt2/vocab.json'),
+  'merges.txt': join(ROOT, 'assets/gpt2/merges.txt'),
+};
+const TINY = JSON.parse(readFileSync(FILES['config.json'], 'utf8'));
+const HUB = 'https://huggingface.co/openai-community/gpt2/resolve/main/';
+/// GPT-2 124M as published: 124,439,808 parameters in fp32 and twelve 1024 × 1024 fp32 causal-mask buffers.
+const GPT2_FILE_BYTES = 4 * 124439808 + 12 * 1024 * 1024 * 4;
+
+const status = (page) => page.evaluate(() => {
+  const s = document.querySelector('[data-testid=model-status]');
+  return { value: s.dataset.value, text: s.textContent };
+});
+const statusIs = (page, value) => page.waitForFunction(
+  (v) => document.querySelector('[data-testid=model-status]').dataset.value === v, value, { timeout: 120000 });
+
+/// The trainable count follows r at once: the page is live.
+async function live(page, config, r) {
+  await page.fill('[data-testid=rank]', String(r));
+  await page.dispatchEvent('[data-testid=rank]', 'input');
+  const want = String(expectedTrainable(config, r, ['q', 'v']));
+  await page.waitForFunction((w) => document.querySelector('[data-testid=trainable-params]').dataset.value === w, want);
+}
+
+for (const backend of ['cpu', 'webgpu']) {
+  test(`${backend}: your own GPT-2 files: each wrong or missing file is named, then the model loads in the tab and trains`, { timeout: 600000 }, async () => {
+    const browser = await launch({ webgpu: backend === 'webgpu' });
+    try {
+      const { page, context, requests, errors } = await open(browser, '?model=files&r=4&targets=q,v&steps=4&batch=2&seq=16');
+      assert.equal(await page.inputValue('[data-testid=model]'), 'files');
+      assert.match((await status(page)).text, /choose your model's files/);
+      assert.ok(await page.isDisabled('[data-testid=train]'));
+      assert.match(await page.textContent('#train-why'), /choose its files/);
+
+      // Only the weights: config.json is named as missing; the page stays live.
+      await page.setInputFiles('[data-testid=model-files]', [FILES['model.safetensors']]);
+      await statusIs(page, 'error');
+      assert.match((await status(page)).text, /^config\.json is missing/);
+      assert.ok(await page.isHidden('[data-testid=error]'), 'the message is at the model control only');
+      const shakespeare = JSON.parse(readFileSync(join(ROOT, 'www/models/shakespeare/config.json'), 'utf8'));
+      await live(page, shakespeare, 6);
+
+      // Another model's config.json with these weights: model.safetensors is named, with the tensor that differs.
+      await page.setInputFiles('[data-testid=model-files]', [join(ROOT, 'www/models/shakespeare/config.json'), FILES['model.safetensors'], FILES['vocab.json'], FILES['merges.txt']]);
+      await page.waitForFunction(() => /model\.safetensors/.test(document.querySelector('[data-testid=model-status]').textContent) && document.querySelector('[data-testid=model-status]').dataset.value === 'error');
+      assert.match((await status(page)).text, /^model\.safetensors: tensor \S+ has shape/);
+
+      // No tokenizer files for a 50,257-token vocabulary.
+      await page.setInputFiles('[data-testid=model-files]', [FILES['config.json'], FILES['model.safetensors']]);
+      await page.waitForFunction(() => /no tokenizer files/.test(document.querySelector('[data-testid=model-status]').textContent));
+
+      // The whole directory, with a file the page does not need.
+      await page.setInputFiles('[data-testid=model-files]', [...Object.values(FILES), join(ROOT, 'assets/gpt2/README.md')]);
+      await statusIs(page, 'loaded');
+      const loaded = (await status(page)).text;
+      assert.match(loaded, /2 layers × 8, a vocabulary of 50,257/);
+      assert.match(loaded, /ignored: README\.md/);
+      // Every count is now this model's.
+      await live(page, TINY, 4);
+      assert.equal(await page.getAttribute('#seq', 'max'), String(TINY.n_positions));
+      assert.ok(await page.isEnabled('[data-testid=train]'));
+
+      await trainToEnd(page, 300000);
+      assert.equal(await attr(page, 'step'), '4');
+      const loss = Number(await attr(page, 'loss'));
+      // A random GPT-2 over 50,257 tokens starts near ln 50257 ≈ 10.8 nats.
+      assert.ok(loss > 9 && loss < 12, `loss ${loss}`);
+      await page.click('[data-testid=generate]');
+      await page.waitForFunction(() => /^\d+ tokens$/.test(document.querySelector('[data-testid=gen-progress]').textContent), null, { timeout: 120000 });
+      assert.ok((await text(page, 'output-tuned')).length > 0);
+      await page.screenshot({ path: join(ARTIFACTS, `${backend}-own-files.png`), fullPage: true });
+      // Nothing of the reader's files left the tab: every request went to this page's own server.
+      const origin = new URL(page.url()).origin;
+      assert.deepEqual(requests.filter((r) => !r.url.startsWith(origin) && !/^(data|blob):/.test(r.url)), []);
+      assert.deepEqual(errors, []);
+      await context.close();
+    } finally {
+      await browser.close();
+    }
+  });
+}
+
+/// The hub, answered from the fixture: every request logged; the first request for the weights is cut off half-way.
+function fakeHub() {
+  const log = [];
+  let cutFirst = true;
+  const handler = async (route) => {
+    const file = route.request().url().slice(HUB.length);
+    log.push(file);
+    const path = FILES[file];
+    if (!path) return route.fulfill({ status: 404, headers: { 'Access-Control-Allow-Origin': '*' }, body: 'Entry not found' });
+    const body = readFileSync(path);
+    const headers = { 'Access-Control-Allow-Origin': '*', 'Content-Type': 'application/octet-stream', 'Content-Length': String(body.length) };
+    if (file === 'model.safetensors' && cutFirst) {
+      cutFirst = false;
+      // The connection drops half-way: the declared length never arrives.
+      return route.fulfill({ status: 200, headers, body: body.subarray(0, body.length >> 1) });
+    }
+    return route.fulfill({ status: 200, headers, body });
+  };
+  return { log, setup: (context) => context.route(`${HUB}**`, handler) };
+}
+
+// The hub flow does not depend on where the page trains: each browser runs it on one backend, as the toggles.
+const HUB_BACKEND = FIREFOX ? 'webgpu' : 'cpu';
+test(`${HUB_BACKEND}: GPT-2 from the hub: its size and licence first, nothing fetched before Load, an interrupted download restarts, the cache serves the next visit, Delete forgets it`, { timeout: 600000 }, async () => {
+  const browser = await launch({ webgpu: HUB_BACKEND === 'webgpu' });
+  try {
+    const hub = fakeHub();
+    const { page, context, requests, errors } = await open(browser, '?model=gpt2&r=8&targets=q,v&steps=3&batch=1&seq=16', {}, hub.setup);
+    // Before any download: GPT-2 124M's numbers, from its published configuration.
+    assert.equal(await page.inputValue('[data-testid=model]'), 'gpt2');
+    assert.equal(Number(await page.getAttribute('[data-testid=model-about]', 'data-bytes')), GPT2_FILE_BYTES);
+    assert.match(await text(page, 'model-about'), /openai-community\/gpt2 · MIT licence · 522\.7 MiB download/);
+    assert.equal(await attr(page, 'trainable-params'), String(expectedTrainable({ n_layer: 12, n_embd: 768 }, 8, ['q', 'v'])));
+    assert.match(await page.textContent('#snippet'), /from_pretrained\("openai-community\/gpt2"/);
+    assert.ok(await page.isDisabled('[data-testid=train]'));
+    assert.match(await page.textContent('#train-why'), /press Load/);
+    await page.waitForTimeout(500);
+    assert.deepEqual(hub.log, [], 'nothing is fetched from the hub before Load');
+
+    // The first download breaks off in the weights: the reader is told, and nothing partial is kept.
+    await page.click('[data-testid=model-load]');
+    await statusIs(page, 'error');
+    assert.match((await status(page)).text, /model\.safetensors .*nothing partial was kept, and Load fetches it again from the start/);
+    const kept = await page.evaluate(async () => (await (await caches.open('qlora-models-v1')).keys()).map((r) => r.url.split('/').pop()));
+    assert.ok(!kept.includes('model.safetensors'), `cached: ${kept}`);
+
+    // Load again: the download starts again, says so, and the model loads.
+    await page.click('[data-testid=model-load]');
+    await page.waitForFunction(() => /started again from the beginning|starting it again/.test(document.querySelector('[data-testid=model-status]').textContent) || document.querySelector('[data-testid=model-status]').dataset.value === 'loaded');
+    await statusIs(page, 'loaded');
+    await modelLoaded(page);
+    assert.match((await status(page)).text, /vocabulary of 50,257/);
+    // The views follow the configuration that came with the download.
+    await live(page, TINY, 8);
+    assert.match(await page.textContent('#snippet'), /from_pretrained\("openai-community\/gpt2"/);
+    await trainToEnd(page, 300000);
+    const total = Object.values(FILES).reduce((a, f) => a + statSync(f).size, 0);
+    assert.equal(await page.getAttribute('[data-testid=cached-model][data-name=gpt2]', 'data-bytes'), String(total));
+
+    // The next visit loads from this browser's cache: not one request to the hub.
+    const before = hub.log.length;
+    await page.reload(NAVIGATION);
+    await ready(page);
+    await statusIs(page, 'loaded');
+    assert.equal(hub.log.length, before, `hub requests after the reload: ${hub.log.slice(before)}`);
+    assert.equal(hub.log.filter((f) => f === 'model.safetensors').length, 2, hub.log.join(', '));
+    await page.screenshot({ path: join(ARTIFACTS, `${HUB_BACKEND}-hub-gpt2.png`), fullPage: true });
+
+    // Delete: the list empties and the cache holds nothing of the model.
+    await page.click('[data-testid=delete-cached][data-name=gpt2]');
+    await page.waitForSelector('[data-testid=cached-model]', { state: 'hidden' });
+    assert.deepEqual(await page.evaluate(async () => (await (await caches.open('qlora-models-v1')).keys()).length), 0);
+    assert.match(await text(page, 'model-about'), /download/);
+    // Only the hub's and this page's own origins were contacted; the cut-off download's network error is the only log.
+    const origin = new URL(page.url()).origin;
+    assert.deepEqual(requests.filter((r) => !r.url.startsWith(origin) && !r.url.startsWith(HUB) && !/^(data|blob):/.test(r.url)), []);
+    assert.deepEqual(errors.filter((e) => !/huggingface|CONTENT_LENGTH|network|Failed to load resource|the download of model\.safetensors/i.test(e)), []);
+    await context.close();
+  } finally {
+    await browser.close();
+  }
+});
+
+
