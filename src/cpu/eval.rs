@@ -132,10 +132,53 @@ pub fn generation_accuracy(model: &Gpt2, adapters: Option<&Adapters>, examples: 
 
 /// The greedy answers to `examples`, counted (most frequent first): what a model answers, beside its accuracy.
 pub fn greedy_answers(model: &Gpt2, adapters: Option<&Adapters>, examples: &[Example]) -> Vec<(String, usize)> {
+    tasks::answer_counts(each_greedy_answer(model, adapters, examples))
+}
+
+/// [`greedy_answers`] and the exact-match accuracy from the same generations, for a model whose accuracy needs
+/// generation anyway (BPE: [`greedy_accuracy`]): half the work of asking for each. The verdicts are
+/// [`generation_accuracy`]'s: a continuation longer than the answer before its newline is wrong either way.
+pub fn greedy_answers_and_accuracy(
+    model: &Gpt2,
+    adapters: Option<&Adapters>,
+    examples: &[Example],
+) -> (Vec<(String, usize)>, f64) {
+    let answers = each_greedy_answer(model, adapters, examples);
+    let mut given = answers.iter();
+    let accuracy = tasks::accuracy(examples, |_| given.next().expect("one answer per example").clone());
+    (tasks::answer_counts(answers), accuracy)
+}
+
+/// The first line of each example's greedy continuation (as long as the longest answer, plus its newline).
+fn each_greedy_answer(model: &Gpt2, adapters: Option<&Adapters>, examples: &[Example]) -> Vec<String> {
     let greedy = Sampling { temperature: 0.0, top_k: 0, seed: 0 };
     let longest = examples.iter().map(|e| e.answer.len()).max().unwrap_or(0);
-    tasks::answer_counts(examples.iter().map(|e| {
-        let out = generate(model, adapters, &model.tokenizer.encode(&e.prompt), longest + 1, greedy);
-        model.tokenizer.decode(&out).split('\n').next().unwrap_or("").to_string()
-    }))
+    examples
+        .iter()
+        .map(|e| {
+            let out = generate(model, adapters, &model.tokenizer.encode(&e.prompt), longest + 1, greedy);
+            model.tokenizer.decode(&out).split('\n').next().unwrap_or("").to_string()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::tasks::Task;
+    use crate::model::ModelConfig;
+
+    /// One generation per example gives what answering and scoring separately give, on a BPE model (where the
+    /// accuracy cannot be found by teacher forcing).
+    #[test]
+    fn shared_generations_give_the_same_answers_and_accuracy() {
+        let mut config = ModelConfig::hf_preset("gpt2", Some(1)).unwrap();
+        (config.n_embd, config.n_head, config.n_positions) = (16, 2, 64);
+        let model = Gpt2::init(config, 5).with_tokenizer(Tokenizer::gpt2().unwrap()).unwrap();
+        let examples = Task::parse("even").unwrap().examples(3, true, 6);
+        let (counts, accuracy) = greedy_answers_and_accuracy(&model, None, &examples);
+        assert_eq!(counts, greedy_answers(&model, None, &examples));
+        assert_eq!(accuracy, generation_accuracy(&model, None, &examples));
+        assert_eq!(counts.iter().map(|(_, n)| n).sum::<usize>(), examples.len());
+    }
 }

@@ -15,7 +15,7 @@ pub mod settings;
 pub use checkpoint::{base_fingerprint, Checkpoint};
 pub use settings::{Limits, Problem, RunSpec, Settings};
 
-use crate::cpu::eval::{greedy_accuracy, greedy_answers};
+use crate::cpu::eval::{greedy_accuracy, greedy_answers, greedy_answers_and_accuracy};
 use crate::cpu::{Generation, Trainer};
 use crate::data::sample_batch;
 use crate::data::tasks::{self, FineTuneData, Source};
@@ -511,9 +511,20 @@ impl Run {
     /// [`Validation`] of the CPU trainer's current parameters, labelled `step`.
     fn measure(&mut self, step: usize) -> Validation {
         let val_loss = self.val_loss();
+        let closed = self.baseline().is_some_and(|b| b.chance.is_some());
         let (cpu, data) = (&self.cpu, &self.data);
-        let accuracy =
-            data.task.map(|_| on_pool(|| greedy_accuracy(&cpu.model, cpu.adapters.as_ref(), &data.val_examples)));
+        // A BPE model's accuracy is found by generating its answers: a closed task's answer counts come from the same
+        // generations (GPT-2 in the page spends most of a validation here).
+        let bpe = !matches!(cpu.model.tokenizer, Tokenizer::Bytes);
+        let (accuracy, mut answers) = match data.task {
+            Some(_) if closed && bpe => {
+                let (counts, acc) =
+                    on_pool(|| greedy_answers_and_accuracy(&cpu.model, cpu.adapters.as_ref(), &data.val_examples));
+                (Some(acc), Some(counts))
+            }
+            Some(_) => (Some(on_pool(|| greedy_accuracy(&cpu.model, cpu.adapters.as_ref(), &data.val_examples))), None),
+            None => (None, None),
+        };
         let val_loss_adapter_rounded = match (self.spec.adapter_storage, self.cpu.adapters.clone()) {
             (Some(st), Some(mut rounded)) => {
                 rounded.round_through(st);
@@ -524,9 +535,10 @@ impl Run {
             }
             _ => None,
         };
-        let closed = self.baseline().is_some_and(|b| b.chance.is_some());
-        let (cpu, data) = (&self.cpu, &self.data);
-        let answers = closed.then(|| on_pool(|| greedy_answers(&cpu.model, cpu.adapters.as_ref(), &data.val_examples)));
+        if closed && answers.is_none() {
+            let (cpu, data) = (&self.cpu, &self.data);
+            answers = Some(on_pool(|| greedy_answers(&cpu.model, cpu.adapters.as_ref(), &data.val_examples)));
+        }
         Validation { step, val_loss, accuracy, val_loss_adapter_rounded, answers }
     }
 

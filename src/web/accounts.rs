@@ -49,6 +49,21 @@ pub struct Accounting {
     /// Full fine-tuning, LoRA on an fp32 base and QLoRA on nf4 + double quantization, same adapters and batch.
     pub compare: Vec<(String, MemoryView)>,
     pub scale_up: Vec<ScaleRow>,
+    /// Floating-point operations of one training step's matrix products at the run's batch shape (what the page's
+    /// step-time estimate on the CPU divides by the processor's measured multiply speed).
+    pub step_flops: f64,
+}
+
+/// The matrix products of one training step of GPT-2 `c` at `batch` × `seq`, in floating-point operations: per
+/// token and layer the four linear maps (24·d² for qkv, the attention's output, fc and proj) and attention's two
+/// products over the context (4·seq·d at most), then the tied head (2·V·d). The backward pass takes the same again
+/// for the input gradients and, in full fine-tuning, once more for the weight gradients; adapters add 6·r·(in + out)
+/// per adapted matrix, forward and backward (`adapter_params` holds the sum of r·(in + out)).
+pub fn step_flops(c: &ModelConfig, method: Method, batch: usize, seq: usize, adapter_params: u64) -> f64 {
+    let (d, l, v, s) = (c.n_embd as f64, c.n_layer as f64, c.vocab_size as f64, seq as f64);
+    let forward = l * (24.0 * d * d + 4.0 * s * d) + 2.0 * v * d;
+    let passes = if method == Method::Full { 3.0 } else { 2.0 };
+    (batch * seq) as f64 * (passes * forward + 6.0 * adapter_params as f64)
 }
 
 /// Our GPT-2 targets and their ranks in another family's terms: LLaMA's MLP has gate and up projections where GPT-2
@@ -130,6 +145,13 @@ pub fn accounting_of(settings: &Settings, model: &ModelConfig) -> Result<Account
         memory: memory.into(),
         compare,
         scale_up,
+        step_flops: step_flops(
+            model,
+            spec.method,
+            settings.batch,
+            settings.seq,
+            if spec.method == Method::Full { 0 } else { count.trainable },
+        ),
     })
 }
 
@@ -192,6 +214,24 @@ mod tests {
     use super::*;
     use crate::model::Gpt2;
     use crate::run::Run;
+
+    #[test]
+    fn a_step_of_gpt2_small_counts_its_products() {
+        let c = ModelConfig::hf_preset("gpt2", None).unwrap();
+        let (d, t, s) = (768.0f64, 32.0f64, 32.0f64);
+        // Per token: qkv (d → 3d), the attention output (d → d), fc (d → 4d), proj (4d → d) at 2 flops per
+        // multiply-add; the attention's scores and weighted sum over 32 positions; the head over 50,257 tokens.
+        let layer = 2.0 * (d * 3.0 * d + d * d + d * 4.0 * d + 4.0 * d * d) + 2.0 * 2.0 * s * d;
+        let forward = t * (12.0 * layer + 2.0 * 50257.0 * d);
+        assert_eq!(step_flops(&c, Method::Qlora, 1, 32, 0), 2.0 * forward);
+        assert_eq!(step_flops(&c, Method::Full, 1, 32, 0), 3.0 * forward);
+        // ≈ 15.9 GFLOP: GPT-2's QLoRA step at 1 × 32, which the page's CPU executor takes in ~0.6 s on 2 cores.
+        assert!((step_flops(&c, Method::Qlora, 1, 32, 0) / 1e9 - 15.89).abs() < 0.01);
+        assert_eq!(
+            step_flops(&c, Method::Lora, 2, 32, 100) - 2.0 * step_flops(&c, Method::Lora, 1, 32, 0),
+            6.0 * 64.0 * 100.0
+        );
+    }
 
     #[test]
     fn accounting_of_the_default_settings_matches_the_accounting_module() {

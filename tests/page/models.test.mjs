@@ -36,6 +36,23 @@ async function live(page, config, r) {
   await page.waitForFunction((w) => document.querySelector('[data-testid=trainable-params]').dataset.value === w, want);
 }
 
+/// Drops files on `selector` as a reader drags them from a file manager: a DataTransfer holding them, through
+/// dragenter, dragover and drop.
+async function drop(page, selector, paths) {
+  const files = paths.map((p) => ({ name: p.split('/').pop(), base64: readFileSync(p).toString('base64') }));
+  await page.evaluate(({ selector, files }) => {
+    const dt = new DataTransfer();
+    for (const f of files) {
+      const bytes = Uint8Array.from(atob(f.base64), (c) => c.charCodeAt(0));
+      dt.items.add(new File([bytes], f.name));
+    }
+    const target = document.querySelector(selector);
+    for (const type of ['dragenter', 'dragover', 'drop']) {
+      target.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }
+  }, { selector, files });
+}
+
 for (const backend of ['cpu', 'webgpu']) {
   test(`${backend}: your own GPT-2 files: each wrong or missing file is named, then the model loads in the tab and trains`, { timeout: 600000 }, async () => {
     const browser = await launch({ webgpu: backend === 'webgpu' });
@@ -63,8 +80,8 @@ for (const backend of ['cpu', 'webgpu']) {
       await page.setInputFiles('[data-testid=model-files]', [FILES['config.json'], FILES['model.safetensors']]);
       await page.waitForFunction(() => /no tokenizer files/.test(document.querySelector('[data-testid=model-status]').textContent));
 
-      // The whole directory, with a file the page does not need.
-      await page.setInputFiles('[data-testid=model-files]', [...Object.values(FILES), join(ROOT, 'assets/gpt2/README.md')]);
+      // The whole directory dropped on the page, with a file the page does not need.
+      await drop(page, '#model-drop', [...Object.values(FILES), join(ROOT, 'assets/gpt2/README.md')]);
       await statusIs(page, 'loaded');
       const loaded = (await status(page)).text;
       assert.match(loaded, /2 layers × 8, a vocabulary of 50,257/);
@@ -73,6 +90,28 @@ for (const backend of ['cpu', 'webgpu']) {
       await live(page, TINY, 4);
       assert.equal(await page.getAttribute('#seq', 'max'), String(TINY.n_positions));
       assert.ok(await page.isEnabled('[data-testid=train]'));
+      if (backend === 'cpu') {
+        // Before Train: how long a step will take here, which follows the batch.
+        await page.waitForSelector('[data-testid=step-estimate]');
+        assert.match(await text(page, 'step-estimate'), /a step of 2 × 16 tokens takes about \d/);
+        const estimate = () => page.evaluate(() => {
+          const { seconds, flops, gflops } = document.querySelector('[data-testid=step-estimate]').dataset;
+          return { seconds: Number(seconds), flops: Number(flops), gflops: Number(gflops) };
+        });
+        const one = await estimate();
+        assert.ok(one.gflops > 0 && Math.abs(one.seconds - one.flops / (one.gflops * 1e9)) <= 1e-12 * one.seconds);
+        await page.fill('[data-testid=batch]', '4');
+        await page.dispatchEvent('[data-testid=batch]', 'input');
+        await page.waitForFunction(() => /of 4 × 16 tokens/.test(document.querySelector('[data-testid=step-estimate]').textContent), null, { timeout: 60000 });
+        const two = await estimate();
+        // Twice the tokens, twice the products; the speed is timed again at the new number of rows.
+        assert.equal(two.flops, 2 * one.flops);
+        assert.ok(Math.abs(two.seconds - two.flops / (two.gflops * 1e9)) <= 1e-12 * two.seconds);
+        await page.fill('[data-testid=batch]', '2');
+        await page.dispatchEvent('[data-testid=batch]', 'input');
+      } else {
+        assert.ok(await page.isHidden('[data-testid=step-estimate]'), 'no CPU estimate where the GPU trains');
+      }
 
       await trainToEnd(page, 300000);
       assert.equal(await attr(page, 'step'), '4');
@@ -93,6 +132,23 @@ for (const backend of ['cpu', 'webgpu']) {
     }
   });
 }
+
+test('an embed that names GPT-2 shows its size and licence and fetches nothing until Load', async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const hub = fakeHub();
+    const { page, context, errors } = await open(browser, '?model=gpt2&embed=1', {}, hub.setup);
+    assert.match(await text(page, 'model-about'), /openai-community\/gpt2 · MIT licence · 522\.7 MiB download/);
+    assert.ok(await page.isVisible('[data-testid=model-load]'));
+    assert.equal((await status(page)).value, '');
+    await page.waitForTimeout(1000);
+    assert.deepEqual(hub.log, []);
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    await browser.close();
+  }
+});
 
 /// The hub, answered from the fixture: every request logged; the first request for the weights is cut off half-way.
 function fakeHub() {

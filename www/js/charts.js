@@ -60,7 +60,9 @@ export class LossChart {
     curves.push([current.valSteps, current.val]);
     series.push({ label: 'validation loss', stroke: PALETTE[1], width: 2, spanGaps: true, points: { show: true, size: 5 } });
     const data = joinOnSteps(curves.map(([x, y]) => decimate(x, y, width)));
-    const shape = `${series.map((s) => s.label).join('|')}|${this.log}|${width}`;
+    // The loss is per token of the model's tokenizer: a byte for the built-in model, a BPE token for GPT-2's.
+    const unit = this.unit || 'byte';
+    const shape = `${series.map((s) => s.label).join('|')}|${this.log}|${width}|${unit}`;
     if (!this.plot || shape !== this.shape) {
       if (this.plot) this.plot.destroy();
       this.plot = new uPlot({
@@ -69,7 +71,7 @@ export class LossChart {
         series,
         scales: { x: { time: false }, y: { distr: this.log ? 3 : 1 } },
         // Whole steps only on the axis (uPlot would tick 2.5 on a short run).
-        axes: [{ label: 'step', incrs: [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000] }, { label: 'loss (nats/byte)' }],
+        axes: [{ label: 'step', incrs: [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000] }, { label: `loss (nats/${unit})` }],
         legend: { live: false },
         cursor: { drag: { x: false, y: false } },
       }, data, this.el);

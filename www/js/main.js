@@ -616,6 +616,45 @@ function offerRestore(saved) {
   $('restore-run').disabled = false;
 }
 
+/// On the CPU executor, the processor's multiply speed at the model's width (for the step-time estimate).
+function measureCpu() {
+  if (state.backend !== 'cpu' || !state.config || !state.settings) return;
+  const key = { d: state.config.n_embd, rows: speedRows() };
+  const asked = state.cpuSpeedAsked;
+  if (asked && asked.d === key.d && asked.rows === key.rows) return;
+  state.cpuSpeedAsked = key;
+  send({ type: 'cpu-speed', ...key });
+}
+
+/// The rows of the step's products that the speed is measured at: the batch's tokens, within what one timing needs.
+const speedRows = () => Math.min(512, Math.max(8, state.settings.batch * state.settings.seq));
+
+/// Before Train on the CPU executor: how long a step of these settings will take, from the step's matrix products
+/// (the engine's count) and the multiply speed measured here. The reader may go on either way; the chart then shows
+/// the real time per step.
+function showStepEstimate() {
+  const box = $('step-estimate');
+  const speed = state.cpuSpeed;
+  const acc = state.accounting;
+  const s = state.settings;
+  box.hidden = !(state.backend === 'cpu' && speed && acc && s);
+  if (box.hidden) return;
+  // Settings that changed the product's shape: time it again (the estimate stays hidden until then).
+  if (speed.d !== state.config.n_embd || speed.rows !== speedRows()) {
+    box.hidden = true;
+    measureCpu();
+    return;
+  }
+  const seconds = acc.step_flops / (speed.gflops * 1e9);
+  const time = (x) => (x < 1 ? `${Math.round(x * 1000)} ms` : x < 120 ? `${x.toFixed(1)} s` : `${(x / 60).toFixed(1)} min`);
+  box.dataset.seconds = String(seconds);
+  box.dataset.flops = String(acc.step_flops);
+  box.dataset.gflops = String(speed.gflops);
+  box.textContent = `On this processor a step of ${s.batch} × ${s.seq} tokens takes about ${time(seconds)}` +
+    ` (${s.steps} steps ≈ ${time(seconds * s.steps)}, plus validation): ${(acc.step_flops / 1e9).toFixed(1)} GFLOP of` +
+    ` matrix products at the ${speed.gflops.toFixed(1)} GFLOP/s this tab just measured. An estimate; ms/step below shows the real time.`;
+}
+
 /// A kept run of another model than the one shown: it is restored on that model's page.
 function offerOtherModel(saved) {
   const name = saved.model;
@@ -636,9 +675,11 @@ function modelStatus(value, text) {
   $('model-status').textContent = text;
 }
 
-function modelLoadedText(info) {
+/// The loaded model in words, with the engine's memory after loading it (its peak so far: wasm memory never shrinks).
+function modelLoadedText(info, memory) {
   const ignored = state.modelIgnored && state.modelIgnored.length ? ` (ignored: ${state.modelIgnored.join(', ')})` : '';
-  return `loaded: ${fmtInt(info.params)} parameters, ${info.n_layer} layers × ${info.n_embd}, a vocabulary of ${fmtInt(info.vocab_size)}${ignored}`;
+  const mem = memory ? `; the engine holds ${fmtBytes(memory)} in this tab` : '';
+  return `loaded: ${fmtInt(info.params)} parameters, ${info.n_layer} layers × ${info.n_embd}, a vocabulary of ${fmtInt(info.vocab_size)}${mem}${ignored}`;
 }
 
 /// What the reader sees of the chosen model before loading it: a hub model's size and licence, the file chooser.
@@ -652,6 +693,12 @@ async function showModelBar() {
   if (name === 'files') {
     $('model-about').textContent = 'Nothing leaves this tab.';
     modelStatus('', 'choose your model\'s files');
+  }
+  if (model.repo) {
+    $('model-credit').replaceChildren(`Base model: ${model.repo} from the Hugging Face hub (${model.licence} licence; `,
+      el('a', { href: `https://huggingface.co/${model.repo}`, rel: 'noopener' }, 'model card'), ').');
+  } else if (name === 'files') {
+    $('model-credit').textContent = 'Base model: your own files, read in this tab.';
   }
   if (model.repo) {
     const bytes = hubDownloadBytes(state.config, gpt2Params(state.config));
@@ -765,6 +812,7 @@ function showBackend(backend) {
 const onMessage = {
   init(m) {
     state.config = m.config;
+    lossChart.unit = m.config.vocab_size === 256 ? 'byte' : 'token';
     state.defaults = m.defaults;
     state.page = m.parsed.page;
     state.modelBytes = m.modelBytes;
@@ -800,6 +848,8 @@ const onMessage = {
     }
     setTrainingButtons('idle');
     if (m.storage) $('save-status').textContent = `Runs are not kept in this browser: ${m.storage}.`;
+    state.backend = backend;
+    measureCpu();
     if (state.modelName !== 'shakespeare') $('load-gate').hidden = true;
     else if (!state.page.embed) ensureModel();
     else {
@@ -818,6 +868,7 @@ const onMessage = {
     renderMemory(m.accounting, current && current.measured, current && current.backend);
     renderScale(m.accounting);
     $('snippet').textContent = m.snippet;
+    showStepEstimate();
     history.replaceState(null, '', `${location.pathname}?${m.query}${pageQuery()}`);
     document.body.dataset.accountShown = String(m.seq);
   },
@@ -825,11 +876,18 @@ const onMessage = {
   // is recomputed for it.
   model(m) {
     state.config = m.config;
+    lossChart.unit = m.config.vocab_size === 256 ? 'byte' : 'token';
+    requestDraw();
     state.formats = m.formats;
     $('seq').max = String(m.config.n_positions);
     fillHistogramChoices();
     account(state.settings);
     state.modelIgnored = m.ignored || [];
+    measureCpu();
+  },
+  'cpu-speed'(m) {
+    state.cpuSpeed = m;
+    showStepEstimate();
   },
   progress(m) {
     $('load-bar').max = m.total || 1;
@@ -838,7 +896,9 @@ const onMessage = {
   },
   loaded(m) {
     state.modelLoaded = true;
-    modelStatus('loaded', modelLoadedText(m.info));
+    $('model-load').hidden = true;
+    modelStatus('loaded', modelLoadedText(m.info, m.memoryBytes));
+    $('model-status').dataset.memory = String(m.memoryBytes ?? '');
     $('model-progress').hidden = true;
     setTrainingButtons(state.run ? state.run.status : 'idle');
     refreshCached();

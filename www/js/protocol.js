@@ -9,7 +9,10 @@
 //                                              page's throwaway runs must not replace the reader's)
 //   {type:'account', settings, seq}            counts, memory, scale-up, snippet for settings (answered at once;
 //                                              seq is echoed)
-//   {type:'load'}                              fetch the model weights (progress events)
+//   {type:'load'}                              load the model's weights: the built-in model from this site (progress
+//                                              events), a hub model from Cache Storage (hub.js downloaded it)
+//   {type:'files', files}                      the reader's own GPT-2 directory (File objects); read here, never sent
+//   {type:'cpu-speed', d}                      time the CPU executor's multiply at width d (the step estimate)
 //   {type:'text', bytes}                       the user's own text (ArrayBuffer); checked in Rust
 //   {type:'start', settings, preferGpu}        new run, then steps stream until done or paused
 //   {type:'pause'} / {type:'resume'} / {type:'reset'}
@@ -31,7 +34,12 @@
 //                                              SIMD, else null)
 //   {type:'account', accounting, query, snippet, problems, seq}   problems: [{field, message}], each faulty setting
 //                                              (named as in the link); the numbers use its default meanwhile
-//   {type:'progress', loaded, total} · {type:'loaded', info}
+//   {type:'init', …, model}                    model: the name the link chose (models.js; 'shakespeare' by default)
+//   {type:'progress', loaded, total} · {type:'loaded', info, memoryBytes}   memoryBytes: the engine's wasm memory
+//                                              after loading (its peak so far; it never shrinks)
+//   {type:'model', config, formats, ignored}   the loaded model brought its own config.json: every view follows it;
+//                                              ignored: the reader's files that are not part of a GPT-2 directory
+//   {type:'cpu-speed', d, gflops}              the multiply speed measured at width d
 //   {type:'text', bytes}
 //   {type:'started', backend, notice, trainable, measured}
 //   {type:'fallback', backend, notice, step}   the GPU device was lost: the run is back at `step` on the CPU

@@ -16,6 +16,9 @@ let engine = null;
 // {threads, threadsWhy, relaxed, relaxedWhy}: the CPU executor's threads and SIMD, with why it has one thread only or
 // no relaxed SIMD (null when it has them); shown with the CPU notice.
 let cpu = null;
+// The engine's wasm memory: it only grows, so its size after a load is the load's peak (shown with the model).
+let engineMemory = null;
+const memoryBytes = () => (engineMemory ? engineMemory.buffer.byteLength : null);
 
 // A module whose one function uses f32x4.relaxed_madd: it validates only where the browser has relaxed SIMD.
 const RELAXED_SIMD_PROBE = new Uint8Array([
@@ -50,7 +53,8 @@ async function loadEngine({ relaxed: relaxedAllowed = true, threads: threadsAllo
     const dir = `../pkg${build.threads ? '-threads' : ''}${build.relaxed ? '-relaxed' : ''}/`;
     try {
       const module = await import(`${dir}qlora_playground.js`);
-      await module.default();
+      const wasm = await module.default();
+      engineMemory = wasm && wasm.memory;
       if (build.threads) {
         // The page watches this start (engine-worker.js): it can block this worker for good.
         post({ type: 'threads-starting' });
@@ -148,7 +152,7 @@ async function loadHubModel() {
   post({ type: 'progress', loaded: 0, total: 0, phase: 'reading' });
   configJson = await loadFromBlobs(blobs, repo);
   post({ type: 'model', config: JSON.parse(configJson), formats: engine.baseFormats(configJson) });
-  post({ type: 'loaded', info: playground.modelInfo() });
+  post({ type: 'loaded', info: playground.modelInfo(), memoryBytes: memoryBytes() });
 }
 
 /// Fetches the weights with progress messages (bytes loaded of total).
@@ -169,7 +173,7 @@ async function loadBuiltInModel() {
   let off = 0;
   for (const c of chunks) { bytes.set(c, off); off += c.length; }
   playground = new engine.Playground(configJson, bytes);
-  post({ type: 'loaded', info: playground.modelInfo() });
+  post({ type: 'loaded', info: playground.modelInfo(), memoryBytes: memoryBytes() });
 }
 
 /// Whether this worker can train on WebGPU, and if not, why (shown on the page before any training).
@@ -425,6 +429,22 @@ const handlers = {
       await loading;
     }
   },
+  // How fast this processor multiplies at the model's width (GFLOP/s), for the page's step-time estimate on the CPU
+  // executor: a product of a step's shape (the batch's rows through a d → 3d linear map; few rows multiply less
+  // efficiently than many), timed after a quarter second of the same calls (browsers swap in optimized code for what
+  // turns out hot), median of three.
+  async 'cpu-speed'({ d, rows }) {
+    const [m, k, n] = [rows, d, 3 * d];
+    const reps = Math.max(1, Math.round(2e8 / (2 * m * k * n)));
+    for (const warm = performance.now() + 250; performance.now() < warm;) engine.cpuMatmul(m, k, n, true, reps);
+    const runs = [];
+    for (let i = 0; i < 3; i++) {
+      const t = performance.now();
+      engine.cpuMatmul(m, k, n, true, reps);
+      runs.push((2 * m * k * n * reps) / ((performance.now() - t) * 1e6));
+    }
+    post({ type: 'cpu-speed', d, rows, gflops: runs.sort((a, b) => a - b)[1] });
+  },
   // The reader's own GPT-2 directory (Files from the file input or a drop): loaded here, nothing leaves the tab.
   async files({ files }) {
     running = false;
@@ -438,7 +458,7 @@ const handlers = {
     configJson = await loadFromBlobs(blobs, null);
     modelName = 'files';
     post({ type: 'model', config: JSON.parse(configJson), formats: engine.baseFormats(configJson), ignored });
-    post({ type: 'loaded', info: playground.modelInfo() });
+    post({ type: 'loaded', info: playground.modelInfo(), memoryBytes: memoryBytes() });
   },
   async text({ bytes }) {
     await handlers.load();
