@@ -135,7 +135,7 @@ async fn page_api_saves_resumes_and_refuses_oversized_runs() {
     let weights = include_bytes!("../www/models/shakespeare/model.safetensors");
     let message = |e: wasm_bindgen::JsError| js_sys::Error::from(JsValue::from(e)).message().as_string().unwrap();
     let get = |v: &JsValue, k: &str| js_sys::Reflect::get(v, &k.into()).unwrap();
-    let settings = defaults().unwrap();
+    let settings = defaults(config).unwrap();
     for (k, v) in [("batch", 1), ("seq", 8), ("steps", 5)] {
         js_sys::Reflect::set(&settings, &k.into(), &JsValue::from(v)).unwrap();
     }

@@ -67,6 +67,23 @@ pub struct Settings {
     pub rslora: bool,
 }
 
+/// Models above this many parameters take the large-model defaults ([`Settings::defaults_for`]).
+const LARGE_MODEL_PARAMS: usize = 20_000_000;
+
+impl Settings {
+    /// The page's defaults for `model`: [`Settings::default`] for small models like the built-in one; for a model of
+    /// GPT-2's size (over 20 M parameters) a batch, sequence and run that suit a laptop's integrated GPU — 4 × 64
+    /// tokens (≈ 127 GFLOP a step on GPT-2 124M, well under a second at a few hundred GFLOP/s) for 100 steps. Links
+    /// name only what differs from these, so the model a link names decides what its absent settings mean.
+    pub fn defaults_for(model: &ModelConfig) -> Settings {
+        let d = Settings::default();
+        if crate::model::ParamLayout::new(model).total() <= LARGE_MODEL_PARAMS {
+            return d;
+        }
+        Settings { batch: 4, seq: 64, steps: 100, ..d }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -303,19 +320,19 @@ impl Settings {
                     if problems.iter().any(|q| q.field == p.field) {
                         break;
                     }
-                    usable.reset(&p.field);
+                    usable.reset(&p.field, model);
                     problems.push(p);
                 }
             }
         }
         // Not reached with the checks above; if a future check cannot be fixed field by field, start over.
-        (Settings::default(), problems)
+        (Settings::defaults_for(model), problems)
     }
 
     /// Puts one setting back to what it follows from (the method's base format, the format's double quantization)
-    /// or to its default.
-    fn reset(&mut self, field: &str) {
-        let d = Settings::default();
+    /// or to its default for `model`.
+    fn reset(&mut self, field: &str, model: &ModelConfig) {
+        let d = Settings::defaults_for(model);
         let method = self.method.parse::<Method>().ok();
         match field {
             "method" => {

@@ -184,18 +184,19 @@ pub fn parse_query_js(config_json: &str, query: &str) -> Result<JsValue, JsError
     to_js(&parse_query(query, &config_from(config_json)?))
 }
 
-/// The default settings.
+/// The default settings for the model `config_json` describes ([`Settings::defaults_for`]).
 #[wasm_bindgen]
-pub fn defaults() -> Result<JsValue, JsError> {
-    to_js(&Settings::default())
+pub fn defaults(config_json: &str) -> Result<JsValue, JsError> {
+    to_js(&Settings::defaults_for(&config_from(config_json)?))
 }
 
 /// The URL query of settings (non-defaults only), after checking them against the model.
 #[wasm_bindgen(js_name = toQuery)]
 pub fn to_query(config_json: &str, settings: JsValue) -> Result<String, JsError> {
     let s = settings_from(settings)?;
-    s.validate(&config_from(config_json)?).map_err(err)?;
-    Ok(s.to_query())
+    let model = config_from(config_json)?;
+    s.validate(&model).map_err(err)?;
+    Ok(s.to_query(&model))
 }
 
 /// What [`settle_settings`] answers: settings the engine can use and each problem, named by its control.

@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 pub const URL_VERSION: u32 = 1;
 
 impl Settings {
-    /// The URL query of these settings: `v` and every setting that differs from the default, in a fixed order.
-    pub fn to_query(&self) -> String {
-        let d = Settings::default();
+    /// The URL query of these settings: `v` and every setting that differs from `model`'s default
+    /// ([`Settings::defaults_for`]), in a fixed order.
+    pub fn to_query(&self, model: &ModelConfig) -> String {
+        let d = Settings::defaults_for(model);
         let mut q = form_urlencoded::Serializer::new(String::new());
         q.append_pair("v", &URL_VERSION.to_string());
         let mut put = |k: &str, differs: bool, v: String| {
@@ -72,7 +73,7 @@ pub struct ParsedQuery {
 /// Reads a URL query (with or without the leading `?`). Unknown parameters, bad values and an unsupported version
 /// are reported, never fatal. The result always validates against `model` (bad combinations fall back to defaults).
 pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
-    let mut out = ParsedQuery::default();
+    let mut out = ParsedQuery { settings: Settings::defaults_for(model), ..Default::default() };
     let s = &mut out.settings;
     let errors = &mut out.errors;
     let query = query.strip_prefix('?').unwrap_or(query);
@@ -258,7 +259,7 @@ mod tests {
     fn defaults_validate_and_round_trip_through_the_query() {
         let d = Settings::default();
         d.validate(&cfg()).unwrap();
-        assert_eq!(d.to_query(), "v=1");
+        assert_eq!(d.to_query(&cfg()), "v=1");
         let mut s = d.clone();
         s.method = "lora".into();
         s.format = "fp16".into();
@@ -268,7 +269,7 @@ mod tests {
         s.lr = 0.0005;
         s.task = "add".into();
         s.seed = 7;
-        let q = s.to_query();
+        let q = s.to_query(&cfg());
         assert_eq!(q, "v=1&method=lora&r=2&targets=q%2Cv&format=fp16&dq=0&lr=0.0005&seed=7&task=add");
         let back = parse_query(&format!("?{q}"), &cfg());
         assert!(back.errors.is_empty(), "{:?}", back.errors);
@@ -285,6 +286,24 @@ mod tests {
         assert!(p.errors.iter().any(|e| e.contains("models are shakespeare, gpt2, distilgpt2, files")));
         assert_eq!(p.page.model, None, "a link never names a URL to fetch");
         assert!(p.errors.iter().any(|e| e.contains("unknown link parameter \"what\"")));
+    }
+
+    #[test]
+    fn a_gpt2_size_model_has_laptop_defaults_and_its_links_name_what_differs() {
+        let gpt2 = ModelConfig::hf_preset("gpt2", None).unwrap();
+        let d = Settings::defaults_for(&gpt2);
+        assert_eq!((d.batch, d.seq, d.steps), (4, 64, 100));
+        assert_eq!(Settings::defaults_for(&cfg()), Settings::default(), "the built-in model keeps the page defaults");
+        assert_eq!(parse_query("v=1", &gpt2).settings, d);
+        assert_eq!(d.to_query(&gpt2), "v=1");
+        // The built-in model's defaults are explicit settings on GPT-2, and the round trip keeps them.
+        let small = Settings::default();
+        let q = small.to_query(&gpt2);
+        assert_eq!(q, "v=1&batch=8&steps=300");
+        assert_eq!(parse_query(&q, &gpt2).settings, small);
+        // A faulty value falls back to the model's default.
+        let (usable, problems) = Settings { batch: 0, ..d.clone() }.settle(&gpt2);
+        assert_eq!((usable.batch, problems.len()), (4, 1));
     }
 
     #[test]
@@ -418,7 +437,7 @@ mod tests {
         let lora = s.validate(&cfg()).unwrap().lora.unwrap();
         let rank = |n: &str| lora.targets.iter().find(|(t, _)| t.name() == n).unwrap().1;
         assert_eq!((rank("q"), rank("k"), rank("fc"), rank("proj")), (2, 8, 16, 8));
-        let q = s.to_query();
+        let q = s.to_query(&cfg());
         assert_eq!(q, "v=1&ranks=fc%3A16%2C+q%3A2");
         assert_eq!(parse_query(&q, &cfg()).settings, s);
         for (bad, says) in [

@@ -25,8 +25,14 @@ const status = (page) => page.evaluate(() => {
   const s = document.querySelector('[data-testid=model-status]');
   return { value: s.dataset.value, text: s.textContent };
 });
-const statusIs = (page, value) => page.waitForFunction(
-  (v) => document.querySelector('[data-testid=model-status]').dataset.value === v, value, { timeout: 120000 });
+/// Waits for the model control's status; on a timeout, says where it stood.
+async function statusIs(page, value) {
+  try {
+    await page.waitForFunction((v) => document.querySelector('[data-testid=model-status]').dataset.value === v, value, { timeout: 120000 });
+  } catch (e) {
+    throw new Error(`model status never became ${value}: ${JSON.stringify(await status(page))}, bar ${await page.evaluate(() => JSON.stringify({ ...document.querySelector('[data-testid=model-progress]').dataset }))} (${e.message})`);
+  }
+}
 
 /// The trainable count follows r at once: the page is live.
 async function live(page, config, r) {
@@ -141,6 +147,8 @@ test('an embed that names GPT-2 shows its size and licence and fetches nothing u
     assert.match(await text(page, 'model-about'), /openai-community\/gpt2 · MIT licence · 522\.7 MiB download/);
     assert.ok(await page.isVisible('[data-testid=model-load]'));
     assert.equal((await status(page)).value, '');
+    // GPT-2's defaults suit a laptop's integrated GPU: 4 × 64 tokens, 100 steps.
+    assert.deepEqual(await page.evaluate(() => ['batch', 'seq', 'steps'].map((id) => document.querySelector(`[data-testid=${id}]`).value)), ['4', '64', '100']);
     await page.waitForTimeout(1000);
     assert.deepEqual(hub.log, []);
     assert.deepEqual(errors, []);
@@ -209,13 +217,21 @@ test(`${HUB_BACKEND}: GPT-2 from the hub: its size and licence first, nothing fe
     const total = Object.values(FILES).reduce((a, f) => a + statSync(f).size, 0);
     assert.equal(await page.getAttribute('[data-testid=cached-model][data-name=gpt2]', 'data-bytes'), String(total));
 
-    // The next visit loads from this browser's cache: not one request to the hub.
+    // The next visit loads from this browser's cache: not one request to the hub. (After the run's last save.)
+    await page.waitForFunction(() => document.body.dataset.saved === '3', null, { timeout: 60000 });
     const before = hub.log.length;
     await page.reload(NAVIGATION);
     await ready(page);
     await statusIs(page, 'loaded');
     assert.equal(hub.log.length, before, `hub requests after the reload: ${hub.log.slice(before)}`);
     assert.equal(hub.log.filter((f) => f === 'model.safetensors').length, 2, hub.log.join(', '));
+    // The run kept in this browser comes back on the cached model.
+    await page.waitForSelector('[data-testid=restore-bar]', { timeout: 60000 }).catch(async (e) => {
+      throw new Error(`no restore offer: ${JSON.stringify(await page.evaluate(() => ({ bar: document.querySelector('[data-testid=restore-bar]').hidden, text: document.querySelector('#restore-text').textContent, save: document.querySelector('#save-status')?.textContent })))} (${e.message})`);
+    });
+    await page.click('[data-testid=restore-run]');
+    await page.waitForFunction(() => document.querySelector('[data-testid=step]').dataset.value === '3', null, { timeout: 120000 });
+    assert.ok(await page.isHidden('[data-testid=error]'), await text(page, 'error'));
     await page.screenshot({ path: join(ARTIFACTS, `${HUB_BACKEND}-hub-gpt2.png`), fullPage: true });
 
     // Delete: the list empties and the cache holds nothing of the model.

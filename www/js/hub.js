@@ -37,6 +37,9 @@ export async function deleteCached(name) {
   for (const file of HUB_FILES) await cache.delete(hubUrl(MODELS[name].repo, file));
 }
 
+/// Milliseconds without a byte after which a download is abandoned.
+const STALL_MS = 60000;
+
 /// Why a download failed, in one sentence that names the file.
 class DownloadError extends Error {}
 
@@ -47,51 +50,70 @@ export async function download(name, onProgress, { interrupted = false } = {}) {
   if (!self.caches) throw new DownloadError('this browser offers no Cache Storage here, so a hub model cannot be kept');
   const { repo } = MODELS[name];
   const cache = await caches.open(MODEL_CACHE);
-  const missing = [];
-  for (const file of HUB_FILES) if (!(await cache.match(hubUrl(repo, file)))) missing.push(file);
-  // Every response's headers first, so the bar shows the whole download's size from the start.
-  const responses = await Promise.all(missing.map(async (file) => {
-    let res;
-    try {
-      res = await fetch(hubUrl(repo, file), { mode: 'cors', credentials: 'omit' });
-    } catch (e) {
-      throw new DownloadError(`cannot reach the Hugging Face hub for ${file} (${e.message || e}); check the connection and press Load again`);
+  // A connection that stops sending without closing would leave the bar still for minutes: after STALL_MS without a
+  // byte the download is abandoned, and says so.
+  const stall = new AbortController();
+  let lastByte = Date.now();
+  const watchdog = setInterval(() => { if (Date.now() - lastByte > STALL_MS) stall.abort(); }, 1000);
+  try {
+    return await fetchAll();
+  } catch (e) {
+    if (stall.signal.aborted) {
+      throw new DownloadError(`the download stalled (no data for ${STALL_MS / 1000} s); nothing partial was kept, and Load fetches what is missing again from the start`);
     }
-    if (!res.ok) throw new DownloadError(`the Hugging Face hub answered HTTP ${res.status} for ${repo}/${file}`);
-    return { file, res, total: Number(res.headers.get('Content-Length')) || 0 };
-  }));
-  const total = responses.reduce((a, r) => a + r.total, 0);
-  let loaded = 0;
-  onProgress({ loaded, total });
-  await Promise.all(responses.map(async ({ file, res, total: expected }) => {
-    let got = 0;
-    let cut = null;
-    const counted = res.body.pipeThrough(new TransformStream({
-      transform(chunk, out) {
-        got += chunk.byteLength;
-        loaded += chunk.byteLength;
-        onProgress({ loaded, total });
-        out.enqueue(chunk);
-      },
-      flush() {
-        // A body cut short without an error from the network still must not be kept.
-        if (expected && got !== expected) {
-          cut = new DownloadError(`the download of ${file} ended after ${got} of its ${expected} bytes; nothing partial was kept, and Load fetches it again from the start`);
-          throw cut;
-        }
-      },
-    }));
-    const headers = { 'Content-Type': res.headers.get('Content-Type') || 'application/octet-stream' };
-    if (expected) headers['Content-Length'] = String(expected);
-    try {
-      await cache.put(hubUrl(repo, file), new Response(counted, { headers }));
-    } catch (e) {
-      if (cut) throw cut;
-      if (e && e.name === 'QuotaExceededError') {
-        throw new DownloadError(`the browser refused to store ${file} (its storage quota for this page is full); delete a cached model or free space, then press Load again`);
+    throw e;
+  } finally {
+    clearInterval(watchdog);
+  }
+
+  async function fetchAll() {
+    const missing = [];
+    for (const file of HUB_FILES) if (!(await cache.match(hubUrl(repo, file)))) missing.push(file);
+    // Every response's headers first, so the bar shows the whole download's size from the start.
+    const responses = await Promise.all(missing.map(async (file) => {
+      let res;
+      try {
+        res = await fetch(hubUrl(repo, file), { mode: 'cors', credentials: 'omit', signal: stall.signal });
+      } catch (e) {
+        throw new DownloadError(`cannot reach the Hugging Face hub for ${file} (${e.message || e}); check the connection and press Load again`);
       }
-      throw new DownloadError(`the download of ${file} stopped at ${got} of ${expected || '?'} bytes (${e.message || e}); nothing partial was kept, and Load fetches it again from the start`);
-    }
-  }));
-  return { downloaded: loaded, restarted: interrupted };
+      if (!res.ok) throw new DownloadError(`the Hugging Face hub answered HTTP ${res.status} for ${repo}/${file}`);
+      return { file, res, total: Number(res.headers.get('Content-Length')) || 0 };
+    }));
+    const total = responses.reduce((a, r) => a + r.total, 0);
+    let loaded = 0;
+    onProgress({ loaded, total });
+    await Promise.all(responses.map(async ({ file, res, total: expected }) => {
+      let got = 0;
+      let cut = null;
+      const counted = res.body.pipeThrough(new TransformStream({
+        transform(chunk, out) {
+          lastByte = Date.now();
+          got += chunk.byteLength;
+          loaded += chunk.byteLength;
+          onProgress({ loaded, total });
+          out.enqueue(chunk);
+        },
+        flush() {
+          // A body cut short without an error from the network still must not be kept.
+          if (expected && got !== expected) {
+            cut = new DownloadError(`the download of ${file} ended after ${got} of its ${expected} bytes; nothing partial was kept, and Load fetches it again from the start`);
+            throw cut;
+          }
+        },
+      }));
+      const headers = { 'Content-Type': res.headers.get('Content-Type') || 'application/octet-stream' };
+      if (expected) headers['Content-Length'] = String(expected);
+      try {
+        await cache.put(hubUrl(repo, file), new Response(counted, { headers }));
+      } catch (e) {
+        if (cut) throw cut;
+        if (e && e.name === 'QuotaExceededError') {
+          throw new DownloadError(`the browser refused to store ${file} (its storage quota for this page is full); delete a cached model or free space, then press Load again`);
+        }
+        throw new DownloadError(`the download of ${file} stopped at ${got} of ${expected || '?'} bytes (${e.message || e}); nothing partial was kept, and Load fetches it again from the start`);
+      }
+    }));
+    return { downloaded: loaded, restarted: interrupted };
+  }
 }

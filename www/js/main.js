@@ -724,21 +724,27 @@ async function loadHubModel() {
   const bar = $('model-progress');
   bar.hidden = false;
   bar.value = 0;
-  modelStatus('loading', state.downloadFailed ? 'the last download stopped part-way: starting it again from the beginning…' : 'loading…');
+  const restarting = state.downloadFailed;
+  modelStatus('loading', restarting ? 'the last download stopped part-way: starting it again from the beginning…' : 'loading…');
+  // The other files' streams may still report after one has failed: the failure's message stays.
+  let settled = false;
   try {
     const got = await download(name, ({ loaded, total }) => {
+      if (settled) return;
       bar.max = total || 1;
       bar.value = loaded;
       bar.dataset.loaded = String(loaded);
       bar.dataset.total = String(total);
-      const again = state.downloadFailed ? ' (started again from the beginning)' : '';
+      const again = restarting ? ' (started again from the beginning)' : '';
       modelStatus('loading', `downloading ${fmtBytes(loaded)}${total ? ` of ${fmtBytes(total)}` : ''}${again}…`);
-    }, { interrupted: state.downloadFailed });
+    }, { interrupted: restarting });
+    settled = true;
     state.downloadFailed = false;
     bar.removeAttribute('value'); // indeterminate while the engine reads and checks the weights
     modelStatus('loading', got.downloaded ? 'downloaded; reading the weights…' : 'reading the weights from this browser\'s cache…');
     send({ type: 'load' });
   } catch (e) {
+    settled = true;
     state.downloadFailed = true;
     bar.hidden = true;
     $('model-load').disabled = false;

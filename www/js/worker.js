@@ -414,7 +414,7 @@ const handlers = {
       storage = e.message;
       storageWorks = false;
     }
-    post({ type: 'init', model: modelName, parsed: engine.parseQuery(configJson, query), defaults: engine.defaults(), config: JSON.parse(configJson), modelBytes, gpu: await probeGpu(), saved, storage, cpu, formats: engine.baseFormats(configJson) });
+    post({ type: 'init', model: modelName, parsed: engine.parseQuery(configJson, query), defaults: engine.defaults(configJson), config: JSON.parse(configJson), modelBytes, gpu: await probeGpu(), saved, storage, cpu, formats: engine.baseFormats(configJson) });
   },
   async account({ settings, seq }) {
     // A faulty setting is named and replaced by its default for the numbers, so the others stay live.
