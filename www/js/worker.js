@@ -125,13 +125,16 @@ async function loadFromBlobs(blobs, nameOrPath) {
   const reader = new FileReaderSync();
   const next = engine.Playground.fromReader(config, st.size, (offset, length) => new Uint8Array(reader.readAsArrayBuffer(st.slice(offset, offset + length))));
   const bytes = async (file) => (blobs[file] ? new Uint8Array(await blobs[file].arrayBuffer()) : undefined);
-  const tokenizerFiles = [await bytes('vocab.json'), await bytes('merges.txt'), await bytes('tokenizer.json')];
-  if (tokenizerFiles.some(Boolean)) {
-    next.useTokenizerFiles(...tokenizerFiles);
-  } else if (next.modelInfo().vocab_size !== 256) {
-    const vocab = next.modelInfo().vocab_size;
-    next.free();
-    throw new Error(`no tokenizer files (vocab.json + merges.txt, or tokenizer.json) for a vocabulary of ${vocab} tokens`);
+  try {
+    const tokenizerFiles = [await bytes('vocab.json'), await bytes('merges.txt'), await bytes('tokenizer.json')];
+    if (tokenizerFiles.some(Boolean)) {
+      next.useTokenizerFiles(...tokenizerFiles);
+    } else if (next.modelInfo().vocab_size !== 256) {
+      throw new Error(`no tokenizer files (vocab.json + merges.txt, or tokenizer.json) for a vocabulary of ${next.modelInfo().vocab_size} tokens`);
+    }
+  } catch (e) {
+    next.free(); // the model read so far (GPT-2: 0.5 GB) goes with the refusal
+    throw e;
   }
   if (playground) playground.free();
   playground = next;
@@ -149,7 +152,6 @@ async function loadHubModel() {
     if (!res) throw new Error(`${file} of ${repo} is not downloaded yet: press Load`);
     blobs[file] = await res.blob();
   }
-  post({ type: 'progress', loaded: 0, total: 0, phase: 'reading' });
   configJson = await loadFromBlobs(blobs, repo);
   post({ type: 'model', config: JSON.parse(configJson), formats: engine.baseFormats(configJson) });
   post({ type: 'loaded', info: playground.modelInfo(), memoryBytes: memoryBytes() });
