@@ -70,10 +70,18 @@ fn page_tests() -> Result<(), String> {
     }
     let root = page::dist()?;
     let addr = static_server::spawn_server(root, 0)?;
+    // Every test file there, so that a new one cannot be left out of CI.
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {dir}: {e}"))?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".test.mjs"))
+        .collect();
+    files.sort();
     for browser in ["chromium", "firefox"] {
-        eprintln!("xtask: page tests in {browser} against http://{addr}/");
+        eprintln!("xtask: page tests in {browser} against http://{addr}/: {}", files.join(" "));
         let status = Command::new("node")
-            .args(["--test", "--test-concurrency=1", "webgpu.test.mjs", "cpu.test.mjs", "persistence.test.mjs"])
+            .args(["--test", "--test-concurrency=1"])
+            .args(&files)
             .current_dir(dir)
             .env("PAGE_URL", format!("http://{addr}/"))
             .env("BROWSER", browser)
