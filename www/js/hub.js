@@ -44,9 +44,9 @@ const STALL_MS = 60000;
 class DownloadError extends Error {}
 
 /// Downloads the files of hub model `name` that are not cached yet into the cache, reporting
-/// `onProgress({loaded, total})` over all of them. Resolves with {downloaded, restarted}: bytes fetched, and whether
-/// an earlier attempt had stopped part-way (its files are fetched again from the start).
-export async function download(name, onProgress, { interrupted = false } = {}) {
+/// `onProgress({loaded, total})` over all of them. Resolves with {downloaded}: the bytes fetched (0 when every file
+/// was cached already).
+export async function download(name, onProgress) {
   if (!self.caches) throw new DownloadError('this browser offers no Cache Storage here, so a hub model cannot be kept');
   const { repo } = MODELS[name];
   const cache = await caches.open(MODEL_CACHE);
@@ -114,6 +114,6 @@ export async function download(name, onProgress, { interrupted = false } = {}) {
         throw new DownloadError(`the download of ${file} stopped at ${got} of ${expected || '?'} bytes (${e.message || e}); nothing partial was kept, and Load fetches it again from the start`);
       }
     }));
-    return { downloaded: loaded, restarted: interrupted };
+    return { downloaded: loaded };
   }
 }

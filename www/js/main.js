@@ -694,13 +694,10 @@ async function showModelBar() {
     $('model-about').textContent = 'Nothing leaves this tab.';
     modelStatus('', 'choose your model\'s files');
   }
+  if (name === 'files') $('model-credit').textContent = 'Base model: your own files, read in this tab.';
   if (model.repo) {
     $('model-credit').replaceChildren(`Base model: ${model.repo} from the Hugging Face hub (${model.licence} licence; `,
       el('a', { href: `https://huggingface.co/${model.repo}`, rel: 'noopener' }, 'model card'), ').');
-  } else if (name === 'files') {
-    $('model-credit').textContent = 'Base model: your own files, read in this tab.';
-  }
-  if (model.repo) {
     const bytes = hubDownloadBytes(state.config, gpt2Params(state.config));
     $('model-about').textContent = `${model.repo} · ${model.licence} licence · ${fmtBytes(bytes)} download from huggingface.co, kept in this browser`;
     $('model-about').dataset.bytes = String(bytes);
@@ -737,7 +734,7 @@ async function loadHubModel() {
       bar.dataset.total = String(total);
       const again = restarting ? ' (started again from the beginning)' : '';
       modelStatus('loading', `downloading ${fmtBytes(loaded)}${total ? ` of ${fmtBytes(total)}` : ''}${again}…`);
-    }, { interrupted: restarting });
+    });
     settled = true;
     state.downloadFailed = false;
     bar.removeAttribute('value'); // indeterminate while the engine reads and checks the weights
