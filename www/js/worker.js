@@ -33,7 +33,7 @@ const RELAXED_SIMD_PROBE = new Uint8Array([
 /// Loads the best engine build this browser runs. `relaxed: false` (the benchmark page's `simd=plain`) asks for
 /// plain SIMD, to measure what relaxed SIMD gains; `threads: false` for one thread, `threadsWhy` saying why (the
 /// page's replacement of a worker whose thread pool did not start: engine-worker.js). `stallThreadStart` (tests only)
-/// blocks the pool's start for good, as Firefox's hang does.
+/// blocks the pool's start for good, as Firefox's hang does (`true`: in every worker the page starts; a number: in that many).
 async function loadEngine({ relaxed: relaxedAllowed = true, threads: threadsAllowed = true, threadsWhy: askedWhy, stallThreadStart = false } = {}) {
   const cores = self.navigator.hardwareConcurrency || 1;
   let threadsWhy = null;
