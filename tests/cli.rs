@@ -312,6 +312,7 @@ fn bad_input_exits_2_with_one_line() {
         (finetune(&["--steps", "0"]), "steps"),
         (vec!["bench".into(), "--backend".into(), "cpu".into(), "--memory".into()], "--backend gpu"),
         (vec!["bench".into(), "--backend".into(), "cpu".into(), "--webgpu-limits".into()], "--backend gpu"),
+        (vec!["bench".into(), "--backend".into(), "cpu".into(), "--profile".into()], "--backend gpu"),
         (finetune(&["--batch", "0"]), "batch"),
         (finetune(&["--batch", "100000"]), "batch"),
         (

@@ -95,6 +95,31 @@ fn matmul_benchmark_reports_both_kernels() {
     assert!(lines.iter().all(|l| l["gflops"].as_f64().unwrap() > 0.0));
 }
 
+/// `--profile` counts a step without running it: every kernel's totals add up to the step's, and the least a step
+/// needs is below what the dispatches do on both paper GPUs.
+#[test]
+fn the_gpu_profile_adds_up_and_stays_above_the_least_a_step_needs() {
+    let args =
+        ["bench", "--backend", "gpu", "--profile", "--layers", "2", "--embd", "64", "--batch", "2", "--seq", "16"];
+    let lines = qlora(&[&args[..], &["--json"]].concat());
+    let p = &lines[0];
+    let kernels = p["kernels"].as_array().unwrap();
+    for key in ["dispatches", "flops", "read", "written"] {
+        let sum: u64 = kernels.iter().map(|k| k[key].as_u64().unwrap()).sum();
+        assert_eq!(sum, p["step"][key].as_u64().unwrap(), "{key}");
+    }
+    let names: Vec<&str> = kernels.iter().map(|k| k["kernel"].as_str().unwrap()).collect();
+    for k in ["matmul_dequant forward", "matmul_dequant backward", "attention forward", "adamw update"] {
+        assert!(names.contains(&k), "{k} in {names:?}");
+    }
+    assert!(p["least"]["flops"].as_f64().unwrap() <= p["step"]["flops"].as_f64().unwrap());
+    for i in 0..2 {
+        let (ours, least) =
+            (p["step"]["roofline_ms"][i].as_f64().unwrap(), p["least"]["roofline_ms"][i].as_f64().unwrap());
+        assert!(least > 0.0 && ours >= least, "{ours} ms against the least {least} ms");
+    }
+}
+
 #[test]
 fn generation_benchmark_reports_tokens_per_second_on_both_backends() {
     for backend in ["gpu", "cpu"] {

@@ -280,3 +280,35 @@ fn kv_cache_generation_matches_cpu() {
         }
     }
 }
+
+/// The step's matmul dispatches, counted on paper (`qlora bench --backend gpu --profile`), do exactly the products
+/// the accounting counts: per token and layer the four linear maps forward and backward to their inputs (and to
+/// their weights in full fine-tuning), the tied head likewise, and 6·r·(in + out) per adapted matrix — so no product
+/// is done twice or left out, and the profile's FLOPs are the step's.
+#[test]
+fn a_steps_matmul_dispatches_do_the_products_the_accounting_counts() {
+    use qlora_playground::web::accounts::step_flops;
+    let m = Gpt2::init(ModelConfig::bytes(2, 4, 64, 64).unwrap(), 1);
+    let c = &m.config;
+    let (b, t) = (3usize, 20usize);
+    let fused =
+        LoraConfig { targets: vec![(Target::Qkv, 4), (Target::Proj, 2)], alpha: 4.0, rslora: true, dropout: 0.1 };
+    for (method, storage, lora) in [
+        (Method::Full, Storage::FP32, None),
+        (Method::Lora, Storage::FP32, Some(all_targets(4, 0.0))),
+        (Method::Lora, Storage::FP32, Some(fused)),
+        (Method::Qlora, Storage::new(Format::Nf4, true).unwrap(), Some(all_targets(8, 0.0))),
+    ] {
+        let gt = GpuTrainer::new(Gpu::new_blocking().unwrap(), &m, method, storage, lora, optim(), 1, b, t).unwrap();
+        let adapter_params: u64 =
+            gt.adapters().map_or(0, |a| a.entries.iter().map(|e| (e.rank * (e.d_in + e.d_out)) as u64).sum());
+        let costs = gt.step_costs();
+        let matmul: u64 = costs.iter().filter(|c| c.kernel.starts_with("matmul")).map(|c| c.flops).sum();
+        // The accounting's step less its attention products (4·seq·d per token and layer, each pass).
+        let passes = if method == Method::Full { 3.0 } else { 2.0 };
+        let attention = (b * t) as f64 * passes * (c.n_layer * 4 * t * c.n_embd) as f64;
+        let want = step_flops(c, method, b, t, adapter_params) - attention;
+        assert_eq!(matmul as f64, want, "{method} {}", storage.label());
+        assert!(costs.iter().all(|c| c.written > 0), "every dispatch writes something: {costs:?}");
+    }
+}

@@ -401,6 +401,10 @@ pub(super) struct BenchArgs {
     /// without timing steps.
     #[arg(long)]
     pub memory: bool,
+    /// With --backend gpu: build the run and print what each kernel of a training step costs on paper (dispatches,
+    /// FLOPs, bytes) against the roofline of an integrated and a discrete GPU, without timing steps.
+    #[arg(long, conflicts_with = "memory")]
+    pub profile: bool,
     /// With --backend gpu: request WebGPU's default limits (128 MiB per storage binding, 256 MiB per buffer), as a
     /// browser grants them, instead of the adapter's own.
     #[arg(long)]

@@ -379,8 +379,8 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
         Backend::Gpu(_) if a.webgpu_limits => {
             Backend::Gpu(Box::new(Gpu::with_limits_blocking(wgpu::Limits::default())?))
         }
-        Backend::Cpu if a.webgpu_limits || a.memory => {
-            bail!("--webgpu-limits and --memory measure the GPU; use them with --backend gpu")
+        Backend::Cpu if a.webgpu_limits || a.memory || a.profile => {
+            bail!("--webgpu-limits, --memory and --profile measure the GPU; use them with --backend gpu")
         }
         b => b,
     };
@@ -430,7 +430,19 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
                 print_memory(memory.as_deref().unwrap_or_default(), a.output.json);
                 return Ok(());
             }
-            let trainer = Trainer::new(model, method, st, lora, optim, 0)?;
+            if a.profile {
+                let least = step_flops(&cfg, g.adapters(), a.batch, a.seq);
+                let header = format!(
+                    "{method} · {} · {} layers × {} wide, vocabulary {} · batch {} × seq {} · built on {device}",
+                    st.label(),
+                    cfg.n_layer,
+                    cfg.n_embd,
+                    cfg.vocab_size,
+                    a.batch,
+                    a.seq
+                );
+                return profile::print_profile(&g, least, &header, a.output.json);
+            }
             // Awaited one by one, then with the next step submitted before each readback (as the page and
             // `qlora finetune` train), where a step's time is the time between two results.
             let mut one_by_one = Vec::new();
@@ -453,7 +465,7 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
                 t0 = Instant::now();
             }
             pollster::block_on(g.finish_step(in_flight))?;
-            step_flops(&cfg, &trainer, a.batch, a.seq)
+            step_flops(&cfg, g.adapters(), a.batch, a.seq)
         }
         Backend::Cpu => {
             let mut trainer = Trainer::new(model, method, st, lora, optim, 0)?;
@@ -464,7 +476,7 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
                     times.push(t0.elapsed().as_secs_f64());
                 }
             }
-            step_flops(&cfg, &trainer, a.batch, a.seq)
+            step_flops(&cfg, trainer.adapters.as_ref(), a.batch, a.seq)
         }
     };
     let median = median(&mut times);
@@ -740,13 +752,13 @@ fn bench_step_products(json_out: bool) {
 /// 2·T·C per token per layer for scores and again for the weighted sum (causal: half of T² on average); backward
 /// twice the forward for full fine-tuning (input and weight gradients), once for LoRA (input gradients only), plus
 /// the adapters' own matmuls.
-fn step_flops(cfg: &ModelConfig, tr: &Trainer, b: usize, t: usize) -> f64 {
+fn step_flops(cfg: &ModelConfig, adapters: Option<&Adapters>, b: usize, t: usize) -> f64 {
     let (c, l, v) = (cfg.n_embd as f64, cfg.n_layer as f64, cfg.vocab_size as f64);
     let tokens = (b * t) as f64;
     let matmul = 2.0 * tokens * (l * 12.0 * c * c + c * v);
     let attention = 2.0 * tokens * l * t as f64 * c; // 2 matmuls × 2 flops × T/2 positions × C
     let forward = matmul + attention;
-    match &tr.adapters {
+    match adapters {
         None => 3.0 * forward,
         Some(ad) => {
             let adapter: f64 =

@@ -5,6 +5,7 @@ mod args;
 mod commands;
 mod evidence;
 mod pretrain;
+mod profile;
 
 use args::*;
 use clap::{Parser, Subcommand};

@@ -40,7 +40,7 @@
 //! | matmul_tiles.wgsl (matmul_dequant, dy·W) | large_tiles | `MatmulDequant::prepare_backward` | `cpu::matmul::gemm` | `fused_dequant_matmul_matches_cpu_for_every_format` |
 
 use super::matmul::Dispatch;
-use super::{Category, Gpu, GpuBuffer, View};
+use super::{Category, Cost, Gpu, GpuBuffer, View};
 
 const ELEMENTWISE_WGSL: &str = include_str!("../../shaders/elementwise.wgsl");
 const LAYERNORM_WGSL: &str = include_str!("../../shaders/layernorm.wgsl");
@@ -127,6 +127,7 @@ impl Kernel {
         uniform: wgpu::Buffer,
         bufs: &[View],
         workgroups: (u32, u32, u32),
+        cost: Cost,
     ) -> Dispatch {
         let pipeline = self.pipelines.iter().find(|(e, _)| *e == entry).expect("entry point compiled").1.clone();
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
@@ -138,7 +139,7 @@ impl Kernel {
             layout: &self.layout,
             entries: &entries,
         });
-        Dispatch::new(pipeline, vec![bg], workgroups, Some(uniform))
+        Dispatch::new(pipeline, vec![bg], workgroups, Some(uniform), cost)
     }
 }
 
@@ -147,6 +148,24 @@ impl Kernel {
 fn grid(n: u32) -> (u32, u32) {
     let x = n.clamp(1, 65535);
     (x, n.div_ceil(x).max(1))
+}
+
+/// The sizes attention's costs are counted in.
+struct AttentionSizes {
+    hs: u64,
+    /// Causal (query, key) pairs over every sequence and head: B·NH·T(T+1)/2.
+    pairs: u64,
+    /// Bytes of one [B·T, C] tensor (q, k, v, y or dy).
+    x: u64,
+    /// Bytes of att [B, T, NH, T].
+    square: u64,
+}
+
+impl AttentionSizes {
+    fn new(b: u32, t: u32, c: u32, nh: u32) -> Self {
+        let (b, t, c, nh) = (b as u64, t as u64, c as u64, nh as u64);
+        AttentionSizes { hs: c / nh, pairs: b * nh * t * (t + 1) / 2, x: 4 * b * t * c, square: 4 * b * t * nh * t }
+    }
 }
 
 /// The uniform of elementwise.wgsl.
@@ -410,54 +429,106 @@ impl Kernels {
         att: View,
     ) -> Dispatch {
         let u = gpu.uniform("attention_decode", &DecodeParams { pos: 0, c, nh, max_t });
-        self.attention_decode.dispatch(gpu, "decode", u, &[qkv, kcache, vcache, att, out], (nh.div_ceil(64), 1, 1))
+        // Counted at the last position of the window (the uniform moves it token by token): one query against
+        // max_t keys and values.
+        let (c64, t) = (c as u64, max_t as u64);
+        let cost = Cost::new(
+            "attention_decode decode",
+            4 * t * c64 + 4 * t * nh as u64,
+            4 * (3 * c64 + 2 * t * c64),
+            4 * (3 * c64 + t * nh as u64),
+        );
+        self.attention_decode.dispatch(
+            gpu,
+            "decode",
+            u,
+            &[qkv, kcache, vcache, att, out],
+            (nh.div_ceil(64), 1, 1),
+            cost,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn elementwise(&self, gpu: &Gpu, entry: &str, n: u32, a: View, b: View, out: View, width: u32) -> Dispatch {
+    fn elementwise(
+        &self,
+        gpu: &Gpu,
+        entry: &str,
+        n: u32,
+        a: View,
+        b: View,
+        out: View,
+        width: u32,
+        cost: Cost,
+    ) -> Dispatch {
         let (x, y) = grid(n.div_ceil(256));
         let u = gpu.uniform("elementwise", &ElementwiseParams { n, groups_x: x, width, _pad: 0 });
-        self.elementwise.dispatch(gpu, entry, u, &[a, b, out], (x, y, 1))
+        self.elementwise.dispatch(gpu, entry, u, &[a, b, out], (x, y, 1), cost)
     }
 
     /// out = gelu_new(inp).
     pub fn gelu_forward(&self, gpu: &Gpu, n: u32, inp: View, out: View) -> Dispatch {
-        self.elementwise(gpu, "gelu_forward", n, inp, inp, out, 1)
+        // gelu_new: x³, a multiply-add, a scale, tanh, an add and two multiplies.
+        let cost = Cost::elementwise("elementwise gelu_forward", n, 1, 9);
+        self.elementwise(gpu, "gelu_forward", n, inp, inp, out, 1, cost)
     }
 
     /// dinp += gelu_new'(inp) · dout.
     pub fn gelu_backward(&self, gpu: &Gpu, n: u32, dinp: View, inp: View, dout: View) -> Dispatch {
-        self.elementwise(gpu, "gelu_backward", n, inp, dout, dinp, 1)
+        // tanh as forward, then its derivative through the chain rule (~16 operations), times dout, added.
+        let cost = Cost::elementwise("elementwise gelu_backward", n, 3, 18);
+        self.elementwise(gpu, "gelu_backward", n, inp, dout, dinp, 1, cost)
     }
 
     /// out = a + b.
     pub fn residual_forward(&self, gpu: &Gpu, n: u32, out: View, a: View, b: View) -> Dispatch {
-        self.elementwise(gpu, "residual_forward", n, a, b, out, 1)
+        self.elementwise(
+            gpu,
+            "residual_forward",
+            n,
+            a,
+            b,
+            out,
+            1,
+            Cost::elementwise("elementwise residual_forward", n, 2, 1),
+        )
     }
 
     /// out = a · mask (the dropout mask holds 0 or 1/(1−p)).
     pub fn mask_forward(&self, gpu: &Gpu, n: u32, out: View, a: View, mask: View) -> Dispatch {
-        self.elementwise(gpu, "mask_forward", n, a, mask, out, 1)
+        self.elementwise(
+            gpu,
+            "mask_forward",
+            n,
+            a,
+            mask,
+            out,
+            1,
+            Cost::elementwise("elementwise mask_forward", n, 2, 1),
+        )
     }
 
     /// out += a · mask.
     pub fn mask_backward(&self, gpu: &Gpu, n: u32, out: View, a: View, mask: View) -> Dispatch {
-        self.elementwise(gpu, "mask_backward", n, a, mask, out, 1)
+        let cost = Cost::elementwise("elementwise mask_backward", n, 3, 2);
+        self.elementwise(gpu, "mask_backward", n, a, mask, out, 1, cost)
     }
 
     /// out = 0 (the CPU executor's `fill(0.0)` before an accumulating kernel).
     pub fn zero(&self, gpu: &Gpu, n: u32, out: View) -> Dispatch {
-        self.elementwise(gpu, "zero", n, self.dummy_read.all(), self.dummy_read.all(), out, 1)
+        let cost = Cost::elementwise("elementwise zero", n, 0, 0);
+        self.elementwise(gpu, "zero", n, self.dummy_read.all(), self.dummy_read.all(), out, 1, cost)
     }
 
     /// `out[r, i] = bias[i]` for every row (the start of a linear layer's output).
     pub fn broadcast_rows(&self, gpu: &Gpu, rows: u32, width: u32, out: View, bias: View) -> Dispatch {
-        self.elementwise(gpu, "broadcast_rows", rows * width, bias, bias, out, width)
+        let n = rows as u64 * width as u64;
+        let cost = Cost::new("elementwise broadcast_rows", 0, 4 * width as u64, 4 * n);
+        self.elementwise(gpu, "broadcast_rows", rows * width, bias, bias, out, width, cost)
     }
 
     /// out += a.
     pub fn accumulate(&self, gpu: &Gpu, n: u32, out: View, a: View) -> Dispatch {
-        self.elementwise(gpu, "accumulate", n, a, a, out, 1)
+        self.elementwise(gpu, "accumulate", n, a, a, out, 1, Cost::elementwise("elementwise accumulate", n, 2, 1))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -474,10 +545,11 @@ impl Kernels {
         out: View,
         stats: View,
         dy: View,
+        cost: Cost,
     ) -> Dispatch {
         let (gx, gy) = grid(rows);
         let u = gpu.uniform("layernorm", &LayerNormParams { rows, c, eps, groups_x: gx });
-        self.layernorm.dispatch(gpu, entry, u, &[x, w, b, out, stats, dy], (gx, gy, 1))
+        self.layernorm.dispatch(gpu, entry, u, &[x, w, b, out, stats, dy], (gx, gy, 1), cost)
     }
 
     /// out = LayerNorm(inp)·w + b; saves (mean, rstd) per row in `stats`.
@@ -494,7 +566,10 @@ impl Kernels {
         w: View,
         b: View,
     ) -> Dispatch {
-        self.layernorm(gpu, "forward", rows, c, eps, inp, w, b, out, stats, inp)
+        // Mean, variance (a subtract and a multiply-add), normalise (subtract, multiply), scale and shift.
+        let (n, r, c64) = (rows as u64 * c as u64, rows as u64, c as u64);
+        let cost = Cost::new("layernorm forward", 7 * n, 4 * n + 8 * c64, 4 * n + 8 * r);
+        self.layernorm(gpu, "forward", rows, c, eps, inp, w, b, out, stats, inp, cost)
     }
 
     /// dinp += input gradient of the LayerNorm.
@@ -510,7 +585,10 @@ impl Kernels {
         w: View,
         stats: View,
     ) -> Dispatch {
-        self.layernorm(gpu, "backward", rows, c, 0.0, inp, w, w, dinp, stats, dout)
+        // Two row sums of dout·w and dout·w·norm, then each input's gradient from them, added to dinp.
+        let (n, r, c64) = (rows as u64 * c as u64, rows as u64, c as u64);
+        let cost = Cost::new("layernorm backward", 12 * n, 12 * n + 4 * c64 + 8 * r, 4 * n);
+        self.layernorm(gpu, "backward", rows, c, 0.0, inp, w, w, dinp, stats, dout, cost)
     }
 
     /// dw += Σ_rows norm·dout, db += Σ_rows dout (the LayerNorm's parameter gradients).
@@ -527,7 +605,10 @@ impl Kernels {
         stats: View,
     ) -> Dispatch {
         let u = gpu.uniform("column_sums", &ColumnSumsParams { rows, c, _pad: [0; 2] });
-        self.column_sums.dispatch(gpu, "layernorm_param_grads", u, &[dout, inp, stats, dw, db], (c.div_ceil(64), 1, 1))
+        let (n, r, c64) = (rows as u64 * c as u64, rows as u64, c as u64);
+        let cost = Cost::new("column_sums layernorm_param_grads", 5 * n, 8 * n + 8 * r + 8 * c64, 8 * c64);
+        let bufs = [dout, inp, stats, dw, db];
+        self.column_sums.dispatch(gpu, "layernorm_param_grads", u, &bufs, (c.div_ceil(64), 1, 1), cost)
     }
 
     /// db += Σ_rows dout (a linear layer's bias gradient).
@@ -539,6 +620,7 @@ impl Kernels {
             u,
             &[dout, self.dummy_read.all(), self.dummy_read.all(), self.dummy_write[0].all(), db],
             (c.div_ceil(64), 1, 1),
+            Cost::new("column_sums bias_grad", rows as u64 * c as u64, 4 * (rows as u64 + 1) * c as u64, 4 * c as u64),
         )
     }
 
@@ -561,12 +643,16 @@ impl Kernels {
         qkv: View,
     ) -> Dispatch {
         let u = gpu.uniform("attention", &AttentionParams { b, t, c, nh });
+        let a = AttentionSizes::new(b, t, c, nh);
+        // Per causal pair: q·k, the softmax (max, exp, sum, divide) and p·v; att is written whole, zeros included.
+        let cost = Cost::new("attention forward", (4 * a.hs + 4) * a.pairs, 3 * a.x, a.x + a.square);
         self.attention.dispatch(
             gpu,
             "forward",
             u,
             &[qkv, att, out, self.dummy_write[0].all(), self.dummy_write[1].all()],
             Self::attention_grid(b, t, nh),
+            cost,
         )
     }
 
@@ -586,11 +672,18 @@ impl Kernels {
         dpre: View,
     ) -> [Dispatch; 2] {
         let g = Self::attention_grid(b, t, nh);
-        let mk = |entry: &str| {
+        let mk = |entry: &str, cost: Cost| {
             let u = gpu.uniform("attention", &AttentionParams { b, t, c, nh });
-            self.attention.dispatch(gpu, entry, u, &[qkv, att, dout, dqkv, dpre], g)
+            self.attention.dispatch(gpu, entry, u, &[qkv, att, dout, dqkv, dpre], g, cost)
         };
-        [mk("backward_query"), mk("backward_keys")]
+        let a = AttentionSizes::new(b, t, c, nh);
+        // Per causal pair, dy·v and the softmax's backward into dpre, then dq += dpre·k; reads q, k, v, att, dy and
+        // dq (added to).
+        let query =
+            Cost::new("attention backward_query", (4 * a.hs + 5) * a.pairs, 5 * a.x + 4 * a.pairs, a.x + 4 * a.pairs);
+        // Per causal pair, dk += dpre·q and dv += att·dy; reads q, dy, dpre, att and dk, dv (added to).
+        let keys = Cost::new("attention backward_keys", 4 * a.hs * a.pairs, 4 * a.x + 8 * a.pairs, 2 * a.x);
+        [mk("backward_query", query), mk("backward_keys", keys)]
     }
 
     /// `out[r] = wte[tokens[r]] + wpe[r mod T]`, over the embedding part `p` names (its first part writes wpe;
@@ -606,7 +699,13 @@ impl Kernels {
     ) -> Dispatch {
         let (x, y) = grid((p.rows * p.c).div_ceil(256));
         let u = gpu.uniform("embedding", &p);
-        self.embedding.dispatch(gpu, "forward", u, &[tokens, wte, wpe, out], (x, y, 1))
+        // Every part passes over the whole output (the first starts it from wpe, the others add to it); the token
+        // rows it gathers from wte are counted with the first part, in the part's storage (fp32, or fp16 words).
+        let n = p.rows as u64 * p.c as u64;
+        let first = p.first as u64;
+        let wte_bytes = if p.half != 0 { 2 } else { 4 };
+        let cost = Cost::new("embedding forward", n, 4 * p.rows as u64 + 4 * n + first * wte_bytes * n, 4 * n);
+        self.embedding.dispatch(gpu, "forward", u, &[tokens, wte, wpe, out], (x, y, 1), cost)
     }
 
     /// `dwte[tokens[r]] += dout[r]` for the tokens in the part `p` names, and in its first part
@@ -622,7 +721,13 @@ impl Kernels {
     ) -> Dispatch {
         let c = p.c;
         let u = gpu.uniform("embedding", &p);
-        self.embedding.dispatch(gpu, "backward", u, &[tokens, dwte, dwpe, dout], (c.div_ceil(64), 1, 1))
+        // Each part reads the tokens and dout; the gathered wte rows (read and written) count with the first part,
+        // which also adds into wpe.
+        let n = p.rows as u64 * c as u64;
+        let first = p.first as u64;
+        let cost =
+            Cost::new("embedding backward", (1 + first) * n, 4 * p.rows as u64 + 4 * n + first * 8 * n, first * 8 * n);
+        self.embedding.dispatch(gpu, "backward", u, &[tokens, dwte, dwpe, dout], (c.div_ceil(64), 1, 1), cost)
     }
 
     /// Over one chunk of `rows` logits rows (batch rows `row0..row0 + rows`): softmax in place and `−log p[target]`
@@ -645,7 +750,13 @@ impl Kernels {
             CrossEntropyParams { rows, v, groups_x: x, row0, grad_scale: grad_scale.unwrap_or(0.0), _pad: [0; 3] };
         let u = gpu.uniform("cross_entropy", &params);
         let entry = if grad_scale.is_some() { "forward_backward" } else { "forward" };
-        self.cross_entropy.dispatch(gpu, entry, u, &[probs, targets, losses], (x, y, 1))
+        // Max, exp, sum and divide per logit, and with the gradient a subtract and a scale more; in place.
+        let (n, r) = (rows as u64 * v as u64, rows as u64);
+        let cost = match grad_scale {
+            None => Cost::new("cross_entropy forward", 4 * n, 4 * n + 4 * r, 4 * n + 4 * r),
+            Some(_) => Cost::new("cross_entropy forward_backward", 6 * n, 4 * n + 4 * r, 4 * n + 4 * r),
+        };
+        self.cross_entropy.dispatch(gpu, entry, u, &[probs, targets, losses], (x, y, 1), cost)
     }
 
     /// Gradient norm (two reductions) then the AdamW update with clipping, over every shard of the trainable
@@ -675,13 +786,19 @@ impl Kernels {
             let (x, y) = grid(partials);
             let p = AdamParams { n: sh.n, groups_x: x, partial_base, ..base };
             let bufs = [sh.param, sh.grad, sh.m, sh.v, norm_buf];
-            norm.push(self.adamw.dispatch(gpu, "sum_squares", gpu.uniform("adamw", &p), &bufs, (x, y, 1)));
-            update.push((p, self.adamw.dispatch(gpu, "update", gpu.uniform("adamw", &p), &bufs, (x, y, 1))));
+            let n = sh.n as u64;
+            let sum_squares = Cost::new("adamw sum_squares", 2 * n, 4 * n, 4 * partials as u64);
+            // Clip, decay, both moments, their bias corrections, the square root and the step: reads p, g, m, v
+            // (and the norm), writes p, m, v.
+            let step = Cost::new("adamw update", 16 * n, 16 * n + 4, 12 * n);
+            norm.push(self.adamw.dispatch(gpu, "sum_squares", gpu.uniform("adamw", &p), &bufs, (x, y, 1), sum_squares));
+            update.push((p, self.adamw.dispatch(gpu, "update", gpu.uniform("adamw", &p), &bufs, (x, y, 1), step)));
             partial_base += partials;
         }
         let first = shards.first().expect("at least one trainable shard");
         let bufs = [first.param, first.grad, first.m, first.v, norm_buf];
-        norm.push(self.adamw.dispatch(gpu, "finish_norm", gpu.uniform("adamw", &base), &bufs, (1, 1, 1)));
+        let finish = Cost::new("adamw finish_norm", total as u64, 4 * total as u64, 4);
+        norm.push(self.adamw.dispatch(gpu, "finish_norm", gpu.uniform("adamw", &base), &bufs, (1, 1, 1), finish));
         AdamDispatch { norm, update }
     }
 }

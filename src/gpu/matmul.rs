@@ -3,7 +3,7 @@
 //! are compiled once; a call is prepared once (uniforms and bind groups) and recorded into any number of command
 //! encoders.
 
-use super::{groups, Category, Gpu, GpuBuffer, View};
+use super::{groups, Category, Cost, Gpu, GpuBuffer, View};
 use crate::quant::{codebooks, Format, QuantizedTensor, Scales, Stored};
 use crate::Result;
 
@@ -12,12 +12,14 @@ const DEQUANT_WGSL: &str = include_str!("../../shaders/dequant.wgsl");
 const MATMUL_DEQUANT_WGSL: &str = include_str!("../../shaders/matmul_dequant.wgsl");
 const MATMUL_TILES_WGSL: &str = include_str!("../../shaders/matmul_tiles.wgsl");
 
-/// A prepared dispatch: pipeline, bind groups, workgroup counts, and its uniform (rewritable between steps).
+/// A prepared dispatch: pipeline, bind groups, workgroup counts, its uniform (rewritable between steps), and what it
+/// costs on paper (`cost`).
 pub struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     bind_groups: Vec<wgpu::BindGroup>,
     workgroups: (u32, u32, u32),
     uniform: Option<wgpu::Buffer>,
+    cost: Cost,
 }
 
 impl Dispatch {
@@ -26,8 +28,14 @@ impl Dispatch {
         bind_groups: Vec<wgpu::BindGroup>,
         workgroups: (u32, u32, u32),
         uniform: Option<wgpu::Buffer>,
+        cost: Cost,
     ) -> Self {
-        Dispatch { pipeline, bind_groups, workgroups, uniform }
+        Dispatch { pipeline, bind_groups, workgroups, uniform, cost }
+    }
+
+    /// Its FLOPs and bytes, counted from its shapes when it was prepared.
+    pub fn cost(&self) -> Cost {
+        self.cost
     }
 
     /// Rewrites the uniform parameters (e.g. the learning rate and step of AdamW) without creating anything.
@@ -198,7 +206,8 @@ impl Matmul {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries(&u, &[a, b, c]),
         });
-        Dispatch::new(pipeline.clone(), vec![bg], grid, Some(u))
+        let cost = Cost::matmul("matmul", s.m, s.k, s.n, 4 * s.k as u64 * s.n as u64, s.beta != 0.0);
+        Dispatch::new(pipeline.clone(), vec![bg], grid, Some(u), cost)
     }
 }
 
@@ -245,6 +254,12 @@ impl GpuQuantWeight {
     /// The stored values (packed words; two halves per word for fp16), e.g. for a gather reading rows of it.
     pub fn values(&self) -> View<'_> {
         self.words.all()
+    }
+
+    /// Bytes of the weight as stored: its values and, where the format has them, its quantization constants.
+    pub fn stored_bytes(&self) -> u64 {
+        let constants = |b: &GpuBuffer| if b.category() == Category::QuantConstants { b.size() } else { 0 };
+        self.words.size() + constants(&self.scales) + constants(&self.qabs)
     }
 
     /// Uploads a Linear `[out, in]` weight quantized as bitsandbytes lays it out.
@@ -393,7 +408,7 @@ impl MatmulDequant {
             y_offset: ys.offset,
             _pad: [0; 2],
         };
-        self.prepare(gpu, &self.forward, w, p, x, bias.unwrap_or(x), y)
+        self.prepare(gpu, &self.forward, "matmul_dequant forward", w, p, x, bias.unwrap_or(x), y)
     }
 
     /// Backward to the input: `dx[m×in] (+)= dy[m×out]·W` (accumulates when `accumulate`).
@@ -436,7 +451,7 @@ impl MatmulDequant {
             y_offset: dxs.offset,
             _pad: [0; 2],
         };
-        self.prepare(gpu, &self.backward, w, p, dy, dy, dx)
+        self.prepare(gpu, &self.backward, "matmul_dequant backward", w, p, dy, dy, dx)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -444,6 +459,7 @@ impl MatmulDequant {
         &self,
         gpu: &Gpu,
         pipelines: &Tiled,
+        kernel: &'static str,
         w: &GpuQuantWeight,
         p: DequantParams,
         x: View,
@@ -462,6 +478,8 @@ impl MatmulDequant {
             layout: &pipeline.get_bind_group_layout(1),
             entries: &entries(&w.params, &[w.words.all(), w.scales.all(), w.qabs.all()]),
         });
-        Dispatch::new(pipeline.clone(), vec![g0, g1], grid, Some(u))
+        let mut cost = Cost::matmul(kernel, p.m, p.k, p.n, w.stored_bytes(), p.beta != 0.0);
+        cost.read += 4 * p.n as u64 * p.use_bias as u64;
+        Dispatch::new(pipeline.clone(), vec![g0, g1], grid, Some(u), cost)
     }
 }

@@ -11,6 +11,7 @@
 mod activations;
 mod alloc;
 mod backward;
+mod cost;
 mod forward;
 mod generate;
 mod head;
@@ -20,6 +21,7 @@ mod train;
 mod weights;
 
 pub use alloc::{Category, GpuBuffer, MemoryLedger, View};
+pub use cost::{by_kernel, Cost, KernelTotals, PaperGpu, PAPER_GPUS};
 pub use generate::GpuGenerator;
 pub use kernels::{AdamDispatch, AdamHyper, AdamShard, DecodeParams, EmbeddingParams, Kernels};
 pub use matmul::{submit, Dispatch, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape, Strided};

@@ -18,7 +18,7 @@ use super::head::{head_rows, LossBuffers};
 use super::kernels::{AdamDispatch, AdamHyper, AdamShard, Kernels};
 use super::matmul::{submit, submit_in_pass, Dispatch, Matmul, MatmulDequant};
 use super::weights::GpuWeights;
-use super::{Category, Gpu, GpuBuffer};
+use super::{Category, Cost, Gpu, GpuBuffer};
 use crate::lora::{Adapters, LoraConfig};
 use crate::model::{Gpt2, Linear, ModelConfig};
 use crate::quant::{Format, Storage};
@@ -333,12 +333,21 @@ impl GpuTrainer {
         let o = &self.optim;
         let lr = lr_at(self.step, o.steps, o.warmup, o.lr, o.min_lr);
         self.adam.set_step(&self.gpu, self.step as u32 + 1, lr);
-        let all: Vec<&Dispatch> =
-            self.forward.iter().chain(&self.head).chain(&self.backward).chain(self.adam.all()).collect();
+        let all: Vec<&Dispatch> = self.step_dispatches().collect();
         let readback = self.submit(&all)?;
         let pending = PendingStep { step: self.step, lr, readback };
         self.step += 1;
         Ok(pending)
+    }
+
+    /// A training step's dispatches in the order they run: forward, the head with the loss, backward, AdamW.
+    fn step_dispatches(&self) -> impl Iterator<Item = &Dispatch> {
+        self.forward.iter().chain(&self.head).chain(&self.backward).chain(self.adam.all())
+    }
+
+    /// What each dispatch of a training step costs on paper, in the order they run (`qlora bench --profile`).
+    pub fn step_costs(&self) -> Vec<Cost> {
+        self.step_dispatches().map(Dispatch::cost).collect()
     }
 
     /// Awaits a submitted step's loss and gradient norm.
