@@ -15,8 +15,12 @@ import peft
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
-# Our targets qkv,o,fc,proj are these GPT-2 modules (PEFT adapts the fused c_attn whole, as our `qkv` does).
-MODULES = r".*\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)"
+# Our target names and the GPT-2 modules they are (PEFT adapts the fused c_attn whole, as our `qkv` does).
+MODULES = {"qkv": r"attn\.c_attn", "o": r"attn\.c_proj", "fc": r"mlp\.c_fc", "proj": r"mlp\.c_proj"}
+
+
+def modules(targets: str) -> str:
+    return r".*\.(" + "|".join(MODULES[t] for t in targets.split(",")) + ")"
 
 
 def load(a):
@@ -28,10 +32,10 @@ def load(a):
                          attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0, activation_function="gelu_new")
         assert a.format == "fp32", "random-shape models are benchmarked with an fp32 base only"
         return GPT2LMHeadModel(cfg)
-    return load_dir(a.model, a.format)
+    return load_dir(a.model, a.format, a.double_quant)
 
 
-def load_dir(model_dir: str, fmt: str):
+def load_dir(model_dir: str, fmt: str, double_quant: bool):
     # Dropout is off in the shipped config, as in our engine; eager attention is what a CPU user gets by default for
     # GPT-2 when sdpa is unavailable, so we take the library's default instead of choosing for it.
     if fmt == "fp32":
@@ -41,7 +45,7 @@ def load_dir(model_dir: str, fmt: str):
     q = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=fmt,
-        bnb_4bit_use_double_quant=False,
+        bnb_4bit_use_double_quant=double_quant,
         bnb_4bit_compute_dtype=torch.float32,
     )
     return AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=q, torch_dtype=torch.float32, device_map="cpu")
@@ -56,6 +60,8 @@ def main() -> None:
     p.add_argument("--ctx", type=int, default=256)
     p.add_argument("--method", choices=["lora", "qlora", "full"], default="lora")
     p.add_argument("--format", default="fp32", help="fp32, or nf4/fp4 through bitsandbytes")
+    p.add_argument("--double-quant", action="store_true", help="bitsandbytes' double quantization of the absmax")
+    p.add_argument("--targets", default="qkv,o,fc,proj", help="our names: qkv, o, fc, proj")
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=64)
@@ -67,7 +73,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = load(a)
     if a.method != "full":
-        cfg = LoraConfig(r=a.rank, lora_alpha=a.rank, lora_dropout=0.0, bias="none", target_modules=MODULES,
+        cfg = LoraConfig(r=a.rank, lora_alpha=a.rank, lora_dropout=0.0, bias="none", target_modules=modules(a.targets),
                          fan_in_fan_out=True)
         model = get_peft_model(model, cfg)
     model.train()
