@@ -385,7 +385,7 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
         b => b,
     };
     if a.matmul {
-        return bench_matmul(backend, a.steps, a.output.json);
+        return bench_matmul(backend, a.steps, a.preset.as_deref() == Some("gpt2"), a.output.json);
     }
     let model = match (&a.model, &a.preset) {
         (Some(dir), _) => load_model_dir(dir)?,
@@ -634,7 +634,8 @@ fn median(times: &mut [f64]) -> f64 {
 
 /// GFLOP/s of the f32 matmul and of the fused NF4 dequantize + matmul at n×n×n. On a real GPU n = 1024 and 4096;
 /// on a CPU (our CPU executor, or an emulated adapter such as lavapipe) n = 256 and 512 so the run takes seconds.
-fn bench_matmul(backend: Backend, reps: usize, json_out: bool) -> Result<()> {
+/// `gpt2_products`: list GPT-2 124M's step products on the CPU instead of the shipped model's.
+fn bench_matmul(backend: Backend, reps: usize, gpt2_products: bool, json_out: bool) -> Result<()> {
     use crate::cpu::{gemm, Mat};
     use crate::gpu::{submit, Category, GpuQuantWeight, Matmul, MatmulDequant, MatmulShape};
     use crate::quant::QuantizedTensor;
@@ -708,22 +709,29 @@ fn bench_matmul(backend: Backend, reps: usize, json_out: bool) -> Result<()> {
         }
     }
     if matches!(backend, Backend::Cpu) {
-        bench_step_products(json_out);
+        bench_step_products(gpt2_products, json_out);
     }
     Ok(())
 }
 
 /// GFLOP/s of the CPU executor's multiply on the training step's products, measured as bench.html measures the page's:
 /// the median of five calls of ~1 GFLOP each after half a second of the same calls.
-fn bench_step_products(json_out: bool) {
-    use crate::cpu::products::{multiply_repeatedly, reps_for, STEP_PRODUCTS};
+fn bench_step_products(gpt2: bool, json_out: bool) {
+    use crate::cpu::products::{reps_for, Operands, GPT2_STEP_PRODUCTS, STEP_PRODUCTS};
     let threads = rayon::current_num_threads();
+    let (products, what) = if gpt2 {
+        (&GPT2_STEP_PRODUCTS, "GPT-2 124M, batch 4 × 128")
+    } else {
+        (&STEP_PRODUCTS, "shipped model, batch 8 × 64")
+    };
     if !json_out {
-        println!("the training step's products (shipped model, batch 8 × 64), {threads} threads:");
+        println!("the training step's products ({what}), {threads} threads:");
     }
-    for p in &STEP_PRODUCTS {
+    for p in products {
         let reps = reps_for(p, 1e9);
-        let run = || std::hint::black_box(multiply_repeatedly(p.m, p.k, p.n, p.transpose_b, reps));
+        // The operands are made once: only the multiplies are timed.
+        let mut operands = Operands::new(p.m, p.k, p.n, p.transpose_b);
+        let mut run = || std::hint::black_box(operands.multiply(reps));
         let warm = Instant::now();
         while warm.elapsed().as_secs_f64() < 0.5 {
             run();
@@ -743,7 +751,7 @@ fn bench_step_products(json_out: bool) {
                     "gflops": gflops, "cpu_threads": threads})
             );
         } else {
-            println!("  {:<22} {:>4} × {:>3} × {:>3}  {gflops:>7.1} GFLOP/s", p.name, p.m, p.k, p.n);
+            println!("  {:<22} {:>4} × {:>5} × {:>5}  {gflops:>7.1} GFLOP/s", p.name, p.m, p.k, p.n);
         }
     }
 }

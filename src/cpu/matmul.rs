@@ -72,12 +72,32 @@ const PARALLEL_WORK: usize = 1 << 16;
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(clippy::too_many_arguments)]
 fn kernel(m: usize, k: usize, n: usize, alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32], ldc: usize) {
+    // Small products, and products already inside a parallel task (attention, per sequence), stay on one thread.
+    let parallel = rayon::current_thread_index().is_none() && m * n * k >= PARALLEL_WORK;
+    #[cfg(feature = "openblas")]
+    super::blas::gemm(m, k, n, alpha, a, b, beta, c, ldc, parallel);
+    #[cfg(not(feature = "openblas"))]
+    gemm_crate(m, k, n, alpha, a, b, beta, c, ldc, parallel);
+}
+
+/// The `gemm` crate's multiply (the default natively).
+#[cfg(all(not(target_arch = "wasm32"), not(feature = "openblas")))]
+#[allow(clippy::too_many_arguments)]
+fn gemm_crate(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: Mat,
+    b: Mat,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+    parallel: bool,
+) {
     let (ars, acs) = a.strides();
     let (brs, bcs) = b.strides();
-    // Small products, and products already inside a parallel task (attention, per sequence), stay on one thread.
-    let nested = rayon::current_thread_index().is_some();
-    let parallelism =
-        if nested || m * n * k < PARALLEL_WORK { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) };
+    let parallelism = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
     // SAFETY: `check` proved every element of the logical A and B lies inside its slice and the assertion in `gemm`
     // that C's m rows of n (leading dimension ldc) do; A and B are only read. The crate computes
     // dst := alpha·dst + beta·lhs·rhs, so our alpha and beta trade places, and dst is read only when beta ≠ 0.

@@ -1,6 +1,8 @@
 //! The reference executor: plain Rust over flat f32 buffers, multi-threaded with rayon where it pays.
 //! Its functions pair one to one with the WGSL kernels of the GPU executor.
 
+#[cfg(all(feature = "openblas", not(target_arch = "wasm32")))]
+mod blas;
 pub mod eval;
 pub mod executor;
 pub mod layers;

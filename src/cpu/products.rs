@@ -37,17 +37,51 @@ pub const STEP_PRODUCTS: [Product; 6] = [
     Product { name: "LoRA (x·Aᵀ)·Bᵀ (r 8)", m: 512, k: 8, n: 576, transpose_b: true },
 ];
 
-/// Computes the product `reps` times over fixed operands and returns the sum of C, so that the work is observable.
-/// The caller times the call.
-pub fn multiply_repeatedly(m: usize, k: usize, n: usize, transpose_b: bool, reps: usize) -> f32 {
-    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
-    let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
-    let b = if transpose_b { Mat::t(&b, k) } else { Mat::new(&b, n) };
-    let mut c = vec![0.0f32; m * n];
-    for _ in 0..reps {
-        gemm(m, k, n, 1.0, Mat::new(&a, k), b, 0.0, &mut c, n);
+/// Batch 4 × 128 = 512 rows through GPT-2 124M (768 wide, 50,257 tokens): the block's three weight shapes forward,
+/// c_attn's input gradient, and the tied head's logits and input gradient over the batch's rows (the fused head
+/// multiplies them in chunks of rows; see `model::head_chunk_rows`).
+pub const GPT2_STEP_PRODUCTS: [Product; 6] = [
+    Product { name: "c_attn x·Wᵀ", m: 512, k: 768, n: 2304, transpose_b: true },
+    Product { name: "mlp c_fc x·Wᵀ", m: 512, k: 768, n: 3072, transpose_b: true },
+    Product { name: "mlp c_proj x·Wᵀ", m: 512, k: 3072, n: 768, transpose_b: true },
+    Product { name: "c_attn dY·W", m: 512, k: 2304, n: 768, transpose_b: false },
+    Product { name: "head x·wteᵀ", m: 512, k: 768, n: 50257, transpose_b: true },
+    Product { name: "head dlogits·wte", m: 512, k: 50257, n: 768, transpose_b: false },
+];
+
+/// Fixed operands of one product and its output, made once so that timing covers only the multiplies.
+pub struct Operands {
+    m: usize,
+    k: usize,
+    n: usize,
+    transpose_b: bool,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+}
+
+impl Operands {
+    pub fn new(m: usize, k: usize, n: usize, transpose_b: bool) -> Self {
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+        Operands { m, k, n, transpose_b, a, b, c: vec![0.0; m * n] }
     }
-    c.iter().sum()
+
+    /// Computes the product `reps` times and returns the sum of C, so that the work is observable.
+    pub fn multiply(&mut self, reps: usize) -> f32 {
+        let (m, k, n) = (self.m, self.k, self.n);
+        let b = if self.transpose_b { Mat::t(&self.b, k) } else { Mat::new(&self.b, n) };
+        for _ in 0..reps {
+            gemm(m, k, n, 1.0, Mat::new(&self.a, k), b, 0.0, &mut self.c, n);
+        }
+        self.c.iter().sum()
+    }
+}
+
+/// [`Operands::multiply`] on fresh operands (the page times this call: its products are small enough, and repeated
+/// often enough, that making the operands is a small part of it).
+pub fn multiply_repeatedly(m: usize, k: usize, n: usize, transpose_b: bool, reps: usize) -> f32 {
+    Operands::new(m, k, n, transpose_b).multiply(reps)
 }
 
 /// Repetitions that make one timed call about `target_flops` (at least one).
