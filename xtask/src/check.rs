@@ -1,7 +1,7 @@
 //! `cargo xtask test`: every check CI runs, installing what is missing first.
 
 use crate::tools::{
-    ensure_browser_tools, ensure_component, ensure_node, ensure_vulkan_driver, ensure_wasm_target, run,
+    ensure_browser_tools, ensure_component, ensure_node, ensure_openblas, ensure_vulkan_driver, ensure_wasm_target, run,
 };
 use crate::{page, static_server};
 use std::process::Command;
@@ -38,6 +38,11 @@ pub fn test() -> Result<(), String> {
         }
     }
     page_tests()?;
+    // The optional OpenBLAS multiply (feature `openblas`): linted, and the CPU executor's own tests run on it (the
+    // multiply in every orientation and split, the layers and the optimizer).
+    ensure_openblas()?;
+    run("cargo", &["clippy", "--lib", "--features", "openblas", "--", "-D", "warnings"])?;
+    run("cargo", &["test", "--lib", "--features", "openblas", "cpu::"])?;
     // Native tests last, so their summary closes the log. wgpu's Vulkan loader wants XDG_RUNTIME_DIR (it only warns).
     let args = ["test", "--package", "qlora-playground", "--all-targets"];
     eprintln!("xtask: cargo {}", args.join(" "));

@@ -47,6 +47,16 @@ pub fn ensure_vulkan_driver() -> Result<(), String> {
     run("apt-get", &["install", "-y", "-qq", "mesa-vulkan-drivers", "libvulkan1"])
 }
 
+/// The system's OpenBLAS with its link-time library, for the CPU executor's optional `openblas` feature.
+pub fn ensure_openblas() -> Result<(), String> {
+    let dev = ["/usr/lib/x86_64-linux-gnu/libopenblas.so", "/usr/lib/aarch64-linux-gnu/libopenblas.so"];
+    if dev.iter().any(|p| std::path::Path::new(p).exists()) {
+        return Ok(());
+    }
+    run("apt-get", &["update", "-qq"])?;
+    run("apt-get", &["install", "-y", "-qq", "libopenblas-dev"])
+}
+
 /// Whether `program --version` runs and its output contains `needle`.
 pub fn has_version(program: &str, needle: &str) -> bool {
     Command::new(program)

@@ -43,7 +43,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (a, b) = (operand(m * k, 1), operand(k * n, 2));
         let ga = gpu.upload("a", &a, Category::Scratch)?;
         let gb = gpu.upload("b", &b, Category::Scratch)?;
-        let gc = gpu.buffer("c", 4 * (m * n) as u64, Category::Scratch, qlora_playground::gpu::wgpu::BufferUsages::empty())?;
+        let gc =
+            gpu.buffer("c", 4 * (m * n) as u64, Category::Scratch, qlora_playground::gpu::wgpu::BufferUsages::empty())?;
         let ours = mm.prepare(&gpu, MatmulShape::plain(m as u32, k as u32, n as u32), ga.all(), gb.all(), gc.all());
         let ta = Tensor::<2>::from_data(TensorData::new(a, [m, k]), &device);
         let tb = Tensor::<2>::from_data(TensorData::new(b, [k, n]), &device);
@@ -51,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The same product on both sides first.
         submit(&gpu, &[&ours]);
         let c_ours = pollster::block_on(gpu.read_f32(&gc, m * n))?;
-        let c_theirs = ta.clone().matmul(tb.clone()).into_data().into_vec::<f32>()?;
+        let c_theirs = ta.clone().matmul(tb.clone()).into_data().try_into_vec::<f32>()?;
         let scale = c_theirs.iter().fold(1e-6f32, |s, v| s.max(v.abs()));
         let diff = c_ours.iter().zip(&c_theirs).fold(0.0f32, |d, (x, y)| d.max((x - y).abs())) / scale;
         assert!(diff < 1e-4, "{name}: results differ by {diff} (relative to the largest)");
