@@ -715,7 +715,9 @@ fn bench_matmul(backend: Backend, reps: usize, gpt2_products: bool, json_out: bo
 }
 
 /// GFLOP/s of the CPU executor's multiply on the training step's products, measured as bench.html measures the page's:
-/// the median of five calls of ~1 GFLOP each after half a second of the same calls.
+/// the median of five calls of ~1 GFLOP each after half a second of the same calls. Here the operands are made once,
+/// outside the timing; the page's timed calls make theirs (a ~0.2 M-element fill against a ~1 GFLOP call: about 1 %
+/// of a call there), while GPT-2's products (`gpt2`: 40 M-element operands for the head) would be skewed by it.
 fn bench_step_products(gpt2: bool, json_out: bool) {
     use crate::cpu::products::{reps_for, Operands, GPT2_STEP_PRODUCTS, STEP_PRODUCTS};
     let threads = rayon::current_num_threads();

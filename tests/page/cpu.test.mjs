@@ -52,7 +52,7 @@ test('cpu: on a cross-origin isolated page the CPU executor trains on worker thr
   }
 });
 
-test('cpu: a worker whose thread pool hangs once is replaced by a threaded one; hanging twice, by one on a single thread, which says why', { timeout: 120000 }, async () => {
+test('cpu: a worker whose thread pool hangs once is replaced by a threaded one; hanging three times, by one on a single thread, which says why', { timeout: 120000 }, async () => {
   const browser = await launch({ webgpu: false });
   try {
     const { page, context, errors } = await open(browser, '');
@@ -60,7 +60,7 @@ test('cpu: a worker whose thread pool hangs once is replaced by a threaded one; 
     // The worker's test hook blocks the pool's start for good (once, or in every worker the page starts), as
     // Firefox's occasional hang does; the page must notice from outside the blocked worker.
     const startWith = (stallThreadStart) => page.evaluate(async (stall) => {
-      const { startEngineWorker, THREAD_START_MS } = await import('./js/engine-worker.js');
+      const { startEngineWorker, THREAD_START_MS, THREAD_START_TRIES } = await import('./js/engine-worker.js');
       const t0 = performance.now();
       let workers = 0;
       const cpu = await new Promise((resolve, reject) => {
@@ -73,19 +73,21 @@ test('cpu: a worker whose thread pool hangs once is replaced by a threaded one; 
           onWorker: () => { workers += 1; },
         });
       });
-      return { cpu, workers, ms: performance.now() - t0, limit: THREAD_START_MS };
+      return { cpu, workers, ms: performance.now() - t0, limit: THREAD_START_MS, tries: THREAD_START_TRIES };
     }, stallThreadStart);
     const cores = await page.evaluate(() => navigator.hardwareConcurrency);
     const once = await startWith(1);
-    assert.equal(once.workers, 2, 'one replacement');
-    assert.equal(once.cpu.threads, cores, 'the second start has its threads');
+    // Firefox's own hang can strike the retry too (about one start in ten): then a third threaded start follows.
+    assert.ok(once.workers >= 2 && once.workers <= once.tries, `${once.workers} workers`);
+    assert.equal(once.cpu.threads, cores, 'a later start has its threads');
     assert.equal(once.cpu.threadsWhy, null);
     assert.ok(once.ms >= once.limit, `replaced after ${once.ms} ms`);
     const always = await startWith(true);
-    assert.equal(always.workers, 3, 'two threaded starts, then one on a single thread');
+    assert.equal(always.tries, 3);
+    assert.equal(always.workers, 4, 'three threaded starts, then one on a single thread');
     assert.equal(always.cpu.threads, 1);
-    assert.match(always.cpu.threadsWhy, /^the threaded engine failed to start \(its thread pool did not start within 10 s, 2 times\)$/);
-    assert.ok(always.ms >= 2 * always.limit, `replaced after ${always.ms} ms`);
+    assert.match(always.cpu.threadsWhy, /^the threaded engine failed to start \(its thread pool did not start within 5 s, 3 times\)$/);
+    assert.ok(always.ms >= 3 * always.limit, `replaced after ${always.ms} ms`);
     assert.deepEqual(errors, []);
     await context.close();
   } finally {

@@ -4,13 +4,15 @@
 // starting — seen about once in ten starts when several run one after another — and the worker is then blocked
 // inside the start, so no timer of its own can fire. The worker says when it begins and ends that start
 // ('threads-starting', 'threads-settled'); a start that takes longer than THREAD_START_MS (it takes ~0.1 s) makes
-// the page terminate that worker and try the threaded engine once more in a new one, since the hang is passing:
-// a second start nearly always works. A second hang starts the single-threaded engine, whose CPU notice says why.
+// the page terminate that worker and try the threaded engine again in a new one, since the hang is passing: each
+// start hangs or not on its own, so THREAD_START_TRIES starts all hang about once in a thousand page loads. Only
+// then does the page start the single-threaded engine, whose CPU notice says why.
 
-/// How long the thread pool may take to start. Compiling the module comes before and is not counted.
-export const THREAD_START_MS = 10000;
+/// How long the thread pool may take to start (50 times what it takes). Compiling the module comes before and is
+/// not counted.
+export const THREAD_START_MS = 5000;
 /// How many threaded starts the page tries before it settles for one thread.
-export const THREAD_START_TRIES = 2;
+export const THREAD_START_TRIES = 3;
 
 /// Starts a worker and sends it `init` (`init.engine` may ask for builds). `onMessage(m)` gets every message but the
 /// two about the thread start; `onWorker(worker)` is told each worker started (the first, and a replacement).
