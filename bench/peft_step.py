@@ -1,6 +1,7 @@
 """The training step of Hugging Face transformers + PEFT (+ bitsandbytes for nf4), timed the way `qlora bench` times
 ours: the same model directory, batch, sequence, rank, adapted modules, gradient clipping and AdamW; median seconds
-per step after warm-up steps. Prints one JSON line. Run by bench/side-by-side.sh inside its own virtual environment.
+per step after warm-up steps. Prints one JSON line. Run by bench/side-by-side.sh inside its own virtual environment
+(the CPU) and by bench/gpu.sh (`--device cuda`).
 """
 
 import argparse
@@ -31,15 +32,15 @@ def load(a):
         cfg = GPT2Config(n_layer=a.layers, n_head=a.heads, n_embd=a.embd, n_positions=a.ctx, vocab_size=256,
                          attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0, activation_function="gelu_new")
         assert a.format == "fp32", "random-shape models are benchmarked with an fp32 base only"
-        return GPT2LMHeadModel(cfg)
-    return load_dir(a.model, a.format, a.double_quant)
+        return GPT2LMHeadModel(cfg).to(a.device)
+    return load_dir(a.model, a.format, a.double_quant, a.device)
 
 
-def load_dir(model_dir: str, fmt: str, double_quant: bool):
+def load_dir(model_dir: str, fmt: str, double_quant: bool, device: str):
     # Dropout is off in the shipped config, as in our engine; eager attention is what a CPU user gets by default for
     # GPT-2 when sdpa is unavailable, so we take the library's default instead of choosing for it.
     if fmt == "fp32":
-        return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+        return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).to(device)
     from transformers import BitsAndBytesConfig
 
     q = BitsAndBytesConfig(
@@ -48,7 +49,8 @@ def load_dir(model_dir: str, fmt: str, double_quant: bool):
         bnb_4bit_use_double_quant=double_quant,
         bnb_4bit_compute_dtype=torch.float32,
     )
-    return AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=q, torch_dtype=torch.float32, device_map="cpu")
+    return AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=q, torch_dtype=torch.float32,
+                                                device_map=device)
 
 
 def main() -> None:
@@ -67,6 +69,7 @@ def main() -> None:
     p.add_argument("--seq", type=int, default=64)
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (bench/gpu.sh)")
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -80,7 +83,7 @@ def main() -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
     vocab = model.config.vocab_size
-    x = torch.randint(0, vocab, (a.batch, a.seq))
+    x = torch.randint(0, vocab, (a.batch, a.seq)).to(a.device)
 
     def step() -> None:
         logits = model(input_ids=x).logits
@@ -89,7 +92,8 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        float(loss)
+        # Reading the loss waits for every kernel queued before it (one CUDA stream), so a step's time is all of it.
+        loss.detach().item()
 
     times = []
     for i in range(a.steps + 2):
@@ -100,7 +104,8 @@ def main() -> None:
     med = statistics.median(times)
     print(json.dumps({
         "tokens_per_s": a.batch * a.seq / med, "ms_per_step": med * 1e3, "method": a.method, "format": a.format,
-        "batch": a.batch, "seq": a.seq, "rank": a.rank, "threads": a.threads, "trainable": sum(p.numel() for p in params),
+        "batch": a.batch, "seq": a.seq, "rank": a.rank, "threads": a.threads,
+        "device": torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu", "trainable": sum(p.numel() for p in params),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
     }))
 

@@ -356,6 +356,20 @@ impl Playground {
         Ok(Playground { base, user_text: None, run: None, generation: None })
     }
 
+    /// A randomly initialised model of a published shape (`gpt2`: 12 × 768, vocabulary 50,257; `distilgpt2`), for
+    /// bench.html to time steps at that scale without downloading weights. It keeps the byte tokenizer: its text
+    /// becomes ids below 256, and a step's time does not depend on which ids it embeds.
+    pub fn random(preset: &str, seed: u32) -> Result<Playground, JsError> {
+        let base = Gpt2::init(ModelConfig::hf_preset(preset, None).map_err(err)?, seed.into());
+        Ok(Playground { base, user_text: None, run: None, generation: None })
+    }
+
+    /// The model's config.json (as `qlora init` writes it), for the settings and accounting functions above.
+    #[wasm_bindgen(js_name = configJson)]
+    pub fn config_json(&self) -> String {
+        self.base.config.to_json("float32", &self.base.tokenizer)
+    }
+
     /// Gives the loaded model GPT-2's byte-level BPE from a Hugging Face directory's tokenizer files
     /// (`vocab.json` + `merges.txt`, or `tokenizer.json`; absent ones undefined), before any run starts.
     #[wasm_bindgen(js_name = useTokenizerFiles)]

@@ -137,7 +137,17 @@ test('cpu: the browser benchmark page measures every configuration and refuses b
     await page.waitForFunction(() => document.body?.dataset.bench, null, { timeout: 120000 });
     const plain = JSON.parse(await page.textContent('[data-testid=bench-json]'));
     assert.deepEqual([...plain.results, ...plain.matmul, plain.madd_peak].map((r) => r.cpu_simd), Array(10).fill('simd128'));
-    for (const [query, message] of [['steps=0', /steps must be a whole number from 1 to 1000/], ['simd=fast', /simd must be relaxed or plain, not fast/]]) {
+    // model=…: a random model of a published shape, made in the worker, with the native side-by-side's two runs.
+    await page.goto(`${PAGE_URL}bench.html?model=distilgpt2&steps=1&batch=1&seq=8`, NAVIGATION);
+    await page.waitForFunction(() => document.body?.dataset.bench, null, { timeout: 300000 });
+    assert.equal(await page.evaluate(() => document.body.dataset.bench), 'done', await page.textContent('[data-testid=error]'));
+    const gpt2 = JSON.parse(await page.textContent('[data-testid=bench-json]'));
+    assert.deepEqual(gpt2.results.map((r) => `${r.model} ${r.backend} ${r.method} ${r.format} dq=${r.dq} ${r.targets}`),
+      ['distilgpt2 cpu lora fp32 dq=false qkv', 'distilgpt2 cpu qlora nf4 dq=true qkv,o,fc,proj']);
+    for (const r of gpt2.results) assert.ok(r.ms_per_step > 0, JSON.stringify(r));
+    assert.deepEqual(gpt2.matmul, []);
+    for (const [query, message] of [['steps=0', /steps must be a whole number from 1 to 1000/], ['simd=fast', /simd must be relaxed or plain, not fast/],
+      ['model=llama', /model must be one of shakespeare, gpt2, distilgpt2, not llama/]]) {
       await page.goto(`${PAGE_URL}bench.html?${query}`, NAVIGATION);
       await page.waitForFunction(() => document.body?.dataset.bench === 'failed');
       assert.match(await page.textContent('[data-testid=error]'), message);

@@ -14,6 +14,14 @@ const CONFIGS = [
   { method: 'qlora', format: 'nf4', dq: false },
   { method: 'full', format: 'fp32', dq: false },
 ];
+/// model=gpt2 (or distilgpt2): a randomly initialised model of that shape, made in the worker, with the configurations
+/// `bench/side-by-side.sh --shapes gpt2` runs natively: LoRA r 8 on c_attn over an fp32 base, and QLoRA r 8 with an
+/// nf4 + double-quantized base on every block linear (α = r, as there).
+const GPT2_CONFIGS = [
+  { method: 'lora', format: 'fp32', dq: false, targets: ['qkv'], r: 8, alpha: 8 },
+  { method: 'qlora', format: 'nf4', dq: true, targets: ['qkv', 'o', 'fc', 'proj'], r: 8, alpha: 8 },
+];
+const MODELS = ['shakespeare', 'gpt2', 'distilgpt2'];
 const WARMUP = 2;
 
 /// The playground's worker with the engine build `engine` asks for, started once for the whole benchmark: each
@@ -88,37 +96,46 @@ function measureMatmul(engine) {
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 
 async function main() {
-  const steps = int('steps', 10, 1000);
-  const batch = int('batch', 8, 64);
-  const seq = int('seq', 64, 256);
-  const backends = (params.get('backends') ?? 'webgpu,cpu').split(',');
+  const model = params.get('model') ?? 'shakespeare';
+  if (!MODELS.includes(model)) throw new Error(`model must be one of ${MODELS.join(', ')}, not ${model}`);
+  const shipped = model === 'shakespeare';
+  // GPT-2's defaults are issue 21's native comparison (4 × 128); its steps take seconds on the CPU, so fewer.
+  const steps = int('steps', shipped ? 10 : 3, 1000);
+  const batch = int('batch', shipped ? 8 : 4, 64);
+  const seq = int('seq', shipped ? 64 : 128, 256);
+  const backends = (params.get('backends') ?? (shipped ? 'webgpu,cpu' : 'cpu')).split(',');
   // simd=plain measures the engine build without relaxed SIMD, to compare (the default: relaxed where the browser has it).
   const simd = params.get('simd') ?? 'relaxed';
   if (simd !== 'relaxed' && simd !== 'plain') throw new Error(`simd must be relaxed or plain, not ${simd}`);
   const status = document.getElementById('bench-status');
   const results = [];
   const engine = await Engine.start({ relaxed: simd === 'relaxed' });
+  if (!shipped) {
+    status.textContent = `making a random ${model}…`;
+    await engine.request({ type: 'random-model', preset: model }, (m, finish) => { if (m.type === 'loaded') finish(m); });
+  }
   for (const backend of backends) {
     if (backend !== 'cpu' && backend !== 'webgpu') throw new Error(`unknown backend ${backend}; backends are webgpu, cpu`);
     if (backend === 'webgpu' && !navigator.gpu) { status.textContent = 'no WebGPU in this browser: CPU only'; continue; }
-    for (const c of CONFIGS) {
-      status.textContent = `measuring ${backend} ${c.method} ${c.format}…`;
+    for (const c of shipped ? CONFIGS : GPT2_CONFIGS) {
+      status.textContent = `measuring ${model} on ${backend}: ${c.method} ${c.format}…`;
       const settings = { ...c, steps: steps + WARMUP, batch, seq, task: 'hamlet' };
       const r = await measure(engine, settings, backend === 'webgpu');
       if (r.backend !== backend) { status.textContent = `${backend} unavailable here (the run used ${r.backend})`; break; }
       const med = median(r.ms.slice(WARMUP));
       // The CPU executor's threads and SIMD (the page's fallback; on WebGPU it only evaluates).
       const cpuSimd = simdName(r.cpu);
-      const row = { backend, ...c, batch, seq, steps, cpu_threads: r.cpu.threads, cpu_simd: cpuSimd, ms_per_step: med, tokens_per_s: (batch * seq * 1000) / med };
+      const row = { model, backend, ...c, batch, seq, steps, cpu_threads: r.cpu.threads, cpu_simd: cpuSimd, ms_per_step: med, tokens_per_s: (batch * seq * 1000) / med };
       results.push(row);
-      document.getElementById('bench-rows').append(el('tr', {}, el('td', {}, backend), el('td', {}, String(r.cpu.threads)),
-        el('td', {}, cpuSimd), el('td', {}, c.method), el('td', {}, c.format), el('td', {}, `${batch} × ${seq}`), el('td', {}, med.toFixed(1)),
+      document.getElementById('bench-rows').append(el('tr', {}, el('td', {}, model), el('td', {}, backend), el('td', {}, String(r.cpu.threads)),
+        el('td', {}, cpuSimd), el('td', {}, c.method), el('td', {}, `${c.format}${c.dq ? ' + dq' : ''}`), el('td', {}, `${batch} × ${seq}`), el('td', {}, med.toFixed(1)),
         el('td', {}, row.tokens_per_s.toFixed(0)), el('td', {}, String(steps))));
     }
   }
   const matmul = [];
   let matmulPeak = null;
-  if (backends.includes('cpu')) {
+  // The multiply table is the shipped model's products (a GPT-2 run measures steps only).
+  if (backends.includes('cpu') && shipped) {
     status.textContent = 'measuring the CPU matrix multiply…';
     const { peak, results: products, cpu } = await measureMatmul(engine);
     const cpuSimd = simdName(cpu);

@@ -462,6 +462,19 @@ const handlers = {
     post({ type: 'model', config: JSON.parse(configJson), formats: engine.baseFormats(configJson), ignored });
     post({ type: 'loaded', info: playground.modelInfo(), memoryBytes: memoryBytes() });
   },
+  // bench.html's GPT-2 scale: a randomly initialised model of a published shape, made here (no download). The
+  // playground never sends it; a run on it is timed, not read.
+  async 'random-model'({ preset }) {
+    running = false;
+    ++loopId;
+    const next = engine.Playground.random(preset, 0);
+    if (playground) playground.free();
+    playground = next;
+    hasRun = false;
+    configJson = playground.configJson();
+    modelName = 'files';
+    post({ type: 'loaded', info: playground.modelInfo(), memoryBytes: memoryBytes() });
+  },
   async text({ bytes }) {
     await handlers.load();
     post({ type: 'text', bytes: playground.setUserText(new Uint8Array(bytes)) });

@@ -28,8 +28,13 @@ pub fn test() -> Result<(), String> {
     for browser in ["--chrome", "--firefox"] {
         let args = ["test", "--headless", browser];
         eprintln!("xtask: wasm-pack {}", args.join(" "));
+        // wasm-pack compiles the tests twice: `cargo build --tests` (the dev profile), then `cargo test` (the test
+        // profile: opt-level 2, line tables). With the dev profile given the test profile's settings, Cargo reuses
+        // every dependency of the first build in the second (measured: 1 m 14 s of 3 m 40 s was the first build).
         let status = Command::new("wasm-pack")
             .args(args)
+            .env("CARGO_PROFILE_DEV_OPT_LEVEL", "2")
+            .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
             .env_remove("WASM_BINDGEN_TEST_TIMEOUT")
             .status()
             .map_err(|e| format!("cannot run wasm-pack: {e}"))?;

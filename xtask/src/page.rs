@@ -83,10 +83,13 @@ fn build_engine(build: &EngineBuild) -> Result<(), String> {
         Command::new("wasm-pack")
     };
     eprintln!("xtask: wasm-pack {} ({}{rustflags})", args.join(" "), if build.threads { "nightly, " } else { "" });
-    // Each build has a target directory of its own, so that they do not invalidate each other.
+    // Each build has a target directory of its own, so that they do not invalidate each other. No debug info: the
+    // release profile keeps line tables for native profiling, but wasm-bindgen strips them from the module the page
+    // ships, and generating them made each build a quarter slower (145 s against 112 s from scratch).
     let status = command
         .args(&args)
         .env("CARGO_TARGET_DIR", format!("target/{}", build.dir))
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
         .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS", &rustflags)
         .status()
         .map_err(|e| format!("cannot run wasm-pack: {e}"))?;

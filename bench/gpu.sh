@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Issue 21's real-GPU record, in one run of a few minutes: our WGSL matmuls (`qlora bench --matmul --backend gpu`) and
+# GPT-2 124M's training step (random weights, real vocabulary, batch 4 × 128, r = 8: LoRA on c_attn over an fp32
+# base, QLoRA nf4 + double quantization on every block linear) beside PyTorch's matmul and the transformers + PEFT
+# (+ bitsandbytes) step on CUDA. The raw lines go to docs/bench/gpu-<date>-<gpu>.jsonl and a dated section with the
+# hardware, driver and commands into BENCHMARKS.md.
+#
+#   bench/gpu.sh [--qlora BIN] [--python PY] [--out DIR] [--batch B] [--seq T] [--steps N] [--no-record]
+#
+# --qlora: a release `qlora` built elsewhere (default: cargo build --release here). --python: a Python with torch,
+# transformers and peft (default python3; bitsandbytes for the nf4 rows, else they say "skipped"). --out: also copy
+# the raw lines and the section there. --no-record: leave BENCHMARKS.md and docs/bench/ alone (a smoke run).
+# Without CUDA the PyTorch side runs on the CPU and every row names the device it ran on: a smoke test, not a record.
+# On a GPU machine without Rust, build the binary elsewhere on x86-64 without debug info (a fraction of the size:
+# `CARGO_PROFILE_RELEASE_DEBUG=0 cargo build --release --bin qlora`), copy it over with this repository and pass
+# --qlora; it needs the Vulkan loader (libvulkan1) and the GPU's Vulkan driver there.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+qlora="" py=python3 out="" batch=4 seq=128 steps=10 record=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --qlora) qlora="$2"; shift 2 ;;
+    --python) py="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --batch) batch="$2"; shift 2 ;;
+    --seq) seq="$2"; shift 2 ;;
+    --steps) steps="$2"; shift 2 ;;
+    --no-record) record=0; shift ;;
+    *) echo "gpu.sh: unknown argument $1 (see the comment at the top of bench/gpu.sh)" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$qlora" ]; then
+  (cd "$root" && cargo build --quiet --release --bin qlora)
+  qlora="$root/target/release/qlora"
+fi
+if ! "$py" -c 'import torch, transformers, peft' 2>/dev/null; then
+  echo "gpu.sh: $py lacks torch, transformers or peft (pip install -r bench/requirements.txt)" >&2
+  exit 2
+fi
+device=$("$py" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
+[ "$device" = cuda ] || echo "gpu.sh: PyTorch sees no CUDA device; its side runs on the CPU (a smoke run)" >&2
+
+# wgpu's Vulkan loader wants a runtime directory (it only warns without one).
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+raw="$work/raw.jsonl"
+log() { echo "gpu.sh: $*" >&2; }
+# Each tool's JSON lines, tagged with who printed them and what was asked.
+tag() { "$py" -c 'import json, sys
+side, config = sys.argv[1], sys.argv[2]
+for line in sys.stdin:
+    if line.startswith("{"):
+        row = json.loads(line); row.update(side=side, config=config); print(json.dumps(row), flush=True)' "$1" "$2"; }
+
+{
+  echo "{\"facts\": true, \"date\": \"$(date -u +%Y-%m-%d)\", \"commit\": \"$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)\","
+  echo " \"gpu\": \"$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1 || true)\","
+  echo " \"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)\", \"cores\": $(nproc),"
+  echo " \"torch\": \"$("$py" -c 'import torch; print(torch.__version__, torch.version.cuda)')\","
+  echo " \"batch\": $batch, \"seq\": $seq, \"steps\": $steps}"
+} | tr -d '\n' > "$raw"
+echo >> "$raw"
+
+log "GPT-2 124M's shape with random weights (qlora init --preset gpt2)"
+"$qlora" init --preset gpt2 --out "$work/gpt2" > /dev/null
+
+log "matmul: ours (WGSL), then PyTorch's at the sizes ours chose (1024³ and 4096³ on a GPU)"
+"$qlora" bench --matmul --backend gpu --json | tag ours matmul >> "$raw"
+sizes=$("$py" -c 'import json, sys
+print(",".join(sorted({str(json.loads(l)["size"]) for l in open(sys.argv[1]) if "\"kernel\"" in l}, key=int)))' "$raw")
+"$py" "$here/torch_matmul.py" --device "$device" --sizes "$sizes" | tag peer matmul >> "$raw"
+
+# name | method | format | targets | extra
+configs=(
+  "lora-c_attn-fp32|lora|fp32|qkv|"
+  "qlora-nf4-dq-all|qlora|nf4|qkv,o,fc,proj|--double-quant"
+)
+for c in "${configs[@]}"; do
+  IFS='|' read -r name method format targets extra <<< "$c"
+  common=(--model "$work/gpt2" --method "$method" --format "$format" --targets "$targets" --rank 8
+    --batch "$batch" --seq "$seq" --steps "$steps")
+  [ -n "$extra" ] && common+=("$extra")
+  log "GPT-2 step, $name: ours"
+  "$qlora" bench --backend gpu --json "${common[@]}" | tag ours "$name" >> "$raw"
+  log "GPT-2 step, $name: transformers + PEFT"
+  if [ "$format" != fp32 ] && ! "$py" -c 'import bitsandbytes' 2>/dev/null; then
+    echo "{\"skipped\": \"bitsandbytes is not installed\"}" | tag peer "$name" >> "$raw"
+  else
+    "$py" "$here/peft_step.py" "${common[@]}" --threads "$(nproc)" --device "$device" | tag peer "$name" >> "$raw"
+  fi
+done
+
+section="$work/section.md"
+"$py" "$here/gpu_report.py" "$raw" > "$section"
+cat "$section"
+slug=$("$py" -c 'import json, re, sys
+f = json.loads(open(sys.argv[1]).readline())
+print(f["date"] + "-" + (re.sub(r"[^a-z0-9]+", "-", f["gpu"].split(",")[0].lower()).strip("-") or "no-gpu"))' "$raw")
+if [ -n "$out" ]; then
+  mkdir -p "$out"
+  cp "$raw" "$out/gpu-$slug.jsonl"
+  cp "$section" "$out/gpu-$slug.md"
+fi
+if [ "$record" = 1 ]; then
+  cp "$raw" "$root/docs/bench/gpu-$slug.jsonl"
+  "$py" - "$root/BENCHMARKS.md" "$section" <<'EOF'
+import sys
+path, section = sys.argv[1], open(sys.argv[2]).read()
+marker = "<!-- bench/gpu.sh records its runs below this line, newest first -->\n"
+text = open(path).read()
+assert marker in text, f"{path} lost the marker line bench/gpu.sh inserts after"
+open(path, "w").write(text.replace(marker, marker + "\n" + section, 1))
+EOF
+  log "recorded in BENCHMARKS.md and docs/bench/gpu-$slug.jsonl"
+fi

@@ -1,0 +1,63 @@
+"""Turns bench/gpu.sh's raw JSON lines into the dated BENCHMARKS.md section: the facts of the machine, then the
+matmul and GPT-2 step tables, ours beside PyTorch's with the ratio (above 1: ours is faster)."""
+
+import json
+import sys
+
+
+def num(x: float) -> str:
+    """GFLOP/s and milliseconds: whole numbers from 100 up, else three significant digits."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def ratio(x: float) -> str:
+    return f"{x:.2f}×" if x >= 0.1 else f"{x:.3f}×"
+
+
+def main() -> None:
+    rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+    facts = rows[0]
+    find = {}
+    for r in rows[1:]:
+        key = (r["side"], r["config"], r.get("kernel"), r.get("size"))
+        find[key] = r
+    devices = sorted({f'{r["side"]}: {r["device"]}' for r in rows[1:] if "device" in r})
+    gpu = facts["gpu"] or "no NVIDIA GPU (nvidia-smi found none)"
+    print(f'### {facts["date"]}: {gpu}')
+    print()
+    print(f'Commit {facts["commit"]}, `bench/gpu.sh` (medians; GPT-2 step at {facts["batch"]} × {facts["seq"]}, '
+          f'{facts["steps"]} measured step(s) after warm-up). Host CPU: {facts["cpu"]}, {facts["cores"]} cores; '
+          f'PyTorch {facts["torch"]}. Devices as each side named them: {"; ".join(devices)}.')
+    print()
+    print('| matmul | n | ours (WGSL), GFLOP/s | PyTorch, GFLOP/s | ours ÷ PyTorch |')
+    print('|---|---:|---:|---:|---:|')
+    for ours_k, peer_k, label in [("matmul_f32", "matmul_f32", "f32"),
+                                  ("matmul_f32", "matmul_f32_tf32", "f32 (PyTorch with TF32: less precise)"),
+                                  ("matmul_nf4", "matmul_nf4", "NF4 weight (bitsandbytes' matmul_4bit)")]:
+        for n in sorted({r["size"] for r in rows[1:] if r.get("kernel") == ours_k}):
+            ours, peer = find.get(("ours", "matmul", ours_k, n)), find.get(("peer", "matmul", peer_k, n))
+            if ours is None or peer is None:
+                continue
+            if "gflops" not in peer:
+                print(f'| {label} | {n} | {num(ours["gflops"])} | {peer.get("skipped", "—")} | — |')
+                continue
+            print(f'| {label} | {n} | {num(ours["gflops"])} | {num(peer["gflops"])} | '
+                  f'{ratio(ours["gflops"] / peer["gflops"])} |')
+    print()
+    print('| GPT-2 124M training step | ours, ms | transformers + PEFT, ms | speed: PEFT ms ÷ ours |')
+    print('|---|---:|---:|---:|')
+    for config, label in [("lora-c_attn-fp32", "LoRA r 8 on c_attn, fp32 base"),
+                          ("qlora-nf4-dq-all", "QLoRA r 8, nf4 + dq, every block linear")]:
+        ours, peer = find.get(("ours", config, None, None)), find.get(("peer", config, None, None))
+        if ours is None or peer is None:
+            continue
+        if "ms_per_step" not in peer:
+            print(f'| {label} | {num(ours["ms_per_step"])} | {peer.get("skipped", "—")} | — |')
+            continue
+        print(f'| {label} | {num(ours["ms_per_step"])} | {num(peer["ms_per_step"])} | '
+              f'{ratio(peer["ms_per_step"] / ours["ms_per_step"])} |')
+    print()
+
+
+if __name__ == "__main__":
+    main()
