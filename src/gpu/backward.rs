@@ -73,15 +73,14 @@ impl<'a> Recorder<'a> {
         for l in (0..cfg.n_layer).rev() {
             let (res_in, blk) = (a.block_input(l), &a.blocks[l]);
             let block = |t: BlockTensor| TensorId::Block(l, t);
-            bwd.push(k.zero(gpu, bt32 * 4 * c32, s.d_wide.all()));
+            // A linear's backward writes its dinp outright, so no zeroing pass comes before one (issue 21's profile
+            // counted four a layer in GPT-2's step, written only to be added to).
             self.linear_backward(&mut bwd, l, Linear::MlpProj, &s.d_res, &blk.fch_gelu, &s.d_wide, s);
             bwd.push(k.zero(gpu, bt32 * 4 * c32, s.d_wide2.all()));
             bwd.push(k.gelu_backward(gpu, bt32 * 4 * c32, s.d_wide2.all(), blk.fch.all(), s.d_wide.all()));
-            bwd.push(k.zero(gpu, bt32 * c32, s.d_tmp.all()));
             self.linear_backward(&mut bwd, l, Linear::Fc, &s.d_wide2, &blk.ln2, &s.d_tmp, s);
             let ln2 = LayerNormAt { inp: &blk.res2, stats: &blk.ln2_stats, w: block(Ln2W), b: block(Ln2B) };
             self.layernorm_backward(&mut bwd, ln2, &s.d_tmp, &s.d_res);
-            bwd.push(k.zero(gpu, bt32 * c32, s.d_tmp.all()));
             self.linear_backward(&mut bwd, l, Linear::AttnProj, &s.d_res, &blk.atty, &s.d_tmp, s);
             bwd.push(k.zero(gpu, bt32 * 3 * c32, s.d_wide.all()));
             let [q_pass, k_pass] = k.attention_backward(
@@ -98,7 +97,6 @@ impl<'a> Recorder<'a> {
             );
             bwd.push(q_pass);
             bwd.push(k_pass);
-            bwd.push(k.zero(gpu, bt32 * c32, s.d_wide2.all()));
             self.linear_backward(&mut bwd, l, Linear::Attn, &s.d_wide, &blk.ln1, &s.d_wide2, s);
             let ln1 = LayerNormAt { inp: res_in, stats: &blk.ln1_stats, w: block(Ln1W), b: block(Ln1B) };
             self.layernorm_backward(&mut bwd, ln1, &s.d_wide2, &s.d_res);
@@ -141,7 +139,8 @@ impl<'a> Recorder<'a> {
         }
     }
 
-    /// dinp += ∂/∂inp; weight, bias (full) or adapter (LoRA) gradients accumulated into `grads`.
+    /// dinp = ∂/∂inp (the base product writes it, beta 0, and the adapters' part is added after); weight, bias
+    /// (full) or adapter (LoRA) gradients accumulated into `grads`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn linear_backward(
         &self,
@@ -159,7 +158,7 @@ impl<'a> Recorder<'a> {
         if self.w.full {
             let (shard, w_off) = self.w.param_at(TensorId::Block(l, lin.weight()));
             let s = MatmulShape { b_offset: w_off, ldb: oc32, ..MatmulShape::new(bt, oc32, d_in32, false, true) }
-                .scaled(1.0, 1.0);
+                .scaled(1.0, 0.0);
             out.push(self.mm.prepare(self.gpu, s, dout.all(), shard.all(), dinp.all()));
             let (gshard, g_off) = self.grad_at(TensorId::Block(l, lin.weight()));
             let sw =
@@ -168,7 +167,7 @@ impl<'a> Recorder<'a> {
             out.push(self.k.bias_grad(self.gpu, bt, oc32, self.grad(TensorId::Block(l, lin.bias())), dout.all()));
         } else {
             let w = &self.w.qweights[l * 4 + lin.index()];
-            out.push(self.mmq.prepare_backward(self.gpu, w, bt, dout.all(), dinp.all(), true));
+            out.push(self.mmq.prepare_backward(self.gpu, w, bt, dout.all(), dinp.all(), false));
         }
         let entries = self.w.entries_on(l, lin);
         if entries.is_empty() {
