@@ -14,6 +14,16 @@ def ratio(x: float) -> str:
     return f"{x:.2f}×" if x >= 0.1 else f"{x:.3f}×"
 
 
+def table_row(label: str, ours, peer, key: str, speed) -> None:
+    """One row: our value, the peer's (or why it is missing) and `speed(ours, peer)`; nothing when a side is absent."""
+    if ours is None or peer is None:
+        return
+    if key not in peer:
+        print(f'| {label} | {num(ours[key])} | {peer.get("skipped", "—")} | — |')
+    else:
+        print(f'| {label} | {num(ours[key])} | {num(peer[key])} | {ratio(speed(ours[key], peer[key]))} |')
+
+
 def main() -> None:
     rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
     facts = rows[0]
@@ -36,26 +46,14 @@ def main() -> None:
                                   ("matmul_nf4", "matmul_nf4", "NF4 weight (bitsandbytes' matmul_4bit)")]:
         for n in sorted({r["size"] for r in rows[1:] if r.get("kernel") == ours_k}):
             ours, peer = find.get(("ours", "matmul", ours_k, n)), find.get(("peer", "matmul", peer_k, n))
-            if ours is None or peer is None:
-                continue
-            if "gflops" not in peer:
-                print(f'| {label} | {n} | {num(ours["gflops"])} | {peer.get("skipped", "—")} | — |')
-                continue
-            print(f'| {label} | {n} | {num(ours["gflops"])} | {num(peer["gflops"])} | '
-                  f'{ratio(ours["gflops"] / peer["gflops"])} |')
+            table_row(f"{label} | {n}", ours, peer, "gflops", lambda o, p: o / p)
     print()
     print('| GPT-2 124M training step | ours, ms | transformers + PEFT, ms | speed: PEFT ms ÷ ours |')
     print('|---|---:|---:|---:|')
     for config, label in [("lora-c_attn-fp32", "LoRA r 8 on c_attn, fp32 base"),
                           ("qlora-nf4-dq-all", "QLoRA r 8, nf4 + dq, every block linear")]:
         ours, peer = find.get(("ours", config, None, None)), find.get(("peer", config, None, None))
-        if ours is None or peer is None:
-            continue
-        if "ms_per_step" not in peer:
-            print(f'| {label} | {num(ours["ms_per_step"])} | {peer.get("skipped", "—")} | — |')
-            continue
-        print(f'| {label} | {num(ours["ms_per_step"])} | {num(peer["ms_per_step"])} | '
-              f'{ratio(peer["ms_per_step"] / ours["ms_per_step"])} |')
+        table_row(label, ours, peer, "ms_per_step", lambda o, p: p / o)
     print()
 
 
