@@ -62,9 +62,15 @@ def main() -> None:
         except ImportError:
             print(json.dumps({"kernel": "matmul_nf4", "size": n, "skipped": "bitsandbytes is not installed"}))
             continue
-        # x·Wᵀ through the NF4 weight, the product of a QLoRA forward (bitsandbytes dequantizes, then multiplies).
-        packed, state = bf.quantize_4bit(w, quant_type="nf4", blocksize=64)
-        report("matmul_nf4", n, timed(lambda: bnb.matmul_4bit(x, packed.t(), quant_state=state), a.reps, a.device))
+        # x·Wᵀ through the NF4 weight, the product of a QLoRA forward (bitsandbytes dequantizes, then multiplies). A
+        # bitsandbytes build without 4-bit kernels for this device gets a "skipped" row, not a failed run.
+        try:
+            packed, state = bf.quantize_4bit(w, quant_type="nf4", blocksize=64)
+            secs = timed(lambda: bnb.matmul_4bit(x, packed.t(), quant_state=state), a.reps, a.device)
+        except Exception as e:  # noqa: BLE001 - any failure of the peer's kernel is reported, not fatal
+            print(json.dumps({"kernel": "matmul_nf4", "size": n, "skipped": f"bitsandbytes failed: {e}"[:200]}))
+            continue
+        report("matmul_nf4", n, secs)
 
 
 if __name__ == "__main__":

@@ -140,7 +140,9 @@ impl<'a> Recorder<'a> {
     }
 
     /// dinp = ∂/∂inp (the base product writes it, beta 0, and the adapters' part is added after); weight, bias
-    /// (full) or adapter (LoRA) gradients accumulated into `grads`.
+    /// (full) or adapter (LoRA) gradients accumulated into `grads`. The CPU twin
+    /// (`cpu::executor::linear_backward_with_adapters`) fills dinp with zeros and adds: the same values, where a fill
+    /// costs little, while a GPU dispatch that only writes zeros costs a pass over memory.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn linear_backward(
         &self,

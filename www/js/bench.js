@@ -1,5 +1,6 @@
-// The browser benchmark (bench.html): the playground's worker, unchanged, trains the shipped model for a few steps
-// per configuration; the medians go to a table and, as JSON, to #bench-json (read by bench/page-bench.mjs).
+// The browser benchmark (bench.html): the playground's worker trains the shipped model (or, with model=gpt2, a
+// random GPT-2 it makes) for a few steps per configuration; the medians go to a table and, as JSON, to #bench-json
+// (read by bench/page-bench.mjs).
 import { startEngineWorker } from './engine-worker.js';
 import { el } from './views.js';
 

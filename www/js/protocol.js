@@ -19,6 +19,8 @@
 //   {type:'generate', prompt, tokens, temperature, topK, seed}
 //   {type:'histogram', layer, linear}          a base weight against the 4-bit levels
 //   {type:'matmul'}                            the benchmark page: time the CPU executor's matrix multiply
+//   {type:'random-model', preset}              the benchmark page: a random model of a published shape (gpt2,
+//                                              distilgpt2) made here; answered with 'loaded'
 //   {type:'save'}                              autosave now (the page is hiding or closing)
 //   {type:'restore', preferGpu} / {type:'discard'}   the run saved in this browser (IndexedDB, store.js)
 //   {type:'export'}                            the run as a zip (web::archive); {type:'import', bytes, preferGpu}
