@@ -337,13 +337,20 @@ struct GenerationProgress {
     total: usize,
 }
 
+impl Playground {
+    /// A playground for `base`, with no text, run or generation yet.
+    fn with_base(base: Gpt2) -> Playground {
+        Playground { base, user_text: None, run: None, generation: None }
+    }
+}
+
 #[wasm_bindgen]
 impl Playground {
     /// Loads a Hugging Face GPT-2 directory's two files: `config.json` text and `model.safetensors` bytes.
     #[wasm_bindgen(constructor)]
     pub fn new(config_json: &str, safetensors: &[u8]) -> Result<Playground, JsError> {
         let base = load_model_bytes(config_json, safetensors).map_err(err)?;
-        Ok(Playground { base, user_text: None, run: None, generation: None })
+        Ok(Playground::with_base(base))
     }
 
     /// Loads a model whose `model.safetensors` (`len` bytes) is too large to copy into wasm memory whole: `read(offset,
@@ -353,7 +360,7 @@ impl Playground {
     pub fn from_reader(config_json: &str, len: f64, read: js_sys::Function) -> Result<Playground, JsError> {
         let reader = JsReader { read, pos: 0, len: len as u64 };
         let base = load_model_stream(config_json, reader, len as u64).map_err(err)?;
-        Ok(Playground { base, user_text: None, run: None, generation: None })
+        Ok(Playground::with_base(base))
     }
 
     /// A randomly initialised model of a published shape (`gpt2`: 12 × 768, vocabulary 50,257; `distilgpt2`), for
@@ -361,7 +368,7 @@ impl Playground {
     /// becomes ids below 256, and a step's time does not depend on which ids it embeds.
     pub fn random(preset: &str, seed: u32) -> Result<Playground, JsError> {
         let base = Gpt2::init(ModelConfig::hf_preset(preset, None).map_err(err)?, seed.into());
-        Ok(Playground { base, user_text: None, run: None, generation: None })
+        Ok(Playground::with_base(base))
     }
 
     /// The model's config.json (as `qlora init` writes it), for the settings and accounting functions above.

@@ -146,6 +146,7 @@ test('cpu: the browser benchmark page measures every configuration and refuses b
       ['distilgpt2 cpu lora fp32 dq=false qkv', 'distilgpt2 cpu qlora nf4 dq=true qkv,o,fc,proj']);
     for (const r of gpt2.results) assert.ok(r.ms_per_step > 0, JSON.stringify(r));
     assert.deepEqual(gpt2.matmul, []);
+    assert.equal(await page.isVisible('#matmul-section'), false, 'no empty multiply table for a GPT-2 run');
     for (const [query, message] of [['steps=0', /steps must be a whole number from 1 to 1000/], ['simd=fast', /simd must be relaxed or plain, not fast/],
       ['model=llama', /model must be one of shakespeare, gpt2, distilgpt2, not llama/]]) {
       await page.goto(`${PAGE_URL}bench.html?${query}`, NAVIGATION);

@@ -136,10 +136,15 @@ async function loadFromBlobs(blobs, nameOrPath) {
     next.free(); // the model read so far (GPT-2: 0.5 GB) goes with the refusal
     throw e;
   }
+  usePlayground(next);
+  return config;
+}
+
+/// Makes `next` the model every request works on, freeing the one before it (GPT-2's holds 0.5 GB).
+function usePlayground(next) {
   if (playground) playground.free();
   playground = next;
   hasRun = false;
-  return config;
 }
 
 /// A hub model from the cache, then the page's views recomputed for the configuration that came with it.
@@ -467,10 +472,7 @@ const handlers = {
   async 'random-model'({ preset }) {
     running = false;
     ++loopId;
-    const next = engine.Playground.random(preset, 0);
-    if (playground) playground.free();
-    playground = next;
-    hasRun = false;
+    usePlayground(engine.Playground.random(preset, 0));
     configJson = playground.configJson();
     modelName = 'files';
     post({ type: 'loaded', info: playground.modelInfo(), memoryBytes: memoryBytes() });

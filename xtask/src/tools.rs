@@ -12,6 +12,12 @@ pub fn run(program: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Installs Debian packages (a fresh machine's package lists may be empty, so they are fetched first).
+fn apt_install(packages: &[&str]) -> Result<(), String> {
+    run("apt-get", &["update", "-qq"])?;
+    run("apt-get", &[&["install", "-y", "-qq"], packages].concat())
+}
+
 /// Installs a rustup component when it is missing (fresh machines may lack clippy or rustfmt).
 pub fn ensure_component(component: &str, probe: &[&str]) -> Result<(), String> {
     let ok = Command::new("cargo").args(probe).output().map(|o| o.status.success()).unwrap_or(false);
@@ -43,8 +49,7 @@ pub fn ensure_vulkan_driver() -> Result<(), String> {
     if has_driver && has_loader {
         return Ok(());
     }
-    run("apt-get", &["update", "-qq"])?;
-    run("apt-get", &["install", "-y", "-qq", "mesa-vulkan-drivers", "libvulkan1"])
+    apt_install(&["mesa-vulkan-drivers", "libvulkan1"])
 }
 
 /// The system's OpenBLAS with its link-time library, for the CPU executor's optional `openblas` feature.
@@ -53,8 +58,7 @@ pub fn ensure_openblas() -> Result<(), String> {
     if dev.iter().any(|p| std::path::Path::new(p).exists()) {
         return Ok(());
     }
-    run("apt-get", &["update", "-qq"])?;
-    run("apt-get", &["install", "-y", "-qq", "libopenblas-dev"])
+    apt_install(&["libopenblas-dev"])
 }
 
 /// Whether `program --version` runs and its output contains `needle`.
@@ -99,8 +103,7 @@ pub fn ensure_wasm_tools() -> Result<(), String> {
 pub fn ensure_browser_tools() -> Result<(), String> {
     let missing = |path: &str| !std::path::Path::new(path).exists();
     if missing("/usr/bin/chromium") || missing("/usr/bin/chromedriver") || missing("/usr/bin/firefox-esr") {
-        run("apt-get", &["update", "-qq"])?;
-        run("apt-get", &["install", "-y", "-qq", "chromium", "chromium-driver", "firefox-esr"])?;
+        apt_install(&["chromium", "chromium-driver", "firefox-esr"])?;
     }
     if !has_version("geckodriver", "geckodriver") {
         run("cargo", &["install", "geckodriver", "--version", "0.37.1"])?;
@@ -111,8 +114,7 @@ pub fn ensure_browser_tools() -> Result<(), String> {
 /// Node.js and npm (page tests), from Debian when missing.
 pub fn ensure_node() -> Result<(), String> {
     if !has_version("node", "v") || !has_version("npm", ".") {
-        run("apt-get", &["update", "-qq"])?;
-        run("apt-get", &["install", "-y", "-qq", "nodejs", "npm"])?;
+        apt_install(&["nodejs", "npm"])?;
     }
     Ok(())
 }
