@@ -28,9 +28,12 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
 fn matmul_matches_cpu_in_every_orientation() {
     let gpu = gpu();
     let mm = Matmul::new(&gpu);
-    // The last two are large enough for the 64×64-tile entry point, and not multiples of its tile either.
+    // The last three are large enough for the 64×64-tile entry point, and not multiples of its tile either; the last
+    // is shallower than one step of k (a LoRA adapter's rank-8 product onto a wide output).
     for (i, &(m, k, n)) in
-        [(1, 1, 1), (17, 33, 5), (40, 16, 48), (3, 70, 31), (70, 37, 130), (129, 64, 65)].iter().enumerate()
+        [(1, 1, 1), (17, 33, 5), (40, 16, 48), (3, 70, 31), (70, 37, 130), (129, 64, 65), (96, 8, 300)]
+            .iter()
+            .enumerate()
     {
         for ta in [false, true] {
             for tb in [false, true] {
@@ -114,7 +117,8 @@ fn fused_dequant_matmul_matches_cpu(gpu: &Gpu, mmq: &MatmulDequant, m: usize, in
 fn strided_dequant_matmul_reads_and_writes_sub_matrices() {
     let gpu = gpu();
     let mmq = MatmulDequant::new(&gpu);
-    let (rows, c, part, vocab, row0, col0) = (70usize, 24usize, 90usize, 130usize, 5usize, 33usize);
+    // Wide enough (c = 72) that the backward product takes the 64×64-tile entry point too.
+    let (rows, c, part, vocab, row0, col0) = (70usize, 72usize, 90usize, 130usize, 5usize, 33usize);
     let total = row0 + rows + 3;
     let wte = random(part * c, 1); // the part's rows, [part, C]
     let lnf = random(total * c, 2);

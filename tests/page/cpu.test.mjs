@@ -133,6 +133,11 @@ test('cpu: the browser benchmark page measures every configuration and refuses b
     const rows = page.locator('[data-testid=matmul-rows] tr');
     assert.equal(await rows.count(), 7);
     assert.match(await rows.first().textContent(), /multiply-add peak.*1\.00×/);
+    // On a phone the two tables scroll inside their boxes; the page itself stays as wide as the screen.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `bench.html overflows a phone screen by ${overflow}px`);
+    await page.setViewportSize({ width: 1280, height: 720 });
     await page.goto(`${PAGE_URL}bench.html?backends=cpu&steps=1&batch=1&seq=16&simd=plain`, NAVIGATION);
     await page.waitForFunction(() => document.body?.dataset.bench, null, { timeout: 120000 });
     const plain = JSON.parse(await page.textContent('[data-testid=bench-json]'));
