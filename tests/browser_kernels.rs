@@ -1,6 +1,7 @@
-//! The fused dequantize + matmul kernel on WebGPU in a real browser (headless Chromium with WebGPU on SwiftShader, or
-//! Firefox with its WebGPU on lavapipe) against the CPU. Run with the rest by `wasm-pack test --headless --chrome` (or
-//! `--firefox`); the runner gives each test file 20 s, so each GPU scenario has a file of its own.
+//! The fused dequantize + matmul kernel, both of its tilings, on WebGPU in a real browser (headless Chromium with
+//! WebGPU on SwiftShader, or Firefox with its WebGPU on lavapipe) against the CPU. Run with the rest by
+//! `wasm-pack test --headless --chrome` (or `--firefox`); the runner gives each test file 20 s, so each GPU scenario
+//! has a file of its own.
 #![cfg(target_arch = "wasm32")]
 
 mod browser_util;
@@ -15,17 +16,23 @@ wasm_bindgen_test_configure!(run_in_browser);
 #[wasm_bindgen_test]
 async fn fused_nf4_matmul_matches_cpu_in_the_browser() {
     let gpu = Gpu::new().await.expect("a WebGPU adapter (webdriver.json enables it in Chromium and Firefox)");
-    let (m, inf, outf) = (5usize, 70usize, 33usize);
+    // A few rows (16×16 output tiles), then enough rows and columns for 64×64 tiles.
+    for (m, inf, outf) in [(5usize, 70usize, 33usize), (70, 72, 130)] {
+        fused_nf4_matmul_matches_cpu(&gpu, m, inf, outf).await;
+    }
+}
+
+async fn fused_nf4_matmul_matches_cpu(gpu: &Gpu, m: usize, inf: usize, outf: usize) {
     let w: Vec<f32> = values(outf * inf, 1).iter().map(|v| v * 0.1).collect();
     let x = values(m * inf, 2);
     let q = QuantizedTensor::quantize(&w, Storage::new(Format::Nf4, true).unwrap());
     let deq = q.dequantize();
-    let gw = GpuQuantWeight::upload(&gpu, "w", &q, outf, inf).unwrap();
+    let gw = GpuQuantWeight::upload(gpu, "w", &q, outf, inf).unwrap();
     let gx = gpu.upload("x", &x, Category::Activations).unwrap();
     let gy = gpu.upload("y", &vec![0.0f32; m * outf], Category::Activations).unwrap();
-    submit(&gpu, &[&MatmulDequant::new(&gpu).prepare_forward(&gpu, &gw, m as u32, gx.all(), None, gy.all())]);
+    submit(gpu, &[&MatmulDequant::new(gpu).prepare_forward(gpu, &gw, m as u32, gx.all(), None, gy.all())]);
     let got = gpu.read_f32(&gy, m * outf).await.unwrap();
     let want: Vec<f32> =
         (0..m * outf).map(|i| (0..inf).map(|k| x[(i / outf) * inf + k] * deq[(i % outf) * inf + k]).sum()).collect();
-    assert!(rel(&got, &want) <= 1e-4);
+    assert!(rel(&got, &want) <= 1e-4, "{m}×{inf} · ({outf}×{inf})ᵀ");
 }

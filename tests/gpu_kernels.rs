@@ -64,6 +64,29 @@ fn matmul_matches_cpu_in_every_orientation() {
     }
 }
 
+/// A product as deep as the head's backward over GPT-2's 50,257-token vocabulary, on both entry points (64 × 64
+/// outputs, and 16 × 16). Lavapipe ends an invocation's loops early past a total near 65,535 iterations, silently: a
+/// kernel that loops inside its loop over k returns rows it never finished there (an 8 × 8 tiling tried on
+/// 2026-12-02 did, at this depth). This kernel's inner loops still count toward that cap: it fails at K = 70,000.
+#[test]
+fn matmul_runs_the_whole_depth_of_a_vocabulary_sized_product() {
+    let gpu = gpu();
+    let mm = Matmul::new(&gpu);
+    let k = 50_257;
+    for (m, n) in [(64usize, 64usize), (16, 16)] {
+        let (a, b) = (random(m * k, 1), random(k * n, 2));
+        let mut want = vec![0.0; m * n];
+        gemm(m, k, n, 1.0, Mat::new(&a, k), Mat::new(&b, n), 0.0, &mut want, n);
+        let (ga, gb) =
+            (gpu.upload("a", &a, Category::Scratch).unwrap(), gpu.upload("b", &b, Category::Scratch).unwrap());
+        let gc = gpu.upload("c", &vec![0.0; m * n], Category::Scratch).unwrap();
+        let shape = MatmulShape::plain(m as u32, k as u32, n as u32);
+        submit(&gpu, &[&mm.prepare(&gpu, shape, ga.all(), gb.all(), gc.all())]);
+        let got = pollster::block_on(gpu.read_f32(&gc, m * n)).unwrap();
+        assert_close(&got, &want, &format!("{m}x{k}x{n}"));
+    }
+}
+
 #[test]
 fn fused_dequant_matmul_matches_cpu_for_every_format() {
     let gpu = gpu();
