@@ -32,8 +32,8 @@
 //! | adamw.wgsl | sum_squares | `Kernels::adamw` | `cpu::optim::grad_norm` | `adamw_with_clipping_matches_cpu` |
 //! | adamw.wgsl | finish_norm | `Kernels::adamw` | `cpu::optim::clip_grad_norm` | `adamw_with_clipping_matches_cpu` |
 //! | adamw.wgsl | update | `Kernels::adamw` | `cpu::optim::AdamW::step` | `adamw_with_clipping_matches_cpu` |
-//! | matmul_tiles.wgsl (matmul) | small_tiles | `Matmul::prepare` | `cpu::matmul::gemm` | `matmul_matches_cpu_in_every_orientation`, `matmul_runs_the_whole_depth_of_a_vocabulary_sized_product` |
-//! | matmul_tiles.wgsl (matmul) | large_tiles | `Matmul::prepare` | `cpu::matmul::gemm` | `matmul_matches_cpu_in_every_orientation`, `matmul_runs_the_whole_depth_of_a_vocabulary_sized_product` |
+//! | matmul_tiles.wgsl (matmul) | small_tiles | `Matmul::prepare` | `cpu::matmul::gemm` | `matmul_matches_cpu_in_every_orientation` |
+//! | matmul_tiles.wgsl (matmul) | large_tiles | `Matmul::prepare` | `cpu::matmul::gemm` | `matmul_matches_cpu_in_every_orientation` |
 //! | matmul_tiles.wgsl (matmul_dequant, x·Wᵀ) | small_tiles | `MatmulDequant::prepare_forward` | `cpu::matmul::gemm` | `fused_dequant_matmul_matches_cpu_for_every_format` |
 //! | matmul_tiles.wgsl (matmul_dequant, x·Wᵀ) | large_tiles | `MatmulDequant::prepare_forward` | `cpu::matmul::gemm` | `fused_dequant_matmul_matches_cpu_for_every_format` |
 //! | matmul_tiles.wgsl (matmul_dequant, dy·W) | small_tiles | `MatmulDequant::prepare_backward` | `cpu::matmul::gemm` | `fused_dequant_matmul_matches_cpu_for_every_format` |
