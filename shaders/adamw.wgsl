@@ -1,5 +1,6 @@
 // AdamW over the trainable parameters, one dispatch per shard (PyTorch semantics), and the global gradient norm.
-// `sum_squares`, per workgroup of 256: norm_buf[1 + partial_base + wg] = Σ g² over its slice of this shard's `grad`.
+// `sum_squares`, per workgroup of 256: norm_buf[1 + partial_base + wg] = Σ g² over its slice of 4096 of this shard's
+//   `grad`.
 // `finish_norm`, one workgroup: norm_buf[0] = Σ of all shards' `partials` partial sums.
 // `update`: g ← g·clip (clip = min(1, max_norm/(norm + 1e-6)), norm = √norm_buf[0]), then the AdamW step with
 //   bias-corrected moments; learning rate and step count come from the uniform, rewritten before each step.
@@ -35,17 +36,24 @@ fn reduce(lane: u32) {
     }
 }
 
+// Elements per workgroup of `sum_squares` (NORM_SLICE in src/gpu/kernels.rs): each invocation adds 16 squares
+// before the tree reduction, so a step has one barrier-heavy reduction per 4096 gradients instead of per 256 (CPU
+// emulators such as SwiftShader run each barrier as a switch between all of a workgroup's invocations).
+const SLICE: u32 = 4096u;
+
 @compute @workgroup_size(256, 1, 1)
 fn sum_squares(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let g_index = wg.y * p.groups_x + wg.x;
-    let i = g_index * 256u + lid.x;
     var x = 0.0;
-    if (i < p.n) { let g = grad[i]; x = g * g; }
+    for (var j = 0u; j < SLICE / 256u; j = j + 1u) {
+        let i = g_index * SLICE + j * 256u + lid.x;
+        if (i < p.n) { let g = grad[i]; x = x + g * g; }
+    }
     red[lid.x] = x;
     workgroupBarrier();
     reduce(lid.x);
     // Workgroups past the shard's partial sums (a 2-D grid rounds up) write nothing: their slots belong to the next shard.
-    if (lid.x == 0u && g_index < (p.n + 255u) / 256u) { norm_buf[1u + p.partial_base + g_index] = red[0]; }
+    if (lid.x == 0u && g_index < (p.n + SLICE - 1u) / SLICE) { norm_buf[1u + p.partial_base + g_index] = red[0]; }
 }
 
 @compute @workgroup_size(256, 1, 1)

@@ -2,7 +2,8 @@
 // op(X) is X or Xᵀ (flags in `p.trans`): A is stored [M×K] (or [K×M] when transposed), B [K×N] (or [N×K]).
 // Every operand has its own row stride and starting element, so a kernel can read or write one column slice of a
 // wider matrix (the q, k or v slice of c_attn) or one tensor of a flat buffer. Out-of-range loads read 0, so any
-// shape works. The tiling (entry points `small_tiles` and `large_tiles`) is matmul_tiles.wgsl, appended at build time.
+// shape works. The tiling (entry points `thin_rows`, `small_tiles` and `large_tiles`) is matmul_tiles.wgsl, appended
+// at build time.
 
 struct Params {
     m: u32,
@@ -25,17 +26,22 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
 fn depth() -> u32 { return p.k; }
+fn height() -> u32 { return p.m; }
+fn width() -> u32 { return p.n; }
 
+// The loads are branch-free (an index chosen by `select`, element 0 read in place of one outside the matrix, then
+// zeroed): CPU emulators of a GPU (SwiftShader, lavapipe) run a branch per invocation as masked code, which made
+// these two functions most of a small product's time.
 fn lhs(row: u32, col: u32) -> f32 {
-    if (row >= p.m || col >= p.k) { return 0.0; }
-    if ((p.trans & 1u) != 0u) { return a[p.a_offset + col * p.lda + row]; }
-    return a[p.a_offset + row * p.lda + col];
+    let inside = row < p.m && col < p.k;
+    let idx = p.a_offset + select(row * p.lda + col, col * p.lda + row, (p.trans & 1u) != 0u);
+    return select(0.0, a[select(0u, idx, inside)], inside);
 }
 
 fn rhs(row: u32, col: u32) -> f32 {
-    if (row >= p.k || col >= p.n) { return 0.0; }
-    if ((p.trans & 2u) != 0u) { return b[p.b_offset + col * p.ldb + row]; }
-    return b[p.b_offset + row * p.ldb + col];
+    let inside = row < p.k && col < p.n;
+    let idx = p.b_offset + select(row * p.ldb + col, col * p.ldb + row, (p.trans & 2u) != 0u);
+    return select(0.0, b[select(0u, idx, inside)], inside);
 }
 
 fn store(row: u32, col: u32, acc: f32) {

@@ -3,8 +3,9 @@
 //                                      backward (!TRANSPOSE_W): dx[M×in] = dy[M×out] · W (+ beta·dx).
 // TRANSPOSE_W is a pipeline constant: each direction is its own pipeline (src/gpu/matmul.rs `MatmulDequant`).
 // x and y may be sub-matrices of larger buffers: row strides `ldx`, `ldy` and first elements `x_offset`, `y_offset`
-// (the tied head reads a chunk of rows and writes its columns of the logits). Out-of-range loads read 0. The tiling (entry points `small_tiles` and `large_tiles`) is matmul_tiles.wgsl, appended at
-// build time; each workgroup decodes a weight once per tile that uses it.
+// (the tied head reads a chunk of rows and writes its columns of the logits). Out-of-range loads read 0. The tiling
+// (entry points `thin_rows`, `small_tiles` and `large_tiles`) is matmul_tiles.wgsl, appended at build time; each
+// workgroup decodes a weight once per tile that uses it.
 
 override TRANSPOSE_W: bool;
 
@@ -29,17 +30,22 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 fn depth() -> u32 { return p.k; }
+fn height() -> u32 { return p.m; }
+fn width() -> u32 { return p.n; }
 
+// Branch-free loads, as in matmul.wgsl: an index chosen by `select`, element 0 read in place of one outside the
+// matrix, then zeroed (CPU emulators of a GPU run each branch of an invocation as masked code).
 fn lhs(row: u32, k: u32) -> f32 {
-    if (row >= p.m || k >= p.k) { return 0.0; }
-    return x[p.x_offset + row * p.ldx + k];
+    let inside = row < p.m && k < p.k;
+    return select(0.0, x[select(0u, p.x_offset + row * p.ldx + k, inside)], inside);
 }
 
-// Element (r, c) of op(W) as the [k × n] right-hand side.
+// Element (r, c) of op(W) as the [k × n] right-hand side: Wᵀ[r, c] = W[c, r] forward, W[r, c] backward.
 fn rhs(r: u32, c: u32) -> f32 {
-    if (r >= p.k || c >= p.n) { return 0.0; }
-    if (TRANSPOSE_W) { return weight_at(c * p.in_features + r); }  // Wᵀ[r, c] = W[c, r]
-    return weight_at(r * p.in_features + c);                        // W[r, c]
+    let inside = r < p.k && c < p.n;
+    var flat = r * p.in_features + c;
+    if (TRANSPOSE_W) { flat = c * p.in_features + r; }
+    return select(0.0, weight_at(select(0u, flat, inside)), inside);
 }
 
 fn store(row: u32, col: u32, acc: f32) {

@@ -16,8 +16,8 @@ wasm_bindgen_test_configure!(run_in_browser);
 #[wasm_bindgen_test]
 async fn fused_nf4_matmul_matches_cpu_in_the_browser() {
     let gpu = Gpu::new().await.expect("a WebGPU adapter (webdriver.json enables it in Chromium and Firefox)");
-    // A few rows (16×16 output tiles), then enough rows and columns for 64×64 tiles.
-    for (m, inf, outf) in [(5usize, 70usize, 33usize), (70, 72, 130)] {
+    // A few rows (a column per invocation), more (16×16 output tiles), then enough rows and columns for 64×64 tiles.
+    for (m, inf, outf) in [(5usize, 70usize, 33usize), (20, 70, 33), (70, 72, 130)] {
         fused_nf4_matmul_matches_cpu(&gpu, m, inf, outf).await;
     }
 }

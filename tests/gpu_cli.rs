@@ -95,19 +95,24 @@ fn matmul_benchmark_reports_both_kernels() {
     assert!(lines.iter().all(|l| l["gflops"].as_f64().unwrap() > 0.0));
 }
 
-/// `--profile` counts a step without running it: every kernel's totals add up to the step's, and the least a step
-/// needs is below what the dispatches do on both paper GPUs.
+/// `--profile` counts a step on paper (`--time-kernels`: and times each of its dispatches alone on this adapter): every kernel's totals
+/// (measured time included) add up to the step's, every kernel took time, and the least a step needs is below what
+/// the dispatches do on both paper GPUs.
 #[test]
 fn the_gpu_profile_adds_up_and_stays_above_the_least_a_step_needs() {
     let args =
         ["bench", "--backend", "gpu", "--profile", "--layers", "2", "--embd", "64", "--batch", "2", "--seq", "16"];
-    let lines = qlora(&[&args[..], &["--json"]].concat());
+    let lines = qlora(&[&args[..], &["--time-kernels", "--steps", "2", "--json"]].concat());
     let p = &lines[0];
     let kernels = p["kernels"].as_array().unwrap();
     for key in ["dispatches", "flops", "read", "written"] {
         let sum: u64 = kernels.iter().map(|k| k[key].as_u64().unwrap()).sum();
         assert_eq!(sum, p["step"][key].as_u64().unwrap(), "{key}");
     }
+    let measured: Vec<f64> = kernels.iter().map(|k| k["measured_ms"].as_f64().unwrap()).collect();
+    assert!(measured.iter().all(|ms| *ms > 0.0), "{measured:?}");
+    let step_ms = p["step"]["measured_ms"].as_f64().unwrap();
+    assert!((measured.iter().sum::<f64>() - step_ms).abs() <= 1e-9 * step_ms, "{measured:?} against {step_ms}");
     let names: Vec<&str> = kernels.iter().map(|k| k["kernel"].as_str().unwrap()).collect();
     for k in ["matmul_dequant forward", "matmul_dequant backward", "attention forward", "adamw update"] {
         assert!(names.contains(&k), "{k} in {names:?}");

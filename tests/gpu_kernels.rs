@@ -28,12 +28,22 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
 fn matmul_matches_cpu_in_every_orientation() {
     let gpu = gpu();
     let mm = Matmul::new(&gpu);
-    // The last three are large enough for the 64×64-tile entry point, and not multiples of its tile either; the last
-    // is shallower than one step of k (a LoRA adapter's rank-8 product onto a wide output).
-    for (i, &(m, k, n)) in
-        [(1, 1, 1), (17, 33, 5), (40, 16, 48), (3, 70, 31), (70, 37, 130), (129, 64, 65), (96, 8, 300)]
-            .iter()
-            .enumerate()
+    // Up to 16 rows take the column-per-invocation entry point: one row, three, all 16, and wider than one of its
+    // workgroups. The last three are large enough for the 64×64-tile entry point, and not multiples of its tile
+    // either; the last is shallower than one step of k (a LoRA adapter's rank-8 product onto a wide output).
+    for (i, &(m, k, n)) in [
+        (1, 1, 1),
+        (17, 33, 5),
+        (40, 16, 48),
+        (3, 70, 31),
+        (16, 37, 130),
+        (5, 8, 70),
+        (70, 37, 130),
+        (129, 64, 65),
+        (96, 8, 300),
+    ]
+    .iter()
+    .enumerate()
     {
         for ta in [false, true] {
             for tb in [false, true] {
@@ -64,8 +74,8 @@ fn matmul_matches_cpu_in_every_orientation() {
     }
 }
 
-/// A product as deep as the head's backward over GPT-2's 50,257-token vocabulary, on both entry points (64 × 64
-/// outputs, and 16 × 16). Lavapipe ends an invocation's loops early past a total near 65,535 iterations, silently: a
+/// A product as deep as the head's backward over GPT-2's 50,257-token vocabulary, on every entry point (64 × 64
+/// outputs, 24 × 16 on 16 × 16 tiles, and 16 × 16 a column per invocation). Lavapipe ends an invocation's loops early past a total near 65,535 iterations, silently: a
 /// kernel that loops inside its loop over k returns rows it never finished there (an 8 × 8 tiling tried on
 /// 2026-12-02 did, at this depth). This kernel's inner loops still count toward that cap: it fails at K = 70,000.
 #[test]
@@ -73,7 +83,7 @@ fn matmul_runs_the_whole_depth_of_a_vocabulary_sized_product() {
     let gpu = gpu();
     let mm = Matmul::new(&gpu);
     let k = 50_257;
-    for (m, n) in [(64usize, 64usize), (16, 16)] {
+    for (m, n) in [(64usize, 64usize), (24, 16), (16, 16)] {
         let (a, b) = (random(m * k, 1), random(k * n, 2));
         let mut want = vec![0.0; m * n];
         gemm(m, k, n, 1.0, Mat::new(&a, k), Mat::new(&b, n), 0.0, &mut want, n);
@@ -91,8 +101,10 @@ fn matmul_runs_the_whole_depth_of_a_vocabulary_sized_product() {
 fn fused_dequant_matmul_matches_cpu_for_every_format() {
     let gpu = gpu();
     let mmq = MatmulDequant::new(&gpu);
-    // 72·45 = 3240 values: a partial last block of 64; the second shape takes the 64×64-tile entry point both ways.
-    for (m, inf, outf) in [(19usize, 72usize, 45usize), (70, 72, 130)] {
+    // 72·45 = 3240 values: a partial last block of 64. The first two shapes take the column-per-invocation entry
+    // point (a row of generation; 16 rows, wider than its workgroup both ways), the third 16×16 tiles, the last the
+    // 64×64 tiles both ways.
+    for (m, inf, outf) in [(1usize, 72usize, 45usize), (16, 72, 130), (19, 72, 45), (70, 72, 130)] {
         fused_dequant_matmul_matches_cpu(&gpu, &mmq, m, inf, outf);
     }
 }
@@ -140,8 +152,15 @@ fn fused_dequant_matmul_matches_cpu(gpu: &Gpu, mmq: &MatmulDequant, m: usize, in
 fn strided_dequant_matmul_reads_and_writes_sub_matrices() {
     let gpu = gpu();
     let mmq = MatmulDequant::new(&gpu);
-    // Wide enough (c = 72) that the backward product takes the 64×64-tile entry point too.
-    let (rows, c, part, vocab, row0, col0) = (70usize, 72usize, 90usize, 130usize, 5usize, 33usize);
+    // 70 rows: wide enough (c = 72) that the backward product takes the 64×64-tile entry point too; 11 rows take
+    // the column-per-invocation one both ways (a training batch of a few tokens).
+    for rows in [70, 11] {
+        strided_dequant_matmul(&gpu, &mmq, rows);
+    }
+}
+
+fn strided_dequant_matmul(gpu: &Gpu, mmq: &MatmulDequant, rows: usize) {
+    let (c, part, vocab, row0, col0) = (72usize, 90usize, 130usize, 5usize, 33usize);
     let total = row0 + rows + 3;
     let wte = random(part * c, 1); // the part's rows, [part, C]
     let lnf = random(total * c, 2);
@@ -149,26 +168,30 @@ fn strided_dequant_matmul_reads_and_writes_sub_matrices() {
     let dlnf0 = random(total * c, 4);
     let q = QuantizedTensor::quantize(&wte, Storage::new(Format::Fp16, false).unwrap());
     let deq = q.dequantize();
-    let gw = GpuQuantWeight::upload(&gpu, "wte part", &q, part, c).unwrap();
-    let (glnf, glogits, gdlnf) = (up(&gpu, &lnf), up(&gpu, &logits0), up(&gpu, &dlnf0));
+    let gw = GpuQuantWeight::upload(gpu, "wte part", &q, part, c).unwrap();
+    let (glnf, glogits, gdlnf) = (up(gpu, &lnf), up(gpu, &logits0), up(gpu, &dlnf0));
     let (xs, ys) =
         (Strided { offset: (row0 * c) as u32, ld: c as u32 }, Strided { offset: col0 as u32, ld: vocab as u32 });
-    let fwd = mmq.prepare_forward_strided(&gpu, &gw, rows as u32, glnf.all(), xs, None, glogits.all(), ys);
-    submit(&gpu, &[&fwd]);
+    let fwd = mmq.prepare_forward_strided(gpu, &gw, rows as u32, glnf.all(), xs, None, glogits.all(), ys);
+    submit(gpu, &[&fwd]);
     let mut want = logits0.clone();
     let mut block = vec![0.0; rows * part];
     gemm(rows, c, part, 1.0, Mat::new(&lnf[row0 * c..], c), Mat::t(&deq, c), 0.0, &mut block, part);
     for r in 0..rows {
         want[r * vocab + col0..r * vocab + col0 + part].copy_from_slice(&block[r * part..(r + 1) * part]);
     }
-    let got = read(&gpu, &glogits, rows * vocab);
-    assert_close(&got, &want, "strided forward (columns outside the part untouched)");
-    let bwd = mmq.prepare_backward_strided(&gpu, &gw, rows as u32, glogits.all(), ys, gdlnf.all(), xs, true);
-    submit(&gpu, &[&bwd]);
+    let got = read(gpu, &glogits, rows * vocab);
+    assert_close(&got, &want, &format!("strided forward, {rows} rows (columns outside the part untouched)"));
+    let bwd = mmq.prepare_backward_strided(gpu, &gw, rows as u32, glogits.all(), ys, gdlnf.all(), xs, true);
+    submit(gpu, &[&bwd]);
     let mut want_d = dlnf0.clone();
     let a: Vec<f32> = (0..rows).flat_map(|r| want[r * vocab + col0..r * vocab + col0 + part].to_vec()).collect();
     gemm(rows, part, c, 1.0, Mat::new(&a, part), Mat::new(&deq, c), 1.0, &mut want_d[row0 * c..], c);
-    assert_close(&read(&gpu, &gdlnf, total * c), &want_d, "strided backward (rows outside the chunk untouched)");
+    assert_close(
+        &read(gpu, &gdlnf, total * c),
+        &want_d,
+        &format!("strided backward, {rows} rows (rows outside the chunk untouched)"),
+    );
 }
 
 #[test]

@@ -402,9 +402,14 @@ pub(super) struct BenchArgs {
     #[arg(long)]
     pub memory: bool,
     /// With --backend gpu: build the run and print what each kernel of a training step costs on paper (dispatches,
-    /// FLOPs, bytes) against the roofline of an integrated and a discrete GPU, without timing steps.
+    /// FLOPs, bytes) against the roofline of an integrated and a discrete GPU, without timing steps (see
+    /// --time-kernels).
     #[arg(long, conflicts_with = "memory")]
     pub profile: bool,
+    /// With --profile: also run each dispatch of the step alone on this adapter, --steps times after a warm-up, and
+    /// print each kernel's median time beside its roofline (GPU timestamps where the adapter has them).
+    #[arg(long, requires = "profile")]
+    pub time_kernels: bool,
     /// With --backend gpu: request WebGPU's default limits (128 MiB per storage binding, 256 MiB per buffer), as a
     /// browser grants them, instead of the adapter's own.
     #[arg(long)]

@@ -441,7 +441,8 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
                     a.batch,
                     a.seq
                 );
-                return profile::print_profile(&g, least, &header, a.output.json);
+                let timed_passes = a.time_kernels.then_some(a.steps);
+                return profile::print_profile(&g, least, &header, timed_passes, a.output.json);
             }
             // Awaited one by one, then with the next step submitted before each readback (as the page and
             // `qlora finetune` train), where a step's time is the time between two results.

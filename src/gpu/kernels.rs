@@ -32,10 +32,13 @@
 //! | adamw.wgsl | sum_squares | `Kernels::adamw` | `cpu::optim::grad_norm` | `adamw_with_clipping_matches_cpu` |
 //! | adamw.wgsl | finish_norm | `Kernels::adamw` | `cpu::optim::clip_grad_norm` | `adamw_with_clipping_matches_cpu` |
 //! | adamw.wgsl | update | `Kernels::adamw` | `cpu::optim::AdamW::step` | `adamw_with_clipping_matches_cpu` |
+//! | matmul_tiles.wgsl (matmul) | thin_rows | `Matmul::prepare` | `cpu::matmul::gemm` | `matmul_matches_cpu_in_every_orientation` |
 //! | matmul_tiles.wgsl (matmul) | small_tiles | `Matmul::prepare` | `cpu::matmul::gemm` | `matmul_matches_cpu_in_every_orientation` |
 //! | matmul_tiles.wgsl (matmul) | large_tiles | `Matmul::prepare` | `cpu::matmul::gemm` | `matmul_matches_cpu_in_every_orientation` |
+//! | matmul_tiles.wgsl (matmul_dequant, x·Wᵀ) | thin_rows | `MatmulDequant::prepare_forward` | `cpu::matmul::gemm` | `fused_dequant_matmul_matches_cpu_for_every_format` |
 //! | matmul_tiles.wgsl (matmul_dequant, x·Wᵀ) | small_tiles | `MatmulDequant::prepare_forward` | `cpu::matmul::gemm` | `fused_dequant_matmul_matches_cpu_for_every_format` |
 //! | matmul_tiles.wgsl (matmul_dequant, x·Wᵀ) | large_tiles | `MatmulDequant::prepare_forward` | `cpu::matmul::gemm` | `fused_dequant_matmul_matches_cpu_for_every_format` |
+//! | matmul_tiles.wgsl (matmul_dequant, dy·W) | thin_rows | `MatmulDequant::prepare_backward` | `cpu::matmul::gemm` | `fused_dequant_matmul_matches_cpu_for_every_format` |
 //! | matmul_tiles.wgsl (matmul_dequant, dy·W) | small_tiles | `MatmulDequant::prepare_backward` | `cpu::matmul::gemm` | `fused_dequant_matmul_matches_cpu_for_every_format` |
 //! | matmul_tiles.wgsl (matmul_dequant, dy·W) | large_tiles | `MatmulDequant::prepare_backward` | `cpu::matmul::gemm` | `fused_dequant_matmul_matches_cpu_for_every_format` |
 
@@ -299,6 +302,14 @@ pub struct AdamShard<'a> {
     pub grad: View<'a>,
     pub m: View<'a>,
     pub v: View<'a>,
+}
+
+/// Gradients each workgroup of adamw.wgsl's `sum_squares` adds up (its SLICE).
+const NORM_SLICE: usize = 4096;
+
+/// The partial sums of squares `sum_squares` writes for a shard of `n` gradients (one per workgroup).
+pub fn norm_partials(n: usize) -> usize {
+    n.div_ceil(NORM_SLICE)
 }
 
 /// The AdamW dispatches: the global gradient norm (a partial sum per shard, then their total), then one update per
@@ -760,10 +771,10 @@ impl Kernels {
     }
 
     /// Gradient norm (two reductions) then the AdamW update with clipping, over every shard of the trainable
-    /// parameters: each shard's partial sums of squares land side by side in `norm_buf` (1 + Σ⌈n/256⌉ floats), one
+    /// parameters: each shard's partial sums of squares land side by side in `norm_buf` (1 + Σ [`norm_partials`]), one
     /// pass adds them into element 0 — the squared global norm before clipping — and each shard is updated with it.
     pub fn adamw(&self, gpu: &Gpu, hyper: AdamHyper, shards: &[AdamShard], norm_buf: View) -> AdamDispatch {
-        let total: u32 = shards.iter().map(|s| s.n.div_ceil(256)).sum();
+        let total: u32 = shards.iter().map(|s| norm_partials(s.n as usize) as u32).sum();
         let base = AdamParams {
             n: 0,
             groups_x: 0,
@@ -782,9 +793,11 @@ impl Kernels {
         let mut update = Vec::new();
         let mut partial_base = 0;
         for sh in shards {
-            let partials = sh.n.div_ceil(256);
+            let partials = norm_partials(sh.n as usize) as u32;
             let (x, y) = grid(partials);
             let p = AdamParams { n: sh.n, groups_x: x, partial_base, ..base };
+            let (ux, uy) = grid(sh.n.div_ceil(256));
+            let up = AdamParams { groups_x: ux, ..p };
             let bufs = [sh.param, sh.grad, sh.m, sh.v, norm_buf];
             let n = sh.n as u64;
             let sum_squares = Cost::new("adamw sum_squares", 2 * n, 4 * n, 4 * partials as u64);
@@ -792,7 +805,7 @@ impl Kernels {
             // (and the norm), writes p, m, v.
             let step = Cost::new("adamw update", 16 * n, 16 * n + 4, 12 * n);
             norm.push(self.adamw.dispatch(gpu, "sum_squares", gpu.uniform("adamw", &p), &bufs, (x, y, 1), sum_squares));
-            update.push((p, self.adamw.dispatch(gpu, "update", gpu.uniform("adamw", &p), &bufs, (x, y, 1), step)));
+            update.push((up, self.adamw.dispatch(gpu, "update", gpu.uniform("adamw", &up), &bufs, (ux, uy, 1), step)));
             partial_base += partials;
         }
         let first = shards.first().expect("at least one trainable shard");

@@ -1,7 +1,7 @@
 //! The matrix multiplies: plain f32 (`shaders/matmul.wgsl`) and against a frozen base weight in its storage format
 //! (`shaders/dequant.wgsl` + `shaders/matmul_dequant.wgsl`), both tiled by `shaders/matmul_tiles.wgsl`. Pipelines
-//! are compiled once; a call is prepared once (uniforms and bind groups) and recorded into any number of command
-//! encoders.
+//! are compiled once, when a call first needs them; a call is prepared once (uniforms and bind groups) and recorded
+//! into any number of command encoders.
 
 use super::{groups, Category, Cost, Gpu, GpuBuffer, View};
 use crate::quant::{codebooks, Format, QuantizedTensor, Scales, Stored};
@@ -95,37 +95,74 @@ struct MatmulParams {
     b_offset: u32,
 }
 
-/// The two entry points of a matmul shader: 16×16 output tiles (`small_tiles`) and 64×64 tiles with a 4×4 block of
-/// outputs per invocation (`large_tiles`).
-struct Tiled {
-    small: wgpu::ComputePipeline,
-    large: wgpu::ComputePipeline,
+/// The three entry points of matmul_tiles.wgsl: one column of at most 16 rows per invocation (`thin_rows`), 16×16
+/// output tiles (`small_tiles`) and 64×64 tiles with a 4×4 block of outputs per invocation (`large_tiles`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tiling {
+    Thin,
+    Small,
+    Large,
 }
 
-impl Tiled {
+impl Tiling {
     const LARGE: u32 = 64;
+    /// Rows an invocation of `thin_rows` holds (THIN in matmul_tiles.wgsl), and its workgroup's width.
+    const THIN_ROWS: u32 = 16;
+    const THIN_WIDTH: u32 = 64;
 
-    fn new(gpu: &Gpu, label: &str, module: &wgpu::ShaderModule, constants: &[(&str, f64)]) -> Self {
-        Tiled {
-            small: gpu.pipeline_at(label, module, "small_tiles", constants),
-            large: gpu.pipeline_at(label, module, "large_tiles", constants),
+    /// The tiling for an m×n output and its workgroup grid. A few rows (a batch of a few tokens, generation's
+    /// one): a column per invocation, without the barriers that dominate a tiled kernel's time when most of its tile
+    /// is padding. Large tiles once both sides fill one: on thinner outputs (LoRA's rank-r factors) most of a
+    /// 64-wide tile would compute padding.
+    fn pick(m: u32, n: u32) -> (Tiling, (u32, u32, u32)) {
+        if m <= Self::THIN_ROWS {
+            (Tiling::Thin, (groups(n, Self::THIN_WIDTH), groups(m, Self::THIN_ROWS), 1))
+        } else if m >= Self::LARGE && n >= Self::LARGE {
+            (Tiling::Large, (groups(n, Self::LARGE), groups(m, Self::LARGE), 1))
+        } else {
+            (Tiling::Small, (groups(n, 16), groups(m, 16), 1))
         }
     }
 
-    /// The pipeline for an m×n output and its workgroup grid. Large tiles once both sides fill one: on thinner
-    /// outputs (LoRA's rank-r factors, a batch of a few rows) most of a 64-wide tile would compute padding.
-    fn pick(&self, m: u32, n: u32) -> (&wgpu::ComputePipeline, (u32, u32, u32)) {
-        if m >= Self::LARGE && n >= Self::LARGE {
-            (&self.large, (groups(n, Self::LARGE), groups(m, Self::LARGE), 1))
-        } else {
-            (&self.small, (groups(n, 16), groups(m, 16), 1))
+    fn entry_point(self) -> &'static str {
+        match self {
+            Tiling::Thin => "thin_rows",
+            Tiling::Small => "small_tiles",
+            Tiling::Large => "large_tiles",
         }
     }
 }
 
-/// The f32 matmul pipelines.
+/// Pipelines of one shader module, each compiled the first time a call needs it: a run at a few rows never compiles
+/// the 64×64 tiling, and a model in one storage format compiles that format's decoder only. (Compiling is what a
+/// trainer's first step waits for, seconds on a CPU-emulated GPU.) `K` tells pipelines apart: the tiling and the
+/// pipeline constants.
+struct LazyPipelines<K> {
+    module: wgpu::ShaderModule,
+    label: &'static str,
+    compiled: std::sync::Mutex<Vec<(K, wgpu::ComputePipeline)>>,
+}
+
+impl<K: Copy + PartialEq> LazyPipelines<K> {
+    fn new(module: wgpu::ShaderModule, label: &'static str) -> Self {
+        LazyPipelines { module, label, compiled: Default::default() }
+    }
+
+    /// The pipeline of `entry` with `constants`, compiled on first use.
+    fn get(&self, gpu: &Gpu, key: K, entry: &str, constants: &[(&str, f64)]) -> wgpu::ComputePipeline {
+        let mut compiled = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, p)) = compiled.iter().find(|(k, _)| *k == key) {
+            return p.clone();
+        }
+        let pipeline = gpu.pipeline_at(self.label, &self.module, entry, constants);
+        compiled.push((key, pipeline.clone()));
+        pipeline
+    }
+}
+
+/// The f32 matmul pipelines, one per tiling.
 pub struct Matmul {
-    pipelines: Tiled,
+    pipelines: LazyPipelines<Tiling>,
 }
 
 /// A matmul call: C[m×n] = alpha·op(A)[m×k]·op(B)[k×n] + beta·C. Each operand is row-major with its own leading
@@ -181,7 +218,7 @@ impl MatmulShape {
 impl Matmul {
     pub fn new(gpu: &Gpu) -> Self {
         let source = format!("{MATMUL_WGSL}\n{MATMUL_TILES_WGSL}");
-        Matmul { pipelines: Tiled::new(gpu, "matmul", &gpu.shader("matmul.wgsl", &source), &[]) }
+        Matmul { pipelines: LazyPipelines::new(gpu.shader("matmul.wgsl", &source), "matmul") }
     }
 
     pub fn prepare(&self, gpu: &Gpu, s: MatmulShape, a: View, b: View, c: View) -> Dispatch {
@@ -200,24 +237,23 @@ impl Matmul {
             b_offset: s.b_offset,
         };
         let u = gpu.uniform("matmul params", &params);
-        let (pipeline, grid) = self.pipelines.pick(s.m, s.n);
+        let (tiling, grid) = Tiling::pick(s.m, s.n);
+        let pipeline = self.pipelines.get(gpu, tiling, tiling.entry_point(), &[]);
         let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("matmul"),
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries(&u, &[a, b, c]),
         });
         let cost = Cost::matmul("matmul", s.m, s.k, s.n, 4 * s.k as u64 * s.n as u64, s.beta != 0.0);
-        Dispatch::new(pipeline.clone(), vec![bg], grid, Some(u), cost)
+        Dispatch::new(pipeline, vec![bg], grid, Some(u), cost)
     }
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct QuantParams {
-    format: u32,
-    dq: u32,
     offset: f32,
-    _pad: u32,
+    _pad: [u32; 3],
     codebook: [f32; 16],
     dynamic_map: [f32; 256],
 }
@@ -227,6 +263,9 @@ struct QuantParams {
 pub struct GpuQuantWeight {
     pub out_features: u32,
     pub in_features: u32,
+    /// dequant.wgsl's FORMAT and DOUBLE_QUANT: the pipeline constants of the kernels that read this weight.
+    format_id: u32,
+    double_quant: bool,
     params: wgpu::Buffer,
     words: GpuBuffer,
     scales: GpuBuffer,
@@ -300,13 +339,13 @@ impl GpuQuantWeight {
         Ok(GpuQuantWeight {
             out_features: out_features as u32,
             in_features: in_features as u32,
+            format_id,
+            double_quant: dq == 1,
             params: gpu.uniform(
                 "quant params",
                 &QuantParams {
-                    format: format_id,
-                    dq,
                     offset,
-                    _pad: 0,
+                    _pad: [0; 3],
                     codebook: QuantizedTensor::codebook4(format),
                     dynamic_map: codebooks::DYNAMIC_SIGNED_8BIT,
                 },
@@ -351,20 +390,25 @@ impl Strided {
 }
 
 /// The fused dequantize + matmul pipelines: forward (x·Wᵀ) and backward (dy·W) are one shader with the pipeline
-/// constant `TRANSPOSE_W` set either way.
+/// constant `TRANSPOSE_W` set either way, and the weight's storage format and double quantization are pipeline
+/// constants too, so each pipeline decodes one format without branching on it per value.
 pub struct MatmulDequant {
-    forward: Tiled,
-    backward: Tiled,
+    pipelines: LazyPipelines<DequantKey>,
+}
+
+/// What tells two fused-matmul pipelines apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DequantKey {
+    tiling: Tiling,
+    transpose_w: bool,
+    format_id: u32,
+    double_quant: bool,
 }
 
 impl MatmulDequant {
     pub fn new(gpu: &Gpu) -> Self {
         let source = format!("{DEQUANT_WGSL}\n{MATMUL_DEQUANT_WGSL}\n{MATMUL_TILES_WGSL}");
-        let module = gpu.shader("matmul_dequant.wgsl", &source);
-        MatmulDequant {
-            forward: Tiled::new(gpu, "matmul_dequant forward", &module, &[("TRANSPOSE_W", 1.0)]),
-            backward: Tiled::new(gpu, "matmul_dequant backward", &module, &[("TRANSPOSE_W", 0.0)]),
-        }
+        MatmulDequant { pipelines: LazyPipelines::new(gpu.shader("matmul_dequant.wgsl", &source), "matmul_dequant") }
     }
 
     /// Forward: `y[m×out] = x[m×in]·Wᵀ + bias` (bias optional).
@@ -408,7 +452,7 @@ impl MatmulDequant {
             y_offset: ys.offset,
             _pad: [0; 2],
         };
-        self.prepare(gpu, &self.forward, "matmul_dequant forward", w, p, x, bias.unwrap_or(x), y)
+        self.prepare(gpu, true, "matmul_dequant forward", w, p, x, bias.unwrap_or(x), y)
     }
 
     /// Backward to the input: `dx[m×in] (+)= dy[m×out]·W` (accumulates when `accumulate`).
@@ -451,14 +495,14 @@ impl MatmulDequant {
             y_offset: dxs.offset,
             _pad: [0; 2],
         };
-        self.prepare(gpu, &self.backward, "matmul_dequant backward", w, p, dy, dy, dx)
+        self.prepare(gpu, false, "matmul_dequant backward", w, p, dy, dy, dx)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn prepare(
         &self,
         gpu: &Gpu,
-        pipelines: &Tiled,
+        transpose_w: bool,
         kernel: &'static str,
         w: &GpuQuantWeight,
         p: DequantParams,
@@ -467,7 +511,14 @@ impl MatmulDequant {
         y: View,
     ) -> Dispatch {
         let u = gpu.uniform("matmul_dequant params", &p);
-        let (pipeline, grid) = pipelines.pick(p.m, p.n);
+        let (tiling, grid) = Tiling::pick(p.m, p.n);
+        let key = DequantKey { tiling, transpose_w, format_id: w.format_id, double_quant: w.double_quant };
+        let constants = [
+            ("TRANSPOSE_W", transpose_w as u32 as f64),
+            ("FORMAT", w.format_id as f64),
+            ("DOUBLE_QUANT", w.double_quant as u32 as f64),
+        ];
+        let pipeline = self.pipelines.get(gpu, key, tiling.entry_point(), &constants);
         let g0 = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("matmul_dequant io"),
             layout: &pipeline.get_bind_group_layout(0),
@@ -480,6 +531,6 @@ impl MatmulDequant {
         });
         let mut cost = Cost::matmul(kernel, p.m, p.k, p.n, w.stored_bytes(), p.beta != 0.0);
         cost.read += 4 * p.n as u64 * p.use_bias as u64;
-        Dispatch::new(pipeline.clone(), vec![g0, g1], grid, Some(u), cost)
+        Dispatch::new(pipeline, vec![g0, g1], grid, Some(u), cost)
     }
 }

@@ -15,7 +15,7 @@ use super::activations::Activations;
 use super::backward::Scratch;
 use super::forward::{Attention, Recorder};
 use super::head::{head_rows, LossBuffers};
-use super::kernels::{AdamDispatch, AdamHyper, AdamShard, Kernels};
+use super::kernels::{norm_partials, AdamDispatch, AdamHyper, AdamShard, Kernels};
 use super::matmul::{submit, submit_in_pass, Dispatch, Matmul, MatmulDequant};
 use super::weights::GpuWeights;
 use super::{Category, Cost, Gpu, GpuBuffer};
@@ -94,7 +94,7 @@ impl TrainState {
         let zeros =
             |label: &str, n: usize, cat: Category| gpu.buffer(label, 4 * n as u64, cat, wgpu::BufferUsages::empty());
         let each = |label: &str, cat: Category| lens.iter().map(|n| zeros(label, *n, cat)).collect::<Result<Vec<_>>>();
-        let partials: usize = lens.iter().map(|n| n.div_ceil(256)).sum();
+        let partials: usize = lens.iter().map(|n| norm_partials(*n)).sum();
         Ok(TrainState {
             grads: each("gradients", Category::Gradients)?,
             m: each("adam m", Category::Optimizer)?,
@@ -348,6 +348,27 @@ impl GpuTrainer {
     /// What each dispatch of a training step costs on paper, in the order they run (`qlora bench --profile`).
     pub fn step_costs(&self) -> Vec<Cost> {
         self.step_dispatches().map(Dispatch::cost).collect()
+    }
+
+    /// Natively, each dispatch of a training step run alone, in step order, in seconds: GPU timestamps where the
+    /// device has them, else the wall time of submitting it and waiting for the device (which adds the submission's
+    /// overhead). It runs one step's work on whatever the buffers hold, so the parameters move as by one step.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn time_step_dispatches(&self) -> Result<Vec<f64>> {
+        let mut times = Vec::new();
+        for d in self.step_dispatches() {
+            let t0 = std::time::Instant::now();
+            let t = match pollster::block_on(self.gpu.time_dispatch(d))? {
+                Some(t) => t,
+                None => {
+                    submit(&self.gpu, &[d]);
+                    self.gpu.wait();
+                    t0.elapsed().as_secs_f64()
+                }
+            };
+            times.push(t);
+        }
+        Ok(times)
     }
 
     /// Awaits a submitted step's loss and gradient norm.
