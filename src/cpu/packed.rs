@@ -6,8 +6,9 @@
 //! registers and broadcasts with `v128.load32_splat`, which runs on the load ports. In V8 on this project's AVX-512
 //! Xeon (relaxed SIMD, one thread) the kernel alone ran at ~40 GFLOP/s against matrixmultiply's ~27, and the shipped
 //! model's large products at 36–38 against 30–31 GFLOP/s — a scratch benchmark while writing this; `bench.html`
-//! measures ours in any browser, next to the ceiling it works under (`madd_peak`). With the `relaxed-simd` target
-//! feature (the page's `*-relaxed` builds) each multiply-add is one `f32x4.relaxed_madd`, fused where the CPU has FMA.
+//! measures ours in any browser, next to the ceiling it works under (`madd_peak`). With the crate's `relaxed-simd`
+//! feature (the page's `*-relaxed` builds) each multiply-add is one `f32x4.relaxed_madd`, fused where the CPU has FMA:
+//! the micro-kernel and `madd_peak` enable the `relaxed-simd` target feature for themselves.
 //! What V8 makes of the inner loop (Chromium 156 on x86-64, read from `--js-flags=--perf-prof`'s jitdump): per depth
 //! step four `vbroadcastss` and two loads, eight `vfmadd231ps`, three address additions and the loop counter —
 //! bound by the two FMA ports, as it should be. (LLVM's loop strength reduction leaves the constant offsets as
@@ -261,17 +262,18 @@ fn multiply_block(
 }
 
 /// `a · b + c`: one fused instruction in the relaxed-SIMD builds where the CPU has FMA, else a multiply and an add.
-#[cfg(target_arch = "wasm32")]
+/// (Its callers enable the target feature too, so that it inlines into them.)
+#[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+#[target_feature(enable = "relaxed-simd")]
+#[inline]
+fn madd(a: v128, b: v128, c: v128) -> v128 {
+    f32x4_relaxed_madd(a, b, c)
+}
+
+#[cfg(all(target_arch = "wasm32", not(feature = "relaxed-simd")))]
 #[inline(always)]
 fn madd(a: v128, b: v128, c: v128) -> v128 {
-    #[cfg(target_feature = "relaxed-simd")]
-    {
-        f32x4_relaxed_madd(a, b, c)
-    }
-    #[cfg(not(target_feature = "relaxed-simd"))]
-    {
-        f32x4_add(f32x4_mul(a, b), c)
-    }
+    f32x4_add(f32x4_mul(a, b), c)
 }
 
 /// Independent chains in `madd_peak`: more than the multiply-adds in flight on current x86 and Arm cores (two or
@@ -283,6 +285,7 @@ pub const PEAK_CHAINS: usize = 12;
 /// values held in registers, no memory traffic. The benchmark page times it (8 · PEAK_CHAINS flops per round) and
 /// prints the multiply's GFLOP/s against it. Returns a sum of the chains, so that the work is observable.
 #[cfg(target_arch = "wasm32")]
+#[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
 pub fn madd_peak(rounds: usize) -> f32 {
     // Multiplying by a value just below one and adding a small one keeps every chain finite however long it runs.
     let (x, y) = (f32x4_splat(0.999_999), f32x4_splat(1e-6));
@@ -299,6 +302,7 @@ pub fn madd_peak(rounds: usize) -> f32 {
 /// (i, p) is `a[i·a_rs + p·a_cs]`: a packed panel (`PACKED`: strides 1 and MR, known when compiling, so the loads take
 /// constant offsets) or A in place. Rows past `rows` repeat the last one; their sums are never stored.
 #[cfg(target_arch = "wasm32")]
+#[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
 #[allow(clippy::too_many_arguments)]
 fn tile<const PACKED: bool>(
     k: usize,

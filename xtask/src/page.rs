@@ -37,8 +37,9 @@ struct EngineBuild {
     dir: &'static str,
     /// The CPU executor on a pool of Web Workers sharing the module's memory (needs a cross-origin isolated page).
     threads: bool,
-    /// Relaxed SIMD: the CPU executor's matrix products (src/cpu/packed.rs) then multiply and add with
-    /// `f32x4.relaxed_madd`, one fused instruction where the CPU has FMA (Chrome 114+), instead of a multiply and an add.
+    /// Relaxed SIMD (the crate's `relaxed-simd` feature): the CPU executor's matrix products (src/cpu/packed.rs) then
+    /// multiply and add with `f32x4.relaxed_madd`, one fused instruction where the CPU has FMA (Chrome 114+), instead
+    /// of a multiply and an add.
     relaxed: bool,
 }
 
@@ -55,6 +56,7 @@ fn build_engine(build: &EngineBuild) -> Result<(), String> {
     let out_dir = format!("target/page-{}", build.dir);
     let mut args = vec!["build", "--release", "--target", "web", "--no-typescript", "--no-pack", "--out-dir", &out_dir];
     args.extend(["--", "--no-default-features"]);
+    let mut crate_features = vec![];
     let mut features = vec!["+simd128"];
     let mut link_args = vec![];
     if build.threads {
@@ -63,13 +65,20 @@ fn build_engine(build: &EngineBuild) -> Result<(), String> {
         // for it: an imported, shared memory and the thread-local-storage exports that wasm-bindgen initializes each
         // worker with. It may grow to wasm32's 4 GiB, as the single-threaded module's can (the page's memory budget
         // assumes it).
-        args.extend(["--features", "threads", "-Z", "build-std=panic_abort,std"]);
+        crate_features.push("threads");
+        args.extend(["-Z", "build-std=panic_abort,std"]);
         features.extend(["+atomics", "+bulk-memory"]);
         link_args.extend(["--shared-memory", "--import-memory", "--max-memory=4294967296", "--export=__wasm_init_tls"]);
         link_args.extend(["--export=__tls_size", "--export=__tls_align", "--export=__tls_base"]);
     }
+    // A crate feature, not a target feature: the rest of the code, dependencies included, compiles exactly as in
+    // the plain build, so both share one target directory and the relaxed build recompiles this crate only.
     if build.relaxed {
-        features.push("+relaxed-simd");
+        crate_features.push("relaxed-simd");
+    }
+    let crate_features = crate_features.join(",");
+    if !crate_features.is_empty() {
+        args.extend(["--features", &crate_features]);
     }
     let mut rustflags = format!("-C target-feature={}", features.join(","));
     for arg in link_args {
@@ -83,12 +92,13 @@ fn build_engine(build: &EngineBuild) -> Result<(), String> {
         Command::new("wasm-pack")
     };
     eprintln!("xtask: wasm-pack {} ({}{rustflags})", args.join(" "), if build.threads { "nightly, " } else { "" });
-    // Each build has a target directory of its own, so that they do not invalidate each other. No debug info: the
+    // The threaded builds have a target directory of their own (their flags differ: every crate is recompiled), so
+    // that the two kinds do not invalidate each other. No debug info: the
     // release profile keeps limited debug info for native profiling, but wasm-bindgen strips it from the module the
     // page ships, and generating it cost each build about 10 s (`pkg` from scratch: 1 m 56 s against 1 m 45 s).
     let status = command
         .args(&args)
-        .env("CARGO_TARGET_DIR", format!("target/{}", build.dir))
+        .env("CARGO_TARGET_DIR", if build.threads { "target/pkg-threads" } else { "target/pkg" })
         .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
         .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS", &rustflags)
         .status()
