@@ -5,12 +5,50 @@ use crate::tools::{
 };
 use crate::{page, static_server};
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// How long each part of the run took, printed when it ends (passed or not): CI has 45 minutes on two cores, and
+/// this says where they go.
+struct Phases {
+    last: Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        Phases { last: Instant::now(), done: Vec::new() }
+    }
+
+    /// Ends the phase that began when the previous one ended.
+    fn end(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.done.push((name, now - self.last));
+        self.last = now;
+    }
+
+    fn print(&self) {
+        let total: Duration = self.done.iter().map(|(_, d)| *d).sum::<Duration>() + self.last.elapsed();
+        eprintln!("xtask: time per phase");
+        for (name, d) in &self.done {
+            eprintln!("  {name:<40} {:>6.0} s", d.as_secs_f64());
+        }
+        eprintln!("  {:<40} {:>6.0} s ({:.1} min)", "total", total.as_secs_f64(), total.as_secs_f64() / 60.0);
+    }
+}
 
 pub fn test() -> Result<(), String> {
+    let mut phases = Phases::new();
+    let result = test_in_phases(&mut phases);
+    phases.print();
+    result
+}
+
+fn test_in_phases(phases: &mut Phases) -> Result<(), String> {
     ensure_component("rustfmt", &["fmt", "--version"])?;
     ensure_component("clippy", &["clippy", "--version"])?;
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    phases.end("fmt, clippy");
     // The engine must keep compiling for the browser (no CLI there), and its browser-only code (`web::api`) is
     // linted like the rest: clippy checks without generating code, quicker than the build it replaces.
     ensure_wasm_target()?;
@@ -18,10 +56,13 @@ pub fn test() -> Result<(), String> {
         "cargo",
         &["clippy", "--lib", "--no-default-features", "--target", "wasm32-unknown-unknown", "--", "-D", "warnings"],
     )?;
+    phases.end("clippy for wasm32");
     // The loaders of untrusted input (model and adapter files, config.json, links) under libFuzzer, bounded.
     crate::fuzz::fuzz(&[])?;
+    phases.end("fuzzing (build and runs)");
     ensure_vulkan_driver()?;
     ensure_browser_tools()?;
+    phases.end("installing lavapipe and the browsers");
     // The WebGPU executor in headless Chromium (WebGPU on SwiftShader) and headless Firefox (its WebGPU is wgpu, on
     // lavapipe); webdriver.json enables WebGPU in both. The plain commands users type, with the runner's default
     // timeout, which every browser test must stay well inside.
@@ -41,13 +82,15 @@ pub fn test() -> Result<(), String> {
         if !status.success() {
             return Err(format!("browser tests failed in {} ({status})", &browser[2..]));
         }
+        phases.end(if browser == "--chrome" { "wasm-pack test --chrome" } else { "wasm-pack test --firefox" });
     }
-    page_tests()?;
+    page_tests(phases)?;
     // The optional OpenBLAS multiply (feature `openblas`): linted, and the CPU executor's own tests run on it (the
     // multiply in every orientation and split, the layers and the optimizer).
     ensure_openblas()?;
     run("cargo", &["clippy", "--lib", "--features", "openblas", "--", "-D", "warnings"])?;
     run("cargo", &["test", "--lib", "--features", "openblas", "cpu::"])?;
+    phases.end("OpenBLAS: clippy and tests");
     // Native tests last, so their summary closes the log. wgpu's Vulkan loader wants XDG_RUNTIME_DIR (it only warns).
     let args = ["test", "--package", "qlora-playground", "--all-targets"];
     eprintln!("xtask: cargo {}", args.join(" "));
@@ -57,6 +100,7 @@ pub fn test() -> Result<(), String> {
         .env("XDG_RUNTIME_DIR", runtime_dir)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
+    phases.end("native tests (build and runs)");
     if !status.success() {
         return Err(format!("tests failed ({status})"));
     }
@@ -66,7 +110,7 @@ pub fn test() -> Result<(), String> {
 /// The page end to end: build `dist/`, serve it, and drive it in headless Chromium (Playwright) and headless
 /// Firefox (puppeteer-core over WebDriver BiDi), each with WebGPU and without (the CPU fallback). Screenshots land in
 /// tests/page/artifacts/<browser>/.
-fn page_tests() -> Result<(), String> {
+fn page_tests(phases: &mut Phases) -> Result<(), String> {
     ensure_node()?;
     let dir = "tests/page";
     eprintln!("xtask: npm ci (in {dir})");
@@ -79,6 +123,7 @@ fn page_tests() -> Result<(), String> {
         return Err(format!("npm ci failed ({status})"));
     }
     let root = page::dist()?;
+    phases.end("npm ci and the page's four builds");
     let addr = static_server::spawn_server(root, 0)?;
     // Every test file there, so that a new one cannot be left out of CI.
     let mut files: Vec<String> = std::fs::read_dir(dir)
@@ -97,6 +142,7 @@ fn page_tests() -> Result<(), String> {
             .env("BROWSER", browser)
             .status()
             .map_err(|e| format!("cannot run node: {e}"))?;
+        phases.end(if browser == "chromium" { "page tests in Chromium" } else { "page tests in Firefox" });
         if !status.success() {
             return Err(format!(
                 "page tests failed in {browser} ({status}); screenshots in {dir}/artifacts/{browser}/"
