@@ -2,6 +2,7 @@
 //! held against the least any step of this run must do, on an integrated and a discrete GPU; with `--time-kernels`,
 //! each kernel's time measured on this adapter beside it.
 
+use super::commands::median;
 use crate::gpu::{by_kernel, Category, Cost, GpuTrainer, KernelTotals, PAPER_GPUS};
 use crate::Result;
 use serde_json::json;
@@ -24,9 +25,8 @@ fn measured_per_kernel(g: &GpuTrainer, costs: &[Cost], kernels: &[KernelTotals],
     let mut per_kernel = vec![0.0; kernels.len()];
     for (i, c) in costs.iter().enumerate() {
         let mut t: Vec<f64> = passes.iter().map(|p| p[i]).collect();
-        t.sort_by(f64::total_cmp);
         let k = kernels.iter().position(|k| k.kernel == c.kernel).expect("every cost's kernel is in its totals");
-        per_kernel[k] += t[t.len() / 2];
+        per_kernel[k] += median(&mut t);
     }
     Ok(per_kernel)
 }
@@ -42,10 +42,7 @@ pub(super) fn print_profile(
 ) -> Result<()> {
     let costs = g.step_costs();
     let kernels = by_kernel(&costs);
-    let measured = match timed_passes {
-        Some(passes) => Some(measured_per_kernel(g, &costs, &kernels, passes)?),
-        None => None,
-    };
+    let measured = timed_passes.map(|passes| measured_per_kernel(g, &costs, &kernels, passes)).transpose()?;
     let measured_total = measured.as_ref().map(|m| m.iter().sum::<f64>());
     let measured_of = |i: Option<usize>| match (&measured, i) {
         (Some(m), Some(i)) => Some(m[i]),
