@@ -1,6 +1,7 @@
 //! Running programs, and installing what a fresh Debian/Ubuntu machine lacks (needs root there, as CI has).
 
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub fn run(program: &str, args: &[&str]) -> Result<(), String> {
     eprintln!("xtask: {program} {}", args.join(" "));
@@ -12,10 +13,33 @@ pub fn run(program: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Installs Debian packages (a fresh machine's package lists may be empty, so they are fetched first).
+/// Installs Debian packages. A fresh machine's package lists may be empty, so they are fetched first, once per run.
 fn apt_install(packages: &[&str]) -> Result<(), String> {
-    run("apt-get", &["update", "-qq"])?;
+    static LISTS_FETCHED: AtomicBool = AtomicBool::new(false);
+    if !LISTS_FETCHED.load(Ordering::Relaxed) {
+        run("apt-get", &["update", "-qq"])?;
+        LISTS_FETCHED.store(true, Ordering::Relaxed);
+    }
     run("apt-get", &[&["install", "-y", "-qq"], packages].concat())
+}
+
+/// How `cargo install` compiles a tool.
+enum Build {
+    /// Optimized: for a tool that does the work itself (wasm-bindgen rewrites every test module).
+    Release,
+    /// Unoptimized, which compiles several times faster: for tools that only start other programs and relay their
+    /// output (geckodriver, wasm-pack, cargo-fuzz), where optimizing gains nothing a run could measure.
+    Debug,
+}
+
+/// `cargo install` of one pinned version, with the dependency versions its authors published (`--locked`), so a
+/// new release of some dependency cannot break CI.
+fn cargo_install(krate: &str, version: &str, build: Build) -> Result<(), String> {
+    let mut args = vec!["install", krate, "--version", version, "--locked"];
+    if let Build::Debug = build {
+        args.push("--debug");
+    }
+    run("cargo", &args)
 }
 
 /// Installs a rustup component when it is missing (fresh machines may lack clippy or rustfmt).
@@ -90,10 +114,10 @@ pub fn ensure_wasm_tools() -> Result<(), String> {
     ensure_wasm_target()?;
     let bindgen = locked_version("wasm-bindgen")?;
     if !has_version("wasm-bindgen", &bindgen) {
-        run("cargo", &["install", "wasm-bindgen-cli", "--version", &bindgen])?;
+        cargo_install("wasm-bindgen-cli", &bindgen, Build::Release)?;
     }
     if !has_version("wasm-pack", "wasm-pack") {
-        run("cargo", &["install", "wasm-pack", "--version", "0.15.1"])?;
+        cargo_install("wasm-pack", "0.15.1", Build::Debug)?;
     }
     Ok(())
 }
@@ -106,7 +130,7 @@ pub fn ensure_browser_tools() -> Result<(), String> {
         apt_install(&["chromium", "chromium-driver", "firefox-esr"])?;
     }
     if !has_version("geckodriver", "geckodriver") {
-        run("cargo", &["install", "geckodriver", "--version", "0.37.1"])?;
+        cargo_install("geckodriver", "0.37.1", Build::Debug)?;
     }
     ensure_wasm_tools()
 }
@@ -153,7 +177,7 @@ pub fn ensure_threads_toolchain() -> Result<(), String> {
 pub fn ensure_fuzz_tools() -> Result<(), String> {
     ensure_nightly()?;
     if !Command::new("cargo").args(["fuzz", "--version"]).output().map(|o| o.status.success()).unwrap_or(false) {
-        run("cargo", &["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION, "--locked"])?;
+        cargo_install("cargo-fuzz", CARGO_FUZZ_VERSION, Build::Debug)?;
     }
     Ok(())
 }
