@@ -103,6 +103,22 @@ fn a_lost_device_moves_the_run_to_the_cpu_from_the_last_snapshot() {
     assert!(pollster::block_on(run.validate()).unwrap().val_loss.is_finite());
 }
 
+/// A device lost before the first step, while the model was being uploaded (a tab in the background, a driver
+/// reset during a long load): the run still starts, and its first step is taken on the CPU from step 0 with the
+/// same notice as a loss mid-run.
+#[test]
+fn a_device_lost_while_the_model_uploads_starts_the_run_on_the_cpu() {
+    let gpu = lavapipe();
+    gpu.device.destroy();
+    let mut run = Run::new(&tiny(), settings(), None, Some(gpu)).expect("the run starts");
+    let s = pollster::block_on(run.step(false)).expect("the step is taken on the CPU");
+    assert_eq!((s.step, run.backend(), run.step_index()), (0, "cpu", 1));
+    let notice = run.take_notice().expect("a notice");
+    assert!(notice.contains("device was lost") && notice.contains("from step 0"), "{notice}");
+    let mut cpu_only = Run::new(&tiny(), settings(), None, None).unwrap();
+    assert_eq!(pollster::block_on(cpu_only.step(false)).unwrap().loss, s.loss, "the CPU's step, from the start");
+}
+
 fn lavapipe() -> Gpu {
     Gpu::new_blocking().expect("a Vulkan adapter (lavapipe on machines without a GPU)")
 }

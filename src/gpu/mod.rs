@@ -116,8 +116,11 @@ impl Gpu {
         })
     }
 
-    /// Why the device was lost, if it was (the callback may arrive after the first failed operation).
+    /// Why the device was lost, if it was (the callback may arrive after the first failed operation). Natively the
+    /// callback runs when the device is polled, so this polls first, without waiting; in a browser it comes as an
+    /// event.
     pub fn lost(&self) -> Option<String> {
+        let _ = self.device.poll(wgpu::PollType::Poll);
         self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 

@@ -208,7 +208,17 @@ fn assemble(
     if let Some(extra) = by_key.values().map(|(name, _)| *name).min() {
         bail!("unexpected tensor {extra} (not part of a GPT-2 model with this config)");
     }
-    let mut params = vec![0.0f32; layout.total()];
+    // Asked for, not assumed: where memory runs out (a browser tab's), the load fails with a message rather than
+    // aborting the engine.
+    let mut params = Vec::new();
+    params.try_reserve_exact(layout.total()).map_err(|_| {
+        Error::new(format!(
+            "out of memory: the model's {} parameters need {} MiB in fp32",
+            layout.total(),
+            (4 * layout.total() as u64) >> 20
+        ))
+    })?;
+    params.resize(layout.total(), 0.0f32);
     for (name, full, range) in sources {
         let out = &mut params[range];
         read_into(&name, out)?;

@@ -131,6 +131,15 @@ impl Run {
         let spec = settings.validate_within(&base.config, limits)?;
         let val_batches = val_batches(&data.split.val, spec.batch, spec.seq);
         ensure!(!val_batches.is_empty(), "the validation text is shorter than one sequence of {} tokens", spec.seq + 1);
+        // A device lost before the run begins (while the model was being read, say) gets no trainer: what is made on
+        // it is invalid. The run starts on the CPU executor, with the notice of a loss mid-run.
+        let (gpu, notice) = match gpu {
+            Some(g) => match g.lost() {
+                Some(reason) => (None, Some(lost_device_notice(&reason, 0))),
+                None => (Some(g), None),
+            },
+            None => (None, None),
+        };
         let gpu = match gpu {
             Some(g) => Some(GpuTrainer::new(
                 g,
@@ -160,7 +169,7 @@ impl Run {
             cpu_in_sync: true,
             val_batches,
             start_params: Some(last_good.params.clone()),
-            notice: None,
+            notice,
             last_good,
             spec,
             base: base_fingerprint(base),
@@ -411,10 +420,7 @@ impl Run {
         let reason = self.gpu.as_ref().and_then(|g| g.gpu.lost()).unwrap_or_else(|| error.to_string());
         self.gpu = None;
         let back = self.restore_last_good()?;
-        self.notice = Some(format!(
-            "The WebGPU device was lost ({reason}); training continues on the CPU executor from step {back}, the \
-             last snapshot."
-        ));
+        self.notice = Some(lost_device_notice(&reason, back));
         Ok(back)
     }
 
@@ -605,6 +611,14 @@ pub fn run_data(
         name => Source::builtin(name)?,
     };
     tasks::fine_tune_data(source, tokenizer, settings.seed, settings.seq, eval_examples)
+}
+
+/// What the page says when the run moved to the CPU executor because the WebGPU device was lost.
+fn lost_device_notice(reason: &str, step: usize) -> String {
+    format!(
+        "The WebGPU device was lost ({reason}); training continues on the CPU executor from step {step}, the last \
+         snapshot."
+    )
 }
 
 /// A checkpoint continues only on the base it trained on (fingerprints from [`base_fingerprint`]).

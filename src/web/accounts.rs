@@ -3,7 +3,7 @@
 //! whether a run fits in what a browser tab can give it.
 
 use crate::accounting::{self, AdapterSpec, Arch, Memory, MemoryQuery};
-use crate::model::ModelConfig;
+use crate::model::{ModelConfig, ParamLayout};
 use crate::quant::Storage;
 use crate::run::Settings;
 use crate::train::Method;
@@ -155,9 +155,42 @@ pub fn accounting_of(settings: &Settings, model: &ModelConfig) -> Result<Account
     })
 }
 
-/// What a run may hold in the page's engine: a wasm32 module addresses at most 4 GiB, and the loaded base, the text
-/// and the module itself live there too.
-pub const PAGE_MEMORY_BUDGET: u64 = 3 << 30;
+/// The memory a wasm32 module addresses: everything the page's engine holds lives there.
+pub const ENGINE_ADDRESS_SPACE: u64 = 4 << 30;
+
+/// What the engine keeps apart from the loaded base and the run: its code and stack, the reader's text (at most
+/// 16 MiB), the tokenizer, the tensor being read while a model loads, and the allocator's slack.
+pub const ENGINE_RESERVE: u64 = 1 << 30;
+
+/// Bytes the loaded base takes in the engine: every parameter in fp32 (the page keeps the base as loaded, so that
+/// each run can store it in whichever format the reader picks).
+pub fn base_bytes(model: &ModelConfig) -> u64 {
+    4 * ParamLayout::new(model).total() as u64
+}
+
+/// What a run may hold in the page's engine beside the loaded base.
+pub fn run_budget(model: &ModelConfig) -> u64 {
+    (ENGINE_ADDRESS_SPACE - ENGINE_RESERVE).saturating_sub(base_bytes(model))
+}
+
+/// A model the page can load and train: every run keeps the CPU executor's fp32 copy of the base beside the base
+/// as loaded (on WebGPU too, to go on if the device is lost), so a model whose two copies exceed the engine's memory
+/// is refused before a byte of its weights is read, rather than running out of memory at Train.
+pub fn check_model_fits(model: &ModelConfig) -> Result<()> {
+    let copies = 2 * base_bytes(model);
+    let room = ENGINE_ADDRESS_SPACE - ENGINE_RESERVE;
+    if copies <= room {
+        return Ok(());
+    }
+    Err(crate::Error::new(format!(
+        "this model has {} parameters, too many for the page: training keeps them in fp32 twice (the base as loaded \
+         and the executor's copy), {} MiB, and the engine in a tab has {} MiB (a wasm32 module addresses 4 GiB); \
+         GPT-2 models up to 355 M parameters (gpt2-medium) fit",
+        ParamLayout::new(model).total(),
+        copies >> 20,
+        room >> 20
+    )))
+}
 
 /// Bytes a run of `settings` holds in the engine's memory, estimated before anything is allocated: the accounting's
 /// fp32 training memory for the CPU executor (which keeps a dequantized fp32 copy of the base), plus the copies a
@@ -273,9 +306,29 @@ mod tests {
         assert!(err.contains("try LoRA or QLoRA"), "{err}");
         // The page's largest settings on the shipped model's shape fit its budget; a long context with many heads
         // (the attention probabilities grow with heads × sequence²) does not.
-        assert!(memory_needed(&full, &cfg).unwrap() < PAGE_MEMORY_BUDGET);
+        assert!(memory_needed(&full, &cfg).unwrap() < run_budget(&cfg));
         let long = ModelConfig::bytes(1, 16, 64, 1024).unwrap();
-        assert!(memory_needed(&Settings { seq: 1024, ..full }, &long).unwrap() > PAGE_MEMORY_BUDGET);
+        assert!(memory_needed(&Settings { seq: 1024, ..full }, &long).unwrap() > run_budget(&long));
+    }
+
+    #[test]
+    fn a_model_too_large_for_a_tab_is_refused_before_its_weights_are_read() {
+        // GPT-2 124M: 0.5 GB in fp32, twice that while training; its runs keep what is left beside the base.
+        let small = ModelConfig::hf_preset("gpt2", None).unwrap();
+        check_model_fits(&small).unwrap();
+        assert_eq!(base_bytes(&small), 4 * 124_439_808);
+        assert_eq!(run_budget(&small), (3 << 30) - 4 * 124_439_808);
+        let qlora = Settings { batch: 4, seq: 128, ..Settings::defaults_for(&small) };
+        check_memory_budget(&qlora, &small, run_budget(&small)).unwrap();
+        // gpt2-medium (24 × 1024, 355 M) fits, as the message says; 30 such layers (430 M) do not, though config.json
+        // allows up to 2^29 parameters (gpt2-large's 774 M is refused there already).
+        let medium = ModelConfig { n_layer: 24, n_embd: 1024, n_head: 16, ..small.clone() };
+        check_model_fits(&medium).unwrap();
+        let deeper = ModelConfig { n_layer: 30, ..medium };
+        assert!((ParamLayout::new(&deeper).total() as u64) < crate::model::MAX_PARAMS);
+        let e = check_model_fits(&deeper).unwrap_err().to_string();
+        assert!(e.starts_with("this model has 430400512 parameters, too many for the page"), "{e}");
+        assert!(e.contains("3283 MiB") && e.contains("3072 MiB"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (serde-wasm-bindgen) and the Rust types of [`crate::run`] and `web`, and turns errors into JavaScript `Error`s whose message
 //! the page shows in its error area. Calls are awaited one at a time by the worker.
 
-use super::accounts::{accounting_of, check_memory_budget, PAGE_MEMORY_BUDGET};
+use super::accounts::{accounting_of, check_memory_budget, check_model_fits, run_budget};
 use super::archive::{export_run, read_archive};
 use super::inspect::{adapter_spectra, weight_histogram};
 use super::link::parse_query;
@@ -349,6 +349,7 @@ impl Playground {
     /// Loads a Hugging Face GPT-2 directory's two files: `config.json` text and `model.safetensors` bytes.
     #[wasm_bindgen(constructor)]
     pub fn new(config_json: &str, safetensors: &[u8]) -> Result<Playground, JsError> {
+        check_model_fits(&config_from(config_json)?).map_err(|e| err(e.context("config.json")))?;
         let base = load_model_bytes(config_json, safetensors).map_err(err)?;
         Ok(Playground::with_base(base))
     }
@@ -358,6 +359,7 @@ impl Playground {
     /// memory is the fp32 parameters plus one tensor's bytes.
     #[wasm_bindgen(js_name = fromReader)]
     pub fn from_reader(config_json: &str, len: f64, read: js_sys::Function) -> Result<Playground, JsError> {
+        check_model_fits(&config_from(config_json)?).map_err(|e| err(e.context("config.json")))?;
         let reader = JsReader { read, pos: 0, len: len as u64 };
         let base = load_model_stream(config_json, reader, len as u64).map_err(err)?;
         Ok(Playground::with_base(base))
@@ -433,7 +435,7 @@ impl Playground {
     pub async fn start(&mut self, settings: JsValue, use_gpu: bool) -> Result<JsValue, JsError> {
         let s = settings_from(settings)?;
         s.validate(&self.base.config).map_err(err)?;
-        check_memory_budget(&s, &self.base.config, PAGE_MEMORY_BUDGET).map_err(err)?;
+        check_memory_budget(&s, &self.base.config, run_budget(&self.base.config)).map_err(err)?;
         let (gpu, notice) = gpu_if(use_gpu).await;
         self.run = None;
         let run = Run::new(&self.base, s, self.user_text.as_deref(), gpu).map_err(err)?;
@@ -471,7 +473,7 @@ impl Playground {
     ) -> Result<JsValue, JsError> {
         let checkpoint = Checkpoint::from_bytes(state).map_err(err)?;
         checkpoint.settings.validate(&self.base.config).map_err(|e| err(e.context("the saved run's settings")))?;
-        check_memory_budget(&checkpoint.settings, &self.base.config, PAGE_MEMORY_BUDGET).map_err(err)?;
+        check_memory_budget(&checkpoint.settings, &self.base.config, run_budget(&self.base.config)).map_err(err)?;
         if let Some(t) = &text {
             check_user_text(t)?;
         }
@@ -583,6 +585,13 @@ impl Playground {
     #[wasm_bindgen(js_name = loseDevice)]
     pub fn lose_device(&mut self) -> Result<(), JsError> {
         self.run_mut()?.lose_device_for_test().map_err(err)
+    }
+
+    /// Test hook: the engine aborts, as Rust's allocation failure aborts it when the tab's memory runs out (a
+    /// WebAssembly trap); the page tests check what the reader is told and that the kept run comes back.
+    #[wasm_bindgen(js_name = abortForTest)]
+    pub fn abort_for_test(&mut self) {
+        std::process::abort()
     }
 
     /// The validation of step 0 the first time it is asked for, then null (see `Run::validate_start`).

@@ -13,5 +13,5 @@ pub mod snippet;
 #[cfg(target_arch = "wasm32")]
 pub mod api;
 
-pub use accounts::{accounting_of, check_memory_budget, Accounting, PAGE_MEMORY_BUDGET};
+pub use accounts::{accounting_of, check_memory_budget, check_model_fits, run_budget, Accounting};
 pub use link::{parse_query, ParsedQuery};

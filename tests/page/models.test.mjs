@@ -86,6 +86,15 @@ for (const backend of ['cpu', 'webgpu']) {
       await page.setInputFiles('[data-testid=model-files]', [FILES['config.json'], FILES['model.safetensors']]);
       await page.waitForFunction(() => /no tokenizer files/.test(document.querySelector('[data-testid=model-status]').textContent));
 
+      // 30 layers × 1024 (429 M parameters, between gpt2-medium and gpt2-large): too large for a tab, said before a
+      // byte of the weights is read.
+      const large = Buffer.from(JSON.stringify({ ...TINY, n_layer: 30, n_embd: 1024, n_head: 16 }));
+      // (Playwright takes either paths or buffers in one call, not both.)
+      const asFile = (file) => ({ name: file, mimeType: 'application/octet-stream', buffer: readFileSync(FILES[file]) });
+      await page.setInputFiles('[data-testid=model-files]', [{ name: 'config.json', mimeType: 'application/json', buffer: large }, ...['model.safetensors', 'vocab.json', 'merges.txt'].map(asFile)]);
+      await page.waitForFunction(() => /too many for the page/.test(document.querySelector('[data-testid=model-status]').textContent));
+      assert.match((await status(page)).text, /^config\.json: this model has \d+ parameters, too many for the page/);
+
       // The whole directory dropped on the page, with a file the page does not need.
       await drop(page, '#model-drop', [...Object.values(FILES), join(ROOT, 'assets/gpt2/README.md')]);
       await statusIs(page, 'loaded');
@@ -128,6 +137,23 @@ for (const backend of ['cpu', 'webgpu']) {
       await page.waitForFunction(() => /^\d+ tokens$/.test(document.querySelector('[data-testid=gen-progress]').textContent), null, { timeout: 120000 });
       assert.ok((await text(page, 'output-tuned')).length > 0);
       await page.screenshot({ path: join(ARTIFACTS, `${backend}-own-files.png`), fullPage: true });
+
+      // A reload: the run kept on the reader's files waits for the same files, then restores where it ended.
+      await page.waitForFunction(() => document.body.dataset.saved === '4', null, { timeout: 60000 });
+      const lossShown = await attr(page, 'loss');
+      await page.reload(NAVIGATION);
+      await ready(page);
+      await page.waitForSelector('[data-testid=restore-bar]:not([hidden])');
+      assert.match(await text(page, 'restore-bar'), /your own model files .*choose the same files above to restore it/);
+      assert.ok(await page.isDisabled('[data-testid=restore-run]'), 'nothing to restore onto before the files are back');
+      await page.setInputFiles('[data-testid=model-files]', Object.values(FILES));
+      await statusIs(page, 'loaded');
+      await page.waitForSelector('[data-testid=restore-run]:not([disabled])');
+      assert.match(await text(page, 'restore-bar'), /step 4 of 4/);
+      await page.click('[data-testid=restore-run]');
+      await page.waitForFunction(() => document.body.dataset.restored === '4', null, { timeout: 120000 });
+      assert.equal(await attr(page, 'loss'), lossShown, 'the run is back as it ended');
+      assert.ok(await page.isHidden('[data-testid=error]'));
       // Nothing of the reader's files left the tab: every request went to this page's own server.
       const origin = new URL(page.url()).origin;
       assert.deepEqual(requests.filter((r) => !r.url.startsWith(origin) && !/^(data|blob):/.test(r.url)), []);

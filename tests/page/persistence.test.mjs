@@ -101,6 +101,46 @@ test('cpu: after a crash the periodic autosave offers the run back', { timeout: 
   await context.close();
 });
 
+test('cpu: an engine that stops mid-run (out of memory aborts it) says so once, offers a reload, and the kept run comes back', { timeout: 300000 }, async () => {
+  const { page, context, errors } = await open(browser, '?steps=400&batch=1&seq=8&r=4');
+  await modelLoaded(page);
+  await page.click('[data-testid=train]');
+  await waitStep(page, 3);
+  const saved = await pauseAndSave(page);
+  await page.click('[data-testid=pause]');
+  await waitStep(page, saved + 1);
+  // As Rust's allocation failure does when the tab's memory runs out: the engine traps.
+  await page.evaluate(() => window.__qlora.worker.postMessage({ type: 'abort-engine' }));
+  await page.waitForSelector('[data-testid=engine-stopped]:not([hidden])');
+  assert.match(await page.textContent('#engine-stopped-text'), /^The engine stopped \(.+\): this tab most likely ran out of memory.*Reload the page/);
+  assert.equal((await text(page, 'reload-page')).trim(), 'Reload');
+  assert.ok(await page.isHidden('[data-testid=error]'), 'one message');
+  const step = await stepOf(page);
+  assert.ok(step > saved, 'the curve stays on screen');
+  assert.ok(await page.isDisabled('[data-testid=train]') && await page.isDisabled('[data-testid=pause]') && await page.isDisabled('[data-testid=generate]'));
+  assert.match(await page.textContent('#train-why'), /waits for a reload/);
+  // A control changed afterwards gets the same single message, not a second one.
+  await page.fill('[data-testid=rank]', '6');
+  await page.dispatchEvent('[data-testid=rank]', 'input');
+  await page.waitForTimeout(500);
+  assert.ok(await page.isHidden('[data-testid=error]'));
+  assert.equal(await stepOf(page), step, 'nothing trains any more');
+  await page.screenshot({ path: join(ARTIFACTS, 'cpu-engine-stopped.png') });
+
+  // Reload: the run this browser kept comes back (the autosave, a few seconds behind at most).
+  await page.click('[data-testid=reload-page]');
+  await page.waitForSelector('[data-testid=restore-bar]:not([hidden])', { timeout: 120000 });
+  await ready(page);
+  const offered = Number(/step (\d+) of 400/.exec(await text(page, 'restore-bar'))[1]);
+  assert.ok(offered >= saved && offered <= step, `offered step ${offered}: saved ${saved}, stopped at ${step}`);
+  await page.click('[data-testid=restore-run]');
+  await page.waitForFunction(() => document.body.dataset.restored, null, { timeout: 120000 });
+  assert.equal(await stepOf(page), offered);
+  assert.ok(await page.isHidden('[data-testid=engine-stopped]'));
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('cpu: a run exports as a zip with a PEFT adapter, and imports into another browser', { timeout: 300000 }, async () => {
   const { page, context } = await open(browser, '?steps=30&batch=1&seq=8&r=4&targets=q,v');
   await modelLoaded(page);

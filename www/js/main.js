@@ -44,6 +44,11 @@ const state = {
   problems: [],
   // A one-click experiment in progress: {kind, title, queue: [settings], records: []}.
   experiment: null,
+  // The engine trapped (worker.js: `stopped`): nothing more can run until the page is reloaded.
+  engineStopped: false,
+  // The run this browser kept ({savedAt, step, settings, model}) until it is restored, discarded or replaced: a run on
+  // the reader's own files can be restored only once the same files are loaded again.
+  savedRun: null,
 };
 
 
@@ -292,6 +297,7 @@ function showProblems(problems) {
 
 /// Why Train cannot start now, or '' when it can.
 function trainBlocked() {
+  if (state.engineStopped) return 'Train waits for a reload: the engine stopped (see the message above).';
   if (state.problems.length) {
     const [p] = state.problems;
     return `Train waits for ${controlName(p.field)}: ${p.message}.`;
@@ -500,6 +506,7 @@ function startTraining() {
   resetStats();
   // A new run replaces the saved one at its first autosave.
   $('restore-bar').hidden = true;
+  state.savedRun = null;
   state.dirty = false;
   state.run = { settings: s, steps: [], loss: [], ms: [], valSteps: [], val: [], accuracy: null, status: 'starting', last: null };
   setTrainingButtons('starting');
@@ -658,8 +665,10 @@ function showStepEstimate() {
 /// A kept run of another model than the one shown: it is restored on that model's page.
 function offerOtherModel(saved) {
   const name = saved.model;
-  if (name === 'files') {
-    $('restore-text').textContent = `A run on your own model files was saved in this browser ${timeOf(saved.savedAt)}; choose "Your own GPT-2 files" and the same files to continue it.`;
+  if (name === 'files' && state.modelName === 'files') {
+    $('restore-text').textContent = `A run on your own model files was saved in this browser ${timeOf(saved.savedAt)}; choose the same files above to restore it.`;
+  } else if (name === 'files') {
+    $('restore-text').textContent = `A run on your own model files was saved in this browser ${timeOf(saved.savedAt)}; choose "Your own GPT-2 files" and the same files to restore it.`;
   } else {
     $('restore-text').textContent = `A run on ${MODELS[name] ? MODELS[name].label : name} was saved in this browser ${timeOf(saved.savedAt)}; pick that model above to restore it.`;
   }
@@ -840,7 +849,8 @@ const onMessage = {
     applyPageOptions();
     fillHistogramChoices();
     account(state.settings);
-    if (m.saved && m.saved.model === state.modelName) offerRestore(m.saved);
+    state.savedRun = m.saved;
+    if (m.saved && m.saved.model === state.modelName && m.saved.model !== 'files') offerRestore(m.saved);
     else if (m.saved) offerOtherModel(m.saved);
     showModelBar();
     // A link or reload with task=text: the text itself is never in a link, so ask for it at the box.
@@ -908,6 +918,9 @@ const onMessage = {
     $('load-progress').hidden = true;
     $('load-gate').hidden = true;
     document.body.dataset.model = 'loaded';
+    // The reader's own files are loaded: a run kept on such files can be restored now (the engine refuses it, with a
+    // message, if these are not the files it trained on).
+    if (state.savedRun && state.savedRun.model === 'files' && state.modelName === 'files' && !state.run) offerRestore(state.savedRun);
     void m;
     requestHistogram();
   },
@@ -1006,6 +1019,7 @@ const onMessage = {
   restored(m) {
     // A saved or imported run: the controls show its settings, the chart its history; Resume continues it.
     $('restore-bar').hidden = true;
+    state.savedRun = null;
     archiveRun();
     writeControls(m.settings);
     state.settings = m.settings;
@@ -1040,6 +1054,7 @@ const onMessage = {
   },
   discarded() {
     $('restore-bar').hidden = true;
+    state.savedRun = null;
     $('save-status').textContent = '';
   },
   exported(m) {
@@ -1073,6 +1088,19 @@ const onMessage = {
     state.histogram = m.histogram;
     drawHist();
     renderQuantErrors(m.histogram);
+  },
+  // The engine trapped: one message with a Reload, the run on screen stays as it was, and nothing can be pressed
+  // that would need the engine.
+  stopped(m) {
+    state.engineStopped = true;
+    $('engine-stopped-text').textContent = m.message;
+    $('engine-stopped').hidden = false;
+    if (state.run && state.run.status !== 'done') state.run.status = 'paused';
+    if (state.experiment) endExperiment('the engine stopped');
+    generationEnded();
+    setTrainingButtons('idle');
+    $('generate').disabled = true;
+    $('restore-run').disabled = true;
   },
   error(m) {
     if (m.during === 'start' || m.during === 'training') {
@@ -1202,6 +1230,7 @@ $('restore-run').addEventListener('click', () => {
   send({ type: 'restore', preferGpu: preferGpu() });
 });
 $('discard-run').addEventListener('click', () => send({ type: 'discard' }));
+$('reload-page').addEventListener('click', () => location.reload());
 $('export-run').addEventListener('click', () => { clearError(); send({ type: 'export' }); });
 $('import-run').addEventListener('change', async (e) => {
   const f = e.target.files[0];

@@ -26,6 +26,7 @@
 //   {type:'export'}                            the run as a zip (web::archive); {type:'import', bytes, preferGpu}
 //   {type:'inject-nan'}                        test hook: the next step diverges (the engine restores and reports)
 //   {type:'lose-device'}                       test hook: the run's GPU device is destroyed
+//   {type:'abort-engine'}                      test hook: the engine aborts (a trap, as when memory runs out)
 // worker → page
 //   {type:'init', parsed:{settings, page, errors}, defaults, config, modelBytes, gpu, saved, storage, cpu, formats}
 //                                              formats: {formats:[{name, quantized, double_quant, method, bits,
@@ -55,6 +56,8 @@
 //   {type:'matmul', peak, results:[{name,m,k,n,transposeB,gflops}], cpu}   GFLOP/s: medians of five timed calls
 //                                              after a warm-up; peak: the multiply-add ceiling (cpuMaddPeak)
 //   {type:'error', during, message}
+//   {type:'stopped', during, message}          the engine trapped (out of memory, or a bug) and cannot go on: every
+//                                              later request is answered so; the page offers a reload
 
 /// The frozen base of a run's settings, as the engine labels it (quant::Storage::label): "nf4+dq", "int4", "fp32"
 /// (full fine-tuning trains fp32 weights). The one place the page and the worker spell it.

@@ -90,7 +90,25 @@ let running = false;
 let loading = null;
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
-const fail = (during, e) => post({ type: 'error', during, message: e instanceof Error ? e.message : String(e) });
+
+// Set when the engine trapped: running out of memory aborts it (Rust's allocation failure), as a bug would, and a
+// module that trapped cannot be trusted again (a call it left half done keeps its object borrowed). Every later
+// request is refused with the same words; the page offers a reload, after which the run kept in this browser is
+// offered back.
+let stopped = null;
+
+function fail(during, e) {
+  if (!stopped && e instanceof WebAssembly.RuntimeError) {
+    stopped = `The engine stopped (${e.message}): this tab most likely ran out of memory, or the engine hit an ` +
+      'internal error, and it cannot go on. Reload the page to start it again; the run saved in this browser ' +
+      '(at most a few seconds behind) is offered back.';
+    running = false;
+    post({ type: 'stopped', during, message: stopped });
+    return;
+  }
+  if (stopped) return; // said once, when it happened
+  post({ type: 'error', during, message: e instanceof Error ? e.message : String(e) });
+}
 
 async function fetchOk(url, what) {
   const res = await fetch(url);
@@ -392,7 +410,7 @@ async function trainLoop() {
     running = false;
     lastResultAt = null;
     fail('training', e);
-    await enqueueRaw(afterDivergence);
+    if (!stopped) await enqueueRaw(afterDivergence);
   }
 }
 
@@ -576,6 +594,10 @@ const handlers = {
   async 'lose-device'() {
     playground.loseDevice();
   },
+  // Test hook: the engine aborts, as it does when the tab's memory runs out.
+  async 'abort-engine'() {
+    playground.abortForTest();
+  },
   async histogram({ layer, linear }) {
     await handlers.load();
     post({ type: 'histogram', histogram: playground.histogram(layer, linear, 80) });
@@ -611,6 +633,7 @@ self.onmessage = (ev) => {
   const msg = ev.data;
   const handler = handlers[msg && msg.type];
   if (!handler) { fail('protocol', `unknown request ${JSON.stringify(msg && msg.type)}`); return; }
+  if (stopped) { post({ type: 'stopped', during: msg.type, message: stopped }); return; }
   const work = IMMEDIATE.has(msg.type) ? handler(msg) : enqueue(() => handler(msg));
   Promise.resolve(work).catch((e) => fail(msg.type, e));
 };
