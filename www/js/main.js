@@ -1101,6 +1101,12 @@ const onMessage = {
     setTrainingButtons('idle');
     $('generate').disabled = true;
     $('restore-run').disabled = true;
+    // Stopped while a model loaded (out of memory, most likely): the model control says so too.
+    if (!state.modelLoaded) {
+      $('load-progress').hidden = true;
+      $('model-progress').hidden = true;
+      modelStatus('error', 'the engine stopped while loading the model: see the message above');
+    }
   },
   error(m) {
     if (m.during === 'start' || m.during === 'training') {
