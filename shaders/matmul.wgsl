@@ -2,14 +2,16 @@
 // op(X) is X or Xᵀ (flags in `p.trans`): A is stored [M×K] (or [K×M] when transposed), B [K×N] (or [N×K]).
 // Every operand has its own row stride and starting element, so a kernel can read or write one column slice of a
 // wider matrix (the q, k or v slice of c_attn) or one tensor of a flat buffer. Out-of-range loads read 0, so any
-// shape works. The tiling (entry points `thin_rows`, `small_tiles` and `large_tiles`) is matmul_tiles.wgsl, appended
-// at build time.
+// shape works. A product of many rows and a few columns (n ≤ 16: LoRA's rank-r factors) is computed as
+// Cᵀ = op(B)ᵀ · op(A)ᵀ, a few rows on the column-per-invocation tiling, and stored transposed (src/gpu/matmul.rs).
+// The tiling (entry points `thin_rows`, `small_tiles` and `large_tiles`) is matmul_tiles.wgsl, appended at build
+// time.
 
 struct Params {
     m: u32,
     n: u32,
     k: u32,
-    trans: u32,     // bit 0: A transposed, bit 1: B transposed
+    trans: u32,     // bit 0: A transposed, bit 1: B transposed, bit 2: C stored transposed (the kernel computes Cᵀ)
     lda: u32,
     ldb: u32,
     ldc: u32,
@@ -46,7 +48,7 @@ fn rhs(row: u32, col: u32) -> f32 {
 
 fn store(row: u32, col: u32, acc: f32) {
     if (row < p.m && col < p.n) {
-        let idx = p.c_offset + row * p.ldc + col;
+        let idx = p.c_offset + select(row * p.ldc + col, col * p.ldc + row, (p.trans & 4u) != 0u);
         var prev = 0.0;
         if (p.beta != 0.0) { prev = p.beta * c[idx]; }
         c[idx] = p.alpha * acc + prev;

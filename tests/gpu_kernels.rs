@@ -30,7 +30,8 @@ fn matmul_matches_cpu_in_every_orientation() {
     let mm = Matmul::new(&gpu);
     // Up to 16 rows take the column-per-invocation entry point: one row, three, all 16, and wider than one of its
     // workgroups. The last three are large enough for the 64×64-tile entry point, and not multiples of its tile
-    // either; the last is shallower than one step of k (a LoRA adapter's rank-8 product onto a wide output).
+    // either; (96, 8, 300) is shallower than one step of k (a LoRA adapter's rank-8 product onto a wide output).
+    // Many rows onto at most 16 columns (17 × 5; 200 × 8, a rank-8 factor over a batch) run transposed.
     for (i, &(m, k, n)) in [
         (1, 1, 1),
         (17, 33, 5),
@@ -41,6 +42,7 @@ fn matmul_matches_cpu_in_every_orientation() {
         (70, 37, 130),
         (129, 64, 65),
         (96, 8, 300),
+        (200, 40, 8),
     ]
     .iter()
     .enumerate()
@@ -75,15 +77,17 @@ fn matmul_matches_cpu_in_every_orientation() {
 }
 
 /// A product as deep as the head's backward over GPT-2's 50,257-token vocabulary, on every entry point (64 × 64
-/// outputs, 24 × 16 on 16 × 16 tiles, and 16 × 16 a column per invocation). Lavapipe ends an invocation's loops early past a total near 65,535 iterations, silently: a
-/// kernel that loops inside its loop over k returns rows it never finished there (an 8 × 8 tiling tried on
-/// 2026-12-02 did, at this depth). This kernel's inner loops still count toward that cap: it fails at K = 70,000.
+/// outputs, 24 × 20 on 16 × 16 tiles, 16 × 16 a column per invocation, and 40 × 8, which runs transposed as 8 × 40).
+/// Lavapipe ends an invocation's loops early past a total near 65,535 iterations, silently: a kernel that loops
+/// inside its loop over k returns rows it never finished there (an 8 × 8 block that looped over its outputs inside
+/// the loop over k did, at this depth; the one in `large_tiles` writes its 64 multiply-adds out). The inner loops
+/// that remain still count toward that cap: the 64 × 64 tiles fail at K = 70,000 (before this block and with it).
 #[test]
 fn matmul_runs_the_whole_depth_of_a_vocabulary_sized_product() {
     let gpu = gpu();
     let mm = Matmul::new(&gpu);
     let k = 50_257;
-    for (m, n) in [(64usize, 64usize), (24, 16), (16, 16)] {
+    for (m, n) in [(64usize, 64usize), (24, 20), (16, 16), (40, 8)] {
         let (a, b) = (random(m * k, 1), random(k * n, 2));
         let mut want = vec![0.0; m * n];
         gemm(m, k, n, 1.0, Mat::new(&a, k), Mat::new(&b, n), 0.0, &mut want, n);

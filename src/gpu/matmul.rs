@@ -96,7 +96,7 @@ struct MatmulParams {
 }
 
 /// The three entry points of matmul_tiles.wgsl: one column of at most 16 rows per invocation (`thin_rows`), 16×16
-/// output tiles (`small_tiles`) and 64×64 tiles with a 4×4 block of outputs per invocation (`large_tiles`).
+/// output tiles (`small_tiles`) and 64×64 tiles with an 8×8 block of outputs per invocation (`large_tiles`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tiling {
     Thin,
@@ -112,8 +112,8 @@ impl Tiling {
 
     /// The tiling for an m×n output and its workgroup grid. A few rows (a batch of a few tokens, generation's
     /// one): a column per invocation, without the barriers that dominate a tiled kernel's time when most of its tile
-    /// is padding. Large tiles once both sides fill one: on thinner outputs (LoRA's rank-r factors) most of a
-    /// 64-wide tile would compute padding.
+    /// is padding. Large tiles once both sides fill one: on thinner outputs most of a 64-wide tile would compute
+    /// padding. (`Matmul::prepare` turns many rows onto a few columns into a few rows first.)
     fn pick(m: u32, n: u32) -> (Tiling, (u32, u32, u32)) {
         if m <= Self::THIN_ROWS {
             (Tiling::Thin, (groups(n, Self::THIN_WIDTH), groups(m, Self::THIN_ROWS), 1))
@@ -222,27 +222,49 @@ impl Matmul {
     }
 
     pub fn prepare(&self, gpu: &Gpu, s: MatmulShape, a: View, b: View, c: View) -> Dispatch {
-        let params = MatmulParams {
-            m: s.m,
-            n: s.n,
-            k: s.k,
-            trans: s.trans_a as u32 | (s.trans_b as u32) << 1,
-            lda: s.lda,
-            ldb: s.ldb,
-            ldc: s.ldc,
-            c_offset: s.c_offset,
-            alpha: s.alpha,
-            beta: s.beta,
-            a_offset: s.a_offset,
-            b_offset: s.b_offset,
+        // Many rows and a few columns (a LoRA factor of rank ≤ 16 over a batch): 16 × 16 tiles would be mostly
+        // padding and barriers, so the kernel computes Cᵀ = op(B)ᵀ·op(A)ᵀ — a few rows, a column per invocation —
+        // and stores it transposed. The operands swap places and each one's orientation flips.
+        let transposed = s.n <= Tiling::THIN_ROWS && s.m > Tiling::THIN_ROWS;
+        let params = if transposed {
+            MatmulParams {
+                m: s.n,
+                n: s.m,
+                k: s.k,
+                trans: !s.trans_b as u32 | (!s.trans_a as u32) << 1 | 1 << 2,
+                lda: s.ldb,
+                ldb: s.lda,
+                ldc: s.ldc,
+                c_offset: s.c_offset,
+                alpha: s.alpha,
+                beta: s.beta,
+                a_offset: s.b_offset,
+                b_offset: s.a_offset,
+            }
+        } else {
+            MatmulParams {
+                m: s.m,
+                n: s.n,
+                k: s.k,
+                trans: s.trans_a as u32 | (s.trans_b as u32) << 1,
+                lda: s.lda,
+                ldb: s.ldb,
+                ldc: s.ldc,
+                c_offset: s.c_offset,
+                alpha: s.alpha,
+                beta: s.beta,
+                a_offset: s.a_offset,
+                b_offset: s.b_offset,
+            }
         };
         let u = gpu.uniform("matmul params", &params);
-        let (tiling, grid) = Tiling::pick(s.m, s.n);
+        let (tiling, grid) = Tiling::pick(params.m, params.n);
         let pipeline = self.pipelines.get(gpu, tiling, tiling.entry_point(), &[]);
+        let operands = if transposed { [b, a, c] } else { [a, b, c] };
         let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("matmul"),
             layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries(&u, &[a, b, c]),
+            entries: &entries(&u, &operands),
         });
         let cost = Cost::matmul("matmul", s.m, s.k, s.n, 4 * s.k as u64 * s.n as u64, s.beta != 0.0);
         Dispatch::new(pipeline, vec![bg], grid, Some(u), cost)
