@@ -1,7 +1,8 @@
 //! `cargo xtask test`: every check CI runs, installing what is missing first.
 
 use crate::tools::{
-    ensure_browser_tools, ensure_component, ensure_node, ensure_openblas, ensure_vulkan_driver, ensure_wasm_target, run,
+    ensure_browser_tools, ensure_component, ensure_nightly, ensure_node, ensure_openblas, ensure_vulkan_driver,
+    ensure_wasm_target, run, Installs,
 };
 use crate::{page, static_server};
 use std::process::Command;
@@ -46,23 +47,18 @@ pub fn test() -> Result<(), String> {
 fn test_in_phases(phases: &mut Phases) -> Result<(), String> {
     ensure_component("rustfmt", &["fmt", "--version"])?;
     ensure_component("clippy", &["clippy", "--version"])?;
-    run("cargo", &["fmt", "--all", "--", "--check"])?;
-    run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
-    phases.end("fmt, clippy");
-    // The engine must keep compiling for the browser (no CLI there), and its browser-only code (`web::api`) is
-    // linted like the rest: clippy checks without generating code, quicker than the build it replaces.
     ensure_wasm_target()?;
-    run(
-        "cargo",
-        &["clippy", "--lib", "--no-default-features", "--target", "wasm32-unknown-unknown", "--", "-D", "warnings"],
-    )?;
-    phases.end("clippy for wasm32");
-    // The loaders of untrusted input (model and adapter files, config.json, links) under libFuzzer, bounded.
-    crate::fuzz::fuzz(&[])?;
-    phases.end("fuzzing (build and runs)");
+    ensure_nightly()?;
+    let installs = Installs::start()?;
+    // A failed check still waits for the installs, so a run never ends with apt or cargo half-way through.
+    let checked = lints_and_fuzzing(phases);
+    let installed = installs.finish();
+    checked?;
+    installed?;
+    // Whatever the background installs did not cover (nothing, unless a check above removed something).
     ensure_vulkan_driver()?;
     ensure_browser_tools()?;
-    phases.end("installing lavapipe and the browsers");
+    phases.end("waiting for the background installs");
     // The WebGPU executor in headless Chromium (WebGPU on SwiftShader) and headless Firefox (its WebGPU is wgpu, on
     // lavapipe); webdriver.json enables WebGPU in both. The plain commands users type, with the runner's default
     // timeout, which every browser test must stay well inside.
@@ -104,6 +100,24 @@ fn test_in_phases(phases: &mut Phases) -> Result<(), String> {
     if !status.success() {
         return Err(format!("tests failed ({status})"));
     }
+    Ok(())
+}
+
+/// Formatting, clippy (native and wasm32) and the fuzz targets: the phases the installs run beside.
+fn lints_and_fuzzing(phases: &mut Phases) -> Result<(), String> {
+    run("cargo", &["fmt", "--all", "--", "--check"])?;
+    run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    phases.end("fmt, clippy");
+    // The engine must keep compiling for the browser (no CLI there), and its browser-only code (`web::api`) is
+    // linted like the rest: clippy checks without generating code, quicker than the build it replaces.
+    run(
+        "cargo",
+        &["clippy", "--lib", "--no-default-features", "--target", "wasm32-unknown-unknown", "--", "-D", "warnings"],
+    )?;
+    phases.end("clippy for wasm32");
+    // The loaders of untrusted input (model and adapter files, config.json, links) under libFuzzer, bounded.
+    crate::fuzz::fuzz(&[])?;
+    phases.end("fuzzing (build and runs)");
     Ok(())
 }
 

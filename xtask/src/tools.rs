@@ -1,11 +1,43 @@
 //! Running programs, and installing what a fresh Debian/Ubuntu machine lacks (needs root there, as CI has).
 
-use std::process::Command;
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+thread_local! {
+    /// Where this thread's messages and the output of the programs it runs go: the terminal, or the log of the
+    /// installs running in the background (`Installs`), which would otherwise interleave with the checks' output.
+    static LOG: RefCell<Option<File>> = const { RefCell::new(None) };
+}
+
+/// A line from the xtask, to the terminal or to this thread's log.
+pub fn say(line: &str) {
+    LOG.with(|log| match &mut *log.borrow_mut() {
+        Some(file) => {
+            let _ = writeln!(file, "xtask: {line}");
+        }
+        None => eprintln!("xtask: {line}"),
+    });
+}
 
 pub fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    eprintln!("xtask: {program} {}", args.join(" "));
-    let status = Command::new(program).args(args).status().map_err(|e| format!("cannot run {program}: {e}"))?;
+    say(&format!("{program} {}", args.join(" ")));
+    let mut command = Command::new(program);
+    command.args(args);
+    LOG.with(|log| -> Result<(), String> {
+        if let Some(file) = &*log.borrow() {
+            let out = file.try_clone().map_err(|e| format!("cannot share the install log: {e}"))?;
+            let err = file.try_clone().map_err(|e| format!("cannot share the install log: {e}"))?;
+            command.stdout(Stdio::from(out)).stderr(Stdio::from(err));
+        }
+        Ok(())
+    })?;
+    let status = command.status().map_err(|e| format!("cannot run {program}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -44,7 +76,7 @@ fn cargo_install(krate: &str, version: &str, build: Build) -> Result<(), String>
     if run("cargo", &[&args[..], &["--locked"]].concat()).is_ok() {
         return Ok(());
     }
-    eprintln!("xtask: {krate} {version} did not install with its published Cargo.lock; trying without --locked");
+    say(&format!("{krate} {version} did not install with its published Cargo.lock; trying without --locked"));
     run("cargo", &args)
 }
 
@@ -69,26 +101,45 @@ pub fn ensure_wasm_target() -> Result<(), String> {
     Ok(())
 }
 
-/// Installs Mesa's lavapipe (Vulkan on the CPU) when no Vulkan driver is present, so the GPU parity tests run on
-/// machines without a GPU. Needs root, as CI has.
-pub fn ensure_vulkan_driver() -> Result<(), String> {
+/// Mesa's lavapipe (Vulkan on the CPU), when no Vulkan driver is present, so the GPU parity tests run on machines
+/// without a GPU.
+fn vulkan_packages() -> &'static [&'static str] {
     let icd_dirs = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"];
     let has_driver = icd_dirs.iter().any(|d| std::fs::read_dir(d).map(|mut e| e.next().is_some()).unwrap_or(false));
     let has_loader = std::path::Path::new("/usr/lib/x86_64-linux-gnu/libvulkan.so.1").exists()
         || std::path::Path::new("/usr/lib/aarch64-linux-gnu/libvulkan.so.1").exists();
     if has_driver && has_loader {
-        return Ok(());
+        &[]
+    } else {
+        &["mesa-vulkan-drivers", "libvulkan1"]
     }
-    apt_install(&["mesa-vulkan-drivers", "libvulkan1"])
+}
+
+/// Installs lavapipe when no Vulkan driver is present. Needs root, as CI has.
+pub fn ensure_vulkan_driver() -> Result<(), String> {
+    install_missing(vulkan_packages())
 }
 
 /// The system's OpenBLAS with its link-time library, for the CPU executor's optional `openblas` feature.
-pub fn ensure_openblas() -> Result<(), String> {
+fn openblas_packages() -> &'static [&'static str] {
     let dev = ["/usr/lib/x86_64-linux-gnu/libopenblas.so", "/usr/lib/aarch64-linux-gnu/libopenblas.so"];
     if dev.iter().any(|p| std::path::Path::new(p).exists()) {
-        return Ok(());
+        &[]
+    } else {
+        &["libopenblas-dev"]
     }
-    apt_install(&["libopenblas-dev"])
+}
+
+pub fn ensure_openblas() -> Result<(), String> {
+    install_missing(openblas_packages())
+}
+
+fn install_missing(packages: &[&str]) -> Result<(), String> {
+    if packages.is_empty() {
+        Ok(())
+    } else {
+        apt_install(packages)
+    }
 }
 
 /// Whether `program --version` runs and its output contains `needle`.
@@ -118,6 +169,10 @@ pub fn locked_version(package: &str) -> Result<String, String> {
 /// on PATH and downloads nothing), plus the wasm32 target.
 pub fn ensure_wasm_tools() -> Result<(), String> {
     ensure_wasm_target()?;
+    ensure_bindgen_and_wasm_pack()
+}
+
+fn ensure_bindgen_and_wasm_pack() -> Result<(), String> {
     let bindgen = locked_version("wasm-bindgen")?;
     if !has_version("wasm-bindgen", &bindgen) {
         cargo_install("wasm-bindgen-cli", &bindgen, Build::Release)?;
@@ -131,26 +186,92 @@ pub fn ensure_wasm_tools() -> Result<(), String> {
 /// Debian's Chromium and ChromeDriver and Debian's Firefox ESR with geckodriver (browser tests), and the wasm tools.
 /// geckodriver is built from crates.io: without it on PATH, wasm-pack would try to download one.
 pub fn ensure_browser_tools() -> Result<(), String> {
-    let missing = |path: &str| !std::path::Path::new(path).exists();
-    if missing("/usr/bin/chromium") || missing("/usr/bin/chromedriver") || missing("/usr/bin/firefox-esr") {
-        apt_install(&["chromium", "chromium-driver", "firefox-esr"])?;
-    }
-    if !has_version("geckodriver", "geckodriver") {
-        cargo_install("geckodriver", "0.37.1", Build::Debug)?;
-    }
+    install_missing(browser_packages())?;
+    ensure_geckodriver()?;
     ensure_wasm_tools()
 }
 
-/// Node.js and npm (page tests), from Debian when missing.
-pub fn ensure_node() -> Result<(), String> {
-    if !has_version("node", "v") || !has_version("npm", ".") {
-        apt_install(&["nodejs", "npm"])?;
+fn browser_packages() -> &'static [&'static str] {
+    let missing = |path: &str| !std::path::Path::new(path).exists();
+    if missing("/usr/bin/chromium") || missing("/usr/bin/chromedriver") || missing("/usr/bin/firefox-esr") {
+        &["chromium", "chromium-driver", "firefox-esr"]
+    } else {
+        &[]
+    }
+}
+
+fn ensure_geckodriver() -> Result<(), String> {
+    if !has_version("geckodriver", "geckodriver") {
+        cargo_install("geckodriver", "0.37.1", Build::Debug)?;
     }
     Ok(())
 }
 
+/// Node.js and npm (page tests), from Debian when missing.
+pub fn ensure_node() -> Result<(), String> {
+    install_missing(node_packages())
+}
+
+fn node_packages() -> &'static [&'static str] {
+    if !has_version("node", "v") || !has_version("npm", ".") {
+        &["nodejs", "npm"]
+    } else {
+        &[]
+    }
+}
+
+/// The installs `cargo xtask test` needs after its first checks, running on a thread of their own meanwhile: on a
+/// fresh machine they are minutes of downloads and of compiling tools (geckodriver, wasm-bindgen-cli, wasm-pack),
+/// which fill the cores that formatting, clippy and fuzzing leave idle (a crate compiled alone at the end of a build,
+/// the fuzz runs' single thread). Their output goes to a log, printed when they fail.
+pub struct Installs {
+    thread: JoinHandle<Result<(), String>>,
+    log: PathBuf,
+    started: Instant,
+}
+
+impl Installs {
+    /// Starts them: the system packages of every later phase in one apt run, then the browser and wasm tools and
+    /// what the page's threaded build needs. The caller has installed nightly itself (fuzzing needs it first), and
+    /// adds the stable wasm32 target itself, so no two rustup runs change one toolchain at once.
+    pub fn start() -> Result<Installs, String> {
+        let log = std::env::temp_dir().join("qlora-xtask-installs.log");
+        let file = File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        eprintln!("xtask: installing what later checks need, in the background (log: {})", log.display());
+        let thread = std::thread::spawn(move || {
+            LOG.with(|l| *l.borrow_mut() = Some(file));
+            let packages: Vec<&str> =
+                [vulkan_packages(), browser_packages(), openblas_packages(), node_packages()].concat();
+            install_missing(&packages)?;
+            ensure_geckodriver()?;
+            ensure_bindgen_and_wasm_pack()?;
+            ensure_nightly_wasm_parts()
+        });
+        Ok(Installs { thread, log, started: Instant::now() })
+    }
+
+    /// Waits for them; on failure, the log's last lines and the error.
+    pub fn finish(self) -> Result<(), String> {
+        let result = self.thread.join().unwrap_or_else(|_| Err("the background installs panicked".into()));
+        eprintln!(
+            "xtask: background installs {} after {:.0} s (log: {})",
+            if result.is_ok() { "done" } else { "FAILED" },
+            self.started.elapsed().as_secs_f64(),
+            self.log.display()
+        );
+        if result.is_err() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("  {line}");
+            }
+        }
+        result
+    }
+}
+
 /// The nightly toolchain, installed when missing (fuzzing and the page's threaded build need unstable flags).
-fn ensure_nightly() -> Result<(), String> {
+pub fn ensure_nightly() -> Result<(), String> {
     let nightly = Command::new("rustup").args(["run", "nightly", "rustc", "--version"]).output();
     if !nightly.map(|o| o.status.success()).unwrap_or(false) {
         run("rustup", &["toolchain", "install", "nightly", "--profile", "minimal"])?;
@@ -163,6 +284,11 @@ fn ensure_nightly() -> Result<(), String> {
 pub fn ensure_threads_toolchain() -> Result<(), String> {
     ensure_wasm_tools()?;
     ensure_nightly()?;
+    ensure_nightly_wasm_parts()
+}
+
+/// Nightly's standard library source and wasm32 target (nightly itself already installed).
+fn ensure_nightly_wasm_parts() -> Result<(), String> {
     let installed = |what: &str| {
         Command::new("rustup")
             .args([what, "list", "--installed", "--toolchain", "nightly"])
