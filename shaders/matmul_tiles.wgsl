@@ -6,9 +6,9 @@
 // - `thin_rows`: outputs of at most 16 rows (a training batch of a few tokens, generation's one row), one column per
 //   invocation with all its rows in registers: no workgroup memory and no barriers, each value of B read (a frozen
 //   weight decoded) once per column instead of once per 16×16 tile of which the rows are mostly padding;
-// - `small_tiles`: 16×16 output tiles, one output per invocation, for outputs of 17–63 rows or columns (matmul.wgsl
-//   runs outputs of many rows and at most 16 columns, LoRA's rank-r factors over a batch, transposed on
-//   `thin_rows`);
+// - `small_tiles`: 16×16 output tiles, one output per invocation, for the rest: 17–63 rows, or fewer than 64 columns
+//   (the f32 matmul runs outputs of many rows and at most 16 columns, LoRA's rank-r factors over a batch, transposed
+//   on `thin_rows`; the fused dequantize matmul's outputs are a layer's features wide);
 // - `large_tiles`: 64×64 output tiles, an 8×8 block of outputs per invocation held in registers, so each value
 //   staged in workgroup memory feeds eight multiply-adds instead of one.
 // The tiled two stage K through workgroup memory in steps of 16. All three add the products in the order of k,

@@ -29,9 +29,10 @@ fn matmul_matches_cpu_in_every_orientation() {
     let gpu = gpu();
     let mm = Matmul::new(&gpu);
     // Up to 16 rows take the column-per-invocation entry point: one row, three, all 16, and wider than one of its
-    // workgroups. The last three are large enough for the 64×64-tile entry point, and not multiples of its tile
-    // either; (96, 8, 300) is shallower than one step of k (a LoRA adapter's rank-8 product onto a wide output).
-    // Many rows onto at most 16 columns (17 × 5; 200 × 8, a rank-8 factor over a batch) run transposed.
+    // workgroups. (40, 16, 48) takes the 16×16 tiles. (70, 37, 130), (129, 64, 65) and (96, 8, 300) are large enough
+    // for the 64×64-tile entry point, and not multiples of its tile either; (96, 8, 300) is shallower than one step
+    // of k (a LoRA adapter's rank-8 product onto a wide output). Many rows onto at most 16 columns run transposed:
+    // 17 × 5, 200 × 8 (a rank-8 factor over a batch) and 33 × 16 (all four row blocks of the transposed product).
     for (i, &(m, k, n)) in [
         (1, 1, 1),
         (17, 33, 5),
@@ -43,6 +44,7 @@ fn matmul_matches_cpu_in_every_orientation() {
         (129, 64, 65),
         (96, 8, 300),
         (200, 40, 8),
+        (33, 9, 16),
     ]
     .iter()
     .enumerate()

@@ -1,8 +1,8 @@
 //! `cargo xtask test`: every check CI runs, installing what is missing first.
 
 use crate::tools::{
-    ensure_browser_tools, ensure_component, ensure_nightly, ensure_node, ensure_openblas, ensure_vulkan_driver,
-    ensure_wasm_target, run, Installs,
+    ensure_browser_tools, ensure_component, ensure_nightly, ensure_nightly_wasm_parts, ensure_node, ensure_openblas,
+    ensure_vulkan_driver, ensure_wasm_target, run, Installs,
 };
 use crate::{page, static_server};
 use std::process::Command;
@@ -47,11 +47,16 @@ pub fn test() -> Result<(), String> {
 fn test_in_phases(phases: &mut Phases) -> Result<(), String> {
     ensure_component("rustfmt", &["fmt", "--version"])?;
     ensure_component("clippy", &["clippy", "--version"])?;
+    // Toolchains first, here: nothing in the background changes one that a check is using.
     ensure_wasm_target()?;
     ensure_nightly()?;
+    ensure_nightly_wasm_parts()?;
     let installs = Installs::start()?;
     // A failed check still waits for the installs, so a run never ends with apt or cargo half-way through.
     let checked = lints_and_fuzzing(phases);
+    if let Err(e) = &checked {
+        eprintln!("xtask: {e}");
+    }
     let installed = installs.finish();
     checked?;
     installed?;

@@ -27,13 +27,19 @@ pub fn say(line: &str) {
 
 pub fn run(program: &str, args: &[&str]) -> Result<(), String> {
     say(&format!("{program} {}", args.join(" ")));
-    let mut command = Command::new(program);
-    command.args(args);
+    let in_background = LOG.with(|log| log.borrow().is_some());
+    // In the background a program runs niced, so it takes only the CPU time the checks leave, and without a
+    // terminal to wait on (apt is non-interactive anyway: DEBIAN_FRONTEND below).
+    let mut command = if in_background { Command::new("nice") } else { Command::new(program) };
+    if in_background {
+        command.args(["-n", "10", program]);
+    }
+    command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
     LOG.with(|log| -> Result<(), String> {
         if let Some(file) = &*log.borrow() {
             let out = file.try_clone().map_err(|e| format!("cannot share the install log: {e}"))?;
             let err = file.try_clone().map_err(|e| format!("cannot share the install log: {e}"))?;
-            command.stdout(Stdio::from(out)).stderr(Stdio::from(err));
+            command.stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err));
         }
         Ok(())
     })?;
@@ -169,13 +175,12 @@ pub fn locked_version(package: &str) -> Result<String, String> {
 /// on PATH and downloads nothing), plus the wasm32 target.
 pub fn ensure_wasm_tools() -> Result<(), String> {
     ensure_wasm_target()?;
-    ensure_bindgen_and_wasm_pack()
+    ensure_bindgen_and_wasm_pack(&locked_version("wasm-bindgen")?)
 }
 
-fn ensure_bindgen_and_wasm_pack() -> Result<(), String> {
-    let bindgen = locked_version("wasm-bindgen")?;
-    if !has_version("wasm-bindgen", &bindgen) {
-        cargo_install("wasm-bindgen-cli", &bindgen, Build::Release)?;
+fn ensure_bindgen_and_wasm_pack(bindgen: &str) -> Result<(), String> {
+    if !has_version("wasm-bindgen", bindgen) {
+        cargo_install("wasm-bindgen-cli", bindgen, Build::Release)?;
     }
     if !has_version("wasm-pack", "wasm-pack") {
         cargo_install("wasm-pack", "0.15.1", Build::Debug)?;
@@ -222,8 +227,10 @@ fn node_packages() -> &'static [&'static str] {
 
 /// The installs `cargo xtask test` needs after its first checks, running on a thread of their own meanwhile: on a
 /// fresh machine they are minutes of downloads and of compiling tools (geckodriver, wasm-bindgen-cli, wasm-pack),
-/// which fill the cores that formatting, clippy and fuzzing leave idle (a crate compiled alone at the end of a build,
-/// the fuzz runs' single thread). Their output goes to a log, printed when they fail.
+/// niced, so they take the CPU time that formatting, clippy and fuzzing leave idle (a crate compiled alone at the end
+/// of a build, the fuzz runs' single thread). Their output goes to a log, printed when they fail. They use no
+/// toolchain the checks use: rustup changes nothing here. apt may replace system libraries while the checks link
+/// with them; dpkg replaces each file by a rename, so a link sees the old file or the new one.
 pub struct Installs {
     thread: JoinHandle<Result<(), String>>,
     log: PathBuf,
@@ -231,11 +238,12 @@ pub struct Installs {
 }
 
 impl Installs {
-    /// Starts them: the system packages of every later phase in one apt run, then the browser and wasm tools and
-    /// what the page's threaded build needs. The caller has installed nightly itself (fuzzing needs it first), and
-    /// adds the stable wasm32 target itself, so no two rustup runs change one toolchain at once.
+    /// Starts them: the system packages of every later phase in one apt run, then the browser and wasm tools.
     pub fn start() -> Result<Installs, String> {
-        let log = std::env::temp_dir().join("qlora-xtask-installs.log");
+        // Read before the checks start: cargo may rewrite the file.
+        let bindgen = locked_version("wasm-bindgen")?;
+        std::fs::create_dir_all("target").map_err(|e| format!("cannot create target/: {e}"))?;
+        let log = PathBuf::from("target/xtask-installs.log");
         let file = File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
         eprintln!("xtask: installing what later checks need, in the background (log: {})", log.display());
         let thread = std::thread::spawn(move || {
@@ -244,20 +252,21 @@ impl Installs {
                 [vulkan_packages(), browser_packages(), openblas_packages(), node_packages()].concat();
             install_missing(&packages)?;
             ensure_geckodriver()?;
-            ensure_bindgen_and_wasm_pack()?;
-            ensure_nightly_wasm_parts()
+            ensure_bindgen_and_wasm_pack(&bindgen)
         });
         Ok(Installs { thread, log, started: Instant::now() })
     }
 
     /// Waits for them; on failure, the log's last lines and the error.
     pub fn finish(self) -> Result<(), String> {
+        if !self.thread.is_finished() {
+            eprintln!("xtask: waiting for the background installs (log: {})", self.log.display());
+        }
         let result = self.thread.join().unwrap_or_else(|_| Err("the background installs panicked".into()));
         eprintln!(
-            "xtask: background installs {} after {:.0} s (log: {})",
+            "xtask: background installs {} after {:.0} s",
             if result.is_ok() { "done" } else { "FAILED" },
             self.started.elapsed().as_secs_f64(),
-            self.log.display()
         );
         if result.is_err() {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -288,7 +297,7 @@ pub fn ensure_threads_toolchain() -> Result<(), String> {
 }
 
 /// Nightly's standard library source and wasm32 target (nightly itself already installed).
-fn ensure_nightly_wasm_parts() -> Result<(), String> {
+pub fn ensure_nightly_wasm_parts() -> Result<(), String> {
     let installed = |what: &str| {
         Command::new("rustup")
             .args([what, "list", "--installed", "--toolchain", "nightly"])
