@@ -1,7 +1,8 @@
 // Causal multi-head self-attention from the fused qkv [B·T × 3C] (q | k | v columns), scale 1/√hs.
 // Forward (entry `forward`), one invocation per (b, t, h): softmax probabilities into att[B, T, NH, T] (zeros above
 //   the diagonal) and y[b, t, h·hs ..] = Σ_s att · v_s.
-// Backward, in two entries so no two invocations write the same gradient:
+// Backward, in two entries so no two invocations write the same gradient; each writes its part of dqkv outright (no
+// zeroing pass before them):
 //   `backward_query`, per (b, t, h): datt = dy·v_s, dpre = att·(datt − Σ att·datt) (saved), dq = scale·Σ dpre·k_s;
 //   `backward_keys`,  per (b, s, h): dk_s = scale·Σ_{t≥s} dpre[t, s]·q_t and dv_s = Σ_{t≥s} att[t, s]·dy_t.
 
@@ -94,7 +95,7 @@ fn backward_query(@builtin(global_invocation_id) gid: vec3<u32>) {
         var acc = 0.0;
         for (var s = 0u; s <= t; s = s + 1u) { acc = acc + dpre[att_index(b, t, h, s)] * k_at(b, s, h, i); }
         let qi = (b * p.t + t) * 3u * p.c + h * hs() + i;
-        dqkv[qi] = dqkv[qi] + scale * acc;
+        dqkv[qi] = scale * acc;
     }
 }
 
@@ -113,7 +114,7 @@ fn backward_keys(@builtin(global_invocation_id) gid: vec3<u32>) {
             dv = dv + att[ai] * y[(b * p.t + t) * p.c + h * hs() + i];
         }
         let base = (b * p.t + s) * 3u * p.c + h * hs() + i;
-        dqkv[base + p.c] = dqkv[base + p.c] + scale * dk;
-        dqkv[base + 2u * p.c] = dqkv[base + 2u * p.c] + dv;
+        dqkv[base + p.c] = scale * dk;
+        dqkv[base + 2u * p.c] = dv;
     }
 }

@@ -1,5 +1,5 @@
 // Elementwise kernels over flat f32 buffers, one entry point each (paired with the CPU functions of the same names):
-//   gelu_forward      out = gelu_new(a)            gelu_backward   out += gelu_new'(a) · b   (b: upstream gradient)
+//   gelu_forward      out = gelu_new(a)            gelu_backward   out = gelu_new'(a) · b    (b: upstream gradient)
 //   residual_forward  out = a + b                  accumulate      out += a
 //   mask_forward      out = a · b                  mask_backward   out += a · b   (dropout: b is the mask, 0 or 1/(1−p))
 //   zero              out = 0                      broadcast_rows  out = a[i mod width]   (a bias over rows)
@@ -43,7 +43,7 @@ fn gelu_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
 @compute @workgroup_size(256, 1, 1)
 fn gelu_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = element(wg, lid);
-    if (i < p.n) { out[i] = out[i] + gelu_grad(a[i]) * b[i]; }
+    if (i < p.n) { out[i] = gelu_grad(a[i]) * b[i]; }
 }
 
 @compute @workgroup_size(256, 1, 1)

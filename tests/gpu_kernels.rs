@@ -352,6 +352,7 @@ fn attention_matches_cpu() {
     let gout = up(&gpu, &vec![0.0; b * t * c]);
     let gatt = up(&gpu, &vec![0.0; b * t * nh * t]);
     let gdpre = up(&gpu, &vec![0.0; b * t * nh * t]);
+    // Random values where the gradient goes: both twins write it outright.
     let dq0 = random(b * t * 3 * c, 3);
     let gdq = up(&gpu, &dq0);
     let (bu, tu, cu, nhu) = (b as u32, t as u32, c as u32, nh as u32);

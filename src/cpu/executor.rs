@@ -482,7 +482,6 @@ fn backward_blocks(w: &Weights, adapters: Option<&Adapters>, acts: &mut Activati
             bt,
         );
         let dfch = &mut acts.d_wide2;
-        dfch.fill(0.0);
         gelu_backward(dfch, &a.fch, dgelu);
         dlnf.fill(0.0);
         linear_backward_with_adapters(
@@ -531,7 +530,6 @@ fn backward_blocks(w: &Weights, adapters: Option<&Adapters>, acts: &mut Activati
             bt,
         );
         let dqkv = &mut acts.d_wide[..bt * 3 * c];
-        dqkv.fill(0.0);
         attention_backward(dqkv, datty, &a.qkv, &a.att, b, t, c, nh);
         let dln1 = &mut acts.d_wide2[..bt * c];
         dln1.fill(0.0);

@@ -183,8 +183,10 @@ pub fn attention_forward(out: &mut [f32], att: &mut [f32], qkv: &[f32], t_len: u
     });
 }
 
-/// Accumulates into `dqkv` the gradient of [`attention_forward`], per sequence and head as matrix products:
-/// dP = dY·Vᵀ, dV += Pᵀ·dY, dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √hs, dQ += dS·K, dK += dSᵀ·Q.
+/// Writes into `dqkv` the gradient of [`attention_forward`], per sequence and head as matrix products:
+/// dP = dY·Vᵀ, dV = Pᵀ·dY, dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √hs, dQ = dS·K, dK = dSᵀ·Q. Each element of `dqkv` is
+/// one head's column of q, k or v, written by one product, so nothing needs zeroing first (as on the GPU, where a
+/// zeroing pass is a pass over memory).
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     dqkv: &mut [f32],
@@ -209,7 +211,7 @@ pub fn attention_backward(
             let (q, k, v) = (&x[h * hs..], &x[c + h * hs..], &x[2 * c + h * hs..]);
             let (p, dyh) = (&a[h * t_len..], &dy[h * hs..]);
             gemm(t_len, hs, t_len, 1.0, Mat::new(dyh, c), Mat::t(v, 3 * c), 0.0, &mut ds, t_len);
-            gemm(t_len, t_len, hs, 1.0, Mat::t(p, row), Mat::new(dyh, c), 1.0, &mut dx[2 * c + h * hs..], 3 * c);
+            gemm(t_len, t_len, hs, 1.0, Mat::t(p, row), Mat::new(dyh, c), 0.0, &mut dx[2 * c + h * hs..], 3 * c);
             for t in 0..t_len {
                 let (pr, dr) = (&p[t * row..][..t_len], &mut ds[t * t_len..][..t_len]);
                 let dot = dot(&pr[..=t], &dr[..=t]);
@@ -218,8 +220,8 @@ pub fn attention_backward(
                 }
                 dr[t + 1..].fill(0.0);
             }
-            gemm(t_len, t_len, hs, 1.0, Mat::new(&ds, t_len), Mat::new(k, 3 * c), 1.0, &mut dx[h * hs..], 3 * c);
-            gemm(t_len, t_len, hs, 1.0, Mat::t(&ds, t_len), Mat::new(q, 3 * c), 1.0, &mut dx[c + h * hs..], 3 * c);
+            gemm(t_len, t_len, hs, 1.0, Mat::new(&ds, t_len), Mat::new(k, 3 * c), 0.0, &mut dx[h * hs..], 3 * c);
+            gemm(t_len, t_len, hs, 1.0, Mat::t(&ds, t_len), Mat::new(q, 3 * c), 0.0, &mut dx[c + h * hs..], 3 * c);
         }
     });
 }
@@ -268,6 +270,7 @@ pub fn gelu_forward(out: &mut [f32], inp: &[f32]) {
     });
 }
 
+/// Writes dinp = gelu_new'(inp) · dout (outright, as the GPU kernel does: no zeroing pass first).
 pub fn gelu_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
     dinp.par_chunks_mut(4096).zip(inp.par_chunks(4096)).zip(dout.par_chunks(4096)).for_each(|((d, x), dy)| {
         for ((d, &x), &dy) in d.iter_mut().zip(x).zip(dy) {
@@ -275,7 +278,7 @@ pub fn gelu_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
             let th = tanh_via_exp(u);
             let sech2 = 1.0 - th * th;
             let grad = 0.5 * (1.0 + th) + 0.5 * x * sech2 * GELU_K * (1.0 + 3.0 * 0.044715 * x * x);
-            *d += grad * dy;
+            *d = grad * dy;
         }
     });
 }

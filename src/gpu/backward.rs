@@ -73,16 +73,14 @@ impl<'a> Recorder<'a> {
         for l in (0..cfg.n_layer).rev() {
             let (res_in, blk) = (a.block_input(l), &a.blocks[l]);
             let block = |t: BlockTensor| TensorId::Block(l, t);
-            // A linear's backward writes its dinp outright, so no zeroing pass comes before one (issue 21's profile
-            // counted four a layer in GPT-2's step, written only to be added to).
+            // A linear's backward, GELU's and attention's write their input gradient outright, so no zeroing pass
+            // comes before them (issue 21's profile counted six a layer in GPT-2's step, written only to be added to).
             self.linear_backward(&mut bwd, l, Linear::MlpProj, &s.d_res, &blk.fch_gelu, &s.d_wide, s);
-            bwd.push(k.zero(gpu, bt32 * 4 * c32, s.d_wide2.all()));
             bwd.push(k.gelu_backward(gpu, bt32 * 4 * c32, s.d_wide2.all(), blk.fch.all(), s.d_wide.all()));
             self.linear_backward(&mut bwd, l, Linear::Fc, &s.d_wide2, &blk.ln2, &s.d_tmp, s);
             let ln2 = LayerNormAt { inp: &blk.res2, stats: &blk.ln2_stats, w: block(Ln2W), b: block(Ln2B) };
             self.layernorm_backward(&mut bwd, ln2, &s.d_tmp, &s.d_res);
             self.linear_backward(&mut bwd, l, Linear::AttnProj, &s.d_res, &blk.atty, &s.d_tmp, s);
-            bwd.push(k.zero(gpu, bt32 * 3 * c32, s.d_wide.all()));
             let [q_pass, k_pass] = k.attention_backward(
                 gpu,
                 b32,

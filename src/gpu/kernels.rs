@@ -483,10 +483,10 @@ impl Kernels {
         self.elementwise(gpu, "gelu_forward", n, inp, inp, out, 1, cost)
     }
 
-    /// dinp += gelu_new'(inp) · dout.
+    /// dinp = gelu_new'(inp) · dout, written outright.
     pub fn gelu_backward(&self, gpu: &Gpu, n: u32, dinp: View, inp: View, dout: View) -> Dispatch {
-        // tanh as forward, then its derivative through the chain rule (~16 operations), times dout, added.
-        let cost = Cost::elementwise("elementwise gelu_backward", n, 3, 18);
+        // tanh as forward, then its derivative through the chain rule (~16 operations), times dout.
+        let cost = Cost::elementwise("elementwise gelu_backward", n, 2, 17);
         self.elementwise(gpu, "gelu_backward", n, inp, dout, dinp, 1, cost)
     }
 
@@ -667,7 +667,7 @@ impl Kernels {
         )
     }
 
-    /// dqkv += attention gradient (two dispatches; `dpre` is scratch of the size of `att`).
+    /// dqkv = attention gradient, written outright (two dispatches; `dpre` is scratch of the size of `att`).
     #[allow(clippy::too_many_arguments)]
     pub fn attention_backward(
         &self,
@@ -688,12 +688,11 @@ impl Kernels {
             self.attention.dispatch(gpu, entry, u, &[qkv, att, dout, dqkv, dpre], g, cost)
         };
         let a = AttentionSizes::new(b, t, c, nh);
-        // Per causal pair, dy·v and the softmax's backward into dpre, then dq += dpre·k; reads q, k, v, att, dy and
-        // dq (added to).
+        // Per causal pair, dy·v and the softmax's backward into dpre, then dq = dpre·k; reads q, k, v, att and dy.
         let query =
-            Cost::new("attention backward_query", (4 * a.hs + 5) * a.pairs, 5 * a.x + 4 * a.pairs, a.x + 4 * a.pairs);
-        // Per causal pair, dk += dpre·q and dv += att·dy; reads q, dy, dpre, att and dk, dv (added to).
-        let keys = Cost::new("attention backward_keys", 4 * a.hs * a.pairs, 4 * a.x + 8 * a.pairs, 2 * a.x);
+            Cost::new("attention backward_query", (4 * a.hs + 5) * a.pairs, 4 * a.x + 4 * a.pairs, a.x + 4 * a.pairs);
+        // Per causal pair, dk = dpre·q and dv = att·dy; reads q, dy, dpre and att.
+        let keys = Cost::new("attention backward_keys", 4 * a.hs * a.pairs, 2 * a.x + 8 * a.pairs, 2 * a.x);
         [mk("backward_query", query), mk("backward_keys", keys)]
     }
 
