@@ -246,6 +246,10 @@ fn elementwise_kernels_match_cpu() {
     layers::gelu_forward(&mut want_y, &x);
     let mut want_d = d0.clone();
     layers::gelu_backward(&mut want_d, &x, &dy);
+    // Written outright, not added: what was there before does not matter (the GPU step zeroes nothing first).
+    let mut from_zero = vec![0.0; n];
+    layers::gelu_backward(&mut from_zero, &x, &dy);
+    assert_eq!(from_zero, want_d, "gelu backward overwrites its gradient");
     let mut want_s = vec![0.0; n];
     layers::residual_forward(&mut want_s, &x, &dy);
     assert_close(&read(&gpu, &gy, n), &want_y, "gelu forward");
@@ -363,6 +367,9 @@ fn attention_matches_cpu() {
     layers::attention_forward(&mut out, &mut att, &qkv, t, c, nh);
     let mut dq = dq0.clone();
     layers::attention_backward(&mut dq, &dy, &qkv, &att, b, t, c, nh);
+    let mut from_zero = vec![0.0; b * t * 3 * c];
+    layers::attention_backward(&mut from_zero, &dy, &qkv, &att, b, t, c, nh);
+    assert_eq!(from_zero, dq, "attention backward overwrites its gradient");
     assert_close(&read(&gpu, &gout, b * t * c), &out, "attention forward");
     assert_close(&read(&gpu, &gatt, b * t * nh * t), &att, "attention probabilities");
     assert_close(&read(&gpu, &gdq, b * t * 3 * c), &dq, "attention backward");

@@ -688,9 +688,9 @@ impl Kernels {
             self.attention.dispatch(gpu, entry, u, &[qkv, att, dout, dqkv, dpre], g, cost)
         };
         let a = AttentionSizes::new(b, t, c, nh);
-        // Per causal pair, dy·v and the softmax's backward into dpre, then dq = dpre·k; reads q, k, v, att and dy.
+        // Per causal pair, dy·v and the softmax's backward into dpre, then dq = dpre·k; reads k, v, att and dy.
         let query =
-            Cost::new("attention backward_query", (4 * a.hs + 5) * a.pairs, 4 * a.x + 4 * a.pairs, a.x + 4 * a.pairs);
+            Cost::new("attention backward_query", (4 * a.hs + 5) * a.pairs, 3 * a.x + 4 * a.pairs, a.x + 4 * a.pairs);
         // Per causal pair, dk = dpre·q and dv = att·dy; reads q, dy, dpre and att.
         let keys = Cost::new("attention backward_keys", 4 * a.hs * a.pairs, 2 * a.x + 8 * a.pairs, 2 * a.x);
         [mk("backward_query", query), mk("backward_keys", keys)]
