@@ -213,6 +213,22 @@ impl MatmulShape {
     pub fn scaled(self, alpha: f32, beta: f32) -> Self {
         MatmulShape { alpha, beta, ..self }
     }
+
+    /// The same product as Cᵀ = op(B)ᵀ·op(A)ᵀ: the operands swap places and each one's orientation flips; C keeps
+    /// its place, stride and offset (the kernel stores transposed).
+    fn for_transposed_output(self) -> Self {
+        MatmulShape {
+            m: self.n,
+            n: self.m,
+            trans_a: !self.trans_b,
+            trans_b: !self.trans_a,
+            lda: self.ldb,
+            ldb: self.lda,
+            a_offset: self.b_offset,
+            b_offset: self.a_offset,
+            ..self
+        }
+    }
 }
 
 impl Matmul {
@@ -224,38 +240,22 @@ impl Matmul {
     pub fn prepare(&self, gpu: &Gpu, s: MatmulShape, a: View, b: View, c: View) -> Dispatch {
         // Many rows and a few columns (a LoRA factor of rank ≤ 16 over a batch): 16 × 16 tiles would be mostly
         // padding and barriers, so the kernel computes Cᵀ = op(B)ᵀ·op(A)ᵀ — a few rows, a column per invocation —
-        // and stores it transposed. The operands swap places and each one's orientation flips.
+        // and stores it transposed.
         let transposed = s.n <= Tiling::THIN_ROWS && s.m > Tiling::THIN_ROWS;
-        let params = if transposed {
-            MatmulParams {
-                m: s.n,
-                n: s.m,
-                k: s.k,
-                trans: !s.trans_b as u32 | (!s.trans_a as u32) << 1 | 1 << 2,
-                lda: s.ldb,
-                ldb: s.lda,
-                ldc: s.ldc,
-                c_offset: s.c_offset,
-                alpha: s.alpha,
-                beta: s.beta,
-                a_offset: s.b_offset,
-                b_offset: s.a_offset,
-            }
-        } else {
-            MatmulParams {
-                m: s.m,
-                n: s.n,
-                k: s.k,
-                trans: s.trans_a as u32 | (s.trans_b as u32) << 1,
-                lda: s.lda,
-                ldb: s.ldb,
-                ldc: s.ldc,
-                c_offset: s.c_offset,
-                alpha: s.alpha,
-                beta: s.beta,
-                a_offset: s.a_offset,
-                b_offset: s.b_offset,
-            }
+        let t = if transposed { s.for_transposed_output() } else { s };
+        let params = MatmulParams {
+            m: t.m,
+            n: t.n,
+            k: t.k,
+            trans: t.trans_a as u32 | (t.trans_b as u32) << 1 | (transposed as u32) << 2,
+            lda: t.lda,
+            ldb: t.ldb,
+            ldc: t.ldc,
+            c_offset: t.c_offset,
+            alpha: t.alpha,
+            beta: t.beta,
+            a_offset: t.a_offset,
+            b_offset: t.b_offset,
         };
         let u = gpu.uniform("matmul params", &params);
         let (tiling, grid) = Tiling::pick(params.m, params.n);
