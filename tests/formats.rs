@@ -95,3 +95,44 @@ fn executor_activations_equal_the_accounting() {
     };
     assert_eq!(acts.saved_bytes(), accounting::memory(&arch, &q).unwrap().activations);
 }
+
+/// The dequantizer the CPU executor runs before each product with a stored weight (split into pieces over threads,
+/// 4-bit levels looked up per block) gives every value as the format defines it: over three pieces of 16,384 values
+/// and an odd tail, so a piece boundary, a partial last block and a lone last nibble are all crossed.
+#[test]
+fn dequantizing_gives_each_value_as_the_format_defines_it() {
+    use qlora_playground::quant::{Scales, Stored};
+    let w = weights(3 * 16384 + 64 * 2 + 7);
+    for format in Format::ALL {
+        for dq in [false, true] {
+            let Ok(storage) = Storage::new(format, dq) else {
+                continue;
+            };
+            let q = QuantizedTensor::quantize(&w, storage);
+            let absmax = |s: &Scales| s.absmax();
+            let want: Vec<f32> = match &q.stored {
+                Stored::F32(v) => v.clone(),
+                Stored::F16(v) => v.iter().map(|h| h.to_f32()).collect(),
+                Stored::Bf16(v) => v.iter().map(|h| h.to_f32()).collect(),
+                Stored::Int8 { values, scales } => {
+                    let a = absmax(scales);
+                    values.iter().enumerate().map(|(i, v)| (*v as f32 / 127.0) * a[i / 64]).collect()
+                }
+                Stored::Packed4 { bytes, scales } => {
+                    let (a, code) = (absmax(scales), QuantizedTensor::codebook4(format));
+                    (0..w.len())
+                        .map(|i| {
+                            let nibble = if i % 2 == 0 { bytes[i / 2] >> 4 } else { bytes[i / 2] & 15 };
+                            code[nibble as usize] * a[i / 64]
+                        })
+                        .collect()
+                }
+            };
+            let mut got = vec![f32::NAN; w.len()];
+            q.dequantize_into(&mut got);
+            for (i, (g, x)) in got.iter().zip(&want).enumerate() {
+                assert!(g.to_bits() == x.to_bits(), "{}: value {i} is {g}, defined as {x}", storage.label());
+            }
+        }
+    }
+}

@@ -118,7 +118,7 @@ fn check_on(gpu: Gpu, method: Method, storage: Storage, lora: Option<LoraConfig>
 fn cpu_probs(cpu: &mut Trainer, x: &[u32], y: &[u32]) -> Vec<f32> {
     use qlora_playground::cpu::{forward, Activations, Weights};
     let mut acts = Activations::new(&cpu.model.config, cpu.adapters.as_ref(), B, T);
-    let w = Weights { cfg: &cpu.model.config, layout: &cpu.model.layout, params: &cpu.model.params };
+    let w = Weights::of(&cpu.model);
     let _ = y;
     forward(&w, cpu.adapters.as_ref(), &mut acts, x, None, None);
     acts.probs().to_vec()
@@ -261,7 +261,7 @@ fn kv_cache_generation_matches_cpu() {
         let gen = GpuGenerator::new(Gpu::new_blocking().unwrap(), &m, storage, adapters.clone()).unwrap();
         // Probabilities at every position of a prompt, against the CPU forward pass over the prefix.
         let prompt: Vec<u32> = b"To be or not to be".iter().map(|b| *b as u32).collect();
-        let w = Weights { cfg: &base.config, layout: &base.layout, params: &base.params };
+        let w = Weights::of(&base);
         for pos in 0..prompt.len().min(16) {
             let got = pollster::block_on(gen.step(prompt[pos], pos)).unwrap();
             let mut acts = Activations::new(&base.config, adapters.as_ref(), 1, pos + 1);

@@ -41,7 +41,7 @@ fn logits_and_loss_match_transformers() {
     let (tokens, want_logits, want_loss) = expected();
     let t = tokens.len();
     let mut acts = Activations::new(&model.config, None, 1, t - 1);
-    let w = Weights { cfg: &model.config, layout: &model.layout, params: &model.params };
+    let w = Weights::of(&model);
     forward(&w, None, &mut acts, &tokens[..t - 1], None, None);
     // Without targets our executor gives probabilities; compare log-probabilities, which equal logits up to a per-row constant.
     let v = model.config.vocab_size;

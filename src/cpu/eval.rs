@@ -12,7 +12,7 @@ use crate::train::sampling::{argmax, sample, Sampling};
 /// Mean next-token cross-entropy (nats) over consecutive windows of `n_positions` tokens, each window predicting its
 /// own positions 1..len−1; returns (loss, predicted tokens).
 pub fn eval_loss(model: &Gpt2, adapters: Option<&Adapters>, tokens: &[u32]) -> (f64, usize) {
-    let w = Weights { cfg: &model.config, layout: &model.layout, params: &model.params };
+    let w = Weights::of(model);
     let mut total = 0.0f64;
     let mut count = 0usize;
     let mut acts: Option<Activations> = None;
@@ -56,7 +56,7 @@ impl Generation {
 
     /// Samples the next token from `model` (+ `adapters`) on the last n_positions tokens.
     pub fn step(&mut self, model: &Gpt2, adapters: Option<&Adapters>) -> u32 {
-        let w = Weights { cfg: &model.config, layout: &model.layout, params: &model.params };
+        let w = Weights::of(model);
         let start = self.tokens.len().saturating_sub(model.config.n_positions);
         let ctx = &self.tokens[start..];
         let mut acts = Activations::new(&model.config, adapters, 1, ctx.len());
@@ -97,7 +97,7 @@ pub fn greedy_accuracy(model: &Gpt2, adapters: Option<&Adapters>, examples: &[Ex
         return generation_accuracy(model, adapters, examples);
     }
     let seq = lines.iter().map(|(t, _)| t.len() - 1).max().expect("non-empty");
-    let w = Weights { cfg: &model.config, layout: &model.layout, params: &model.params };
+    let w = Weights::of(model);
     let v = model.config.vocab_size;
     let mut right = 0usize;
     // Chunks bound the activation memory; causal attention makes the right-padding invisible to real positions.

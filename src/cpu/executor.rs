@@ -6,7 +6,7 @@
 use super::layers::*;
 use super::matmul::{gemm, Mat};
 use crate::lora::Adapters;
-use crate::model::{head_chunk_rows, BlockTensor, Linear, ModelConfig, ParamLayout, TensorId};
+use crate::model::{head_chunk_rows, BlockTensor, Gpt2, Linear, ModelConfig, ParamLayout, StoredLinears, TensorId};
 use crate::train::dropout_mask;
 
 /// Bytes of logits the fused head holds at once. Each chunk's products re-pack the embedding (154 MB at GPT-2's
@@ -68,6 +68,8 @@ pub struct Activations {
     d_wide2: Vec<f32>,
     d_u: Vec<f32>,
     d_x_lora: Vec<f32>,
+    /// One stored linear weight dequantized for its product (empty while the weights are fp32 in the buffer).
+    dequantized: Vec<f32>,
 }
 
 impl Activations {
@@ -127,6 +129,7 @@ impl Activations {
             d_wide2: vec![0.0; bt * 4 * c],
             d_u: vec![0.0; bt * max_rank],
             d_x_lora: if adapters.is_some() { vec![0.0; bt * 4 * c] } else { Vec::new() },
+            dequantized: Vec::new(),
         }
     }
 
@@ -163,6 +166,23 @@ impl Activations {
         let rest = self.encoded.len() + self.lnf.len() + self.lnf_mean.len() + self.lnf_rstd.len();
         let lora: usize = self.lora_u.iter().map(|u| u.len()).sum();
         4 * (blocks + rest + lora) as u64
+    }
+
+    /// Bytes of the scratch the passes reuse: the head's chunk of logits, next-token probabilities, the backward
+    /// pass's buffers and the stored weight dequantized for its product.
+    pub fn scratch_bytes(&self) -> u64 {
+        let scratch = [
+            &self.logits,
+            &self.probs,
+            &self.d_res,
+            &self.d_tmp,
+            &self.d_wide,
+            &self.d_wide2,
+            &self.d_u,
+            &self.d_x_lora,
+            &self.dequantized,
+        ];
+        4 * scratch.iter().map(|v| v.len() as u64).sum::<u64>()
     }
 
     /// Probabilities of the next token at every position, `[B·T, V]` (valid after a forward pass without targets).
@@ -202,14 +222,37 @@ pub struct Weights<'a> {
     pub cfg: &'a ModelConfig,
     pub layout: &'a ParamLayout,
     pub params: &'a [f32],
+    /// The block linear weights, when the model keeps them in a storage format rather than in `params`.
+    pub linears: Option<&'a StoredLinears>,
 }
 
-impl Weights<'_> {
+impl<'a> Weights<'a> {
+    /// `model`'s weights.
+    pub fn of(model: &'a Gpt2) -> Self {
+        Weights { cfg: &model.config, layout: &model.layout, params: &model.params, linears: model.linears.as_deref() }
+    }
+
     fn get(&self, id: TensorId) -> &[f32] {
         &self.params[self.layout.range(id)]
     }
+
     fn block(&self, l: usize, t: BlockTensor) -> &[f32] {
         self.get(TensorId::Block(l, t))
+    }
+
+    /// Block `l`'s weight of `lin` as the `[in, out]` matrix its products multiply by: read in place from `params`,
+    /// or dequantized into `scratch` from its storage format (stored `[out, in]`, so read transposed). One weight at a
+    /// time is all the fp32 a stored base ever takes.
+    fn linear_weight<'s>(&'s self, l: usize, lin: Linear, scratch: &'s mut Vec<f32>) -> Mat<'s> {
+        let (d_in, d_out) = lin.dims(self.cfg.n_embd);
+        match self.linears {
+            None => Mat::new(self.block(l, lin.weight()), d_out),
+            Some(stored) => {
+                scratch.resize(d_in * d_out, 0.0);
+                stored.get(l, lin).dequantize_into(&mut scratch[..d_in * d_out]);
+                Mat::t(&scratch[..d_in * d_out], d_in)
+            }
+        }
     }
 }
 
@@ -317,6 +360,7 @@ fn forward_blocks(
             adapters,
             &mut acts.lora_u,
             &mut a.dropped,
+            &mut acts.dequantized,
             l,
             Linear::Attn,
             &a.ln1,
@@ -330,6 +374,7 @@ fn forward_blocks(
             adapters,
             &mut acts.lora_u,
             &mut a.dropped,
+            &mut acts.dequantized,
             l,
             Linear::AttnProj,
             &a.atty,
@@ -353,6 +398,7 @@ fn forward_blocks(
             adapters,
             &mut acts.lora_u,
             &mut a.dropped,
+            &mut acts.dequantized,
             l,
             Linear::Fc,
             &a.ln2,
@@ -366,6 +412,7 @@ fn forward_blocks(
             adapters,
             &mut acts.lora_u,
             &mut a.dropped,
+            &mut acts.dequantized,
             l,
             Linear::MlpProj,
             &a.fch_gelu,
@@ -395,6 +442,7 @@ fn linear_with_adapters(
     adapters: Option<&Adapters>,
     lora_u: &mut [Vec<f32>],
     dropped: &mut [Vec<f32>; 4],
+    dequantized: &mut Vec<f32>,
     l: usize,
     lin: Linear,
     inp: &[f32],
@@ -403,7 +451,7 @@ fn linear_with_adapters(
     dropout_seed: Option<u64>,
 ) {
     let (d_in, oc) = lin.dims(w.cfg.n_embd);
-    linear_forward(out, inp, w.block(l, lin.weight()), w.block(l, lin.bias()), bt, d_in, oc);
+    linear_forward(out, inp, w.linear_weight(l, lin, dequantized), w.block(l, lin.bias()), bt, d_in, oc);
     let Some(ad) = adapters else { return };
     let li = lin.index();
     let p = ad.config.dropout;
@@ -474,6 +522,7 @@ fn backward_blocks(w: &Weights, adapters: Option<&Adapters>, acts: &mut Activati
             &mut grads,
             &mut acts.d_u,
             &mut acts.d_x_lora,
+            &mut acts.dequantized,
             l,
             Linear::MlpProj,
             d_res,
@@ -493,6 +542,7 @@ fn backward_blocks(w: &Weights, adapters: Option<&Adapters>, acts: &mut Activati
             &mut grads,
             &mut acts.d_u,
             &mut acts.d_x_lora,
+            &mut acts.dequantized,
             l,
             Linear::Fc,
             dfch,
@@ -522,6 +572,7 @@ fn backward_blocks(w: &Weights, adapters: Option<&Adapters>, acts: &mut Activati
             &mut grads,
             &mut acts.d_u,
             &mut acts.d_x_lora,
+            &mut acts.dequantized,
             l,
             Linear::AttnProj,
             d_res,
@@ -542,6 +593,7 @@ fn backward_blocks(w: &Weights, adapters: Option<&Adapters>, acts: &mut Activati
             &mut grads,
             &mut acts.d_u,
             &mut acts.d_x_lora,
+            &mut acts.dequantized,
             l,
             Linear::Attn,
             &acts.d_wide[..bt * 3 * c],
@@ -587,6 +639,7 @@ fn linear_backward_with_adapters(
     grads: &mut GradTarget,
     d_u: &mut [f32],
     d_x_lora: &mut [f32],
+    dequantized: &mut Vec<f32>,
     l: usize,
     lin: Linear,
     dout: &[f32],
@@ -597,7 +650,7 @@ fn linear_backward_with_adapters(
     let c = w.cfg.n_embd;
     let (d_in, oc) = lin.dims(c);
     let dparams = param_grads(grads, w.layout, TensorId::Block(l, lin.weight()), TensorId::Block(l, lin.bias()));
-    linear_backward(dinp, dparams, dout, inp, w.block(l, lin.weight()), bt, d_in, oc);
+    linear_backward(dinp, dparams, dout, inp, w.linear_weight(l, lin, dequantized), bt, d_in, oc);
     let Some(ad) = adapters else { return };
     let li = lin.index();
     let x: &[f32] = if dropped[li].is_empty() { inp } else { &dropped[li] };

@@ -108,11 +108,11 @@ pub fn layernorm_backward(
 // ---------------------------------------------------------------- linear (Conv1D: weight [in, out])
 
 /// `out[BT×OC] = inp[BT×C] · W[C×OC] + bias`.
-pub fn linear_forward(out: &mut [f32], inp: &[f32], w: &[f32], bias: &[f32], rows: usize, c: usize, oc: usize) {
+pub fn linear_forward(out: &mut [f32], inp: &[f32], w: Mat, bias: &[f32], rows: usize, c: usize, oc: usize) {
     for o in out.chunks_mut(oc) {
         o.copy_from_slice(bias);
     }
-    gemm(rows, c, oc, 1.0, Mat::new(inp, c), Mat::new(w, oc), 1.0, out, oc);
+    gemm(rows, c, oc, 1.0, Mat::new(inp, c), w, 1.0, out, oc);
 }
 
 /// `dinp += dout · Wᵀ`; when `dparams` is given also `dW += inpᵀ · dout` and `dbias += Σ_rows dout`.
@@ -122,12 +122,12 @@ pub fn linear_backward(
     dparams: Option<(&mut [f32], &mut [f32])>,
     dout: &[f32],
     inp: &[f32],
-    w: &[f32],
+    w: Mat,
     rows: usize,
     c: usize,
     oc: usize,
 ) {
-    gemm(rows, oc, c, 1.0, Mat::new(dout, oc), Mat::t(w, oc), 1.0, dinp, c);
+    gemm(rows, oc, c, 1.0, Mat::new(dout, oc), w.transposed(), 1.0, dinp, c);
     if let Some((dw, db)) = dparams {
         gemm(c, rows, oc, 1.0, Mat::t(inp, c), Mat::new(dout, oc), 1.0, dw, oc);
         for d in dout.chunks(oc) {

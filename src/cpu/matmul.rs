@@ -23,6 +23,11 @@ impl<'a> Mat<'a> {
         Mat { data, ld, trans: true }
     }
 
+    /// The same storage read as the transposed matrix.
+    pub fn transposed(self) -> Self {
+        Mat { trans: !self.trans, ..self }
+    }
+
     /// (row stride, column stride) of the logical matrix.
     pub(super) fn strides(&self) -> (isize, isize) {
         if self.trans {

@@ -3,11 +3,13 @@
 
 use super::executor::{forward, forward_backward, Activations, GradTarget, Weights};
 use super::optim::{clip_grad_norm, AdamW};
+use crate::accounting::Memory;
 use crate::lora::{Adapters, LoraConfig};
-use crate::model::{Gpt2, Linear, TensorId};
+use crate::model::{Gpt2, Linear, StoredLinears, TensorId};
 use crate::quant::{Format, QuantError, QuantizedTensor, Storage};
 use crate::train::{dropout_seed, lr_at, Method, OptimConfig, StepStats, FULL_KEEPS_FP32};
 use crate::{ensure, Error, Result};
+use std::borrow::Cow;
 
 /// One quantized base tensor and how far it moved.
 #[derive(Clone, Debug)]
@@ -19,45 +21,72 @@ pub struct QuantReport {
     pub error: QuantError,
 }
 
-/// Quantizes the four linear weights of every block in place (each replaced by its dequantized values, which is what
-/// the matmuls then read), rounds the tied embedding to 16 bits below an fp32 base ([`Storage::embedding`]), and
-/// reports bytes and error per quantized tensor. The weight is taken as a Linear `[out, in]` weight,
-/// i.e. the transpose of GPT-2's Conv1D `[in, out]` storage, exactly as bitsandbytes sees it.
+/// Stores the four linear weights of every block in `storage` and reports bytes and error per weight (see
+/// [`stored_base`]).
 pub fn quantize_base(model: &mut Gpt2, storage: Storage) -> Vec<QuantReport> {
-    let c = model.config.n_embd;
+    if storage == Storage::FP32 {
+        return stored_base_reports(model, storage).1;
+    }
+    let (stored, reports) = stored_base(model, storage);
+    *model = stored;
+    reports
+}
+
+/// `base` with the four linear weights of every block stored in `storage`, and bytes and error per weight. The weight
+/// is taken as a Linear `[out, in]` weight, i.e. the transpose of GPT-2's Conv1D `[in, out]` storage, exactly as
+/// bitsandbytes sees it. Below fp32 the model keeps them in that format ([`Gpt2::keep_linears_stored`]: the executor
+/// multiplies through a dequantized copy of one weight at a time) and its tied embedding rounded to 16 bits
+/// ([`Storage::embedding`]); an fp32 base is a copy. `base` is only read: no fp32 copy of it is made below fp32.
+pub fn stored_base(base: &Gpt2, storage: Storage) -> (Gpt2, Vec<QuantReport>) {
+    let (stored, reports) = stored_base_reports(base, storage);
+    if storage == Storage::FP32 {
+        return (base.clone(), reports);
+    }
+    let mut model = Gpt2 {
+        config: base.config.clone(),
+        layout: base.layout.clone(),
+        params: Vec::new(),
+        tokenizer: base.tokenizer.clone(),
+        linears: None,
+    };
+    model.keep_linears_stored_from(&base.params, StoredLinears::new(&base.config, storage, stored));
+    // The tied embedding in 16 bits (`Storage::embedding`): its values rounded as the GPU stores them. Not a
+    // quantized tensor, so not among the reports (`qlora quant` sums those into bits per quantized parameter).
+    let wte = model.tensor_mut(TensorId::Wte);
+    let rounded = QuantizedTensor::quantize(wte, storage.embedding()).dequantize();
+    wte.copy_from_slice(&rounded);
+    (model, reports)
+}
+
+/// Every block linear weight of `base` quantized, with its report.
+fn stored_base_reports(base: &Gpt2, storage: Storage) -> (Vec<QuantizedTensor>, Vec<QuantReport>) {
+    let c = base.config.n_embd;
     let mut reports = Vec::new();
-    for l in 0..model.config.n_layer {
+    let mut stored = Vec::new();
+    for l in 0..base.config.n_layer {
         for lin in Linear::ALL {
             let (d_in, d_out) = lin.dims(c);
             let id = TensorId::Block(l, lin.weight());
-            let name = model.layout.hf_name(id);
-            let w = model.tensor_mut(id);
-            let mut linear = vec![0.0f32; w.len()];
-            for i in 0..d_in {
-                for o in 0..d_out {
-                    linear[o * d_in + i] = w[i * d_out + o];
-                }
-            }
+            let name = base.layout.hf_name(id);
+            let linear = transpose(base.tensor(id), d_in, d_out);
             let q = QuantizedTensor::quantize(&linear, storage);
-            let deq = q.dequantize();
-            for i in 0..d_in {
-                for o in 0..d_out {
-                    w[i * d_out + o] = deq[o * d_in + i];
-                }
-            }
             let (value_bytes, constant_bytes) = q.bytes();
             reports.push(QuantReport { name, len: linear.len(), value_bytes, constant_bytes, error: q.error(&linear) });
+            stored.push(q);
         }
     }
-    let embedding = storage.embedding();
-    if embedding != Storage::FP32 {
-        // The tied embedding in 16 bits (`Storage::embedding`): its values rounded as the GPU stores them. Not a
-        // quantized tensor, so not among the reports (`qlora quant` sums those into bits per quantized parameter).
-        let wte = model.tensor_mut(TensorId::Wte);
-        let rounded = QuantizedTensor::quantize(wte, embedding).dequantize();
-        wte.copy_from_slice(&rounded);
+    (stored, reports)
+}
+
+/// A row-major `rows × cols` matrix transposed.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0f32; m.len()];
+    for (r, row) in m.chunks_exact(cols).enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            t[c * rows + r] = *v;
+        }
     }
-    reports
+    t
 }
 
 /// A training run: the model (base weights as the executor reads them), adapters if any, gradients, optimizer.
@@ -78,7 +107,31 @@ pub struct Trainer {
 impl Trainer {
     /// `lora` is required for lora/qlora and ignored for full fine-tuning.
     pub fn new(
-        mut model: Gpt2,
+        model: Gpt2,
+        method: Method,
+        storage: Storage,
+        lora: Option<LoraConfig>,
+        optim: OptimConfig,
+        seed: u64,
+    ) -> Result<Self> {
+        Self::build(Cow::Owned(model), method, storage, lora, optim, seed)
+    }
+
+    /// [`Trainer::new`] on a copy of `base` as the run stores it: below fp32 only the stored form is made, never a
+    /// second fp32 copy of the base.
+    pub fn from_base(
+        base: &Gpt2,
+        method: Method,
+        storage: Storage,
+        lora: Option<LoraConfig>,
+        optim: OptimConfig,
+        seed: u64,
+    ) -> Result<Self> {
+        Self::build(Cow::Borrowed(base), method, storage, lora, optim, seed)
+    }
+
+    fn build(
+        base: Cow<Gpt2>,
         method: Method,
         storage: Storage,
         lora: Option<LoraConfig>,
@@ -86,20 +139,26 @@ impl Trainer {
         seed: u64,
     ) -> Result<Self> {
         optim.validate()?;
-        let (adapters, quant_reports) = match method {
+        let (model, adapters, quant_reports) = match method {
             Method::Full => {
                 ensure!(
                     storage.format == Format::Fp32,
                     "{FULL_KEEPS_FP32}; --format {} applies to lora and qlora",
                     storage.label()
                 );
-                (None, Vec::new())
+                (base.into_owned(), None, Vec::new())
             }
             Method::Lora | Method::Qlora => {
                 let lora = lora.ok_or_else(|| Error::new("lora and qlora need adapter targets and a rank"))?;
-                let adapters = Adapters::init(lora, model.config.n_layer, model.config.n_embd, seed)?;
-                let reports = quantize_base(&mut model, storage);
-                (Some(adapters), reports)
+                let adapters = Adapters::init(lora, base.config.n_layer, base.config.n_embd, seed)?;
+                let (model, reports) = match base {
+                    Cow::Owned(mut model) => {
+                        let reports = quantize_base(&mut model, storage);
+                        (model, reports)
+                    }
+                    Cow::Borrowed(base) => stored_base(base, storage),
+                };
+                (model, Some(adapters), reports)
             }
         };
         let n = adapters.as_ref().map_or(model.params.len(), |a| a.len());
@@ -124,6 +183,12 @@ impl Trainer {
 
     pub fn step_index(&self) -> usize {
         self.step
+    }
+
+    /// Allocates the activations for batches of `batch × seq` now rather than at the first step, so that
+    /// [`Trainer::measured_memory`] counts them from the start.
+    pub fn allocate(&mut self, batch: usize, seq: usize) {
+        self.acts_for(batch, seq);
     }
 
     fn acts_for(&mut self, batch: usize, seq: usize) -> &mut Activations {
@@ -159,7 +224,7 @@ impl Trainer {
     ) -> f64 {
         self.acts_for(batch, seq);
         let mut acts = self.acts.take().expect("allocated");
-        let w = Weights { cfg: &self.model.config, layout: &self.model.layout, params: &self.model.params };
+        let w = Weights::of(&self.model);
         let loss = if backward_too {
             self.grads.fill(0.0);
             let target = if self.adapters.is_some() {
@@ -224,8 +289,121 @@ impl Trainer {
         Ok(())
     }
 
+    /// Bytes this trainer holds, by the accounting's categories, and its scratch beside them. The base is what the
+    /// model keeps: its fp32 buffer (the tied embedding among it, in fp32 whatever the format rounded it to) and,
+    /// below fp32, the block linear weights' stored values and constants.
+    pub fn measured_memory(&self) -> (Memory, u64) {
+        let (values, constants) = self.model.linears.as_ref().map_or((0, 0), |l| l.value_and_constant_bytes());
+        let memory = Memory {
+            base_weights: 4 * self.model.params.len() as u64 + values,
+            quant_constants: constants,
+            adapters: self.adapters.as_ref().map_or(0, |a| 4 * a.params.len() as u64),
+            gradients: 4 * self.grads.len() as u64,
+            optimizer: 4 * (self.adam.m.len() + self.adam.v.len()) as u64,
+            activations: self.acts.as_ref().map_or(0, |a| a.saved_bytes()),
+        };
+        (memory, self.acts.as_ref().map_or(0, |a| a.scratch_bytes()))
+    }
+
     /// Mean next-token loss on a batch without dropout and without updating anything.
     pub fn loss(&mut self, inputs: &[u32], targets: &[u32], batch: usize, seq: usize) -> f64 {
         self.run(inputs, targets, batch, seq, None, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::executor::{forward, forward_backward};
+    use crate::lora::Target;
+    use crate::model::ModelConfig;
+    use rand::{RngExt, SeedableRng};
+
+    /// `base` with every block linear weight replaced by its values after a round trip through `storage`, kept in
+    /// the fp32 buffer (what the executor multiplied by before stored weights), and the embedding rounded as a
+    /// stored base rounds it.
+    fn dequantized_in_place(base: &Gpt2, storage: Storage) -> Gpt2 {
+        let mut m = base.clone();
+        let c = m.config.n_embd;
+        for l in 0..m.config.n_layer {
+            for lin in Linear::ALL {
+                let (d_in, d_out) = lin.dims(c);
+                let id = TensorId::Block(l, lin.weight());
+                let back = QuantizedTensor::quantize(&transpose(m.tensor(id), d_in, d_out), storage).dequantize();
+                m.tensor_mut(id).copy_from_slice(&transpose(&back, d_out, d_in));
+            }
+        }
+        let wte = m.tensor_mut(TensorId::Wte);
+        let rounded = QuantizedTensor::quantize(wte, storage.embedding()).dequantize();
+        wte.copy_from_slice(&rounded);
+        m
+    }
+
+    /// The executor multiplying through stored weights, one dequantized at a time, computes what it computes on the
+    /// same weights dequantized into the fp32 buffer: the loss, every adapter gradient and the next-token
+    /// probabilities, in every format below fp32. Width 24 makes blocks of 64 straddle the rows of every weight.
+    #[test]
+    fn a_stored_base_computes_what_its_dequantized_copy_computes() {
+        let base = Gpt2::init(ModelConfig::bytes(2, 2, 24, 16).unwrap(), 3);
+        let lora = LoraConfig {
+            targets: [Target::Q, Target::V, Target::O, Target::Fc, Target::Proj].iter().map(|t| (*t, 4)).collect(),
+            alpha: 8.0,
+            rslora: false,
+            dropout: 0.1,
+        };
+        let mut adapters = Adapters::init(lora, 2, 24, 5).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        for e in adapters.entries.clone() {
+            for v in &mut adapters.params[e.b.clone()] {
+                *v = rng.random_range(-0.3f32..0.3);
+            }
+        }
+        let (b, t) = (2, 12);
+        let x: Vec<u32> = (0..b * t).map(|_| rng.random_range(0..256)).collect();
+        let y: Vec<u32> = (0..b * t).map(|_| rng.random_range(0..256)).collect();
+        let run = |m: &Gpt2| {
+            let w = Weights::of(m);
+            let mut acts = Activations::new(&m.config, Some(&adapters), b, t);
+            let mut grads = vec![0.0f32; adapters.len()];
+            let loss =
+                forward_backward(&w, Some(&adapters), &mut acts, &x, &y, Some(17), GradTarget::Adapters(&mut grads));
+            forward(&w, Some(&adapters), &mut acts, &x, None, None);
+            (loss, grads, acts.probs().to_vec())
+        };
+        for format in Format::ALL.into_iter().filter(|f| *f != Format::Fp32) {
+            for dq in [false, true].into_iter().filter(|dq| !dq || format.supports_double_quant()) {
+                let storage = Storage::new(format, dq).unwrap();
+                let (stored, _) = stored_base(&base, storage);
+                assert!(stored.linears.is_some() && !stored.layout.has_block_linears());
+                let (loss, grads, probs) = run(&stored);
+                let (want_loss, want_grads, want_probs) = run(&dequantized_in_place(&base, storage));
+                let label = storage.label();
+                assert!((loss - want_loss).abs() <= 1e-6 * want_loss.abs(), "{label}: loss {loss} vs {want_loss}");
+                for (name, got, want) in [("gradient", &grads, &want_grads), ("probability", &probs, &want_probs)] {
+                    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+                        assert!((g - w).abs() <= 1e-5 * scale, "{label}: {name} {i} is {g}, {w} dequantized in place");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Below fp32 the stored base takes the format's bytes instead of fp32's: GPT-2 124M in nf4 + double quantization
+    /// keeps 85 M linear weights in about 44 MB, and its fp32 buffer holds only the 39.5 M other parameters.
+    #[test]
+    fn a_stored_base_drops_its_fp32_linear_weights() {
+        let cfg = ModelConfig::hf_preset("distilgpt2", None).unwrap();
+        let base = Gpt2::init(cfg.clone(), 1);
+        let (stored, reports) = stored_base(&base, Storage::new(Format::Nf4, true).unwrap());
+        let linear: u64 = reports.iter().map(|r| r.len as u64).sum();
+        assert_eq!(stored.params.len() as u64, base.params.len() as u64 - linear);
+        let quantized: u64 = reports.iter().map(|r| r.value_bytes + r.constant_bytes).sum();
+        assert_eq!(stored.weight_bytes(), 4 * stored.params.len() as u64 + quantized);
+        // 4.127 bits per linear weight.
+        assert!((quantized as f64 * 8.0 / linear as f64 - 4.127).abs() < 0.01);
+        // An fp32 base stays whole, with no stored copy.
+        let (kept, _) = stored_base(&base, Storage::FP32);
+        assert!(kept.linears.is_none() && kept.params == base.params);
     }
 }

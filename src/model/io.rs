@@ -224,7 +224,7 @@ fn assemble(
         read_into(&name, out)?;
         ensure!(out.iter().all(|v| v.is_finite()), "tensor {full} contains NaN or infinite values");
     }
-    Ok(Gpt2 { config, layout, params, tokenizer: Tokenizer::Bytes })
+    Ok(Gpt2 { config, layout, params, tokenizer: Tokenizer::Bytes, linears: None })
 }
 
 /// Bytes per value of the dtypes a model's tensors may have.

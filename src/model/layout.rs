@@ -139,6 +139,13 @@ pub enum TensorId {
     LnFB,
 }
 
+impl BlockTensor {
+    /// Whether this is one of the four linear weights (the tensors a LoRA/QLoRA base may keep in a storage format).
+    pub fn is_linear_weight(self) -> bool {
+        Linear::ALL.iter().any(|l| l.weight() == self)
+    }
+}
+
 /// Offsets of every tensor in the flat buffer, computed from the configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamLayout {
@@ -148,16 +155,32 @@ pub struct ParamLayout {
     n_layer: usize,
     block_offsets: [usize; 12],
     block_size: usize,
+    /// Whether the block linear weights are in the buffer (false: a model that keeps them in a storage format
+    /// elsewhere, [`ParamLayout::without_block_linears`]).
+    linears_inline: bool,
 }
 
 impl ParamLayout {
+    /// Every tensor in the buffer.
     pub fn new(cfg: &ModelConfig) -> Self {
+        Self::build(cfg, true)
+    }
+
+    /// Every tensor but the block linear weights, which take no room (their ranges are empty): the buffer of a model
+    /// whose frozen base keeps those weights in a storage format (`Gpt2::store_linears`).
+    pub fn without_block_linears(cfg: &ModelConfig) -> Self {
+        Self::build(cfg, false)
+    }
+
+    fn build(cfg: &ModelConfig, linears_inline: bool) -> Self {
         let c = cfg.n_embd;
         let mut block_offsets = [0usize; 12];
         let mut off = 0;
         for (i, t) in BlockTensor::ALL.iter().enumerate() {
             block_offsets[i] = off;
-            off += t.shape(c).iter().product::<usize>();
+            if linears_inline || !t.is_linear_weight() {
+                off += t.shape(c).iter().product::<usize>();
+            }
         }
         ParamLayout {
             vocab: cfg.vocab_size,
@@ -166,7 +189,13 @@ impl ParamLayout {
             n_layer: cfg.n_layer,
             block_offsets,
             block_size: off,
+            linears_inline,
         }
+    }
+
+    /// Whether the block linear weights are in the buffer.
+    pub fn has_block_linears(&self) -> bool {
+        self.linears_inline
     }
 
     fn blocks_start(&self) -> usize {
@@ -190,8 +219,10 @@ impl ParamLayout {
         }
     }
 
+    /// Where the tensor is in the buffer: empty for a block linear weight a layout without them leaves out.
     pub fn range(&self, id: TensorId) -> Range<usize> {
-        let len: usize = self.shape(id).iter().product();
+        let left_out = !self.linears_inline && matches!(id, TensorId::Block(_, t) if t.is_linear_weight());
+        let len: usize = if left_out { 0 } else { self.shape(id).iter().product() };
         let start = match id {
             TensorId::Wte => 0,
             TensorId::Wpe => self.vocab * self.c,

@@ -5,6 +5,7 @@
 mod config;
 mod io;
 mod layout;
+mod stored;
 
 pub use config::{ModelConfig, GPT2_VOCAB, HF_PRESETS, MAX_PARAMS};
 pub(crate) use io::{create_dir, write_file};
@@ -14,10 +15,12 @@ pub use io::{
     StoreDtype,
 };
 pub use layout::{BlockTensor, Linear, ParamLayout, TensorId};
+pub use stored::StoredLinears;
 
 use crate::tokenizer::Tokenizer;
 use crate::{ensure, rng, Result};
 use rand_distr::{Distribution, Normal};
+use std::sync::Arc;
 
 /// Rows per chunk of the fused head and cross-entropy for a vocabulary of `vocab` tokens, so that a chunk's logits
 /// take at most `budget` bytes: a `rows × V` logits tensor never exists (103 MB at GPT-2's vocabulary and batch
@@ -26,13 +29,17 @@ pub fn head_chunk_rows(vocab: usize, rows: usize, budget: usize) -> usize {
     (budget / (4 * vocab.max(1))).clamp(1, rows.max(1))
 }
 
-/// A model: configuration, all parameters in one flat fp32 buffer, and the tokenizer its directory names.
+/// A model: configuration, its parameters in one flat fp32 buffer, and the tokenizer its directory names. The block
+/// linear weights are in that buffer too, unless the model keeps them in a storage format (`linears`; then the
+/// buffer's layout leaves them out, [`ParamLayout::without_block_linears`]).
 #[derive(Clone, Debug)]
 pub struct Gpt2 {
     pub config: ModelConfig,
     pub layout: ParamLayout,
     pub params: Vec<f32>,
     pub tokenizer: Tokenizer,
+    /// The block linear weights in a storage format, shared by every holder of this base (they are frozen).
+    pub linears: Option<Arc<StoredLinears>>,
 }
 
 impl Gpt2 {
@@ -70,7 +77,7 @@ impl Gpt2 {
                 }
             }
         }
-        Gpt2 { config, layout, params, tokenizer: Tokenizer::Bytes }
+        Gpt2 { config, layout, params, tokenizer: Tokenizer::Bytes, linears: None }
     }
 
     /// The model with `tokenizer` instead of the byte tokenizer (see [`Gpt2::set_tokenizer`]).
@@ -91,12 +98,49 @@ impl Gpt2 {
         Ok(())
     }
 
+    /// A tensor of the flat buffer (a block linear weight only while the model keeps those in fp32 there).
     pub fn tensor(&self, id: TensorId) -> &[f32] {
+        self.assert_in_buffer(id);
         &self.params[self.layout.range(id)]
     }
 
     pub fn tensor_mut(&mut self, id: TensorId) -> &mut [f32] {
+        self.assert_in_buffer(id);
         let r = self.layout.range(id);
         &mut self.params[r]
+    }
+
+    fn assert_in_buffer(&self, id: TensorId) {
+        let left_out = !self.layout.has_block_linears() && matches!(id, TensorId::Block(_, t) if t.is_linear_weight());
+        assert!(!left_out, "{} is kept in a storage format, not in the fp32 buffer", self.layout.hf_name(id));
+    }
+
+    /// Keeps the block linear weights as `linears` from now on, and drops them from the fp32 buffer.
+    pub fn keep_linears_stored(&mut self, linears: StoredLinears) {
+        let params = std::mem::take(&mut self.params);
+        self.keep_linears_stored_from(&params, linears);
+    }
+
+    /// Takes every tensor but the block linear weights from `params` (a whole buffer in this model's layout, with
+    /// them), and keeps those weights as `linears`.
+    pub fn keep_linears_stored_from(&mut self, params: &[f32], linears: StoredLinears) {
+        assert!(self.layout.has_block_linears(), "the model already keeps its linear weights stored");
+        assert_eq!(params.len(), self.layout.total(), "a whole parameter buffer");
+        let layout = ParamLayout::without_block_linears(&self.config);
+        let mut kept = Vec::with_capacity(layout.total());
+        for (id, range) in self.layout.iter() {
+            if !matches!(id, TensorId::Block(_, t) if t.is_linear_weight()) {
+                kept.extend_from_slice(&params[range]);
+            }
+        }
+        debug_assert_eq!(kept.len(), layout.total());
+        self.params = kept;
+        self.layout = layout;
+        self.linears = Some(Arc::new(linears));
+    }
+
+    /// Bytes the model's weights take: the fp32 buffer and the stored linear weights.
+    pub fn weight_bytes(&self) -> u64 {
+        4 * self.params.len() as u64 + self.linears.as_ref().map_or(0, |l| l.bytes())
     }
 }

@@ -155,7 +155,11 @@ impl Run {
             None => None,
         };
         let mut cpu =
-            Trainer::new(base.clone(), spec.method, spec.storage, spec.lora.clone(), spec.optim.clone(), spec.seed)?;
+            Trainer::from_base(base, spec.method, spec.storage, spec.lora.clone(), spec.optim.clone(), spec.seed)?;
+        if gpu.is_none() {
+            // The CPU executor takes the steps: its memory is measured from the start.
+            cpu.allocate(spec.batch, spec.seq);
+        }
         let n = cpu.trainable();
         let last_good =
             Snapshot { step: 0, params: cpu.trainable_params_mut().to_vec(), m: vec![0.0; n], v: vec![0.0; n] };
@@ -591,10 +595,17 @@ impl Run {
         &self.data
     }
 
-    /// Bytes the GPU executor allocated per category (None on the CPU executor, which keeps a dequantized fp32 copy
-    /// of the base and so says nothing about 4-bit storage).
+    /// Bytes the run's executor holds per category, and its scratch: the GPU's buffers on WebGPU, the CPU trainer's
+    /// buffers otherwise (it keeps the base in the run's format too).
     pub fn measured_memory(&self) -> Option<Vec<(String, u64)>> {
-        self.gpu.as_ref().map(|g| g.measured_memory().into_iter().map(|(c, b)| (c.name().to_string(), b)).collect())
+        if let Some(g) = &self.gpu {
+            return Some(g.measured_memory().into_iter().map(|(c, b)| (c.name().to_string(), b)).collect());
+        }
+        let (memory, scratch) = self.cpu.measured_memory();
+        let mut categories: Vec<(String, u64)> =
+            memory.categories().iter().map(|(name, bytes)| (name.to_string(), *bytes)).collect();
+        categories.push(("scratch".into(), scratch));
+        Some(categories)
     }
 }
 

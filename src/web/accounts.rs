@@ -173,9 +173,11 @@ pub fn run_budget(model: &ModelConfig) -> u64 {
     (ENGINE_ADDRESS_SPACE - ENGINE_RESERVE).saturating_sub(base_bytes(model))
 }
 
-/// A model the page can load and train: every run keeps the CPU executor's fp32 copy of the base beside the base
-/// as loaded (on WebGPU too, to go on if the device is lost), so a model whose two copies exceed the engine's memory
-/// is refused before a byte of its weights is read, rather than running out of memory at Train.
+/// A model the page can load and train: a run keeps the CPU executor's copy of the base beside the base as loaded (on
+/// WebGPU too, to validate, generate and go on if the device is lost). Below fp32 that copy is small (the linear
+/// weights in their format), but LoRA over an fp32 base and full fine-tuning keep a whole fp32 copy, so a model whose
+/// two fp32 copies exceed the engine's memory is refused before a byte of its weights is read, rather than running
+/// out of memory at Train.
 pub fn check_model_fits(model: &ModelConfig) -> Result<()> {
     let copies = 2 * base_bytes(model);
     let room = ENGINE_ADDRESS_SPACE - ENGINE_RESERVE;
@@ -183,9 +185,9 @@ pub fn check_model_fits(model: &ModelConfig) -> Result<()> {
         return Ok(());
     }
     Err(crate::Error::new(format!(
-        "this model has {} parameters, too many for the page: training keeps them in fp32 twice (the base as loaded \
-         and the executor's copy), {} MiB, and the engine in a tab has {} MiB (a wasm32 module addresses 4 GiB); \
-         GPT-2 models up to 355 M parameters (gpt2-medium) fit",
+        "this model has {} parameters, too many for the page: LoRA over its fp32 base keeps them in fp32 twice (the \
+         base as loaded and the executor's copy), {} MiB, and the engine in a tab has {} MiB (a wasm32 module \
+         addresses 4 GiB); GPT-2 models up to 355 M parameters (gpt2-medium) fit",
         ParamLayout::new(model).total(),
         copies >> 20,
         room >> 20
@@ -193,16 +195,18 @@ pub fn check_model_fits(model: &ModelConfig) -> Result<()> {
 }
 
 /// Bytes a run of `settings` holds in the engine's memory, estimated before anything is allocated: the accounting's
-/// fp32 training memory for the CPU executor (which keeps a dequantized fp32 copy of the base), plus the copies a
-/// page run keeps — the snapshot a divergence returns to (parameters and both AdamW moments), the starting
-/// parameters until step 0 is scored and, for full fine-tuning, the untouched base for "before" text.
+/// fp32 training memory with the base in the run's format (the CPU executor keeps it so), plus what the CPU executor
+/// keeps beyond the accounting — the tied embedding in fp32 below an fp32 base (its values are rounded to 16 bits;
+/// the head multiplies by it in fp32) and one linear weight dequantized for its product — plus the copies a page run
+/// keeps: the snapshot a divergence returns to (parameters and both AdamW moments), the starting parameters until
+/// step 0 is scored and, for full fine-tuning, the untouched base for "before" text.
 pub fn memory_needed(settings: &Settings, model: &ModelConfig) -> Result<u64> {
     let spec = settings.validate(model)?;
     let arch = Arch::from_model(model);
     let adapters = AdapterSpec::with_ranks(&arch, &targets_in(&arch, &settings.target_ranks()?))?;
     let query = MemoryQuery {
         method: spec.method,
-        storage: Storage::FP32,
+        storage: spec.storage,
         dtype_bytes: 4,
         adapters: (spec.method != Method::Full).then_some(adapters.clone()),
         batch: settings.batch as u64,
@@ -210,12 +214,18 @@ pub fn memory_needed(settings: &Settings, model: &ModelConfig) -> Result<u64> {
         checkpointing: false,
     };
     let training = accounting::memory(&arch, &query)?.total();
+    let stored_extra = if spec.storage == Storage::FP32 {
+        0
+    } else {
+        let widest_linear = arch.linears().iter().map(|(_, i, o)| i * o).max().unwrap_or(0);
+        2 * arch.embedding_params() + 4 * widest_linear
+    };
     let trainable = match spec.method {
         Method::Full => accounting::full_params(&arch).trainable,
         _ => accounting::lora_params(&arch, &adapters).trainable,
     };
     let untouched_base = if spec.method == Method::Full { accounting::full_params(&arch).total * 4 } else { 0 };
-    Ok(training + 4 * trainable * 4 + untouched_base)
+    Ok(training + stored_extra + 4 * trainable * 4 + untouched_base)
 }
 
 /// Refuses settings whose run would not fit in `budget` bytes, before anything is allocated, naming the estimate
@@ -309,6 +319,37 @@ mod tests {
         assert!(memory_needed(&full, &cfg).unwrap() < run_budget(&cfg));
         let long = ModelConfig::bytes(1, 16, 64, 1024).unwrap();
         assert!(memory_needed(&Settings { seq: 1024, ..full }, &long).unwrap() > run_budget(&long));
+    }
+
+    /// A run on the CPU executor holds what the accounting counts for its settings — the base in the run's format,
+    /// byte for byte — except the tied embedding, which it keeps in fp32 below an fp32 base (2 more bytes per value
+    /// than the accounting's 16 bits); and the page's estimate of a run's memory covers what the run measures.
+    #[test]
+    fn a_cpu_run_holds_what_the_accounting_counts() {
+        let cfg = ModelConfig::bytes(2, 2, 64, 32).unwrap();
+        let base = Gpt2::init(cfg.clone(), 0);
+        let embedding = 4 * (256 * 64) as u64;
+        for (method, format, dq, extra) in [
+            ("qlora", "nf4", true, embedding / 2),
+            ("qlora", "int8", false, embedding / 2),
+            ("lora", "fp16", false, embedding / 2),
+            ("lora", "fp32", false, 0),
+            ("full", "fp32", false, 0),
+        ] {
+            let s =
+                Settings { method: method.into(), format: format.into(), dq, batch: 2, seq: 16, ..Default::default() };
+            let mut run = Run::new(&base, s.clone(), None, None).unwrap();
+            pollster::block_on(run.step(false)).unwrap();
+            let measured = run.measured_memory().unwrap();
+            let theory = accounting_of(&s, &cfg).unwrap().memory;
+            for (name, want) in theory.categories {
+                let got = measured.iter().find(|(n, _)| *n == name).unwrap().1;
+                let want = if name == "base_weights" { want + extra } else { want };
+                assert_eq!(got, want, "{method} {format}: {name}");
+            }
+            let held: u64 = measured.iter().map(|(_, b)| b).sum();
+            assert!(held <= memory_needed(&s, &cfg).unwrap(), "{method} {format}: {held} held");
+        }
     }
 
     #[test]
