@@ -261,6 +261,15 @@ fn kv_cache_generation_matches_cpu() {
         let gen = GpuGenerator::new(Gpu::new_blocking().unwrap(), &m, storage, adapters.clone()).unwrap();
         // Probabilities at every position of a prompt, against the CPU forward pass over the prefix.
         let prompt: Vec<u32> = b"To be or not to be".iter().map(|b| *b as u32).collect();
+        if base.linears.is_some() {
+            // The base as a run stores it goes to the GPU as it is, and gives what quantizing on the way gives.
+            let stored = GpuGenerator::new(Gpu::new_blocking().unwrap(), &base, storage, adapters.clone()).unwrap();
+            let (a, b) = (pollster::block_on(stored.step(prompt[0], 0)), pollster::block_on(gen.step(prompt[0], 0)));
+            assert_eq!(a.unwrap(), b.unwrap(), "{}: the stored base on the GPU", storage.label());
+            let other = Storage::new(Format::Int8, false).unwrap();
+            let e = GpuGenerator::new(Gpu::new_blocking().unwrap(), &base, other, None).err().unwrap().to_string();
+            assert!(e.contains("keeps its linear weights in nf4+dq"), "{e}");
+        }
         let w = Weights::of(&base);
         for pos in 0..prompt.len().min(16) {
             let got = pollster::block_on(gen.step(prompt[pos], pos)).unwrap();

@@ -1,7 +1,7 @@
 //! The whole model's forward and backward pass on the CPU, over flat buffers: the reference every other executor
 //! (the WGSL kernels) is held against. Adapters, when present, add s·B·A·dropout(x) to their linear layer's output;
-//! for LoRA/QLoRA the base weights are frozen and only adapter gradients are computed, flowing through the
-//! (dequantized) base weights.
+//! for LoRA/QLoRA the base weights are frozen and only adapter gradients are computed, flowing through the base
+//! weights (a base kept in a storage format is dequantized one weight at a time, for that weight's products).
 
 use super::layers::*;
 use super::matmul::{gemm, Mat};

@@ -1,5 +1,5 @@
 //! A training run on the CPU executor: full fine-tuning, LoRA, or QLoRA (LoRA over a base whose four linear weights
-//! per block are stored in a quantized format and used dequantized).
+//! per block stay stored in a quantized format, each dequantized only for its own product).
 
 use super::executor::{forward, forward_backward, Activations, GradTarget, Weights};
 use super::optim::{clip_grad_norm, AdamW};

@@ -134,8 +134,17 @@ pub struct GpuWeights {
 
 impl GpuWeights {
     /// `full`: upload every weight in fp32. Otherwise store the block linear weights in `storage` (taken as Linear
-    /// `[out, in]` weights, exactly as `cpu::quantize_base` and bitsandbytes do) and upload `adapters` if any.
+    /// `[out, in]` weights, exactly as `cpu::quantize_base` and bitsandbytes do; a model that keeps them stored in
+    /// `storage` already is uploaded as it is) and upload `adapters` if any.
     pub fn upload(gpu: &Gpu, model: &Gpt2, full: bool, storage: Storage, adapters: Option<Adapters>) -> Result<Self> {
+        if let Some(stored) = model.linears.as_deref() {
+            ensure!(
+                !full && stored.storage == storage,
+                "the model keeps its linear weights in {}; the GPU cannot store them {}",
+                stored.storage.label(),
+                if full { "in fp32 for full fine-tuning".to_string() } else { format!("in {}", storage.label()) }
+            );
+        }
         let cfg = model.config.clone();
         let layout = model.layout.clone();
         let c = cfg.n_embd;
@@ -177,15 +186,22 @@ impl GpuWeights {
                 for lin in Linear::ALL {
                     let (d_in, d_out) = lin.dims(c);
                     let id = TensorId::Block(l, lin.weight());
-                    let w = &model.params[layout.range(id)];
-                    let mut linear = vec![0.0f32; w.len()];
-                    for i in 0..d_in {
-                        for o in 0..d_out {
-                            linear[o * d_in + i] = w[i * d_out + o];
+                    let name = layout.hf_name(id);
+                    let upload = |q: &QuantizedTensor| GpuQuantWeight::upload(gpu, &name, q, d_out, d_in);
+                    qweights.push(match model.linears.as_deref() {
+                        // A model that keeps its linear weights stored already holds them as the GPU stores them.
+                        Some(stored) => upload(stored.get(l, lin))?,
+                        None => {
+                            let w = &model.params[layout.range(id)];
+                            let mut linear = vec![0.0f32; w.len()];
+                            for i in 0..d_in {
+                                for o in 0..d_out {
+                                    linear[o * d_in + i] = w[i * d_out + o];
+                                }
+                            }
+                            upload(&QuantizedTensor::quantize(&linear, storage))?
                         }
-                    }
-                    let q = QuantizedTensor::quantize(&linear, storage);
-                    qweights.push(GpuQuantWeight::upload(gpu, &layout.hf_name(id), &q, d_out, d_in)?);
+                    });
                 }
             }
         }

@@ -87,10 +87,16 @@ export function playgroundTests(backend) {
     const initial = Number(await attr(page, 'val-loss', 'data-initial'));
     assert.ok(val < initial - 1.0, `validation loss ${initial} → ${val}`);
     assert.ok(acc >= 0 && acc <= 1);
+    const measured = Number(await attr(page, 'memory-measured'));
+    const theory = Number(await attr(page, 'memory-total'));
     if (webgpu) {
-      const measured = Number(await attr(page, 'memory-measured'));
-      const theory = Number(await attr(page, 'memory-total'));
       assert.ok(Math.abs(measured - theory) <= 0.05 * theory, `measured ${measured} vs theory ${theory}`);
+    } else {
+      // The CPU executor holds the theory's bytes, the nf4 base's included, plus the tied embedding in fp32 where the
+      // theory counts 16 bits: 2 bytes per value of the shipped model's vocabulary × width.
+      const cfg = await page.evaluate(async () => (await fetch('models/shakespeare/config.json')).json());
+      assert.equal(measured - theory, 2 * cfg.vocab_size * cfg.n_embd, `measured ${measured} vs theory ${theory}`);
+      assert.match(await page.textContent('#memory-note'), /dequantized to fp32 only for its own product/);
     }
     await page.click('[data-testid=generate]');
     // The text streams in; the count reads "40 tokens" (no "/ 40") once both continuations are complete.

@@ -940,6 +940,8 @@ const onMessage = {
     showBackend(m.backend);
     showNotice(m.notice || '');
     renderMemory(state.accounting, m.measured, m.backend);
+    // The engine's whole wasm memory with the run made (loaded base, run, engine): its peak so far.
+    $('memory-measured').dataset.engine = String(m.memoryBytes ?? '');
     setTrainingButtons('running');
   },
   fallback(m) {
@@ -949,9 +951,9 @@ const onMessage = {
     if (state.run) {
       truncateRun(state.run, m.step);
       state.run.backend = m.backend;
-      state.run.measured = null;
+      state.run.measured = m.measured;
     }
-    if (state.accounting) renderMemory(state.accounting, null, m.backend);
+    if (state.accounting) renderMemory(state.accounting, m.measured, m.backend);
     requestDraw();
   },
   step(m) {

@@ -44,8 +44,8 @@
 //                                              ignored: the reader's files that are not part of a GPT-2 directory
 //   {type:'cpu-speed', d, gflops}              the multiply speed measured at width d
 //   {type:'text', bytes}
-//   {type:'started', backend, notice, trainable, measured}
-//   {type:'fallback', backend, notice, step}   the GPU device was lost: the run is back at `step` on the CPU
+//   {type:'started', backend, notice, trainable, measured, memoryBytes}   memoryBytes: the engine's wasm memory once the run is made
+//   {type:'fallback', backend, notice, step, measured}   the GPU device was lost: the run is back at `step` on the CPU
 //   {type:'step', step, loss, lr, grad_norm, tokens, ms}   ms: time since the last result when the GPU had this
 //                                              step in flight already, else since it was asked for · {type:'val', step, val_loss, accuracy, val_loss_adapter_rounded}
 //   {type:'done', spectra} · {type:'paused'} · {type:'resumed'} · {type:'reset'}

@@ -77,28 +77,32 @@ function renderExplainer(settings, config) {
     table);
 }
 
-/// Stacked bars: this configuration (theory), measured GPU bytes, and full / LoRA / QLoRA at the same settings.
+/// Stacked bars: this configuration (theory), the bytes the run's executor holds (GPU buffers, or the CPU executor's
+/// buffers in the engine), and full / LoRA / QLoRA at the same settings.
 export function renderMemory(acc, measured, backend) {
   const total = document.getElementById('memory-total');
   total.textContent = fmtBytes(acc.memory.total);
   total.dataset.value = String(acc.memory.total);
   const bars = [['this configuration (theory)', acc.memory.categories, acc.memory.total]];
   const m = document.getElementById('memory-measured');
+  const where = backend === 'cpu' ? 'measured in the CPU executor' : 'measured on the GPU';
   if (measured) {
     const cats = measured.filter(([k]) => k !== 'scratch');
     const scratch = measured.find(([k]) => k === 'scratch');
     const sum = cats.reduce((a, [, v]) => a + v, 0);
     m.textContent = `${fmtBytes(sum)}${scratch ? ` (+ ${fmtBytes(scratch[1])} scratch)` : ''}`;
     m.dataset.value = String(sum);
-    bars.push(['measured on the GPU', cats.map(([k, v]) => [k === 'quantization_constants' ? 'quant_constants' : k, v]), sum]);
+    bars.push([where, cats.map(([k, v]) => [k === 'quantization_constants' ? 'quant_constants' : k, v]), sum]);
   } else {
-    m.textContent = backend === 'cpu' ? 'not here (see below)' : 'shown once training starts';
+    m.textContent = 'shown once training starts';
     delete m.dataset.value;
   }
+  document.getElementById('memory-where').textContent = where;
   const note = document.getElementById('memory-note');
   note.hidden = backend !== 'cpu';
-  note.textContent = 'Training runs on the processor here, which computes with an fp32 copy of the base: it cannot show what '
-    + 'a quantized base takes. A WebGPU run stores the base as chosen and measures its buffers; the bars are the theory.';
+  note.textContent = 'Training runs on the processor here. Its executor keeps the base as chosen: the linear weights in their '
+    + 'format, each dequantized to fp32 only for its own product. Below an fp32 base it keeps the tied embedding (also the '
+    + 'output head) in fp32, with values rounded to 16 bits, so it holds 2 bytes more per embedding value than the theory.';
   for (const [name, mem] of acc.compare) bars.push([`${name === 'qlora' ? 'QLoRA (nf4+dq)' : name === 'lora' ? 'LoRA (fp32 base)' : 'full fine-tuning'}`, mem.categories, mem.total]);
   const max = Math.max(...bars.map((b) => b[2]));
   const box = document.getElementById('memory-bars');

@@ -318,7 +318,7 @@ function recordStep(s, ms) {
   const notice = playground.takeNotice();
   if (notice) {
     truncateHistory(s.step);
-    post({ type: 'fallback', backend: 'cpu', notice, step: s.step });
+    post({ type: 'fallback', backend: 'cpu', notice, step: s.step, measured: playground.measuredMemory() });
   }
   const point = { ...s, ms };
   history.steps.push(point);
@@ -508,7 +508,7 @@ const handlers = {
     hasRun = true;
     saveFailed = false;
     lastSave = performance.now();
-    post({ type: 'started', ...started });
+    post({ type: 'started', ...started, memoryBytes: memoryBytes() });
     running = true;
     trainLoop();
   },
