@@ -4,14 +4,15 @@
 // JSON line per run. Used by bench/page-memory.sh, which builds and serves the page.
 // Usage: node bench/page-memory.mjs PAGE_URL MODEL_DIR (config.json, model.safetensors, vocab.json, merges.txt)
 import { join } from 'node:path';
-import { launch, open } from '../tests/page/harness.mjs';
 
 const [url, modelDir] = process.argv.slice(2);
 if (!url || !modelDir) {
   console.error('usage: node bench/page-memory.mjs PAGE_URL MODEL_DIR');
   process.exit(2);
 }
+// The harness reads the page's address when it is first imported.
 process.env.PAGE_URL = url;
+const { launch, open } = await import('../tests/page/harness.mjs');
 const files = ['config.json', 'model.safetensors', 'vocab.json', 'merges.txt'].map((f) => join(modelDir, f));
 const RUNS = [
   { method: 'qlora', format: 'nf4', dq: 1 },

@@ -6,7 +6,7 @@ use super::optim::{clip_grad_norm, AdamW};
 use crate::accounting::Memory;
 use crate::lora::{Adapters, LoraConfig};
 use crate::model::{Gpt2, Linear, StoredLinears, TensorId};
-use crate::quant::{Format, QuantError, QuantizedTensor, Storage};
+use crate::quant::{round_in_place, Format, QuantError, QuantizedTensor, Storage};
 use crate::train::{dropout_seed, lr_at, Method, OptimConfig, StepStats, FULL_KEEPS_FP32};
 use crate::{ensure, Error, Result};
 use std::borrow::Cow;
@@ -25,7 +25,7 @@ pub struct QuantReport {
 /// [`stored_base`]).
 pub fn quantize_base(model: &mut Gpt2, storage: Storage) -> Vec<QuantReport> {
     if storage == Storage::FP32 {
-        return stored_base_reports(model, storage).1;
+        return each_linear_stored(model, storage, |_| {});
     }
     let (stored, reports) = stored_base(model, storage);
     *model = stored;
@@ -36,12 +36,15 @@ pub fn quantize_base(model: &mut Gpt2, storage: Storage) -> Vec<QuantReport> {
 /// is taken as a Linear `[out, in]` weight, i.e. the transpose of GPT-2's Conv1D `[in, out]` storage, exactly as
 /// bitsandbytes sees it. Below fp32 the model keeps them in that format ([`Gpt2::keep_linears_stored`]: the executor
 /// multiplies through a dequantized copy of one weight at a time) and its tied embedding rounded to 16 bits
-/// ([`Storage::embedding`]); an fp32 base is a copy. `base` is only read: no fp32 copy of it is made below fp32.
+/// ([`Storage::embedding`]); an fp32 base is a copy. `base` is only read, and beside the result at most one weight
+/// is in fp32 at a time: in a tab, whose memory never shrinks, every transient copy would stay.
 pub fn stored_base(base: &Gpt2, storage: Storage) -> (Gpt2, Vec<QuantReport>) {
-    let (stored, reports) = stored_base_reports(base, storage);
     if storage == Storage::FP32 {
+        let reports = each_linear_stored(base, storage, |_| {});
         return (base.clone(), reports);
     }
+    let mut stored = Vec::with_capacity(4 * base.config.n_layer);
+    let reports = each_linear_stored(base, storage, |q| stored.push(q));
     let mut model = Gpt2 {
         config: base.config.clone(),
         layout: base.layout.clone(),
@@ -52,17 +55,14 @@ pub fn stored_base(base: &Gpt2, storage: Storage) -> (Gpt2, Vec<QuantReport>) {
     model.keep_linears_stored_from(&base.params, StoredLinears::new(&base.config, storage, stored));
     // The tied embedding in 16 bits (`Storage::embedding`): its values rounded as the GPU stores them. Not a
     // quantized tensor, so not among the reports (`qlora quant` sums those into bits per quantized parameter).
-    let wte = model.tensor_mut(TensorId::Wte);
-    let rounded = QuantizedTensor::quantize(wte, storage.embedding()).dequantize();
-    wte.copy_from_slice(&rounded);
+    round_in_place(model.tensor_mut(TensorId::Wte), storage.embedding());
     (model, reports)
 }
 
-/// Every block linear weight of `base` quantized, with its report.
-fn stored_base_reports(base: &Gpt2, storage: Storage) -> (Vec<QuantizedTensor>, Vec<QuantReport>) {
+/// Quantizes every block linear weight of `base` in turn, hands each to `keep`, and reports it.
+fn each_linear_stored(base: &Gpt2, storage: Storage, mut keep: impl FnMut(QuantizedTensor)) -> Vec<QuantReport> {
     let c = base.config.n_embd;
     let mut reports = Vec::new();
-    let mut stored = Vec::new();
     for l in 0..base.config.n_layer {
         for lin in Linear::ALL {
             let (d_in, d_out) = lin.dims(c);
@@ -72,10 +72,10 @@ fn stored_base_reports(base: &Gpt2, storage: Storage) -> (Vec<QuantizedTensor>, 
             let q = QuantizedTensor::quantize(&linear, storage);
             let (value_bytes, constant_bytes) = q.bytes();
             reports.push(QuantReport { name, len: linear.len(), value_bytes, constant_bytes, error: q.error(&linear) });
-            stored.push(q);
+            keep(q);
         }
     }
-    (stored, reports)
+    reports
 }
 
 /// A row-major `rows × cols` matrix transposed.

@@ -155,6 +155,20 @@ impl Storage {
     }
 }
 
+/// Rounds `values` in place to what `storage` stores of them: what [`QuantizedTensor::quantize`] and
+/// [`QuantizedTensor::dequantize`] give, without their two copies for the 16- and 32-bit formats.
+pub fn round_in_place(values: &mut [f32], storage: Storage) {
+    match storage.format {
+        Format::Fp32 => {}
+        Format::Fp16 => values.par_iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32()),
+        Format::Bf16 => values.par_iter_mut().for_each(|v| *v = bf16::from_f32(*v).to_f32()),
+        _ => {
+            let back = QuantizedTensor::quantize(values, storage).dequantize();
+            values.copy_from_slice(&back);
+        }
+    }
+}
+
 /// Absmax constants of a blockwise format: plain fp32, or double-quantized.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Scales {
