@@ -140,10 +140,13 @@ impl Run {
             },
             None => (None, None),
         };
+        let mut cpu =
+            Trainer::from_base(base, spec.method, spec.storage, spec.lora.clone(), spec.optim.clone(), spec.seed)?;
+        // The GPU takes the base as the CPU trainer stores it (quantized once, for both), untrained yet.
         let gpu = match gpu {
             Some(g) => Some(GpuTrainer::new(
                 g,
-                base,
+                &cpu.model,
                 spec.method,
                 spec.storage,
                 spec.lora.clone(),
@@ -154,8 +157,6 @@ impl Run {
             )?),
             None => None,
         };
-        let mut cpu =
-            Trainer::from_base(base, spec.method, spec.storage, spec.lora.clone(), spec.optim.clone(), spec.seed)?;
         if gpu.is_none() {
             // The CPU executor takes the steps: its memory is measured from the start.
             cpu.allocate(spec.batch, spec.seq);
