@@ -168,6 +168,24 @@ impl Activations {
         4 * (blocks + rest + lora) as u64
     }
 
+    /// What [`Activations::scratch_bytes`] counts once a training step has run, known before anything is allocated:
+    /// for a model of `cfg` with adapters of at most `max_rank` (None: full fine-tuning), batches of `batch × seq`, and
+    /// a base that keeps its linear weights `stored` (one, the widest, is dequantized at a time).
+    pub fn training_scratch_bytes(
+        cfg: &ModelConfig,
+        max_rank: Option<usize>,
+        batch: usize,
+        seq: usize,
+        stored: bool,
+    ) -> u64 {
+        let (c, v, bt) = (cfg.n_embd, cfg.vocab_size, batch * seq);
+        let logits = head_chunk_rows(v, bt, HEAD_CHUNK_BYTES) * v;
+        // d_res and d_tmp, d_wide and d_wide2, then the adapters' d_u and d_x_lora.
+        let backward = 2 * bt * c + 2 * bt * 4 * c + max_rank.map_or(0, |r| bt * r + bt * 4 * c);
+        let widest = Linear::ALL.iter().map(|l| l.dims(c).0 * l.dims(c).1).max().unwrap_or(0);
+        4 * (logits + backward + if stored { widest } else { 0 }) as u64
+    }
+
     /// Bytes of the scratch the passes reuse: the head's chunk of logits, next-token probabilities, the backward
     /// pass's buffers and the stored weight dequantized for its product.
     pub fn scratch_bytes(&self) -> u64 {
@@ -248,7 +266,10 @@ impl<'a> Weights<'a> {
         match self.linears {
             None => Mat::new(self.block(l, lin.weight()), d_out),
             Some(stored) => {
-                scratch.resize(d_in * d_out, 0.0);
+                // Grown to the widest weight once, never shrunk: no reallocating or zeroing at each product.
+                if scratch.len() < d_in * d_out {
+                    scratch.resize(d_in * d_out, 0.0);
+                }
                 stored.get(l, lin).dequantize_into(&mut scratch[..d_in * d_out]);
                 Mat::t(&scratch[..d_in * d_out], d_in)
             }

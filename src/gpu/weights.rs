@@ -148,10 +148,8 @@ impl GpuWeights {
         let cfg = model.config.clone();
         let layout = model.layout.clone();
         let c = cfg.n_embd;
-        let is_linear_weight =
-            |id: TensorId| matches!(id, TensorId::Block(_, t) if Linear::ALL.iter().any(|l| l.weight() == t));
         let half = !full && storage.embedding() != Storage::FP32;
-        let keep = |id: TensorId| (full || !is_linear_weight(id)) && !(half && id == TensorId::Wte);
+        let keep = |id: TensorId| (full || !id.is_block_linear_weight()) && !(half && id == TensorId::Wte);
         let plan = ShardPlan::new(&layout, c, shard_cap(gpu), keep)?;
         let mut flat: Vec<Vec<f32>> = plan.sizes.iter().map(|n| vec![0.0; *n]).collect();
         for (id, place) in &plan.places {
@@ -192,13 +190,7 @@ impl GpuWeights {
                         // A model that keeps its linear weights stored already holds them as the GPU stores them.
                         Some(stored) => upload(stored.get(l, lin))?,
                         None => {
-                            let w = &model.params[layout.range(id)];
-                            let mut linear = vec![0.0f32; w.len()];
-                            for i in 0..d_in {
-                                for o in 0..d_out {
-                                    linear[o * d_in + i] = w[i * d_out + o];
-                                }
-                            }
+                            let linear = Linear::transpose(&model.params[layout.range(id)], d_in, d_out);
                             upload(&QuantizedTensor::quantize(&linear, storage))?
                         }
                     });

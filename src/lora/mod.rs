@@ -254,7 +254,9 @@ impl Adapters {
 }
 
 /// Merges adapters into a model: W' = W + s·(B·A)ᵀ in GPT-2's Conv1D `[in, out]` orientation, column slice per target.
+/// A model that keeps its linear weights stored gets them back in fp32 first: W' = deq(W0) + s·(B·A)ᵀ.
 pub fn merge(model: &mut Gpt2, adapters: &Adapters) -> Result<()> {
+    model.keep_linears_in_buffer();
     let c = model.config.n_embd;
     if adapters.n_embd != c {
         bail!("adapter width {} does not match the model's n_embd {c}", adapters.n_embd);

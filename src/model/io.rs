@@ -310,6 +310,11 @@ pub fn save_model_dir(model: &Gpt2, dir: &Path, dtype: StoreDtype) -> Result<()>
 /// The files of a Hugging Face model directory, in memory: `config.json`, `model.safetensors` and, for a BPE model,
 /// the tokenizer files it was read from.
 pub fn model_files(model: &Gpt2, dtype: StoreDtype) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    ensure!(
+        model.linears.is_none(),
+        "the model keeps its linear weights in {}: a model directory holds them in fp32 (merge or dequantize first)",
+        model.linears.as_ref().map_or(String::new(), |l| l.storage.label())
+    );
     let tensors: Vec<(String, Vec<usize>, &[f32])> = model
         .layout
         .iter()

@@ -139,6 +139,28 @@ pub enum TensorId {
     LnFB,
 }
 
+impl TensorId {
+    /// Whether this is a block's linear weight (the tensors a LoRA/QLoRA base may keep in a storage format).
+    pub fn is_block_linear_weight(self) -> bool {
+        matches!(self, TensorId::Block(_, t) if t.is_linear_weight())
+    }
+}
+
+impl Linear {
+    /// A weight as GPT-2 stores it (Conv1D, `[in, out]`) turned into a Linear weight (`[out, in]`, as bitsandbytes
+    /// quantizes it), or back with `d_in` and `d_out` swapped.
+    pub fn transpose(w: &[f32], d_in: usize, d_out: usize) -> Vec<f32> {
+        assert_eq!(w.len(), d_in * d_out, "a {d_in} × {d_out} weight");
+        let mut t = vec![0.0f32; w.len()];
+        for (i, row) in w.chunks_exact(d_out).enumerate() {
+            for (o, v) in row.iter().enumerate() {
+                t[o * d_in + i] = *v;
+            }
+        }
+        t
+    }
+}
+
 impl BlockTensor {
     /// Whether this is one of the four linear weights (the tensors a LoRA/QLoRA base may keep in a storage format).
     pub fn is_linear_weight(self) -> bool {
@@ -167,7 +189,7 @@ impl ParamLayout {
     }
 
     /// Every tensor but the block linear weights, which take no room (their ranges are empty): the buffer of a model
-    /// whose frozen base keeps those weights in a storage format (`Gpt2::store_linears`).
+    /// whose frozen base keeps those weights in a storage format (`Gpt2::keep_linears_stored_from`).
     pub fn without_block_linears(cfg: &ModelConfig) -> Self {
         Self::build(cfg, false)
     }
@@ -221,7 +243,7 @@ impl ParamLayout {
 
     /// Where the tensor is in the buffer: empty for a block linear weight a layout without them leaves out.
     pub fn range(&self, id: TensorId) -> Range<usize> {
-        let left_out = !self.linears_inline && matches!(id, TensorId::Block(_, t) if t.is_linear_weight());
+        let left_out = !self.linears_inline && id.is_block_linear_weight();
         let len: usize = if left_out { 0 } else { self.shape(id).iter().product() };
         let start = match id {
             TensorId::Wte => 0,

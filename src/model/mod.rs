@@ -111,14 +111,28 @@ impl Gpt2 {
     }
 
     fn assert_in_buffer(&self, id: TensorId) {
-        let left_out = !self.layout.has_block_linears() && matches!(id, TensorId::Block(_, t) if t.is_linear_weight());
+        let left_out = !self.layout.has_block_linears() && id.is_block_linear_weight();
         assert!(!left_out, "{} is kept in a storage format, not in the fp32 buffer", self.layout.hf_name(id));
     }
 
-    /// Keeps the block linear weights as `linears` from now on, and drops them from the fp32 buffer.
-    pub fn keep_linears_stored(&mut self, linears: StoredLinears) {
-        let params = std::mem::take(&mut self.params);
-        self.keep_linears_stored_from(&params, linears);
+    /// Puts the block linear weights back into the fp32 buffer, dequantized, when the model keeps them stored: what
+    /// merging adapters into deq(W0), or saving the model, needs.
+    pub fn keep_linears_in_buffer(&mut self) {
+        let Some(stored) = self.linears.take() else { return };
+        let layout = ParamLayout::new(&self.config);
+        let mut params = Vec::with_capacity(layout.total());
+        for id in layout.ids() {
+            match id {
+                TensorId::Block(l, t) if t.is_linear_weight() => {
+                    let lin = Linear::ALL.into_iter().find(|lin| lin.weight() == t).expect("a linear weight");
+                    let (d_in, d_out) = lin.dims(self.config.n_embd);
+                    params.extend(Linear::transpose(&stored.get(l, lin).dequantize(), d_out, d_in));
+                }
+                _ => params.extend_from_slice(&self.params[self.layout.range(id)]),
+            }
+        }
+        self.params = params;
+        self.layout = layout;
     }
 
     /// Takes every tensor but the block linear weights from `params` (a whole buffer in this model's layout, with
@@ -129,7 +143,7 @@ impl Gpt2 {
         let layout = ParamLayout::without_block_linears(&self.config);
         let mut kept = Vec::with_capacity(layout.total());
         for (id, range) in self.layout.iter() {
-            if !matches!(id, TensorId::Block(_, t) if t.is_linear_weight()) {
+            if !id.is_block_linear_weight() {
                 kept.extend_from_slice(&params[range]);
             }
         }
@@ -137,10 +151,5 @@ impl Gpt2 {
         self.params = kept;
         self.layout = layout;
         self.linears = Some(Arc::new(linears));
-    }
-
-    /// Bytes the model's weights take: the fp32 buffer and the stored linear weights.
-    pub fn weight_bytes(&self) -> u64 {
-        4 * self.params.len() as u64 + self.linears.as_ref().map_or(0, |l| l.bytes())
     }
 }

@@ -3,6 +3,7 @@
 //! whether a run fits in what a browser tab can give it.
 
 use crate::accounting::{self, AdapterSpec, Arch, Memory, MemoryQuery};
+use crate::cpu::Activations;
 use crate::model::{ModelConfig, ParamLayout};
 use crate::quant::Storage;
 use crate::run::Settings;
@@ -195,37 +196,38 @@ pub fn check_model_fits(model: &ModelConfig) -> Result<()> {
 }
 
 /// Bytes a run of `settings` holds in the engine's memory, estimated before anything is allocated: the accounting's
-/// fp32 training memory with the base in the run's format (the CPU executor keeps it so), plus what the CPU executor
-/// keeps beyond the accounting — the tied embedding in fp32 below an fp32 base (its values are rounded to 16 bits;
-/// the head multiplies by it in fp32) and one linear weight dequantized for its product — plus the copies a page run
-/// keeps: the snapshot a divergence returns to (parameters and both AdamW moments), the starting parameters until
-/// step 0 is scored and, for full fine-tuning, the untouched base for "before" text.
+/// fp32 training memory with the base in the run's format (the CPU executor keeps it so); what the CPU executor keeps
+/// beyond the accounting — the tied embedding in fp32 below an fp32 base (its values are rounded to 16 bits; the head
+/// multiplies by it in fp32) and its scratch (a chunk of the head's logits, the backward pass's buffers, one linear
+/// weight dequantized); and the copies a page run keeps — the snapshot a divergence returns to (parameters and both
+/// AdamW moments), the starting parameters until step 0 is scored and, for full fine-tuning, the untouched base for
+/// "before" text.
 pub fn memory_needed(settings: &Settings, model: &ModelConfig) -> Result<u64> {
     let spec = settings.validate(model)?;
     let arch = Arch::from_model(model);
-    let adapters = AdapterSpec::with_ranks(&arch, &targets_in(&arch, &settings.target_ranks()?))?;
+    let ranks = settings.target_ranks()?;
+    let adapters = AdapterSpec::with_ranks(&arch, &targets_in(&arch, &ranks))?;
+    let full = spec.method == Method::Full;
     let query = MemoryQuery {
         method: spec.method,
         storage: spec.storage,
         dtype_bytes: 4,
-        adapters: (spec.method != Method::Full).then_some(adapters.clone()),
+        adapters: (!full).then_some(adapters.clone()),
         batch: settings.batch as u64,
         seq: settings.seq as u64,
         checkpointing: false,
     };
     let training = accounting::memory(&arch, &query)?.total();
-    let stored_extra = if spec.storage == Storage::FP32 {
-        0
-    } else {
-        let widest_linear = arch.linears().iter().map(|(_, i, o)| i * o).max().unwrap_or(0);
-        2 * arch.embedding_params() + 4 * widest_linear
-    };
+    let stored = spec.storage != Storage::FP32;
+    let embedding_in_fp32 = if stored { 2 * arch.embedding_params() } else { 0 };
+    let max_rank = (!full).then(|| ranks.iter().map(|(_, r)| *r).max().unwrap_or(0));
+    let scratch = Activations::training_scratch_bytes(model, max_rank, settings.batch, settings.seq, stored);
     let trainable = match spec.method {
         Method::Full => accounting::full_params(&arch).trainable,
         _ => accounting::lora_params(&arch, &adapters).trainable,
     };
-    let untouched_base = if spec.method == Method::Full { accounting::full_params(&arch).total * 4 } else { 0 };
-    Ok(training + stored_extra + 4 * trainable * 4 + untouched_base)
+    let untouched_base = if full { accounting::full_params(&arch).total * 4 } else { 0 };
+    Ok(training + embedding_in_fp32 + scratch + 4 * trainable * 4 + untouched_base)
 }
 
 /// Refuses settings whose run would not fit in `budget` bytes, before anything is allocated, naming the estimate
@@ -347,8 +349,11 @@ mod tests {
                 let want = if name == "base_weights" { want + extra } else { want };
                 assert_eq!(got, want, "{method} {format}: {name}");
             }
+            // Beside what its executor holds, a run keeps 16 bytes per trainable value (the snapshot's parameters and
+            // moments, the starting parameters) and, for full fine-tuning, the untouched base: the estimate is exact.
             let held: u64 = measured.iter().map(|(_, b)| b).sum();
-            assert!(held <= memory_needed(&s, &cfg).unwrap(), "{method} {format}: {held} held");
+            let kept = 16 * run.trainable() as u64 + if method == "full" { 4 * base.params.len() as u64 } else { 0 };
+            assert_eq!(held + kept, memory_needed(&s, &cfg).unwrap(), "{method} {format}");
         }
     }
 

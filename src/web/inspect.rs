@@ -151,13 +151,7 @@ pub fn weight_histogram(model: &Gpt2, layer: usize, linear: Linear, bins: usize)
     let c = model.config.n_embd;
     let (d_in, d_out) = linear.dims(c);
     let id = TensorId::Block(layer.min(model.config.n_layer - 1), linear.weight());
-    let w = model.tensor(id);
-    let mut lin = vec![0.0f32; w.len()];
-    for i in 0..d_in {
-        for o in 0..d_out {
-            lin[o * d_in + i] = w[i * d_out + o];
-        }
-    }
+    let lin = Linear::transpose(model.tensor(id), d_in, d_out);
     let bins = bins.clamp(8, 512);
     let mut counts = vec![0u32; bins];
     for block in lin.chunks(64) {

@@ -94,8 +94,7 @@ export function playgroundTests(backend) {
     } else {
       // The CPU executor holds the theory's bytes, the nf4 base's included, plus the tied embedding in fp32 where the
       // theory counts 16 bits: 2 bytes per value of the shipped model's vocabulary × width.
-      const cfg = await page.evaluate(async () => (await fetch('models/shakespeare/config.json')).json());
-      assert.equal(measured - theory, 2 * cfg.vocab_size * cfg.n_embd, `measured ${measured} vs theory ${theory}`);
+      assert.equal(measured - theory, 2 * CONFIG.vocab_size * CONFIG.n_embd, `measured ${measured} vs theory ${theory}`);
       assert.match(await page.textContent('#memory-note'), /dequantized to fp32 only for its own product/);
     }
     await page.click('[data-testid=generate]');
