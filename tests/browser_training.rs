@@ -28,7 +28,7 @@ async fn qlora_training_steps_match_cpu_in_the_browser() {
     let (b, t) = (2, 9);
     let gpu = Gpu::new().await.unwrap();
     let mut gt = GpuTrainer::new(gpu, &m, Method::Qlora, storage, Some(lora.clone()), optim.clone(), 1, b, t).unwrap();
-    let mut cpu = Trainer::new(m, Method::Qlora, storage, Some(lora), optim, 1).unwrap();
+    let mut cpu = Trainer::new(&m, Method::Qlora, storage, Some(lora), optim, 1).unwrap();
     let text = b"Now is the winter of our discontent made glorious summer";
     for step in 0..5 {
         let s = step * 3;

@@ -59,7 +59,7 @@ fn gpt2_qlora_under_webgpu_default_limits_matches_cpu_step_by_step() {
     let mut gt =
         GpuTrainer::new(webgpu_defaults(), &m, Method::Qlora, storage, Some(lora.clone()), optim(), 7, b, t).unwrap();
     assert!(gt.head_chunk_rows() < b * t, "the head runs in more than one chunk of rows");
-    let mut cpu = Trainer::new(m.clone(), Method::Qlora, storage, Some(lora.clone()), optim(), 7).unwrap();
+    let mut cpu = Trainer::new(&m, Method::Qlora, storage, Some(lora.clone()), optim(), 7).unwrap();
     // Non-zero B on both executors, so the adapters change the loss and every adapter gradient is exercised.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     for e in cpu.adapters.clone().unwrap().entries {
@@ -102,7 +102,7 @@ fn gpt2_qlora_under_webgpu_default_limits_matches_cpu_step_by_step() {
 fn gpt2_full_fine_tuning_in_shards_matches_cpu() {
     let m = gpt2();
     let (b, t) = (1usize, 16usize);
-    let mut cpu = Trainer::new(m.clone(), Method::Full, Storage::FP32, None, optim(), 7).unwrap();
+    let mut cpu = Trainer::new(&m, Method::Full, Storage::FP32, None, optim(), 7).unwrap();
     let mut gt = GpuTrainer::new(webgpu_defaults(), &m, Method::Full, Storage::FP32, None, optim(), 7, b, t).unwrap();
     let (x, y) = batch(b, t, 0);
     let cpu_loss = cpu.compute_gradients(&x, &y, b, t, None);

@@ -53,7 +53,7 @@ fn check(method: Method, storage: Storage, lora: Option<LoraConfig>) {
 fn check_on(gpu: Gpu, method: Method, storage: Storage, lora: Option<LoraConfig>) {
     let label = format!("{method} {} {:?}", storage.label(), lora.as_ref().map(|l| l.targets.clone()));
     let m = model();
-    let mut cpu = Trainer::new(m.clone(), method, storage, lora.clone(), optim(), 5).unwrap();
+    let mut cpu = Trainer::new(&m, method, storage, lora.clone(), optim(), 5).unwrap();
     let mut gt = GpuTrainer::new(gpu, &m, method, storage, lora.clone(), optim(), 5, B, T).unwrap();
     // Non-zero B so every adapter gradient is exercised; same values on both executors.
     if method != Method::Full {

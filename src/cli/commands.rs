@@ -469,7 +469,7 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
             step_flops(&cfg, g.adapters(), a.batch, a.seq)
         }
         Backend::Cpu => {
-            let mut trainer = Trainer::new(model, method, st, lora, optim, 0)?;
+            let mut trainer = Trainer::new(&model, method, st, lora, optim, 0)?;
             for i in 0..a.steps + 2 {
                 let t0 = Instant::now();
                 trainer.step(&tokens, &tokens, a.batch, a.seq);

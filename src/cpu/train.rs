@@ -9,7 +9,6 @@ use crate::model::{Gpt2, Linear, StoredLinears, TensorId};
 use crate::quant::{round_in_place, Format, QuantError, QuantizedTensor, Storage};
 use crate::train::{dropout_seed, lr_at, Method, OptimConfig, StepStats, FULL_KEEPS_FP32};
 use crate::{ensure, Error, Result};
-use std::borrow::Cow;
 
 /// One quantized base tensor and how far it moved.
 #[derive(Clone, Debug)]
@@ -95,33 +94,11 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// `lora` is required for lora/qlora and ignored for full fine-tuning.
+    /// A run on a copy of `base` as it stores it: fp32 for full fine-tuning and LoRA over fp32; below fp32 only the
+    /// stored form is made, never a second fp32 copy. `lora` is required for lora/qlora and ignored for full
+    /// fine-tuning.
     pub fn new(
-        model: Gpt2,
-        method: Method,
-        storage: Storage,
-        lora: Option<LoraConfig>,
-        optim: OptimConfig,
-        seed: u64,
-    ) -> Result<Self> {
-        Self::build(Cow::Owned(model), method, storage, lora, optim, seed)
-    }
-
-    /// [`Trainer::new`] on a copy of `base` as the run stores it: below fp32 only the stored form is made, never a
-    /// second fp32 copy of the base.
-    pub fn from_base(
         base: &Gpt2,
-        method: Method,
-        storage: Storage,
-        lora: Option<LoraConfig>,
-        optim: OptimConfig,
-        seed: u64,
-    ) -> Result<Self> {
-        Self::build(Cow::Borrowed(base), method, storage, lora, optim, seed)
-    }
-
-    fn build(
-        base: Cow<Gpt2>,
         method: Method,
         storage: Storage,
         lora: Option<LoraConfig>,
@@ -136,18 +113,12 @@ impl Trainer {
                     "{FULL_KEEPS_FP32}; --format {} applies to lora and qlora",
                     storage.label()
                 );
-                (base.into_owned(), None, Vec::new())
+                (base.clone(), None, Vec::new())
             }
             Method::Lora | Method::Qlora => {
                 let lora = lora.ok_or_else(|| Error::new("lora and qlora need adapter targets and a rank"))?;
                 let adapters = Adapters::init(lora, base.config.n_layer, base.config.n_embd, seed)?;
-                let (model, reports) = match base {
-                    Cow::Owned(mut model) => {
-                        let reports = quantize_base(&mut model, storage);
-                        (model, reports)
-                    }
-                    Cow::Borrowed(base) => stored_base(base, storage),
-                };
+                let (model, reports) = stored_base(base, storage);
                 (model, Some(adapters), reports)
             }
         };

@@ -140,8 +140,7 @@ impl Run {
             },
             None => (None, None),
         };
-        let mut cpu =
-            Trainer::from_base(base, spec.method, spec.storage, spec.lora.clone(), spec.optim.clone(), spec.seed)?;
+        let mut cpu = Trainer::new(base, spec.method, spec.storage, spec.lora.clone(), spec.optim.clone(), spec.seed)?;
         // The GPU takes the base as the CPU trainer stores it (quantized once, for both), untrained yet.
         let gpu = match gpu {
             Some(g) => Some(GpuTrainer::new(
