@@ -327,6 +327,7 @@ mod tests {
     /// byte for byte — except the tied embedding, which it keeps in fp32 below an fp32 base (2 more bytes per value
     /// than the accounting's 16 bits); and the page's estimate of a run's memory covers what the run measures.
     #[test]
+    #[cfg(not(target_arch = "wasm32"))] // pollster drives the run natively; the browser tests run it in the page
     fn a_cpu_run_holds_what_the_accounting_counts() {
         let cfg = ModelConfig::bytes(2, 2, 64, 32).unwrap();
         let base = Gpt2::init(cfg.clone(), 0);
