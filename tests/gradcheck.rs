@@ -84,7 +84,7 @@ fn full_fine_tuning_gradients() {
 
 fn check_adapters(targets: &[Target], storage: Storage, dropout: f32) {
     let lora = LoraConfig { targets: targets.iter().map(|t| (*t, 3)).collect(), alpha: 6.0, rslora: false, dropout };
-    let mut tr = Trainer::new(&model(), Method::Qlora, storage, Some(lora), optim(), 5).unwrap();
+    let mut tr = Trainer::new(model(), Method::Qlora, storage, Some(lora), optim(), 5).unwrap();
     // B starts at zero (so training starts at the base model) which makes dA zero; give B values for the check.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
     let entries = tr.adapters.as_ref().unwrap().entries.clone();

@@ -4,7 +4,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use qlora_playground::gpu::Gpu;
-use qlora_playground::model::{Gpt2, ModelConfig};
+use qlora_playground::model::{model_files, Gpt2, ModelConfig, SafetensorsSource, StoreDtype};
 use qlora_playground::run::{Checkpoint, Run, Settings};
 use qlora_playground::web::archive;
 
@@ -17,7 +17,7 @@ fn settings() -> Settings {
 }
 
 fn diverge_and_restore(gpu: Option<Gpu>) {
-    let mut run = Run::new(&tiny(), settings(), None, gpu).unwrap();
+    let mut run = Run::new(tiny(), settings(), None, gpu).unwrap();
     for _ in 0..3 {
         pollster::block_on(run.step(false)).unwrap();
     }
@@ -58,9 +58,9 @@ fn start_scored_late_equals_start_scored_first(method: &str, gpu: impl Fn() -> O
         task: "even".into(),
         ..settings()
     };
-    let mut first = Run::new(&tiny(), s.clone(), None, gpu()).unwrap();
+    let mut first = Run::new(tiny(), s.clone(), None, gpu()).unwrap();
     let early = pollster::block_on(first.validate()).unwrap();
-    let mut late = Run::new(&tiny(), s, None, gpu()).unwrap();
+    let mut late = Run::new(tiny(), s, None, gpu()).unwrap();
     for _ in 0..3 {
         pollster::block_on(late.step(false)).unwrap();
     }
@@ -88,7 +88,7 @@ fn start_is_scored_the_same_after_the_first_steps() {
 #[test]
 fn a_lost_device_moves_the_run_to_the_cpu_from_the_last_snapshot() {
     let gpu = Gpu::new_blocking().expect("a Vulkan adapter (lavapipe on machines without a GPU)");
-    let mut run = Run::new(&tiny(), settings(), None, Some(gpu)).unwrap();
+    let mut run = Run::new(tiny(), settings(), None, Some(gpu)).unwrap();
     for _ in 0..3 {
         pollster::block_on(run.step(false)).unwrap();
     }
@@ -110,12 +110,12 @@ fn a_lost_device_moves_the_run_to_the_cpu_from_the_last_snapshot() {
 fn a_device_lost_while_the_model_uploads_starts_the_run_on_the_cpu() {
     let gpu = lavapipe();
     gpu.device.destroy();
-    let mut run = Run::new(&tiny(), settings(), None, Some(gpu)).expect("the run starts");
+    let mut run = Run::new(tiny(), settings(), None, Some(gpu)).expect("the run starts");
     let s = pollster::block_on(run.step(false)).expect("the step is taken on the CPU");
     assert_eq!((s.step, run.backend(), run.step_index()), (0, "cpu", 1));
     let notice = run.take_notice().expect("a notice");
     assert!(notice.contains("device was lost") && notice.contains("from step 0"), "{notice}");
-    let mut cpu_only = Run::new(&tiny(), settings(), None, None).unwrap();
+    let mut cpu_only = Run::new(tiny(), settings(), None, None).unwrap();
     assert_eq!(pollster::block_on(cpu_only.step(false)).unwrap().loss, s.loss, "the CPU's step, from the start");
 }
 
@@ -172,7 +172,7 @@ fn a_step_kept_in_flight_changes_nothing_but_the_waiting() {
 /// run goes on from there.
 #[test]
 fn a_divergence_with_a_step_in_flight_restores_the_last_good_state() {
-    let mut run = Run::new(&tiny(), qlora(), None, Some(lavapipe())).unwrap();
+    let mut run = Run::new(tiny(), qlora(), None, Some(lavapipe())).unwrap();
     for _ in 0..3 {
         pollster::block_on(run.step(false)).unwrap();
     }
@@ -190,7 +190,7 @@ fn a_divergence_with_a_step_in_flight_restores_the_last_good_state() {
 /// A device lost with a step in flight: that step is taken on the CPU from the last snapshot.
 #[test]
 fn a_device_lost_with_a_step_in_flight_moves_the_run_to_the_cpu() {
-    let mut run = Run::new(&tiny(), qlora(), None, Some(lavapipe())).unwrap();
+    let mut run = Run::new(tiny(), qlora(), None, Some(lavapipe())).unwrap();
     for _ in 0..3 {
         pollster::block_on(run.step(false)).unwrap();
     }
@@ -242,18 +242,46 @@ fn a_resumed_run_continues_exactly_on_the_gpu() {
 
 #[test]
 fn a_checkpoint_only_resumes_on_its_own_base_and_settings() {
-    let mut run = Run::new(&tiny(), settings(), None, None).unwrap();
+    let mut run = Run::new(tiny(), settings(), None, None).unwrap();
     losses(&mut run, 2);
     let checkpoint = pollster::block_on(run.checkpoint()).unwrap();
     let other = Gpt2::init(ModelConfig::bytes(2, 2, 32, 32).unwrap(), 5);
     let err = Run::resume(&other, &checkpoint, None, None).err().unwrap().to_string();
     assert!(err.contains("different base model"), "{err}");
     let wider_rank = Checkpoint { settings: Settings { r: 8, ..settings() }, ..checkpoint.clone() };
-    let err = Run::resume(&tiny(), &wider_rank, None, None).err().unwrap().to_string();
+    let err = Run::resume(tiny(), &wider_rank, None, None).err().unwrap().to_string();
     assert!(err.contains("trainable values but its settings train"), "{err}");
     let own = Checkpoint { settings: Settings { task: "text".into(), ..settings() }, ..checkpoint };
-    let err = Run::resume(&tiny(), &own, None, None).err().unwrap().to_string();
+    let err = Run::resume(tiny(), &own, None, None).err().unwrap().to_string();
     assert!(err.contains("paste or drop a text"), "{err}");
+}
+
+/// The page streams a large model straight into the base format its settings chose: a run on that base takes the
+/// steps a run on the fp32 base takes, on either executor, and their saved runs resume on each other (the stored
+/// base names the fp32 weights it came from).
+#[test]
+fn a_run_on_a_base_streamed_into_its_format_trains_as_on_the_fp32_base() {
+    let base = tiny();
+    let file =
+        model_files(&base, StoreDtype::F32).unwrap().into_iter().find(|(n, _)| *n == "model.safetensors").unwrap().1;
+    let config = base.config.to_json("float32", &base.tokenizer);
+    let s = qlora();
+    let mut source = SafetensorsSource::open(&config, std::io::Cursor::new(&file), file.len() as u64).unwrap();
+    let streamed = source.load(s.base_storage().unwrap()).unwrap();
+    assert!(streamed.linears.is_some());
+    for gpu in [None, Some(lavapipe as fn() -> Gpu)] {
+        let gpu = || gpu.map(|g| g());
+        let mut on_fp32 = Run::new(&base, s.clone(), None, gpu()).unwrap();
+        let mut on_stored = Run::new(&streamed, s.clone(), None, gpu()).unwrap();
+        assert_eq!(losses(&mut on_stored, 3), losses(&mut on_fp32, 3));
+        let saved = pollster::block_on(on_stored.checkpoint()).unwrap();
+        let mut resumed = Run::resume(&base, &saved, None, gpu()).unwrap();
+        assert_eq!(losses(&mut resumed, 2), losses(&mut on_fp32, 2));
+    }
+    // A run in another format needs the base read again: the stored one cannot give its fp32 weights back.
+    let int8 = Settings { format: "int8".into(), dq: false, ..qlora() };
+    let err = Run::new(&streamed, int8, None, None).err().unwrap().to_string();
+    assert!(err.contains("read it again from its file"), "{err}");
 }
 
 /// The exported zip: its PEFT adapter is the run's adapters (the same merged weights), its state resumes the run,

@@ -19,4 +19,4 @@ pub use crate::train::{dropout_seed, Method, OptimConfig, Sampling, StepStats};
 pub use eval::{eval_loss, generate, Generation};
 pub use executor::{forward, forward_backward, next_token_probs, Activations, GradTarget, Weights};
 pub use matmul::{gemm, Mat};
-pub use train::{quantize_base, stored_base, QuantReport, Trainer};
+pub use train::{base_in, quantize_base, stored_base, QuantReport, Trainer};

@@ -9,6 +9,7 @@ use crate::model::{Gpt2, Linear, StoredLinears, TensorId};
 use crate::quant::{round_in_place, Format, QuantError, QuantizedTensor, Storage};
 use crate::train::{dropout_seed, lr_at, Method, OptimConfig, StepStats, FULL_KEEPS_FP32};
 use crate::{ensure, Error, Result};
+use std::borrow::Cow;
 
 /// One quantized base tensor and how far it moved.
 #[derive(Clone, Debug)]
@@ -20,31 +21,39 @@ pub struct QuantReport {
     pub error: QuantError,
 }
 
-/// Stores the four linear weights of every block in `storage` and reports bytes and error per weight (see
-/// [`stored_base`]).
+/// Stores the four linear weights of every block in `storage` (see [`stored_base`]) and reports bytes and error per
+/// weight, as `qlora quant` prints them.
 pub fn quantize_base(model: &mut Gpt2, storage: Storage) -> Vec<QuantReport> {
-    if storage == Storage::FP32 {
-        return each_linear_stored(model, storage, |_| {});
+    let (mut stored, mut reports) = (Vec::new(), Vec::new());
+    each_linear_stored(model, storage, |id, linear, q| {
+        let (value_bytes, constant_bytes) = q.bytes();
+        let name = model.layout.hf_name(id);
+        reports.push(QuantReport { name, len: linear.len(), value_bytes, constant_bytes, error: q.error(linear) });
+        stored.push(q);
+    });
+    if storage != Storage::FP32 {
+        *model = keeping_stored(model, storage, stored);
     }
-    let (stored, reports) = stored_base(model, storage);
-    *model = stored;
     reports
 }
 
-/// `base` with the four linear weights of every block stored in `storage`, and bytes and error per weight. The weight
-/// is taken as a Linear `[out, in]` weight, i.e. the transpose of GPT-2's Conv1D `[in, out]` storage, exactly as
-/// bitsandbytes sees it. Below fp32 the model keeps them in that format ([`Gpt2::keep_linears_stored_from`]: the
-/// executor multiplies through a dequantized copy of one weight at a time) and its tied embedding rounded to 16 bits
+/// `base` (an fp32 model) with the four linear weights of every block stored in `storage`. The weight is taken as a
+/// Linear `[out, in]` weight, i.e. the transpose of GPT-2's Conv1D `[in, out]` storage, exactly as bitsandbytes sees
+/// it. Below fp32 the model keeps them in that format ([`Gpt2::keep_linears_stored_from`]: the executor multiplies
+/// through a dequantized copy of one weight at a time) and its tied embedding rounded to 16 bits
 /// ([`Storage::embedding`]); an fp32 base is a copy. `base` is only read, and beside the result only one weight at a
-/// time is in fp32 (with its round trip, for the error): in a tab, whose memory never shrinks, every transient copy
-/// of the whole would stay.
-pub fn stored_base(base: &Gpt2, storage: Storage) -> (Gpt2, Vec<QuantReport>) {
+/// time is in fp32: in a tab, whose memory never shrinks, every transient copy of the whole would stay.
+pub fn stored_base(base: &Gpt2, storage: Storage) -> Gpt2 {
     if storage == Storage::FP32 {
-        let reports = each_linear_stored(base, storage, |_| {});
-        return (base.clone(), reports);
+        return base.clone();
     }
     let mut stored = Vec::with_capacity(4 * base.config.n_layer);
-    let reports = each_linear_stored(base, storage, |q| stored.push(q));
+    each_linear_stored(base, storage, |_, _, q| stored.push(q));
+    keeping_stored(base, storage, stored)
+}
+
+/// `base` keeping `stored` (its linear weights in `storage`, from [`each_linear_stored`]) instead of its fp32 ones.
+fn keeping_stored(base: &Gpt2, storage: Storage, stored: Vec<QuantizedTensor>) -> Gpt2 {
     let mut model = Gpt2 {
         config: base.config.clone(),
         layout: base.layout.clone(),
@@ -52,30 +61,45 @@ pub fn stored_base(base: &Gpt2, storage: Storage) -> (Gpt2, Vec<QuantReport>) {
         tokenizer: base.tokenizer.clone(),
         linears: None,
     };
-    model.keep_linears_stored_from(&base.params, StoredLinears::new(&base.config, storage, stored));
+    let linears = StoredLinears::new(&base.config, storage, stored, base.weights_digest());
+    model.keep_linears_stored_from(&base.params, linears);
     // The tied embedding in 16 bits (`Storage::embedding`): its values rounded as the GPU stores them. Not a
-    // quantized tensor, so not among the reports (`qlora quant` sums those into bits per quantized parameter).
+    // quantized tensor, so not among `qlora quant`'s reports (it sums those into bits per quantized parameter).
     round_in_place(model.tensor_mut(TensorId::Wte), storage.embedding());
-    (model, reports)
+    model
 }
 
-/// Quantizes every block linear weight of `base` in turn, hands each to `keep`, and reports it.
-fn each_linear_stored(base: &Gpt2, storage: Storage, mut keep: impl FnMut(QuantizedTensor)) -> Vec<QuantReport> {
+/// Quantizes every block linear weight of `base` in turn and hands it to `keep` with its id and its fp32 values as
+/// the Linear `[out, in]` weight that was quantized.
+fn each_linear_stored(base: &Gpt2, storage: Storage, mut keep: impl FnMut(TensorId, &[f32], QuantizedTensor)) {
     let c = base.config.n_embd;
-    let mut reports = Vec::new();
     for l in 0..base.config.n_layer {
         for lin in Linear::ALL {
             let (d_in, d_out) = lin.dims(c);
             let id = TensorId::Block(l, lin.weight());
-            let name = base.layout.hf_name(id);
             let linear = Linear::transpose(base.tensor(id), d_in, d_out);
             let q = QuantizedTensor::quantize(&linear, storage);
-            let (value_bytes, constant_bytes) = q.bytes();
-            reports.push(QuantReport { name, len: linear.len(), value_bytes, constant_bytes, error: q.error(&linear) });
-            keep(q);
+            keep(id, &linear, q);
         }
     }
-    reports
+}
+
+/// `base` as a run over a base in `storage` keeps it: stored from fp32 ([`stored_base`]), or taken as it is when it
+/// already keeps its linear weights in `storage` (owned: without a copy; borrowed: a copy sharing them). A base
+/// stored in another format cannot be: its fp32 weights are gone.
+pub fn base_in(base: Cow<'_, Gpt2>, storage: Storage) -> Result<Gpt2> {
+    let kept = base.linear_storage();
+    if kept == storage {
+        return Ok(base.into_owned());
+    }
+    ensure!(
+        kept == Storage::FP32,
+        "the base was read with its linear weights in {} and cannot be stored in {} from them: read it again from \
+         its file",
+        kept.label(),
+        storage.label()
+    );
+    Ok(stored_base(&base, storage))
 }
 
 /// A training run: the model (base weights as the executor reads them), adapters if any, gradients, optimizer.
@@ -85,7 +109,6 @@ pub struct Trainer {
     pub model: Gpt2,
     pub adapters: Option<Adapters>,
     pub optim: OptimConfig,
-    pub quant_reports: Vec<QuantReport>,
     grads: Vec<f32>,
     adam: AdamW,
     acts: Option<Activations>,
@@ -94,11 +117,11 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// A run on a copy of `base` as it stores it: fp32 for full fine-tuning and LoRA over fp32; below fp32 only the
-    /// stored form is made, never a second fp32 copy. `lora` is required for lora/qlora and ignored for full
-    /// fine-tuning.
-    pub fn new(
-        base: &Gpt2,
+    /// A run on `base` as it stores it ([`base_in`]): fp32 for full fine-tuning and LoRA over fp32; below fp32 only the
+    /// stored form is made, never a second fp32 copy. A borrowed base is copied, an owned one kept. `lora` is
+    /// required for lora/qlora and ignored for full fine-tuning.
+    pub fn new<'a>(
+        base: impl Into<Cow<'a, Gpt2>>,
         method: Method,
         storage: Storage,
         lora: Option<LoraConfig>,
@@ -106,20 +129,20 @@ impl Trainer {
         seed: u64,
     ) -> Result<Self> {
         optim.validate()?;
-        let (model, adapters, quant_reports) = match method {
+        let base = base.into();
+        let (model, adapters) = match method {
             Method::Full => {
                 ensure!(
                     storage.format == Format::Fp32,
                     "{FULL_KEEPS_FP32}; --format {} applies to lora and qlora",
                     storage.label()
                 );
-                (base.clone(), None, Vec::new())
+                (base_in(base, Storage::FP32)?, None)
             }
             Method::Lora | Method::Qlora => {
                 let lora = lora.ok_or_else(|| Error::new("lora and qlora need adapter targets and a rank"))?;
                 let adapters = Adapters::init(lora, base.config.n_layer, base.config.n_embd, seed)?;
-                let (model, reports) = stored_base(base, storage);
-                (model, Some(adapters), reports)
+                (base_in(base, storage)?, Some(adapters))
             }
         };
         let n = adapters.as_ref().map_or(model.params.len(), |a| a.len());
@@ -131,7 +154,6 @@ impl Trainer {
             grads: vec![0.0; n],
             adam: AdamW::new(n, optim.weight_decay),
             optim,
-            quant_reports,
             acts: None,
             step: 0,
             seed,
@@ -279,6 +301,7 @@ mod tests {
     use crate::lora::Target;
     use crate::model::ModelConfig;
     use rand::{RngExt, SeedableRng};
+    use std::sync::Arc;
 
     /// `base` with every block linear weight replaced by its values after a round trip through `storage`, kept in
     /// the fp32 buffer (what the executor multiplied by before stored weights), and the embedding rounded as a
@@ -335,7 +358,7 @@ mod tests {
         for format in Format::ALL.into_iter().filter(|f| *f != Format::Fp32) {
             for dq in [false, true].into_iter().filter(|dq| !dq || format.supports_double_quant()) {
                 let storage = Storage::new(format, dq).unwrap();
-                let (stored, _) = stored_base(&base, storage);
+                let stored = stored_base(&base, storage);
                 assert!(stored.linears.is_some() && !stored.layout.has_block_linears());
                 let (loss, grads, probs) = run(&stored);
                 let dense = dequantized_in_place(&base, storage);
@@ -362,7 +385,8 @@ mod tests {
     fn a_stored_base_drops_its_fp32_linear_weights() {
         let cfg = ModelConfig::hf_preset("distilgpt2", None).unwrap();
         let base = Gpt2::init(cfg.clone(), 1);
-        let (stored, reports) = stored_base(&base, Storage::new(Format::Nf4, true).unwrap());
+        let mut stored = base.clone();
+        let reports = quantize_base(&mut stored, Storage::new(Format::Nf4, true).unwrap());
         let linear: u64 = reports.iter().map(|r| r.len as u64).sum();
         assert_eq!(stored.params.len() as u64, base.params.len() as u64 - linear);
         let quantized: u64 = reports.iter().map(|r| r.value_bytes + r.constant_bytes).sum();
@@ -370,7 +394,36 @@ mod tests {
         // 4.127 bits per linear weight.
         assert!((quantized as f64 * 8.0 / linear as f64 - 4.127).abs() < 0.01);
         // An fp32 base stays whole, with no stored copy.
-        let (kept, _) = stored_base(&base, Storage::FP32);
+        let kept = stored_base(&base, Storage::FP32);
         assert!(kept.linears.is_none() && kept.params == base.params);
+        // Stored, the base still names the fp32 weights it came from.
+        assert_eq!(stored.weights_digest(), base.weights_digest());
+        assert_eq!(stored.param_count(), base.params.len());
+    }
+
+    /// A run over a base already stored in its format takes it as it is (sharing the stored weights when borrowed);
+    /// one that needs another format, or fp32, is refused with the way out, since the fp32 weights are gone.
+    #[test]
+    fn a_run_takes_a_base_stored_in_its_format_and_refuses_another() {
+        let base = Gpt2::init(ModelConfig::bytes(2, 2, 32, 16).unwrap(), 4);
+        let nf4 = Storage::new(Format::Nf4, true).unwrap();
+        let stored = stored_base(&base, nf4);
+        let taken = base_in((&stored).into(), nf4).unwrap();
+        assert!(Arc::ptr_eq(taken.linears.as_ref().unwrap(), stored.linears.as_ref().unwrap()));
+        assert_eq!(taken.params, stored.params);
+        let from_fp32 = base_in(base.clone().into(), nf4).unwrap();
+        assert!(from_fp32.params == stored.params && from_fp32.linears == stored.linears);
+        for other in
+            [Storage::new(Format::Int8, false).unwrap(), Storage::new(Format::Nf4, false).unwrap(), Storage::FP32]
+        {
+            let e = base_in((&stored).into(), other).unwrap_err().to_string();
+            assert!(e.contains("read it again from its file") && e.contains("nf4+dq"), "{e}");
+        }
+        let lora = LoraConfig { targets: vec![(Target::Q, 2)], alpha: 4.0, rslora: false, dropout: 0.0 };
+        let optim = OptimConfig::with_defaults(1e-3, 10);
+        let e = Trainer::new(&stored, Method::Full, Storage::FP32, None, optim, 1).err().unwrap().to_string();
+        assert!(e.contains("read it again"), "{e}");
+        let t = Trainer::new(&stored, Method::Qlora, nf4, Some(lora), OptimConfig::with_defaults(1e-3, 10), 1).unwrap();
+        assert!(Arc::ptr_eq(t.model.linears.as_ref().unwrap(), stored.linears.as_ref().unwrap()));
     }
 }

@@ -4,7 +4,8 @@
 //! and a tied `lm_head.weight`, and converts f32, f16 and bf16 to f32.
 
 use super::config::BYTES_KEY;
-use super::{Gpt2, ModelConfig, ParamLayout};
+use super::{Gpt2, Linear, ModelConfig, ParamLayout, StoredLinears, TensorId, WeightsHasher};
+use crate::quant::{round_in_place, QuantizedTensor, Storage};
 use crate::tokenizer::{Bpe, Tokenizer, TokenizerFiles};
 use crate::{bail, ensure, Error, Result};
 use half::{bf16, f16};
@@ -70,7 +71,8 @@ pub fn load_model_dir(dir: &Path) -> Result<Gpt2> {
     let open = |e: std::io::Error| Error::new(format!("cannot read {}: {e}", st_path.display()));
     let file = std::fs::File::open(&st_path).map_err(open)?;
     let len = file.metadata().map_err(open)?.len();
-    let model = read_safetensors_stream(config, file, len).map_err(|e| e.context(st_path.display()))?;
+    let model =
+        SafetensorsSource::with_config(config, file, len, st_path.display().to_string())?.load(Storage::FP32)?;
     let tokenizer = load_tokenizer_dir(dir)?;
     // A directory that names no tokenizer is byte-level only where that is plausible; a GPT-2 vocabulary without its
     // tokenizer files would otherwise be read as bytes without a word.
@@ -106,49 +108,120 @@ pub fn load_tokenizer_dir(dir: &Path) -> Result<Tokenizer> {
 }
 
 /// Loads a model from config.json's text and a safetensors file of `len` bytes that `file` reads (the page's is a
-/// `Blob` read slice by slice): peak memory ≈ the fp32 parameters plus the largest tensor's bytes. The tokenizer is
-/// the caller's to set.
+/// `Blob` read slice by slice): peak memory ≈ the fp32 parameters plus a few MiB. The tokenizer is the caller's to
+/// set.
 pub fn load_model_stream(config_json: &str, file: impl Read + Seek, len: u64) -> Result<Gpt2> {
-    let config = ModelConfig::from_json(config_json).map_err(|e| e.context("config.json"))?;
-    read_safetensors_stream(config, file, len).map_err(|e| e.context("model.safetensors"))
+    SafetensorsSource::open(config_json, file, len)?.load(Storage::FP32)
 }
 
-/// A safetensors file of `file_len` bytes read from the start: its header, then each tensor where the header puts
-/// it, converted straight into the parameter buffer.
-fn read_safetensors_stream(config: ModelConfig, mut file: impl Read + Seek, file_len: u64) -> Result<Gpt2> {
-    let io = |e: std::io::Error| Error::new(format!("read failed: {e}"));
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len).map_err(|_| Error::new("not a valid safetensors file: shorter than its header"))?;
-    let n = u64::from_le_bytes(len);
-    ensure!(n <= 100 << 20, "not a valid safetensors file: header of {n} bytes");
-    let mut header = vec![0u8; n as usize];
-    file.read_exact(&mut header).map_err(|_| Error::new("not a valid safetensors file: header cut short"))?;
-    let meta: Metadata = serde_json::from_slice(&header)
-        .map_err(|e| Error::new(format!("not a valid safetensors file: header: {e}")))?;
-    let data_start = 8 + n;
-    ensure!(
-        data_start + meta.data_len() as u64 == file_len,
-        "not a valid safetensors file: the header describes {} bytes of data but the file has {}",
-        meta.data_len(),
-        file_len.saturating_sub(data_start)
-    );
-    let infos = meta.tensors();
-    for (name, info) in &infos {
-        if parameter_key(name).is_some() {
-            dtype_width(name, info.dtype)?;
-        }
+/// Bytes read from a streamed file at a time: a tensor is converted piece by piece, never held as bytes whole
+/// (GPT-2's embedding is 154 MB).
+const READ_CHUNK: usize = 4 << 20;
+
+/// A model's safetensors file read where it lies (the page's `Blob`, a file on disk): its header is read and checked
+/// against config.json once, and its tensors are then read one at a time, as often as asked — the page reads the
+/// base again when a run needs it in another format than the one it was loaded in.
+pub struct SafetensorsSource<R> {
+    config: ModelConfig,
+    file: R,
+    /// What errors name the file by.
+    label: String,
+    data_start: u64,
+    /// Every parameter's tensor in layout order: its name in the file, dtype and byte range after the header.
+    tensors: Vec<(TensorId, String, Dtype, (usize, usize))>,
+}
+
+impl<R: Read + Seek> SafetensorsSource<R> {
+    /// Reads config.json's text and the header of the `len`-byte file `file`, checking every tensor the model needs
+    /// is there with the shape config.json implies (no tensor is read yet).
+    pub fn open(config_json: &str, file: R, len: u64) -> Result<Self> {
+        let config = ModelConfig::from_json(config_json).map_err(|e| e.context("config.json"))?;
+        Self::with_config(config, file, len, "model.safetensors".into())
     }
-    let shapes = infos.iter().map(|(name, info)| (name.clone(), info.shape.clone())).collect();
-    assemble(config, shapes, |name, out| {
-        let info = infos[name];
-        let (begin, end) = info.data_offsets;
-        // The header's type checked the offsets (contiguous, each tensor's size from its shape and dtype); the file's
-        // length was checked against them above.
-        let mut bytes = vec![0u8; end - begin];
-        file.seek(SeekFrom::Start(data_start + begin as u64)).map_err(io)?;
-        file.read_exact(&mut bytes).map_err(io)?;
-        convert_into(name, info.dtype, &bytes, out)
-    })
+
+    /// [`SafetensorsSource::open`] with config.json read, errors naming the file `label`.
+    fn with_config(config: ModelConfig, file: R, len: u64, label: String) -> Result<Self> {
+        Self::open_header(config, file, len, &label).map_err(|e| e.context(&label))
+    }
+
+    fn open_header(config: ModelConfig, mut file: R, file_len: u64, label: &str) -> Result<Self> {
+        let mut len = [0u8; 8];
+        file.read_exact(&mut len).map_err(|_| Error::new("not a valid safetensors file: shorter than its header"))?;
+        let n = u64::from_le_bytes(len);
+        ensure!(n <= 100 << 20, "not a valid safetensors file: header of {n} bytes");
+        let mut header = vec![0u8; n as usize];
+        file.read_exact(&mut header).map_err(|_| Error::new("not a valid safetensors file: header cut short"))?;
+        let meta: Metadata = serde_json::from_slice(&header)
+            .map_err(|e| Error::new(format!("not a valid safetensors file: header: {e}")))?;
+        let data_start = 8 + n;
+        ensure!(
+            data_start + meta.data_len() as u64 == file_len,
+            "not a valid safetensors file: the header describes {} bytes of data but the file has {}",
+            meta.data_len(),
+            file_len.saturating_sub(data_start)
+        );
+        let infos = meta.tensors();
+        for (name, info) in &infos {
+            if parameter_key(name).is_some() {
+                dtype_width(name, info.dtype)?;
+            }
+        }
+        let shapes = infos.iter().map(|(name, info)| (name.clone(), info.shape.clone())).collect();
+        // The header's type checked the offsets (contiguous, each tensor's size from its shape and dtype); the
+        // file's length was checked against them above.
+        let tensors = match_tensors(&config, &shapes)?
+            .into_iter()
+            .map(|(id, name)| {
+                let info = infos[name.as_str()];
+                (id, name, info.dtype, info.data_offsets)
+            })
+            .collect();
+        Ok(SafetensorsSource { config, file, label: label.to_string(), data_start, tensors })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The model, with its block linear weights in `storage` (all of it in fp32 for [`Storage::FP32`]): peak memory
+    /// is the model in that form plus one linear weight in fp32 (twice: as read and transposed) and a few MiB.
+    pub fn load(&mut self, storage: Storage) -> Result<Gpt2> {
+        let config = self.config.clone();
+        let tensors = std::mem::take(&mut self.tensors);
+        let model =
+            build(&config, &tensors, storage, |name, dtype, range, out| self.read_into(name, dtype, range, out));
+        self.tensors = tensors;
+        model.map_err(|e| e.context(&self.label))
+    }
+
+    /// One parameter's tensor in fp32, as the file's model holds it (a block linear weight as Conv1D `[in, out]`).
+    pub fn tensor(&mut self, id: TensorId) -> Result<Vec<f32>> {
+        let i = self.tensors.iter().position(|(t, ..)| *t == id).expect("every parameter is listed");
+        let (_, name, dtype, range) = self.tensors[i].clone();
+        let mut out = vec![0.0f32; ParamLayout::new(&self.config).shape(id).iter().product()];
+        self.read_into(&name, dtype, range, &mut out).map_err(|e| e.context(&self.label))?;
+        Ok(out)
+    }
+
+    /// The tensor at `range` (bytes after the header) of `dtype` into `out`, a piece at a time.
+    fn read_into(&mut self, name: &str, dtype: Dtype, range: (usize, usize), out: &mut [f32]) -> Result<()> {
+        let io = |e: std::io::Error| Error::new(format!("read failed: {e}"));
+        let width = dtype_width(name, dtype)?;
+        ensure!(
+            range.1 - range.0 == out.len() * width,
+            "tensor {name}: {} bytes for {} values",
+            range.1 - range.0,
+            out.len()
+        );
+        self.file.seek(SeekFrom::Start(self.data_start + range.0 as u64)).map_err(io)?;
+        let mut bytes = vec![0u8; READ_CHUNK.min(range.1 - range.0)];
+        for piece in out.chunks_mut(READ_CHUNK / width) {
+            let bytes = &mut bytes[..piece.len() * width];
+            self.file.read_exact(bytes).map_err(io)?;
+            convert_into(name, dtype, bytes, piece)?;
+        }
+        Ok(())
+    }
 }
 
 /// Loads a model from the bytes of its two files (the page fetches them; the CLI reads a directory).
@@ -166,7 +239,9 @@ pub fn from_named_tensors(config: ModelConfig, tensors: Vec<(String, Vec<usize>,
         shapes.insert(name.clone(), shape);
         values.insert(name, v);
     }
-    assemble(config, shapes, |name, out| {
+    let plan: Vec<_> =
+        match_tensors(&config, &shapes)?.into_iter().map(|(id, name)| (id, name, Dtype::F32, (0, 0))).collect();
+    build(&config, &plan, Storage::FP32, |name, _, _, out| {
         out.copy_from_slice(&values.remove(name).expect("listed"));
         Ok(())
     })
@@ -181,50 +256,101 @@ fn parameter_key(name: &str) -> Option<&str> {
     Some(name.strip_prefix("transformer.").unwrap_or(name))
 }
 
-/// A model from a file's tensor shapes and a way to read each tensor (by its name in the file) into its place.
-/// Every tensor is checked before the parameter buffer is allocated: a config.json that claims a huge model is
-/// refused by the tensors it lacks, not by an allocation failure.
-fn assemble(
-    config: ModelConfig,
-    shapes: HashMap<String, Vec<usize>>,
-    mut read_into: impl FnMut(&str, &mut [f32]) -> Result<()>,
-) -> Result<Gpt2> {
-    let layout = ParamLayout::new(&config);
+/// Which of a file's tensors (by name, with their shapes) is each parameter of `config`'s model, in layout order.
+/// Every tensor is checked before anything is allocated: a config.json that claims a huge model is refused by the
+/// tensors it lacks, not by an allocation failure.
+fn match_tensors(config: &ModelConfig, shapes: &HashMap<String, Vec<usize>>) -> Result<Vec<(TensorId, String)>> {
+    let layout = ParamLayout::new(config);
     let mut by_key: HashMap<&str, (&str, &Vec<usize>)> = HashMap::new();
-    for (name, shape) in &shapes {
+    for (name, shape) in shapes {
         if let Some(key) = parameter_key(name) {
             by_key.insert(key, (name, shape));
         }
     }
-    let mut sources = Vec::new();
-    for (id, range) in layout.iter() {
+    let mut plan = Vec::new();
+    for id in layout.ids() {
         let full = layout.hf_name(id);
         let key = full.strip_prefix("transformer.").expect("prefixed");
         let (name, shape) = by_key.remove(key).ok_or_else(|| Error::new(format!("missing tensor {full}")))?;
         let expected = layout.shape(id);
         ensure!(*shape == expected, "tensor {full} has shape {shape:?} but config.json implies {expected:?}");
-        sources.push((name.to_string(), full, range));
+        plan.push((id, name.to_string()));
     }
     if let Some(extra) = by_key.values().map(|(name, _)| *name).min() {
         bail!("unexpected tensor {extra} (not part of a GPT-2 model with this config)");
     }
+    Ok(plan)
+}
+
+/// A tensor to read: its id, its name in the file, dtype and byte range there.
+type Planned = (TensorId, String, Dtype, (usize, usize));
+
+/// The model of `config` from `plan` (every parameter, in layout order), `read_into` filling each tensor's fp32
+/// values, with its block linear weights kept in `storage` as [`crate::cpu::stored_base`] keeps them: each weight
+/// quantized as it is read, so the fp32 model never exists whole below fp32. Its digest is that of the fp32 values
+/// read, as if it had.
+fn build(
+    config: &ModelConfig,
+    plan: &[Planned],
+    storage: Storage,
+    mut read_into: impl FnMut(&str, Dtype, (usize, usize), &mut [f32]) -> Result<()>,
+) -> Result<Gpt2> {
+    let full = ParamLayout::new(config);
+    let stored = storage != Storage::FP32;
+    let layout = if stored { ParamLayout::without_block_linears(config) } else { full.clone() };
     // Asked for, not assumed: where memory runs out (a browser tab's), the load fails with a message rather than
     // aborting the engine.
     let mut params = Vec::new();
     params.try_reserve_exact(layout.total()).map_err(|_| {
         Error::new(format!(
-            "out of memory: the model's {} parameters need {} MiB in fp32",
-            layout.total(),
-            (4 * layout.total() as u64) >> 20
+            "out of memory: the model's {} parameters need {} MiB in {}",
+            full.total(),
+            (4 * layout.total() as u64 + storage_bytes(config, storage)) >> 20,
+            storage.label()
         ))
     })?;
     params.resize(layout.total(), 0.0f32);
-    for (name, full, range) in sources {
-        let out = &mut params[range];
-        read_into(&name, out)?;
-        ensure!(out.iter().all(|v| v.is_finite()), "tensor {full} contains NaN or infinite values");
+    let mut digest = WeightsHasher::default();
+    let mut linears = Vec::new();
+    let mut scratch = Vec::new();
+    for (id, name, dtype, range) in plan {
+        let linear = id.block_linear().filter(|_| stored);
+        let out = match linear {
+            Some(_) => {
+                scratch.resize(full.range(*id).len(), 0.0);
+                &mut scratch[..]
+            }
+            None => &mut params[layout.range(*id)],
+        };
+        read_into(name, *dtype, *range, out)?;
+        ensure!(out.iter().all(|v| v.is_finite()), "tensor {} contains NaN or infinite values", full.hf_name(*id));
+        digest.update(out);
+        if let Some(lin) = linear {
+            let (d_in, d_out) = lin.dims(config.n_embd);
+            linears.push(QuantizedTensor::quantize(&Linear::transpose(out, d_in, d_out), storage));
+        }
     }
-    Ok(Gpt2 { config, layout, params, tokenizer: Tokenizer::Bytes, linears: None })
+    let digest = digest.finish();
+    let mut model = Gpt2 { config: config.clone(), layout, params, tokenizer: Tokenizer::Bytes, linears: None };
+    if stored {
+        model.linears = Some(Arc::new(StoredLinears::new(config, storage, linears, digest)));
+        // As `stored_base` keeps it: the tied embedding's values rounded to 16 bits.
+        round_in_place(model.tensor_mut(TensorId::Wte), storage.embedding());
+    }
+    Ok(model)
+}
+
+/// Bytes of the block linear weights of `config`'s model in `storage` (0 for fp32: they are in the buffer).
+fn storage_bytes(config: &ModelConfig, storage: Storage) -> u64 {
+    if storage == Storage::FP32 {
+        return 0;
+    }
+    let per_block: u64 = Linear::ALL
+        .iter()
+        .map(|l| l.dims(config.n_embd))
+        .map(|(i, o)| storage.value_bytes((i * o) as u64) + storage.constant_bytes((i * o) as u64))
+        .sum();
+    per_block * config.n_layer as u64
 }
 
 /// Bytes per value of the dtypes a model's tensors may have.

@@ -142,7 +142,15 @@ pub enum TensorId {
 impl TensorId {
     /// Whether this is a block's linear weight (the tensors a LoRA/QLoRA base may keep in a storage format).
     pub fn is_block_linear_weight(self) -> bool {
-        matches!(self, TensorId::Block(_, t) if t.is_linear_weight())
+        self.block_linear().is_some()
+    }
+
+    /// The linear map whose weight this is, for a block linear weight.
+    pub fn block_linear(self) -> Option<Linear> {
+        match self {
+            TensorId::Block(_, t) => t.linear(),
+            _ => None,
+        }
     }
 }
 
@@ -164,7 +172,12 @@ impl Linear {
 impl BlockTensor {
     /// Whether this is one of the four linear weights (the tensors a LoRA/QLoRA base may keep in a storage format).
     pub fn is_linear_weight(self) -> bool {
-        Linear::ALL.iter().any(|l| l.weight() == self)
+        self.linear().is_some()
+    }
+
+    /// The linear map whose weight this is, if it is one.
+    pub fn linear(self) -> Option<Linear> {
+        Linear::ALL.into_iter().find(|l| l.weight() == self)
     }
 }
 

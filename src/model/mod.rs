@@ -12,14 +12,15 @@ pub(crate) use io::{create_dir, write_file};
 pub use io::{
     from_named_tensors, load_model_bytes, load_model_dir, load_model_stream, load_tokenizer_dir, model_files,
     read_safetensors_f32, read_safetensors_metadata, save_model_dir, write_safetensors, write_safetensors_with,
-    StoreDtype,
+    SafetensorsSource, StoreDtype,
 };
 pub use layout::{BlockTensor, Linear, ParamLayout, TensorId};
-pub use stored::StoredLinears;
+pub use stored::{StoredLinears, WeightsDigest, WeightsHasher};
 
 use crate::tokenizer::Tokenizer;
 use crate::{ensure, rng, Result};
 use rand_distr::{Distribution, Normal};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Rows per chunk of the fused head and cross-entropy for a vocabulary of `vocab` tokens, so that a chunk's logits
@@ -40,6 +41,19 @@ pub struct Gpt2 {
     pub tokenizer: Tokenizer,
     /// The block linear weights in a storage format, shared by every holder of this base (they are frozen).
     pub linears: Option<Arc<StoredLinears>>,
+}
+
+/// A run takes its base borrowed (it copies what it keeps) or owned (a base read for it alone, kept without a copy).
+impl<'a> From<&'a Gpt2> for Cow<'a, Gpt2> {
+    fn from(model: &'a Gpt2) -> Self {
+        Cow::Borrowed(model)
+    }
+}
+
+impl From<Gpt2> for Cow<'_, Gpt2> {
+    fn from(model: Gpt2) -> Self {
+        Cow::Owned(model)
+    }
 }
 
 impl Gpt2 {
@@ -124,7 +138,7 @@ impl Gpt2 {
         for id in layout.ids() {
             match id {
                 TensorId::Block(l, t) if t.is_linear_weight() => {
-                    let lin = Linear::ALL.into_iter().find(|lin| lin.weight() == t).expect("a linear weight");
+                    let lin = t.linear().expect("a linear weight");
                     let (d_in, d_out) = lin.dims(self.config.n_embd);
                     params.extend(Linear::transpose(&stored.get(l, lin).dequantize(), d_out, d_in));
                 }
@@ -133,6 +147,24 @@ impl Gpt2 {
         }
         self.params = params;
         self.layout = layout;
+    }
+
+    /// Parameters of the model (the block linear weights counted whether or not it keeps them in fp32).
+    pub fn param_count(&self) -> usize {
+        ParamLayout::new(&self.config).total()
+    }
+
+    /// The storage format of the block linear weights: [`Storage::FP32`] while they are in the fp32 buffer.
+    pub fn linear_storage(&self) -> crate::quant::Storage {
+        self.linears.as_ref().map_or(crate::quant::Storage::FP32, |s| s.storage)
+    }
+
+    /// The digest of the fp32 weights this model is, or was stored from (see [`StoredLinears::source`]).
+    pub fn weights_digest(&self) -> WeightsDigest {
+        match &self.linears {
+            Some(stored) => stored.source,
+            None => WeightsDigest::of(&self.params),
+        }
     }
 
     /// Takes every tensor but the block linear weights from `params` (a whole buffer in this model's layout, with

@@ -31,11 +31,13 @@ pub struct Checkpoint {
     pub v: Vec<f32>,
 }
 
-/// CRC-32 of the base model's configuration and fp32 weights: a run only continues on the model it trained on.
+/// CRC-32 of the base model's configuration and fp32 weights (those it was stored from, when it keeps its linear
+/// weights in a storage format): a run only continues on the model it trained on.
 pub fn base_fingerprint(base: &Gpt2) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(base.config.to_json("float32", &base.tokenizer).as_bytes());
-    h.update(bytemuck::cast_slice(&base.params));
+    let weights = base.weights_digest();
+    h.combine(&crc32fast::Hasher::new_with_initial_len(weights.crc, weights.bytes));
     h.finalize()
 }
 

@@ -27,6 +27,7 @@ use crate::train::{Method, Sampling, StepStats};
 use crate::{ensure, rng, Result};
 use pool::on_pool;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 /// Longest generation the page asks for, in tokens.
@@ -101,33 +102,41 @@ pub struct Run {
 }
 
 impl Run {
-    /// Prepares a page run on `base` (the fp32 model as loaded): the page's limits, the data its settings name (the
-    /// user's text for the task `text`). With `gpu`, the GPU trainer takes the steps.
-    pub fn new(base: &Gpt2, settings: Settings, user_text: Option<&str>, gpu: Option<Gpu>) -> Result<Run> {
+    /// Prepares a page run on `base` (the fp32 model as loaded, or a base already in the run's storage format;
+    /// borrowed, the run copies what it keeps): the page's limits, the data its settings name (the user's text for
+    /// the task `text`). With `gpu`, the GPU trainer takes the steps.
+    pub fn new<'a>(
+        base: impl Into<Cow<'a, Gpt2>>,
+        settings: Settings,
+        user_text: Option<&str>,
+        gpu: Option<Gpu>,
+    ) -> Result<Run> {
         Self::new_with_examples(base, settings, user_text, gpu, PAGE_EVAL_EXAMPLES)
     }
 
     /// [`Run::new`] scoring accuracy on `eval_examples` held-out examples (the CLI's evidence grid uses more).
-    pub fn new_with_examples(
-        base: &Gpt2,
+    pub fn new_with_examples<'a>(
+        base: impl Into<Cow<'a, Gpt2>>,
         settings: Settings,
         user_text: Option<&str>,
         gpu: Option<Gpu>,
         eval_examples: usize,
     ) -> Result<Run> {
+        let base = base.into();
         settings.validate(&base.config)?;
         let data = run_data(&settings, &base.tokenizer, user_text, eval_examples)?;
         Self::start(base, settings, &Limits::PAGE, data, gpu)
     }
 
     /// A run of `settings` within `limits` on `data` (from [`run_data`], or a corpus with its own held-out text).
-    pub fn start(
-        base: &Gpt2,
+    pub fn start<'a>(
+        base: impl Into<Cow<'a, Gpt2>>,
         settings: Settings,
         limits: &Limits,
         data: FineTuneData,
         gpu: Option<Gpu>,
     ) -> Result<Run> {
+        let base = base.into();
         let spec = settings.validate_within(&base.config, limits)?;
         let val_batches = val_batches(&data.split.val, spec.batch, spec.seq);
         ensure!(!val_batches.is_empty(), "the validation text is shorter than one sequence of {} tokens", spec.seq + 1);
@@ -140,6 +149,9 @@ impl Run {
             },
             None => (None, None),
         };
+        let fingerprint = base_fingerprint(&base);
+        // Full fine-tuning shows "before" text from the base as it was (the trainer's copy changes).
+        let untouched_base = (spec.method == Method::Full).then(|| base.clone().into_owned());
         let mut cpu = Trainer::new(base, spec.method, spec.storage, spec.lora.clone(), spec.optim.clone(), spec.seed)?;
         // The GPU takes the base as the CPU trainer stores it (quantized once, for both), untrained yet.
         let gpu = match gpu {
@@ -167,7 +179,7 @@ impl Run {
             batches: rng::stream(spec.seed, "batches"),
             settings,
             data,
-            untouched_base: (spec.method == Method::Full).then(|| base.clone()),
+            untouched_base,
             cpu,
             gpu,
             cpu_in_sync: true,
@@ -176,7 +188,7 @@ impl Run {
             notice,
             last_good,
             spec,
-            base: base_fingerprint(base),
+            base: fingerprint,
             in_flight: VecDeque::new(),
             settled: None,
         })
@@ -184,8 +196,14 @@ impl Run {
 
     /// Continues a page run from a checkpoint on the base it trained on: the same settings, data and next batches,
     /// the saved trainable parameters and AdamW state; the checkpoint is also where a divergence returns to.
-    pub fn resume(base: &Gpt2, checkpoint: &Checkpoint, user_text: Option<&str>, gpu: Option<Gpu>) -> Result<Run> {
-        same_base(checkpoint.base, base_fingerprint(base))?;
+    pub fn resume<'a>(
+        base: impl Into<Cow<'a, Gpt2>>,
+        checkpoint: &Checkpoint,
+        user_text: Option<&str>,
+        gpu: Option<Gpu>,
+    ) -> Result<Run> {
+        let base = base.into();
+        same_base(checkpoint.base, base_fingerprint(&base))?;
         let mut run = Run::new(base, checkpoint.settings.clone(), user_text, gpu)?;
         run.continue_from(checkpoint)?;
         Ok(run)

@@ -370,12 +370,17 @@ impl Settings {
     /// The frozen base as the engine labels it ([`Storage::label`]): "nf4+dq", "int4", "fp32" — full fine-tuning
     /// trains fp32 weights whatever the format says. Settings that do not parse keep their own spelling.
     pub fn base_label(&self) -> String {
-        let storage = match (self.method.parse::<Method>(), self.format.parse::<Format>()) {
+        self.base_storage().map_or_else(|_| self.format.clone(), |s| s.label())
+    }
+
+    /// How a run of these settings keeps its frozen base ([`Storage::FP32`] for full fine-tuning), judged from the
+    /// method, format and double quantization alone.
+    pub fn base_storage(&self) -> Result<Storage> {
+        match (self.method.parse::<Method>(), self.format.parse::<Format>()) {
             (Ok(Method::Full), _) => Ok(Storage::FP32),
             (_, Ok(format)) => Storage::new(format, self.dq),
             (_, Err(e)) => Err(e),
-        };
-        storage.map_or_else(|_| self.format.clone(), |s| s.label())
+        }
     }
 
     /// The settings that differ between these and `other`, each as `name this → other`.

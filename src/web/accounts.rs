@@ -386,7 +386,7 @@ mod tests {
         // q at 2, k, v, o, proj at 8, fc at 16: width 32, MLP 128.
         let per_block = 2 * 64 + 8 * (3 * 64 + 160) + 16 * 160;
         assert_eq!(acc.trainable, 2 * per_block as u64);
-        let run = Run::new(&Gpt2::init(cfg, 0), s.clone(), None, None).unwrap();
+        let run = Run::new(Gpt2::init(cfg, 0), s.clone(), None, None).unwrap();
         assert_eq!(run.trainable() as u64, acc.trainable);
         // LLaMA's gate and up take fc's rank, down takes proj's.
         let uniform =

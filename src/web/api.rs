@@ -9,7 +9,7 @@ use super::link::parse_query;
 use super::snippet::peft_snippet;
 use crate::cpu::{products, Generation};
 use crate::gpu::Gpu;
-use crate::model::{load_model_bytes, load_model_stream, Gpt2, Linear, ModelConfig};
+use crate::model::{load_model_bytes, Gpt2, Linear, ModelConfig, SafetensorsSource, TensorId};
 use crate::quant::{Format, Storage};
 use crate::run::pool::on_pool;
 use crate::run::settings::method_for_format;
@@ -17,6 +17,7 @@ use crate::run::{Checkpoint, Problem, Run, Settings, MAX_GENERATED};
 use crate::tokenizer::{Bpe, Tokenizer, TokenizerFiles};
 use crate::train::Sampling;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
@@ -316,7 +317,12 @@ impl std::io::Seek for JsReader {
 /// The engine of one page: the base model as loaded, the user's text, and the current run.
 #[wasm_bindgen]
 pub struct Playground {
+    /// The base as loaded: in fp32, or — read from the reader's file ([`Playground::from_reader`]) — with its block
+    /// linear weights already in the storage format the page's settings chose.
     base: Gpt2,
+    /// The reader's model file, for a base read from one: read again when a run needs the base in another format than
+    /// the one it was loaded in, and for a weight's fp32 values (the histogram).
+    source: Option<SafetensorsSource<JsReader>>,
     user_text: Option<String>,
     run: Option<Run>,
     generation: Option<SideBySide>,
@@ -340,7 +346,25 @@ struct GenerationProgress {
 impl Playground {
     /// A playground for `base`, with no text, run or generation yet.
     fn with_base(base: Gpt2) -> Playground {
-        Playground { base, user_text: None, run: None, generation: None }
+        Playground { base, source: None, user_text: None, run: None, generation: None }
+    }
+}
+
+/// The base a run keeping it in `storage` starts from: the loaded one, unless that keeps its linear weights in
+/// another format, then read again from `source` in this one (the run keeps it; the loaded base stays as it is).
+fn base_for_run<'a>(
+    base: &'a Gpt2,
+    source: &mut Option<SafetensorsSource<JsReader>>,
+    storage: Storage,
+) -> Result<Cow<'a, Gpt2>, JsError> {
+    let kept = base.linear_storage();
+    match source {
+        Some(source) if kept != Storage::FP32 && kept != storage => {
+            let mut read = source.load(storage).map_err(err)?;
+            read.tokenizer = base.tokenizer.clone();
+            Ok(Cow::Owned(read))
+        }
+        _ => Ok(Cow::Borrowed(base)),
     }
 }
 
@@ -355,14 +379,28 @@ impl Playground {
     }
 
     /// Loads a model whose `model.safetensors` (`len` bytes) is too large to copy into wasm memory whole: `read(offset,
-    /// length)` returns those bytes as a `Uint8Array` (the worker reads a `Blob` slice with `FileReaderSync`). Peak
-    /// memory is the fp32 parameters plus one tensor's bytes.
+    /// length)` returns those bytes as a `Uint8Array` (the worker reads a `Blob` slice with `FileReaderSync`). The
+    /// block linear weights are kept as `settings` (the page's, if any) store the frozen base, each quantized as it is
+    /// read: peak memory is the model in that form plus one weight in fp32 and a few MiB. The file stays the
+    /// engine's to read again (a run in another format, the histogram).
     #[wasm_bindgen(js_name = fromReader)]
-    pub fn from_reader(config_json: &str, len: f64, read: js_sys::Function) -> Result<Playground, JsError> {
+    pub fn from_reader(
+        config_json: &str,
+        len: f64,
+        read: js_sys::Function,
+        settings: JsValue,
+    ) -> Result<Playground, JsError> {
         check_model_fits(&config_from(config_json)?).map_err(|e| err(e.context("config.json")))?;
+        // Settings that name no storage (none sent, or unreadable) keep the base in fp32, as a plain load does.
+        let storage = if settings.is_undefined() || settings.is_null() {
+            Storage::FP32
+        } else {
+            settings_from(settings)?.base_storage().unwrap_or(Storage::FP32)
+        };
         let reader = JsReader { read, pos: 0, len: len as u64 };
-        let base = load_model_stream(config_json, reader, len as u64).map_err(err)?;
-        Ok(Playground::with_base(base))
+        let mut source = SafetensorsSource::open(config_json, reader, len as u64).map_err(err)?;
+        let base = source.load(storage).map_err(err)?;
+        Ok(Playground { source: Some(source), ..Playground::with_base(base) })
     }
 
     /// A randomly initialised model of a published shape (`gpt2`: 12 × 768, vocabulary 50,257; `distilgpt2`), for
@@ -412,7 +450,7 @@ impl Playground {
             n_embd: c.n_embd,
             n_positions: c.n_positions,
             vocab_size: c.vocab_size,
-            params: self.base.params.len(),
+            params: self.base.param_count(),
         })
     }
 
@@ -434,11 +472,12 @@ impl Playground {
     /// (the result says which, and why).
     pub async fn start(&mut self, settings: JsValue, use_gpu: bool) -> Result<JsValue, JsError> {
         let s = settings_from(settings)?;
-        s.validate(&self.base.config).map_err(err)?;
+        let spec = s.validate(&self.base.config).map_err(err)?;
         check_memory_budget(&s, &self.base.config, run_budget(&self.base.config)).map_err(err)?;
         let (gpu, notice) = gpu_if(use_gpu).await;
         self.run = None;
-        let run = Run::new(&self.base, s, self.user_text.as_deref(), gpu).map_err(err)?;
+        let base = base_for_run(&self.base, &mut self.source, spec.storage)?;
+        let run = Run::new(base, s, self.user_text.as_deref(), gpu).map_err(err)?;
         let started = started(&run, notice);
         self.run = Some(run);
         to_js(&started)
@@ -472,14 +511,16 @@ impl Playground {
         run_json: Option<String>,
     ) -> Result<JsValue, JsError> {
         let checkpoint = Checkpoint::from_bytes(state).map_err(err)?;
-        checkpoint.settings.validate(&self.base.config).map_err(|e| err(e.context("the saved run's settings")))?;
+        let spec =
+            checkpoint.settings.validate(&self.base.config).map_err(|e| err(e.context("the saved run's settings")))?;
         check_memory_budget(&checkpoint.settings, &self.base.config, run_budget(&self.base.config)).map_err(err)?;
         if let Some(t) = &text {
             check_user_text(t)?;
         }
         let (gpu, notice) = gpu_if(use_gpu).await;
         let run_text = text.as_deref().or(self.user_text.as_deref());
-        let run = Run::resume(&self.base, &checkpoint, run_text, gpu).map_err(err)?;
+        let base = base_for_run(&self.base, &mut self.source, spec.storage)?;
+        let run = Run::resume(base, &checkpoint, run_text, gpu).map_err(err)?;
         if text.is_some() {
             self.user_text = text;
         }
@@ -685,7 +726,7 @@ impl Playground {
     }
 
     /// The distribution of one base weight against the 4-bit levels, and each format's error on it.
-    pub fn histogram(&self, layer: usize, linear: &str, bins: usize) -> Result<JsValue, JsError> {
+    pub fn histogram(&mut self, layer: usize, linear: &str, bins: usize) -> Result<JsValue, JsError> {
         let lin = match linear {
             "attn" => Linear::Attn,
             "o" => Linear::AttnProj,
@@ -693,7 +734,12 @@ impl Playground {
             "proj" => Linear::MlpProj,
             other => return Err(JsError::new(&format!("unknown weight {other:?}; expected attn, o, fc or proj"))),
         };
-        to_js(&weight_histogram(&self.base, layer, lin, bins))
+        let id = TensorId::Block(layer.min(self.base.config.n_layer - 1), lin.weight());
+        let weight = match &mut self.source {
+            Some(source) if !self.base.layout.has_block_linears() => Cow::Owned(source.tensor(id).map_err(err)?),
+            _ => Cow::Borrowed(self.base.tensor(id)),
+        };
+        to_js(&weight_histogram(self.base.layout.hf_name(id), &weight, lin, self.base.config.n_embd, bins))
     }
 
     #[wasm_bindgen(js_name = measuredMemory)]

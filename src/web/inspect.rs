@@ -2,7 +2,7 @@
 //! effective rank), and the distribution of a base weight against the levels of the 4-bit formats.
 
 use crate::lora::{AdapterEntry, Adapters};
-use crate::model::{Gpt2, Linear, TensorId};
+use crate::model::Linear;
 use crate::quant::{Format, QuantizedTensor, Storage};
 use serde::Serialize;
 
@@ -146,12 +146,11 @@ pub struct FormatError {
     pub max_abs: f64,
 }
 
-/// `linear` of block `layer` of the fp32 base, taken as a Linear `[out, in]` weight as bitsandbytes sees it.
-pub fn weight_histogram(model: &Gpt2, layer: usize, linear: Linear, bins: usize) -> WeightHistogram {
-    let c = model.config.n_embd;
-    let (d_in, d_out) = linear.dims(c);
-    let id = TensorId::Block(layer.min(model.config.n_layer - 1), linear.weight());
-    let lin = Linear::transpose(model.tensor(id), d_in, d_out);
+/// The block linear weight `tensor` of a base in fp32 (GPT-2's Conv1D `[in, out]`, as the file holds it, of the
+/// linear map `linear` in a model `n_embd` wide), taken as a Linear `[out, in]` weight as bitsandbytes sees it.
+pub fn weight_histogram(tensor: String, weight: &[f32], linear: Linear, n_embd: usize, bins: usize) -> WeightHistogram {
+    let (d_in, d_out) = linear.dims(n_embd);
+    let lin = Linear::transpose(weight, d_in, d_out);
     let bins = bins.clamp(8, 512);
     let mut counts = vec![0u32; bins];
     for block in lin.chunks(64) {
@@ -190,13 +189,14 @@ pub fn weight_histogram(model: &Gpt2, layer: usize, linear: Linear, bins: usize)
             }
         })
         .collect();
-    WeightHistogram { tensor: model.layout.hf_name(id), bins, counts, levels, errors }
+    WeightHistogram { tensor, bins, counts, levels, errors }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lora::{LoraConfig, Target};
+    use crate::model::{Gpt2, TensorId};
 
     /// Singular values of the dense s·B·A, from the eigenvalues of its d_in×d_in Gram matrix (small sizes only).
     fn dense_singular_values(ad: &Adapters, e: &AdapterEntry) -> Vec<f32> {
@@ -242,7 +242,8 @@ mod tests {
     #[test]
     fn histogram_counts_every_value_and_nf4_beats_int4_on_a_gaussian_like_weight() {
         let m = Gpt2::init(crate::model::ModelConfig::bytes(1, 2, 64, 16).unwrap(), 3);
-        let h = weight_histogram(&m, 0, Linear::Fc, 64);
+        let id = TensorId::Block(0, Linear::Fc.weight());
+        let h = weight_histogram(m.layout.hf_name(id), m.tensor(id), Linear::Fc, 64, 64);
         assert_eq!(h.counts.iter().sum::<u32>() as usize, 64 * 256);
         let err = |f: &str| h.errors.iter().find(|e| e.format == f).unwrap().rmse;
         assert!(err("nf4") < err("int4") && err("int8") < err("nf4") && err("fp16") < err("int8"));

@@ -86,6 +86,8 @@ let configJson = null;
 // The model the page shows (a name of models.js); its weights load on the reader's Load for hub models and files.
 let modelName = 'shakespeare';
 let playground = null;
+/// The page's settings as last accounted for: a large model is read straight into the base format they choose.
+let pageSettings = null;
 let running = false;
 let loading = null;
 
@@ -141,7 +143,9 @@ async function loadFromBlobs(blobs, nameOrPath) {
   if (nameOrPath && parsed && typeof parsed === 'object') config = JSON.stringify({ ...parsed, _name_or_path: nameOrPath });
   const st = blobs['model.safetensors'];
   const reader = new FileReaderSync();
-  const next = engine.Playground.fromReader(config, st.size, (offset, length) => new Uint8Array(reader.readAsArrayBuffer(st.slice(offset, offset + length))));
+  // The engine keeps this reader: it reads the file again when a run needs the base in another format.
+  const read = (offset, length) => new Uint8Array(reader.readAsArrayBuffer(st.slice(offset, offset + length)));
+  const next = engine.Playground.fromReader(config, st.size, read, pageSettings ?? undefined);
   const bytes = async (file) => (blobs[file] ? new Uint8Array(await blobs[file].arrayBuffer()) : undefined);
   try {
     const tokenizerFiles = [await bytes('vocab.json'), await bytes('merges.txt'), await bytes('tokenizer.json')];
@@ -444,6 +448,7 @@ const handlers = {
   async account({ settings, seq }) {
     // A faulty setting is named and replaced by its default for the numbers, so the others stay live.
     const { settings: usable, problems } = engine.settleSettings(configJson, settings);
+    pageSettings = usable;
     const acc = engine.accounting(configJson, usable);
     post({ type: 'account', accounting: acc, query: engine.toQuery(configJson, usable), snippet: engine.peftSnippet(configJson, usable), problems, seq });
   },
