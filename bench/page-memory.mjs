@@ -1,5 +1,6 @@
 // The engine's wasm memory in the page with a GPT-2 loaded as the reader's files: after loading, and once a run of
 // each method is made (the base as loaded, the CPU executor's copy of it in the run's format, the run's buffers).
+// The base is read in the link's format; `then` changes the format after the load, so that the run reads the base again.
 // Wasm memory only grows, so each figure is the peak up to then; every run is measured in a fresh tab. Prints one
 // JSON line per run. Used by bench/page-memory.sh, which builds and serves the page.
 // Usage: node bench/page-memory.mjs PAGE_URL MODEL_DIR (config.json, model.safetensors, vocab.json, merges.txt)
@@ -19,6 +20,8 @@ const RUNS = [
   { method: 'qlora', format: 'int8', dq: 0 },
   { method: 'lora', format: 'fp16', dq: 0 },
   { method: 'lora', format: 'fp32', dq: 0 },
+  // Loaded in nf4 + dq, then a LoRA run over fp32: the engine reads the base again from the file for it.
+  { method: 'qlora', format: 'nf4', dq: 1, then: 'fp32' },
 ];
 
 const browser = await launch({ webgpu: false });
@@ -29,6 +32,7 @@ try {
     await page.setInputFiles('[data-testid=model-files]', files);
     await page.waitForFunction(() => document.querySelector('[data-testid=model-status]').dataset.value === 'loaded', null, { timeout: 300000 });
     const loaded = Number(await page.getAttribute('[data-testid=model-status]', 'data-memory'));
+    if (run.then) await page.selectOption('[data-testid=format]', run.then);
     await page.click('[data-testid=train]');
     await page.waitForFunction(() => document.querySelector('[data-testid=memory-measured]').dataset.engine, null, { timeout: 300000 });
     const get = (name) => page.getAttribute('[data-testid=memory-measured]', name);

@@ -154,6 +154,11 @@ impl Gpt2 {
         ParamLayout::new(&self.config).total()
     }
 
+    /// Bytes the model's weights take: its fp32 buffer and the linear weights it keeps stored.
+    pub fn bytes(&self) -> u64 {
+        4 * self.params.len() as u64 + self.linears.as_ref().map_or(0, |s| s.bytes())
+    }
+
     /// The storage format of the block linear weights: [`Storage::FP32`] while they are in the fp32 buffer.
     pub fn linear_storage(&self) -> crate::quant::Storage {
         self.linears.as_ref().map_or(crate::quant::Storage::FP32, |s| s.storage)

@@ -163,15 +163,20 @@ pub const ENGINE_ADDRESS_SPACE: u64 = 4 << 30;
 /// 16 MiB), the tokenizer, the tensor being read while a model loads, and the allocator's slack.
 pub const ENGINE_RESERVE: u64 = 1 << 30;
 
-/// Bytes the loaded base takes in the engine: every parameter in fp32 (the page keeps the base as loaded, so that
-/// each run can store it in whichever format the reader picks).
+/// Bytes the loaded base takes in the engine at most: every parameter in fp32 (a model read whole is kept so; one
+/// streamed from the reader's file may be kept smaller, in the format the page chose).
 pub fn base_bytes(model: &ModelConfig) -> u64 {
     4 * ParamLayout::new(model).total() as u64
 }
 
-/// What a run may hold in the page's engine beside the loaded base.
+/// What a run may hold in the page's engine beside a base loaded in fp32.
 pub fn run_budget(model: &ModelConfig) -> u64 {
-    (ENGINE_ADDRESS_SPACE - ENGINE_RESERVE).saturating_sub(base_bytes(model))
+    run_budget_beside(base_bytes(model))
+}
+
+/// What a run may hold in the page's engine beside a loaded base of `loaded_bytes`.
+pub fn run_budget_beside(loaded_bytes: u64) -> u64 {
+    (ENGINE_ADDRESS_SPACE - ENGINE_RESERVE).saturating_sub(loaded_bytes)
 }
 
 /// A model the page can load and train: a run keeps the CPU executor's copy of the base beside the base as loaded (on

@@ -2,7 +2,7 @@
 //! (serde-wasm-bindgen) and the Rust types of [`crate::run`] and `web`, and turns errors into JavaScript `Error`s whose message
 //! the page shows in its error area. Calls are awaited one at a time by the worker.
 
-use super::accounts::{accounting_of, check_memory_budget, check_model_fits, run_budget};
+use super::accounts::{accounting_of, check_memory_budget, check_model_fits, run_budget_beside};
 use super::archive::{export_run, read_archive};
 use super::inspect::{adapter_spectra, weight_histogram};
 use super::link::parse_query;
@@ -392,10 +392,9 @@ impl Playground {
     ) -> Result<Playground, JsError> {
         check_model_fits(&config_from(config_json)?).map_err(|e| err(e.context("config.json")))?;
         // Settings that name no storage (none sent, or unreadable) keep the base in fp32, as a plain load does.
-        let storage = if settings.is_undefined() || settings.is_null() {
-            Storage::FP32
-        } else {
-            settings_from(settings)?.base_storage().unwrap_or(Storage::FP32)
+        let storage = match settings.is_undefined() || settings.is_null() {
+            true => Storage::FP32,
+            false => settings_from(settings).ok().and_then(|s| s.base_storage().ok()).unwrap_or(Storage::FP32),
         };
         let reader = JsReader { read, pos: 0, len: len as u64 };
         let mut source = SafetensorsSource::open(config_json, reader, len as u64).map_err(err)?;
@@ -473,7 +472,7 @@ impl Playground {
     pub async fn start(&mut self, settings: JsValue, use_gpu: bool) -> Result<JsValue, JsError> {
         let s = settings_from(settings)?;
         let spec = s.validate(&self.base.config).map_err(err)?;
-        check_memory_budget(&s, &self.base.config, run_budget(&self.base.config)).map_err(err)?;
+        check_memory_budget(&s, &self.base.config, run_budget_beside(self.base.bytes())).map_err(err)?;
         let (gpu, notice) = gpu_if(use_gpu).await;
         self.run = None;
         let base = base_for_run(&self.base, &mut self.source, spec.storage)?;
@@ -513,7 +512,8 @@ impl Playground {
         let checkpoint = Checkpoint::from_bytes(state).map_err(err)?;
         let spec =
             checkpoint.settings.validate(&self.base.config).map_err(|e| err(e.context("the saved run's settings")))?;
-        check_memory_budget(&checkpoint.settings, &self.base.config, run_budget(&self.base.config)).map_err(err)?;
+        check_memory_budget(&checkpoint.settings, &self.base.config, run_budget_beside(self.base.bytes()))
+            .map_err(err)?;
         if let Some(t) = &text {
             check_user_text(t)?;
         }

@@ -103,6 +103,15 @@ for (const backend of ['cpu', 'webgpu']) {
       assert.match(loaded, /ignored: README\.md/);
       // Every count is now this model's.
       await live(page, TINY, 4);
+      // The base was read straight into nf4 + dq (the link's format); the weight histogram reads its weight in fp32
+      // from the reader's file again: fp32 is the reference, and nf4 moves it.
+      await page.selectOption('#hist-weight', '1:proj');
+      await page.waitForFunction(() => document.querySelectorAll('#quant-errors tbody tr').length >= 5, null, { timeout: 60000 });
+      const errorOf = (format) => page.evaluate((f) => [...document.querySelectorAll('#quant-errors tbody tr')]
+        .map((tr) => [...tr.children].map((td) => td.textContent))
+        .find(([name]) => name.split(' ')[0] === f), format);
+      assert.deepEqual((await errorOf('fp32')).slice(1), ['32.000', '0', '0']);
+      assert.ok(Number((await errorOf('nf4'))[2]) > 0, JSON.stringify(await errorOf('nf4')));
       assert.equal(await page.getAttribute('#seq', 'max'), String(TINY.n_positions));
       assert.ok(await page.isEnabled('[data-testid=train]'));
       if (backend === 'cpu') {
@@ -154,6 +163,15 @@ for (const backend of ['cpu', 'webgpu']) {
       await page.waitForFunction(() => document.body.dataset.restored === '4', null, { timeout: 120000 });
       assert.equal(await attr(page, 'loss'), lossShown, 'the run is back as it ended');
       assert.ok(await page.isHidden('[data-testid=error]'));
+      // Runs in other base formats than the one the files were read in: the engine reads the base again from them
+      // (int8 for QLoRA, fp32 for LoRA), and each trains.
+      for (const format of ['int8', 'fp32']) {
+        await page.selectOption('[data-testid=format]', format);
+        await trainToEnd(page, 300000);
+        assert.equal(await attr(page, 'step'), '4', format);
+        const after = Number(await attr(page, 'loss'));
+        assert.ok(after > 9 && after < 12, `${format}: loss ${after}`);
+      }
       // Nothing of the reader's files left the tab: every request went to this page's own server.
       const origin = new URL(page.url()).origin;
       assert.deepEqual(requests.filter((r) => !r.url.startsWith(origin) && !/^(data|blob):/.test(r.url)), []);
