@@ -127,8 +127,8 @@ pub struct SafetensorsSource<R> {
     /// What errors name the file by.
     label: String,
     data_start: u64,
-    /// Every parameter's tensor in layout order: its name in the file, dtype and byte range after the header.
-    tensors: Vec<(TensorId, String, Dtype, (usize, usize))>,
+    /// Every parameter's tensor in layout order.
+    tensors: Vec<Planned>,
 }
 
 impl<R: Read + Seek> SafetensorsSource<R> {
@@ -141,10 +141,13 @@ impl<R: Read + Seek> SafetensorsSource<R> {
 
     /// [`SafetensorsSource::open`] with config.json read, errors naming the file `label`.
     fn with_config(config: ModelConfig, file: R, len: u64, label: String) -> Result<Self> {
-        Self::open_header(config, file, len, &label).map_err(|e| e.context(&label))
+        match Self::open_header(config, file, len) {
+            Ok(source) => Ok(SafetensorsSource { label, ..source }),
+            Err(e) => Err(e.context(&label)),
+        }
     }
 
-    fn open_header(config: ModelConfig, mut file: R, file_len: u64, label: &str) -> Result<Self> {
+    fn open_header(config: ModelConfig, mut file: R, file_len: u64) -> Result<Self> {
         let mut len = [0u8; 8];
         file.read_exact(&mut len).map_err(|_| Error::new("not a valid safetensors file: shorter than its header"))?;
         let n = u64::from_le_bytes(len);
@@ -176,11 +179,7 @@ impl<R: Read + Seek> SafetensorsSource<R> {
                 (id, name, info.dtype, info.data_offsets)
             })
             .collect();
-        Ok(SafetensorsSource { config, file, label: label.to_string(), data_start, tensors })
-    }
-
-    pub fn config(&self) -> &ModelConfig {
-        &self.config
+        Ok(SafetensorsSource { config, file, label: String::new(), data_start, tensors })
     }
 
     /// The model, with its block linear weights in `storage` (all of it in fp32 for [`Storage::FP32`]): peak memory
@@ -282,7 +281,7 @@ fn match_tensors(config: &ModelConfig, shapes: &HashMap<String, Vec<usize>>) -> 
     Ok(plan)
 }
 
-/// A tensor to read: its id, its name in the file, dtype and byte range there.
+/// A tensor to read: its id, its name in the file, its dtype and its byte range after the header.
 type Planned = (TensorId, String, Dtype, (usize, usize));
 
 /// The model of `config` from `plan` (every parameter, in layout order), `read_into` filling each tensor's fp32
@@ -310,7 +309,8 @@ fn build(
         ))
     })?;
     params.resize(layout.total(), 0.0f32);
-    let mut digest = WeightsHasher::default();
+    // Only a stored model needs it: an fp32 one has its weights to digest.
+    let mut digest = stored.then(WeightsHasher::default);
     let mut linears = Vec::new();
     let mut scratch = Vec::new();
     for (id, name, dtype, range) in plan {
@@ -324,16 +324,17 @@ fn build(
         };
         read_into(name, *dtype, *range, out)?;
         ensure!(out.iter().all(|v| v.is_finite()), "tensor {} contains NaN or infinite values", full.hf_name(*id));
-        digest.update(out);
+        if let Some(d) = &mut digest {
+            d.update(out);
+        }
         if let Some(lin) = linear {
             let (d_in, d_out) = lin.dims(config.n_embd);
             linears.push(QuantizedTensor::quantize(&Linear::transpose(out, d_in, d_out), storage));
         }
     }
-    let digest = digest.finish();
     let mut model = Gpt2 { config: config.clone(), layout, params, tokenizer: Tokenizer::Bytes, linears: None };
-    if stored {
-        model.linears = Some(Arc::new(StoredLinears::new(config, storage, linears, digest)));
+    if let Some(digest) = digest {
+        model.linears = Some(Arc::new(StoredLinears::new(config, storage, linears, digest.finish())));
         // As `stored_base` keeps it: the tied embedding's values rounded to 16 bits.
         round_in_place(model.tensor_mut(TensorId::Wte), storage.embedding());
     }
