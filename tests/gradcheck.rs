@@ -34,7 +34,7 @@ fn model() -> Gpt2 {
     // Width 24 with 3 heads (hs = 8), 2 layers; larger-than-default init so gradients are not tiny.
     let mut m = Gpt2::init(ModelConfig::bytes(2, 3, 24, 16).unwrap(), 7);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-    for v in m.params.iter_mut() {
+    for v in m.params_mut().iter_mut() {
         *v += rng.random_range(-0.05f32..0.05);
     }
     m

@@ -318,7 +318,8 @@ fn an_exported_run_holds_a_peft_adapter_and_resumes() {
     let ours = pollster::block_on(resumed.adapters()).unwrap().expect("a LoRA run");
     qlora_playground::lora::merge(&mut merged_ours, &ours).unwrap();
     qlora_playground::lora::merge(&mut merged_peft, &peft).unwrap();
-    let worst = merged_ours.params.iter().zip(&merged_peft.params).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    let worst =
+        merged_ours.params.iter().zip(merged_peft.params.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
     assert!(worst < 1e-6, "PEFT's adapter merges to the run's weights (worst difference {worst})");
 
     let mut full =
@@ -331,7 +332,7 @@ fn an_exported_run_holds_a_peft_adapter_and_resumes() {
         qlora_playground::model::load_model_bytes(std::str::from_utf8(&files[0].1).unwrap(), &files[1].1).unwrap();
     assert_ne!(model.params, base.params, "the trained weights, not the base");
     assert_eq!(
-        model.params,
+        *model.params,
         Checkpoint::from_bytes(&pollster::block_on(full.checkpoint()).unwrap().to_bytes().unwrap()).unwrap().params
     );
 }

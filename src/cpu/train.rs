@@ -57,7 +57,7 @@ fn keeping_stored(base: &Gpt2, storage: Storage, stored: Vec<QuantizedTensor>) -
     let mut model = Gpt2 {
         config: base.config.clone(),
         layout: base.layout.clone(),
-        params: Vec::new(),
+        params: Default::default(),
         tokenizer: base.tokenizer.clone(),
         linears: None,
     };
@@ -231,7 +231,7 @@ impl Trainer {
     pub fn trainable_params_mut(&mut self) -> &mut [f32] {
         match &mut self.adapters {
             Some(a) => &mut a.params,
-            None => &mut self.model.params,
+            None => self.model.params_mut(),
         }
     }
 

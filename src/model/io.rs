@@ -332,6 +332,7 @@ fn build(
             linears.push(QuantizedTensor::quantize(&Linear::transpose(out, d_in, d_out), storage));
         }
     }
+    let params = Arc::new(params);
     let mut model = Gpt2 { config: config.clone(), layout, params, tokenizer: Tokenizer::Bytes, linears: None };
     if let Some(digest) = digest {
         model.linears = Some(Arc::new(StoredLinears::new(config, storage, linears, digest.finish())));

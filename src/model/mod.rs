@@ -37,7 +37,9 @@ pub fn head_chunk_rows(vocab: usize, rows: usize, budget: usize) -> usize {
 pub struct Gpt2 {
     pub config: ModelConfig,
     pub layout: ParamLayout,
-    pub params: Vec<f32>,
+    /// Shared by every copy of the model until one writes to it ([`Gpt2::params_mut`] copies then): a run's copy of
+    /// the loaded base costs nothing while the base is frozen, which it is for LoRA and QLoRA.
+    pub params: Arc<Vec<f32>>,
     pub tokenizer: Tokenizer,
     /// The block linear weights in a storage format, shared by every holder of this base (they are frozen).
     pub linears: Option<Arc<StoredLinears>>,
@@ -91,7 +93,7 @@ impl Gpt2 {
                 }
             }
         }
-        Gpt2 { config, layout, params, tokenizer: Tokenizer::Bytes, linears: None }
+        Gpt2 { config, layout, params: Arc::new(params), tokenizer: Tokenizer::Bytes, linears: None }
     }
 
     /// The model with `tokenizer` instead of the byte tokenizer (see [`Gpt2::set_tokenizer`]).
@@ -121,7 +123,12 @@ impl Gpt2 {
     pub fn tensor_mut(&mut self, id: TensorId) -> &mut [f32] {
         self.assert_in_buffer(id);
         let r = self.layout.range(id);
-        &mut self.params[r]
+        &mut self.params_mut()[r]
+    }
+
+    /// The parameter buffer to write to: this model's own (a copy, if another model shares it).
+    pub fn params_mut(&mut self) -> &mut Vec<f32> {
+        Arc::make_mut(&mut self.params)
     }
 
     fn assert_in_buffer(&self, id: TensorId) {
@@ -145,7 +152,7 @@ impl Gpt2 {
                 _ => params.extend_from_slice(&self.params[self.layout.range(id)]),
             }
         }
-        self.params = params;
+        self.params = Arc::new(params);
         self.layout = layout;
     }
 
@@ -185,7 +192,7 @@ impl Gpt2 {
             }
         }
         debug_assert_eq!(kept.len(), layout.total());
-        self.params = kept;
+        self.params = Arc::new(kept);
         self.layout = layout;
         self.linears = Some(Arc::new(linears));
     }
