@@ -41,8 +41,9 @@ pub fn quantize_base(model: &mut Gpt2, storage: Storage) -> Vec<QuantReport> {
 /// Linear `[out, in]` weight, i.e. the transpose of GPT-2's Conv1D `[in, out]` storage, exactly as bitsandbytes sees
 /// it. Below fp32 the model keeps them in that format ([`Gpt2::keep_linears_stored_from`]: the executor multiplies
 /// through a dequantized copy of one weight at a time) and its tied embedding rounded to 16 bits
-/// ([`Storage::embedding`]); an fp32 base is a copy. `base` is only read, and beside the result only one weight at a
-/// time is in fp32: in a tab, whose memory never shrinks, every transient copy of the whole would stay.
+/// ([`Storage::embedding`]); an fp32 base is a copy sharing its buffer. `base` is only read, and beside the result
+/// only one weight at a time is in fp32: in a tab, whose memory never shrinks, every transient copy of the whole
+/// would stay.
 pub fn stored_base(base: &Gpt2, storage: Storage) -> Gpt2 {
     if storage == Storage::FP32 {
         return base.clone();
@@ -85,8 +86,8 @@ fn each_linear_stored(base: &Gpt2, storage: Storage, mut keep: impl FnMut(Tensor
 }
 
 /// `base` as a run over a base in `storage` keeps it: stored from fp32 ([`stored_base`]), or taken as it is when it
-/// already keeps its linear weights in `storage` (owned: without a copy; borrowed: a copy sharing them). A base
-/// stored in another format cannot be: its fp32 weights are gone.
+/// already keeps its linear weights in `storage` (borrowed: a copy sharing its buffers, which costs nothing more). A
+/// base stored in another format cannot be: its fp32 weights are gone.
 pub fn base_in(base: Cow<'_, Gpt2>, storage: Storage) -> Result<Gpt2> {
     let kept = base.linear_storage();
     if kept == storage {
@@ -118,8 +119,8 @@ pub struct Trainer {
 
 impl Trainer {
     /// A run on `base` as it stores it ([`base_in`]): fp32 for full fine-tuning and LoRA over fp32; below fp32 only the
-    /// stored form is made, never a second fp32 copy. A borrowed base is copied, an owned one kept. `lora` is
-    /// required for lora/qlora and ignored for full fine-tuning.
+    /// stored form is made, never a second fp32 copy. A borrowed base's buffers are shared, and copied only when full
+    /// fine-tuning first writes to them. `lora` is required for lora/qlora and ignored for full fine-tuning.
     pub fn new<'a>(
         base: impl Into<Cow<'a, Gpt2>>,
         method: Method,
