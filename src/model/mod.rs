@@ -45,7 +45,7 @@ pub struct Gpt2 {
     pub linears: Option<Arc<StoredLinears>>,
 }
 
-/// A run takes its base borrowed (it copies what it keeps) or owned (a base read for it alone, kept without a copy).
+/// A run takes its base borrowed (its copy shares the base's buffers) or owned (a base read for it alone).
 impl<'a> From<&'a Gpt2> for Cow<'a, Gpt2> {
     fn from(model: &'a Gpt2) -> Self {
         Cow::Borrowed(model)
