@@ -302,10 +302,10 @@ fn build(
     let mut params = Vec::new();
     params.try_reserve_exact(layout.total()).map_err(|_| {
         Error::new(format!(
-            "out of memory: the model's {} parameters need {} MiB in {}",
+            "out of memory: the model's {} parameters need {} MiB for the {} values it keeps in fp32",
             full.total(),
-            (4 * layout.total() as u64 + storage_bytes(config, storage)) >> 20,
-            storage.label()
+            (4 * layout.total() as u64) >> 20,
+            layout.total()
         ))
     })?;
     params.resize(layout.total(), 0.0f32);
@@ -340,19 +340,6 @@ fn build(
         round_in_place(model.tensor_mut(TensorId::Wte), storage.embedding());
     }
     Ok(model)
-}
-
-/// Bytes of the block linear weights of `config`'s model in `storage` (0 for fp32: they are in the buffer).
-fn storage_bytes(config: &ModelConfig, storage: Storage) -> u64 {
-    if storage == Storage::FP32 {
-        return 0;
-    }
-    let per_block: u64 = Linear::ALL
-        .iter()
-        .map(|l| l.dims(config.n_embd))
-        .map(|(i, o)| storage.value_bytes((i * o) as u64) + storage.constant_bytes((i * o) as u64))
-        .sum();
-    per_block * config.n_layer as u64
 }
 
 /// Bytes per value of the dtypes a model's tensors may have.

@@ -179,12 +179,11 @@ pub fn run_budget_beside(loaded_bytes: u64) -> u64 {
     (ENGINE_ADDRESS_SPACE - ENGINE_RESERVE).saturating_sub(loaded_bytes)
 }
 
-/// A model the page can load and train: a run keeps the CPU executor's copy of the base beside the base as loaded (on
-/// WebGPU too, to validate, generate and go on if the device is lost). Below fp32 that copy is small (the linear
-/// weights in their format), but LoRA over an fp32 base and full fine-tuning keep a whole fp32 copy beside the base
-/// as loaded, which is fp32 too when the page's settings are; so a model whose two fp32 copies exceed the engine's
-/// memory is refused before a byte of its weights is read, rather than running out of memory at Train. (A base read
-/// in 4 bits would leave room for larger models' QLoRA runs; the rule does not count on it yet.)
+/// A model the page can load and train. A run shares the base as loaded where it can, but full fine-tuning trains a
+/// whole fp32 copy of its own beside it (and LoRA over fp32 reads one beside a base loaded in another format), so a
+/// model whose two fp32 copies exceed the engine's memory is refused before a byte of its weights is read, rather
+/// than running out of memory at Train. (A base read in 4 bits would leave room for larger models' QLoRA runs; the
+/// rule does not count on it yet.)
 pub fn check_model_fits(model: &ModelConfig) -> Result<()> {
     let copies = 2 * base_bytes(model);
     let room = ENGINE_ADDRESS_SPACE - ENGINE_RESERVE;
@@ -192,8 +191,8 @@ pub fn check_model_fits(model: &ModelConfig) -> Result<()> {
         return Ok(());
     }
     Err(crate::Error::new(format!(
-        "this model has {} parameters, too many for the page: LoRA over its fp32 base keeps them in fp32 twice (the \
-         base as loaded in fp32 and the run's copy), {} MiB, and the engine in a tab has {} MiB (a wasm32 module \
+        "this model has {} parameters, too many for the page: fine-tuning it keeps them in fp32 twice (the base as \
+         loaded and the copy a run trains or reads), {} MiB, and the engine in a tab has {} MiB (a wasm32 module \
          addresses 4 GiB); GPT-2 models up to 355 M parameters (gpt2-medium) fit",
         ParamLayout::new(model).total(),
         copies >> 20,

@@ -392,9 +392,10 @@ impl Playground {
     ) -> Result<Playground, JsError> {
         check_model_fits(&config_from(config_json)?).map_err(|e| err(e.context("config.json")))?;
         // Settings that name no storage (none sent, or unreadable) keep the base in fp32, as a plain load does.
-        let storage = match settings.is_undefined() || settings.is_null() {
-            true => Storage::FP32,
-            false => settings_from(settings).ok().and_then(|s| s.base_storage().ok()).unwrap_or(Storage::FP32),
+        let storage = if settings.is_undefined() || settings.is_null() {
+            Storage::FP32
+        } else {
+            settings_from(settings).ok().and_then(|s| s.base_storage().ok()).unwrap_or(Storage::FP32)
         };
         let reader = JsReader { read, pos: 0, len: len as u64 };
         let mut source = SafetensorsSource::open(config_json, reader, len as u64).map_err(err)?;
