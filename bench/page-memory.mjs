@@ -3,10 +3,13 @@
 // The base is read in the link's format; `then` changes the format after the load, so that the run reads the base again.
 // Wasm memory only grows, so each figure is the peak up to then; every run is measured in a fresh tab. Prints one
 // JSON line per run. Used by bench/page-memory.sh, which builds and serves the page.
-// Usage: node bench/page-memory.mjs PAGE_URL MODEL_DIR (config.json, model.safetensors, vocab.json, merges.txt)
+// With --step, each run also takes its first step, and its line gives that step's time and loss.
+// Usage: node bench/page-memory.mjs PAGE_URL MODEL_DIR [--large] [--step]
+//        (MODEL_DIR: config.json, model.safetensors, vocab.json, merges.txt; --large: the runs a model too large for
+//        an fp32 base in a tab can make, gpt2-large's)
 import { join } from 'node:path';
 
-const [url, modelDir] = process.argv.slice(2);
+const [url, modelDir, ...flags] = process.argv.slice(2);
 if (!url || !modelDir) {
   console.error('usage: node bench/page-memory.mjs PAGE_URL MODEL_DIR');
   process.exit(2);
@@ -15,7 +18,12 @@ if (!url || !modelDir) {
 process.env.PAGE_URL = url;
 const { launch, open } = await import('../tests/page/harness.mjs');
 const files = ['config.json', 'model.safetensors', 'vocab.json', 'merges.txt'].map((f) => join(modelDir, f));
-const RUNS = [
+const LARGE_RUNS = [
+  { method: 'qlora', format: 'nf4', dq: 1 },
+  { method: 'qlora', format: 'int8', dq: 0 },
+  { method: 'lora', format: 'fp16', dq: 0 },
+];
+const RUNS = flags.includes('--large') ? LARGE_RUNS : [
   { method: 'qlora', format: 'nf4', dq: 1 },
   { method: 'qlora', format: 'int8', dq: 0 },
   { method: 'lora', format: 'fp16', dq: 0 },
@@ -37,8 +45,14 @@ try {
     await page.waitForFunction(() => document.querySelector('[data-testid=memory-measured]').dataset.engine, null, { timeout: 300000 });
     const get = (name) => page.getAttribute('[data-testid=memory-measured]', name);
     const theory = Number(await page.getAttribute('[data-testid=memory-total]', 'data-value'));
-    console.log(JSON.stringify({ ...run, loaded_bytes: loaded, with_run_bytes: Number(await get('data-engine')),
-      measured_run_bytes: Number(await get('data-value')), theory_run_bytes: theory }));
+    const line = { ...run, loaded_bytes: loaded, with_run_bytes: Number(await get('data-engine')),
+      measured_run_bytes: Number(await get('data-value')), theory_run_bytes: theory };
+    if (flags.includes('--step')) {
+      await page.waitForFunction(() => document.querySelector('[data-testid=step]').dataset.value === '1', null, { timeout: 600000 });
+      line.step_ms = Number(await page.textContent('#ms-step'));
+      line.loss = Number(await page.textContent('#loss'));
+    }
+    console.log(JSON.stringify(line));
     await context.close();
   }
 } finally {

@@ -3,7 +3,7 @@
 //! listed; flags that several commands share are one group each, documented once.
 
 use crate::accounting::PRESETS;
-use crate::model::HF_PRESETS;
+use crate::model::HF_PRESET_NAMES;
 use crate::quant::Format;
 use crate::train::Method;
 use clap::builder::{PossibleValue, PossibleValuesParser};
@@ -219,7 +219,7 @@ pub(super) struct MemoryArgs {
 pub(super) struct InitArgs {
     /// A published GPT-2 shape with GPT-2's BPE tokenizer files (random weights): gpt2 (12 layers) or distilgpt2
     /// (6); width 768, 12 heads, 1,024 positions unless overridden below. Without it, a byte-level model.
-    #[arg(long, value_parser = PossibleValuesParser::new(HF_PRESETS.map(|p| p.0)))]
+    #[arg(long, value_parser = PossibleValuesParser::new(HF_PRESET_NAMES))]
     pub preset: Option<String>,
     #[arg(long, required_unless_present = "preset")]
     pub layers: Option<usize>,
@@ -375,7 +375,7 @@ pub(super) struct BenchArgs {
     #[arg(long, conflicts_with = "preset")]
     pub model: Option<PathBuf>,
     /// A published GPT-2 shape, randomly initialised: gpt2 (12 × 768, vocabulary 50,257) or distilgpt2 (6 × 768).
-    #[arg(long, value_parser = PossibleValuesParser::new(HF_PRESETS.map(|p| p.0)))]
+    #[arg(long, value_parser = PossibleValuesParser::new(HF_PRESET_NAMES))]
     pub preset: Option<String>,
     #[arg(long, default_value_t = 4)]
     pub layers: usize,

@@ -25,11 +25,30 @@ pub(crate) const BYTES_KEY: &str = "qlora_tokenizer";
 /// GPT-2's vocabulary: 50,000 merges, 256 bytes and `<|endoftext|>`.
 pub const GPT2_VOCAB: usize = 50257;
 
-/// The published GPT-2 shapes `qlora init --preset` writes: name, hub id, layers.
-pub const HF_PRESETS: [(&str, &str, usize); 2] =
-    [("gpt2", "openai-community/gpt2", 12), ("distilgpt2", "distilbert/distilgpt2", 6)];
-/// Most parameters a model may have here (2 GiB of f32: a browser tab, and 32-bit wasm, hold no more).
-pub const MAX_PARAMS: u64 = 1 << 29;
+/// A published GPT-2 shape `qlora init --preset` writes and the page offers from the hub.
+pub struct HfPreset {
+    pub name: &'static str,
+    pub hub_id: &'static str,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+}
+
+/// GPT-2's published shapes (all with the 50,257-token vocabulary and 1,024 positions).
+pub const HF_PRESETS: [HfPreset; 4] = [
+    HfPreset { name: "gpt2", hub_id: "openai-community/gpt2", n_layer: 12, n_embd: 768, n_head: 12 },
+    HfPreset { name: "distilgpt2", hub_id: "distilbert/distilgpt2", n_layer: 6, n_embd: 768, n_head: 12 },
+    HfPreset { name: "gpt2-medium", hub_id: "openai-community/gpt2-medium", n_layer: 24, n_embd: 1024, n_head: 16 },
+    HfPreset { name: "gpt2-large", hub_id: "openai-community/gpt2-large", n_layer: 36, n_embd: 1280, n_head: 20 },
+];
+
+/// The presets' names, for the CLI's choices and its messages.
+pub const HF_PRESET_NAMES: [&str; 4] = ["gpt2", "distilgpt2", "gpt2-medium", "gpt2-large"];
+
+/// Most parameters a model may have here: 2^30, 4 GiB of f32, all that 32-bit wasm addresses (so no byte count of
+/// the parameters overflows there). gpt2-large's 774 M fit; what a browser tab can actually hold depends on the
+/// format its base is kept in (`web::accounts::check_model_fits`).
+pub const MAX_PARAMS: u64 = 1 << 30;
 
 impl ModelConfig {
     /// A byte-level GPT-2 of the given shape.
@@ -51,18 +70,18 @@ impl ModelConfig {
     /// vocabulary — with `layers` blocks instead of the preset's where given. Only the published shape names its hub
     /// model (`name_or_path`): an adapter for another shape could not be applied to it.
     pub fn hf_preset(name: &str, layers: Option<usize>) -> Result<Self> {
-        let Some((_, hub_id, n_layer)) = HF_PRESETS.iter().find(|p| p.0 == name) else {
-            let names: Vec<&str> = HF_PRESETS.iter().map(|p| p.0).collect();
-            bail!("unknown preset {name:?}; expected one of {}", names.join(", "))
+        let Some(p) = HF_PRESETS.iter().find(|p| p.name == name) else {
+            bail!("unknown preset {name:?}; expected one of {}", HF_PRESET_NAMES.join(", "))
         };
+        let n_layer = layers.unwrap_or(p.n_layer);
         let c = ModelConfig {
             vocab_size: GPT2_VOCAB,
             n_positions: 1024,
-            n_embd: 768,
-            n_head: 12,
-            n_layer: layers.unwrap_or(*n_layer),
+            n_embd: p.n_embd,
+            n_head: p.n_head,
+            n_layer,
             layer_norm_epsilon: 1e-5,
-            name_or_path: (layers.unwrap_or(*n_layer) == *n_layer).then(|| hub_id.to_string()),
+            name_or_path: (n_layer == p.n_layer).then(|| p.hub_id.to_string()),
         };
         c.validate()?;
         Ok(c)
@@ -101,11 +120,11 @@ impl ModelConfig {
             self.n_positions,
             self.vocab_size
         );
-        // The whole parameter count, in u64 so it cannot wrap on wasm32: at most 2^29 (2 GiB of f32).
+        // The whole parameter count, in u64 so it cannot wrap on wasm32: at most 2^30 (4 GiB of f32).
         let params = self.param_count();
         ensure!(
             params <= MAX_PARAMS,
-            "model is too large for this engine: {params} parameters, at most {MAX_PARAMS} (2 GiB of f32)"
+            "model is too large for this engine: {params} parameters, at most {MAX_PARAMS} (4 GiB of f32)"
         );
         Ok(())
     }
@@ -218,6 +237,6 @@ mod tests {
         let huge =
             r#"{"model_type":"gpt2","vocab_size":256,"n_positions":1024,"n_embd":65536,"n_head":1,"n_layer":1024}"#;
         let e = ModelConfig::from_json(huge).unwrap_err().to_string();
-        assert!(e.contains("too large") && e.contains("at most 536870912"), "{e}");
+        assert!(e.contains("too large") && e.contains("at most 1073741824"), "{e}");
     }
 }

@@ -7,7 +7,7 @@ mod io;
 mod layout;
 mod stored;
 
-pub use config::{ModelConfig, GPT2_VOCAB, HF_PRESETS, MAX_PARAMS};
+pub use config::{HfPreset, ModelConfig, GPT2_VOCAB, HF_PRESETS, HF_PRESET_NAMES, MAX_PARAMS};
 pub(crate) use io::{create_dir, write_file};
 pub use io::{
     from_named_tensors, load_model_bytes, load_model_dir, load_model_stream, load_tokenizer_dir, model_files,

@@ -6,7 +6,7 @@ use crate::accounting::{self, AdapterSpec, Arch, Memory, MemoryQuery};
 use crate::cpu::Activations;
 use crate::model::{ModelConfig, ParamLayout};
 use crate::quant::Storage;
-use crate::run::Settings;
+use crate::run::{Limits, Settings};
 use crate::train::Method;
 use crate::Result;
 use serde::Serialize;
@@ -163,10 +163,25 @@ pub const ENGINE_ADDRESS_SPACE: u64 = 4 << 30;
 /// 16 MiB), the tokenizer, the tensor being read while a model loads, and the allocator's slack.
 pub const ENGINE_RESERVE: u64 = 1 << 30;
 
+/// What the engine has for the loaded base and a run together.
+pub const ENGINE_ROOM: u64 = ENGINE_ADDRESS_SPACE - ENGINE_RESERVE;
+
 /// Bytes the loaded base takes in the engine at most: every parameter in fp32 (a model read whole is kept so; one
-/// streamed from the reader's file may be kept smaller, in the format the page chose).
+/// streamed from the reader's file may be kept smaller, in the format the page chose: [`loaded_bytes`]).
 pub fn base_bytes(model: &ModelConfig) -> u64 {
-    4 * ParamLayout::new(model).total() as u64
+    loaded_bytes(model, Storage::FP32)
+}
+
+/// Bytes a base read in `storage` holds in the engine (what `Gpt2::bytes` says of it once loaded): the block linear
+/// weights in that format, values and quantization constants, and every other parameter in fp32.
+pub fn loaded_bytes(model: &ModelConfig, storage: Storage) -> u64 {
+    if storage == Storage::FP32 {
+        return 4 * ParamLayout::new(model).total() as u64;
+    }
+    let arch = Arch::from_model(model);
+    let per_layer: u64 =
+        arch.linears().iter().map(|(_, i, o)| storage.value_bytes(i * o) + storage.constant_bytes(i * o)).sum();
+    4 * ParamLayout::without_block_linears(model).total() as u64 + arch.n_layer * per_layer
 }
 
 /// What a run may hold in the page's engine beside a base loaded in fp32.
@@ -176,28 +191,60 @@ pub fn run_budget(model: &ModelConfig) -> u64 {
 
 /// What a run may hold in the page's engine beside a loaded base of `loaded_bytes`.
 pub fn run_budget_beside(loaded_bytes: u64) -> u64 {
-    (ENGINE_ADDRESS_SPACE - ENGINE_RESERVE).saturating_sub(loaded_bytes)
+    ENGINE_ROOM.saturating_sub(loaded_bytes)
 }
 
-/// A model the page can load and train. A run shares the base as loaded where it can, but full fine-tuning trains a
-/// whole fp32 copy of its own beside it (and LoRA over fp32 reads one beside a base loaded in another format), so a
-/// model whose two fp32 copies exceed the engine's memory is refused before a byte of its weights is read, rather
-/// than running out of memory at Train. (A base read in 4 bits would leave room for larger models' QLoRA runs; the
-/// rule does not count on it yet.)
-pub fn check_model_fits(model: &ModelConfig) -> Result<()> {
-    let copies = 2 * base_bytes(model);
-    let room = ENGINE_ADDRESS_SPACE - ENGINE_RESERVE;
-    if copies <= room {
+/// What a run of `method` keeping its base in `run` may hold in the engine beside a base loaded in `loaded`
+/// (`loaded_bytes` of it): all the room where the run shares that base (LoRA or QLoRA in the format it was loaded in),
+/// since [`memory_needed`] counts the run's base and that base is the loaded one, not a second copy; else what is
+/// left beside the loaded base (full fine-tuning trains a copy; another format is read again).
+pub fn run_budget_on(loaded: Storage, loaded_bytes: u64, method: Method, run: Storage) -> u64 {
+    if method != Method::Full && loaded == run {
+        ENGINE_ROOM
+    } else {
+        run_budget_beside(loaded_bytes)
+    }
+}
+
+/// A model the page can load with its frozen base kept as `settings` keep it, and then train: the base as loaded and
+/// the smallest run of these settings on it (batch 1 × the shortest sequence, sharing the base; LoRA over fp32 where the
+/// settings fine-tune fully, since the base is loaded in fp32 for that) must fit the engine. A model that does not
+/// is refused before a byte of its weights is read — or downloaded — rather than running out of memory on the way;
+/// the message names the format it would fit in. Whether a larger run fits is asked at Train
+/// ([`check_memory_budget`]).
+pub fn check_model_fits(model: &ModelConfig, settings: &Settings) -> Result<()> {
+    let full = settings.method.parse::<Method>().is_ok_and(|m| m == Method::Full);
+    let smallest = if full {
+        Settings { method: "lora".into(), format: "fp32".into(), dq: false, ..settings.clone() }
+    } else {
+        settings.clone()
+    };
+    let smallest = Settings { batch: 1, seq: Limits::PAGE.min_seq, ..smallest };
+    let storage = smallest.base_storage()?;
+    if memory_needed(&smallest, model)? <= ENGINE_ROOM {
         return Ok(());
     }
-    Err(crate::Error::new(format!(
-        "this model has {} parameters, too many for the page: fine-tuning it keeps them in fp32 twice (the base as \
-         loaded and the copy a run trains or reads), {} MiB, and the engine in a tab has {} MiB (a wasm32 module \
-         addresses 4 GiB); GPT-2 models up to 355 M parameters (gpt2-medium) fit",
-        ParamLayout::new(model).total(),
-        copies >> 20,
-        room >> 20
-    )))
+    let params = ParamLayout::new(model).total();
+    let mib = |bytes: u64| bytes >> 20;
+    let loaded = loaded_bytes(model, storage);
+    let four_bits = Storage::new(crate::quant::Format::Nf4, true)?;
+    let start = format!(
+        "this model has {:.0} M parameters: with its base kept in {} they take {} MiB, and with the smallest run \
+         beside them they need more than the {} MiB the engine in a tab has (a wasm32 module addresses 4 GiB)",
+        params as f64 / 1e6,
+        storage.label(),
+        mib(loaded),
+        mib(ENGINE_ROOM)
+    );
+    let smallest_4bit = Settings { method: "qlora".into(), format: "nf4".into(), dq: true, ..smallest.clone() };
+    if storage != four_bits && memory_needed(&smallest_4bit, model)? <= ENGINE_ROOM {
+        return Err(crate::Error::new(format!(
+            "{start}; kept in nf4 with double quantization (QLoRA), its base takes {} MiB: choose QLoRA with an nf4 \
+             base to load it here",
+            mib(loaded_bytes(model, four_bits))
+        )));
+    }
+    Err(crate::Error::new(format!("{start}; it is too large for the page even in 4 bits")))
 }
 
 /// Bytes a run of `settings` holds in the engine's memory, estimated before anything is allocated: the accounting's
@@ -248,7 +295,18 @@ pub fn check_memory_budget(settings: &Settings, model: &ModelConfig, budget: u64
     let suggestion = match (batch, seq) {
         (Some(b), _) => format!("try a batch of {b} or less"),
         (None, Some(t)) => format!("try batch 1 with a sequence of {t} or less"),
-        (None, None) => "even batch 1 × sequence 1 does not fit: try LoRA or QLoRA instead of full fine-tuning".into(),
+        (None, None) if settings.method == "full" => {
+            "even batch 1 × sequence 1 does not fit: try LoRA or QLoRA instead of full fine-tuning".into()
+        }
+        // What is left is the frozen base: fewer bits for it is the way out, down to QLoRA's 4.
+        (None, None) => match settings.base_storage() {
+            Ok(storage) if storage.format.value_bits() > 4 => format!(
+                "even batch 1 × sequence 1 does not fit, because of the frozen base in {}: keep it in fewer bits \
+                 (QLoRA, nf4 with double quantization)",
+                storage.label()
+            ),
+            _ => "even batch 1 × sequence 1 does not fit: this model is too large for a tab".into(),
+        },
     };
     Err(crate::Error::new(format!(
         "this run would need about {} MiB (batch {} × sequence {}), more than the {} MiB a tab can give it; {suggestion}",
@@ -364,23 +422,84 @@ mod tests {
     }
 
     #[test]
-    fn a_model_too_large_for_a_tab_is_refused_before_its_weights_are_read() {
-        // GPT-2 124M: 0.5 GB in fp32, twice that while training; its runs keep what is left beside the base.
+    fn a_model_is_refused_only_when_its_base_in_the_chosen_format_leaves_no_room_for_a_run() {
+        let settings_in = |method: &str, format: &str, dq: bool, model: &ModelConfig| Settings {
+            method: method.into(),
+            format: format.into(),
+            dq,
+            ..Settings::defaults_for(model)
+        };
+        // GPT-2 124M: 0.5 GB in fp32; its runs keep what is left beside the base.
         let small = ModelConfig::hf_preset("gpt2", None).unwrap();
-        check_model_fits(&small).unwrap();
         assert_eq!(base_bytes(&small), 4 * 124_439_808);
         assert_eq!(run_budget(&small), (3 << 30) - 4 * 124_439_808);
         let qlora = Settings { batch: 4, seq: 128, ..Settings::defaults_for(&small) };
         check_memory_budget(&qlora, &small, run_budget(&small)).unwrap();
-        // gpt2-medium (24 × 1024, 355 M) fits, as the message says; 30 such layers (430 M) do not, though config.json
-        // allows up to 2^29 parameters (gpt2-large's 774 M is refused there already).
-        let medium = ModelConfig { n_layer: 24, n_embd: 1024, n_head: 16, ..small.clone() };
-        check_model_fits(&medium).unwrap();
-        let deeper = ModelConfig { n_layer: 30, ..medium };
-        assert!((ParamLayout::new(&deeper).total() as u64) < crate::model::MAX_PARAMS);
-        let e = check_model_fits(&deeper).unwrap_err().to_string();
-        assert!(e.starts_with("this model has 430400512 parameters, too many for the page"), "{e}");
-        assert!(e.contains("3283 MiB") && e.contains("3072 MiB"), "{e}");
+        // gpt2-medium (355 M) loads in any format, fp32 included, and with any method.
+        let medium = ModelConfig::hf_preset("gpt2-medium", None).unwrap();
+        for model in [&small, &medium] {
+            for (method, format, dq) in [("full", "fp32", false), ("lora", "fp32", false), ("qlora", "nf4", true)] {
+                check_model_fits(model, &settings_in(method, format, dq, model)).unwrap();
+            }
+        }
+        // gpt2-large (774 M): 2,953 MiB in fp32, beyond the engine's 3,072 MiB once a run is beside it; in 16 bits,
+        // 8 bits or 4 bits its base loads, and the message for fp32 says what nf4 would take.
+        let large = ModelConfig::hf_preset("gpt2-large", None).unwrap();
+        assert_eq!(ParamLayout::new(&large).total(), 774_030_080);
+        for (method, format, dq) in [("lora", "fp16", false), ("qlora", "int8", false), ("qlora", "nf4", true)] {
+            check_model_fits(&large, &settings_in(method, format, dq, &large)).unwrap();
+        }
+        let nf4 = loaded_bytes(&large, Storage::new(crate::quant::Format::Nf4, true).unwrap());
+        assert!(nf4 < 700 << 20, "{nf4}");
+        for method in ["lora", "full"] {
+            let e = check_model_fits(&large, &settings_in(method, "fp32", false, &large)).unwrap_err().to_string();
+            assert!(
+                e.starts_with("this model has 774 M parameters: with its base kept in fp32 they take 2952 MiB"),
+                "{e}"
+            );
+            assert!(e.contains("more than the 3072 MiB the engine in a tab has"), "{e}");
+            let way_out = format!("in nf4 with double quantization (QLoRA), its base takes {} MiB", nf4 >> 20);
+            assert!(e.contains(&way_out) && e.ends_with("choose QLoRA with an nf4 base to load it here"), "{e}");
+        }
+        // A vocabulary of 2^20 at width 768: 805 M parameters, nearly all in the embedding, which stays in fp32.
+        let wide = ModelConfig { vocab_size: 1 << 20, n_layer: 1, ..small.clone() };
+        let e = check_model_fits(&wide, &settings_in("qlora", "nf4", true, &wide)).unwrap_err().to_string();
+        assert!(e.ends_with("it is too large for the page even in 4 bits"), "{e}");
+    }
+
+    /// A run on gpt2-large shares the base loaded in its format (counting it twice would refuse LoRA over fp16 at the
+    /// defaults); one that needs the base in fp32 beside a 4-bit load is refused with the way out.
+    #[test]
+    fn a_run_sharing_the_loaded_base_has_the_room_of_both() {
+        let large = ModelConfig::hf_preset("gpt2-large", None).unwrap();
+        let fp16 = Storage::new(crate::quant::Format::Fp16, false).unwrap();
+        let lora16 =
+            Settings { method: "lora".into(), format: "fp16".into(), dq: false, ..Settings::defaults_for(&large) };
+        let loaded = loaded_bytes(&large, fp16);
+        check_memory_budget(&lora16, &large, run_budget_on(fp16, loaded, Method::Lora, fp16)).unwrap();
+        assert!(check_memory_budget(&lora16, &large, run_budget_beside(loaded)).is_err());
+        let nf4 = Storage::new(crate::quant::Format::Nf4, true).unwrap();
+        let lora32 = Settings { format: "fp32".into(), ..lora16 };
+        let budget = run_budget_on(nf4, loaded_bytes(&large, nf4), Method::Lora, Storage::FP32);
+        assert_eq!(budget, run_budget_beside(loaded_bytes(&large, nf4)));
+        let e = check_memory_budget(&lora32, &large, budget).unwrap_err().to_string();
+        assert!(e.contains("because of the frozen base in fp32: keep it in fewer bits (QLoRA"), "{e}");
+        // Full fine-tuning never shares: it trains a copy of its own.
+        assert_eq!(run_budget_on(Storage::FP32, 7, Method::Full, Storage::FP32), run_budget_beside(7));
+    }
+
+    /// What a base loaded in each format holds is what the loaded model says it holds, byte for byte.
+    #[test]
+    fn loaded_bytes_are_those_of_the_base_kept_in_each_format() {
+        let cfg = ModelConfig::bytes(2, 2, 96, 32).unwrap();
+        let base = Gpt2::init(cfg.clone(), 1);
+        let dq = |f: crate::quant::Format| f.supports_double_quant().then_some(true);
+        let storages = crate::quant::Format::ALL
+            .into_iter()
+            .flat_map(|f| [Some(false), dq(f)].into_iter().flatten().map(move |d| Storage::new(f, d).unwrap()));
+        for storage in storages {
+            assert_eq!(crate::cpu::stored_base(&base, storage).bytes(), loaded_bytes(&cfg, storage), "{storage:?}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (serde-wasm-bindgen) and the Rust types of [`crate::run`] and `web`, and turns errors into JavaScript `Error`s whose message
 //! the page shows in its error area. Calls are awaited one at a time by the worker.
 
-use super::accounts::{accounting_of, check_memory_budget, check_model_fits, run_budget_beside};
+use super::accounts::{accounting_of, check_memory_budget, check_model_fits, run_budget_on};
 use super::archive::{export_run, read_archive};
 use super::inspect::{adapter_spectra, weight_histogram};
 use super::link::parse_query;
@@ -13,7 +13,7 @@ use crate::model::{load_model_bytes, Gpt2, Linear, ModelConfig, SafetensorsSourc
 use crate::quant::{Format, Storage};
 use crate::run::pool::on_pool;
 use crate::run::settings::method_for_format;
-use crate::run::{Checkpoint, Problem, Run, Settings, MAX_GENERATED};
+use crate::run::{Checkpoint, Problem, Run, RunSpec, Settings, MAX_GENERATED};
 use crate::tokenizer::{Bpe, Tokenizer, TokenizerFiles};
 use crate::train::Sampling;
 use serde::Serialize;
@@ -215,6 +215,14 @@ pub fn settle_settings(config_json: &str, settings: JsValue) -> Result<JsValue, 
     to_js(&Settled { settings, problems })
 }
 
+/// Why the model `config_json` describes cannot be loaded with its frozen base kept as `settings` keep it, or
+/// undefined if it can: the page says it at the model's control before anything is downloaded.
+#[wasm_bindgen(js_name = loadProblem)]
+pub fn load_problem(config_json: &str, settings: JsValue) -> Result<Option<String>, JsError> {
+    let config = config_from(config_json)?;
+    Ok(check_model_fits(&config, &settings_from(settings)?).err().map(|e| e.to_string()))
+}
+
 /// One way to store the frozen base, as the page explains and offers it.
 #[derive(Serialize)]
 struct BaseFormat {
@@ -348,6 +356,16 @@ impl Playground {
     fn with_base(base: Gpt2) -> Playground {
         Playground { base, source: None, user_text: None, run: None, generation: None }
     }
+
+    /// What a run of `spec` may hold in the engine beside (or sharing) the loaded base.
+    fn run_budget(&self, spec: &RunSpec) -> u64 {
+        run_budget_on(self.base.linear_storage(), self.base.bytes(), spec.method, spec.storage)
+    }
+}
+
+/// The settings a base loaded whole in fp32 is checked with: LoRA over fp32, the page's defaults otherwise.
+fn fp32_base_settings(config: &ModelConfig) -> Settings {
+    Settings { method: "lora".into(), format: "fp32".into(), dq: false, ..Settings::defaults_for(config) }
 }
 
 /// The base a run keeping it in `storage` starts from: the loaded one, unless that keeps its linear weights in
@@ -373,7 +391,8 @@ impl Playground {
     /// Loads a Hugging Face GPT-2 directory's two files: `config.json` text and `model.safetensors` bytes.
     #[wasm_bindgen(constructor)]
     pub fn new(config_json: &str, safetensors: &[u8]) -> Result<Playground, JsError> {
-        check_model_fits(&config_from(config_json)?).map_err(|e| err(e.context("config.json")))?;
+        let config = config_from(config_json)?;
+        check_model_fits(&config, &fp32_base_settings(&config)).map_err(|e| err(e.context("config.json")))?;
         let base = load_model_bytes(config_json, safetensors).map_err(err)?;
         Ok(Playground::with_base(base))
     }
@@ -390,13 +409,15 @@ impl Playground {
         read: js_sys::Function,
         settings: JsValue,
     ) -> Result<Playground, JsError> {
-        check_model_fits(&config_from(config_json)?).map_err(|e| err(e.context("config.json")))?;
+        let config = config_from(config_json)?;
         // Settings that name no storage (none sent, or unreadable) keep the base in fp32, as a plain load does.
-        let storage = if settings.is_undefined() || settings.is_null() {
-            Storage::FP32
-        } else {
-            settings_from(settings).ok().and_then(|s| s.base_storage().ok()).unwrap_or(Storage::FP32)
-        };
+        let settings = (!settings.is_undefined() && !settings.is_null())
+            .then(|| settings_from(settings).ok())
+            .flatten()
+            .filter(|s| s.validate(&config).is_ok())
+            .unwrap_or_else(|| fp32_base_settings(&config));
+        check_model_fits(&config, &settings).map_err(|e| err(e.context("config.json")))?;
+        let storage = settings.base_storage().map_err(err)?;
         let reader = JsReader { read, pos: 0, len: len as u64 };
         let mut source = SafetensorsSource::open(config_json, reader, len as u64).map_err(err)?;
         let base = source.load(storage).map_err(err)?;
@@ -473,7 +494,7 @@ impl Playground {
     pub async fn start(&mut self, settings: JsValue, use_gpu: bool) -> Result<JsValue, JsError> {
         let s = settings_from(settings)?;
         let spec = s.validate(&self.base.config).map_err(err)?;
-        check_memory_budget(&s, &self.base.config, run_budget_beside(self.base.bytes())).map_err(err)?;
+        check_memory_budget(&s, &self.base.config, self.run_budget(&spec)).map_err(err)?;
         let (gpu, notice) = gpu_if(use_gpu).await;
         self.run = None;
         let base = base_for_run(&self.base, &mut self.source, spec.storage)?;
@@ -513,8 +534,7 @@ impl Playground {
         let checkpoint = Checkpoint::from_bytes(state).map_err(err)?;
         let spec =
             checkpoint.settings.validate(&self.base.config).map_err(|e| err(e.context("the saved run's settings")))?;
-        check_memory_budget(&checkpoint.settings, &self.base.config, run_budget_beside(self.base.bytes()))
-            .map_err(err)?;
+        check_memory_budget(&checkpoint.settings, &self.base.config, self.run_budget(&spec)).map_err(err)?;
         if let Some(t) = &text {
             check_user_text(t)?;
         }

@@ -59,7 +59,7 @@ pub struct PageOptions {
 }
 
 /// The models a link may name besides the built-in one (`model=`), as the page's picker offers them.
-pub const MODEL_NAMES: [&str; 4] = ["shakespeare", "gpt2", "distilgpt2", "files"];
+pub const MODEL_NAMES: [&str; 6] = ["shakespeare", "gpt2", "distilgpt2", "gpt2-medium", "gpt2-large", "files"];
 
 /// The result of reading a URL query: settings (defaults where a parameter was bad), page options, and one message per
 /// bad parameter.
@@ -283,7 +283,10 @@ mod tests {
         assert_eq!(p.settings, Settings::default());
         assert_eq!(p.errors.len(), 19, "{:#?}", p.errors);
         assert!(p.errors.iter().any(|e| e.contains("r=\"0\"") && e.contains("1 to 64")));
-        assert!(p.errors.iter().any(|e| e.contains("models are shakespeare, gpt2, distilgpt2, files")));
+        assert!(p
+            .errors
+            .iter()
+            .any(|e| e.contains("models are shakespeare, gpt2, distilgpt2, gpt2-medium, gpt2-large, files")));
         assert_eq!(p.page.model, None, "a link never names a URL to fetch");
         assert!(p.errors.iter().any(|e| e.contains("unknown link parameter \"what\"")));
     }
@@ -308,9 +311,12 @@ mod tests {
 
     #[test]
     fn a_link_names_a_model_by_name_only() {
-        for (q, want) in
-            [("model=gpt2", Some("gpt2")), ("model=distilgpt2", Some("distilgpt2")), ("model=files", Some("files"))]
-        {
+        for (q, want) in [
+            ("model=gpt2", Some("gpt2")),
+            ("model=distilgpt2", Some("distilgpt2")),
+            ("model=gpt2-large", Some("gpt2-large")),
+            ("model=files", Some("files")),
+        ] {
             let p = parse_query(q, &cfg());
             assert!(p.errors.is_empty(), "{q}: {:?}", p.errors);
             assert_eq!(p.page.model.as_deref(), want, "{q}");

@@ -86,14 +86,28 @@ for (const backend of ['cpu', 'webgpu']) {
       await page.setInputFiles('[data-testid=model-files]', [FILES['config.json'], FILES['model.safetensors']]);
       await page.waitForFunction(() => /no tokenizer files/.test(document.querySelector('[data-testid=model-status]').textContent));
 
-      // 30 layers × 1024 (429 M parameters, between gpt2-medium and gpt2-large): too large for a tab, said before a
-      // byte of the weights is read.
-      const large = Buffer.from(JSON.stringify({ ...TINY, n_layer: 30, n_embd: 1024, n_head: 16 }));
+      // 48 layers × 1280 (1.0 B parameters): with the base in fp32 it is too large for a tab, said before a byte of
+      // the weights is read, with the format it fits in; in nf4 it fits, and the weights are checked next (these are
+      // not its weights).
+      const large = Buffer.from(JSON.stringify({ ...TINY, n_layer: 48, n_embd: 1280, n_head: 20 }));
       // (Playwright takes either paths or buffers in one call, not both.)
       const asFile = (file) => ({ name: file, mimeType: 'application/octet-stream', buffer: readFileSync(FILES[file]) });
-      await page.setInputFiles('[data-testid=model-files]', [{ name: 'config.json', mimeType: 'application/json', buffer: large }, ...['model.safetensors', 'vocab.json', 'merges.txt'].map(asFile)]);
-      await page.waitForFunction(() => /too many for the page/.test(document.querySelector('[data-testid=model-status]').textContent));
-      assert.match((await status(page)).text, /^config\.json: this model has \d+ parameters, too many for the page/);
+      const largeFiles = [{ name: 'config.json', mimeType: 'application/json', buffer: large }, ...['model.safetensors', 'vocab.json', 'merges.txt'].map(asFile)];
+      const format = async (f) => {
+        await page.selectOption('[data-testid=format]', f);
+        await page.waitForFunction(() => document.body.dataset.accountShown === document.body.dataset.accountSent);
+      };
+      await format('fp32');
+      assert.equal(await page.inputValue('[data-testid=method]'), 'lora', 'the method follows the base format');
+      await page.setInputFiles('[data-testid=model-files]', largeFiles);
+      await page.waitForFunction(() => /choose QLoRA/.test(document.querySelector('[data-testid=model-status]').textContent));
+      assert.match((await status(page)).text, /^config\.json: this model has \d+ M parameters: with its base kept in fp32 they take \d+ MiB, and with the smallest run beside them they need more than the 3072 MiB the engine in a tab has .*; kept in nf4 with double quantization \(QLoRA\), its base takes \d+ MiB: choose QLoRA with an nf4 base to load it here$/);
+      await format('nf4');
+      assert.equal(await page.inputValue('[data-testid=method]'), 'qlora');
+      await page.setInputFiles('[data-testid=model-files]', largeFiles);
+      await page.waitForFunction(() => /^model\.safetensors/.test(document.querySelector('[data-testid=model-status]').textContent));
+      assert.match((await status(page)).text, /^model\.safetensors: tensor \S+ has shape/);
+      assert.ok(await page.isChecked('[data-testid=double-quant]'), 'nf4 takes double quantization by default');
 
       // The whole directory dropped on the page, with a file the page does not need.
       await drop(page, '#model-drop', [...Object.values(FILES), join(ROOT, 'assets/gpt2/README.md')]);
@@ -225,6 +239,34 @@ function fakeHub() {
 
 // The hub flow does not depend on where the page trains: each browser runs it on one backend, as the toggles.
 const HUB_BACKEND = FIREFOX ? 'webgpu' : 'cpu';
+test(`${HUB_BACKEND}: GPT-2 Large from the hub: refused with an fp32 base before anything is downloaded, with the format it fits in; Load comes back with a 16-, 8- or 4-bit base`, { timeout: 300000 }, async () => {
+  const browser = await launch({ webgpu: HUB_BACKEND === 'webgpu' });
+  try {
+    // A link written by hand: LoRA over an fp32 base (r = 8 on all six matrices, the default).
+    const { page, requests, errors } = await open(browser, '?model=gpt2-large&method=lora&format=fp32');
+    assert.equal(await page.inputValue('[data-testid=model]'), 'gpt2-large');
+    await statusIs(page, 'refused');
+    assert.match((await status(page)).text, /^this model has 774 M parameters: with its base kept in fp32 they take 2952 MiB, .*; kept in nf4 with double quantization \(QLoRA\), its base takes \d+ MiB: choose QLoRA with an nf4 base to load it here$/);
+    assert.ok(await page.isDisabled('[data-testid=model-load]'));
+    assert.ok(await page.isHidden('[data-testid=error]'), 'the message is at the model control only');
+    // The rest of the page is live: gpt2-large's counts and download, from its published configuration.
+    assert.equal(Number(await page.getAttribute('[data-testid=model-about]', 'data-bytes')), 4 * 774030080 + 36 * 1024 * 1024 * 4);
+    assert.equal(await attr(page, 'trainable-params'), String(expectedTrainable({ n_layer: 36, n_embd: 1280 }, 8, ['q', 'k', 'v', 'o', 'fc', 'proj'])));
+    // fp16, int8, nf4: each brings Load back; fp32 again takes it away.
+    for (const [format, fits] of [['fp16', true], ['fp32', false], ['int8', true], ['nf4', true]]) {
+      await page.selectOption('[data-testid=format]', format);
+      await statusIs(page, fits ? '' : 'refused');
+      assert.equal(await page.isEnabled('[data-testid=model-load]'), fits, format);
+      if (fits) assert.equal((await status(page)).text, 'not loaded');
+    }
+    assert.equal(await page.inputValue('[data-testid=method]'), 'qlora');
+    assert.deepEqual(requests.filter((r) => r.url.includes('huggingface')), [], 'nothing is fetched from the hub before Load');
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
 test(`${HUB_BACKEND}: GPT-2 from the hub: its size and licence first, nothing fetched before Load, an interrupted download restarts, the cache serves the next visit, Delete forgets it`, { timeout: 600000 }, async () => {
   const browser = await launch({ webgpu: HUB_BACKEND === 'webgpu' });
   try {

@@ -24,6 +24,8 @@ const state = {
   query: 'v=1',
   accounting: null,
   modelLoaded: false,
+  // Load waits: the chosen hub model would not fit the tab with its base kept as the settings keep it.
+  loadRefused: false,
   modelBytes: null,
   // The model the page shows (models.js): the built-in one loads at once; a hub model or the reader's files on a click.
   modelName: 'shakespeare',
@@ -721,6 +723,22 @@ async function showModelBar() {
   refreshCached();
 }
 
+/// A hub model whose base, kept as the settings keep it, would not fit the tab (gpt2-large in fp32): the reason is
+/// said at the model's control and Load waits, before a byte is downloaded; settings that fit (a 4-bit base) bring
+/// Load back. (The reader's own files are checked the same way as they are read.)
+function showLoadProblem(problem) {
+  if (!MODELS[state.modelName].repo || state.modelLoaded || $('model-status').dataset.value === 'loading') return;
+  if (problem) {
+    state.loadRefused = true;
+    $('model-load').disabled = true;
+    modelStatus('refused', problem);
+  } else if (state.loadRefused) {
+    state.loadRefused = false;
+    $('model-load').disabled = false;
+    modelStatus('', 'not loaded');
+  }
+}
+
 /// The Load button of a hub model: download what is not cached (one bar for all of it), then the engine reads it.
 async function loadHubModel() {
   const name = state.modelName;
@@ -874,6 +892,7 @@ const onMessage = {
     // Settings that were refused are fine again: their message goes, the numbers update.
     if (state.settingsError) { clearError(); state.settingsError = false; }
     showProblems(m.problems || []);
+    showLoadProblem(m.loadProblem);
     state.accounting = m.accounting;
     state.query = m.query;
     renderParams(m.accounting, state.settings, state.config);

@@ -17,6 +17,8 @@ export const MODELS = {
   shakespeare: { label: 'Shakespeare GPT-2 (1.9 M parameters, ships with this page)' },
   gpt2: { label: 'GPT-2 124M (openai-community/gpt2, from Hugging Face)', repo: 'openai-community/gpt2', licence: 'MIT' },
   distilgpt2: { label: 'DistilGPT2 82M (distilbert/distilgpt2, from Hugging Face)', repo: 'distilbert/distilgpt2', licence: 'Apache-2.0' },
+  'gpt2-medium': { label: 'GPT-2 Medium 355M (openai-community/gpt2-medium, from Hugging Face)', repo: 'openai-community/gpt2-medium', licence: 'MIT' },
+  'gpt2-large': { label: 'GPT-2 Large 774M (openai-community/gpt2-large, from Hugging Face)', repo: 'openai-community/gpt2-large', licence: 'MIT' },
   files: { label: 'Your own GPT-2 files…' },
 };
 

@@ -35,8 +35,10 @@
 //                                              runs cannot be kept here, or null; cpu: {threads, threadsWhy, relaxed,
 //                                              relaxedWhy} of the CPU executor (…Why: why one thread only / plain
 //                                              SIMD, else null)
-//   {type:'account', accounting, query, snippet, problems, seq}   problems: [{field, message}], each faulty setting
-//                                              (named as in the link); the numbers use its default meanwhile
+//   {type:'account', accounting, query, snippet, problems, loadProblem, seq}   problems: [{field, message}], each
+//                                              faulty setting (named as in the link); the numbers use its default
+//                                              meanwhile; loadProblem: why the model, not loaded yet, would not fit
+//                                              the tab with its base kept as these settings keep it (else null)
 //   {type:'init', …, model}                    model: the name the link chose (models.js; 'shakespeare' by default)
 //   {type:'progress', loaded, total} · {type:'loaded', info, memoryBytes}   memoryBytes: the engine's wasm memory
 //                                              after loading (its peak so far; it never shrinks)

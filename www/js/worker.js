@@ -450,7 +450,9 @@ const handlers = {
     const { settings: usable, problems } = engine.settleSettings(configJson, settings);
     pageSettings = usable;
     const acc = engine.accounting(configJson, usable);
-    post({ type: 'account', accounting: acc, query: engine.toQuery(configJson, usable), snippet: engine.peftSnippet(configJson, usable), problems, seq });
+    // Whether the chosen model, not loaded yet, would fit the tab with its base kept as these settings keep it.
+    const loadProblem = playground ? null : engine.loadProblem(configJson, usable) ?? null;
+    post({ type: 'account', accounting: acc, query: engine.toQuery(configJson, usable), snippet: engine.peftSnippet(configJson, usable), problems, loadProblem, seq });
   },
   async load() {
     if (!playground) {
