@@ -29,6 +29,7 @@ pub mod accounting;
 pub mod cpu;
 pub mod data;
 mod error;
+pub mod figures;
 pub mod gpu;
 pub mod lora;
 pub mod model;

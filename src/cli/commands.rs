@@ -6,6 +6,7 @@ use crate::bail;
 use crate::cpu::eval::greedy_accuracy;
 use crate::cpu::{eval_loss, quantize_base, Trainer};
 use crate::data::read_text_file;
+use crate::figures::thousands;
 use crate::gpu::{wgpu, Gpu, GpuTrainer};
 use crate::lora::{self, load_adapter_dir, parse_targets, save_adapter_dir, Adapters, LoraConfig};
 use crate::model::{load_model_dir, load_tokenizer_dir, save_model_dir, Gpt2, ModelConfig, StoreDtype};
@@ -62,18 +63,6 @@ fn arch_of(a: &ArchArgs) -> Result<Arch> {
         }
         (None, None) => Err(Error::new("give --preset or --model")),
     }
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 fn gib(b: u64) -> String {

@@ -162,10 +162,12 @@ pub fn method_format_conflict(method: Method, format: Format) -> Option<String> 
     match method {
         Method::Full if format != Format::Fp32 => Some(format!("{FULL_KEEPS_FP32} (not {format})")),
         Method::Lora if quantized => {
-            Some(format!("LoRA keeps its frozen base in 16 or 32 bits; a {format} base is QLoRA (method=qlora)"))
+            // Every quantized format's name starts with a vowel sound: an int8, an fp4, an nf4.
+            Some(format!("LoRA keeps its frozen base in 16 or 32 bits; an {format} base is QLoRA (method=qlora)"))
         }
         Method::Qlora if !quantized => Some(format!(
-            "QLoRA keeps its frozen base quantized (int8, int4, fp4 or nf4); an {format} base is LoRA (method=lora)"
+            "QLoRA keeps its frozen base quantized (int8, int4, fp4 or nf4); {} {format} base is LoRA (method=lora)",
+            if format == Format::Bf16 { "a" } else { "an" }
         )),
         _ => None,
     }

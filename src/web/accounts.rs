@@ -4,6 +4,7 @@
 
 use crate::accounting::{self, AdapterSpec, Arch, Memory, MemoryQuery};
 use crate::cpu::Activations;
+use crate::figures::mib;
 use crate::model::{ModelConfig, ParamLayout};
 use crate::quant::Storage;
 use crate::run::{Limits, Settings};
@@ -224,27 +225,37 @@ pub fn check_model_fits(model: &ModelConfig, settings: &Settings) -> Result<()> 
     if memory_needed(&smallest, model)? <= ENGINE_ROOM {
         return Ok(());
     }
-    let params = ParamLayout::new(model).total();
-    let mib = |bytes: u64| bytes >> 20;
-    let loaded = loaded_bytes(model, storage);
-    let four_bits = Storage::new(crate::quant::Format::Nf4, true)?;
-    let start = format!(
-        "this model has {:.0} M parameters: with its base kept in {} they take {} MiB, and with the smallest run \
-         beside them they need more than the {} MiB the engine in a tab has (a wasm32 module addresses 4 GiB)",
-        params as f64 / 1e6,
-        storage.label(),
-        mib(loaded),
-        mib(ENGINE_ROOM)
-    );
-    let smallest_4bit = Settings { method: "qlora".into(), format: "nf4".into(), dq: true, ..smallest.clone() };
-    if storage != four_bits && memory_needed(&smallest_4bit, model)? <= ENGINE_ROOM {
-        return Err(crate::Error::new(format!(
-            "{start}; kept in nf4 with double quantization (QLoRA), its base takes {} MiB: choose QLoRA with an nf4 \
-             base to load it here",
-            mib(loaded_bytes(model, four_bits))
-        )));
+    let params = ParamLayout::new(model).total() as f64 / 1e6;
+    let loaded = mib(loaded_bytes(model, storage));
+    let room = mib(ENGINE_ROOM);
+    let start = if full {
+        format!(
+            "full fine-tuning loads this model's {params:.0} M parameters in fp32, {loaded}, and with the smallest \
+             run beside them it needs more than the {room} the page's engine can use in a tab"
+        )
+    } else {
+        format!(
+            "this model has {params:.0} M parameters: with its base kept in {} they take {loaded}, and with the \
+             smallest run beside them they need more than the {room} the page's engine can use in a tab",
+            storage.label()
+        )
+    };
+    // The narrower bases it would load with (each with the smallest run of these settings): the way out, in numbers.
+    let mut fits = Vec::new();
+    for (method, format, dq) in [("lora", "fp16", false), ("qlora", "int8", false), ("qlora", "nf4", true)] {
+        let narrower = Settings { method: method.into(), format: format.into(), dq, ..smallest.clone() };
+        let base = narrower.base_storage()?;
+        let bits = |s: Storage| s.bits_per_param(1 << 20);
+        if bits(base) < bits(storage) && memory_needed(&narrower, model)? <= ENGINE_ROOM {
+            let name = if method == "lora" { "LoRA" } else { "QLoRA" };
+            fits.push(format!("{} ({name}, {})", base.label(), mib(loaded_bytes(model, base))));
+        }
     }
-    Err(crate::Error::new(format!("{start}; it is too large for the page even in 4 bits")))
+    Err(crate::Error::new(match fits.as_slice() {
+        [] => format!("{start}; it is too large for the page even in 4 bits"),
+        [one] => format!("{start}; it loads with its base in {one}"),
+        [rest @ .., last] => format!("{start}; it loads with its base in {} or {last}", rest.join(", ")),
+    }))
 }
 
 /// Bytes a run of `settings` holds in the engine's memory, estimated before anything is allocated: the accounting's
@@ -449,18 +460,26 @@ mod tests {
         for (method, format, dq) in [("lora", "fp16", false), ("qlora", "int8", false), ("qlora", "nf4", true)] {
             check_model_fits(&large, &settings_in(method, format, dq, &large)).unwrap();
         }
-        let nf4 = loaded_bytes(&large, Storage::new(crate::quant::Format::Nf4, true).unwrap());
-        assert!(nf4 < 700 << 20, "{nf4}");
-        for method in ["lora", "full"] {
-            let e = check_model_fits(&large, &settings_in(method, "fp32", false, &large)).unwrap_err().to_string();
-            assert!(
-                e.starts_with("this model has 774 M parameters: with its base kept in fp32 they take 2952 MiB"),
-                "{e}"
-            );
-            assert!(e.contains("more than the 3072 MiB the engine in a tab has"), "{e}");
-            let way_out = format!("in nf4 with double quantization (QLoRA), its base takes {} MiB", nf4 >> 20);
-            assert!(e.contains(&way_out) && e.ends_with("choose QLoRA with an nf4 base to load it here"), "{e}");
-        }
+        let in_mib = |format, dq| mib(loaded_bytes(&large, Storage::new(format, dq).unwrap()));
+        let nf4 = in_mib(crate::quant::Format::Nf4, true);
+        let way_out = format!(
+            "; it loads with its base in fp16 (LoRA, {}), int8 (QLoRA, {}) or nf4+dq (QLoRA, {nf4})",
+            in_mib(crate::quant::Format::Fp16, false),
+            in_mib(crate::quant::Format::Int8, false)
+        );
+        let room = "the smallest run beside them they need more than the 3,072 MiB the page's engine can use in a tab";
+        let e = check_model_fits(&large, &settings_in("lora", "fp32", false, &large)).unwrap_err().to_string();
+        let lora = "this model has 774 M parameters: with its base kept in fp32 they take 2,952 MiB, and with ";
+        assert_eq!(e, format!("{lora}{room}{way_out}"));
+        // Full fine-tuning loads the base in fp32 too; the message says so.
+        let e = check_model_fits(&large, &settings_in("full", "fp32", false, &large)).unwrap_err().to_string();
+        assert!(e.starts_with("full fine-tuning loads this model's 774 M parameters in fp32, 2,952 MiB,"), "{e}");
+        assert!(e.ends_with(&way_out), "{e}");
+        // From fp16, were it too wide (80 such layers: more than config.json allows), only narrower bases are offered.
+        let huge = ModelConfig { n_layer: 80, ..large.clone() };
+        let e = check_model_fits(&huge, &settings_in("lora", "fp16", false, &huge)).unwrap_err().to_string();
+        assert!(e.starts_with("this model has 1640 M parameters: with its base kept in fp16"), "{e}");
+        assert!(e.contains("; it loads with its base in int8 (QLoRA, ") && e.contains(" or nf4+dq (QLoRA, "), "{e}");
         // A vocabulary of 2^20 at width 768: 805 M parameters, nearly all in the embedding, which stays in fp32.
         let wide = ModelConfig { vocab_size: 1 << 20, n_layer: 1, ..small.clone() };
         let e = check_model_fits(&wide, &settings_in("qlora", "nf4", true, &wide)).unwrap_err().to_string();

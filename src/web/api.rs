@@ -94,6 +94,9 @@ struct ModelInfo {
     n_positions: usize,
     vocab_size: usize,
     params: usize,
+    /// How the loaded base keeps its block linear weights ("fp32", "nf4+dq"...): what "base" text comes from before a
+    /// run is made.
+    storage: String,
 }
 
 #[derive(Serialize)]
@@ -472,6 +475,7 @@ impl Playground {
             n_positions: c.n_positions,
             vocab_size: c.vocab_size,
             params: self.base.param_count(),
+            storage: self.base.linear_storage().label(),
         })
     }
 

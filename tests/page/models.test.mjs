@@ -86,7 +86,7 @@ for (const backend of ['cpu', 'webgpu']) {
       await page.setInputFiles('[data-testid=model-files]', [FILES['config.json'], FILES['model.safetensors']]);
       await page.waitForFunction(() => /no tokenizer files/.test(document.querySelector('[data-testid=model-status]').textContent));
 
-      // 48 layers × 1280 (1.0 B parameters): with the base in fp32 it is too large for a tab, said before a byte of
+      // 48 layers × 1280 (1,009 M parameters): with the base in fp32 it is too large for a tab, said before a byte of
       // the weights is read, with the format it fits in; in nf4 it fits, and the weights are checked next (these are
       // not its weights).
       const large = Buffer.from(JSON.stringify({ ...TINY, n_layer: 48, n_embd: 1280, n_head: 20 }));
@@ -100,8 +100,8 @@ for (const backend of ['cpu', 'webgpu']) {
       await format('fp32');
       assert.equal(await page.inputValue('[data-testid=method]'), 'lora', 'the method follows the base format');
       await page.setInputFiles('[data-testid=model-files]', largeFiles);
-      await page.waitForFunction(() => /choose QLoRA/.test(document.querySelector('[data-testid=model-status]').textContent));
-      assert.match((await status(page)).text, /^config\.json: this model has \d+ M parameters: with its base kept in fp32 they take \d+ MiB, and with the smallest run beside them they need more than the 3072 MiB the engine in a tab has .*; kept in nf4 with double quantization \(QLoRA\), its base takes \d+ MiB: choose QLoRA with an nf4 base to load it here$/);
+      await page.waitForFunction(() => /it loads with its base in/.test(document.querySelector('[data-testid=model-status]').textContent));
+      assert.match((await status(page)).text, /^config\.json: this model has 1009 M parameters: with its base kept in fp32 they take 3,848 MiB, and with the smallest run beside them they need more than the 3,072 MiB the page's engine can use in a tab; it loads with its base in .*nf4\+dq \(QLoRA, [\d,]+ MiB\)$/);
       await format('nf4');
       assert.equal(await page.inputValue('[data-testid=method]'), 'qlora');
       await page.setInputFiles('[data-testid=model-files]', largeFiles);
@@ -115,6 +115,12 @@ for (const backend of ['cpu', 'webgpu']) {
       const loaded = (await status(page)).text;
       assert.match(loaded, /2 layers × 8, a vocabulary of 50,257/);
       assert.match(loaded, /ignored: README\.md/);
+      assert.match(loaded, /the frozen base kept in nf4\+dq/);
+      // Before any run, "base" text comes from the base as loaded, and its caption says which.
+      await page.fill('#gen-tokens', '4');
+      await page.click('[data-testid=generate]');
+      await page.waitForFunction(() => /^\d+ tokens$/.test(document.querySelector('[data-testid=gen-progress]').textContent), null, { timeout: 120000 });
+      assert.equal(await page.textContent('#base-caption'), 'Base (nf4+dq, as loaded)');
       // Every count is now this model's.
       await live(page, TINY, 4);
       // The base was read straight into nf4 + dq (the link's format); the weight histogram reads its weight in fp32
@@ -246,8 +252,9 @@ test(`${HUB_BACKEND}: GPT-2 Large from the hub: refused with an fp32 base before
     const { page, requests, errors } = await open(browser, '?model=gpt2-large&method=lora&format=fp32');
     assert.equal(await page.inputValue('[data-testid=model]'), 'gpt2-large');
     await statusIs(page, 'refused');
-    assert.match((await status(page)).text, /^this model has 774 M parameters: with its base kept in fp32 they take 2952 MiB, .*; kept in nf4 with double quantization \(QLoRA\), its base takes \d+ MiB: choose QLoRA with an nf4 base to load it here$/);
+    assert.match((await status(page)).text, /^this model has 774 M parameters: with its base kept in fp32 they take 2,952 MiB, .*; it loads with its base in fp16 \(LoRA, [\d,]+ MiB\), int8 \(QLoRA, [\d,]+ MiB\) or nf4\+dq \(QLoRA, [\d,]+ MiB\)$/);
     assert.ok(await page.isDisabled('[data-testid=model-load]'));
+    assert.match(await page.textContent('#train-why'), /does not fit this tab with this base format/);
     assert.ok(await page.isHidden('[data-testid=error]'), 'the message is at the model control only');
     // The rest of the page is live: gpt2-large's counts and download, from its published configuration.
     assert.equal(Number(await page.getAttribute('[data-testid=model-about]', 'data-bytes')), 4 * 774030080 + 36 * 1024 * 1024 * 4);
@@ -258,6 +265,7 @@ test(`${HUB_BACKEND}: GPT-2 Large from the hub: refused with an fp32 base before
       await statusIs(page, fits ? '' : 'refused');
       assert.equal(await page.isEnabled('[data-testid=model-load]'), fits, format);
       if (fits) assert.equal((await status(page)).text, 'not loaded');
+      assert.match(await page.textContent('#train-why'), fits ? /press Load above/ : /does not fit this tab/);
     }
     assert.equal(await page.inputValue('[data-testid=method]'), 'qlora');
     assert.deepEqual(requests.filter((r) => r.url.includes('huggingface')), [], 'nothing is fetched from the hub before Load');

@@ -26,6 +26,8 @@ const state = {
   modelLoaded: false,
   // Load waits: the chosen hub model would not fit the tab with its base kept as the settings keep it.
   loadRefused: false,
+  // The loaded base's format ("nf4+dq"…): before a run, "base" text comes from it.
+  loadedStorage: null,
   modelBytes: null,
   // The model the page shows (models.js): the built-in one loads at once; a hub model or the reader's files on a click.
   modelName: 'shakespeare',
@@ -305,7 +307,9 @@ function trainBlocked() {
     return `Train waits for ${controlName(p.field)}: ${p.message}.`;
   }
   if (!state.modelLoaded && state.modelName !== 'shakespeare') {
-    return state.modelName === 'files' ? 'Train waits for your model: choose its files above.' : 'Train waits for the model: press Load above.';
+    if (state.modelName === 'files') return 'Train waits for your model: choose its files above.';
+    return state.loadRefused ? 'Train waits for the model, which does not fit this tab with this base format: choose one the message above names, then press Load.'
+      : 'Train waits for the model: press Load above.';
   }
   if (state.settings && state.settings.task === 'text' && !state.userTextSent) {
     return 'Train waits for your own text: paste it or drop a .txt file into the box (or pick a built-in task).';
@@ -690,7 +694,7 @@ function modelStatus(value, text) {
 function modelLoadedText(info, memory) {
   const ignored = state.modelIgnored && state.modelIgnored.length ? ` (ignored: ${state.modelIgnored.join(', ')})` : '';
   const mem = memory ? `; the engine holds ${fmtBytes(memory)} in this tab` : '';
-  return `loaded: ${fmtInt(info.params)} parameters, ${info.n_layer} layers × ${info.n_embd}, a vocabulary of ${fmtInt(info.vocab_size)}${mem}${ignored}`;
+  return `loaded: ${fmtInt(info.params)} parameters, ${info.n_layer} layers × ${info.n_embd}, a vocabulary of ${fmtInt(info.vocab_size)}, the frozen base kept in ${info.storage}${mem}${ignored}`;
 }
 
 /// What the reader sees of the chosen model before loading it: a hub model's size and licence, the file chooser.
@@ -732,10 +736,12 @@ function showLoadProblem(problem) {
     state.loadRefused = true;
     $('model-load').disabled = true;
     modelStatus('refused', problem);
+    setTrainingButtons(state.run ? state.run.status : 'idle');
   } else if (state.loadRefused) {
     state.loadRefused = false;
     $('model-load').disabled = false;
     modelStatus('', 'not loaded');
+    setTrainingButtons(state.run ? state.run.status : 'idle');
   }
 }
 
@@ -928,6 +934,7 @@ const onMessage = {
   },
   loaded(m) {
     state.modelLoaded = true;
+    state.loadedStorage = m.info.storage;
     $('model-load').hidden = true;
     modelStatus('loaded', modelLoadedText(m.info, m.memoryBytes));
     $('model-status').dataset.memory = String(m.memoryBytes ?? '');
@@ -1102,8 +1109,10 @@ const onMessage = {
     $('output-tuned').textContent = m.tuned;
     $('gen-progress').textContent = `${m.done} tokens`;
     generationEnded();
+    // Before a run, the base as loaded (read straight into the page's format then); with one, the run's base.
+    const loaded = state.loadedStorage ? `Base (${state.loadedStorage}, as loaded)` : 'Base';
     $('base-caption').textContent = state.run && state.run.settings.method !== 'full'
-      ? `Base (${storageLabel(state.run.settings)}, no adapter)` : 'Base';
+      ? `Base (${storageLabel(state.run.settings)}, no adapter)` : loaded;
   },
   histogram(m) {
     state.histogram = m.histogram;

@@ -40,7 +40,9 @@
 //                                              meanwhile; loadProblem: why the model, not loaded yet, would not fit
 //                                              the tab with its base kept as these settings keep it (else null)
 //   {type:'init', …, model}                    model: the name the link chose (models.js; 'shakespeare' by default)
-//   {type:'progress', loaded, total} · {type:'loaded', info, memoryBytes}   memoryBytes: the engine's wasm memory
+//   {type:'progress', loaded, total} · {type:'loaded', info, memoryBytes}   info: {n_layer, n_head, n_embd,
+//                                              n_positions, vocab_size, params, storage} (storage: the loaded base's
+//                                              format, "fp32", "nf4+dq"…); memoryBytes: the engine's wasm memory
 //                                              after loading (its peak so far; it never shrinks)
 //   {type:'model', config, formats, ignored}   the loaded model brought its own config.json: every view follows it;
 //                                              ignored: the reader's files that are not part of a GPT-2 directory
