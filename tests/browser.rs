@@ -180,7 +180,9 @@ async fn page_api_saves_resumes_and_refuses_oversized_runs() {
     let e = pg.start(settings, false).await.err().expect("over the budget");
     let m = message(e);
     // What a run may have is what the tab's engine has left beside the loaded base.
-    let budget =
-        format!("more than the {} MiB a tab can give it", qlora_playground::web::run_budget(&long.config) >> 20);
+    let budget = format!(
+        "more than the {} a tab can give it",
+        qlora_playground::figures::mib(qlora_playground::web::run_budget(&long.config))
+    );
     assert!(m.contains(&budget) && m.contains("try a batch of"), "{m}");
 }

@@ -130,6 +130,14 @@ impl Storage {
         }
     }
 
+    /// The storage a [`Storage::label`] names ("nf4+dq", "fp32").
+    pub fn from_label(label: &str) -> Result<Storage> {
+        match label.strip_suffix("+dq") {
+            Some(format) => Storage::new(format.parse()?, true),
+            None => Storage::new(label.parse()?, false),
+        }
+    }
+
     /// Bytes to store `n` values (without constants).
     pub fn value_bytes(&self, n: u64) -> u64 {
         (n * self.format.value_bits() as u64).div_ceil(8)
@@ -335,5 +343,22 @@ impl QuantizedTensor {
             max_abs = max_abs.max(d);
         }
         QuantError { rmse: (sq / original.len().max(1) as f64).sqrt(), max_abs }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storage_label_reads_back_as_that_storage() {
+        for format in Format::ALL {
+            for dq in [false, true].into_iter().filter(|&d| !d || format.supports_double_quant()) {
+                let storage = Storage::new(format, dq).unwrap();
+                assert_eq!(Storage::from_label(&storage.label()).unwrap(), storage);
+            }
+        }
+        assert!(Storage::from_label("int8+dq").is_err());
+        assert!(Storage::from_label("fp64").is_err());
     }
 }

@@ -258,6 +258,20 @@ pub fn check_model_fits(model: &ModelConfig, settings: &Settings) -> Result<()> 
     }))
 }
 
+/// Why a run of `settings` would not fit the page's engine, if it would not: beside (or sharing) the base loaded as
+/// `loaded` (its storage and bytes) or, before a load, the base as these settings would load it. The page says it
+/// before Train, with the numbers [`check_memory_budget`] gives at Train.
+pub fn run_fit_problem(
+    settings: &Settings,
+    model: &ModelConfig,
+    loaded: Option<(Storage, u64)>,
+) -> Result<Option<String>> {
+    let spec = settings.validate(model)?;
+    let (storage, bytes) = loaded.unwrap_or_else(|| (spec.storage, loaded_bytes(model, spec.storage)));
+    let budget = run_budget_on(storage, bytes, spec.method, spec.storage);
+    Ok(check_memory_budget(settings, model, budget).err().map(|e| e.to_string()))
+}
+
 /// Bytes a run of `settings` holds in the engine's memory, estimated before anything is allocated: the accounting's
 /// fp32 training memory with the base in the run's format (the CPU executor keeps it so); what the CPU executor keeps
 /// beyond the accounting — the tied embedding in fp32 below an fp32 base (its values are rounded to 16 bits; the head
@@ -320,11 +334,11 @@ pub fn check_memory_budget(settings: &Settings, model: &ModelConfig, budget: u64
         },
     };
     Err(crate::Error::new(format!(
-        "this run would need about {} MiB (batch {} × sequence {}), more than the {} MiB a tab can give it; {suggestion}",
-        need >> 20,
+        "this run would need about {} (batch {} × sequence {}), more than the {} a tab can give it; {suggestion}",
+        mib(need),
         settings.batch,
         settings.seq,
-        budget >> 20
+        mib(budget)
     )))
 }
 
@@ -382,7 +396,7 @@ mod tests {
         assert!(half < need && need < 2 * half + (8 << 20), "{half} {need}");
         check_memory_budget(&s, &cfg, need).unwrap();
         let err = check_memory_budget(&s, &cfg, need - 1).unwrap_err().to_string();
-        assert!(err.contains(&format!("about {} MiB (batch 64 × sequence 256)", need >> 20)), "{err}");
+        assert!(err.contains(&format!("about {} (batch 64 × sequence 256)", mib(need))), "{err}");
         assert!(err.contains("try a batch of 63 or less"), "{err}");
         let budget = memory_needed(&Settings { batch: 1, seq: 100, ..s.clone() }, &cfg).unwrap();
         let err = check_memory_budget(&s, &cfg, budget).unwrap_err().to_string();
@@ -505,6 +519,30 @@ mod tests {
         assert!(e.contains("because of the frozen base in fp32: keep it in fewer bits (QLoRA"), "{e}");
         // Full fine-tuning never shares: it trains a copy of its own.
         assert_eq!(run_budget_on(Storage::FP32, 7, Method::Full, Storage::FP32), run_budget_beside(7));
+    }
+
+    /// Before Train, the page learns whether a run fits: before a load as the settings would load the base, after one
+    /// beside the base as loaded.
+    #[test]
+    fn whether_a_run_fits_is_known_before_train() {
+        let medium = ModelConfig::hf_preset("gpt2-medium", None).unwrap();
+        let qlora = Settings::defaults_for(&medium);
+        assert_eq!(run_fit_problem(&qlora, &medium, None).unwrap(), None);
+        // Full fine-tuning of 355 M parameters: weights, gradients and AdamW moments in fp32 alone are 5.3 GiB.
+        let full = Settings { method: "full".into(), format: "fp32".into(), dq: false, ..qlora.clone() };
+        let e = run_fit_problem(&full, &medium, None).unwrap().expect("too large");
+        assert!(e.ends_with("try LoRA or QLoRA instead of full fine-tuning"), "{e}");
+        // gpt2-large loaded in nf4 + dq: QLoRA over it fits; LoRA over fp32 would read the base again beside it.
+        let large = ModelConfig::hf_preset("gpt2-large", None).unwrap();
+        let nf4 = Storage::new(crate::quant::Format::Nf4, true).unwrap();
+        let loaded = Some((nf4, loaded_bytes(&large, nf4)));
+        let defaults = Settings::defaults_for(&large);
+        assert_eq!(run_fit_problem(&defaults, &large, loaded).unwrap(), None);
+        let lora32 = Settings { method: "lora".into(), format: "fp32".into(), dq: false, ..defaults };
+        let e = run_fit_problem(&lora32, &large, loaded).unwrap().expect("too large");
+        assert!(e.contains("because of the frozen base in fp32"), "{e}");
+        // Bad settings are the settings' problem, said at their control, not this one's.
+        assert!(run_fit_problem(&Settings { batch: 0, ..lora32 }, &large, loaded).is_err());
     }
 
     /// What a base loaded in each format holds is what the loaded model says it holds, byte for byte.

@@ -2,7 +2,7 @@
 //! (serde-wasm-bindgen) and the Rust types of [`crate::run`] and `web`, and turns errors into JavaScript `Error`s whose message
 //! the page shows in its error area. Calls are awaited one at a time by the worker.
 
-use super::accounts::{accounting_of, check_memory_budget, check_model_fits, run_budget_on};
+use super::accounts::{accounting_of, check_memory_budget, check_model_fits, run_budget_on, run_fit_problem};
 use super::archive::{export_run, read_archive};
 use super::inspect::{adapter_spectra, weight_histogram};
 use super::link::parse_query;
@@ -97,6 +97,8 @@ struct ModelInfo {
     /// How the loaded base keeps its block linear weights ("fp32", "nf4+dq"...): what "base" text comes from before a
     /// run is made.
     storage: String,
+    /// Bytes of the loaded base's weights, which a run that does not share them has beside it.
+    bytes: f64,
 }
 
 #[derive(Serialize)]
@@ -224,6 +226,25 @@ pub fn settle_settings(config_json: &str, settings: JsValue) -> Result<JsValue, 
 pub fn load_problem(config_json: &str, settings: JsValue) -> Result<Option<String>, JsError> {
     let config = config_from(config_json)?;
     Ok(check_model_fits(&config, &settings_from(settings)?).err().map(|e| e.to_string()))
+}
+
+/// Why a run of `settings` would not fit the tab, or undefined if it would: beside the base loaded as
+/// `loaded_storage` (its label, "nf4+dq") of `loaded_bytes`, or, with none loaded, as these settings would load it. The
+/// page says it at the memory panel and Train waits; settings that are faulty are answered undefined (their own
+/// control says why).
+#[wasm_bindgen(js_name = runProblem)]
+pub fn run_problem(
+    config_json: &str,
+    settings: JsValue,
+    loaded_storage: Option<String>,
+    loaded_bytes: Option<f64>,
+) -> Result<Option<String>, JsError> {
+    let config = config_from(config_json)?;
+    let loaded = match (loaded_storage, loaded_bytes) {
+        (Some(label), Some(bytes)) => Some((Storage::from_label(&label).map_err(err)?, bytes as u64)),
+        _ => None,
+    };
+    Ok(run_fit_problem(&settings_from(settings)?, &config, loaded).ok().flatten())
 }
 
 /// One way to store the frozen base, as the page explains and offers it.
@@ -476,6 +497,7 @@ impl Playground {
             vocab_size: c.vocab_size,
             params: self.base.param_count(),
             storage: self.base.linear_storage().label(),
+            bytes: self.base.bytes() as f64,
         })
     }
 

@@ -268,6 +268,15 @@ test(`${HUB_BACKEND}: GPT-2 Large from the hub: refused with an fp32 base before
       assert.match(await page.textContent('#train-why'), fits ? /press Load above/ : /does not fit this tab/);
     }
     assert.equal(await page.inputValue('[data-testid=method]'), 'qlora');
+    assert.ok(await page.isHidden('[data-testid=memory-fit]'));
+    // Full fine-tuning of 774 M parameters fits no tab: the memory panel says so before anything is loaded.
+    await page.selectOption('[data-testid=method]', 'full');
+    await page.waitForSelector('[data-testid=memory-fit]:not([hidden])');
+    assert.match(await text(page, 'memory-fit'), /^This run would need about [\d,]+ MiB \(batch \d+ × sequence \d+\), more than the [\d,]+ MiB a tab can give it; even batch 1 × sequence 1 does not fit: try LoRA or QLoRA instead of full fine-tuning\.$/);
+    await statusIs(page, 'refused');
+    await page.selectOption('[data-testid=method]', 'qlora');
+    await page.waitForSelector('[data-testid=memory-fit]', { state: 'hidden' });
+    await statusIs(page, '');
     assert.deepEqual(requests.filter((r) => r.url.includes('huggingface')), [], 'nothing is fetched from the hub before Load');
     assert.deepEqual(errors, []);
   } finally {

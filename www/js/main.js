@@ -28,6 +28,8 @@ const state = {
   loadRefused: false,
   // The loaded base's format ("nf4+dq"…): before a run, "base" text comes from it.
   loadedStorage: null,
+  // Why a run of the settings shown would not fit the tab (the engine's estimate), or null.
+  runProblem: null,
   modelBytes: null,
   // The model the page shows (models.js): the built-in one loads at once; a hub model or the reader's files on a click.
   modelName: 'shakespeare',
@@ -311,6 +313,7 @@ function trainBlocked() {
     return state.loadRefused ? 'Train waits for the model, which does not fit this tab with this base format: choose one the message above names, then press Load.'
       : 'Train waits for the model: press Load above.';
   }
+  if (state.runProblem) return 'Train waits for settings whose run fits this tab (see Memory while training).';
   if (state.settings && state.settings.task === 'text' && !state.userTextSent) {
     return 'Train waits for your own text: paste it or drop a .txt file into the box (or pick a built-in task).';
   }
@@ -899,11 +902,17 @@ const onMessage = {
     if (state.settingsError) { clearError(); state.settingsError = false; }
     showProblems(m.problems || []);
     showLoadProblem(m.loadProblem);
+    // A run these settings would make does not fit the tab: said at the memory it is about, and Train waits.
+    state.runProblem = m.runProblem;
+    $('memory-fit').hidden = !m.runProblem;
+    $('memory-fit').textContent = m.runProblem ? `${m.runProblem[0].toUpperCase()}${m.runProblem.slice(1)}.` : '';
+    setTrainingButtons(state.run ? state.run.status : 'idle');
     state.accounting = m.accounting;
     state.query = m.query;
     renderParams(m.accounting, state.settings, state.config);
     const current = state.run && !state.dirty ? state.run : null;
-    renderMemory(m.accounting, current && current.measured, current && current.backend);
+    // Before a run, where one would train: the processor says so from the start on a machine without WebGPU.
+    renderMemory(m.accounting, current && current.measured, current ? current.backend : state.backend);
     renderScale(m.accounting);
     $('snippet').textContent = m.snippet;
     showStepEstimate();

@@ -35,14 +35,16 @@
 //                                              runs cannot be kept here, or null; cpu: {threads, threadsWhy, relaxed,
 //                                              relaxedWhy} of the CPU executor (…Why: why one thread only / plain
 //                                              SIMD, else null)
-//   {type:'account', accounting, query, snippet, problems, loadProblem, seq}   problems: [{field, message}], each
-//                                              faulty setting (named as in the link); the numbers use its default
-//                                              meanwhile; loadProblem: why the model, not loaded yet, would not fit
-//                                              the tab with its base kept as these settings keep it (else null)
+//   {type:'account', accounting, query, snippet, problems, loadProblem, runProblem, seq}   problems:
+//                                              [{field, message}], each faulty setting (named as in the link); the
+//                                              numbers use its default meanwhile; loadProblem: why the model, not
+//                                              loaded yet, would not fit the tab with its base kept as these settings
+//                                              keep it (else null); runProblem: why a run of these settings would not
+//                                              fit beside the base (as loaded, or as they would load it), else null
 //   {type:'init', …, model}                    model: the name the link chose (models.js; 'shakespeare' by default)
 //   {type:'progress', loaded, total} · {type:'loaded', info, memoryBytes}   info: {n_layer, n_head, n_embd,
-//                                              n_positions, vocab_size, params, storage} (storage: the loaded base's
-//                                              format, "fp32", "nf4+dq"…); memoryBytes: the engine's wasm memory
+//                                              n_positions, vocab_size, params, storage, bytes} (storage: the loaded
+//                                              base's format, "fp32", "nf4+dq"…; bytes: its weights'); memoryBytes: the engine's wasm memory
 //                                              after loading (its peak so far; it never shrinks)
 //   {type:'model', config, formats, ignored}   the loaded model brought its own config.json: every view follows it;
 //                                              ignored: the reader's files that are not part of a GPT-2 directory

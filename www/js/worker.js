@@ -86,6 +86,16 @@ let configJson = null;
 // The model the page shows (a name of models.js); its weights load on the reader's Load for hub models and files.
 let modelName = 'shakespeare';
 let playground = null;
+/// The base as loaded ({storage, bytes}: its format's label and its weights' bytes), for whether a run fits beside
+/// it; null before a load. (Kept here: the account request is answered at once, even while a run holds the engine.)
+let loadedBase = null;
+
+/// Says the model is loaded, with what the page shows of it.
+function postLoaded() {
+  const info = playground.modelInfo();
+  loadedBase = { storage: info.storage, bytes: info.bytes };
+  post({ type: 'loaded', info, memoryBytes: memoryBytes() });
+}
 /// The page's settings as last accounted for: a large model is read straight into the base format they choose.
 let pageSettings = null;
 let running = false;
@@ -181,7 +191,7 @@ async function loadHubModel() {
   }
   configJson = await loadFromBlobs(blobs, repo);
   post({ type: 'model', config: JSON.parse(configJson), formats: engine.baseFormats(configJson) });
-  post({ type: 'loaded', info: playground.modelInfo(), memoryBytes: memoryBytes() });
+  postLoaded();
 }
 
 /// Fetches the weights with progress messages (bytes loaded of total).
@@ -202,7 +212,7 @@ async function loadBuiltInModel() {
   let off = 0;
   for (const c of chunks) { bytes.set(c, off); off += c.length; }
   playground = new engine.Playground(configJson, bytes);
-  post({ type: 'loaded', info: playground.modelInfo(), memoryBytes: memoryBytes() });
+  postLoaded();
 }
 
 /// Whether this worker can train on WebGPU, and if not, why (shown on the page before any training).
@@ -452,7 +462,9 @@ const handlers = {
     const acc = engine.accounting(configJson, usable);
     // Whether the chosen model, not loaded yet, would fit the tab with its base kept as these settings keep it.
     const loadProblem = playground ? null : engine.loadProblem(configJson, usable) ?? null;
-    post({ type: 'account', accounting: acc, query: engine.toQuery(configJson, usable), snippet: engine.peftSnippet(configJson, usable), problems, loadProblem, seq });
+    // Whether a run of these settings fits beside the base as loaded (or as they would load it).
+    const runProblem = engine.runProblem(configJson, usable, loadedBase?.storage, loadedBase?.bytes) ?? null;
+    post({ type: 'account', accounting: acc, query: engine.toQuery(configJson, usable), snippet: engine.peftSnippet(configJson, usable), problems, loadProblem, runProblem, seq });
   },
   async load() {
     if (!playground) {
@@ -490,7 +502,7 @@ const handlers = {
     configJson = await loadFromBlobs(blobs, null);
     modelName = 'files';
     post({ type: 'model', config: JSON.parse(configJson), formats: engine.baseFormats(configJson), ignored });
-    post({ type: 'loaded', info: playground.modelInfo(), memoryBytes: memoryBytes() });
+    postLoaded();
   },
   // bench.html's GPT-2 scale: a randomly initialised model of a published shape, made here (no download). The
   // playground never sends it; a run on it is timed, not read.
@@ -500,7 +512,7 @@ const handlers = {
     usePlayground(engine.Playground.random(preset, 0));
     configJson = playground.configJson();
     modelName = 'files';
-    post({ type: 'loaded', info: playground.modelInfo(), memoryBytes: memoryBytes() });
+    postLoaded();
   },
   async text({ bytes }) {
     await handlers.load();
