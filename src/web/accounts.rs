@@ -211,8 +211,8 @@ pub fn run_budget_on(loaded: Storage, loaded_bytes: u64, method: Method, run: St
 /// the smallest run of these settings on it (batch 1 × the shortest sequence, sharing the base; LoRA over fp32 where the
 /// settings fine-tune fully, since the base is loaded in fp32 for that) must fit the engine. A model that does not
 /// is refused before a byte of its weights is read — or downloaded — rather than running out of memory on the way;
-/// the message names the format it would fit in. Whether a larger run fits is asked at Train
-/// ([`check_memory_budget`]).
+/// the message names the narrower bases it would load with. Whether a larger run fits is asked before Train
+/// ([`run_fit_problem`]) and at Train ([`check_memory_budget`]).
 pub fn check_model_fits(model: &ModelConfig, settings: &Settings) -> Result<()> {
     let full = settings.method.parse::<Method>().is_ok_and(|m| m == Method::Full);
     let smallest = if full {
@@ -222,7 +222,10 @@ pub fn check_model_fits(model: &ModelConfig, settings: &Settings) -> Result<()> 
     };
     let smallest = Settings { batch: 1, seq: Limits::PAGE.min_seq, ..smallest };
     let storage = smallest.base_storage()?;
-    if memory_needed(&smallest, model)? <= ENGINE_ROOM {
+    // Settings this model cannot take (a rank above its width, a sequence beyond its context) are for their own
+    // controls to say: the load is then judged by its base alone.
+    let need = |run: &Settings, base: Storage| memory_needed(run, model).unwrap_or_else(|_| loaded_bytes(model, base));
+    if need(&smallest, storage) <= ENGINE_ROOM {
         return Ok(());
     }
     let params = ParamLayout::new(model).total() as f64 / 1e6;
@@ -246,7 +249,7 @@ pub fn check_model_fits(model: &ModelConfig, settings: &Settings) -> Result<()> 
         let narrower = Settings { method: method.into(), format: format.into(), dq, ..smallest.clone() };
         let base = narrower.base_storage()?;
         let bits = |s: Storage| s.bits_per_param(1 << 20);
-        if bits(base) < bits(storage) && memory_needed(&narrower, model)? <= ENGINE_ROOM {
+        if bits(base) < bits(storage) && need(&narrower, base) <= ENGINE_ROOM {
             let name = if method == "lora" { "LoRA" } else { "QLoRA" };
             fits.push(format!("{} ({name}, {})", base.label(), mib(loaded_bytes(model, base))));
         }
@@ -494,6 +497,10 @@ mod tests {
         let e = check_model_fits(&huge, &settings_in("lora", "fp16", false, &huge)).unwrap_err().to_string();
         assert!(e.starts_with("this model has 1640 M parameters: with its base kept in fp16"), "{e}");
         assert!(e.contains("; it loads with its base in int8 (QLoRA, ") && e.contains(" or nf4+dq (QLoRA, "), "{e}");
+        // Settings this model cannot take (its context is shorter than the page's shortest sequence) do not stop the
+        // load: their own control says what is wrong.
+        let short = ModelConfig::bytes(1, 1, 8, 4).unwrap();
+        check_model_fits(&short, &Settings::defaults_for(&short)).unwrap();
         // A vocabulary of 2^20 at width 768: 805 M parameters, nearly all in the embedding, which stays in fp32.
         let wide = ModelConfig { vocab_size: 1 << 20, n_layer: 1, ..small.clone() };
         let e = check_model_fits(&wide, &settings_in("qlora", "nf4", true, &wide)).unwrap_err().to_string();

@@ -438,7 +438,7 @@ impl Playground {
         let settings = (!settings.is_undefined() && !settings.is_null())
             .then(|| settings_from(settings).ok())
             .flatten()
-            .filter(|s| s.validate(&config).is_ok())
+            .filter(|s| s.base_storage().is_ok())
             .unwrap_or_else(|| fp32_base_settings(&config));
         check_model_fits(&config, &settings).map_err(|e| err(e.context("config.json")))?;
         let storage = settings.base_storage().map_err(err)?;
