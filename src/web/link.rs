@@ -86,6 +86,10 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
     let mut given: Vec<String> = Vec::new();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         let value = value.trim();
+        // Names in a link are read whatever their case (`model=GPT2-Large`, `backend=CPU`), as the method and the
+        // format always were: someone typing a link by hand should not lose a setting to a capital letter.
+        let word = value.to_ascii_lowercase();
+        let word = word.as_str();
         let errors_before = errors.len();
         let shown: String = value.chars().take(40).collect();
         let bad = |what: &str| format!("link parameter {key}={shown:?} ignored: {what}");
@@ -120,13 +124,13 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
                 Ok(f) => s.format = f.name().into(),
                 Err(e) => errors.push(bad(&e.to_string())),
             },
-            "dq" => match value {
+            "dq" => match word {
                 "1" | "true" => s.dq = true,
                 "0" | "false" => s.dq = false,
                 _ => errors.push(bad("dq is 1 or 0")),
             },
-            "astore" => match value {
-                "none" | "fp16" | "int4" => s.adapter_storage = value.into(),
+            "astore" => match word {
+                "none" | "fp16" | "int4" => s.adapter_storage = word.into(),
                 _ => errors.push(bad("adapter storage is none, fp16 or int4")),
             },
             "lr" => match value.parse::<f32>() {
@@ -150,30 +154,30 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
                 _ => errors.push(bad("seed must be a whole number from 0 to 4294967295")),
             },
             "task" => {
-                let known = value == "text" || TextTask::parse(value).is_some() || Task::parse(value).is_ok();
+                let known = word == "text" || TextTask::parse(word).is_some() || Task::parse(word).is_ok();
                 if known {
-                    s.task = value.into();
+                    s.task = word.into();
                 } else {
                     errors.push(bad(&format!("built-in tasks are {}", crate::data::tasks::all_names())));
                 }
             }
-            "embed" => match value {
+            "embed" => match word {
                 "1" | "true" => out.page.embed = true,
                 "0" | "false" => out.page.embed = false,
                 _ => errors.push(bad("embed is 1 or 0")),
             },
-            "backend" => match value {
+            "backend" => match word {
                 "auto" => out.page.backend = None,
-                "cpu" | "webgpu" => out.page.backend = Some(value.into()),
+                "cpu" | "webgpu" => out.page.backend = Some(word.into()),
                 _ => errors.push(bad("backend is auto, webgpu or cpu")),
             },
-            "model" => match value {
+            "model" => match word {
                 "shakespeare" => out.page.model = None,
                 v if MODEL_NAMES.contains(&v) => out.page.model = Some(v.into()),
                 _ => errors.push(bad(&format!("models are {}", MODEL_NAMES.join(", ")))),
             },
             "hide" => {
-                for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                for name in word.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                     if SETTING_NAMES.contains(&name) {
                         out.page.hide.push(name.to_string());
                     } else {
@@ -323,6 +327,27 @@ mod tests {
         }
         assert_eq!(parse_query("model=shakespeare", &cfg()).page.model, None);
         assert_eq!(parse_query("model=gpt2-xl", &cfg()).errors.len(), 1);
+    }
+
+    #[test]
+    fn names_in_a_hand_written_link_are_read_whatever_their_case() {
+        let p = parse_query(
+            "model=GPT2-Large&backend=CPU&embed=TRUE&hide=Seed,ALPHA&method=QLoRA&format=NF4&dq=False&task=Hamlet",
+            &cfg(),
+        );
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(p.page.model.as_deref(), Some("gpt2-large"));
+        assert_eq!(p.page.backend.as_deref(), Some("cpu"));
+        assert!(p.page.embed);
+        assert_eq!(p.page.hide, ["seed", "alpha"]);
+        assert_eq!((p.settings.method.as_str(), p.settings.format.as_str(), p.settings.dq), ("qlora", "nf4", false));
+        assert_eq!(p.settings.task, "hamlet");
+        // What is written back is the canonical spelling, so a shared link reads the same as one made by the page.
+        assert!(p.settings.to_query(&cfg()).contains("task=hamlet"), "{}", p.settings.to_query(&cfg()));
+        // A wrong name is still one message, quoted as the reader typed it.
+        let p = parse_query("model=GPT2-XL", &cfg());
+        assert_eq!(p.errors.len(), 1);
+        assert!(p.errors[0].contains("\"GPT2-XL\""), "{:?}", p.errors);
     }
 
     #[test]
