@@ -336,3 +336,28 @@ fn an_exported_run_holds_a_peft_adapter_and_resumes() {
         Checkpoint::from_bytes(&pollster::block_on(full.checkpoint()).unwrap().to_bytes().unwrap()).unwrap().params
     );
 }
+
+/// "Adapter storage" measures a claim without changing the run: the loss with A and B rounded through bf16 (the QLoRA
+/// paper's dtype), fp16 or int4 (the claim that QLoRA quantizes them) is reported beside the fp32 loss, departs from
+/// it in order of the format's precision, and leaves the trained adapters as they were.
+#[test]
+fn adapter_storage_reports_the_rounded_loss_and_keeps_the_trained_adapters() {
+    let mut departures = Vec::new();
+    for astore in ["none", "fp16", "bf16", "int4"] {
+        let s = Settings { adapter_storage: astore.into(), steps: 40, ..qlora() };
+        let mut run = Run::new(tiny(), s, None, None).unwrap();
+        losses(&mut run, 40);
+        let v = pollster::block_on(run.validate()).unwrap();
+        match v.val_loss_adapter_rounded {
+            None => assert_eq!(astore, "none", "{astore} gave no rounded loss"),
+            Some(rounded) => {
+                assert!(rounded.is_finite(), "{astore}: {rounded}");
+                departures.push((astore, (rounded - v.val_loss).abs()));
+            }
+        }
+        let again = pollster::block_on(run.validate()).unwrap();
+        assert_eq!(again.val_loss, v.val_loss, "{astore}: measuring the rounded adapters changed the trained ones");
+    }
+    let d: Vec<f64> = departures.iter().map(|(_, d)| *d).collect();
+    assert!(d[0] <= d[1] && d[1] < d[2] && d[2] > 1e-4, "fp16 ≤ bf16 < int4 departures: {departures:?}");
+}

@@ -67,6 +67,8 @@ impl Dtype {
 /// The claim some write about QLoRA, that it quantizes the adapters: the formats A and B are rounded through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(super) enum AdapterStorage {
+    /// The QLoRA paper's adapter dtype.
+    Bf16,
     Fp16,
     Int4,
 }
@@ -74,6 +76,7 @@ pub(super) enum AdapterStorage {
 impl AdapterStorage {
     pub(super) fn name(self) -> &'static str {
         match self {
+            AdapterStorage::Bf16 => "bf16",
             AdapterStorage::Fp16 => "fp16",
             AdapterStorage::Int4 => "int4",
         }
@@ -299,7 +302,8 @@ pub(super) struct FinetuneArgs {
     pub dropout: f32,
     #[command(flatten)]
     pub storage: StorageArgs,
-    /// The (incorrect) idea that QLoRA quantizes the adapters: round the trained A and B through this format.
+    /// Round the trained A and B through this format for a second validation loss: bf16 is what the QLoRA paper keeps
+    /// them in; int4 is the (incorrect) idea that QLoRA quantizes the adapters.
     #[arg(long, value_enum)]
     pub adapter_storage: Option<AdapterStorage>,
     #[arg(long, default_value_t = 100)]

@@ -240,9 +240,9 @@ impl Adapters {
         out
     }
 
-    /// The article's "adapter storage" option: round A and B through a storage format after training. This is NOT
-    /// what QLoRA does (QLoRA quantizes the frozen base and keeps adapters in 16/32 bits); it shows what the claim
-    /// would cost.
+    /// The article's "adapter storage" option: round A and B through a storage format after training. Int4 is NOT
+    /// what QLoRA does (QLoRA quantizes the frozen base and keeps adapters in 16/32 bits: bf16 in the paper, fp32 in
+    /// PEFT); rounding shows what the claim would cost, and bf16 what the paper's adapters lose against fp32.
     pub fn round_through(&mut self, storage: crate::quant::Storage) {
         for e in self.entries.clone() {
             for r in [e.a.clone(), e.b.clone()] {

@@ -46,7 +46,7 @@ pub struct Settings {
     pub format: String,
     pub dq: bool,
     /// The claim some write about QLoRA, that it quantizes the adapters: A and B rounded through `fp16` or `int4` for a
-    /// second validation loss ("none": kept fp32, as the paper does).
+    /// second validation loss ("none": kept fp32, as PEFT keeps them; `bf16` is the QLoRA paper's adapter dtype).
     pub adapter_storage: String,
     pub lr: f32,
     pub batch: usize,
@@ -252,7 +252,7 @@ impl Settings {
         };
         let adapter_storage = match self.adapter_storage.as_str() {
             "none" | "" => None,
-            "fp16" | "int4" => {
+            "bf16" | "fp16" | "int4" => {
                 require(method != Method::Full, "astore", || {
                     "adapter storage applies to LoRA and QLoRA adapters".into()
                 })?;
@@ -263,7 +263,7 @@ impl Settings {
             other => {
                 return Err(Problem::new(
                     "astore",
-                    format!("unknown adapter storage {other:?}; expected none, fp16 or int4"),
+                    format!("unknown adapter storage {other:?}; expected none, bf16, fp16 or int4"),
                 ))
             }
         };

@@ -295,12 +295,11 @@ pub fn accounting(config_json: &str, settings: JsValue) -> Result<JsValue, JsErr
     to_js(&accounting_of(&settings_from(settings)?, &config_from(config_json)?).map_err(err)?)
 }
 
-/// Python for this configuration with Hugging Face PEFT + bitsandbytes.
 /// The PEFT + bitsandbytes snippet for `settings` on the model `config_json` describes (its hub id, where it names one).
 #[wasm_bindgen(js_name = peftSnippet)]
 pub fn peft_snippet_js(config_json: &str, settings: JsValue) -> Result<String, JsError> {
     let config = ModelConfig::from_json(config_json).map_err(err)?;
-    Ok(peft_snippet(&settings_from(settings)?, config.name_or_path.as_deref()))
+    Ok(peft_snippet(&settings_from(settings)?, &config))
 }
 
 /// A file read through a JavaScript function `read(offset, length) -> Uint8Array` ([`Playground::from_reader`]).

@@ -100,7 +100,11 @@ fn readme(adapter: bool, base: Option<(String, bool)>) -> String {
         format!(
             "adapter_config.json, adapter_model.safetensors\n    A PEFT LoRA adapter for the playground's GPT-2 base (config.json of its model directory). In Python:\n\n        \
              from transformers import AutoModelForCausalLM\n        from peft import PeftModel\n        \
-             model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE_DIR), UNZIPPED_DIR)\n\n{}",
+             model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE_DIR), UNZIPPED_DIR)\n\n    \
+             PEFT keeps one adapter per module, and q, k and v are slices of GPT-2's fused c_attn: adapters on them are\n    \
+             one c_attn adapter whose rank is the sum of theirs, with B zero outside each one's block, and lora_alpha\n    \
+             set so that PEFT's alpha/r is the playground's scaling. The product is the same; the rank in\n    \
+             adapter_config.json is that sum, and PEFT's count of trainable parameters includes the zero blocks.\n\n{}",
             bitsandbytes_hint(base)
         )
     } else {

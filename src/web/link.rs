@@ -130,8 +130,8 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
                 _ => errors.push(bad("dq is 1 or 0")),
             },
             "astore" => match word {
-                "none" | "fp16" | "int4" => s.adapter_storage = word.into(),
-                _ => errors.push(bad("adapter storage is none, fp16 or int4")),
+                "none" | "bf16" | "fp16" | "int4" => s.adapter_storage = word.into(),
+                _ => errors.push(bad("adapter storage is none, bf16, fp16 or int4")),
             },
             "lr" => match value.parse::<f32>() {
                 Ok(v) if v.is_finite() && v > 0.0 && v <= 1.0 => s.lr = v,

@@ -124,6 +124,7 @@ export function toggleTests(backend) {
     const explained = await text(page, 'base-explainer');
     assert.match(explained, /NF4 \(4-bit NormalFloat\).*block of 64 weights: 4\.5 bits per weight/);
     assert.match(explained, /one fp32 constant per 256 of them: NF4 goes from 4\.5 to 4\.1\d\d bits per weight/);
+    assert.match(explained, /This is the QLoRA paper's base \(nf4 with double quantization\)/);
     await allFine(page, 'after the switches');
     assert.deepEqual(errors, []);
     await context.close();
@@ -183,6 +184,21 @@ export function toggleTests(backend) {
     const { page, context } = await open(browser, '?ranks=q:2,fc:16');
     assert.match(await page.textContent('#rank-out'), /mixed: q 2, k 8, v 8, o 8, fc 16, proj 8/);
     assert.match(await page.textContent('#scaling-out'), /q 8\.000, k 2\.000, .*fc 1\.000/);
+    await context.close();
+  });
+
+  test(`${backend}: adapter storage measures the paper's bf16 adapters and the claim of int4 ones beside the fp32 adapters trained`, async () => {
+    const { page, context, errors } = await open(browser, `?${TINY}&astore=BF16`);
+    await modelLoaded(page);
+    assert.equal(await page.inputValue('[data-testid=adapter-storage]'), 'bf16', 'a hand-written astore opens its option');
+    await trainToEnd(page, 300000);
+    const loss = String.raw`the validation loss is \d+\.\d{4} \(vs \d+\.\d{4} with the fp32 adapters this run trained; the paper keeps them in bf16, PEFT in fp32, and neither quantizes them\)`;
+    assert.match(await page.textContent('#rounded-note'), new RegExp(`^The QLoRA paper's adapters, measured: with A and B rounded to bf16, ${loss}`));
+    await page.selectOption('[data-testid=adapter-storage]', 'int4');
+    await current(page);
+    await trainToEnd(page, 300000);
+    assert.match(await page.textContent('#rounded-note'), new RegExp(`^The claim that QLoRA quantizes the adapters, measured: with A and B rounded to int4, ${loss}`));
+    assert.deepEqual(errors, []);
     await context.close();
   });
 

@@ -225,18 +225,22 @@ function renderBaseExplainer(s) {
   } else {
     lines.push(`QLoRA: the frozen base is stored quantized (${info.name}: ${bits(s.dq && info.bits_dq ? info.bits_dq : info.bits)} bits per weight) ` +
       'and dequantized block by block for each product; B and A train in fp32 through it.');
+    // The paper's QLoRA is one recipe; the page names LoRA over any quantized base QLoRA, and says so.
+    lines.push(s.format === 'nf4' && s.dq
+      ? 'This is the QLoRA paper\'s base (nf4 with double quantization); the paper computes in bf16 and keeps B and A in bf16, this page both in fp32.'
+      : 'The QLoRA paper\'s base is nf4 with double quantization; this page calls LoRA over any quantized base QLoRA, to compare formats.');
   }
   if (s.method !== 'full' && ['nf4', 'fp4', 'int4', 'int8'].includes(info.name)) {
     const what = {
       nf4: `NF4 (4-bit NormalFloat) keeps one of 16 levels per weight, placed at the quantiles of a normal distribution — where trained weights cluster — scaled by the largest magnitude (absmax) of its block of ${block} weights`,
       fp4: `FP4 keeps a 4-bit float per weight (sign, exponent, mantissa), scaled by the absmax of its block of ${block} weights`,
-      int4: `INT4 keeps one of 16 evenly spaced levels per weight, scaled by the absmax of its block of ${block} weights`,
+      int4: `INT4 keeps one of 15 evenly spaced levels per weight (−7…7, symmetric about zero), scaled by the absmax of its block of ${block} weights`,
       int8: `INT8 keeps one of 255 evenly spaced levels per weight, scaled by the absmax of its block of ${block} weights`,
     }[info.name];
     lines.push(`${what}: ${bits(info.bits)} bits per weight with its fp32 absmax.`);
   }
   if (nf4 && nf4.bits_dq) {
-    lines.push(`Double quantization stores those absmax constants in 8 bits too, with one fp32 constant per ${nested} of them: ` +
+    lines.push(`Double quantization stores those absmax constants in 8 bits too (their mean subtracted first, then bitsandbytes' 8-bit dynamic code), with one fp32 constant per ${nested} of them: ` +
       `NF4 goes from ${bits(nf4.bits)} to ${bits(nf4.bits_dq)} bits per weight.${dqApplies(s.method, s.format) ? '' : ' It applies to fp4 and nf4 only.'}`);
   }
   box.replaceChildren(...lines.map((t) => el('p', {}, t)));
@@ -1015,8 +1019,12 @@ const onMessage = {
     if (m.val_loss_adapter_rounded != null) {
       const note = $('rounded-note');
       note.hidden = false;
-      note.textContent = `The claim that QLoRA quantizes the adapters, measured: with A and B rounded to ${r.settings.adapter_storage}, the validation loss is ` +
-        `${m.val_loss_adapter_rounded.toFixed(4)} (vs ${m.val_loss.toFixed(4)} with the fp32 adapters QLoRA actually keeps).`;
+      const rounded = r.settings.adapter_storage;
+      const what = rounded === 'bf16'
+        ? 'The QLoRA paper\'s adapters, measured: with A and B rounded to bf16'
+        : `The claim that QLoRA quantizes the adapters, measured: with A and B rounded to ${rounded}`;
+      note.textContent = `${what}, the validation loss is ${m.val_loss_adapter_rounded.toFixed(4)} ` +
+        `(vs ${m.val_loss.toFixed(4)} with the fp32 adapters this run trained; the paper keeps them in bf16, PEFT in fp32, and neither quantizes them).`;
     }
     requestDraw();
   },
