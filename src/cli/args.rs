@@ -302,8 +302,8 @@ pub(super) struct FinetuneArgs {
     pub dropout: f32,
     #[command(flatten)]
     pub storage: StorageArgs,
-    /// Round the trained A and B through this format for a second validation loss: bf16 is what the QLoRA paper keeps
-    /// them in; int4 is the (incorrect) idea that QLoRA quantizes the adapters.
+    /// Round the trained A and B through this format before they are scored and written: bf16 is what the QLoRA paper
+    /// keeps them in; int4 is the (incorrect) idea that QLoRA quantizes the adapters.
     #[arg(long, value_enum)]
     pub adapter_storage: Option<AdapterStorage>,
     #[arg(long, default_value_t = 100)]

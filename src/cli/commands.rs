@@ -267,7 +267,8 @@ pub(super) fn finetune(a: FinetuneArgs) -> Result<()> {
         report_step(&s, &mut since, &a);
     }
     pollster::block_on(run.sync())?;
-    // The claim that QLoRA quantizes the adapters: what is written and scored is A and B rounded through the format.
+    // Adapter storage (bf16: the QLoRA paper's adapters; int4: the claim that QLoRA quantizes them): what is written
+    // and scored is A and B rounded through the format.
     let mut adapters = run.trained().1.cloned();
     if let (Some(st), Some(ad)) = (run.spec.adapter_storage, adapters.as_mut()) {
         ad.round_through(st);
