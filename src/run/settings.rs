@@ -24,11 +24,20 @@ pub struct Limits {
     pub max_batch: usize,
     pub max_steps: usize,
     pub min_seq: usize,
+    pub max_seed: u64,
 }
 
 impl Limits {
-    pub const PAGE: Limits = Limits { max_rank: MAX_RANK, max_batch: MAX_BATCH, max_steps: MAX_STEPS, min_seq: 8 };
-    pub const CLI: Limits = Limits { max_rank: 4096, max_batch: 4096, max_steps: 10_000_000, min_seq: 1 };
+    /// The page's seed fits 32 bits: a link and JavaScript's numbers (exact to 2^53) carry it unchanged.
+    pub const PAGE: Limits = Limits {
+        max_rank: MAX_RANK,
+        max_batch: MAX_BATCH,
+        max_steps: MAX_STEPS,
+        min_seq: 8,
+        max_seed: u32::MAX as u64,
+    };
+    pub const CLI: Limits =
+        Limits { max_rank: 4096, max_batch: 4096, max_steps: 10_000_000, min_seq: 1, max_seed: u64::MAX };
 }
 
 /// Every setting of a run. The page sets the first fourteen (its controls and link parameters); the recipe settings
@@ -45,8 +54,8 @@ pub struct Settings {
     pub targets: Vec<String>,
     pub format: String,
     pub dq: bool,
-    /// The claim some write about QLoRA, that it quantizes the adapters: A and B rounded through `fp16` or `int4` for a
-    /// second validation loss ("none": kept fp32, as PEFT keeps them; `bf16` is the QLoRA paper's adapter dtype).
+    /// A and B rounded through `bf16`, `fp16` or `int4` for a second validation loss (the claim some write about QLoRA,
+    /// that it quantizes the adapters) ("none": kept fp32, as PEFT keeps them; `bf16` is the QLoRA paper's adapter dtype).
     pub adapter_storage: String,
     pub lr: f32,
     pub batch: usize,
@@ -143,6 +152,15 @@ pub struct Problem {
 impl Problem {
     fn new(field: &str, message: impl Into<String>) -> Problem {
         Problem { field: field.into(), message: message.into() }
+    }
+}
+
+/// What a number box held, for a message: "got 1.5", or "the box is empty" (JavaScript's `null`).
+fn shown(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "the box is empty".into(),
+        serde_json::Value::String(s) => format!("got {s:?}"),
+        other => format!("got {other}"),
     }
 }
 
@@ -267,6 +285,9 @@ impl Settings {
                 ))
             }
         };
+        require(self.seed <= limits.max_seed, "seed", || {
+            format!("seed must be between 0 and {} (got {})", limits.max_seed, self.seed)
+        })?;
         require(self.batch >= 1 && self.batch <= limits.max_batch, "batch", || {
             format!("batch must be between 1 and {} (got {})", limits.max_batch, self.batch)
         })?;
@@ -307,6 +328,57 @@ impl Settings {
             ..defaults
         };
         Ok(RunSpec { method, storage, lora, adapter_storage, optim, batch: self.batch, seq: self.seq, seed: self.seed })
+    }
+
+    /// [`Settings::settle`] for the page's controls as JavaScript reads them: a number box may hold a fraction, a
+    /// negative number or nothing (`null`), which no whole-number setting can take. Each such box is one problem at
+    /// its control ("batch must be a whole number between 1 and 64 (got 1.5)") and its default stands in, so every
+    /// other number stays live; the rest is [`Settings::settle`].
+    pub fn settle_controls(raw: &serde_json::Value, model: &ModelConfig) -> (Settings, Vec<Problem>) {
+        let limits = Limits::PAGE;
+        let d = Settings::defaults_for(model);
+        let mut raw = raw.clone();
+        let mut problems = Vec::new();
+        let whole: [(&str, &str, u64, u64, u64); 5] = [
+            ("r", "rank r", 1, limits.max_rank as u64, d.r as u64),
+            ("batch", "batch", 1, limits.max_batch as u64, d.batch as u64),
+            ("seq", "sequence length", limits.min_seq as u64, model.n_positions as u64, d.seq as u64),
+            ("steps", "steps", 1, limits.max_steps as u64, d.steps as u64),
+            ("seed", "seed", 0, limits.max_seed, d.seed),
+        ];
+        let real: [(&str, &str, &str, f64); 2] =
+            [("alpha", "alpha", "in (0, 1024]", d.alpha as f64), ("lr", "learning rate", "in (0, 1]", d.lr as f64)];
+        if let Some(fields) = raw.as_object_mut() {
+            for (field, name, lo, hi, default) in whole {
+                let Some(v) = fields.get(field) else { continue };
+                if v.as_u64().is_some() {
+                    continue;
+                }
+                let got = shown(v);
+                problems
+                    .push(Problem::new(field, format!("{name} must be a whole number between {lo} and {hi} ({got})")));
+                fields.insert(field.into(), default.into());
+            }
+            for (field, name, range, default) in real {
+                let Some(v) = fields.get(field) else { continue };
+                if v.is_number() {
+                    continue;
+                }
+                let got = shown(v);
+                problems.push(Problem::new(field, format!("{name} must be a number {range} ({got})")));
+                fields.insert(field.into(), default.into());
+            }
+        }
+        let read = match serde_json::from_value::<Settings>(raw) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(Problem::new("settings", format!("the page's settings could not be read: {e}")));
+                d
+            }
+        };
+        let (settled, more) = read.settle(model);
+        problems.extend(more);
+        (settled, problems)
     }
 
     /// Every problem of these settings, each with the setting at fault, and settings the engine can use: each
@@ -360,6 +432,7 @@ impl Settings {
             "batch" => self.batch = d.batch,
             "seq" => self.seq = d.seq,
             "steps" => self.steps = d.steps,
+            "seed" => self.seed = d.seed,
             "lr" => self.lr = d.lr,
             "task" => self.task = d.task,
             "weight_decay" => self.weight_decay = d.weight_decay,
@@ -504,5 +577,61 @@ mod tests {
         let b = Settings { lr: 0.01, steps: 9, ..Default::default() };
         assert_eq!(a.differences(&b), [r#"lr 0.003 → 0.01"#, "steps 300 → 9"]);
         assert!(a.differences(&a).is_empty());
+    }
+
+    /// What the page's number boxes can hold besides good values: a fraction, a negative number, nothing, a seed past
+    /// 32 bits. Each is one problem at its control, its default stands in, and every other setting is kept.
+    #[test]
+    fn the_page_controls_name_a_box_that_holds_no_whole_number_and_keep_the_rest() {
+        let good = serde_json::to_value(Settings { r: 4, steps: 7, ..Settings::default() }).unwrap();
+        let with = |field: &str, v: serde_json::Value| {
+            let mut raw = good.clone();
+            raw[field] = v;
+            Settings::settle_controls(&raw, &cfg())
+        };
+        let d = Settings::defaults_for(&cfg());
+        for (field, v, message) in [
+            ("batch", serde_json::json!(1.5), "batch must be a whole number between 1 and 64 (got 1.5)"),
+            ("batch", serde_json::json!(-2), "batch must be a whole number between 1 and 64 (got -2)"),
+            ("seed", serde_json::json!(-1), "seed must be a whole number between 0 and 4294967295 (got -1)"),
+            ("seq", serde_json::json!(20.5), "sequence length must be a whole number between 8 and 64 (got 20.5)"),
+            ("steps", serde_json::Value::Null, "steps must be a whole number between 1 and 5000 (the box is empty)"),
+            ("r", serde_json::json!(2.5), "rank r must be a whole number between 1 and 64 (got 2.5)"),
+            ("alpha", serde_json::Value::Null, "alpha must be a number in (0, 1024] (the box is empty)"),
+            ("lr", serde_json::Value::Null, "learning rate must be a number in (0, 1] (the box is empty)"),
+            ("seed", serde_json::json!(99_999_999_999u64), "seed must be between 0 and 4294967295 (got 99999999999)"),
+        ] {
+            let (s, problems) = with(field, v);
+            assert_eq!(problems, [Problem::new(field, message)], "{field}");
+            // The box at fault takes its default; the others keep what the reader chose.
+            let mut want = Settings { r: 4, steps: 7, ..Settings::default() };
+            match field {
+                "batch" => want.batch = d.batch,
+                "seed" => want.seed = d.seed,
+                "seq" => want.seq = d.seq,
+                "steps" => want.steps = d.steps,
+                "r" => want.r = d.r,
+                "alpha" => want.alpha = d.alpha,
+                _ => want.lr = d.lr,
+            }
+            assert_eq!(s, want, "{field}");
+        }
+        // Two bad boxes, two messages; good controls, none.
+        let mut raw = good.clone();
+        raw["batch"] = serde_json::json!(0.5);
+        raw["seed"] = serde_json::json!(-3);
+        let (_, problems) = Settings::settle_controls(&raw, &cfg());
+        assert_eq!(problems.iter().map(|p| p.field.as_str()).collect::<Vec<_>>(), ["batch", "seed"]);
+        assert_eq!(
+            Settings::settle_controls(&good, &cfg()),
+            (Settings { r: 4, steps: 7, ..Settings::default() }, vec![])
+        );
+    }
+
+    #[test]
+    fn a_seed_is_held_to_32_bits_in_the_page_and_not_on_the_command_line() {
+        let big = Settings { seed: 1 << 40, ..Settings::default() };
+        assert_eq!(big.check(&cfg()).unwrap_err().field, "seed");
+        assert!(big.validate_within(&cfg(), &Limits::CLI).is_ok());
     }
 }

@@ -213,10 +213,13 @@ struct Settled {
 }
 
 /// The settings with each faulty one replaced by its default, and a message per fault naming its control: the page
-/// shows the message at that control and keeps every other number live.
+/// shows the message at that control and keeps every other number live. `settings` are the controls as read, where
+/// a number box may hold a fraction, a negative number or nothing ([`Settings::settle_controls`]).
 #[wasm_bindgen(js_name = settleSettings)]
 pub fn settle_settings(config_json: &str, settings: JsValue) -> Result<JsValue, JsError> {
-    let (settings, problems) = settings_from(settings)?.settle(&config_from(config_json)?);
+    let raw: serde_json::Value =
+        serde_wasm_bindgen::from_value(settings).map_err(|e| JsError::new(&format!("settings: {e}")))?;
+    let (settings, problems) = Settings::settle_controls(&raw, &config_from(config_json)?);
     to_js(&Settled { settings, problems })
 }
 

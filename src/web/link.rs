@@ -4,7 +4,7 @@
 //! link still opens a working playground.
 
 use crate::data::tasks::{Task, TextTask};
-use crate::lora::parse_targets;
+use crate::lora::{parse_targets, Target};
 use crate::model::ModelConfig;
 use crate::quant::Format;
 use crate::run::settings::*;
@@ -57,6 +57,9 @@ pub struct PageOptions {
     /// `None` for the Shakespeare model that ships with the page. Names only: a link never names a URL to fetch.
     pub model: Option<String>,
 }
+
+/// The matrices the page has a box for (the command line also knows `qkv`).
+const PAGE_TARGETS: &str = "the matrices to adapt are q, k, v, o, fc and proj (or all), separated by commas";
 
 /// The models a link may name besides the built-in one (`model=`), as the page's picker offers them.
 pub const MODEL_NAMES: [&str; 6] = ["shakespeare", "gpt2", "distilgpt2", "gpt2-medium", "gpt2-large", "files"];
@@ -116,9 +119,13 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
                 _ => errors.push(bad("alpha must be a number in (0, 1024]")),
             },
             "targets" => match parse_targets(value) {
-                Ok(t) if !t.is_empty() => s.targets = t.iter().map(|t| t.name().to_string()).collect(),
-                Ok(_) => errors.push(bad("no targets given")),
-                Err(e) => errors.push(bad(&e.to_string())),
+                // One adapter on the whole fused c_attn is the command line's; the page has a box per matrix.
+                Ok(t) if t.contains(&Target::Qkv) => errors.push(bad(
+                    "qkv (one adapter on GPT-2's fused c_attn) is a command-line target; the page adapts q, k and v \
+                     as three matrices (targets=q,k,v)",
+                )),
+                Ok(t) => s.targets = t.iter().map(|t| t.name().to_string()).collect(),
+                Err(_) => errors.push(bad(PAGE_TARGETS)),
             },
             "format" => match value.parse::<Format>() {
                 Ok(f) => s.format = f.name().into(),
@@ -327,6 +334,18 @@ mod tests {
         }
         assert_eq!(parse_query("model=shakespeare", &cfg()).page.model, None);
         assert_eq!(parse_query("model=gpt2-xl", &cfg()).errors.len(), 1);
+    }
+
+    #[test]
+    fn a_link_names_only_the_matrices_the_page_has_a_box_for() {
+        let p = parse_query("targets=qkv&r=4", &cfg());
+        assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
+        assert!(p.errors[0].contains("command-line target") && p.errors[0].contains("targets=q,k,v"), "{:?}", p.errors);
+        assert_eq!((p.settings.targets.clone(), p.settings.r), (Settings::default().targets, 4));
+        let p = parse_query("targets=zz", &cfg());
+        assert_eq!(p.errors, [format!("link parameter targets=\"zz\" ignored: {PAGE_TARGETS}")]);
+        assert!(!p.errors[0].contains("qkv"));
+        assert_eq!(parse_query("targets=all", &cfg()).settings.targets, Settings::default().targets);
     }
 
     #[test]

@@ -80,7 +80,8 @@ function showNotice(message) {
 // ---- settings <-> controls ----------------------------------------------------------------------------------------
 
 function readControls() {
-  const num = (id) => Number($(id).value);
+  // An empty box is null, not 0: the engine says "the box is empty" at that control (and "got 1.5" for a fraction).
+  const num = (id) => { const v = $(id).value.trim(); return v === '' ? null : Number(v); };
   const r = num('rank');
   const targets = TARGETS.filter((t) => $(`targets-${t}`).checked);
   // Only ranks that differ from r travel (an empty box reads as 0 and is refused with a message, like any bad rank).
@@ -202,9 +203,9 @@ function syncDependentControls(s) {
   const mixed = !full && new Set(ranks.map(([, r]) => r)).size > 1;
   $('rank-out').textContent = mixed ? `${s.r} (mixed: ${ranks.map(([t, r]) => `${t} ${r}`).join(', ')})` : String(s.r);
   $('rank-out').dataset.mixed = String(mixed);
-  $('scaling-out').textContent = mixed
-    ? ranks.map(([t, r]) => `${t} ${(s.alpha / r).toFixed(3)}`).join(', ')
-    : (s.alpha / s.r).toFixed(3);
+  // α/r of a box that holds no usable number is no number either: '–' until it is fixed (its control says why).
+  const scaling = (r) => (s.alpha > 0 && r > 0 ? (s.alpha / r).toFixed(3) : '–');
+  $('scaling-out').textContent = mixed ? ranks.map(([t, r]) => `${t} ${scaling(r)}`).join(', ') : scaling(s.r);
   $('user-text-box').hidden = s.task !== 'text';
   renderBaseExplainer(s);
 }

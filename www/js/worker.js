@@ -519,6 +519,9 @@ const handlers = {
     post({ type: 'text', bytes: playground.setUserText(new Uint8Array(bytes)) });
   },
   async start({ settings, preferGpu }) {
+    // Train pressed before the numbers answered a box just changed: a refused setting is said, not run as its default.
+    const [problem] = engine.settleSettings(configJson, settings).problems;
+    if (problem) throw new Error(problem.message);
     await handlers.load();
     running = false;
     const started = await playground.start(settings, preferGpu && !!self.navigator.gpu);
