@@ -319,21 +319,23 @@ pub fn check_memory_budget(settings: &Settings, model: &ModelConfig, budget: u64
     }
     let fits = |s: &Settings| memory_needed(s, model).is_ok_and(|n| n <= budget);
     let batch = (1..settings.batch).rev().find(|&b| fits(&Settings { batch: b, ..settings.clone() }));
-    let seq = (1..settings.seq).rev().find(|&t| fits(&Settings { seq: t, batch: 1, ..settings.clone() }));
+    let shortest = Limits::PAGE.min_seq;
+    let seq = (shortest..settings.seq).rev().find(|&t| fits(&Settings { seq: t, batch: 1, ..settings.clone() }));
+    let smallest = format!("even batch 1 × sequence {shortest}, the smallest run, does not fit");
     let suggestion = match (batch, seq) {
         (Some(b), _) => format!("try a batch of {b} or less"),
         (None, Some(t)) => format!("try batch 1 with a sequence of {t} or less"),
         (None, None) if settings.method == "full" => {
-            "even batch 1 × sequence 1 does not fit: try LoRA or QLoRA instead of full fine-tuning".into()
+            format!("{smallest}: try LoRA or QLoRA instead of full fine-tuning")
         }
         // What is left is the frozen base: fewer bits for it is the way out, down to QLoRA's 4.
         (None, None) => match settings.base_storage() {
             Ok(storage) if storage.format.value_bits() > 4 => format!(
-                "even batch 1 × sequence 1 does not fit, because of the frozen base in {}: keep it in fewer bits \
-                 (QLoRA, nf4 with double quantization)",
+                "{smallest}, because of the frozen base in {}: keep it in fewer bits (QLoRA, nf4 with double \
+                 quantization)",
                 storage.label()
             ),
-            _ => "even batch 1 × sequence 1 does not fit: this model is too large for a tab".into(),
+            _ => format!("{smallest}: this model is too large for a tab"),
         },
     };
     Err(crate::Error::new(format!(

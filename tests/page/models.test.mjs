@@ -269,11 +269,13 @@ test(`${HUB_BACKEND}: GPT-2 Large from the hub: refused with an fp32 base before
     }
     assert.equal(await page.inputValue('[data-testid=method]'), 'qlora');
     assert.ok(await page.isHidden('[data-testid=memory-fit]'));
-    // Full fine-tuning of 774 M parameters fits no tab: the memory panel says so before anything is loaded.
+    // Full fine-tuning of 774 M parameters fits no tab: the model control says so, once, before anything is loaded,
+    // and Train's hint points at the method (the base format is greyed out for full fine-tuning).
     await page.selectOption('[data-testid=method]', 'full');
-    await page.waitForSelector('[data-testid=memory-fit]:not([hidden])');
-    assert.match(await text(page, 'memory-fit'), /^This run would need about [\d,]+ MiB \(batch \d+ × sequence \d+\), more than the [\d,]+ MiB a tab can give it; even batch 1 × sequence 1 does not fit: try LoRA or QLoRA instead of full fine-tuning\.$/);
     await statusIs(page, 'refused');
+    assert.match((await status(page)).text, /^full fine-tuning loads this model's 774 M parameters in fp32, 2,952 MiB, .*; it loads with its base in fp16 \(LoRA, [\d,]+ MiB\), int8 \(QLoRA, [\d,]+ MiB\) or nf4\+dq \(QLoRA, [\d,]+ MiB\)$/);
+    assert.ok(await page.isHidden('[data-testid=memory-fit]'), 'the memory panel does not say it a second time');
+    assert.match(await page.textContent('#train-why'), /full fine-tuning does not fit in this tab: choose LoRA or QLoRA/);
     await page.selectOption('[data-testid=method]', 'qlora');
     await page.waitForSelector('[data-testid=memory-fit]', { state: 'hidden' });
     await statusIs(page, '');

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { ARTIFACTS, NAVIGATION, PAGE_URL, attr, expectedTrainable, launch, modelLoaded, open, ready, text, trainToEnd } from './harness.mjs';
+import { ARTIFACTS, FIREFOX, NAVIGATION, PAGE_URL, attr, expectedTrainable, launch, modelLoaded, open, ready, text, trainToEnd } from './harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CONFIG = JSON.parse(readFileSync(join(ROOT, 'www/models/shakespeare/config.json'), 'utf8'));
@@ -23,6 +23,8 @@ export function playgroundTests(backend) {
     const { page, context, errors } = await open(browser, '?method=lora&format=fp32&dq=0');
     assert.equal(await text(page, 'backend'), backend);
     if (!webgpu) assert.match(await page.textContent('#notice'), /Training runs on your processor/);
+    // Chromium's WebGPU here is SwiftShader, which renders on the processor: the page does not call it "your GPU".
+    if (webgpu && !FIREFOX) assert.equal((await text(page, 'tagline-where')).trim(), '— through WebGPU (SwiftShader, on your processor)');
     for (const r of [1, 4, 64]) {
       await page.fill('[data-testid=rank]', String(r));
       await page.dispatchEvent('[data-testid=rank]', 'input');
@@ -50,6 +52,12 @@ export function playgroundTests(backend) {
     await page.waitForFunction((b) => Number(document.querySelector('[data-testid=memory-total]').dataset.value) < b, before);
     const after = Number(await attr(page, 'memory-total'));
     assert.ok(after < before, `${after} < ${before}`);
+    // Where the bytes go is said in words and in the key, from the same figures as the bars.
+    const share = await text(page, 'memory-share');
+    assert.match(share, /^The frozen base \(with its quantization constants\) is [\d.]+ [KMG]iB of [\d.]+ [KMG]iB, \d+%\./);
+    // This small model at r = 64 on five matrices: the activations outweigh an nf4 base, and the page says why that matters.
+    assert.match(share, /The activations take more, [\d.]+ [KMG]iB \(\d+%\): they grow with batch × sequence, not with the base's bits/);
+    assert.match(await page.textContent('#memory-legend [data-category=base_weights]'), /^base weights [\d.]+ [KMG]iB$/);
     // A rank per matrix: q at 2, the others follow r; the link carries it and a reload restores it.
     await page.check('[data-testid=rank-per-target]');
     await page.fill('[data-testid=rank-q]', '2');

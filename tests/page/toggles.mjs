@@ -180,6 +180,57 @@ export function toggleTests(backend) {
     await context.close();
   });
 
+  test(`${backend}: a number box holding a fraction, a negative number or nothing is named at its box; the page stays live`, async () => {
+    const { page, context, errors } = await open(browser, '');
+    const good = {};
+    for (const id of ['steps', 'batch', 'seq', 'seed']) good[id] = await page.inputValue(`[data-testid=${id}]`);
+    let r = 2;
+    for (const [id, value, message] of [
+      ['steps', '2.5', /^steps must be a whole number between 1 and 5000 \(got 2\.5\)$/],
+      ['batch', '1.5', /^batch must be a whole number between 1 and 64 \(got 1\.5\)$/],
+      ['batch', '-2', /^batch must be a whole number between 1 and 64 \(got -2\)$/],
+      ['seq', '20.5', /^sequence length must be a whole number between 8 and 256 \(got 20\.5\)$/],
+      ['seed', '-1', /^seed must be a whole number between 0 and 4294967295 \(got -1\)$/],
+      ['seed', '99999999999', /^seed must be between 0 and 4294967295 \(got 99999999999\)$/],
+      ['steps', '', /^steps must be a whole number between 1 and 5000 \(the box is empty\)$/],
+    ]) {
+      const what = `${id}=${JSON.stringify(value)}`;
+      await page.fill(`[data-testid=${id}]`, value);
+      await page.dispatchEvent(`[data-testid=${id}]`, 'input');
+      await current(page);
+      assert.deepEqual(await page.$$eval('[data-testid=field-error]', (n) => n.map((e) => e.dataset.for)), [id], what);
+      assert.match(await page.textContent(`[data-testid=field-error][data-for=${id}]`), message, what);
+      assert.ok(await page.isHidden('[data-testid=error]'), `${what}: nothing in the page's error bar`);
+      assert.ok(await page.isDisabled('[data-testid=train]'), what);
+      assert.match(await page.textContent('#trainable-detail'), /Counted with the default for the \w+/, what);
+      await stillLive(page, r++, what);
+      assert.doesNotMatch(page.url(), new RegExp(`[?&]${id}=${value.replace('.', '\\.')}(&|$)`), `${what}: the link keeps no refused value`);
+      await page.fill(`[data-testid=${id}]`, good[id]);
+      await page.dispatchEvent(`[data-testid=${id}]`, 'input');
+      await current(page);
+      await allFine(page, `after fixing ${what}`);
+    }
+    // No matrix ticked: said at the matrices, and the count says it holds the default ones meanwhile.
+    for (const t of ['q', 'k', 'v', 'o', 'fc', 'proj']) await page.uncheck(`[data-testid=targets-${t}]`);
+    await current(page);
+    assert.match(await page.textContent('[data-testid=field-error][data-for=targets]'), /choose at least one matrix to adapt/);
+    assert.match(await page.textContent('#trainable-detail'), /Counted with the default for the matrices to adapt until it is fixed\.$/);
+    await page.check('[data-testid=targets-v]');
+    await current(page);
+    await allFine(page, 'with v ticked');
+    // A generation box out of its range is named below the generation controls, and nothing is generated.
+    await page.fill('#gen-tokens', '5000');
+    await page.click('[data-testid=generate]');
+    assert.match(await page.textContent('[data-testid=field-error][data-for=gen-tokens]'), /^tokens must be a whole number from 1 to 1024 \(got 5000\)$/);
+    assert.ok(await page.isHidden('[data-testid=error]'));
+    await page.fill('#gen-tokens', '4');
+    await page.click('[data-testid=generate]');
+    await page.waitForFunction(() => document.querySelector('[data-testid=gen-progress]').textContent === '4 tokens', null, { timeout: 120000 });
+    assert.equal(await page.$$eval('[data-testid=field-error]', (n) => n.length), 0);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
   test(`${backend}: a rank per matrix shows "mixed" and the scaling of each matrix`, async () => {
     const { page, context } = await open(browser, '?ranks=q:2,fc:16');
     assert.match(await page.textContent('#rank-out'), /mixed: q 2, k 8, v 8, o 8, fc 16, proj 8/);

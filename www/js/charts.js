@@ -135,7 +135,8 @@ export function spectraKey(spectra) {
   return { layers, targets: targets.map((t, i) => ({ target: t, color: PALETTE[i % PALETTE.length] })) };
 }
 
-/// Histogram of w / absmax(block) with the levels of nf4, fp4 and int4 as ticks along the bottom.
+/// Histogram of w / absmax(block) with the levels of the base's 4-bit format as ticks along the bottom; for a wider
+/// base (`format` not among the levels), nf4's, labelled as a comparison.
 export function drawHistogram(el, h, format, old) {
   if (old) old.destroy();
   el.textContent = '';
@@ -153,10 +154,11 @@ export function drawHistogram(el, h, format, old) {
     series: [
       { label: 'w / absmax' },
       { label: 'weights', stroke: PALETTE[0], fill: PALETTE[0] + '55', paths: uPlot.paths.bars({ size: [1, Infinity] }), spanGaps: false },
-      { label: `${chosen.format} levels`, stroke: PALETTE[3], width: 0, points: { show: true, size: 7, fill: PALETTE[3] } },
+      { label: chosen.format === format ? `${chosen.format} levels` : `${chosen.format} levels (for comparison: a ${format} base has too many to mark)`, stroke: PALETTE[3], width: 0, points: { show: true, size: 7, fill: PALETTE[3] } },
     ],
     scales: { x: { time: false, range: [-1.05, 1.05] } },
-    axes: [{ label: `${h.tensor}: value / block absmax` }, { label: 'count' }],
+    // The weight is named by the select above; the axis label stays short enough for a phone.
+    axes: [{ label: 'w / its block\'s absmax' }, { label: 'count' }],
     // A static key: a live one shows "--" until the pointer is over the chart.
     legend: { live: false },
   }, data, el);

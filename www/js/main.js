@@ -167,7 +167,7 @@ function follow(changed) {
     if (method.value !== info.method) {
       method.value = info.method;
       flash(method);
-      said = info.quantized ? `A quantized base (${info.name}) makes this QLoRA.` : `A ${info.name} base is not quantized, which makes this LoRA.`;
+      said = info.quantized ? `A quantized base (${info.name}) makes this QLoRA.` : `${info.name.startsWith('f') ? 'An' : 'A'} ${info.name} base is not quantized, which makes this LoRA.`;
     }
     state.base[info.method] = info.name;
   } else if (changed === 'double-quant') {
@@ -267,6 +267,9 @@ function onSettingsChanged(event) {
   if (['method', 'format', 'double-quant'].includes(changed) && event.type === 'input') {
     const said = follow(changed);
     if (said || changed !== 'double-quant') $('follow-note').textContent = said;
+  } else if (changed && !['method', 'format', 'double-quant'].includes(changed)) {
+    // The note explains the last move of the base controls; another control's change makes it old news.
+    $('follow-note').textContent = '';
   }
   const s = readControls();
   if (s.method === 'full') { s.format = 'fp32'; s.dq = false; s.adapter_storage = 'none'; }
@@ -295,8 +298,8 @@ function controlName(field) {
 /// Shows each refused setting at its control; the numbers meanwhile use its default (the engine settled them).
 function showProblems(problems) {
   state.problems = problems;
-  for (const old of document.querySelectorAll('.field-error')) old.remove();
-  for (const node of document.querySelectorAll('[data-invalid]')) delete node.dataset.invalid;
+  for (const old of document.querySelectorAll('.field-error:not(.gen-error)')) old.remove();
+  for (const node of document.querySelectorAll('#controls [data-invalid]')) delete node.dataset.invalid;
   for (const p of problems) {
     const at = p.field === 'ranks' ? 'targets' : p.field;
     const control = document.querySelector(`#controls [data-control="${at}"]`) || $('train');
@@ -315,8 +318,10 @@ function trainBlocked() {
   }
   if (!state.modelLoaded && state.modelName !== 'shakespeare') {
     if (state.modelName === 'files') return 'Train waits for your model: choose its files above.';
-    return state.loadRefused ? 'Train waits for the model, which does not fit this tab with this base format: choose one the message above names, then press Load.'
-      : 'Train waits for the model: press Load above.';
+    if (!state.loadRefused) return 'Train waits for the model: press Load above.';
+    return state.settings?.method === 'full'
+      ? 'Train waits for the model, which full fine-tuning does not fit in this tab: choose LoRA or QLoRA with a base the message above names, then press Load.'
+      : 'Train waits for the model, which does not fit this tab with this base format: choose one the message above names, then press Load.';
   }
   if (state.runProblem) return 'Train waits for settings whose run fits this tab (see Memory while training).';
   if (state.settings && state.settings.task === 'text' && !state.userTextSent) {
@@ -702,7 +707,9 @@ function modelStatus(value, text) {
 function modelLoadedText(info, memory) {
   const ignored = state.modelIgnored && state.modelIgnored.length ? ` (ignored: ${state.modelIgnored.join(', ')})` : '';
   const mem = memory ? `; the engine holds ${fmtBytes(memory)} in this tab` : '';
-  return `loaded: ${fmtInt(info.params)} parameters, ${info.n_layer} layers × ${info.n_embd}, a vocabulary of ${fmtInt(info.vocab_size)}, the frozen base kept in ${info.storage}${mem}${ignored}`;
+  // A base loaded in fp32 is stored by each run as its settings choose; one loaded narrower is shared by runs in its format.
+  const runs = info.storage === 'fp32' ? ' (each run stores it as its settings choose)' : '';
+  return `loaded: ${fmtInt(info.params)} parameters, ${info.n_layer} layers × ${info.n_embd}, a vocabulary of ${fmtInt(info.vocab_size)}, the frozen base kept in ${info.storage}${runs}${mem}${ignored}`;
 }
 
 /// What the reader sees of the chosen model before loading it: a hub model's size and licence, the file chooser.
@@ -827,8 +834,11 @@ function preferGpu() {
 function cpuInWords(cpu) {
   let threads = `It uses ${cpu.threads} of your processor's cores`;
   if (cpu.threads <= 1) {
+    // In an iframe, isolation also needs the page around it (its headers, and allow="cross-origin-isolated").
     const why = cpu.threadsWhy && /isolated/.test(cpu.threadsWhy)
-      ? 'this page\'s host does not send the two headers that allow more' : cpu.threadsWhy;
+      ? (window.self !== window.top ? 'the page this playground is embedded in is not cross-origin isolated, which more cores need'
+        : 'this page\'s host does not send the two headers that allow more')
+      : cpu.threadsWhy;
     threads = `It uses one core of your processor${why ? ` (${why})` : ''}`;
   }
   let simd = 'and its fused multiply-add instructions.';
@@ -845,10 +855,15 @@ function showBackend(backend) {
   badge.textContent = backend;
   badge.dataset.value = backend;
   const cpu = state.cpu ? cpuInWords(state.cpu) : '';
+  // A software WebGPU adapter runs on the processor too: named as what it is, not as "your GPU".
+  const soft = state.gpu && state.gpu.software;
+  const gpu = soft ? `WebGPU's ${soft}, which renders on your processor` : 'your GPU through WebGPU';
   badge.title = backend === 'webgpu'
-    ? `Training runs on your GPU through WebGPU. Evaluation and generation run on the processor: ${cpu}`
+    ? `Training runs on ${gpu}. Evaluation and generation run on the processor: ${cpu}`
     : `Training runs on your processor (wasm). ${cpu}`;
-  $('tagline-where').textContent = backend === 'webgpu' ? ' — on your GPU (WebGPU)' : ' — on your processor (no WebGPU here)';
+  $('tagline-where').textContent = backend === 'webgpu'
+    ? (soft ? ` — through WebGPU (${soft}, on your processor)` : ' — on your GPU (WebGPU)')
+    : ' — on your processor (no WebGPU here)';
 }
 
 // ---- worker events -------------------------------------------------------------------------------------------------
@@ -914,11 +929,17 @@ const onMessage = {
     setTrainingButtons(state.run ? state.run.status : 'idle');
     state.accounting = m.accounting;
     state.query = m.query;
-    renderParams(m.accounting, state.settings, state.config);
+    // The numbers are those of the settings as the engine settled them: a refused box counts as its default, and the
+    // count says so.
+    state.usable = m.settings;
+    const refused = [...new Set((m.problems || []).map((p) => controlName(p.field)))];
+    renderParams(m.accounting, m.settings, state.config, refused);
     const current = state.run && !state.dirty ? state.run : null;
     // Before a run, where one would train: the processor says so from the start on a machine without WebGPU.
     renderMemory(m.accounting, current && current.measured, current ? current.backend : state.backend);
     renderScale(m.accounting);
+    // The histogram marks the base as the settings keep it: redrawn when that changes.
+    if (state.histogram && storageLabel(m.settings) !== state.histFormat) drawHist();
     $('snippet').textContent = m.snippet;
     showStepEstimate();
     history.replaceState(null, '', `${location.pathname}?${m.query}${pageQuery()}`);
@@ -1053,6 +1074,9 @@ const onMessage = {
   },
   resumed() {
     if (state.run) state.run.status = 'running';
+    // "Restored …: press Resume" has been done; a notice about the run itself (a lost device) stays.
+    if (state.restoreNotice && $('notice').textContent === state.restoreNotice) showNotice('');
+    state.restoreNotice = null;
     setTrainingButtons('running');
   },
   reset() {
@@ -1083,8 +1107,9 @@ const onMessage = {
     for (const v of m.history.vals) onMessage.val(v);
     showBackend(m.backend);
     const from = m.source === 'file' ? 'from the file' : `saved in this browser ${timeOf(m.savedAt)}`;
-    showNotice(`Restored the run ${from}: step ${m.step} of ${m.settings.steps}.${m.finished ? '' : ' Press Resume to continue it.'}` +
-      (m.notice ? ` ${m.notice}` : ''));
+    state.restoreNotice = `Restored the run ${from}: step ${m.step} of ${m.settings.steps}.${m.finished ? '' : ' Press Resume to continue it.'}` +
+      (m.notice ? ` ${m.notice}` : '');
+    showNotice(state.restoreNotice);
     setTrainingButtons(status);
     account(m.settings);
     if (m.spectra) state.spectraPlot = drawSpectra($('spectra-chart'), m.spectra, state.spectraPlot);
@@ -1135,7 +1160,6 @@ const onMessage = {
   histogram(m) {
     state.histogram = m.histogram;
     drawHist();
-    renderQuantErrors(m.histogram);
   },
   // The engine trapped: one message with a Reload, the run on screen stays as it was, and nothing can be pressed
   // that would need the engine.
@@ -1242,8 +1266,11 @@ function requestHistogram() {
 
 function drawHist() {
   if (!state.histogram) return;
-  const f = state.settings && ['nf4', 'fp4', 'int4'].includes(state.settings.format) ? state.settings.format : 'nf4';
+  const s = state.usable || state.settings;
+  const f = s ? (s.method === 'full' ? 'fp32' : s.format) : 'nf4';
+  state.histFormat = s ? storageLabel(s) : 'nf4';
   state.histPlot = drawHistogram($('hist-chart'), state.histogram, f, state.histPlot);
+  renderQuantErrors(state.histogram, state.histFormat);
 }
 
 // ---- wiring -----------------------------------------------------------------------------------------------------------
@@ -1300,8 +1327,32 @@ window.addEventListener('pagehide', () => send({ type: 'save' }));
 document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') send({ type: 'save' }); });
 $('log-scale').addEventListener('change', (e) => { lossChart.log = e.target.checked; requestDraw(); });
 $('stop-generate').addEventListener('click', () => send({ type: 'stop-generate' }));
+/// The generation boxes as numbers within their own min and max, or null after naming the first bad one below them
+/// (the engine checks the same bounds; this keeps its message at the box instead of the page's error bar).
+function readGeneration() {
+  for (const old of document.querySelectorAll('.gen-error')) old.remove();
+  for (const node of document.querySelectorAll('.gen-controls [data-invalid]')) delete node.dataset.invalid;
+  const out = {};
+  for (const [id, name] of [['gen-tokens', 'tokens'], ['temperature', 'temperature'], ['top-k', 'top-k']]) {
+    const box = $(id);
+    const raw = box.value.trim();
+    const v = Number(raw);
+    const [lo, hi, whole] = [Number(box.min), Number(box.max), box.step === '1'];
+    if (raw === '' || !Number.isFinite(v) || v < lo || v > hi || (whole && !Number.isInteger(v))) {
+      box.closest('label').dataset.invalid = 'true';
+      $('gen-controls').after(el('p', { className: 'field-error gen-error', role: 'alert', 'data-testid': 'field-error', 'data-for': id,
+        textContent: `${name} must be ${whole ? 'a whole number' : 'a number'} from ${lo} to ${hi} (${raw === '' ? 'the box is empty' : `got ${raw}`})` }));
+      return null;
+    }
+    out[id] = v;
+  }
+  return out;
+}
+
 $('generate').addEventListener('click', () => {
   clearError();
+  const asked = readGeneration();
+  if (!asked) return;
   ensureModel();
   $('generate').disabled = true;
   $('stop-generate').hidden = false;
@@ -1310,10 +1361,10 @@ $('generate').addEventListener('click', () => {
   send({
     type: 'generate',
     prompt: $('prompt').value,
-    tokens: Number($('gen-tokens').value),
-    temperature: Number($('temperature').value),
-    topK: Number($('top-k').value),
-    seed: state.settings ? state.settings.seed : 0,
+    tokens: asked['gen-tokens'],
+    temperature: asked.temperature,
+    topK: asked['top-k'],
+    seed: state.usable ? state.usable.seed : 0,
   });
 });
 $('hist-weight').addEventListener('change', requestHistogram);
@@ -1331,7 +1382,7 @@ $('clear-runs').addEventListener('click', () => {
 });
 $('copy-link').addEventListener('click', (e) => copy(shareUrl(false), e.currentTarget));
 $('copy-iframe').addEventListener('click', (e) => copy(
-  `<iframe src="${shareUrl(true)}" width="100%" height="720" style="border:0" loading="lazy" title="qlora-playground"></iframe>`, e.currentTarget));
+  `<iframe src="${shareUrl(true)}" width="100%" height="720" style="border:0" loading="lazy" allow="cross-origin-isolated" title="qlora-playground"></iframe>`, e.currentTarget));
 $('copy-snippet').addEventListener('click', (e) => copy($('snippet').textContent, e.currentTarget));
 
 // User text: pasted, chosen or dropped. The bytes go to the worker, which checks them (UTF-8, size) in Rust.

@@ -37,13 +37,18 @@ const CATEGORY_LABEL = {
 const CATEGORIES = Object.keys(CATEGORY_LABEL);
 const color = (cat) => PALETTE[CATEGORIES.indexOf(cat) % PALETTE.length];
 
-export function renderParams(acc, settings, config) {
+/// The trainable count of `settings` (as the engine settled them); `refused` names the controls whose default they
+/// hold while the reader's value is refused, which the count says.
+export function renderParams(acc, settings, config, refused = []) {
   const tp = document.getElementById('trainable-params');
   tp.textContent = fmtInt(acc.trainable);
   tp.dataset.value = String(acc.trainable);
-  document.getElementById('trainable-detail').textContent = settings.method === 'full'
+  // PEFT's percentage: of the model's parameters and the adapters' together.
+  const detail = settings.method === 'full'
     ? `Full fine-tuning: all ${fmtInt(acc.total_params)} parameters train (100%).`
-    : `${acc.percent.toFixed(3)}% of ${fmtInt(acc.total_params)} — full fine-tuning would train ${fmtInt(acc.full_trainable)}.`;
+    : `${acc.percent.toFixed(3)}% of ${fmtInt(acc.total_params)}, the model's ${fmtInt(acc.full_trainable)} parameters and the adapters' together (as PEFT counts) — full fine-tuning would train ${fmtInt(acc.full_trainable)}.`;
+  const held = refused.length ? ` Counted with the default for ${refused.join(' and ')} until ${refused.length > 1 ? 'they are' : 'it is'} fixed.` : '';
+  document.getElementById('trainable-detail').textContent = detail + held;
   renderExplainer(settings, config);
 }
 
@@ -113,8 +118,30 @@ export function renderMemory(acc, measured, backend) {
     }
     return el('div', { className: 'bar-row' }, el('span', { className: 'bar-label' }, label), bar, el('span', { className: 'bar-value' }, fmtBytes(sum)));
   }));
+  // The key carries this configuration's bytes per category, readable without a pointer (a phone has none).
+  const mine = new Map(acc.memory.categories);
   const legend = document.getElementById('memory-legend');
-  legend.replaceChildren(...CATEGORIES.map((k) => el('li', {}, el('span', { className: 'swatch', style: `background:${color(k)}` }), CATEGORY_LABEL[k])));
+  legend.replaceChildren(...CATEGORIES.map((k) => el('li', { 'data-category': k }, el('span', { className: 'swatch', style: `background:${color(k)}` }),
+    `${CATEGORY_LABEL[k]} ${fmtBytes(mine.get(k) ?? 0)}`)));
+  document.getElementById('memory-share').textContent = memoryShare(acc.memory);
+}
+
+/// Where this configuration's bytes go, in one sentence: the frozen base's share, and the largest part when that is
+/// not the base (at a small model's size the activations outweigh it, so fewer bits for the base save little).
+function memoryShare(memory) {
+  const cats = new Map(memory.categories);
+  const base = (cats.get('base_weights') ?? 0) + (cats.get('quant_constants') ?? 0);
+  const pct = (v) => `${Math.round((100 * v) / memory.total)}%`;
+  let s = `The frozen base (with its quantization constants) is ${fmtBytes(base)} of ${fmtBytes(memory.total)}, ${pct(base)}.`;
+  const [top, bytes] = [...cats].filter(([k]) => k !== 'base_weights' && k !== 'quant_constants').sort((a, b) => b[1] - a[1])[0] ?? [];
+  if (top && bytes > base) {
+    const name = CATEGORY_LABEL[top] || top;
+    s += ` The ${name} ${name.endsWith('s') ? 'take' : 'takes'} more, ${fmtBytes(bytes)} (${pct(bytes)})`;
+    s += top === 'activations'
+      ? ': they grow with batch × sequence, not with the base\'s bits, so a narrower base saves less here than on a large model (see Scale up).'
+      : '.';
+  }
+  return s;
 }
 
 export function renderScale(acc) {
@@ -138,11 +165,13 @@ export function renderRuns(runs, label) {
     el('td', {}, r.tokS ? fmtInt(Math.round(r.tokS)) : '–'), el('td', {}, r.backend || '–'))));
 }
 
-export function renderQuantErrors(h) {
+/// Each format's error on the weight shown; the row of `format`, the base as the settings keep it, is marked.
+export function renderQuantErrors(h, format) {
   const body = document.querySelector('#quant-errors tbody');
   // fp32 is the reference; a format that keeps these weights exactly (the shipped model was saved in fp16) says so.
   const note = (e) => (e.format === 'fp32' ? ' (reference)' : e.rmse === 0 ? ' (exact: the weights were saved in it)' : '');
-  body.replaceChildren(...h.errors.map((e) => el('tr', {},
+  const base = (e) => e.format === format;
+  body.replaceChildren(...h.errors.map((e) => el('tr', base(e) ? { className: 'current', title: 'the base as your settings keep it' } : {},
     el('td', {}, `${e.format}${note(e)}`), el('td', {}, e.bits_per_param.toFixed(3)),
     el('td', {}, e.rmse === 0 ? '0' : e.rmse.toExponential(2)), el('td', {}, e.max_abs === 0 ? '0' : e.max_abs.toExponential(2)))));
 }

@@ -216,12 +216,22 @@ async function loadBuiltInModel() {
 }
 
 /// Whether this worker can train on WebGPU, and if not, why (shown on the page before any training).
+/// The name of a WebGPU adapter that renders on the processor (SwiftShader, lavapipe/llvmpipe, a fallback adapter),
+/// or null for a GPU: the page says "your GPU" only for one. Browsers that hide the adapter's details count as a GPU.
+function softwareAdapter(adapter) {
+  const info = adapter.info || {};
+  const words = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ');
+  const known = words.match(/swiftshader|lavapipe|llvmpipe|software/i);
+  if (known) return known[0].toLowerCase() === 'swiftshader' ? 'SwiftShader' : known[0].toLowerCase();
+  return adapter.isFallbackAdapter || info.isFallbackAdapter ? 'a fallback adapter' : null;
+}
+
 async function probeGpu() {
   if (!self.navigator.gpu) return { available: false, reason: 'this browser offers no WebGPU here' };
   try {
     const adapter = await self.navigator.gpu.requestAdapter();
     if (!adapter) return { available: false, reason: 'WebGPU found no usable GPU adapter' };
-    return { available: true, reason: null };
+    return { available: true, reason: null, software: softwareAdapter(adapter) };
   } catch (e) {
     return { available: false, reason: `WebGPU failed: ${e.message || e}` };
   }
@@ -462,9 +472,10 @@ const handlers = {
     const acc = engine.accounting(configJson, usable);
     // Whether the chosen model, not loaded yet, would fit the tab with its base kept as these settings keep it.
     const loadProblem = playground ? null : engine.loadProblem(configJson, usable) ?? null;
-    // Whether a run of these settings fits beside the base as loaded (or as they would load it).
-    const runProblem = engine.runProblem(configJson, usable, loadedBase?.storage, loadedBase?.bytes) ?? null;
-    post({ type: 'account', accounting: acc, query: engine.toQuery(configJson, usable), snippet: engine.peftSnippet(configJson, usable), problems, loadProblem, runProblem, seq });
+    // Whether a run of these settings fits beside the base as loaded (or as they would load it); a model that does not
+    // load is said at the model control, once.
+    const runProblem = loadProblem ? null : engine.runProblem(configJson, usable, loadedBase?.storage, loadedBase?.bytes) ?? null;
+    post({ type: 'account', settings: usable, accounting: acc, query: engine.toQuery(configJson, usable), snippet: engine.peftSnippet(configJson, usable), problems, loadProblem, runProblem, seq });
   },
   async load() {
     if (!playground) {
