@@ -339,7 +339,7 @@ fn an_exported_run_holds_a_peft_adapter_and_resumes() {
 
 /// "Adapter storage" measures a claim without changing the run: the loss with A and B rounded through bf16 (the QLoRA
 /// paper's dtype), fp16 or int4 (the claim that QLoRA quantizes them) is reported beside the fp32 loss, departs from
-/// it in order of the format's precision, and leaves the trained adapters as they were.
+/// it far less for 16 bits than for 4, and leaves the trained adapters as they were.
 #[test]
 fn adapter_storage_reports_the_rounded_loss_and_keeps_the_trained_adapters() {
     let mut departures = Vec::new();
@@ -358,6 +358,8 @@ fn adapter_storage_reports_the_rounded_loss_and_keeps_the_trained_adapters() {
         let again = pollster::block_on(run.validate()).unwrap();
         assert_eq!(again.val_loss, v.val_loss, "{astore}: measuring the rounded adapters changed the trained ones");
     }
+    // 16-bit rounding barely moves the loss; int4's does (which of fp16 and bf16 moves it less is not asked: at these
+    // sizes their order is rounding noise).
     let d: Vec<f64> = departures.iter().map(|(_, d)| *d).collect();
-    assert!(d[0] <= d[1] && d[1] < d[2] && d[2] > 1e-4, "fp16 ≤ bf16 < int4 departures: {departures:?}");
+    assert!(d[2] > 1e-4 && d[0] < d[2] / 3.0 && d[1] < d[2] / 3.0, "fp16, bf16 ≪ int4 departures: {departures:?}");
 }

@@ -351,7 +351,9 @@ impl Settings {
         if let Some(fields) = raw.as_object_mut() {
             for (field, name, lo, hi, default) in whole {
                 let Some(v) = fields.get(field) else { continue };
-                if v.as_u64().is_some() {
+                // Out of range is said here too, in the same words, and before a value too large for wasm32's usize
+                // could fail to read at all.
+                if v.as_u64().is_some_and(|n| (lo..=hi).contains(&n)) {
                     continue;
                 }
                 let got = shown(v);
@@ -361,6 +363,7 @@ impl Settings {
             }
             for (field, name, range, default) in real {
                 let Some(v) = fields.get(field) else { continue };
+                // The range of a real number is the engine's check, with its message; a box without one is said here.
                 if v.is_number() {
                     continue;
                 }
@@ -502,8 +505,9 @@ pub fn parse_ranks(text: &str) -> Result<Vec<(String, usize)>> {
         let target: Target = name.parse()?;
         let rank = rank.trim().parse::<usize>().ok().filter(|r| (1..=MAX_RANK).contains(r)).ok_or_else(|| {
             Error::new(format!(
-                "the rank of {} must be a whole number from 1 to {MAX_RANK} (got {rank:?})",
-                target.name()
+                "the rank of {} must be a whole number between 1 and {MAX_RANK} ({})",
+                target.name(),
+                if rank.trim().is_empty() { "the box is empty".to_string() } else { format!("got {rank:?}") }
             ))
         })?;
         ensure!(!out.iter().any(|(t, _)| t == target.name()), "{} has two ranks", target.name());
@@ -599,7 +603,18 @@ mod tests {
             ("r", serde_json::json!(2.5), "rank r must be a whole number between 1 and 64 (got 2.5)"),
             ("alpha", serde_json::Value::Null, "alpha must be a number in (0, 1024] (the box is empty)"),
             ("lr", serde_json::Value::Null, "learning rate must be a number in (0, 1] (the box is empty)"),
-            ("seed", serde_json::json!(99_999_999_999u64), "seed must be between 0 and 4294967295 (got 99999999999)"),
+            (
+                "seed",
+                serde_json::json!(99_999_999_999u64),
+                "seed must be a whole number between 0 and 4294967295 (got 99999999999)",
+            ),
+            // Beyond a 32-bit usize (the page's wasm32): one message at the box, not a settings object that fails to read.
+            (
+                "steps",
+                serde_json::json!(5_000_000_000u64),
+                "steps must be a whole number between 1 and 5000 (got 5000000000)",
+            ),
+            ("batch", serde_json::json!(65), "batch must be a whole number between 1 and 64 (got 65)"),
         ] {
             let (s, problems) = with(field, v);
             assert_eq!(problems, [Problem::new(field, message)], "{field}");

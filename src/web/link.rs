@@ -111,7 +111,8 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
                 _ => errors.push(bad(&format!("rank must be a whole number from 1 to {MAX_RANK}"))),
             },
             "ranks" => match parse_ranks(value) {
-                Ok(_) => s.ranks = value.into(),
+                // Kept as the page spells it (`Q:2` → `q:2`): the per-matrix boxes and the link read it back.
+                Ok(ranks) => s.ranks = ranks.iter().map(|(t, r)| format!("{t}:{r}")).collect::<Vec<_>>().join(","),
                 Err(e) => errors.push(bad(&e.to_string())),
             },
             "alpha" => match value.parse::<f32>() {
@@ -361,6 +362,7 @@ mod tests {
         assert_eq!(p.page.hide, ["seed", "alpha"]);
         assert_eq!((p.settings.method.as_str(), p.settings.format.as_str(), p.settings.dq), ("qlora", "nf4", false));
         assert_eq!(p.settings.task, "hamlet");
+        assert_eq!(parse_query("ranks=Q:2,FC:16", &cfg()).settings.ranks, "q:2,fc:16");
         // What is written back is the canonical spelling, so a shared link reads the same as one made by the page.
         assert!(p.settings.to_query(&cfg()).contains("task=hamlet"), "{}", p.settings.to_query(&cfg()));
         // A wrong name is still one message, quoted as the reader typed it.
@@ -489,11 +491,13 @@ mod tests {
         assert_eq!((rank("q"), rank("k"), rank("fc"), rank("proj")), (2, 8, 16, 8));
         let q = s.to_query(&cfg());
         assert_eq!(q, "v=1&ranks=fc%3A16%2C+q%3A2");
-        assert_eq!(parse_query(&q, &cfg()).settings, s);
+        // Read back as the page spells it, without the space.
+        assert_eq!(parse_query(&q, &cfg()).settings, Settings { ranks: "fc:16,q:2".into(), ..s.clone() });
         for (bad, says) in [
             ("fc", "not target:rank"),
-            ("fc:0", "from 1 to 64"),
-            ("fc:65", "from 1 to 64"),
+            ("fc:0", "between 1 and 64"),
+            ("fc:65", "between 1 and 64"),
+            ("fc:", "(the box is empty)"),
             ("zz:4", "zz"),
             ("fc:4,fc:8", "two ranks"),
         ] {

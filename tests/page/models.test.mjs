@@ -119,7 +119,19 @@ for (const backend of ['cpu', 'webgpu']) {
       // Before any run, "base" text comes from the base as loaded, and its caption says which.
       await page.fill('#gen-tokens', '4');
       await page.click('[data-testid=generate]');
-      await page.waitForFunction(() => /^\d+ tokens$/.test(document.querySelector('[data-testid=gen-progress]').textContent), null, { timeout: 120000 });
+      await page.waitForFunction(() => /^\d+ tokens$/.test(document.querySelector('[data-testid=gen-progress]').textContent), null, { timeout: 120000 })
+        .catch(async (e) => {
+          // What the page showed instead, so that a failure here says where the generation stopped.
+          const seen = await page.evaluate(() => ({
+            progress: document.querySelector('[data-testid=gen-progress]').textContent,
+            generateDisabled: document.querySelector('[data-testid=generate]').disabled,
+            error: document.querySelector('[data-testid=error]').textContent,
+            fieldErrors: [...document.querySelectorAll('[data-testid=field-error]')].map((n) => n.textContent),
+            tokens: document.querySelector('#gen-tokens').value,
+            status: document.querySelector('[data-testid=model-status]').textContent,
+          }));
+          throw new Error(`${e.message}; the page showed ${JSON.stringify(seen)}`);
+        });
       assert.equal(await page.textContent('#base-caption'), 'Base (nf4+dq, as loaded)');
       // Every count is now this model's.
       await live(page, TINY, 4);

@@ -191,7 +191,8 @@ export function toggleTests(backend) {
       ['batch', '-2', /^batch must be a whole number between 1 and 64 \(got -2\)$/],
       ['seq', '20.5', /^sequence length must be a whole number between 8 and 256 \(got 20\.5\)$/],
       ['seed', '-1', /^seed must be a whole number between 0 and 4294967295 \(got -1\)$/],
-      ['seed', '99999999999', /^seed must be between 0 and 4294967295 \(got 99999999999\)$/],
+      ['seed', '99999999999', /^seed must be a whole number between 0 and 4294967295 \(got 99999999999\)$/],
+      ['batch', '65', /^batch must be a whole number between 1 and 64 \(got 65\)$/],
       ['steps', '', /^steps must be a whole number between 1 and 5000 \(the box is empty\)$/],
     ]) {
       const what = `${id}=${JSON.stringify(value)}`;
@@ -202,7 +203,7 @@ export function toggleTests(backend) {
       assert.match(await page.textContent(`[data-testid=field-error][data-for=${id}]`), message, what);
       assert.ok(await page.isHidden('[data-testid=error]'), `${what}: nothing in the page's error bar`);
       assert.ok(await page.isDisabled('[data-testid=train]'), what);
-      assert.match(await page.textContent('#trainable-detail'), /Counted with the default for the \w+/, what);
+      assert.match(await page.textContent('#trainable-detail'), /The numbers use the default for the \w+/, what);
       await stillLive(page, r++, what);
       assert.doesNotMatch(page.url(), new RegExp(`[?&]${id}=${value.replace('.', '\\.')}(&|$)`), `${what}: the link keeps no refused value`);
       await page.fill(`[data-testid=${id}]`, good[id]);
@@ -214,14 +215,14 @@ export function toggleTests(backend) {
     for (const t of ['q', 'k', 'v', 'o', 'fc', 'proj']) await page.uncheck(`[data-testid=targets-${t}]`);
     await current(page);
     assert.match(await page.textContent('[data-testid=field-error][data-for=targets]'), /choose at least one matrix to adapt/);
-    assert.match(await page.textContent('#trainable-detail'), /Counted with the default for the matrices to adapt until it is fixed\.$/);
+    assert.match(await page.textContent('#trainable-detail'), /The numbers use the default for the matrices to adapt until it is fixed\.$/);
     await page.check('[data-testid=targets-v]');
     await current(page);
     await allFine(page, 'with v ticked');
     // A generation box out of its range is named below the generation controls, and nothing is generated.
     await page.fill('#gen-tokens', '5000');
     await page.click('[data-testid=generate]');
-    assert.match(await page.textContent('[data-testid=field-error][data-for=gen-tokens]'), /^tokens must be a whole number from 1 to 1024 \(got 5000\)$/);
+    assert.match(await page.textContent('[data-testid=field-error][data-for=gen-tokens]'), /^tokens must be a whole number between 1 and 1024 \(got 5000\)$/);
     assert.ok(await page.isHidden('[data-testid=error]'));
     await page.fill('#gen-tokens', '4');
     await page.click('[data-testid=generate]');

@@ -154,7 +154,7 @@ export function drawHistogram(el, h, format, old) {
     series: [
       { label: 'w / absmax' },
       { label: 'weights', stroke: PALETTE[0], fill: PALETTE[0] + '55', paths: uPlot.paths.bars({ size: [1, Infinity] }), spanGaps: false },
-      { label: chosen.format === format ? `${chosen.format} levels` : `${chosen.format} levels (for comparison: a ${format} base has too many to mark)`, stroke: PALETTE[3], width: 0, points: { show: true, size: 7, fill: PALETTE[3] } },
+      { label: chosen.format === format ? `${chosen.format} levels` : `${chosen.format} levels (for comparison: ${format.startsWith('f') || format.startsWith('i') ? 'an' : 'a'} ${format} base has too many to mark)`, stroke: PALETTE[3], width: 0, points: { show: true, size: 7, fill: PALETTE[3] } },
     ],
     scales: { x: { time: false, range: [-1.05, 1.05] } },
     // The weight is named by the select above; the axis label stays short enough for a phone.

@@ -86,7 +86,7 @@ function readControls() {
   const targets = TARGETS.filter((t) => $(`targets-${t}`).checked);
   // Only ranks that differ from r travel (an empty box reads as 0 and is refused with a message, like any bad rank).
   const ranks = $('per-target').checked
-    ? targets.filter((t) => num(`rank-${t}`) !== r).map((t) => `${t}:${$(`rank-${t}`).value.trim() || 0}`).join(',')
+    ? targets.filter((t) => num(`rank-${t}`) !== r).map((t) => `${t}:${$(`rank-${t}`).value.trim()}`).join(',')
     : '';
   return {
     method: $('method').value,
@@ -199,12 +199,14 @@ function syncDependentControls(s) {
   if (full) $('format').value = 'fp32';
   $('double-quant').disabled = !dqApplies(s.method, s.format);
   const own = ownRanks(s.ranks);
-  const ranks = s.targets.map((t) => [t, Number(own.get(t) ?? s.r)]);
-  const mixed = !full && new Set(ranks.map(([, r]) => r)).size > 1;
-  $('rank-out').textContent = mixed ? `${s.r} (mixed: ${ranks.map(([t, r]) => `${t} ${r}`).join(', ')})` : String(s.r);
+  // A rank box left empty shows '–', not "null" or 0.
+  const shown = (r) => (r == null || r === '' ? '–' : String(r));
+  const ranks = s.targets.map((t) => [t, own.get(t) ?? s.r]);
+  const mixed = !full && new Set(ranks.map(([, r]) => shown(r))).size > 1;
+  $('rank-out').textContent = mixed ? `${shown(s.r)} (mixed: ${ranks.map(([t, r]) => `${t} ${shown(r)}`).join(', ')})` : shown(s.r);
   $('rank-out').dataset.mixed = String(mixed);
   // α/r of a box that holds no usable number is no number either: '–' until it is fixed (its control says why).
-  const scaling = (r) => (s.alpha > 0 && r > 0 ? (s.alpha / r).toFixed(3) : '–');
+  const scaling = (r) => (s.alpha > 0 && Number(r) > 0 ? (s.alpha / Number(r)).toFixed(3) : '–');
   $('scaling-out').textContent = mixed ? ranks.map(([t, r]) => `${t} ${scaling(r)}`).join(', ') : scaling(s.r);
   $('user-text-box').hidden = s.task !== 'text';
   renderBaseExplainer(s);
@@ -228,7 +230,7 @@ function renderBaseExplainer(s) {
       'and dequantized block by block for each product; B and A train in fp32 through it.');
     // The paper's QLoRA is one recipe; the page names LoRA over any quantized base QLoRA, and says so.
     lines.push(s.format === 'nf4' && s.dq
-      ? 'This is the QLoRA paper\'s base (nf4 with double quantization); the paper computes in bf16 and keeps B and A in bf16, this page both in fp32.'
+      ? 'This is the QLoRA paper\'s base (nf4 with double quantization); the paper computes in bf16 and keeps B and A in bf16, while this page keeps both in fp32.'
       : 'The QLoRA paper\'s base is nf4 with double quantization; this page calls LoRA over any quantized base QLoRA, to compare formats.');
   }
   if (s.method !== 'full' && ['nf4', 'fp4', 'int4', 'int8'].includes(info.name)) {
@@ -260,7 +262,9 @@ function account(settings) {
 function onSettingsChanged(event) {
   // Moving r moves the per-matrix ranks that were following it.
   if (event && event.target.id === 'rank' && state.settings) {
-    for (const t of TARGETS) if (Number($(`rank-${t}`).value) === state.settings.r) $(`rank-${t}`).value = $('rank').value;
+    // Compared as text: a box left empty (null in the settings) follows as an empty box does.
+    const was = String(state.settings.r ?? '');
+    for (const t of TARGETS) if ($(`rank-${t}`).value.trim() === was) $(`rank-${t}`).value = $('rank').value;
   }
   const changed = event && event.target.id;
   // Selects and checkboxes fire 'input' then 'change': follow once, on the first.
@@ -516,6 +520,12 @@ function ensureModel() {
 function startTraining() {
   clearError();
   const s = state.settings;
+  // Train pressed before the numbers answered the last change (a box just typed into): the answer decides, and a
+  // refused box is said at the box; nothing of the current run is touched meanwhile.
+  if (document.body.dataset.accountSent !== document.body.dataset.accountShown) {
+    state.trainWhenAnswered = true;
+    return;
+  }
   if (trainBlocked()) {
     setTrainingButtons('idle');
     return;
@@ -644,7 +654,7 @@ function offerRestore(saved) {
 
 /// On the CPU executor, the processor's multiply speed at the model's width (for the step-time estimate).
 function measureCpu() {
-  if (state.backend !== 'cpu' || !state.config || !state.settings) return;
+  if (state.backend !== 'cpu' || !state.config || !state.usable) return;
   const key = { d: state.config.n_embd, rows: speedRows() };
   const asked = state.cpuSpeedAsked;
   if (asked && asked.d === key.d && asked.rows === key.rows) return;
@@ -652,8 +662,9 @@ function measureCpu() {
   send({ type: 'cpu-speed', ...key });
 }
 
-/// The rows of the step's products that the speed is measured at: the batch's tokens, within what one timing needs.
-const speedRows = () => Math.min(512, Math.max(8, state.settings.batch * state.settings.seq));
+/// The rows of the step's products that the speed is measured at: the batch's tokens, within what one timing needs
+/// (of the settings as the engine settled them: a box being typed into may hold nothing yet).
+const speedRows = () => Math.min(512, Math.max(8, state.usable.batch * state.usable.seq));
 
 /// Before Train on the CPU executor: how long a step of these settings will take, from the step's matrix products
 /// (the engine's count) and the multiply speed measured here. The reader may go on either way; the chart then shows
@@ -662,8 +673,9 @@ function showStepEstimate() {
   const box = $('step-estimate');
   const speed = state.cpuSpeed;
   const acc = state.accounting;
-  const s = state.settings;
-  box.hidden = !(state.backend === 'cpu' && speed && acc && s);
+  const s = state.usable;
+  // While a box is refused the numbers are its default's: no estimate for settings the reader did not choose.
+  box.hidden = !(state.backend === 'cpu' && speed && acc && s && !state.problems.length);
   if (box.hidden) return;
   // Settings that changed the product's shape: time it again (the estimate stays hidden until then).
   if (speed.d !== state.config.n_embd || speed.rows !== speedRows()) {
@@ -857,7 +869,7 @@ function showBackend(backend) {
   const cpu = state.cpu ? cpuInWords(state.cpu) : '';
   // A software WebGPU adapter runs on the processor too: named as what it is, not as "your GPU".
   const soft = state.gpu && state.gpu.software;
-  const gpu = soft ? `WebGPU's ${soft}, which renders on your processor` : 'your GPU through WebGPU';
+  const gpu = soft ? `${soft} through WebGPU, which runs on your processor` : 'your GPU through WebGPU';
   badge.title = backend === 'webgpu'
     ? `Training runs on ${gpu}. Evaluation and generation run on the processor: ${cpu}`
     : `Training runs on your processor (wasm). ${cpu}`;
@@ -944,6 +956,10 @@ const onMessage = {
     showStepEstimate();
     history.replaceState(null, '', `${location.pathname}?${m.query}${pageQuery()}`);
     document.body.dataset.accountShown = String(m.seq);
+    if (state.trainWhenAnswered && m.seq === accountsSent) {
+      state.trainWhenAnswered = false;
+      startTraining();
+    }
   },
   // The loaded model brought its own configuration (a hub model's as downloaded, or the reader's files): every view
   // is recomputed for it.
@@ -1075,7 +1091,7 @@ const onMessage = {
   resumed() {
     if (state.run) state.run.status = 'running';
     // "Restored …: press Resume" has been done; a notice about the run itself (a lost device) stays.
-    if (state.restoreNotice && $('notice').textContent === state.restoreNotice) showNotice('');
+    if (state.restoreNotice && $('notice').textContent === state.restoreNotice.text) showNotice(state.restoreNotice.run);
     state.restoreNotice = null;
     setTrainingButtons('running');
   },
@@ -1107,9 +1123,9 @@ const onMessage = {
     for (const v of m.history.vals) onMessage.val(v);
     showBackend(m.backend);
     const from = m.source === 'file' ? 'from the file' : `saved in this browser ${timeOf(m.savedAt)}`;
-    state.restoreNotice = `Restored the run ${from}: step ${m.step} of ${m.settings.steps}.${m.finished ? '' : ' Press Resume to continue it.'}` +
-      (m.notice ? ` ${m.notice}` : '');
-    showNotice(state.restoreNotice);
+    const restored = `Restored the run ${from}: step ${m.step} of ${m.settings.steps}.${m.finished ? '' : ' Press Resume to continue it.'}`;
+    state.restoreNotice = { text: restored + (m.notice ? ` ${m.notice}` : ''), run: m.notice || '' };
+    showNotice(state.restoreNotice.text);
     setTrainingButtons(status);
     account(m.settings);
     if (m.spectra) state.spectraPlot = drawSpectra($('spectra-chart'), m.spectra, state.spectraPlot);
@@ -1200,7 +1216,12 @@ const onMessage = {
       return;
     }
     // The previous counts stay on screen while the settings are invalid.
-    if (m.during === 'account') state.settingsError = true;
+    if (m.during === 'account') {
+      state.settingsError = true;
+      // The answer came, as this error: a Train waiting for it does not start, and the next press is not held back.
+      state.trainWhenAnswered = false;
+      document.body.dataset.accountShown = document.body.dataset.accountSent;
+    }
     if (m.during === 'load' || m.during === 'init') $('load-progress').hidden = true;
     // A model that failed to load is named at the model's control; the rest of the page stays as it was.
     if ((m.during === 'load' || m.during === 'files') && state.modelName !== 'shakespeare') {
@@ -1280,7 +1301,6 @@ for (const node of $('controls').querySelectorAll('input, select')) {
   node.addEventListener('input', onSettingsChanged);
   node.addEventListener('change', onSettingsChanged);
 }
-$('format').addEventListener('change', drawHist);
 $('controls').addEventListener('submit', (e) => e.preventDefault());
 $('train').addEventListener('click', startTraining);
 $('pause').addEventListener('click', () => {
@@ -1341,7 +1361,7 @@ function readGeneration() {
     if (raw === '' || !Number.isFinite(v) || v < lo || v > hi || (whole && !Number.isInteger(v))) {
       box.closest('label').dataset.invalid = 'true';
       $('gen-controls').after(el('p', { className: 'field-error gen-error', role: 'alert', 'data-testid': 'field-error', 'data-for': id,
-        textContent: `${name} must be ${whole ? 'a whole number' : 'a number'} from ${lo} to ${hi} (${raw === '' ? 'the box is empty' : `got ${raw}`})` }));
+        textContent: `${name} must be ${whole ? 'a whole number' : 'a number'} between ${lo} and ${hi} (${raw === '' ? 'the box is empty' : `got ${raw}`})` }));
       return null;
     }
     out[id] = v;

@@ -47,7 +47,7 @@ export function renderParams(acc, settings, config, refused = []) {
   const detail = settings.method === 'full'
     ? `Full fine-tuning: all ${fmtInt(acc.total_params)} parameters train (100%).`
     : `${acc.percent.toFixed(3)}% of ${fmtInt(acc.total_params)}, the model's ${fmtInt(acc.full_trainable)} parameters and the adapters' together (as PEFT counts) — full fine-tuning would train ${fmtInt(acc.full_trainable)}.`;
-  const held = refused.length ? ` Counted with the default for ${refused.join(' and ')} until ${refused.length > 1 ? 'they are' : 'it is'} fixed.` : '';
+  const held = refused.length ? ` The numbers use the default for ${refused.join(' and ')} until ${refused.length > 1 ? 'they are' : 'it is'} fixed.` : '';
   document.getElementById('trainable-detail').textContent = detail + held;
   renderExplainer(settings, config);
 }
@@ -123,22 +123,25 @@ export function renderMemory(acc, measured, backend) {
   const legend = document.getElementById('memory-legend');
   legend.replaceChildren(...CATEGORIES.map((k) => el('li', { 'data-category': k }, el('span', { className: 'swatch', style: `background:${color(k)}` }),
     `${CATEGORY_LABEL[k]} ${fmtBytes(mine.get(k) ?? 0)}`)));
-  document.getElementById('memory-share').textContent = memoryShare(acc.memory);
+  // Full fine-tuning trains every weight: there is no frozen base to speak of.
+  document.getElementById('memory-share').textContent = memoryShare(acc.memory, acc.trainable === acc.full_trainable);
 }
 
 /// Where this configuration's bytes go, in one sentence: the frozen base's share, and the largest part when that is
 /// not the base (at a small model's size the activations outweigh it, so fewer bits for the base save little).
-function memoryShare(memory) {
+function memoryShare(memory, full) {
   const cats = new Map(memory.categories);
   const base = (cats.get('base_weights') ?? 0) + (cats.get('quant_constants') ?? 0);
   const pct = (v) => `${Math.round((100 * v) / memory.total)}%`;
-  let s = `The frozen base (with its quantization constants) is ${fmtBytes(base)} of ${fmtBytes(memory.total)}, ${pct(base)}.`;
+  let s = full
+    ? `The weights, all of them trained, are ${fmtBytes(base)} of ${fmtBytes(memory.total)}, ${pct(base)}.`
+    : `The frozen base (with its quantization constants) is ${fmtBytes(base)} of ${fmtBytes(memory.total)}, ${pct(base)}.`;
   const [top, bytes] = [...cats].filter(([k]) => k !== 'base_weights' && k !== 'quant_constants').sort((a, b) => b[1] - a[1])[0] ?? [];
   if (top && bytes > base) {
     const name = CATEGORY_LABEL[top] || top;
     s += ` The ${name} ${name.endsWith('s') ? 'take' : 'takes'} more, ${fmtBytes(bytes)} (${pct(bytes)})`;
     s += top === 'activations'
-      ? ': they grow with batch × sequence, not with the base\'s bits, so a narrower base saves less here than on a large model (see Scale up).'
+      ? `: they grow with batch × sequence, not with ${full ? 'the weights\' bits' : 'the base\'s bits, so a narrower base saves less here than on a large model'}.`
       : '.';
   }
   return s;

@@ -215,17 +215,18 @@ async function loadBuiltInModel() {
   postLoaded();
 }
 
-/// Whether this worker can train on WebGPU, and if not, why (shown on the page before any training).
-/// The name of a WebGPU adapter that renders on the processor (SwiftShader, lavapipe/llvmpipe, a fallback adapter),
-/// or null for a GPU: the page says "your GPU" only for one. Browsers that hide the adapter's details count as a GPU.
+/// The name of a WebGPU adapter that renders on the processor ("SwiftShader", "lavapipe", "llvmpipe", or "a software
+/// adapter" for one that says only that it is a fallback), or null for a GPU: the page says "your GPU" only for one.
+/// Browsers that hide the adapter's details count as a GPU.
 function softwareAdapter(adapter) {
   const info = adapter.info || {};
   const words = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ');
-  const known = words.match(/swiftshader|lavapipe|llvmpipe|software/i);
+  const known = words.match(/swiftshader|lavapipe|llvmpipe/i);
   if (known) return known[0].toLowerCase() === 'swiftshader' ? 'SwiftShader' : known[0].toLowerCase();
-  return adapter.isFallbackAdapter || info.isFallbackAdapter ? 'a fallback adapter' : null;
+  return adapter.isFallbackAdapter || info.isFallbackAdapter || /software/i.test(words) ? 'a software adapter' : null;
 }
 
+/// Whether this worker can train on WebGPU, and if not, why (shown on the page before any training).
 async function probeGpu() {
   if (!self.navigator.gpu) return { available: false, reason: 'this browser offers no WebGPU here' };
   try {
