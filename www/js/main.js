@@ -84,7 +84,7 @@ function readControls() {
   const num = (id) => { const v = $(id).value.trim(); return v === '' ? null : Number(v); };
   const r = num('rank');
   const targets = TARGETS.filter((t) => $(`targets-${t}`).checked);
-  // Only ranks that differ from r travel (an empty box reads as 0 and is refused with a message, like any bad rank).
+  // Only ranks that differ from r travel (an empty box travels as `q:` and is refused as empty, like any bad rank).
   const ranks = $('per-target').checked
     ? targets.filter((t) => num(`rank-${t}`) !== r).map((t) => `${t}:${$(`rank-${t}`).value.trim()}`).join(',')
     : '';
