@@ -54,8 +54,8 @@ pub struct Settings {
     pub targets: Vec<String>,
     pub format: String,
     pub dq: bool,
-    /// A and B rounded through `bf16`, `fp16` or `int4` for a second validation loss (the claim some write about QLoRA,
-    /// that it quantizes the adapters) ("none": kept fp32, as PEFT keeps them; `bf16` is the QLoRA paper's adapter dtype).
+    /// A and B rounded through this format for a second validation loss: `bf16` is the QLoRA paper's adapter dtype,
+    /// `fp16` and `int4` the claim some write that QLoRA quantizes the adapters; "none" keeps them fp32, as PEFT does.
     pub adapter_storage: String,
     pub lr: f32,
     pub batch: usize,
