@@ -61,6 +61,12 @@ pub struct PageOptions {
 /// The matrices the page has a box for (the command line also knows `qkv`).
 const PAGE_TARGETS: &str = "the matrices to adapt are q, k, v, o, fc and proj (or all), separated by commas";
 
+/// Every parameter a link may carry: the settings ([`Settings::to_query`]'s order), then the page options.
+const LINK_PARAMETERS: [&str; 19] = [
+    "v", "method", "r", "ranks", "alpha", "targets", "format", "dq", "astore", "lr", "batch", "seq", "steps", "seed",
+    "task", "model", "backend", "embed", "hide",
+];
+
 /// The models a link may name besides the built-in one (`model=`), as the page's picker offers them.
 pub const MODEL_NAMES: [&str; 6] = ["shakespeare", "gpt2", "distilgpt2", "gpt2-medium", "gpt2-large", "files"];
 
@@ -96,7 +102,9 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
         let errors_before = errors.len();
         let shown: String = value.chars().take(40).collect();
         let bad = |what: &str| format!("link parameter {key}={shown:?} ignored: {what}");
-        match key.as_ref() {
+        // Parameter names too (`Steps=40`, `R=4`): the page writes them in lowercase, a hand may not.
+        let name = key.to_ascii_lowercase();
+        match name.as_str() {
             "v" => {
                 if value != URL_VERSION.to_string() {
                     errors.push(bad(&format!("this page reads link version {URL_VERSION}")));
@@ -198,11 +206,14 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
             }
             _ => {
                 let k: String = key.chars().take(40).collect();
-                errors.push(format!("unknown link parameter {k:?} ignored"));
+                errors.push(format!(
+                    "unknown link parameter {k:?} ignored; a link's parameters are {}",
+                    LINK_PARAMETERS.join(", ")
+                ));
             }
         }
         if errors.len() == errors_before {
-            given.push(key.into_owned());
+            given.push(name);
         }
     }
     let given = |k: &str| given.iter().any(|g| g == k);
@@ -369,6 +380,47 @@ mod tests {
         let p = parse_query("model=GPT2-XL", &cfg());
         assert_eq!(p.errors.len(), 1);
         assert!(p.errors[0].contains("\"GPT2-XL\""), "{:?}", p.errors);
+        // Parameter names too, and a name given in capitals still counts as given: format=INT4 then takes QLoRA.
+        let p = parse_query("V=1&R=4&Steps=40&FORMAT=int4&Model=gpt2", &cfg());
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!((p.settings.r, p.settings.steps, p.settings.format.as_str()), (4, 40, "int4"));
+        assert_eq!((p.settings.method.as_str(), p.settings.dq), ("qlora", false));
+        assert_eq!(p.page.model.as_deref(), Some("gpt2"));
+    }
+
+    #[test]
+    fn an_unknown_parameter_is_told_the_names_a_link_knows_and_those_names_are_all_read() {
+        let p = parse_query("rank=4", &cfg());
+        assert_eq!(p.errors.len(), 1);
+        assert!(
+            p.errors[0].starts_with("unknown link parameter \"rank\" ignored; a link's parameters are v, method, r,")
+        );
+        // The list is what the parser reads: no name in it is unknown, and every name the page writes is in it.
+        for name in LINK_PARAMETERS {
+            let p = parse_query(&format!("{name}=?"), &cfg());
+            assert!(p.errors.iter().all(|e| !e.starts_with("unknown")), "{name}: {:?}", p.errors);
+        }
+        let everything = Settings {
+            method: "qlora".into(),
+            r: 2,
+            ranks: "q:4".into(),
+            alpha: 3.0,
+            targets: vec!["q".into(), "fc".into()],
+            format: "int4".into(),
+            dq: false,
+            adapter_storage: "fp16".into(),
+            lr: 0.5,
+            batch: 3,
+            seq: 9,
+            steps: 7,
+            seed: 5,
+            task: "hamlet".into(),
+            ..Settings::default()
+        };
+        let query = everything.to_query(&cfg());
+        for (key, _) in form_urlencoded::parse(query.as_bytes()) {
+            assert!(LINK_PARAMETERS.contains(&key.as_ref()), "{key} is written but not listed");
+        }
     }
 
     #[test]

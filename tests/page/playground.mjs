@@ -13,6 +13,15 @@ const CONFIG = JSON.parse(readFileSync(join(ROOT, 'www/models/shakespeare/config
 /// of 1 × 16 tokens.
 const RUN = 'steps=20&batch=1&seq=16';
 
+/// The Train button lies wholly inside the window as it is scrolled now.
+async function trainInView(page, where) {
+  const box = await page.evaluate(() => {
+    const r = document.querySelector('[data-testid=train]').getBoundingClientRect();
+    return { top: r.top, bottom: r.bottom, height: window.innerHeight };
+  });
+  assert.ok(box.top >= 0 && box.bottom <= box.height, `Train is out of view on ${where}: ${JSON.stringify(box)}`);
+}
+
 export function playgroundTests(backend) {
   const webgpu = backend === 'webgpu';
   let browser;
@@ -73,6 +82,9 @@ export function playgroundTests(backend) {
     assert.ok(await page.isChecked('[data-testid=rank-per-target]'));
     assert.equal(await page.inputValue('[data-testid=rank-q]'), '2');
     assert.equal(await page.inputValue('[data-testid=rank-k]'), '64');
+    // A laptop screen: Train is in view while the settings above it are read.
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await trainInView(page, 'a 1280 × 800 screen');
     // Phone width: one column, nothing wider than the screen.
     await page.setViewportSize({ width: 390, height: 844 });
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
@@ -237,6 +249,15 @@ export function playgroundTests(backend) {
     // The request log sees the worker's requests (the model is fetched there), so the empty list above meant something.
     assert.equal(requests.filter((r) => r.url.endsWith('model.safetensors') && r.method === 'GET').length, 1);
     await page.screenshot({ path: join(ARTIFACTS, `${backend}-embed.png`), fullPage: true });
+    // An embed is a window 720 px tall in someone's post: Train is in it at every width, before any scrolling and
+    // after scrolling to the chart.
+    for (const width of [375, 600, 700, 1000]) {
+      await page.setViewportSize({ width, height: 720 });
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await trainInView(page, `an embed ${width} px wide, at the top`);
+      await page.evaluate(() => document.querySelector('#loss-chart').scrollIntoView());
+      if (width > 600) await trainInView(page, `an embed ${width} px wide, at the loss chart`);
+    }
     await context.close();
   });
 }

@@ -2,6 +2,7 @@
 // weight's histogram with the 4-bit levels. Series are decimated to the chart's pixel width before drawing.
 
 import uPlot from '../vendor/uplot/uPlot.esm.js';
+import { article } from './protocol.js';
 
 // Okabe–Ito: distinguishable with every common colour-vision deficiency.
 export const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#F0E442', '#000000'];
@@ -154,7 +155,7 @@ export function drawHistogram(el, h, format, old) {
     series: [
       { label: 'w / absmax' },
       { label: 'weights', stroke: PALETTE[0], fill: PALETTE[0] + '55', paths: uPlot.paths.bars({ size: [1, Infinity] }), spanGaps: false },
-      { label: chosen.format === format ? `${chosen.format} levels` : `${chosen.format} levels (for comparison: ${format.startsWith('f') || format.startsWith('i') ? 'an' : 'a'} ${format} base has too many to mark)`, stroke: PALETTE[3], width: 0, points: { show: true, size: 7, fill: PALETTE[3] } },
+      { label: chosen.format === format ? `${chosen.format} levels` : `${chosen.format} levels (for comparison: ${article(format)} ${format} base has too many to mark)`, stroke: PALETTE[3], width: 0, points: { show: true, size: 7, fill: PALETTE[3] } },
     ],
     scales: { x: { time: false, range: [-1.05, 1.05] } },
     // The weight is named by the select above; the axis label stays short enough for a phone.

@@ -1,5 +1,5 @@
-// The messages between the page (main.js) and the engine's worker (worker.js). Requests carry `type` and go
-// page → worker; replies and events go worker → page. Settings are the Rust `web::settings::Settings` struct as a
+// The messages between the page (main.js and its modules) and the engine's worker (worker.js). Requests carry `type`
+// and go page → worker; replies and events go worker → page. Settings are the Rust `web::settings::Settings` struct as a
 // plain object (serde-wasm-bindgen), so both sides agree on every field name.
 //
 // page → worker
@@ -69,4 +69,10 @@
 /// (full fine-tuning trains fp32 weights). The one place the page and the worker spell it.
 export function storageLabel(s) {
   return s.method === 'full' ? 'fp32' : `${s.format}${s.dq ? '+dq' : ''}`;
+}
+
+/// "a" or "an" before a format's name as it is read aloud: an fp16, an nf4, an int4, but a bf16 (the engine's
+/// messages, run/settings.rs, follow the same rule).
+export function article(format) {
+  return format.startsWith('bf') ? 'a' : 'an';
 }

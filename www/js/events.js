@@ -1,0 +1,370 @@
+// What the engine's worker reports (protocol.js lists every message), each turned into what the page shows.
+
+import { account, controlName, showProblems, writeControls } from './controls.js';
+import { endExperiment, nextExperimentRun } from './experiments.js';
+import { generationEnded } from './generation.js';
+import { drawHist, fillHistogramChoices, requestHistogram } from './histogram-view.js';
+import { modelLoadedText, modelStatus, refreshCached, showLoadProblem, showModelBar } from './model-bar.js';
+import { $, clearError, showError, showNotice, state } from './page.js';
+import { cpuInWords, measureCpu, showBackend, showStepEstimate } from './processor.js';
+import { storageLabel } from './protocol.js';
+import { draw, drawSpectra, lossChart, requestDraw, resetStats, truncateRun } from './run-view.js';
+import { archiveRun, loadKeptRuns, recordRun } from './runs.js';
+import { offerOtherModel, offerRestore, timeOf } from './saved-runs.js';
+import { applyPageOptions, pageQuery } from './share.js';
+import { ensureModel, setTrainingButtons, startTraining } from './training.js';
+import { el, fmtBytes, fmtInt, renderMemory, renderParams, renderScale } from './views.js';
+
+export const onMessage = {
+  init(m) {
+    state.config = m.config;
+    lossChart.unit = m.config.vocab_size === 256 ? 'byte' : 'token';
+    state.defaults = m.defaults;
+    state.page = m.parsed.page;
+    state.modelBytes = m.modelBytes;
+    state.modelName = m.model;
+    state.gpu = m.gpu;
+    state.formats = m.formats;
+    const forced = state.page.backend === 'cpu';
+    const backend = m.gpu.available && !forced ? 'webgpu' : 'cpu';
+    state.cpu = m.cpu;
+    showBackend(backend);
+    $('backend').dataset.threads = String(m.cpu.threads);
+    $('backend').dataset.simd = m.cpu.relaxed ? 'relaxed' : 'simd128';
+    if (backend === 'cpu') {
+      showNotice(forced ? `Training runs on your processor, as the link asks (backend=cpu). ${cpuInWords(m.cpu)}`
+        : `Training runs on your processor, not a graphics card: ${m.gpu.reason}. That is slower; small batches keep it responsive. ${cpuInWords(m.cpu)}`);
+    }
+    $('seq').max = String(m.config.n_positions);
+    loadKeptRuns();
+    writeControls(m.parsed.settings);
+    state.settings = m.parsed.settings;
+    if (m.parsed.errors.length) showError(m.parsed.errors.join('\n'));
+    applyPageOptions();
+    fillHistogramChoices();
+    account(state.settings);
+    state.savedRun = m.saved;
+    if (m.saved && m.saved.model === state.modelName && m.saved.model !== 'files') offerRestore(m.saved);
+    else if (m.saved) offerOtherModel(m.saved);
+    showModelBar();
+    // A link or reload with task=text: the text itself is never in a link, so ask for it at the box.
+    if (state.settings.task === 'text') {
+      $('user-text-info').textContent = m.saved && m.saved.settings.task === 'text'
+        ? 'Your text is not in the link: paste it again, or Restore the saved run, which kept it.'
+        : 'Your text is not in the link: paste it again, or drop a .txt file.';
+    }
+    setTrainingButtons('idle');
+    if (m.storage) $('save-status').textContent = `Runs are not kept in this browser: ${m.storage}.`;
+    state.backend = backend;
+    measureCpu();
+    if (state.modelName !== 'shakespeare') $('load-gate').hidden = true;
+    else if (!state.page.embed) ensureModel();
+    else {
+      $('load-gate').hidden = false;
+      $('load-size').textContent = state.modelBytes ? `(${fmtBytes(state.modelBytes)} download)` : '';
+    }
+  },
+  account(m) {
+    // Settings that were refused are fine again: their message goes, the numbers update.
+    if (state.settingsError) { clearError(); state.settingsError = false; }
+    showProblems(m.problems || []);
+    showLoadProblem(m.loadProblem);
+    // A run these settings would make does not fit the tab: said at the memory it is about, and Train waits.
+    state.runProblem = m.runProblem;
+    $('memory-fit').hidden = !m.runProblem;
+    $('memory-fit').textContent = m.runProblem ? `${m.runProblem[0].toUpperCase()}${m.runProblem.slice(1)}.` : '';
+    setTrainingButtons(state.run ? state.run.status : 'idle');
+    state.accounting = m.accounting;
+    state.query = m.query;
+    // The numbers are those of the settings as the engine settled them: a refused box counts as its default, and the
+    // count says so.
+    state.usable = m.settings;
+    const refused = [...new Set((m.problems || []).map((p) => controlName(p.field)))];
+    renderParams(m.accounting, m.settings, state.config, refused);
+    const current = state.run && !state.dirty ? state.run : null;
+    // Before a run, where one would train: the processor says so from the start on a machine without WebGPU.
+    renderMemory(m.accounting, current && current.measured, current ? current.backend : state.backend);
+    renderScale(m.accounting);
+    // The histogram marks the base as the settings keep it: redrawn when that changes.
+    if (state.histogram && storageLabel(m.settings) !== state.histFormat) drawHist();
+    $('snippet').textContent = m.snippet;
+    showStepEstimate();
+    history.replaceState(null, '', `${location.pathname}?${m.query}${pageQuery()}`);
+    document.body.dataset.accountShown = String(m.seq);
+    if (state.trainWhenAnswered && m.seq === state.accountsSent) {
+      state.trainWhenAnswered = false;
+      startTraining();
+    }
+  },
+  // The loaded model brought its own configuration (a hub model's as downloaded, or the reader's files): every view
+  // is recomputed for it.
+  model(m) {
+    state.config = m.config;
+    lossChart.unit = m.config.vocab_size === 256 ? 'byte' : 'token';
+    requestDraw();
+    state.formats = m.formats;
+    $('seq').max = String(m.config.n_positions);
+    fillHistogramChoices();
+    account(state.settings);
+    state.modelIgnored = m.ignored || [];
+    measureCpu();
+  },
+  'cpu-speed'(m) {
+    state.cpuSpeed = m;
+    showStepEstimate();
+  },
+  progress(m) {
+    $('load-bar').max = m.total || 1;
+    $('load-bar').value = m.loaded;
+    $('load-text').textContent = m.total ? `loading the model… ${fmtBytes(m.loaded)} of ${fmtBytes(m.total)}` : `loading the model… ${fmtBytes(m.loaded)}`;
+  },
+  loaded(m) {
+    state.modelLoaded = true;
+    state.loadedStorage = m.info.storage;
+    $('model-load').hidden = true;
+    modelStatus('loaded', modelLoadedText(m.info, m.memoryBytes));
+    $('model-status').dataset.memory = String(m.memoryBytes ?? '');
+    $('model-progress').hidden = true;
+    setTrainingButtons(state.run ? state.run.status : 'idle');
+    refreshCached();
+    $('load-progress').hidden = true;
+    $('load-gate').hidden = true;
+    document.body.dataset.model = 'loaded';
+    // The reader's own files are loaded: a run kept on such files can be restored now (the engine refuses it, with a
+    // message, if these are not the files it trained on).
+    if (state.savedRun && state.savedRun.model === 'files' && state.modelName === 'files' && !state.run) offerRestore(state.savedRun);
+    void m;
+    requestHistogram();
+  },
+  text(m) {
+    $('user-text-info').textContent = `${fmtInt(m.bytes)} bytes ready (never leaves this tab)`;
+    $('user-text-info').dataset.bytes = String(m.bytes);
+    setTrainingButtons(state.run ? state.run.status : 'idle');
+  },
+  started(m) {
+    const r = state.run;
+    if (!r) return;
+    r.status = 'running';
+    r.backend = m.backend;
+    r.trainable = m.trainable;
+    r.measured = m.measured;
+    r.baseline = m.baseline;
+    showBackend(m.backend);
+    showNotice(m.notice || '');
+    renderMemory(state.accounting, m.measured, m.backend);
+    // The engine's whole wasm memory with the run made (loaded base, run, engine): its peak so far.
+    $('memory-measured').dataset.engine = String(m.memoryBytes ?? '');
+    setTrainingButtons('running');
+  },
+  fallback(m) {
+    // The device was lost: the run went back to its last snapshot (step m.step) and continues on the CPU.
+    showNotice(m.notice);
+    showBackend(m.backend);
+    if (state.run) {
+      truncateRun(state.run, m.step);
+      state.run.backend = m.backend;
+      state.run.measured = m.measured;
+    }
+    if (state.accounting) renderMemory(state.accounting, m.measured, m.backend);
+    requestDraw();
+  },
+  step(m) {
+    const r = state.run;
+    if (!r) return;
+    r.steps.push(m.step + 1);
+    r.loss.push(m.loss);
+    r.ms.push(m.ms);
+    r.last = m;
+    requestDraw();
+  },
+  val(m) {
+    const r = state.run;
+    if (!r) return;
+    // Step 0 is scored after the first step (training starts at once), so points are kept in step order.
+    let i = r.valSteps.length;
+    while (i > 0 && r.valSteps[i - 1] > m.step) i--;
+    r.valSteps.splice(i, 0, m.step);
+    r.val.splice(i, 0, m.val_loss);
+    if (m.step === 0) $('val-loss').dataset.initial = String(m.val_loss);
+    const latest = i === r.valSteps.length - 1;
+    if (m.accuracy != null && latest) r.accuracy = m.accuracy;
+    if (latest) r.answers = m.answers;
+    if (m.val_loss_adapter_rounded != null) {
+      const note = $('rounded-note');
+      note.hidden = false;
+      const rounded = r.settings.adapter_storage;
+      const what = rounded === 'bf16'
+        ? 'The QLoRA paper\'s adapters, measured: with A and B rounded to bf16'
+        : `The claim that QLoRA quantizes the adapters, measured: with A and B rounded to ${rounded}`;
+      note.textContent = `${what}, the validation loss is ${m.val_loss_adapter_rounded.toFixed(4)} ` +
+        `(vs ${m.val_loss.toFixed(4)} with the fp32 adapters this run trained; the paper keeps them in bf16, PEFT in fp32, and neither quantizes them).`;
+    }
+    requestDraw();
+  },
+  done(m) {
+    if (!state.run) return;
+    state.run.status = 'done';
+    setTrainingButtons('done');
+    state.spectraPlot = drawSpectra($('spectra-chart'), m.spectra, state.spectraPlot);
+    // The final numbers are on screen, and the run in the table, before the page says it is done.
+    draw();
+    const record = recordRun(state.run);
+    draw();
+    document.body.dataset.run = 'done';
+    if (state.experiment) {
+      state.experiment.records.push(record);
+      if (state.experiment.queue.length) setTimeout(nextExperimentRun, 0);
+      else endExperiment();
+    }
+  },
+  paused() {
+    if (state.run) state.run.status = 'paused';
+    // Draw now, not on the next frame: once the button says Resume, the step shown is the one training stopped at.
+    draw();
+    setTrainingButtons('paused');
+  },
+  resumed() {
+    if (state.run) state.run.status = 'running';
+    // "Restored …: press Resume" has been done; a notice about the run itself (a lost device) stays.
+    if (state.restoreNotice && $('notice').textContent === state.restoreNotice.text) showNotice(state.restoreNotice.run);
+    state.restoreNotice = null;
+    setTrainingButtons('running');
+  },
+  reset() {
+    state.run = null;
+    resetStats();
+    setTrainingButtons('idle');
+    $('save-status').textContent = '';
+    requestDraw();
+  },
+  restored(m) {
+    // A saved or imported run: the controls show its settings, the chart its history; Resume continues it.
+    $('restore-bar').hidden = true;
+    state.savedRun = null;
+    archiveRun();
+    writeControls(m.settings);
+    state.settings = m.settings;
+    state.dirty = false;
+    resetStats();
+    // A run on the reader's own text brought its text along (from the saved record or the zip's train.txt).
+    if (m.settings.task === 'text') {
+      state.userTextSent = true;
+      $('user-text-info').textContent = 'the run\'s own text is loaded (it never leaves this tab)';
+    }
+    const status = m.finished ? 'done' : 'paused';
+    state.run = { settings: m.settings, steps: [], loss: [], ms: [], valSteps: [], val: [], accuracy: null, status, last: null,
+      backend: m.backend, trainable: m.trainable, measured: m.measured, baseline: m.baseline };
+    for (const s of m.history.steps) onMessage.step(s);
+    for (const v of m.history.vals) onMessage.val(v);
+    showBackend(m.backend);
+    const from = m.source === 'file' ? 'from the file' : `saved in this browser ${timeOf(m.savedAt)}`;
+    const restored = `Restored the run ${from}: step ${m.step} of ${m.settings.steps}.${m.finished ? '' : ' Press Resume to continue it.'}`;
+    state.restoreNotice = { text: restored + (m.notice ? ` ${m.notice}` : ''), run: m.notice || '' };
+    showNotice(state.restoreNotice.text);
+    setTrainingButtons(status);
+    account(m.settings);
+    if (m.spectra) state.spectraPlot = drawSpectra($('spectra-chart'), m.spectra, state.spectraPlot);
+    // The kept table already holds a finished run restored from this browser; an imported one joins it.
+    if (m.finished && !state.runs.some((k) => JSON.stringify(k.curve.loss) === JSON.stringify(state.run.loss))) recordRun(state.run);
+    else if (m.finished) state.run.record = state.runs.find((k) => JSON.stringify(k.curve.loss) === JSON.stringify(state.run.loss));
+    draw();
+    document.body.dataset.restored = String(m.step);
+  },
+  saved(m) {
+    $('save-status').textContent = `Saved in this browser at step ${m.step}.`;
+    document.body.dataset.saved = String(m.step);
+  },
+  discarded() {
+    $('restore-bar').hidden = true;
+    state.savedRun = null;
+    $('save-status').textContent = '';
+  },
+  exported(m) {
+    const url = URL.createObjectURL(new Blob([m.bytes], { type: 'application/zip' }));
+    const a = el('a', { href: url, download: m.name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    $('save-status').textContent = `Exported ${m.name}.`;
+  },
+  generating(m) {
+    $('output-base').textContent = m.base;
+    $('output-tuned').textContent = m.tuned;
+    $('gen-progress').textContent = `${m.done} / ${m.total} tokens`;
+    $('gen-progress').dataset.done = String(m.done);
+  },
+  'generation-stopped'() {
+    $('gen-progress').textContent = `stopped at ${$('gen-progress').dataset.done || 0} tokens`;
+    generationEnded();
+  },
+  generated(m) {
+    $('output-base').textContent = m.base;
+    $('output-tuned').textContent = m.tuned;
+    $('gen-progress').textContent = `${m.done} tokens`;
+    generationEnded();
+    // Before a run, the base as loaded (read straight into the page's format then); with one, the run's base.
+    const loaded = state.loadedStorage ? `Base (${state.loadedStorage}, as loaded)` : 'Base';
+    $('base-caption').textContent = state.run && state.run.settings.method !== 'full'
+      ? `Base (${storageLabel(state.run.settings)}, no adapter)` : loaded;
+  },
+  histogram(m) {
+    state.histogram = m.histogram;
+    drawHist();
+  },
+  // The engine trapped: one message with a Reload, the run on screen stays as it was, and nothing can be pressed
+  // that would need the engine.
+  stopped(m) {
+    state.engineStopped = true;
+    $('engine-stopped-text').textContent = m.message;
+    $('engine-stopped').hidden = false;
+    if (state.run && state.run.status !== 'done') state.run.status = 'paused';
+    if (state.experiment) endExperiment('the engine stopped');
+    generationEnded();
+    setTrainingButtons('idle');
+    $('generate').disabled = true;
+    $('restore-run').disabled = true;
+    // Stopped while a model loaded (out of memory, most likely): the model control says so too.
+    if (!state.modelLoaded) {
+      $('load-progress').hidden = true;
+      $('model-progress').hidden = true;
+      modelStatus('error', 'the engine stopped while loading the model: see the message above');
+    }
+  },
+  error(m) {
+    if (m.during === 'start' || m.during === 'training') {
+      // A diverged run is already back at its last good validation: show that step.
+      const back = /back at step (\d+)/.exec(m.message);
+      if (back && state.run) truncateRun(state.run, Number(back[1]));
+      if (state.run && state.run.steps.length === 0) state.run = null;
+      else if (state.run) state.run.status = 'paused';
+      setTrainingButtons(state.run ? 'paused' : 'idle');
+    }
+    if ((m.during === 'start' || m.during === 'training') && state.experiment) endExperiment('a run failed: see the message above');
+    if (m.during === 'generate') generationEnded();
+    if (m.during === 'restore') $('restore-bar').hidden = true;
+    if (m.during === 'text') {
+      state.userTextSent = false;
+      $('user-text-info').textContent = m.message;
+      delete $('user-text-info').dataset.bytes;
+      setTrainingButtons(state.run ? state.run.status : 'idle');
+      return;
+    }
+    // The previous counts stay on screen while the settings are invalid.
+    if (m.during === 'account') {
+      state.settingsError = true;
+      // The answer came, as this error: a Train waiting for it does not start, and the next press is not held back.
+      state.trainWhenAnswered = false;
+      document.body.dataset.accountShown = document.body.dataset.accountSent;
+    }
+    if (m.during === 'load' || m.during === 'init') $('load-progress').hidden = true;
+    // A model that failed to load is named at the model's control; the rest of the page stays as it was.
+    if ((m.during === 'load' || m.during === 'files') && state.modelName !== 'shakespeare') {
+      modelStatus('error', m.message);
+      $('model-progress').hidden = true;
+      $('model-load').disabled = false;
+      return;
+    }
+    showError(m.message);
+  },
+};
