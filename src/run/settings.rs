@@ -156,9 +156,14 @@ impl Problem {
 }
 
 /// What a number box held, for a message: "got 1.5", or "the box is empty" (JavaScript's `null`).
+/// The page's word for a number box whose text is no number (www/js/controls.js sends it).
+pub const NOT_A_NUMBER: &str = "not a number";
+
 fn shown(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Null => "the box is empty".into(),
+        // What the page sends for a number box holding text (the browser keeps the text to itself: `badInput`).
+        serde_json::Value::String(s) if s == NOT_A_NUMBER => NOT_A_NUMBER.into(),
         serde_json::Value::String(s) => format!("got {s:?}"),
         other => format!("got {other}"),
     }
@@ -602,6 +607,12 @@ mod tests {
             ("r", serde_json::json!(2.5), "rank r must be a whole number between 1 and 64 (got 2.5)"),
             ("alpha", serde_json::Value::Null, "alpha must be a number in (0, 1024] (the box is empty)"),
             ("lr", serde_json::Value::Null, "learning rate must be a number in (0, 1] (the box is empty)"),
+            (
+                "batch",
+                serde_json::json!("not a number"),
+                "batch must be a whole number between 1 and 64 (not a number)",
+            ),
+            ("alpha", serde_json::json!("not a number"), "alpha must be a number in (0, 1024] (not a number)"),
             (
                 "seed",
                 serde_json::json!(99_999_999_999u64),

@@ -93,8 +93,15 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
     }
     // Settings the link gives (and that were good); the others follow from them.
     let mut given: Vec<String> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         let value = value.trim();
+        // A name given twice (`r=4&r=8`, `R=8`): the last good one counts, as in any query, and the reader is told.
+        let lower = key.to_ascii_lowercase();
+        let repeated = seen.contains(&lower);
+        if !repeated {
+            seen.push(lower);
+        }
         // Names in a link are read whatever their case (`model=GPT2-Large`, `backend=CPU`), as the method and the
         // format always were: someone typing a link by hand should not lose a setting to a capital letter.
         let word = value.to_ascii_lowercase();
@@ -197,10 +204,12 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
                     if SETTING_NAMES.contains(&name) {
                         out.page.hide.push(name.to_string());
                     } else {
-                        errors.push(bad(&format!(
-                            "{name:?} is not a control; controls are {}",
+                        // Only this name is dropped: the others in the list are hidden.
+                        errors.push(format!(
+                            "link parameter hide: {name:?} is not a control, so nothing was hidden for it; controls \
+                             are {}",
                             SETTING_NAMES.join(", ")
-                        )));
+                        ));
                     }
                 }
             }
@@ -213,6 +222,11 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
             }
         }
         if errors.len() == errors_before {
+            if repeated {
+                errors.push(format!(
+                    "link parameter {name} is given more than once; the last one, {key}={shown:?}, is used"
+                ));
+            }
             given.push(name);
         }
     }
@@ -386,6 +400,28 @@ mod tests {
         assert_eq!((p.settings.r, p.settings.steps, p.settings.format.as_str()), (4, 40, "int4"));
         assert_eq!((p.settings.method.as_str(), p.settings.dq), ("qlora", false));
         assert_eq!(p.page.model.as_deref(), Some("gpt2"));
+    }
+
+    #[test]
+    fn a_parameter_given_twice_is_named_and_the_last_good_value_counts() {
+        let p = parse_query("r=4&R=8&format=nf4&format=int4&steps=30&steps=0", &cfg());
+        assert_eq!((p.settings.r, p.settings.format.as_str(), p.settings.steps), (8, "int4", 30));
+        assert_eq!(p.errors.len(), 3, "{:#?}", p.errors);
+        assert!(p.errors[0].contains("r is given more than once; the last one, R=\"8\", is used"), "{}", p.errors[0]);
+        assert!(p.errors[1].contains("format is given more than once; the last one, format=\"int4\", is used"));
+        // A bad last value is refused on its own, and the good one before it stays.
+        assert!(p.errors[2].starts_with("link parameter steps=\"0\" ignored"), "{}", p.errors[2]);
+    }
+
+    #[test]
+    fn hiding_a_control_that_does_not_exist_hides_the_others_and_names_only_it() {
+        let p = parse_query("embed=1&hide=seed,bogus,alpha", &cfg());
+        assert_eq!(p.page.hide, ["seed", "alpha"]);
+        assert_eq!(p.errors.len(), 1);
+        assert!(
+            p.errors[0].starts_with("link parameter hide: \"bogus\" is not a control, so nothing was hidden for it")
+        );
+        assert!(!p.errors[0].contains("ignored"), "the rest of hide= was not ignored: {}", p.errors[0]);
     }
 
     #[test]

@@ -133,6 +133,7 @@ for (const backend of ['cpu', 'webgpu']) {
           throw new Error(`${e.message}; the page showed ${JSON.stringify(seen)}`);
         });
       assert.equal(await page.textContent('#base-caption'), 'Base (nf4+dq, as loaded)');
+      assert.equal(await page.textContent('#tuned-caption'), 'Fine-tuned (nothing trained yet: the base itself)');
       // Every count is now this model's.
       await live(page, TINY, 4);
       // The base was read straight into nf4 + dq (the link's format); the weight histogram reads its weight in fp32

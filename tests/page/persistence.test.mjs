@@ -170,9 +170,11 @@ test('cpu: a run exports as a zip with a PEFT adapter, and imports into another 
   assert.equal(await fresh.page.isChecked('#targets-q'), true);
   assert.equal(await fresh.page.isChecked('#targets-k'), false);
   assert.match(await fresh.page.textContent('#notice'), new RegExp(`Restored the run from the file: step ${step} of 30`));
-  // A file that is not a run: one message, and the imported run stays.
+  // A file that is not a run: one message, beside the Import button where the reader is looking, and the imported
+  // run stays.
   await fresh.page.setInputFiles('[data-testid=import-run]', { name: 'notes.zip', mimeType: 'application/zip', buffer: Buffer.from('hello') });
-  await fresh.page.waitForFunction(() => /neither an exported run/.test(document.querySelector('[data-testid=error]').textContent));
+  await fresh.page.waitForFunction(() => /^This file is neither an exported run/.test(document.querySelector('[data-testid=file-error]').textContent));
+  assert.ok(await fresh.page.isHidden('[data-testid=error]'), 'said once, at the control');
   assert.equal(await stepOf(fresh.page), step);
   await fresh.page.click('[data-testid=pause]');
   await waitStep(fresh.page, step + 1);

@@ -31,6 +31,11 @@ export function playgroundTests(backend) {
   test(`${backend}: the page says where it trains, and changing r updates trainable parameters at once`, async () => {
     const { page, context, errors } = await open(browser, '?method=lora&format=fp32&dq=0');
     assert.equal(await text(page, 'backend'), backend);
+    if (!webgpu) {
+      // Before Train on the processor, how long a step of the shipped model's settings will take.
+      await page.waitForSelector('[data-testid=step-estimate]:not([hidden])', { timeout: 60000 });
+      assert.match(await text(page, 'step-estimate'), /^On this processor a step of \d+ × \d+ tokens takes about \d/);
+    }
     if (!webgpu) assert.match(await page.textContent('#notice'), /Training runs on your processor/);
     // Chromium's WebGPU here is SwiftShader, which renders on the processor: the page does not call it "your GPU".
     if (webgpu && !FIREFOX) assert.equal((await text(page, 'tagline-where')).trim(), '— through WebGPU (SwiftShader, on your processor)');
@@ -122,6 +127,10 @@ export function playgroundTests(backend) {
     await page.waitForFunction(() => document.querySelector('[data-testid=gen-progress]').textContent === '40 tokens', null, { timeout: 120000 });
     assert.ok((await text(page, 'output-tuned')).length > 0);
     assert.ok((await text(page, 'output-base')).length > 0);
+    assert.equal(await text(page, 'tuned-caption'), 'Fine-tuned (after 20 steps)');
+    // Under Train, which stays in view, the run's step and loss (the chart may be below the window).
+    assert.match(await text(page, 'run-line'), /^step 20 \/ 20 · loss \d\.\d{4}/);
+    assert.ok(await page.isVisible('[data-testid=run-line]'));
     await page.screenshot({ path: join(ARTIFACTS, `${backend}-trained.png`), fullPage: true });
     // Same link, same seed: the second run's losses equal the first's (the runs table keeps both).
     await trainToEnd(page, 600000);
@@ -234,6 +243,8 @@ export function playgroundTests(backend) {
     await page.click('[data-testid=reset]');
     await page.waitForFunction(() => document.querySelector('[data-testid=step]').dataset.value === '0', null, { timeout: 120000 });
     assert.equal(await page.$$eval('#runs-table tbody tr', (trs) => trs.length), 1, 'the reset run is kept in the table');
+    // Nothing of the reset run speaks for it any more (the phone's status bar said "step n / 400 · loss …").
+    assert.equal(await page.$eval('[data-testid=run-status]', (n) => n.hidden && n.textContent === ''), true, 'the status bar went with the run');
     await context.close();
   });
 

@@ -264,10 +264,18 @@ export function toggleTests(backend) {
     await current(page);
     await trainToEnd(page, 300000);
     assert.deepEqual(await rows(), ['QLoRA r=4 nf4+dq', 'LoRA r=4 fp16']);
-    // The chart's key names the earlier run and the current one.
+    // The chart's key names the earlier run and the current one, which is in the table now: its number, and the
+    // colour of its row.
     const legend = await page.textContent('#loss-chart .u-legend');
     assert.match(legend, /#1 QLoRA r=4 nf4\+dq/);
-    assert.match(legend, /train loss \(LoRA r=4 fp16\)/);
+    assert.match(legend, /train loss \(#2 LoRA r=4 fp16\)/);
+    const colours = await page.evaluate(() => {
+      const marker = [...document.querySelectorAll('#loss-chart .u-legend .u-series')]
+        .find((s) => /train loss \(#2/.test(s.textContent)).querySelector('.u-marker');
+      const swatch = document.querySelectorAll('#runs-table tbody tr')[1].querySelector('.swatch');
+      return [getComputedStyle(marker).borderColor, getComputedStyle(swatch).backgroundColor];
+    });
+    assert.equal(colours[0], colours[1], 'the current run has its row\'s colour on the chart');
     await page.reload(NAVIGATION);
     await ready(page);
     assert.deepEqual(await rows(), ['QLoRA r=4 nf4+dq', 'LoRA r=4 fp16'], 'the table is kept across a reload');
@@ -310,6 +318,7 @@ export function toggleTests(backend) {
     await trainToEnd(page, 300000);
     const status = page.locator('[data-testid=run-status]');
     assert.match(await status.textContent(), /step 3 \/ 3 · loss \d/);
+    assert.equal(await page.isVisible('[data-testid=run-line]'), false, 'one status line on a phone, not two');
     const where = await status.boundingBox();
     assert.ok(where && where.y + where.height <= 844 + 1 && where.y > 0, `the status bar is on screen: ${JSON.stringify(where)}`);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -46,7 +46,8 @@ export class LossChart {
     this.shape = '';
   }
 
-  /// current: {steps:[], loss:[], valSteps:[], val:[]}; previous: [{label, steps, loss}]
+  /// current: {steps:[], loss:[], valSteps:[], val:[], label, index} (index: its row in the Runs table, if it has one);
+  /// previous: [{label, steps, loss, index}]
   draw(current, previous) {
     const width = widthOf(this.el);
     const series = [{ label: 'step' }];
@@ -57,7 +58,10 @@ export class LossChart {
       series.push({ label: r.label, stroke, dash, width: 1.5, spanGaps: true });
     });
     curves.push([current.steps, current.loss]);
-    series.push({ label: current.label ? `train loss (${current.label})` : 'train loss', stroke: PALETTE[0], width: 2, spanGaps: true });
+    // A run already in the Runs table (finished, or kept by a Reset) keeps the colour and number it has there.
+    const kept = current.index != null ? runColor(current.index) : null;
+    const name = current.label && (kept ? `#${current.index + 1} ${current.label}` : current.label);
+    series.push({ label: name ? `train loss (${name})` : 'train loss', stroke: kept ? kept.stroke : PALETTE[0], dash: kept?.dash, width: 2, spanGaps: true });
     curves.push([current.valSteps, current.val]);
     series.push({ label: 'validation loss', stroke: PALETTE[1], width: 2, spanGaps: true, points: { show: true, size: 5 } });
     const data = joinOnSteps(curves.map(([x, y]) => decimate(x, y, width)));

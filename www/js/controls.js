@@ -10,7 +10,12 @@ import { el, ownRanks } from './views.js';
 
 function readControls() {
   // An empty box is null, not 0: the engine says "the box is empty" at that control (and "got 1.5" for a fraction).
-  const num = (id) => { const v = $(id).value.trim(); return v === '' ? null : Number(v); };
+  // Text in a number box reads as '' too; the browser says so in `badInput`, and the engine says "not a number".
+  const num = (id) => {
+    const v = $(id).value.trim();
+    if ($(id).validity.badInput) return 'not a number';
+    return v === '' ? null : Number(v);
+  };
   const r = num('rank');
   const targets = TARGETS.filter((t) => $(`targets-${t}`).checked);
   // Only ranks that differ from r travel (an empty box travels as `q:` and is refused as empty, like any bad rank).

@@ -88,6 +88,8 @@ export const onMessage = {
     // The histogram marks the base as the settings keep it: redrawn when that changes.
     if (state.histogram && storageLabel(m.settings) !== state.histFormat) drawHist();
     $('snippet').textContent = m.snippet;
+    // The first answer is the first time the settings' shape is known: the multiply is timed at it (once per shape).
+    measureCpu();
     showStepEstimate();
     history.replaceState(null, '', `${location.pathname}?${m.query}${pageQuery()}`);
     document.body.dataset.accountShown = String(m.seq);
@@ -307,6 +309,11 @@ export const onMessage = {
     const loaded = state.loadedStorage ? `Base (${state.loadedStorage}, as loaded)` : 'Base';
     $('base-caption').textContent = state.run && state.run.settings.method !== 'full'
       ? `Base (${storageLabel(state.run.settings)}, no adapter)` : loaded;
+    // Before any step the "fine-tuned" model is the base itself: the same text is no surprise when it says so.
+    const steps = state.run ? state.run.steps.length : 0;
+    $('tuned-caption').textContent = steps
+      ? `Fine-tuned (after ${steps} step${steps > 1 ? 's' : ''})`
+      : 'Fine-tuned (nothing trained yet: the base itself)';
   },
   histogram(m) {
     state.histogram = m.histogram;
@@ -343,6 +350,13 @@ export const onMessage = {
     if ((m.during === 'start' || m.during === 'training') && state.experiment) endExperiment('a run failed: see the message above');
     if (m.during === 'generate') generationEnded();
     if (m.during === 'restore') $('restore-bar').hidden = true;
+    // A file that would not import (or a run that would not export) is said beside those buttons, where the reader
+    // is looking; the run on screen stays as it was.
+    if (m.during === 'import' || m.during === 'export') {
+      $('file-error').textContent = `${m.message[0].toUpperCase()}${m.message.slice(1)}.`.replace(/\.\.$/, '.');
+      $('file-error').hidden = false;
+      return;
+    }
     if (m.during === 'text') {
       state.userTextSent = false;
       $('user-text-info').textContent = m.message;

@@ -79,5 +79,7 @@ function summarize(x) {
   const verdict = gap < 2
     ? `all within ${gap.toFixed(1)}% of each other — the choice barely changed the result here`
     : `${runLabel(best.settings)} lowest, ${runLabel(worst.settings)} ${gap.toFixed(1)}% higher`;
-  return `${x.title}, ${best.steps} steps each — ${what}: ${each}. ${verdict[0].toUpperCase()}${verdict.slice(1)}.`;
+  // One run per setting, one seed: a gap of a few percent after a short run is within what another seed moves.
+  const caveat = gap < 10 ? ' One run each, with one seed: a gap this small can change with the seed or with more steps.' : '';
+  return `${x.title}, ${best.steps} steps each — ${what}: ${each}. ${verdict[0].toUpperCase()}${verdict.slice(1)}.${caveat}`;
 }

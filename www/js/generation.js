@@ -23,7 +23,7 @@ function readGeneration() {
     if (raw === '' || !Number.isFinite(v) || v < lo || v > hi || (whole && !Number.isInteger(v))) {
       box.closest('label').dataset.invalid = 'true';
       $('gen-controls').after(el('p', { className: 'field-error gen-error', role: 'alert', 'data-testid': 'field-error', 'data-for': id,
-        textContent: `${name} must be ${whole ? 'a whole number' : 'a number'} between ${lo} and ${hi} (${raw === '' ? 'the box is empty' : `got ${raw}`})` }));
+        textContent: `${name} must be ${whole ? 'a whole number' : 'a number'} between ${lo} and ${hi} (${box.validity.badInput ? 'not a number' : raw === '' ? 'the box is empty' : `got ${raw}`})` }));
       return null;
     }
     out[id] = v;
@@ -35,7 +35,11 @@ function readGeneration() {
 export function startGeneration() {
   clearError();
   const asked = readGeneration();
-  if (!asked) return;
+  if (!asked) {
+    // The last generation's "stopped at n tokens" is old news beside the box's message.
+    $('gen-progress').textContent = '';
+    return;
+  }
   ensureModel();
   $('generate').disabled = true;
   $('stop-generate').hidden = false;

@@ -8,7 +8,7 @@ import { endExperiment, startExperiment } from './experiments.js';
 import { startGeneration } from './generation.js';
 import { requestHistogram } from './histogram-view.js';
 import { loadHubModel, sendFiles } from './model-bar.js';
-import { $, clearError, send, setEngine, showError, state } from './page.js';
+import { $, clearError, clearFileError, send, setEngine, showError, state } from './page.js';
 import { lossChart, requestDraw } from './run-view.js';
 import { archiveRun, showRuns } from './runs.js';
 import { copy, pageQuery, shareUrl } from './share.js';
@@ -28,7 +28,12 @@ $('train').addEventListener('click', startTraining);
 $('pause').addEventListener('click', () => {
   if (!state.run) return;
   if (state.run.status === 'paused') send({ type: 'resume' });
-  else send({ type: 'pause' });
+  else {
+    // The engine pauses between steps (a validation can take seconds): the button says it heard.
+    $('pause').textContent = 'Pausing…';
+    $('pause').disabled = true;
+    send({ type: 'pause' });
+  }
 });
 $('reset').addEventListener('click', () => { archiveRun(); send({ type: 'reset' }); });
 
@@ -58,12 +63,13 @@ $('restore-run').addEventListener('click', () => {
 });
 $('discard-run').addEventListener('click', () => send({ type: 'discard' }));
 $('reload-page').addEventListener('click', () => location.reload());
-$('export-run').addEventListener('click', () => { clearError(); send({ type: 'export' }); });
+$('export-run').addEventListener('click', () => { clearError(); clearFileError(); send({ type: 'export' }); });
 $('import-run').addEventListener('change', async (e) => {
   const f = e.target.files[0];
   e.target.value = '';
   if (!f) return;
   clearError();
+  clearFileError();
   ensureModel();
   const bytes = await f.arrayBuffer();
   send({ type: 'import', bytes, preferGpu: preferGpu() }, [bytes]);

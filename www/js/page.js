@@ -68,6 +68,12 @@ export function clearError() {
   $('error').textContent = '';
 }
 
+/// The message beside Export and Import goes once the reader tries again.
+export function clearFileError() {
+  $('file-error').hidden = true;
+  $('file-error').textContent = '';
+}
+
 export function showNotice(message) {
   const n = $('notice');
   n.textContent = message;

@@ -56,7 +56,11 @@ export function draw() {
   status.textContent = `step ${n} / ${r.settings.steps}${n > 0 ? ` · loss ${r.last.loss.toFixed(4)}` : ''}` +
     `${r.accuracy != null ? ` · accuracy ${(r.accuracy * 100).toFixed(0)}%` : ''}`;
   $('train-progress').value = n / r.settings.steps;
-  lossChart.draw({ ...r, label: runLabel(r.settings) }, previousCurves());
+  // The same line under Train, where the bar stays in view (a wide screen, an embed) and the chart may not be.
+  $('run-line').textContent = status.textContent;
+  $('run-line').hidden = false;
+  const row = r.record ? state.runs.indexOf(r.record) : -1;
+  lossChart.draw({ ...r, label: runLabel(r.settings), index: row >= 0 ? row : null }, previousCurves());
   $('loss-chart').dataset.points = String(lossChart.points());
 }
 
@@ -110,6 +114,13 @@ export function resetStats() {
   $('step').dataset.value = '0';
   $('train-progress').value = 0;
   $('rounded-note').hidden = true;
+  // What the last run said about itself goes with it: the phone's status bar and the tuned model's answers.
+  $('run-status').hidden = true;
+  $('run-status').textContent = '';
+  $('run-line').hidden = true;
+  $('run-line').textContent = '';
+  $('answers').hidden = true;
+  $('accuracy-baseline').textContent = '';
 }
 
 /// The adapters' singular values, with a key naming each colour's matrix.
