@@ -16,7 +16,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 #[wasm_bindgen_test]
 async fn fused_nf4_matmul_matches_cpu_in_the_browser() {
-    let gpu = Gpu::new().await.expect("a WebGPU adapter (webdriver.json enables it in Chromium and Firefox)");
+    let Some(gpu) = browser_util::gpu().await else { return };
     // A few rows (a column per invocation), more (16×16 output tiles), then enough rows and columns for 64×64 tiles.
     for (m, inf, outf) in [(5usize, 70usize, 33usize), (20, 70, 33), (70, 72, 130)] {
         fused_nf4_matmul_matches_cpu(&gpu, m, inf, outf).await;
@@ -40,7 +40,7 @@ async fn fused_nf4_matmul_matches_cpu(gpu: &Gpu, m: usize, inf: usize, outf: usi
 
 #[wasm_bindgen_test]
 async fn f32_matmul_matches_cpu_in_the_browser() {
-    let gpu = Gpu::new().await.expect("a WebGPU adapter (webdriver.json enables it in Chromium and Firefox)");
+    let Some(gpu) = browser_util::gpu().await else { return };
     let mm = Matmul::new(&gpu);
     // 64×64 tiles (not a tile multiple), then 70 rows onto 8 columns (run as 8 × 70, stored transposed), each with
     // B stored transposed as well as plain.

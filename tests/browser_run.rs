@@ -4,7 +4,8 @@
 //! GPU scenario has a file of its own.
 #![cfg(target_arch = "wasm32")]
 
-use qlora_playground::gpu::Gpu;
+mod browser_util;
+
 use qlora_playground::model::{BlockTensor, Gpt2, ModelConfig, TensorId};
 use qlora_playground::run::{Run, Settings};
 use wasm_bindgen_test::*;
@@ -32,7 +33,8 @@ fn sharp() -> Gpt2 {
 async fn sharp_attention_run_matches_cpu_in_the_browser() {
     let base = sharp();
     let s = Settings { steps: 20, batch: 1, seq: 32, ..Default::default() };
-    let mut on_gpu = Run::new(&base, s.clone(), None, Some(Gpu::new().await.unwrap())).unwrap();
+    let Some(gpu) = browser_util::gpu().await else { return };
+    let mut on_gpu = Run::new(&base, s.clone(), None, Some(gpu)).unwrap();
     let mut on_cpu = Run::new(&base, s, None, None).unwrap();
     assert_eq!(on_gpu.backend(), "webgpu");
     for _ in 0..3 {

@@ -1,7 +1,32 @@
 //! Helpers shared by the browser test files (tests/browser*.rs).
 #![allow(dead_code)]
 
+use qlora_playground::gpu::Gpu;
 use qlora_playground::model::{Gpt2, ModelConfig};
+use wasm_bindgen::JsCast;
+
+/// The browser's WebGPU device, or `None` where the browser's own build has no WebGPU: Firefox's release and ESR
+/// builds before WebGPU shipped on Linux (Debian's firefox-esr 140) refuse every adapter request with "WebGPU is not
+/// yet available in Release or late Beta builds", whatever the prefs. The test then logs why and checks nothing;
+/// every other way of getting no adapter (a missing flag, a driver that fails) fails the test.
+pub async fn gpu() -> Option<Gpu> {
+    if let Some(why) = webgpu_left_out_of_this_build().await {
+        wasm_bindgen_test::console_log!("skipped, this browser has no WebGPU: {why}");
+        return None;
+    }
+    Some(Gpu::new().await.expect("a WebGPU adapter (webdriver.json enables it in Chromium and Firefox)"))
+}
+
+/// The browser's refusal, when it says WebGPU is left out of this build.
+async fn webgpu_left_out_of_this_build() -> Option<String> {
+    let get = |on: &wasm_bindgen::JsValue, key: &str| js_sys::Reflect::get(on, &key.into()).ok();
+    let gpu = get(&get(&js_sys::global(), "navigator")?, "gpu")?;
+    let request: js_sys::Function = get(&gpu, "requestAdapter")?.dyn_into().ok()?;
+    let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    let refusal = wasm_bindgen_futures::JsFuture::from(promise).await.err()?;
+    let message = get(&refusal, "message")?.as_string()?;
+    message.contains("not yet available in Release").then_some(message)
+}
 
 /// Deterministic values in [-1, 1) without pulling an RNG crate into the wasm test build.
 pub fn values(n: usize, seed: u32) -> Vec<f32> {

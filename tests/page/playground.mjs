@@ -3,8 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { test } from 'node:test';
-import { ARTIFACTS, FIREFOX, NAVIGATION, PAGE_URL, attr, expectedTrainable, launch, modelLoaded, open, ready, text, trainToEnd } from './harness.mjs';
+import { ARTIFACTS, FIREFOX, NAVIGATION, PAGE_URL, attr, expectedTrainable, launch, modelLoaded, open, ready, text, testsOrSkipped, trainToEnd } from './harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CONFIG = JSON.parse(readFileSync(join(ROOT, 'www/models/shakespeare/config.json'), 'utf8'));
@@ -22,7 +21,9 @@ async function trainInView(page, where) {
   assert.ok(box.top >= 0 && box.bottom <= box.height, `Train is out of view on ${where}: ${JSON.stringify(box)}`);
 }
 
-export function playgroundTests(backend) {
+export function playgroundTests(backend, skip = null) {
+  // Declared skipped, with the reason, where the browser has no such backend (harness.mjs: webgpuLeftOut).
+  const test = testsOrSkipped(skip);
   const webgpu = backend === 'webgpu';
   let browser;
   test.before(async () => { browser = await launch({ webgpu }); });
