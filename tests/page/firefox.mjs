@@ -43,6 +43,17 @@ class Browser {
   close() { return this.browser.close(); }
 }
 
+/// Puppeteer sets a viewport with two WebDriver BiDi commands at once: the viewport, and the screen's orientation.
+/// Firefox before 141 (Debian's firefox-esr 140) knows only the first: the viewport is set all the same, and the
+/// orientation (which the tests never read) is let go.
+async function setViewport(page, size) {
+  try {
+    await page.setViewport(size);
+  } catch (e) {
+    if (!/unknown command emulation\.setScreenOrientationOverride/.test(String(e && e.message))) throw e;
+  }
+}
+
 class Context {
   constructor(context, viewport, downloads) {
     Object.assign(this, { context, downloads });
@@ -53,7 +64,7 @@ class Context {
   }
   async newPage() {
     const page = await this.context.newPage();
-    await page.setViewport(this.viewport);
+    await setViewport(page, this.viewport);
     for (const listener of this.requestListeners) page.on('request', listener);
     if (this.routes.length) await this.intercept(page);
     this.pages.push(page);
@@ -95,12 +106,15 @@ class Page {
   constructor(page, downloads) { Object.assign(this, { page, downloads }); }
 
   on(event, listener) { this.page.on(event, listener); }
-  url() { return this.page.url(); }
-  goto(url, options) { return this.page.goto(url, navigation(options)); }
-  reload(options) { return this.page.reload(navigation(options)); }
+  /// The page's address as it is now. Firefox before 141 (Debian's firefox-esr 140) tells WebDriver BiDi nothing of
+  /// `history.replaceState`, which the page writes its settings into the address with: so each read of the page
+  /// below brings the address back too, and the last one is the answer.
+  url() { return this.href ?? this.page.url(); }
+  async goto(url, options) { this.href = null; return this.page.goto(url, navigation(options)); }
+  async reload(options) { this.href = null; return this.page.reload(navigation(options)); }
   evaluate(fn, arg) { return this.page.evaluate(fn, arg); }
   screenshot(options) { return this.page.screenshot(options); }
-  setViewportSize(size) { return this.page.setViewport(size); }
+  setViewportSize(size) { return setViewport(this.page, size); }
   waitForTimeout(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
   locator(selector) { return new Locator(this, selector); }
 
@@ -120,15 +134,36 @@ class Page {
   }
 
   /// Asks once first: a BiDi poller costs several round trips to set up, and most waits are already met.
-  async waitForFunction(fn, arg, options) {
-    if (await this.page.evaluate(fn, arg)) return;
-    await this.page.waitForFunction(fn, { timeout: options?.timeout ?? TIMEOUT, polling: 'raf' }, arg);
+  /// Asks the page `fn(arg)` until it is true. The asking is done from here, one evaluation at a time: puppeteer's own
+  /// waiting (waitForFunction, waitForSelector, locators) compiles its predicate inside the page, which a page whose
+  /// Content-Security-Policy has no 'unsafe-eval' (this one) refuses in Firefox before 141 (Debian's firefox-esr 140),
+  /// while an evaluation is never refused.
+  async poll(fn, arg, timeout, what) {
+    const deadline = Date.now() + timeout;
+    const ask = `(() => [Boolean((${fn})(${arg === undefined ? 'undefined' : JSON.stringify(arg)})), location.href])()`;
+    for (;;) {
+      const [done, href] = await this.page.evaluate(ask);
+      this.href = href;
+      if (done) return;
+      if (Date.now() > deadline) throw new Error(`Timed out after waiting ${timeout}ms for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 40));
+    }
   }
 
-  /// Playwright's states: 'visible' (the default), 'attached', 'hidden' (or absent).
+  waitForFunction(fn, arg, options) {
+    return this.poll(fn, arg, options?.timeout ?? TIMEOUT, `${fn}`.slice(0, 200));
+  }
+
+  /// Playwright's states: 'visible' (the default: present, a non-empty box, not `visibility: hidden`), 'attached',
+  /// 'hidden' (or absent).
   waitForSelector(selector, { state = 'visible', timeout = TIMEOUT } = {}) {
-    const wanted = { visible: { visible: true }, attached: {}, hidden: { hidden: true } }[state];
-    return this.page.waitForSelector(selector, { ...wanted, timeout });
+    return this.poll(([s, want]) => {
+      const e = document.querySelector(s);
+      if (want === 'attached') return Boolean(e);
+      const box = e && e.getBoundingClientRect();
+      const shown = Boolean(e) && getComputedStyle(e).visibility !== 'hidden' && box.width > 0 && box.height > 0;
+      return want === 'visible' ? shown : !shown;
+    }, [selector, state], timeout, `${selector} to be ${state}`);
   }
 
   /// `fn(element, arg)` on the first element `selector` matches (`all`: `fn(elements, arg)` on every match), in one
@@ -140,16 +175,19 @@ class Page {
     return this.page.evaluate(`(() => {
       const s = ${JSON.stringify(selector)};
       const target = ${target};
-      if (!${all} && !target) return null;
-      return { value: (${fn})(target, ${arg === undefined ? 'undefined' : JSON.stringify(arg)}) };
-    })()`);
+      if (!${all} && !target) return { href: location.href };
+      return { found: true, value: (${fn})(target, ${arg === undefined ? 'undefined' : JSON.stringify(arg)}), href: location.href };
+    })()`).then((answer) => {
+      this.href = answer.href;
+      return answer.found ? answer : null;
+    });
   }
 
   /// Reads the element, waiting for it to exist if it does not yet.
   async read(selector, fn, arg) {
     let found = await this.evalOn(selector, fn, arg);
     if (!found) {
-      await this.page.waitForSelector(selector, { timeout: TIMEOUT });
+      await this.waitForSelector(selector, { state: 'attached' });
       found = await this.evalOn(selector, fn, arg);
     }
     if (!found) throw new Error(`no element matches ${selector}`);
@@ -182,9 +220,13 @@ class Page {
     }, selector);
   }
 
-  /// Waits until the element exists, is enabled and holds still, then clicks its centre (trusted input, as a
-  /// reader's).
-  click(selector) { return this.page.locator(selector).setTimeout(TIMEOUT).click(); }
+  /// Waits until the element is visible and enabled, then clicks its centre (trusted input, as a reader's).
+  async click(selector) {
+    await this.waitForSelector(selector);
+    await this.usable(selector);
+    const handle = await this.page.$(selector);
+    await handle.click();
+  }
 
   async check(selector) { if (!(await this.isChecked(selector))) await this.click(selector); }
   async uncheck(selector) { if (await this.isChecked(selector)) await this.click(selector); }
@@ -234,7 +276,8 @@ class Page {
       writeFileSync(path, file.buffer);
       return path;
     });
-    const input = await this.page.waitForSelector(selector, { timeout: TIMEOUT });
+    await this.waitForSelector(selector, { state: 'attached' });
+    const input = await this.page.$(selector);
     await input.uploadFile(...paths);
   }
 }

@@ -76,9 +76,12 @@ function renderExplainer(settings, config) {
       el('td', {}, `${dOut}×${rank} + ${rank}×${dIn} = ${fmtInt(lowRank)}`), el('td', {}, `${(lowRank / dense * 100).toFixed(1)}%`)));
   }
   table.append(body);
+  const lora = 'keeps W₀ frozen and learns ΔW = B·A (B: d_out×r, zero at the start; A: r×d_in, random), so h = W₀x + (α/r)·B·A·x. ';
   box.replaceChildren(
-    el('p', {}, 'LoRA keeps W₀ frozen and learns ΔW = B·A (B: d_out×r, zero at the start; A: r×d_in, random), so h = W₀x + (α/r)·B·A·x. ',
-      'An update of rank r costs r·(d_in + d_out) numbers instead of d_in·d_out:'),
+    settings.method === 'full'
+      ? el('p', {}, 'Full fine-tuning trains every weight: each matrix\'s whole update, d_in·d_out numbers. LoRA would instead ', lora,
+        'An update of rank r costs r·(d_in + d_out) numbers instead of d_in·d_out:')
+      : el('p', {}, `LoRA ${lora}`, 'An update of rank r costs r·(d_in + d_out) numbers instead of d_in·d_out:'),
     table);
 }
 
@@ -90,7 +93,8 @@ export function renderMemory(acc, measured, backend) {
   total.dataset.value = String(acc.memory.total);
   const bars = [['this configuration (theory)', acc.memory.categories, acc.memory.total]];
   const m = document.getElementById('memory-measured');
-  const where = backend === 'cpu' ? 'measured in the CPU executor' : 'measured on the GPU';
+  // WebGPU's buffers, whether a GPU holds them or a software adapter (SwiftShader, lavapipe) on the processor does.
+  const where = backend === 'cpu' ? 'measured in the CPU executor' : 'measured in the WebGPU buffers';
   if (measured) {
     const cats = measured.filter(([k]) => k !== 'scratch');
     const scratch = measured.find(([k]) => k === 'scratch');
