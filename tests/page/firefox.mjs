@@ -220,12 +220,30 @@ class Page {
     }, selector);
   }
 
-  /// Waits until the element is visible and enabled, then clicks its centre (trusted input, as a reader's).
-  async click(selector) {
-    await this.waitForSelector(selector);
+  /// Waits until the element is visible and enabled, in view, holding still for two frames and the element its centre
+  /// hits, then clicks that centre (trusted input, as a reader's): Playwright's checks. Without them a click computed
+  /// before a panel above re-rendered (the numbers of a model just loaded) landed on whatever moved under it.
+  async click(selector, { timeout = TIMEOUT } = {}) {
+    await this.waitForSelector(selector, { timeout });
     await this.usable(selector);
     const handle = await this.page.$(selector);
-    await handle.click();
+    await handle.scrollIntoView();
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const at = await this.page.evaluate(async (e) => {
+        const box = () => JSON.stringify(e.getBoundingClientRect());
+        const before = box();
+        await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+        if (box() !== before) return null;
+        const r = e.getBoundingClientRect();
+        const [x, y] = [r.x + r.width / 2, r.y + r.height / 2];
+        const hit = document.elementFromPoint(x, y);
+        return hit && (hit === e || e.contains(hit)) ? [x, y] : null;
+      }, handle);
+      if (at) return this.page.mouse.click(at[0], at[1]);
+      if (Date.now() > deadline) throw new Error(`Timed out after waiting ${timeout}ms to click ${selector}: it moves or is covered`);
+      await new Promise((resolve) => setTimeout(resolve, 40));
+    }
   }
 
   async check(selector) { if (!(await this.isChecked(selector))) await this.click(selector); }

@@ -3,7 +3,7 @@
 // `cargo xtask test` at $PAGE_URL, screenshots into artifacts/<browser>/, and a record of every request the page makes.
 import { chromium } from 'playwright-core';
 import { test } from 'node:test';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launchFirefox } from './firefox.mjs';
@@ -54,6 +54,22 @@ async function askFirefox() {
     return refusal && /not yet available in Release/.test(refusal) ? `this Firefox has no WebGPU: ${refusal}` : null;
   } finally {
     await browser.close();
+  }
+}
+
+/// Whether this browser has relaxed SIMD (Chromium since 114, Firefox after ESR 140), asked with the page worker's own
+/// probe module: its bytes are read from www/js/worker.js, so that the test and the page ask the same question.
+export async function hasRelaxedSimd(browser) {
+  const worker = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'www', 'js', 'worker.js'), 'utf8');
+  const list = /RELAXED_SIMD_PROBE = new Uint8Array\(\[([\s\S]*?)\]\)/.exec(worker)[1];
+  const bytes = list.replace(/\/\/.*$/gm, '').split(',').map((b) => b.trim()).filter(Boolean).map(Number);
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${PAGE_URL}favicon.svg`, NAVIGATION);
+    return await page.evaluate((b) => WebAssembly.validate(new Uint8Array(b)), bytes);
+  } finally {
+    await context.close();
   }
 }
 
