@@ -155,10 +155,10 @@ impl Problem {
     }
 }
 
-/// What a number box held, for a message: "got 1.5", or "the box is empty" (JavaScript's `null`).
 /// The page's word for a number box whose text is no number (www/js/controls.js sends it).
 pub const NOT_A_NUMBER: &str = "not a number";
 
+/// What a number box held, for a message: "got 1.5", "not a number", or "the box is empty" (JavaScript's `null`).
 fn shown(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Null => "the box is empty".into(),
@@ -512,7 +512,11 @@ pub fn parse_ranks(text: &str) -> Result<Vec<(String, usize)>> {
             Error::new(format!(
                 "the rank of {} must be a whole number between 1 and {MAX_RANK} ({})",
                 target.name(),
-                if rank.trim().is_empty() { "the box is empty".to_string() } else { format!("got {rank:?}") }
+                match rank.trim() {
+                    "" => "the box is empty".to_string(),
+                    NOT_A_NUMBER => NOT_A_NUMBER.to_string(),
+                    _ => format!("got {rank:?}"),
+                }
             ))
         })?;
         ensure!(!out.iter().any(|(t, _)| t == target.name()), "{} has two ranks", target.name());
@@ -613,6 +617,11 @@ mod tests {
                 "batch must be a whole number between 1 and 64 (not a number)",
             ),
             ("alpha", serde_json::json!("not a number"), "alpha must be a number in (0, 1024] (not a number)"),
+            (
+                "ranks",
+                serde_json::json!("q:not a number"),
+                "the rank of q must be a whole number between 1 and 64 (not a number)",
+            ),
             (
                 "seed",
                 serde_json::json!(99_999_999_999u64),

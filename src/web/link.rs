@@ -93,13 +93,19 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
     }
     // Settings the link gives (and that were good); the others follow from them.
     let mut given: Vec<String> = Vec::new();
+    // A name given more than once (`r=4&r=8`, `R=8`): the last good value counts, as in any query, and the reader is
+    // told which, once per name after the whole link is read (`hide=` adds up instead, and is not named).
     let mut seen: Vec<String> = Vec::new();
+    let mut repeated: Vec<String> = Vec::new();
+    let mut last_good: Vec<(String, String)> = Vec::new();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         let value = value.trim();
-        // A name given twice (`r=4&r=8`, `R=8`): the last good one counts, as in any query, and the reader is told.
         let lower = key.to_ascii_lowercase();
-        let repeated = seen.contains(&lower);
-        if !repeated {
+        if seen.contains(&lower) {
+            if !repeated.contains(&lower) && lower != "hide" {
+                repeated.push(lower);
+            }
+        } else {
             seen.push(lower);
         }
         // Names in a link are read whatever their case (`model=GPT2-Large`, `backend=CPU`), as the method and the
@@ -222,12 +228,16 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
             }
         }
         if errors.len() == errors_before {
-            if repeated {
-                errors.push(format!(
-                    "link parameter {name} is given more than once; the last one, {key}={shown:?}, is used"
-                ));
-            }
+            last_good.retain(|(n, _)| n != &name);
+            last_good.push((name.clone(), format!("{key}={shown:?}")));
             given.push(name);
+        }
+    }
+    for name in repeated {
+        match last_good.iter().find(|(n, _)| n == &name) {
+            Some((_, used)) => errors
+                .push(format!("link parameter {name} is given more than once; the last good one, {used}, is used")),
+            None => errors.push(format!("link parameter {name} is given more than once, and no value of it was good")),
         }
     }
     let given = |k: &str| given.iter().any(|g| g == k);
@@ -404,13 +414,28 @@ mod tests {
 
     #[test]
     fn a_parameter_given_twice_is_named_and_the_last_good_value_counts() {
-        let p = parse_query("r=4&R=8&format=nf4&format=int4&steps=30&steps=0", &cfg());
-        assert_eq!((p.settings.r, p.settings.format.as_str(), p.settings.steps), (8, "int4", 30));
-        assert_eq!(p.errors.len(), 3, "{:#?}", p.errors);
-        assert!(p.errors[0].contains("r is given more than once; the last one, R=\"8\", is used"), "{}", p.errors[0]);
-        assert!(p.errors[1].contains("format is given more than once; the last one, format=\"int4\", is used"));
-        // A bad last value is refused on its own, and the good one before it stays.
-        assert!(p.errors[2].starts_with("link parameter steps=\"0\" ignored"), "{}", p.errors[2]);
+        let p = parse_query("r=4&R=8&r=16&format=nf4&format=int4&steps=30&steps=0&hide=seed&hide=alpha", &cfg());
+        assert_eq!((p.settings.r, p.settings.format.as_str(), p.settings.steps), (16, "int4", 30));
+        // A bad last value is refused on its own, and the good one before it stays; each repeated name is named once,
+        // with the value that counts.
+        assert_eq!(
+            p.errors,
+            [
+                "link parameter steps=\"0\" ignored: steps must be a whole number from 1 to 5000",
+                "link parameter r is given more than once; the last good one, r=\"16\", is used",
+                "link parameter format is given more than once; the last good one, format=\"int4\", is used",
+                "link parameter steps is given more than once; the last good one, steps=\"30\", is used",
+            ]
+        );
+        // `hide=` adds up.
+        assert_eq!(p.page.hide, ["seed", "alpha"]);
+        let p = parse_query("r=0&r=100", &cfg());
+        assert_eq!(p.settings.r, Settings::default().r);
+        assert!(
+            p.errors.last().unwrap().ends_with("given more than once, and no value of it was good"),
+            "{:?}",
+            p.errors
+        );
     }
 
     #[test]

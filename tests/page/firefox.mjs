@@ -142,8 +142,16 @@ class Page {
     const deadline = Date.now() + timeout;
     const ask = `(() => [Boolean((${fn})(${arg === undefined ? 'undefined' : JSON.stringify(arg)})), location.href])()`;
     for (;;) {
-      const [done, href] = await this.page.evaluate(ask);
-      this.href = href;
+      let done = false;
+      try {
+        const [answer, href] = await this.page.evaluate(ask);
+        this.href = href;
+        done = answer;
+      } catch (e) {
+        // A page navigating (a reload the test pressed) has no document to ask for a moment: ask again, as
+        // puppeteer's own waiting does; any other failure is the test's.
+        if (!/navigat|context|destroyed|discarded|no such frame|unload/i.test(String(e && e.message))) throw e;
+      }
       if (done) return;
       if (Date.now() > deadline) throw new Error(`Timed out after waiting ${timeout}ms for ${what}`);
       await new Promise((resolve) => setTimeout(resolve, 40));

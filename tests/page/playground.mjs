@@ -215,6 +215,9 @@ export function playgroundTests(backend, skip = null) {
     await page.click('[data-testid=train]');
     await page.waitForFunction(() => Number(document.querySelector('[data-testid=step]').dataset.value) >= 11, null, { timeout: 300000 });
     await page.click('[data-testid=pause]');
+    // Heard at once: "Pausing…" (not pressable again) until the step in flight ends, or already Resume.
+    const [label, disabled] = await page.$eval('[data-testid=pause]', (b) => [b.textContent, b.disabled]);
+    assert.ok(label === 'Resume' || (label === 'Pausing…' && disabled), `the pause button right after the press: ${label}`);
     await page.waitForFunction(() => document.querySelector('[data-testid=pause]').textContent === 'Resume', null, { timeout: 60000 });
     const paused = Number(await attr(page, 'step'));
     const lastGood = 10 * Math.floor(paused / 10);
@@ -234,6 +237,9 @@ export function playgroundTests(backend, skip = null) {
     await page.click('[data-testid=train]');
     await page.waitForFunction(() => Number(document.querySelector('[data-testid=step]').dataset.value) >= 2, null, { timeout: 120000 });
     await page.click('[data-testid=pause]');
+    // Heard at once: "Pausing…" (not pressable again) until the step in flight ends, or already Resume.
+    const [label, disabled] = await page.$eval('[data-testid=pause]', (b) => [b.textContent, b.disabled]);
+    assert.ok(label === 'Resume' || (label === 'Pausing…' && disabled), `the pause button right after the press: ${label}`);
     await page.waitForFunction(() => document.querySelector('[data-testid=pause]').textContent === 'Resume', null, { timeout: 60000 });
     const paused = Number(await attr(page, 'step'));
     await page.waitForTimeout(webgpu ? 8000 : 1500);

@@ -18,9 +18,10 @@ function readControls() {
   };
   const r = num('rank');
   const targets = TARGETS.filter((t) => $(`targets-${t}`).checked);
-  // Only ranks that differ from r travel (an empty box travels as `q:` and is refused as empty, like any bad rank).
+  // Only ranks that differ from r travel (an empty box travels as `q:` and is refused as empty, like any bad rank; a
+  // box holding text as `q:not a number`).
   const ranks = $('per-target').checked
-    ? targets.filter((t) => num(`rank-${t}`) !== r).map((t) => `${t}:${$(`rank-${t}`).value.trim()}`).join(',')
+    ? targets.filter((t) => num(`rank-${t}`) !== r).map((t) => `${t}:${num(`rank-${t}`) ?? ''}`).join(',')
     : '';
   return {
     method: $('method').value,
@@ -135,7 +136,7 @@ function syncDependentControls(s) {
   $('double-quant').disabled = !dqApplies(s.method, s.format);
   const own = ownRanks(s.ranks);
   // A rank box left empty shows '–', not "null" or 0.
-  const shown = (r) => (r == null || r === '' ? '–' : String(r));
+  const shown = (r) => (r == null || r === '' || Number.isNaN(Number(r)) ? '–' : String(r));
   const ranks = s.targets.map((t) => [t, own.get(t) ?? s.r]);
   const mixed = !full && new Set(ranks.map(([, r]) => shown(r))).size > 1;
   $('rank-out').textContent = mixed ? `${shown(s.r)} (mixed: ${ranks.map(([t, r]) => `${t} ${shown(r)}`).join(', ')})` : shown(s.r);
@@ -160,7 +161,7 @@ export function onSettingsChanged(event) {
   // Moving r moves the per-matrix ranks that were following it.
   if (event && event.target.id === 'rank' && state.settings) {
     // Compared as text: a box left empty (null in the settings) follows as an empty box does.
-    const was = String(state.settings.r ?? '');
+    const was = typeof state.settings.r === 'number' ? String(state.settings.r) : '';
     for (const t of TARGETS) if ($(`rank-${t}`).value.trim() === was) $(`rank-${t}`).value = $('rank').value;
   }
   const changed = event && event.target.id;

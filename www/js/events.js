@@ -1,7 +1,7 @@
 // What the engine's worker reports (protocol.js lists every message), each turned into what the page shows.
 
 import { account, controlName, showProblems, writeControls } from './controls.js';
-import { endExperiment, nextExperimentRun } from './experiments.js';
+import { endExperiment, nextExperimentRun, startExperiment } from './experiments.js';
 import { generationEnded } from './generation.js';
 import { drawHist, fillHistogramChoices, requestHistogram } from './histogram-view.js';
 import { modelLoadedText, modelStatus, refreshCached, showLoadProblem, showModelBar } from './model-bar.js';
@@ -93,6 +93,11 @@ export const onMessage = {
     showStepEstimate();
     history.replaceState(null, '', `${location.pathname}?${m.query}${pageQuery()}`);
     document.body.dataset.accountShown = String(m.seq);
+    if (state.experimentWhenAnswered && m.seq === state.accountsSent) {
+      const kind = state.experimentWhenAnswered;
+      state.experimentWhenAnswered = null;
+      startExperiment(kind);
+    }
     if (state.trainWhenAnswered && m.seq === state.accountsSent) {
       state.trainWhenAnswered = false;
       startTraining();
@@ -220,7 +225,13 @@ export const onMessage = {
     }
   },
   paused() {
-    if (state.run) state.run.status = 'paused';
+    // A pause asked during the last step comes after the run is done: done it stays.
+    if (state.run && state.run.status === 'done') {
+      state.run.pausing = false;
+      setTrainingButtons('done');
+      return;
+    }
+    if (state.run) { state.run.status = 'paused'; state.run.pausing = false; }
     // Draw now, not on the next frame: once the button says Resume, the step shown is the one training stopped at.
     draw();
     setTrainingButtons('paused');
@@ -353,7 +364,8 @@ export const onMessage = {
     // A file that would not import (or a run that would not export) is said beside those buttons, where the reader
     // is looking; the run on screen stays as it was.
     if (m.during === 'import' || m.during === 'export') {
-      $('file-error').textContent = `${m.message[0].toUpperCase()}${m.message.slice(1)}.`.replace(/\.\.$/, '.');
+      const message = m.message || 'the file could not be read';
+      $('file-error').textContent = `${message[0].toUpperCase()}${message.slice(1)}.`.replace(/\.\.$/, '.');
       $('file-error').hidden = false;
       return;
     }

@@ -35,6 +35,11 @@ const EXPERIMENTS = {
 };
 
 export function startExperiment(kind) {
+  // Pressed before the numbers answered the last change: the answer decides (a refused box blocks the series).
+  if (document.body.dataset.accountSent !== document.body.dataset.accountShown) {
+    state.experimentWhenAnswered = kind;
+    return;
+  }
   if (state.experiment || trainBlocked()) return;
   const e = EXPERIMENTS[kind];
   state.experiment = { kind, title: e.title, queue: e.variants(state.settings), records: [] };

@@ -12,7 +12,7 @@ import { $, clearError, clearFileError, send, setEngine, showError, state } from
 import { lossChart, requestDraw } from './run-view.js';
 import { archiveRun, showRuns } from './runs.js';
 import { copy, pageQuery, shareUrl } from './share.js';
-import { ensureModel, preferGpu, startTraining } from './training.js';
+import { ensureModel, preferGpu, setTrainingButtons, startTraining } from './training.js';
 import { sendUserText, showDroppedText } from './user-text.js';
 
 // ---- settings: every control change is answered by the engine (controls.js) -----------------------------------------
@@ -29,13 +29,17 @@ $('pause').addEventListener('click', () => {
   if (!state.run) return;
   if (state.run.status === 'paused') send({ type: 'resume' });
   else {
-    // The engine pauses between steps (a validation can take seconds): the button says it heard.
-    $('pause').textContent = 'Pausing…';
-    $('pause').disabled = true;
+    state.run.pausing = true;
+    setTrainingButtons(state.run.status);
     send({ type: 'pause' });
   }
 });
-$('reset').addEventListener('click', () => { archiveRun(); send({ type: 'reset' }); });
+$('reset').addEventListener('click', () => {
+  // A series cannot go on without the run it is waiting for.
+  if (state.experiment) endExperiment('reset by you');
+  archiveRun();
+  send({ type: 'reset' });
+});
 
 // ---- the base model (model-bar.js) ----------------------------------------------------------------------------------
 $('load-model').addEventListener('click', ensureModel);

@@ -21,6 +21,9 @@ export function draw() {
   frameRequested = false;
   const r = state.run;
   if (!r) {
+    // No run (reset, or a start the engine refused): nothing speaks for one.
+    $('run-line').hidden = true;
+    $('run-status').hidden = true;
     lossChart.draw({ steps: [], loss: [], valSteps: [], val: [] }, previousCurves());
     return;
   }

@@ -2,6 +2,7 @@
 // states.
 
 import { trainBlocked } from './controls.js';
+import { endExperiment } from './experiments.js';
 import { $, clearError, send, state } from './page.js';
 import { requestDraw, resetStats } from './run-view.js';
 import { archiveRun } from './runs.js';
@@ -12,8 +13,10 @@ export function setTrainingButtons(status) {
   $('train').disabled = busy || Boolean(blocked);
   $('train-why').textContent = busy ? '' : blocked;
   $('train-why').hidden = busy || !blocked;
-  $('pause').disabled = !(status === 'running' || status === 'paused');
-  $('pause').textContent = status === 'paused' ? 'Resume' : 'Pause';
+  // Asked to pause, the run goes on to the end of its step (a validation can take seconds): the button says it heard.
+  const pausing = status === 'running' && state.run && state.run.pausing;
+  $('pause').disabled = pausing || !(status === 'running' || status === 'paused');
+  $('pause').textContent = status === 'paused' ? 'Resume' : pausing ? 'Pausing…' : 'Pause';
   $('train').textContent = state.run && state.run.status === 'paused' && !state.dirty ? 'Train (new run)' : 'Train';
   $('export-run').disabled = !state.run || status === 'starting' || status === 'idle';
 }
@@ -36,8 +39,11 @@ export function startTraining() {
     state.trainWhenAnswered = true;
     return;
   }
-  if (trainBlocked()) {
+  const blocked = trainBlocked();
+  if (blocked) {
     setTrainingButtons('idle');
+    // A series cannot go on without this run.
+    if (state.experiment) endExperiment(blocked.replace(/^Train waits for /, 'waiting for ').replace(/\.$/, ''));
     return;
   }
   archiveRun();
