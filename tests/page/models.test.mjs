@@ -122,6 +122,9 @@ for (const backend of ['cpu', 'webgpu']) {
       assert.match(loaded, /the frozen base kept in nf4\+dq/);
       // Before any run, "base" text comes from the base as loaded, and its caption says which.
       await page.fill('#gen-tokens', '4');
+      // Every click the page receives, for the message below if the generation never starts (a click that landed
+      // beside a button that moved once did exactly that).
+      await page.evaluate(() => { window.__clicks = []; document.addEventListener('click', (e) => window.__clicks.push(`${e.target.tagName}#${e.target.id} ${e.clientX},${e.clientY} trusted=${e.isTrusted}`), true); });
       await page.click('[data-testid=generate]');
       await page.waitForFunction(() => /^\d+ tokens$/.test(document.querySelector('[data-testid=gen-progress]').textContent), null, { timeout: 120000 })
         .catch(async (e) => {
@@ -133,6 +136,9 @@ for (const backend of ['cpu', 'webgpu']) {
             fieldErrors: [...document.querySelectorAll('[data-testid=field-error]')].map((n) => n.textContent),
             tokens: document.querySelector('#gen-tokens').value,
             status: document.querySelector('[data-testid=model-status]').textContent,
+            clicks: window.__clicks,
+            button: JSON.stringify(document.querySelector('[data-testid=generate]').getBoundingClientRect()),
+            scroll: window.scrollY,
           }));
           throw new Error(`${e.message}; the page showed ${JSON.stringify(seen)}`);
         });

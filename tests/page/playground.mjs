@@ -88,6 +88,19 @@ export function playgroundTests(backend, skip = null) {
     assert.ok(await page.isChecked('[data-testid=rank-per-target]'));
     assert.equal(await page.inputValue('[data-testid=rank-q]'), '2');
     assert.equal(await page.inputValue('[data-testid=rank-k]'), '64');
+    // The panels beside the settings hold still while the settings column grows (a note under the base format):
+    // nothing moves under the reader's pointer.
+    const generateAt = () => page.evaluate(() => document.querySelector('[data-testid=generate]').getBoundingClientRect().top + window.scrollY);
+    const generateWas = await generateAt();
+    const grown = await page.evaluate(() => {
+      const controls = document.querySelector('#controls');
+      const was = controls.offsetHeight;
+      document.querySelector('#follow-note').textContent = 'A long note among the settings. '.repeat(40);
+      return controls.offsetHeight - was;
+    });
+    assert.ok(grown > 100, `the settings column grew by ${grown}px`);
+    assert.equal(await generateAt(), generateWas, 'Generate stays where it was when a note appears among the settings');
+    await page.evaluate(() => { document.querySelector('#follow-note').textContent = ''; });
     // A laptop screen: Train is in view while the settings above it are read.
     await page.setViewportSize({ width: 1280, height: 800 });
     await trainInView(page, 'a 1280 × 800 screen');
