@@ -156,6 +156,9 @@ export function account(settings) {
   send({ type: 'account', settings, seq: state.accountsSent });
 }
 
+/// Whether the numbers on screen answer the last change (Train and the experiments wait for them otherwise).
+export const answered = () => document.body.dataset.accountSent === document.body.dataset.accountShown;
+
 /// Every control change: recompute counts and memory at once (before any training), update the URL.
 export function onSettingsChanged(event) {
   // Moving r moves the per-matrix ranks that were following it.

@@ -56,7 +56,6 @@ export const onMessage = {
     setTrainingButtons('idle');
     if (m.storage) $('save-status').textContent = `Runs are not kept in this browser: ${m.storage}.`;
     state.backend = backend;
-    measureCpu();
     if (state.modelName !== 'shakespeare') $('load-gate').hidden = true;
     else if (!state.page.embed) ensureModel();
     else {
@@ -88,7 +87,8 @@ export const onMessage = {
     // The histogram marks the base as the settings keep it: redrawn when that changes.
     if (state.histogram && storageLabel(m.settings) !== state.histFormat) drawHist();
     $('snippet').textContent = m.snippet;
-    // The first answer is the first time the settings' shape is known: the multiply is timed at it (once per shape).
+    // Each answer gives the settings' shape (the model's width, batch × sequence): the multiply is timed at it, once
+    // per shape.
     measureCpu();
     showStepEstimate();
     history.replaceState(null, '', `${location.pathname}?${m.query}${pageQuery()}`);
@@ -114,7 +114,6 @@ export const onMessage = {
     fillHistogramChoices();
     account(state.settings);
     state.modelIgnored = m.ignored || [];
-    measureCpu();
   },
   'cpu-speed'(m) {
     state.cpuSpeed = m;

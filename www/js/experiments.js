@@ -1,7 +1,7 @@
 // One-click experiments: a prepared series of runs derived from the current settings, run one after another, then
 // summed up in one sentence from their final numbers.
 
-import { account, dqApplies, trainBlocked, writeControls } from './controls.js';
+import { account, answered, dqApplies, trainBlocked, writeControls } from './controls.js';
 import { $, state } from './page.js';
 import { runLabel } from './run-view.js';
 import { startTraining } from './training.js';
@@ -36,7 +36,7 @@ const EXPERIMENTS = {
 
 export function startExperiment(kind) {
   // Pressed before the numbers answered the last change: the answer decides (a refused box blocks the series).
-  if (document.body.dataset.accountSent !== document.body.dataset.accountShown) {
+  if (!answered()) {
     state.experimentWhenAnswered = kind;
     return;
   }

@@ -1,7 +1,7 @@
 // Train, Pause/Resume, Reset: starting a run (once the settings are answered and nothing blocks it) and the buttons'
 // states.
 
-import { trainBlocked } from './controls.js';
+import { answered, trainBlocked } from './controls.js';
 import { endExperiment } from './experiments.js';
 import { $, clearError, send, state } from './page.js';
 import { requestDraw, resetStats } from './run-view.js';
@@ -35,7 +35,7 @@ export function startTraining() {
   const s = state.settings;
   // Train pressed before the numbers answered the last change (a box just typed into): the answer decides, and a
   // refused box is said at the box; nothing of the current run is touched meanwhile.
-  if (document.body.dataset.accountSent !== document.body.dataset.accountShown) {
+  if (!answered()) {
     state.trainWhenAnswered = true;
     return;
   }
