@@ -88,7 +88,7 @@ async fn page_api_reports_bad_input_as_errors() {
     assert_eq!(js_sys::Array::from(&errors).length(), 2);
     let settings = js_sys::Reflect::get(&parsed, &"settings".into()).unwrap();
     js_sys::Reflect::set(&settings, &"r".into(), &JsValue::from(0)).unwrap();
-    let e = accounting(config, settings).err().expect("rank 0 is refused");
+    let e = accounting(config, settings).expect_err("rank 0 is refused");
     assert!(message(e).contains("rank r must be between 1 and 64"));
     // User text that is not UTF-8, or empty.
     let mut pg = Playground::new(config, weights).unwrap();
@@ -98,17 +98,17 @@ async fn page_api_reports_bad_input_as_errors() {
     let too_big = vec![b'a'; 16 * 1024 * 1024 + 1];
     assert!(message(pg.set_user_text(&too_big).unwrap_err()).contains("16 MiB"));
     // Absurd generation requests.
-    let e = pg.generate("To be", 1_000_000, 0.0, 0, 0, true).await.err().expect("a million tokens are refused");
+    let e = pg.generate("To be", 1_000_000, 0.0, 0, 0, true).await.expect_err("a million tokens are refused");
     assert!(message(e).contains("at most 1024"));
-    let e = pg.generate("To be", 8, f32::NAN, 0, 0, true).await.err().expect("NaN temperature is refused");
+    let e = pg.generate("To be", 8, f32::NAN, 0, 0, true).await.expect_err("NaN temperature is refused");
     assert!(message(e).contains("temperature"));
     // The benchmark page's matrix products: empty or huge sides and absurd repetitions are refused.
     for (m, k, n, reps) in [(0, 8, 8, 1), (8, 5000, 8, 1), (8, 8, 8, 0), (8, 8, 8, 1_000_000)] {
-        let e = cpu_matmul(m, k, n, false, reps).err().expect("refused");
+        let e = cpu_matmul(m, k, n, false, reps).expect_err("refused");
         assert!(message(e).contains("sides are 1 to 4096"), "{m}×{k}×{n} × {reps}");
     }
     for rounds in [0, (1 << 30) + 1] {
-        assert!(message(cpu_madd_peak(rounds).err().expect("refused")).contains("1 to 1073741824 rounds"));
+        assert!(message(cpu_madd_peak(rounds).expect_err("refused")).contains("1 to 1073741824 rounds"));
     }
     // 2×3 (rows 1..6 as the API fills them) times 3×2: a sum small enough to hold exactly.
     let sum = cpu_matmul(2, 3, 2, false, 1).unwrap();
@@ -147,7 +147,7 @@ async fn page_api_saves_resumes_and_refuses_oversized_runs() {
     let state = pg.checkpoint().await.unwrap();
     let zip = pg.export_run(r#"{"history":{"steps":[],"vals":[]}}"#).await.unwrap();
     let mut other = Playground::new(config, weights).unwrap();
-    let e = other.import_run(b"hello", false).await.err().expect("not a run");
+    let e = other.import_run(b"hello", false).await.expect_err("not a run");
     assert!(message(e).contains("neither an exported run"));
     let resumed = other.import_run(&zip, false).await.unwrap();
     assert_eq!(get(&resumed, "step").as_f64(), Some(2.0));
@@ -168,7 +168,7 @@ async fn page_api_saves_resumes_and_refuses_oversized_runs() {
         let whole = other.generate("To be", 20, 0.8, 5, 3, tuned).await.unwrap();
         assert_eq!(get(&last, key).as_string().unwrap(), whole, "{key}");
     }
-    assert!(message(other.generate_more(7).await.err().expect("finished")).contains("no generation in progress"));
+    assert!(message(other.generate_more(7).await.expect_err("finished")).contains("no generation in progress"));
 
     // A long context with many heads: the attention probabilities of batch 64 × 1024² × 16 heads exceed a tab.
     let long = Gpt2::init(ModelConfig::bytes(1, 16, 64, 1024).unwrap(), 0);
@@ -177,7 +177,7 @@ async fn page_api_saves_resumes_and_refuses_oversized_runs() {
     for (k, v) in [("batch", 64), ("seq", 1024)] {
         js_sys::Reflect::set(&settings, &k.into(), &JsValue::from(v)).unwrap();
     }
-    let e = pg.start(settings, false).await.err().expect("over the budget");
+    let e = pg.start(settings, false).await.expect_err("over the budget");
     let m = message(e);
     // What a run may have is what the tab's engine has left beside the loaded base.
     let budget = format!(

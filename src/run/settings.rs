@@ -533,6 +533,38 @@ mod tests {
         ModelConfig::bytes(2, 2, 32, 64).unwrap()
     }
 
+    /// The `min` and `max` of the page's `<input id="{id}">`.
+    fn input_range(html: &str, id: &str) -> (String, String) {
+        let at = html.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("index.html has no #{id}"));
+        let start = html[..at].rfind("<input").unwrap();
+        let tag = &html[start..start + html[start..].find('>').unwrap()];
+        let attr = |name: &str| {
+            let from =
+                tag.find(&format!(" {name}=\"")).unwrap_or_else(|| panic!("#{id} has no {name}")) + name.len() + 3;
+            tag[from..from + tag[from..].find('"').unwrap()].to_string()
+        };
+        (attr("min"), attr("max"))
+    }
+
+    /// The page judges some boxes by their own min and max before the engine answers (the per-matrix scaling says
+    /// '–' for a rank out of range, www/js/controls.js), and the reader sees them as the spinners' limits: they
+    /// must be the engine's.
+    #[test]
+    fn the_page_boxes_have_the_engines_limits() {
+        let html = include_str!("../../www/index.html");
+        let page = Limits::PAGE;
+        let whole = |lo: u64, hi: u64| (lo.to_string(), hi.to_string());
+        assert_eq!(input_range(html, "rank"), whole(1, page.max_rank as u64));
+        for t in ["q", "k", "v", "o", "fc", "proj"] {
+            assert_eq!(input_range(html, &format!("rank-{t}")), whole(1, page.max_rank as u64), "rank-{t}");
+        }
+        assert_eq!(input_range(html, "batch"), whole(1, page.max_batch as u64));
+        assert_eq!(input_range(html, "steps"), whole(1, page.max_steps as u64));
+        assert_eq!(input_range(html, "seed"), whole(0, page.max_seed));
+        // The sequence's maximum is the model's context, set when a model loads.
+        assert_eq!(input_range(html, "seq").0, page.min_seq.to_string());
+    }
+
     #[test]
     fn the_command_line_allows_what_the_page_refuses() {
         let big = Settings { batch: 128, steps: 20_000, seq: 4, ..Default::default() };

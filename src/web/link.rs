@@ -51,7 +51,8 @@ pub struct PageOptions {
     pub embed: bool,
     /// `hide=name,name`: controls an embed hides.
     pub hide: Vec<String>,
-    /// `backend=cpu` forces the CPU executor (to compare, or where a GPU driver misbehaves); default `auto`.
+    /// `backend=cpu` forces the CPU executor (to compare, or where a GPU driver misbehaves), `backend=webgpu` WebGPU
+    /// even on a software adapter (which `auto`, the default, passes over for the CPU executor: www/js/processor.js).
     pub backend: Option<String>,
     /// `model=gpt2` / `distilgpt2` (downloaded from the Hugging Face hub on a click) or `files` (the reader's own);
     /// `None` for the Shakespeare model that ships with the page. Names only: a link never names a URL to fetch.
@@ -77,6 +78,10 @@ pub struct ParsedQuery {
     pub settings: Settings,
     pub page: PageOptions,
     pub errors: Vec<String>,
+    /// The parameter each of `errors` is about, in lowercase (`r`, `ranks`, `hide`), or "" for one about no known
+    /// parameter (an unknown name, a query too long to read): the page drops a message once the reader changes the
+    /// control it names.
+    pub error_params: Vec<String>,
 }
 
 /// Reads a URL query (with or without the leading `?`). Unknown parameters, bad values and an unsupported version
@@ -89,6 +94,7 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
     // Parameters are short; a huge query is garbage, not settings.
     if query.len() > 4096 {
         errors.push(format!("the link's query is {} characters long; it was ignored", query.len()));
+        out.error_params = vec![String::new()];
         return out;
     }
     // Settings the link gives (and that were good); the others follow from them.
@@ -256,7 +262,20 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
         errors.push(format!("link parameter {} ignored: {}", p.field, p.message));
     }
     *s = settled;
+    out.error_params = out.errors.iter().map(|e| parameter_of(e)).collect();
     out
+}
+
+/// The known parameter a message of [`parse_query`] is about: each such message starts "link parameter NAME" (then
+/// `=`, `:` or a space), and NAME as the link spelled it is read in lowercase; "" for any other message.
+fn parameter_of(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("link parameter ") else { return String::new() };
+    let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
+    if LINK_PARAMETERS.contains(&name.as_str()) {
+        name
+    } else {
+        String::new()
+    }
 }
 
 /// A link names some of method, base format and double quantization; the others follow from what it names, as the
@@ -336,6 +355,35 @@ mod tests {
             .any(|e| e.contains("models are shakespeare, gpt2, distilgpt2, gpt2-medium, gpt2-large, files")));
         assert_eq!(p.page.model, None, "a link never names a URL to fetch");
         assert!(p.errors.iter().any(|e| e.contains("unknown link parameter \"what\"")));
+        // Each message names the parameter it is about, for the page to drop once the reader changes its control;
+        // the unknown one is about none.
+        let mut about = p.error_params.clone();
+        about.sort();
+        let want = [
+            "", "alpha", "astore", "backend", "batch", "dq", "embed", "format", "hide", "lr", "method", "model", "r",
+            "seed", "seq", "steps", "targets", "task", "v",
+        ];
+        assert_eq!(about, want, "{:#?}", p.errors);
+    }
+
+    #[test]
+    fn each_message_names_its_parameter_in_lowercase() {
+        let p = parse_query("R=0&R=4&Format=int4&dq=1&ranks=q:2&targets=v&hide=seed,bogus", &cfg());
+        let pairs: Vec<(&str, &str)> =
+            p.error_params.iter().map(String::as_str).zip(p.errors.iter().map(String::as_str)).collect();
+        assert_eq!(p.error_params.len(), p.errors.len());
+        for (param, message) in &pairs {
+            let named = match *param {
+                "r" => message.starts_with("link parameter R=") || message.starts_with("link parameter r is given"),
+                "dq" => message.starts_with("link parameter dq=1 ignored"),
+                "ranks" => message.starts_with("link parameter ranks ignored"),
+                "hide" => message.contains("\"bogus\""),
+                _ => false,
+            };
+            assert!(named, "{param:?} for {message:?}");
+        }
+        assert_eq!(p.error_params.iter().filter(|e| e.as_str() == "r").count(), 2, "{pairs:#?}");
+        assert_eq!(parse_query(&"x".repeat(5000), &cfg()).error_params, [""]);
     }
 
     #[test]

@@ -18,12 +18,28 @@ mkdirSync(ARTIFACTS, { recursive: true });
 /// A browser with WebGPU or without it (the CPU fallback). Chromium's WebGPU runs on SwiftShader
 /// (`--enable-unsafe-webgpu`), Firefox's on the system's Vulkan driver (lavapipe here).
 export async function launch({ webgpu }) {
-  if (FIREFOX) return launchFirefox({ webgpu });
+  const browser = FIREFOX ? await launchFirefox({ webgpu }) : await launchChromium({ webgpu });
+  if (webgpu) WEBGPU_BROWSERS.add(browser);
+  return browser;
+}
+
+function launchChromium({ webgpu }) {
   const args = ['--headless=new', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
     '--disable-sync', '--no-first-run'];
   if (webgpu) args.push('--enable-unsafe-webgpu');
   else args.push('--disable-features=WebGPU,Vulkan', '--disable-gpu');
   return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args });
+}
+
+/// The browsers launched with WebGPU. Their WebGPU is software here (SwiftShader, lavapipe), which the page passes
+/// over for its CPU executor unless the link says `backend=webgpu` (www/js/processor.js: chooseBackend): `open()`
+/// adds that to a link that names no backend, so their tests train through WebGPU as a reader's GPU would.
+const WEBGPU_BROWSERS = new WeakSet();
+
+/// `query` with `backend=webgpu` added where `browser` has WebGPU and the query names no backend.
+export function withBackend(browser, query) {
+  if (!WEBGPU_BROWSERS.has(browser) || /[?&]backend=/i.test(query)) return query;
+  return `${query}${query.includes('?') ? '&' : '?'}backend=webgpu`;
 }
 
 /// Why this browser has no WebGPU at all, or null. Firefox's release and ESR builds from before WebGPU shipped on Linux
@@ -94,7 +110,8 @@ export function pageUrl({ isolated = true, relaxedBuilds = true } = {}) {
 }
 
 /// A page with request and error logs attached (worker requests included). `isolated` and `relaxedBuilds` choose
-/// the host (`pageUrl`); `setup(context)` runs before the page opens (to route requests, say).
+/// the host (`pageUrl`); `setup(context)` runs before the page opens (to route requests, say). In a browser with
+/// WebGPU the page trains through it (`withBackend`).
 export async function open(browser, query = '', { isolated = true, relaxedBuilds = true } = {}, setup = null) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
   if (setup) await setup(context);
@@ -107,7 +124,7 @@ export async function open(browser, query = '', { isolated = true, relaxedBuilds
   const consoleErrors = (m) => { if (m.type() === 'error') errors.push(m.text()); };
   if (FIREFOX) page.on('console', consoleErrors);
   else page.on('worker', (w) => w.on('console', consoleErrors));
-  await page.goto(pageUrl({ isolated, relaxedBuilds }) + query, NAVIGATION);
+  await page.goto(pageUrl({ isolated, relaxedBuilds }) + withBackend(browser, query), NAVIGATION);
   await ready(page);
   return { page, context, requests, errors };
 }

@@ -155,6 +155,21 @@ export function toggleTests(backend, skip = null) {
     assert.match(message, /dq=1 ignored: double quantization applies to fp4 and nf4 bases, not to int4/);
     assert.doesNotMatch(message, /format|defaults used/);
     await context.close();
+    // Each message of a bad link goes once the reader sets the control it names; one about no control stays.
+    const bad = await open(browser, '?Steps=-5&batch=x&seed=1&zz=1');
+    const lines = async () => (await bad.page.isVisible('[data-testid=error]') ? (await text(bad.page, 'error')).split('\n') : []);
+    assert.equal((await lines()).length, 3, (await lines()).join('\n'));
+    await bad.page.fill('[data-testid=steps]', '30');
+    await bad.page.dispatchEvent('[data-testid=steps]', 'input');
+    await current(bad.page);
+    assert.deepEqual((await lines()).map((l) => l.split(' ').slice(0, 3).join(' ')), ['link parameter batch="x"', 'unknown link parameter']);
+    await bad.page.fill('[data-testid=batch]', '2');
+    await bad.page.dispatchEvent('[data-testid=batch]', 'input');
+    await current(bad.page);
+    assert.deepEqual((await lines()).map((l) => l.split(' ').slice(0, 3).join(' ')), ['unknown link parameter']);
+    assert.equal(await bad.page.$$eval('[data-testid=field-error]', (n) => n.length), 0);
+    assert.ok(await bad.page.isEnabled('[data-testid=train]'));
+    await bad.context.close();
   });
 
   test(`${backend}: a bad value is named at its control; every other number stays live; Train says why it waits`, async () => {
@@ -238,6 +253,18 @@ export function toggleTests(backend, skip = null) {
     const { page, context } = await open(browser, '?ranks=q:2,fc:16');
     assert.match(await page.textContent('#rank-out'), /mixed: q 2, k 8, v 8, o 8, fc 16, proj 8/);
     assert.match(await page.textContent('#scaling-out'), /q 8\.000, k 2\.000, .*fc 1\.000/);
+    // A rank past the limit is refused at the matrices and has no scaling; the others keep theirs.
+    for (const [value, why] of [['100', /got "100"/], ['1.5', /got "1\.5"/], ['', /the box is empty/]]) {
+      await page.fill('[data-testid=rank-fc]', value);
+      await page.dispatchEvent('[data-testid=rank-fc]', 'input');
+      await current(page);
+      assert.match(await page.textContent('[data-testid=field-error][data-for=ranks]'), why, value);
+      assert.match(await page.textContent('#scaling-out'), /^q 8\.000, k 2\.000, v 2\.000, o 2\.000, fc –, proj 2\.000$/, value);
+    }
+    await page.fill('[data-testid=rank-fc]', '16');
+    await page.dispatchEvent('[data-testid=rank-fc]', 'input');
+    await current(page);
+    assert.match(await page.textContent('#scaling-out'), /fc 1\.000/);
     await context.close();
   });
 

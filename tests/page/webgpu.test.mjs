@@ -2,7 +2,7 @@
 // the CPU).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { launch, modelLoaded, open, text, webgpuLeftOut } from './harness.mjs';
+import { FIREFOX, launch, modelLoaded, open, text, trainToEnd, webgpuLeftOut } from './harness.mjs';
 import { playgroundTests } from './playground.mjs';
 import { toggleTests } from './toggles.mjs';
 
@@ -24,11 +24,48 @@ test('webgpu: a lost device mid-run: training goes on on the CPU from the last s
     await page.waitForFunction(() => /device was lost/.test(document.querySelector('#notice').textContent), null, { timeout: 300000 });
     assert.match(await page.textContent('#notice'), /training continues on the CPU executor from step 10, the last snapshot/);
     assert.equal(await text(page, 'backend'), 'cpu');
+    assert.equal((await text(page, 'tagline-where')).trim(), '— on your processor (the WebGPU device was lost)');
     await page.waitForFunction(() => document.body.dataset.run === 'done', null, { timeout: 300000 });
     assert.equal(await page.getAttribute('[data-testid=step]', 'data-value'), '20');
     assert.ok(await page.isHidden('[data-testid=error]'), await text(page, 'error'));
     assert.deepEqual(errors, []);
     await context.close();
+  } finally {
+    await browser.close();
+  }
+});
+
+// Here WebGPU is software on the processor (SwiftShader, lavapipe), slower than the CPU executor: left to itself the
+// page trains on the processor and says why; the link's backend=webgpu is how a reader trains through it anyway.
+test('webgpu: on a software adapter the page trains on the processor unless the link asks for WebGPU', { skip: LEFT_OUT || false }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const { page, context, errors } = await open(browser, '?backend=auto&steps=2&batch=1&seq=16');
+    assert.equal(await text(page, 'backend'), 'cpu');
+    const adapter = FIREFOX ? /lavapipe|llvmpipe|a software adapter/ : /SwiftShader/;
+    const notice = await page.textContent('#notice');
+    assert.match(notice, /^Training runs on your processor: this browser's WebGPU is /);
+    assert.match(notice, adapter);
+    assert.match(notice, /Add backend=webgpu to the link/);
+    assert.match(await text(page, 'tagline-where'), /on your processor \(faster than this browser's WebGPU, /);
+    await modelLoaded(page);
+    await trainToEnd(page, 120000);
+    assert.equal(await text(page, 'backend'), 'cpu');
+    // The choice is the page's, not the link's: the link it keeps does not pin it.
+    assert.match(page.url(), /steps=2/);
+    assert.doesNotMatch(page.url(), /backend=/);
+    await context.close();
+
+    const forced = await open(browser, '?backend=webgpu&steps=2&batch=1&seq=16');
+    assert.equal(await text(forced.page, 'backend'), 'webgpu');
+    assert.match(await text(forced.page, 'tagline-where'), /through WebGPU \(.+, on your processor\)/);
+    assert.doesNotMatch(await forced.page.textContent('#notice'), /Training runs on your processor/);
+    assert.match(forced.page.url(), /backend=webgpu/);
+    await modelLoaded(forced.page);
+    await trainToEnd(forced.page, 300000);
+    assert.equal(await text(forced.page, 'backend'), 'webgpu');
+    await forced.context.close();
+    assert.deepEqual([...errors, ...forced.errors], []);
   } finally {
     await browser.close();
   }

@@ -3,7 +3,7 @@
 // shows each setting it refused at its own control.
 
 import { renderBaseExplainer } from './explainer.js';
-import { $, send, state, TARGETS } from './page.js';
+import { $, clearError, send, showError, state, TARGETS } from './page.js';
 import { article } from './protocol.js';
 import { setTrainingButtons } from './training.js';
 import { el, ownRanks } from './views.js';
@@ -141,11 +141,22 @@ function syncDependentControls(s) {
   const mixed = !full && new Set(ranks.map(([, r]) => shown(r))).size > 1;
   $('rank-out').textContent = mixed ? `${shown(s.r)} (mixed: ${ranks.map(([t, r]) => `${t} ${shown(r)}`).join(', ')})` : shown(s.r);
   $('rank-out').dataset.mixed = String(mixed);
-  // α/r of a box that holds no usable number is no number either: '–' until it is fixed (its control says why).
-  const scaling = (r) => (s.alpha > 0 && Number(r) > 0 ? (s.alpha / Number(r)).toFixed(3) : '–');
-  $('scaling-out').textContent = mixed ? ranks.map(([t, r]) => `${t} ${scaling(r)}`).join(', ') : scaling(s.r);
+  showScaling(s, own);
   $('user-text-box').hidden = s.task !== 'text';
   renderBaseExplainer(s);
+}
+
+/// α/r, per matrix where the ranks differ. A per-matrix rank the engine cannot take (empty, text, a fraction, past
+/// the page's limit) gives no number either: '–' until it is fixed, its box saying why. The box is judged by its own
+/// min/max/step, which are the engine's limits (a test in src/run/settings.rs compares them); r is a slider, always
+/// within them.
+function showScaling(s, own) {
+  const takes = (t, r) => Number(r) > 0 && (!t || !own.has(t) || $(`rank-${t}`).validity.valid);
+  const scaling = (t, r) => (s.alpha > 0 && takes(t, r) ? (s.alpha / Number(r)).toFixed(3) : '–');
+  const mixed = $('rank-out').dataset.mixed === 'true';
+  $('scaling-out').textContent = mixed
+    ? s.targets.map((t) => `${t} ${scaling(t, own.get(t) ?? s.r)}`).join(', ')
+    : scaling(null, s.r);
 }
 
 /// Asks the engine for the numbers of `settings`. Requests are numbered, and the page marks which answer it shows
@@ -168,6 +179,7 @@ export function onSettingsChanged(event) {
     for (const t of TARGETS) if ($(`rank-${t}`).value.trim() === was) $(`rank-${t}`).value = $('rank').value;
   }
   const changed = event && event.target.id;
+  if (changed) forgetLinkErrors(changed);
   // Selects and checkboxes fire 'input' then 'change': follow once, on the first.
   if (['method', 'format', 'double-quant'].includes(changed) && event.type === 'input') {
     const said = follow(changed);
@@ -184,6 +196,26 @@ export function onSettingsChanged(event) {
   state.settings = s;
   if (state.run && state.run.status !== 'new') state.dirty = true;
   account(s);
+}
+
+/// The link parameter a control sets.
+function linkParameter(id) {
+  if (id === 'rank') return 'r';
+  if (id === 'per-target' || id.startsWith('rank-')) return 'ranks';
+  if (id.startsWith('targets-')) return 'targets';
+  return { 'double-quant': 'dq', 'adapter-storage': 'astore' }[id] ?? id;
+}
+
+/// The reader changed a control: what the opening link got wrong about it is old news. The error bar keeps the link's
+/// other messages, and goes with the last; a message shown there since (a failed run, say) is left alone.
+function forgetLinkErrors(id) {
+  const param = linkParameter(id);
+  const before = state.linkErrors;
+  if (!before.some((e) => e.param === param)) return;
+  state.linkErrors = before.filter((e) => e.param !== param);
+  if ($('error').hidden || $('error').textContent !== before.map((e) => e.message).join('\n')) return;
+  if (state.linkErrors.length) showError(state.linkErrors.map((e) => e.message).join('\n'));
+  else clearError();
 }
 
 /// The generation prompt follows the data: each task's question form, or the first line of the reader's text.

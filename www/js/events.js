@@ -6,7 +6,7 @@ import { generationEnded } from './generation.js';
 import { drawHist, fillHistogramChoices, requestHistogram } from './histogram-view.js';
 import { modelLoadedText, modelStatus, refreshCached, showLoadProblem, showModelBar } from './model-bar.js';
 import { $, clearError, showError, showNotice, state } from './page.js';
-import { cpuInWords, measureCpu, showBackend, showStepEstimate } from './processor.js';
+import { chooseBackend, cpuInWords, measureCpu, showBackend, showStepEstimate, whyProcessor } from './processor.js';
 import { storageLabel } from './protocol.js';
 import { draw, drawSpectra, lossChart, requestDraw, resetStats, truncateRun } from './run-view.js';
 import { archiveRun, loadKeptRuns, recordRun } from './runs.js';
@@ -25,21 +25,19 @@ export const onMessage = {
     state.modelName = m.model;
     state.gpu = m.gpu;
     state.formats = m.formats;
-    const forced = state.page.backend === 'cpu';
-    const backend = m.gpu.available && !forced ? 'webgpu' : 'cpu';
+    const backend = chooseBackend(m.gpu, state.page.backend);
     state.cpu = m.cpu;
     showBackend(backend);
     $('backend').dataset.threads = String(m.cpu.threads);
     $('backend').dataset.simd = m.cpu.relaxed ? 'relaxed' : 'simd128';
-    if (backend === 'cpu') {
-      showNotice(forced ? `Training runs on your processor, as the link asks (backend=cpu). ${cpuInWords(m.cpu)}`
-        : `Training runs on your processor, not a graphics card: ${m.gpu.reason}. That is slower; small batches keep it responsive. ${cpuInWords(m.cpu)}`);
-    }
+    const why = whyProcessor(m.gpu, state.page.backend);
+    if (why) showNotice(`${why} ${cpuInWords(m.cpu)}`);
     $('seq').max = String(m.config.n_positions);
     loadKeptRuns();
     writeControls(m.parsed.settings);
     state.settings = m.parsed.settings;
-    if (m.parsed.errors.length) showError(m.parsed.errors.join('\n'));
+    state.linkErrors = m.parsed.errors.map((message, i) => ({ message, param: m.parsed.error_params[i] }));
+    if (state.linkErrors.length) showError(m.parsed.errors.join('\n'));
     applyPageOptions();
     fillHistogramChoices();
     account(state.settings);

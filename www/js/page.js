@@ -46,6 +46,9 @@ export const state = {
   savedRun: null,
   // Account requests sent so far (numbered: each answer echoes its number).
   accountsSent: 0,
+  // What the link the page opened with got wrong, each {message, param}: shown in the error bar until the reader
+  // changes the control a message is about (controls.js: forgetLinkErrors).
+  linkErrors: [],
 };
 
 // The engine's worker (replaced once if its threaded engine never finishes starting: engine-worker.js), set by

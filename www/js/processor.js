@@ -63,6 +63,29 @@ export function cpuInWords(cpu) {
   return `${threads} ${simd}`;
 }
 
+/// Where training runs: the link's `backend=cpu` or `backend=webgpu` decides; otherwise a GPU through WebGPU, and the
+/// CPU executor where there is no WebGPU or where WebGPU's adapter is itself software on the processor (SwiftShader,
+/// lavapipe): emulating a GPU there costs far more than the CPU executor's own loops (a QLoRA step of the shipped model
+/// at 1 × 16 tokens: ~0.7 s on SwiftShader in Chromium, 127 ms on lavapipe natively; BENCHMARKS.md, "A step at a few
+/// rows on the CPU-emulated GPUs"; the CPU executor's takes milliseconds). A reader who wants to watch WGSL train on
+/// such an adapter asks for it with `backend=webgpu`.
+export function chooseBackend(gpu, wanted) {
+  if (!gpu || !gpu.available || wanted === 'cpu') return 'cpu';
+  return gpu.software && wanted !== 'webgpu' ? 'cpu' : 'webgpu';
+}
+
+/// Why the page trains on the processor (the notice at start), or null where it trains through WebGPU.
+export function whyProcessor(gpu, wanted) {
+  if (chooseBackend(gpu, wanted) !== 'cpu') return null;
+  if (wanted === 'cpu') return 'Training runs on your processor, as the link asks (backend=cpu).';
+  if (!gpu.available) {
+    const asked = wanted === 'webgpu' ? 'the link asks for WebGPU (backend=webgpu), but ' : '';
+    return `Training runs on your processor, not a graphics card: ${asked}${gpu.reason}. That is slower; small batches keep it responsive.`;
+  }
+  return `Training runs on your processor: this browser's WebGPU is ${gpu.software}, which runs a GPU's work on the ` +
+    'processor too, many times slower than training there directly. Add backend=webgpu to the link to train through it anyway.';
+}
+
 /// The badge, its tooltip and the tagline say what trains: the GPU through WebGPU, or the CPU executor.
 export function showBackend(backend) {
   const badge = $('backend');
@@ -70,12 +93,16 @@ export function showBackend(backend) {
   badge.dataset.value = backend;
   const cpu = state.cpu ? cpuInWords(state.cpu) : '';
   // A software WebGPU adapter runs on the processor too: named as what it is, not as "your GPU".
-  const soft = state.gpu && state.gpu.software;
+  const soft = state.gpu && state.gpu.available && state.gpu.software;
   const gpu = soft ? `${soft} through WebGPU, which runs on your processor` : 'your GPU through WebGPU';
   badge.title = backend === 'webgpu'
     ? `Training runs on ${gpu}. Evaluation and generation run on the processor: ${cpu}`
     : `Training runs on your processor (wasm). ${cpu}`;
+  const wanted = state.page && state.page.backend;
+  const onProcessor = wanted === 'cpu' ? 'as the link asks'
+    : chooseBackend(state.gpu, wanted) === 'webgpu' ? 'the WebGPU device was lost'
+      : soft ? `faster than this browser's WebGPU, ${soft}` : 'no WebGPU here';
   $('tagline-where').textContent = backend === 'webgpu'
     ? (soft ? ` — through WebGPU (${soft}, on your processor)` : ' — on your GPU (WebGPU)')
-    : ' — on your processor (no WebGPU here)';
+    : ` — on your processor (${onProcessor})`;
 }

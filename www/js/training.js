@@ -4,6 +4,7 @@
 import { answered, trainBlocked } from './controls.js';
 import { endExperiment } from './experiments.js';
 import { $, clearError, send, state } from './page.js';
+import { chooseBackend } from './processor.js';
 import { requestDraw, resetStats } from './run-view.js';
 import { archiveRun } from './runs.js';
 
@@ -60,5 +61,5 @@ export function startTraining() {
 }
 
 export function preferGpu() {
-  return state.gpu.available && state.page.backend !== 'cpu';
+  return chooseBackend(state.gpu, state.page.backend) === 'webgpu';
 }

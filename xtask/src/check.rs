@@ -113,11 +113,22 @@ fn lints_and_fuzzing(phases: &mut Phases) -> Result<(), String> {
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     phases.end("fmt, clippy");
-    // The engine must keep compiling for the browser (no CLI there), and its browser-only code (`web::api`) is
-    // linted like the rest: clippy checks without generating code, quicker than the build it replaces.
+    // The engine must keep compiling for the browser (no CLI there), and its browser-only code (`web::api`) and the
+    // browser tests (tests/browser*.rs, which native clippy never sees) are linted like the rest: clippy checks
+    // without generating code, quicker than the build it replaces.
     run(
         "cargo",
-        &["clippy", "--lib", "--no-default-features", "--target", "wasm32-unknown-unknown", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--lib",
+            "--tests",
+            "--no-default-features",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--",
+            "-D",
+            "warnings",
+        ],
     )?;
     phases.end("clippy for wasm32");
     // The loaders of untrusted input (model and adapter files, config.json, links) under libFuzzer, bounded.
