@@ -79,8 +79,8 @@ pub struct ParsedQuery {
     pub page: PageOptions,
     pub errors: Vec<String>,
     /// The parameter each of `errors` is about, in lowercase (`r`, `ranks`, `hide`), or "" for one about no known
-    /// parameter (an unknown name, a query too long to read): the page drops a message once the reader changes the
-    /// control it names.
+    /// parameter (an unknown name, a query too long to read), recorded as each message is said: the page drops a
+    /// message once the reader changes the control it names.
     pub error_params: Vec<String>,
 }
 
@@ -90,6 +90,8 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
     let mut out = ParsedQuery { settings: Settings::defaults_for(model), ..Default::default() };
     let s = &mut out.settings;
     let errors = &mut out.errors;
+    // The parameter each message is about (`ParsedQuery::error_params`), kept beside `errors` as each is said.
+    let mut about: Vec<String> = Vec::new();
     let query = query.strip_prefix('?').unwrap_or(query);
     // Parameters are short; a huge query is garbage, not settings.
     if query.len() > 4096 {
@@ -233,6 +235,8 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
                 ));
             }
         }
+        // Every message of this parameter's round is about it (an unknown name is about none).
+        about.resize(errors.len(), if LINK_PARAMETERS.contains(&name.as_str()) { name.clone() } else { String::new() });
         if errors.len() == errors_before {
             last_good.retain(|(n, _)| n != &name);
             last_good.push((name.clone(), format!("{key}={shown:?}")));
@@ -245,14 +249,19 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
                 .push(format!("link parameter {name} is given more than once; the last good one, {used}, is used")),
             None => errors.push(format!("link parameter {name} is given more than once, and no value of it was good")),
         }
+        about.push(name);
     }
     let given = |k: &str| given.iter().any(|g| g == k);
-    follow_the_links_base(s, given("method"), given("format"), given("dq"), errors);
+    for (param, message) in follow_the_links_base(s, given("method"), given("format"), given("dq")) {
+        errors.push(message);
+        about.push(param.into());
+    }
     if s.method == "full" && s.adapter_storage != "none" {
         errors.push(format!(
             "link parameter astore={} ignored: full fine-tuning has no adapters to store",
             s.adapter_storage
         ));
+        about.push("astore".into());
         s.adapter_storage = "none".into();
     }
     // Each value was fine alone; a combination may still not be (a rank for a matrix the link does not adapt):
@@ -260,35 +269,25 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
     let (settled, problems) = s.settle(model);
     for p in problems {
         errors.push(format!("link parameter {} ignored: {}", p.field, p.message));
+        about.push(p.field);
     }
     *s = settled;
-    out.error_params = out.errors.iter().map(|e| parameter_of(e)).collect();
+    debug_assert_eq!(about.len(), out.errors.len());
+    out.error_params = about;
     out
-}
-
-/// The known parameter a message of [`parse_query`] is about: each such message starts "link parameter NAME" (then
-/// `=`, `:` or a space), and NAME as the link spelled it is read in lowercase; "" for any other message.
-fn parameter_of(message: &str) -> String {
-    let Some(rest) = message.strip_prefix("link parameter ") else { return String::new() };
-    let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
-    if LINK_PARAMETERS.contains(&name.as_str()) {
-        name
-    } else {
-        String::new()
-    }
 }
 
 /// A link names some of method, base format and double quantization; the others follow from what it names, as the
 /// page's controls follow each other: `format=int4` is QLoRA on int4 (no double quantization, which int4 lacks),
 /// `format=fp16` LoRA on fp16, `method=full` an fp32 base. Only an explicit contradiction (`method=lora&format=nf4`,
-/// `format=int4&dq=1`) is reported, and only the parameter at fault is dropped.
+/// `format=int4&dq=1`) is reported, and only the parameter at fault is dropped: each message with that parameter.
 fn follow_the_links_base(
     s: &mut Settings,
     method_given: bool,
     format_given: bool,
     dq_given: bool,
-    errors: &mut Vec<String>,
-) {
+) -> Vec<(&'static str, String)> {
+    let mut said = Vec::new();
     let mut method: Method = s.method.parse().unwrap_or(Method::Qlora);
     let mut format: Format = s.format.parse().unwrap_or(Format::Nf4);
     if format_given && !method_given {
@@ -296,21 +295,29 @@ fn follow_the_links_base(
     } else if method_given && !format_given {
         format = method.default_format();
     } else if let Some(why) = method_format_conflict(method, format) {
-        errors.push(format!("link parameter format={format} ignored: {why}"));
+        said.push(("format", format!("link parameter format={format} ignored: {why}")));
         format = method.default_format();
     }
     let dq_applies = method != Method::Full && format.supports_double_quant();
     if !dq_given {
         s.dq = dq_applies && default_double_quant(format);
     } else if s.dq && !dq_applies {
-        errors.push(format!(
-            "link parameter dq=1 ignored: double quantization applies to fp4 and nf4 bases, not to {}",
-            if method == Method::Full { "full fine-tuning's fp32 weights".to_string() } else { format!("{format}") }
+        said.push((
+            "dq",
+            format!(
+                "link parameter dq=1 ignored: double quantization applies to fp4 and nf4 bases, not to {}",
+                if method == Method::Full {
+                    "full fine-tuning's fp32 weights".to_string()
+                } else {
+                    format!("{format}")
+                }
+            ),
         ));
         s.dq = false;
     }
     s.method = method.name().into();
     s.format = format.name().into();
+    said
 }
 
 #[cfg(test)]

@@ -36,6 +36,28 @@ async function trainSixSteps(browser, { isolated = true, withoutRelaxed = false 
   return run;
 }
 
+test('cpu: a link that asks for a backend is answered: backend=cpu as asked, backend=webgpu without WebGPU says why not', async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    for (const [query, notice, tagline] of [
+      ['?backend=cpu', /^Training runs on your processor, as the link asks \(backend=cpu\)\. /, '— on your processor (as the link asks)'],
+      ['?backend=webgpu', /^Training runs on your processor, not a graphics card: the link asks for WebGPU \(backend=webgpu\), but /, '— on your processor (no WebGPU here)'],
+      ['', /^Training runs on your processor, not a graphics card: (?!the link)/, '— on your processor (no WebGPU here)'],
+    ]) {
+      const { page, context, errors } = await open(browser, query);
+      assert.equal(await attr(page, 'backend'), 'cpu', query);
+      assert.match(await page.textContent('#notice'), notice, query);
+      assert.equal((await page.textContent('[data-testid=tagline-where]')).trim(), tagline, query);
+      // The link keeps what it asked for, and a copied link passes it on.
+      if (query) await page.waitForFunction((q) => location.search.includes(q.slice(1)), query);
+      assert.deepEqual(errors, [], query);
+      await context.close();
+    }
+  } finally {
+    await browser.close();
+  }
+});
+
 test('cpu: on a cross-origin isolated page the CPU executor trains on worker threads, with the losses of one thread', async () => {
   const browser = await launch({ webgpu: false });
   try {

@@ -38,8 +38,11 @@ export function playgroundTests(backend, skip = null) {
       assert.match(await text(page, 'step-estimate'), /^On this processor a step of \d+ × \d+ tokens takes about \d/);
     }
     if (!webgpu) assert.match(await page.textContent('#notice'), /Training runs on your processor/);
-    // Chromium's WebGPU here is SwiftShader, which renders on the processor: the page does not call it "your GPU".
+    // WebGPU here is SwiftShader (Chromium) or lavapipe (Firefox, which names no adapter but says it is a fallback
+    // one), both on the processor: the page calls neither "your GPU" (and left to itself would train on its CPU
+    // executor instead: webgpu.test.mjs).
     if (webgpu && !FIREFOX) assert.equal((await text(page, 'tagline-where')).trim(), '— through WebGPU (SwiftShader, on your processor)');
+    if (webgpu && FIREFOX) assert.match((await text(page, 'tagline-where')).trim(), /^— through WebGPU \((lavapipe|llvmpipe|a software adapter), on your processor\)$/);
     for (const r of [1, 4, 64]) {
       await page.fill('[data-testid=rank]', String(r));
       await page.dispatchEvent('[data-testid=rank]', 'input');

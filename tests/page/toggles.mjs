@@ -170,6 +170,13 @@ export function toggleTests(backend, skip = null) {
     assert.equal(await bad.page.$$eval('[data-testid=field-error]', (n) => n.length), 0);
     assert.ok(await bad.page.isEnabled('[data-testid=train]'));
     await bad.context.close();
+    // A contradiction in the base goes once the reader sets the base, whichever of its controls they touch.
+    const conflict = await open(browser, '?method=lora&format=nf4');
+    assert.match(await text(conflict.page, 'error'), /format=nf4 ignored/);
+    await conflict.page.selectOption('[data-testid=method]', 'qlora');
+    await current(conflict.page);
+    assert.ok(await conflict.page.isHidden('[data-testid=error]'), await text(conflict.page, 'error'));
+    await conflict.context.close();
   });
 
   test(`${backend}: a bad value is named at its control; every other number stays live; Train says why it waits`, async () => {
@@ -266,6 +273,15 @@ export function toggleTests(backend, skip = null) {
     await current(page);
     assert.match(await page.textContent('#scaling-out'), /fc 1\.000/);
     await context.close();
+    // One matrix adapted, at its own rank: listed as such, and its scaling is its own.
+    const one = await open(browser, '?targets=q&ranks=q:4');
+    assert.equal(await one.page.textContent('#rank-out'), '8 (mixed: q 4)');
+    assert.equal(await one.page.textContent('#scaling-out'), 'q 4.000');
+    await one.page.fill('[data-testid=rank-q]', '100');
+    await one.page.dispatchEvent('[data-testid=rank-q]', 'input');
+    await current(one.page);
+    assert.equal(await one.page.textContent('#scaling-out'), 'q –');
+    await one.context.close();
   });
 
   test(`${backend}: adapter storage measures the paper's bf16 adapters and the claim of int4 ones beside the fp32 adapters trained`, async () => {

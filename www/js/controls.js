@@ -138,10 +138,11 @@ function syncDependentControls(s) {
   // A rank box left empty shows '–', not "null" or 0.
   const shown = (r) => (r == null || r === '' || Number.isNaN(Number(r)) ? '–' : String(r));
   const ranks = s.targets.map((t) => [t, own.get(t) ?? s.r]);
-  const mixed = !full && new Set(ranks.map(([, r]) => shown(r))).size > 1;
+  // Any matrix off r: listed, even when they all agree (every box at 16 while r is 8) or one matrix is adapted.
+  const mixed = !full && ranks.some(([, r]) => shown(r) !== shown(s.r));
   $('rank-out').textContent = mixed ? `${shown(s.r)} (mixed: ${ranks.map(([t, r]) => `${t} ${shown(r)}`).join(', ')})` : shown(s.r);
   $('rank-out').dataset.mixed = String(mixed);
-  showScaling(s, own);
+  showScaling(s, own, mixed);
   $('user-text-box').hidden = s.task !== 'text';
   renderBaseExplainer(s);
 }
@@ -150,10 +151,9 @@ function syncDependentControls(s) {
 /// the page's limit) gives no number either: '–' until it is fixed, its box saying why. The box is judged by its own
 /// min/max/step, which are the engine's limits (a test in src/run/settings.rs compares them); r is a slider, always
 /// within them.
-function showScaling(s, own) {
+function showScaling(s, own, mixed) {
   const takes = (t, r) => Number(r) > 0 && (!t || !own.has(t) || $(`rank-${t}`).validity.valid);
   const scaling = (t, r) => (s.alpha > 0 && takes(t, r) ? (s.alpha / Number(r)).toFixed(3) : '–');
-  const mixed = $('rank-out').dataset.mixed === 'true';
   $('scaling-out').textContent = mixed
     ? s.targets.map((t) => `${t} ${scaling(t, own.get(t) ?? s.r)}`).join(', ')
     : scaling(null, s.r);
@@ -198,21 +198,23 @@ export function onSettingsChanged(event) {
   account(s);
 }
 
-/// The link parameter a control sets.
-function linkParameter(id) {
-  if (id === 'rank') return 'r';
-  if (id === 'per-target' || id.startsWith('rank-')) return 'ranks';
-  if (id.startsWith('targets-')) return 'targets';
-  return { 'double-quant': 'dq', 'adapter-storage': 'astore' }[id] ?? id;
+/// The link parameters a control's change settles: its own, and those that follow it (the method, base format and
+/// double quantization follow each other; a per-matrix rank is refused for a matrix that is not adapted).
+function linkParameters(id) {
+  if (['method', 'format', 'double-quant'].includes(id)) return ['method', 'format', 'dq'];
+  if (id === 'rank') return ['r'];
+  if (id === 'per-target' || id.startsWith('rank-')) return ['ranks'];
+  if (id.startsWith('targets-')) return ['targets', 'ranks'];
+  return [{ 'adapter-storage': 'astore' }[id] ?? id];
 }
 
 /// The reader changed a control: what the opening link got wrong about it is old news. The error bar keeps the link's
 /// other messages, and goes with the last; a message shown there since (a failed run, say) is left alone.
 function forgetLinkErrors(id) {
-  const param = linkParameter(id);
+  const params = linkParameters(id);
   const before = state.linkErrors;
-  if (!before.some((e) => e.param === param)) return;
-  state.linkErrors = before.filter((e) => e.param !== param);
+  if (!before.some((e) => params.includes(e.param))) return;
+  state.linkErrors = before.filter((e) => !params.includes(e.param));
   if ($('error').hidden || $('error').textContent !== before.map((e) => e.message).join('\n')) return;
   if (state.linkErrors.length) showError(state.linkErrors.map((e) => e.message).join('\n'));
   else clearError();

@@ -153,7 +153,8 @@ export const onMessage = {
     r.trainable = m.trainable;
     r.measured = m.measured;
     r.baseline = m.baseline;
-    showBackend(m.backend);
+    // The engine names why WebGPU did not start (its notice); the tagline says so briefly.
+    showBackend(m.backend, m.backend === 'cpu' && m.notice ? 'WebGPU did not start' : null);
     showNotice(m.notice || '');
     renderMemory(state.accounting, m.measured, m.backend);
     // The engine's whole wasm memory with the run made (loaded base, run, engine): its peak so far.
@@ -163,7 +164,7 @@ export const onMessage = {
   fallback(m) {
     // The device was lost: the run went back to its last snapshot (step m.step) and continues on the CPU.
     showNotice(m.notice);
-    showBackend(m.backend);
+    showBackend(m.backend, 'the WebGPU device was lost');
     if (state.run) {
       truncateRun(state.run, m.step);
       state.run.backend = m.backend;
@@ -266,7 +267,7 @@ export const onMessage = {
       backend: m.backend, trainable: m.trainable, measured: m.measured, baseline: m.baseline };
     for (const s of m.history.steps) onMessage.step(s);
     for (const v of m.history.vals) onMessage.val(v);
-    showBackend(m.backend);
+    showBackend(m.backend, m.backend === 'cpu' && m.notice ? 'WebGPU did not start' : null);
     const from = m.source === 'file' ? 'from the file' : `saved in this browser ${timeOf(m.savedAt)}`;
     const restored = `Restored the run ${from}: step ${m.step} of ${m.settings.steps}.${m.finished ? '' : ' Press Resume to continue it.'}`;
     state.restoreNotice = { text: restored + (m.notice ? ` ${m.notice}` : ''), run: m.notice || '' };

@@ -78,16 +78,18 @@ export function chooseBackend(gpu, wanted) {
 export function whyProcessor(gpu, wanted) {
   if (chooseBackend(gpu, wanted) !== 'cpu') return null;
   if (wanted === 'cpu') return 'Training runs on your processor, as the link asks (backend=cpu).';
-  if (!gpu.available) {
+  if (!gpu || !gpu.available) {
     const asked = wanted === 'webgpu' ? 'the link asks for WebGPU (backend=webgpu), but ' : '';
-    return `Training runs on your processor, not a graphics card: ${asked}${gpu.reason}. That is slower; small batches keep it responsive.`;
+    const reason = gpu?.reason ?? 'this browser offers no WebGPU here';
+    return `Training runs on your processor, not a graphics card: ${asked}${reason}. That is slower; small batches keep it responsive.`;
   }
   return `Training runs on your processor: this browser's WebGPU is ${gpu.software}, which runs a GPU's work on the ` +
     'processor too, many times slower than training there directly. Add backend=webgpu to the link to train through it anyway.';
 }
 
-/// The badge, its tooltip and the tagline say what trains: the GPU through WebGPU, or the CPU executor.
-export function showBackend(backend) {
+/// The badge, its tooltip and the tagline say what trains: the GPU through WebGPU, or the CPU executor. `why` says
+/// why a run the page meant for WebGPU is on the processor (the device was lost, WebGPU did not start).
+export function showBackend(backend, why = null) {
   const badge = $('backend');
   badge.textContent = backend;
   badge.dataset.value = backend;
@@ -99,8 +101,9 @@ export function showBackend(backend) {
     ? `Training runs on ${gpu}. Evaluation and generation run on the processor: ${cpu}`
     : `Training runs on your processor (wasm). ${cpu}`;
   const wanted = state.page && state.page.backend;
+  const meantForGpu = chooseBackend(state.gpu, wanted) === 'webgpu';
   const onProcessor = wanted === 'cpu' ? 'as the link asks'
-    : chooseBackend(state.gpu, wanted) === 'webgpu' ? 'the WebGPU device was lost'
+    : meantForGpu ? why ?? 'WebGPU did not start'
       : soft ? `faster than this browser's WebGPU, ${soft}` : 'no WebGPU here';
   $('tagline-where').textContent = backend === 'webgpu'
     ? (soft ? ` — through WebGPU (${soft}, on your processor)` : ' — on your GPU (WebGPU)')
