@@ -9,6 +9,8 @@ fuzz_target!(|query: &str| {
     let model = ModelConfig::bytes(4, 4, 192, 256).expect("the shipped model's shape");
     let parsed = parse_query(query, &model);
     parsed.settings.validate(&model).expect("parsed settings validate");
+    // Each message names the parameter it is about (or none), for the page to drop when its control changes.
+    assert_eq!(parsed.error_params.len(), parsed.errors.len(), "{:?}", parsed.errors);
     let again = parse_query(&parsed.settings.to_query(&model), &model);
     assert!(again.errors.is_empty(), "{:?}", again.errors);
     assert_eq!(again.settings, parsed.settings);

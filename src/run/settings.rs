@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 pub const MAX_RANK: usize = 64;
 pub const MAX_BATCH: usize = 64;
 pub const MAX_STEPS: usize = 5000;
+/// Scaling and step size beyond these only blow a run up; the same bounds on the page and the command line.
+pub const MAX_ALPHA: f32 = 1024.0;
+pub const MAX_LR: f32 = 1.0;
 
 /// The bounds a run's numbers are held to: the page's keep a step within seconds in a browser tab; the command line
 /// allows whatever the machine can do.
@@ -248,8 +251,8 @@ impl Settings {
         require(self.r >= 1 && self.r <= limits.max_rank, "r", || {
             format!("rank r must be between 1 and {} (got {})", limits.max_rank, self.r)
         })?;
-        require(self.alpha.is_finite() && self.alpha > 0.0 && self.alpha <= 1024.0, "alpha", || {
-            format!("alpha must be a number in (0, 1024] (got {})", self.alpha)
+        require(self.alpha.is_finite() && self.alpha > 0.0 && self.alpha <= MAX_ALPHA, "alpha", || {
+            format!("alpha must be a number in (0, {MAX_ALPHA}] (got {})", self.alpha)
         })?;
         let lora = match method {
             Method::Full => None,
@@ -305,8 +308,8 @@ impl Settings {
         require(self.steps >= 1 && self.steps <= limits.max_steps, "steps", || {
             format!("steps must be between 1 and {} (got {})", limits.max_steps, self.steps)
         })?;
-        require(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 1.0, "lr", || {
-            format!("learning rate must be a number in (0, 1] (got {})", self.lr)
+        require(self.lr.is_finite() && self.lr > 0.0 && self.lr <= MAX_LR, "lr", || {
+            format!("learning rate must be a number in (0, {MAX_LR}] (got {})", self.lr)
         })?;
         require(
             self.task == "text" || TextTask::parse(&self.task).is_some() || Task::parse(&self.task).is_ok(),
@@ -351,8 +354,8 @@ impl Settings {
             ("steps", "steps", 1, limits.max_steps as u64, d.steps as u64),
             ("seed", "seed", 0, limits.max_seed, d.seed),
         ];
-        let real: [(&str, &str, &str, f64); 2] =
-            [("alpha", "alpha", "in (0, 1024]", d.alpha as f64), ("lr", "learning rate", "in (0, 1]", d.lr as f64)];
+        let real: [(&str, &str, f32, f64); 2] =
+            [("alpha", "alpha", MAX_ALPHA, d.alpha as f64), ("lr", "learning rate", MAX_LR, d.lr as f64)];
         if let Some(fields) = raw.as_object_mut() {
             for (field, name, lo, hi, default) in whole {
                 let Some(v) = fields.get(field) else { continue };
@@ -366,14 +369,14 @@ impl Settings {
                     .push(Problem::new(field, format!("{name} must be a whole number between {lo} and {hi} ({got})")));
                 fields.insert(field.into(), default.into());
             }
-            for (field, name, range, default) in real {
+            for (field, name, max, default) in real {
                 let Some(v) = fields.get(field) else { continue };
                 // The range of a real number is the engine's check, with its message; a box without one is said here.
                 if v.is_number() {
                     continue;
                 }
                 let got = shown(v);
-                problems.push(Problem::new(field, format!("{name} must be a number {range} ({got})")));
+                problems.push(Problem::new(field, format!("{name} must be a number in (0, {max}] ({got})")));
                 fields.insert(field.into(), default.into());
             }
         }
@@ -561,6 +564,8 @@ mod tests {
         assert_eq!(input_range(html, "batch"), whole(1, page.max_batch as u64));
         assert_eq!(input_range(html, "steps"), whole(1, page.max_steps as u64));
         assert_eq!(input_range(html, "seed"), whole(0, page.max_seed));
+        assert_eq!(input_range(html, "alpha").1, MAX_ALPHA.to_string());
+        assert_eq!(input_range(html, "lr").1, MAX_LR.to_string());
         // The sequence's maximum is the model's context, set when a model loads.
         assert_eq!(input_range(html, "seq").0, page.min_seq.to_string());
     }

@@ -145,8 +145,8 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
                 Err(e) => errors.push(bad(&e.to_string())),
             },
             "alpha" => match value.parse::<f32>() {
-                Ok(a) if a.is_finite() && a > 0.0 && a <= 1024.0 => s.alpha = a,
-                _ => errors.push(bad("alpha must be a number in (0, 1024]")),
+                Ok(a) if a.is_finite() && a > 0.0 && a <= MAX_ALPHA => s.alpha = a,
+                _ => errors.push(bad(&format!("alpha must be a number in (0, {MAX_ALPHA}]"))),
             },
             "targets" => match parse_targets(value) {
                 // One adapter on the whole fused c_attn is the command line's; the page has a box per matrix.
@@ -171,8 +171,8 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
                 _ => errors.push(bad("adapter storage is none, bf16, fp16 or int4")),
             },
             "lr" => match value.parse::<f32>() {
-                Ok(v) if v.is_finite() && v > 0.0 && v <= 1.0 => s.lr = v,
-                _ => errors.push(bad("learning rate must be a number in (0, 1]")),
+                Ok(v) if v.is_finite() && v > 0.0 && v <= MAX_LR => s.lr = v,
+                _ => errors.push(bad(&format!("learning rate must be a number in (0, {MAX_LR}]"))),
             },
             "batch" => match value.parse::<usize>() {
                 Ok(v) if (1..=MAX_BATCH).contains(&v) => s.batch = v,
