@@ -19,6 +19,7 @@
 //!   is lost, and the one checkpoint format.
 //! - [`web`]: the page's side — links, the numbers shown before training, exported runs, what the page shows about
 //!   adapters and weights, and on wasm32 the wasm-bindgen API the page's Web Worker calls.
+//! - [`figures`]: numbers as messages print them (thousands separated), for the CLI and the page alike.
 //! - [`rng`]: seeded ChaCha8 streams, one per purpose, so runs are reproducible bit for bit.
 //! - `cli` (feature `cli`, native only): the `qlora` command line.
 

@@ -220,8 +220,9 @@ pub(super) struct MemoryArgs {
 
 #[derive(Args)]
 pub(super) struct InitArgs {
-    /// A published GPT-2 shape with GPT-2's BPE tokenizer files (random weights): gpt2 (12 layers) or distilgpt2
-    /// (6); width 768, 12 heads, 1,024 positions unless overridden below. Without it, a byte-level model.
+    /// A published GPT-2 shape with GPT-2's BPE tokenizer files (random weights): gpt2 (12 × 768, 12 heads),
+    /// distilgpt2 (6 × 768), gpt2-medium (24 × 1024, 16 heads) or gpt2-large (36 × 1280, 20 heads); 1,024 positions
+    /// unless overridden below. Without it, a byte-level model.
     #[arg(long, value_parser = PossibleValuesParser::new(HF_PRESET_NAMES))]
     pub preset: Option<String>,
     #[arg(long, required_unless_present = "preset")]
@@ -378,7 +379,8 @@ pub(super) struct BenchArgs {
     pub generate: bool,
     #[arg(long, conflicts_with = "preset")]
     pub model: Option<PathBuf>,
-    /// A published GPT-2 shape, randomly initialised: gpt2 (12 × 768, vocabulary 50,257) or distilgpt2 (6 × 768).
+    /// A published GPT-2 shape, randomly initialised: gpt2 (12 × 768, vocabulary 50,257), distilgpt2 (6 × 768),
+    /// gpt2-medium (24 × 1024) or gpt2-large (36 × 1280).
     #[arg(long, value_parser = PossibleValuesParser::new(HF_PRESET_NAMES))]
     pub preset: Option<String>,
     #[arg(long, default_value_t = 4)]

@@ -1,5 +1,6 @@
-//! The `qlora` command line. Human-readable output by default, one JSON object per line with `--json`.
-//! Every error a user can cause prints one line naming the problem and exits with status 2.
+//! The `qlora` command line. Human-readable output by default, one JSON object per line with `--json` (every
+//! command but `init`, `merge` and `evidence`). Every error a user can cause exits with status 2: past argument
+//! parsing with one line naming the problem, clap's parse errors with the argument and the values it accepts.
 
 mod args;
 mod commands;
@@ -40,7 +41,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Merge an adapter into its base model: W' = deq(W0) + s·B·A, written as a plain model directory.
     Merge(MergeArgs),
-    /// Median training-step time on the CPU executor.
+    /// Median training-step time on the chosen backend, or the step's matrix products (`--matmul`), generation speed
+    /// (`--generate`), memory (`--memory`) or per-kernel cost (`--profile`).
     Bench(BenchArgs),
     /// Train a base model from scratch (or resume a checkpoint) on a text corpus, with periodic validation.
     Pretrain(PretrainArgs),

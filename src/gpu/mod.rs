@@ -1,4 +1,5 @@
-//! The WebGPU executor (wgpu: Vulkan/Metal/DX12 natively, WebGPU in the browser). Kernels live in `shaders/`, one
+//! The WebGPU executor (wgpu: Vulkan natively, the one native backend the crate enables; WebGPU in
+//! the browser). Kernels live in `shaders/`, one
 //! operation per file and one entry point per kernel; the table in `kernels`' docs pairs each with its CPU twin
 //! and parity test. The program reads like the CPU executor's: `activations` (what a forward pass writes), `forward`
 //! (recorded once, shared by [`GpuTrainer`] and [`GpuGenerator`]), `head` (the tied head, fused with the loss in

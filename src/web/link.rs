@@ -54,7 +54,7 @@ pub struct PageOptions {
     /// `backend=cpu` forces the CPU executor (to compare, or where a GPU driver misbehaves), `backend=webgpu` WebGPU
     /// even on a software adapter (which `auto`, the default, passes over for the CPU executor: www/js/processor.js).
     pub backend: Option<String>,
-    /// `model=gpt2` / `distilgpt2` (downloaded from the Hugging Face hub on a click) or `files` (the reader's own);
+    /// `model=gpt2` / `distilgpt2` / `gpt2-medium` / `gpt2-large` (downloaded from the Hugging Face hub on a click) or `files` (the reader's own);
     /// `None` for the Shakespeare model that ships with the page. Names only: a link never names a URL to fetch.
     pub model: Option<String>,
 }

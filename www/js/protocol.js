@@ -1,5 +1,5 @@
 // The messages between the page (main.js and its modules) and the engine's worker (worker.js). Requests carry `type`
-// and go page → worker; replies and events go worker → page. Settings are the Rust `web::settings::Settings` struct as a
+// and go page → worker; replies and events go worker → page. Settings are the Rust `run::settings::Settings` struct as a
 // plain object (serde-wasm-bindgen), so both sides agree on every field name.
 //
 // page → worker
@@ -12,7 +12,7 @@
 //   {type:'load'}                              load the model's weights: the built-in model from this site (progress
 //                                              events), a hub model from Cache Storage (hub.js downloaded it)
 //   {type:'files', files}                      the reader's own GPT-2 directory (File objects); read here, never sent
-//   {type:'cpu-speed', d}                      time the CPU executor's multiply at width d (the step estimate)
+//   {type:'cpu-speed', d, rows}                time the CPU executor's multiply at width d over `rows` rows (the step estimate)
 //   {type:'text', bytes}                       the user's own text (ArrayBuffer); checked in Rust
 //   {type:'start', settings, preferGpu}        new run, then steps stream until done or paused
 //   {type:'pause'} / {type:'resume'} / {type:'reset'}
@@ -48,7 +48,7 @@
 //                                              after loading (its peak so far; it never shrinks)
 //   {type:'model', config, formats, ignored}   the loaded model brought its own config.json: every view follows it;
 //                                              ignored: the reader's files that are not part of a GPT-2 directory
-//   {type:'cpu-speed', d, gflops}              the multiply speed measured at width d
+//   {type:'cpu-speed', d, rows, gflops}        the multiply speed measured at width d over `rows` rows
 //   {type:'text', bytes}
 //   {type:'started', backend, notice, trainable, measured, memoryBytes}   memoryBytes: the engine's wasm memory once the run is made
 //   {type:'fallback', backend, notice, step, measured}   the GPU device was lost: the run is back at `step` on the CPU
