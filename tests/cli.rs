@@ -448,6 +448,11 @@ fn bad_input_exits_2_with_one_line() {
         assert_eq!(out.status.code(), Some(2), "{args:?} should exit 2; stderr: {err}");
         assert!(err.contains(needle), "{args:?}: message {err:?} should mention {needle:?}");
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        // Our own messages are one line; clap's parse errors (an unknown format or preset) add the accepted values
+        // and a pointer to --help.
+        if !err.contains("For more information, try '--help'") {
+            assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line, not {err:?}");
+        }
     }
 }
 
