@@ -46,6 +46,15 @@ async fn sharp_attention_run_matches_cpu_in_the_browser() {
             c.loss,
             g.loss
         );
+        // Adam's update is blind to a gradient's scale; the norm is not.
+        let gn = (c.grad_norm - g.grad_norm).abs();
+        assert!(
+            gn <= 1e-3 * c.grad_norm.max(1.0),
+            "step {}: grad norm cpu {} gpu {}",
+            c.step,
+            c.grad_norm,
+            g.grad_norm
+        );
     }
     let (vc, vg) = (on_cpu.validate().await.unwrap(), on_gpu.validate().await.unwrap());
     assert!((vc.val_loss - vg.val_loss).abs() <= 1e-3, "validation: cpu {} gpu {}", vc.val_loss, vg.val_loss);

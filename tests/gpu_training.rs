@@ -261,6 +261,7 @@ fn kv_cache_generation_matches_cpu() {
         let gen = GpuGenerator::new(Gpu::new_blocking().unwrap(), &m, storage, adapters.clone()).unwrap();
         // Probabilities at every position of a prompt, against the CPU forward pass over the prefix.
         let prompt: Vec<u32> = b"To be or not to be".iter().map(|b| *b as u32).collect();
+        assert_eq!(base.linears.is_some(), storage != Storage::FP32, "a run stores its base's linears when quantized");
         if base.linears.is_some() {
             // The base as a run stores it goes to the GPU as it is, and gives what quantizing on the way gives.
             let stored = GpuGenerator::new(Gpu::new_blocking().unwrap(), &base, storage, adapters.clone()).unwrap();

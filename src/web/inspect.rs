@@ -232,11 +232,23 @@ mod tests {
             for (g, w) in s.singular_values.iter().zip(&want) {
                 assert!((g - w).abs() <= 1e-4 * want[0], "{:?} vs {want:?}", s.singular_values);
             }
+            // Independent of any eigen solver: the squares of the singular values add up to ‖s·B·A‖²_F.
+            let frobenius: f64 = ad.delta(e).iter().map(|v| (*v as f64).powi(2)).sum();
+            let squares: f64 = s.singular_values.iter().map(|v| (*v as f64).powi(2)).sum();
+            assert!((squares - frobenius).abs() <= 1e-4 * frobenius, "{squares} vs ‖ΔW‖² {frobenius}");
         }
-        // Rank one update: one non-zero singular value.
-        let cfg = LoraConfig::uniform(&[Target::O], 1, 1.0);
-        let ad1 = Adapters::init(cfg, 1, 8, 2).unwrap();
+        // A rank-one update s·b·aᵀ has one singular value, s·|b|·|a|; at initialisation (b = 0) it is 0.
+        let cfg = LoraConfig::uniform(&[Target::O], 1, 3.0);
+        let mut ad1 = Adapters::init(cfg, 1, 8, 2).unwrap();
         assert_eq!(adapter_spectra(&ad1)[0].singular_values, vec![0.0]);
+        let e = ad1.entries[0].clone();
+        let norm = |r: std::ops::Range<usize>, p: &[f32]| p[r].iter().map(|v| v * v).sum::<f32>().sqrt();
+        for (i, v) in ad1.params[e.b.clone()].iter_mut().enumerate() {
+            *v = (i % 5) as f32 * 0.1 - 0.2;
+        }
+        let want = e.scaling * norm(e.a.clone(), &ad1.params) * norm(e.b.clone(), &ad1.params);
+        let got = adapter_spectra(&ad1)[0].singular_values[0];
+        assert!((got - want).abs() <= 1e-5 * want, "σ₁ {got} vs s·|b|·|a| {want}");
     }
 
     #[test]

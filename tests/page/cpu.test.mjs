@@ -58,7 +58,7 @@ test('cpu: a link that asks for a backend is answered: backend=cpu as asked, bac
   }
 });
 
-test('cpu: on a cross-origin isolated page the CPU executor trains on worker threads, with the losses of one thread', async () => {
+test('cpu: on a cross-origin isolated page the CPU executor trains on worker threads, with the losses of one thread', async (t) => {
   const browser = await launch({ webgpu: false });
   try {
     const single = await trainSixSteps(browser, { isolated: false });
@@ -66,7 +66,11 @@ test('cpu: on a cross-origin isolated page the CPU executor trains on worker thr
     assert.match(single.notice, /uses one core of your processor \(this page's host does not send the two headers that allow more\)/);
     const threaded = await trainSixSteps(browser);
     assert.equal(threaded.threads, threaded.cores, 'one pool thread per core');
-    if (threaded.cores > 1) assert.match(threaded.notice, new RegExp(`uses ${threaded.cores} of your processor's cores`));
+    if (threaded.threads <= 1) {
+      t.skip('this machine has one core: a threaded run would be one thread\'s, and comparing it proves nothing');
+      return;
+    }
+    assert.match(threaded.notice, new RegExp(`uses ${threaded.cores} of your processor's cores`));
     assert.equal(threaded.losses.length, 6);
     assert.deepEqual(threaded.losses, single.losses, 'the same losses, bit for bit');
   } finally {

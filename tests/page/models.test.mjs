@@ -230,7 +230,7 @@ test('an embed that names GPT-2 shows its size and licence and fetches nothing u
   const browser = await launch({ webgpu: false });
   try {
     const hub = fakeHub();
-    const { page, context, errors } = await open(browser, '?model=gpt2&embed=1', {}, hub.setup);
+    const { page, context, requests, errors } = await open(browser, '?model=gpt2&embed=1', {}, hub.setup);
     assert.match(await text(page, 'model-about'), /openai-community\/gpt2 · MIT licence · 522\.7 MiB download/);
     assert.ok(await page.isVisible('[data-testid=model-load]'));
     assert.equal((await status(page)).value, '');
@@ -238,6 +238,9 @@ test('an embed that names GPT-2 shows its size and licence and fetches nothing u
     assert.deepEqual(await page.evaluate(() => ['batch', 'seq', 'steps'].map((id) => document.querySelector(`[data-testid=${id}]`).value)), ['4', '64', '100']);
     await page.waitForTimeout(1000);
     assert.deepEqual(hub.log, []);
+    // Nor anything else: the hub's routed files are not all a request could ask for.
+    const origin = new URL(page.url()).origin;
+    assert.deepEqual(requests.filter((r) => !r.url.startsWith(origin) && !/^(data|blob):/.test(r.url)), []);
     assert.deepEqual(errors, []);
     await context.close();
   } finally {
