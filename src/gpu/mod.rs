@@ -1,11 +1,10 @@
-//! The WebGPU executor (wgpu: Vulkan natively, the one native backend the crate enables; WebGPU in
-//! the browser). Kernels live in `shaders/`, one
-//! operation per file and one entry point per kernel; the table in `kernels`' docs pairs each with its CPU twin
-//! and parity test. The program reads like the CPU executor's: `activations` (what a forward pass writes), `forward`
-//! (recorded once, shared by [`GpuTrainer`] and [`GpuGenerator`]), `head` (the tied head, fused with the loss in
-//! chunks of rows), `backward`, and `train` (the optimizer and the step); `weights` lays the parameters out in shards
-//! no larger than one binding, the embedding in parts. Every prepared dispatch carries its `cost` on paper (FLOPs and
-//! bytes, for `qlora bench --backend gpu --profile`).
+//! The WebGPU executor (wgpu: Vulkan natively, the one native backend the crate enables; WebGPU in the browser).
+//! Kernels live in `shaders/`, one operation per file and one entry point per kernel; the table in `kernels`' docs
+//! pairs each with its CPU twin and parity test. The program reads like the CPU executor's: `activations` (what a
+//! forward pass writes), `forward` (recorded once, shared by [`GpuTrainer`] and [`GpuGenerator`]), `head` (the tied
+//! head, fused with the loss in chunks of rows), `backward`, and `train` (the optimizer and the step); `weights` lays
+//! the parameters out in shards no larger than one binding, the embedding in parts. Every prepared dispatch carries its
+//! `cost` on paper (FLOPs and bytes, for `qlora bench --backend gpu --profile`).
 //!
 //! Everything is async: device creation and readbacks (`map_async`, awaited through a channel). Natively the CLI and
 //! the tests drive the futures with `pollster` and poll the device; in the browser nothing ever blocks.
