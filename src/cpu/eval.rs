@@ -166,7 +166,7 @@ fn each_greedy_answer(model: &Gpt2, adapters: Option<&Adapters>, examples: &[Exa
 mod tests {
     use super::*;
     use crate::data::tasks::Task;
-    use crate::model::ModelConfig;
+    use crate::model::{ModelConfig, TensorId};
 
     /// One generation per example gives what answering and scoring separately give, on a BPE model (where the
     /// accuracy cannot be found by teacher forcing).
@@ -180,5 +180,25 @@ mod tests {
         assert_eq!(counts, greedy_answers(&model, None, &examples));
         assert_eq!(accuracy, generation_accuracy(&model, None, &examples));
         assert_eq!(counts.iter().map(|(_, n)| n).sum::<usize>(), examples.len());
+
+        // A random model answers nothing right, so equal accuracies above could both be a constant 0. A model whose
+        // greedy token is always a newline answers "" everywhere: right for exactly the examples whose answer is "".
+        let mut newline = model.clone();
+        newline.tensor_mut(TensorId::LnFW).fill(0.0);
+        let lnf_b = newline.tensor_mut(TensorId::LnFB);
+        lnf_b.fill(0.0);
+        lnf_b[0] = 1.0;
+        let d = newline.config.n_embd;
+        let nl = newline.tokenizer.encode("\n");
+        assert_eq!(nl.len(), 1, "a newline is one token");
+        newline.tensor_mut(TensorId::Wte)[nl[0] as usize * d] = 10.0;
+        let mut half = examples.clone();
+        for e in half.iter_mut().step_by(2) {
+            e.answer.clear();
+        }
+        let (_, accuracy) = greedy_answers_and_accuracy(&newline, None, &half);
+        assert_eq!(accuracy, half.iter().filter(|e| e.answer.is_empty()).count() as f64 / half.len() as f64);
+        assert_eq!(accuracy, generation_accuracy(&newline, None, &half));
+        assert_eq!(greedy_answers_and_accuracy(&newline, None, &examples).1, 0.0);
     }
 }
