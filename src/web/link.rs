@@ -54,8 +54,9 @@ pub struct PageOptions {
     /// `backend=cpu` forces the CPU executor (to compare, or where a GPU driver misbehaves), `backend=webgpu` WebGPU
     /// even on a software adapter (which `auto`, the default, passes over for the CPU executor: www/js/processor.js).
     pub backend: Option<String>,
-    /// `model=gpt2` / `distilgpt2` / `gpt2-medium` / `gpt2-large` (downloaded from the Hugging Face hub on a click) or `files` (the reader's own);
-    /// `None` for the Shakespeare model that ships with the page. Names only: a link never names a URL to fetch.
+    /// `model=gpt2` / `distilgpt2` / `gpt2-medium` / `gpt2-large` (downloaded from the Hugging Face hub on a click)
+    /// or `files` (the reader's own); `None` for the Shakespeare model that ships with the page. Names only: a link
+    /// never names a URL to fetch.
     pub model: Option<String>,
 }
 
@@ -63,7 +64,7 @@ pub struct PageOptions {
 const PAGE_TARGETS: &str = "the matrices to adapt are q, k, v, o, fc and proj (or all), separated by commas";
 
 /// Every parameter a link may carry: the settings ([`Settings::to_query`]'s order), then the page options.
-const LINK_PARAMETERS: [&str; 19] = [
+pub const LINK_PARAMETERS: [&str; 19] = [
     "v", "method", "r", "ranks", "alpha", "targets", "format", "dq", "astore", "lr", "batch", "seq", "steps", "seed",
     "task", "model", "backend", "embed", "hide",
 ];
@@ -77,11 +78,24 @@ pub const MODEL_NAMES: [&str; 6] = ["shakespeare", "gpt2", "distilgpt2", "gpt2-m
 pub struct ParsedQuery {
     pub settings: Settings,
     pub page: PageOptions,
-    pub errors: Vec<String>,
-    /// The parameter each of `errors` is about, in lowercase (`r`, `ranks`, `hide`), or "" for one about no known
-    /// parameter (an unknown name, a query too long to read), recorded as each message is said: the page drops a
-    /// message once the reader changes the control it names.
-    pub error_params: Vec<String>,
+    pub errors: Vec<LinkMessage>,
+}
+
+/// One thing wrong with a link, and the parameter it is about: the page drops the message once the reader changes
+/// that parameter's control.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinkMessage {
+    /// In lowercase (`r`, `ranks`, `hide`), or "" for a message about no known parameter (an unknown name, a query
+    /// too long to read).
+    pub param: String,
+    pub message: String,
+}
+
+impl ParsedQuery {
+    /// The messages alone, in the order they were said.
+    pub fn messages(&self) -> Vec<&str> {
+        self.errors.iter().map(|e| e.message.as_str()).collect()
+    }
 }
 
 /// Reads a URL query (with or without the leading `?`). Unknown parameters, bad values and an unsupported version
@@ -89,14 +103,13 @@ pub struct ParsedQuery {
 pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
     let mut out = ParsedQuery { settings: Settings::defaults_for(model), ..Default::default() };
     let s = &mut out.settings;
-    let errors = &mut out.errors;
-    // The parameter each message is about (`ParsedQuery::error_params`), kept beside `errors` as each is said.
-    let mut about: Vec<String> = Vec::new();
+    let mut said: Vec<LinkMessage> = Vec::new();
+    let mut say = |param: &str, message: String| said.push(LinkMessage { param: param.into(), message });
     let query = query.strip_prefix('?').unwrap_or(query);
     // Parameters are short; a huge query is garbage, not settings.
     if query.len() > 4096 {
-        errors.push(format!("the link's query is {} characters long; it was ignored", query.len()));
-        out.error_params = vec![String::new()];
+        say("", format!("the link's query is {} characters long; it was ignored", query.len()));
+        out.errors = said;
         return out;
     }
     // Settings the link gives (and that were good); the others follow from them.
@@ -109,18 +122,18 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         let value = value.trim();
         let lower = key.to_ascii_lowercase();
-        if seen.contains(&lower) {
-            if !repeated.contains(&lower) && lower != "hide" {
-                repeated.push(lower);
-            }
-        } else {
+        let first_time = !seen.contains(&lower);
+        if first_time {
             seen.push(lower);
+        } else if !repeated.contains(&lower) && lower != "hide" && LINK_PARAMETERS.contains(&lower.as_str()) {
+            repeated.push(lower);
         }
         // Names in a link are read whatever their case (`model=GPT2-Large`, `backend=CPU`), as the method and the
         // format always were: someone typing a link by hand should not lose a setting to a capital letter.
         let word = value.to_ascii_lowercase();
         let word = word.as_str();
-        let errors_before = errors.len();
+        // What is wrong with this parameter (a list for `hide`, which names several controls).
+        let mut errors: Vec<String> = Vec::new();
         let shown: String = value.chars().take(40).collect();
         let bad = |what: &str| format!("link parameter {key}={shown:?} ignored: {what}");
         // Parameter names too (`Steps=40`, `R=4`): the page writes them in lowercase, a hand may not.
@@ -227,6 +240,8 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
                     }
                 }
             }
+            // Named once, however often the link repeats it.
+            _ if !first_time => {}
             _ => {
                 let k: String = key.chars().take(40).collect();
                 errors.push(format!(
@@ -236,44 +251,45 @@ pub fn parse_query(query: &str, model: &ModelConfig) -> ParsedQuery {
             }
         }
         // Every message of this parameter's round is about it (an unknown name is about none).
-        about.resize(errors.len(), if LINK_PARAMETERS.contains(&name.as_str()) { name.clone() } else { String::new() });
-        if errors.len() == errors_before {
+        let param = if LINK_PARAMETERS.contains(&name.as_str()) { name.as_str() } else { "" };
+        let good = errors.is_empty() && !param.is_empty();
+        for message in errors {
+            say(param, message);
+        }
+        if good {
             last_good.retain(|(n, _)| n != &name);
             last_good.push((name.clone(), format!("{key}={shown:?}")));
             given.push(name);
         }
     }
     for name in repeated {
-        match last_good.iter().find(|(n, _)| n == &name) {
-            Some((_, used)) => errors
-                .push(format!("link parameter {name} is given more than once; the last good one, {used}, is used")),
-            None => errors.push(format!("link parameter {name} is given more than once, and no value of it was good")),
-        }
-        about.push(name);
+        let message = match last_good.iter().find(|(n, _)| n == &name) {
+            Some((_, used)) => {
+                format!("link parameter {name} is given more than once; the last good one, {used}, is used")
+            }
+            None => format!("link parameter {name} is given more than once, and no value of it was good"),
+        };
+        say(&name, message);
     }
     let given = |k: &str| given.iter().any(|g| g == k);
     for (param, message) in follow_the_links_base(s, given("method"), given("format"), given("dq")) {
-        errors.push(message);
-        about.push(param.into());
+        say(param, message);
     }
     if s.method == "full" && s.adapter_storage != "none" {
-        errors.push(format!(
-            "link parameter astore={} ignored: full fine-tuning has no adapters to store",
-            s.adapter_storage
-        ));
-        about.push("astore".into());
+        say(
+            "astore",
+            format!("link parameter astore={} ignored: full fine-tuning has no adapters to store", s.adapter_storage),
+        );
         s.adapter_storage = "none".into();
     }
     // Each value was fine alone; a combination may still not be (a rank for a matrix the link does not adapt):
     // report the parameter at fault and drop only it.
     let (settled, problems) = s.settle(model);
     for p in problems {
-        errors.push(format!("link parameter {} ignored: {}", p.field, p.message));
-        about.push(p.field);
+        say(&p.field, format!("link parameter {} ignored: {}", p.field, p.message));
     }
     *s = settled;
-    debug_assert_eq!(about.len(), out.errors.len());
-    out.error_params = about;
+    out.errors = said;
     out
 }
 
@@ -355,16 +371,16 @@ mod tests {
         let p = parse_query(q, &cfg());
         assert_eq!(p.settings, Settings::default());
         assert_eq!(p.errors.len(), 19, "{:#?}", p.errors);
-        assert!(p.errors.iter().any(|e| e.contains("r=\"0\"") && e.contains("1 to 64")));
+        assert!(p.messages().iter().any(|e| e.contains("r=\"0\"") && e.contains("1 to 64")));
         assert!(p
-            .errors
+            .messages()
             .iter()
             .any(|e| e.contains("models are shakespeare, gpt2, distilgpt2, gpt2-medium, gpt2-large, files")));
         assert_eq!(p.page.model, None, "a link never names a URL to fetch");
-        assert!(p.errors.iter().any(|e| e.contains("unknown link parameter \"what\"")));
+        assert!(p.messages().iter().any(|e| e.contains("unknown link parameter \"what\"")));
         // Each message names the parameter it is about, for the page to drop once the reader changes its control;
         // the unknown one is about none.
-        let mut about = p.error_params.clone();
+        let mut about: Vec<&str> = p.errors.iter().map(|e| e.param.as_str()).collect();
         about.sort();
         let want = [
             "", "alpha", "astore", "backend", "batch", "dq", "embed", "format", "hide", "lr", "method", "model", "r",
@@ -376,9 +392,7 @@ mod tests {
     #[test]
     fn each_message_names_its_parameter_in_lowercase() {
         let p = parse_query("R=0&R=4&Format=int4&dq=1&ranks=q:2&targets=v&hide=seed,bogus", &cfg());
-        let pairs: Vec<(&str, &str)> =
-            p.error_params.iter().map(String::as_str).zip(p.errors.iter().map(String::as_str)).collect();
-        assert_eq!(p.error_params.len(), p.errors.len());
+        let pairs: Vec<(&str, &str)> = p.errors.iter().map(|e| (e.param.as_str(), e.message.as_str())).collect();
         for (param, message) in &pairs {
             let named = match *param {
                 "r" => message.starts_with("link parameter R=") || message.starts_with("link parameter r is given"),
@@ -389,8 +403,9 @@ mod tests {
             };
             assert!(named, "{param:?} for {message:?}");
         }
-        assert_eq!(p.error_params.iter().filter(|e| e.as_str() == "r").count(), 2, "{pairs:#?}");
-        assert_eq!(parse_query(&"x".repeat(5000), &cfg()).error_params, [""]);
+        assert_eq!(pairs.iter().filter(|(param, _)| *param == "r").count(), 2, "{pairs:#?}");
+        let huge = parse_query(&"x".repeat(5000), &cfg());
+        assert_eq!(huge.errors.iter().map(|e| e.param.as_str()).collect::<Vec<_>>(), [""]);
     }
 
     #[test]
@@ -431,11 +446,15 @@ mod tests {
     fn a_link_names_only_the_matrices_the_page_has_a_box_for() {
         let p = parse_query("targets=qkv&r=4", &cfg());
         assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
-        assert!(p.errors[0].contains("command-line target") && p.errors[0].contains("targets=q,k,v"), "{:?}", p.errors);
+        assert!(
+            p.messages()[0].contains("command-line target") && p.messages()[0].contains("targets=q,k,v"),
+            "{:?}",
+            p.errors
+        );
         assert_eq!((p.settings.targets.clone(), p.settings.r), (Settings::default().targets, 4));
         let p = parse_query("targets=zz", &cfg());
-        assert_eq!(p.errors, [format!("link parameter targets=\"zz\" ignored: {PAGE_TARGETS}")]);
-        assert!(!p.errors[0].contains("qkv"));
+        assert_eq!(p.messages(), [format!("link parameter targets=\"zz\" ignored: {PAGE_TARGETS}")]);
+        assert!(!p.messages()[0].contains("qkv"));
         assert_eq!(parse_query("targets=all", &cfg()).settings.targets, Settings::default().targets);
     }
 
@@ -458,7 +477,7 @@ mod tests {
         // A wrong name is still one message, quoted as the reader typed it.
         let p = parse_query("model=GPT2-XL", &cfg());
         assert_eq!(p.errors.len(), 1);
-        assert!(p.errors[0].contains("\"GPT2-XL\""), "{:?}", p.errors);
+        assert!(p.messages()[0].contains("\"GPT2-XL\""), "{:?}", p.errors);
         // Parameter names too, and a name given in capitals still counts as given: format=INT4 then takes QLoRA.
         let p = parse_query("V=1&R=4&Steps=40&FORMAT=int4&Model=gpt2", &cfg());
         assert!(p.errors.is_empty(), "{:?}", p.errors);
@@ -474,7 +493,7 @@ mod tests {
         // A bad last value is refused on its own, and the good one before it stays; each repeated name is named once,
         // with the value that counts.
         assert_eq!(
-            p.errors,
+            p.messages(),
             [
                 "link parameter steps=\"0\" ignored: steps must be a whole number from 1 to 5000",
                 "link parameter r is given more than once; the last good one, r=\"16\", is used",
@@ -484,10 +503,15 @@ mod tests {
         );
         // `hide=` adds up.
         assert_eq!(p.page.hide, ["seed", "alpha"]);
+        // A name the page does not know is named once, however often (and in whatever case) it is repeated.
+        let p = parse_query("what=1&r=4&what=2&WHAT=3", &cfg());
+        assert_eq!(p.settings.r, 4);
+        assert_eq!(p.errors.len(), 1, "{:#?}", p.errors);
+        assert!(p.messages()[0].starts_with("unknown link parameter \"what\""), "{:?}", p.messages());
         let p = parse_query("r=0&r=100", &cfg());
         assert_eq!(p.settings.r, Settings::default().r);
         assert!(
-            p.errors.last().unwrap().ends_with("given more than once, and no value of it was good"),
+            p.messages().last().unwrap().ends_with("given more than once, and no value of it was good"),
             "{:?}",
             p.errors
         );
@@ -498,23 +522,21 @@ mod tests {
         let p = parse_query("embed=1&hide=seed,bogus,alpha", &cfg());
         assert_eq!(p.page.hide, ["seed", "alpha"]);
         assert_eq!(p.errors.len(), 1);
-        assert!(
-            p.errors[0].starts_with("link parameter hide: \"bogus\" is not a control, so nothing was hidden for it")
-        );
-        assert!(!p.errors[0].contains("ignored"), "the rest of hide= was not ignored: {}", p.errors[0]);
+        assert!(p.messages()[0]
+            .starts_with("link parameter hide: \"bogus\" is not a control, so nothing was hidden for it"));
+        assert!(!p.messages()[0].contains("ignored"), "the rest of hide= was not ignored: {}", p.messages()[0]);
     }
 
     #[test]
     fn an_unknown_parameter_is_told_the_names_a_link_knows_and_those_names_are_all_read() {
         let p = parse_query("rank=4", &cfg());
         assert_eq!(p.errors.len(), 1);
-        assert!(
-            p.errors[0].starts_with("unknown link parameter \"rank\" ignored; a link's parameters are v, method, r,")
-        );
+        assert!(p.messages()[0]
+            .starts_with("unknown link parameter \"rank\" ignored; a link's parameters are v, method, r,"));
         // The list is what the parser reads: no name in it is unknown, and every name the page writes is in it.
         for name in LINK_PARAMETERS {
             let p = parse_query(&format!("{name}=?"), &cfg());
-            assert!(p.errors.iter().all(|e| !e.starts_with("unknown")), "{name}: {:?}", p.errors);
+            assert!(p.messages().iter().all(|e| !e.starts_with("unknown")), "{name}: {:?}", p.errors);
         }
         let everything = Settings {
             method: "qlora".into(),
@@ -545,11 +567,11 @@ mod tests {
         let p = parse_query(&q, &cfg());
         assert_eq!(p.settings, Settings::default());
         assert_eq!(p.errors.len(), 1);
-        assert!(p.errors[0].contains("5009 characters long"), "{}", p.errors[0]);
+        assert!(p.messages()[0].contains("5009 characters long"), "{}", p.messages()[0]);
     }
 
     /// (method, format, dq) a link opens.
-    fn base_of(query: &str) -> (String, String, bool, Vec<String>) {
+    fn base_of(query: &str) -> (String, String, bool, Vec<LinkMessage>) {
         let p = parse_query(query, &cfg());
         (p.settings.method, p.settings.format, p.settings.dq, p.errors)
     }
@@ -593,17 +615,17 @@ mod tests {
             let got = (p.settings.method.as_str(), p.settings.format.as_str(), p.settings.dq);
             assert_eq!(got, want, "{q}");
             assert_eq!(p.errors.len(), 1, "{q}: {:?}", p.errors);
-            assert!(p.errors[0].contains(names), "{q}: {}", p.errors[0]);
+            assert!(p.messages()[0].contains(names), "{q}: {}", p.messages()[0]);
             if q.contains("r=4") {
                 assert_eq!(p.settings.r, 4, "{q}: the rest of the link is kept");
             }
         }
         let p = parse_query("method=full&astore=fp16&seed=3", &cfg());
         assert_eq!((p.settings.adapter_storage.as_str(), p.settings.seed, p.errors.len()), ("none", 3, 1));
-        assert!(p.errors[0].contains("astore=fp16"), "{}", p.errors[0]);
+        assert!(p.messages()[0].contains("astore=fp16"), "{}", p.messages()[0]);
         let p = parse_query("targets=q,v&ranks=fc:4&r=2", &cfg());
         assert_eq!((p.settings.ranks.as_str(), p.settings.r, p.errors.len()), ("", 2, 1), "{:?}", p.errors);
-        assert!(p.errors[0].contains("ranks") && p.errors[0].contains("not adapted"), "{}", p.errors[0]);
+        assert!(p.messages()[0].contains("ranks") && p.messages()[0].contains("not adapted"), "{}", p.messages()[0]);
         let p = parse_query("method=full&format=fp32&dq=0&embed=1&hide=method,r", &cfg());
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         assert_eq!(

@@ -14,4 +14,4 @@ pub mod snippet;
 pub mod api;
 
 pub use accounts::{accounting_of, check_memory_budget, check_model_fits, run_budget, Accounting};
-pub use link::{parse_query, ParsedQuery};
+pub use link::{parse_query, LinkMessage, ParsedQuery, LINK_PARAMETERS};

@@ -36,8 +36,9 @@ export const onMessage = {
     loadKeptRuns();
     writeControls(m.parsed.settings);
     state.settings = m.parsed.settings;
-    state.linkErrors = m.parsed.errors.map((message, i) => ({ message, param: m.parsed.error_params[i] }));
-    if (state.linkErrors.length) showError(m.parsed.errors.join('\n'));
+    // Each { param, message }: a message goes when the reader changes its parameter's control (controls.js).
+    state.linkErrors = m.parsed.errors;
+    if (state.linkErrors.length) showError(state.linkErrors.map((e) => e.message).join('\n'));
     applyPageOptions();
     fillHistogramChoices();
     account(state.settings);
@@ -153,8 +154,8 @@ export const onMessage = {
     r.trainable = m.trainable;
     r.measured = m.measured;
     r.baseline = m.baseline;
-    // The engine names why WebGPU did not start (its notice); the tagline says so briefly.
-    showBackend(m.backend, m.backend === 'cpu' && m.notice ? 'WebGPU did not start' : null);
+    // The engine's notice says why WebGPU did not start; the tagline says so briefly (showBackend's default).
+    showBackend(m.backend);
     showNotice(m.notice || '');
     renderMemory(state.accounting, m.measured, m.backend);
     // The engine's whole wasm memory with the run made (loaded base, run, engine): its peak so far.
@@ -267,7 +268,7 @@ export const onMessage = {
       backend: m.backend, trainable: m.trainable, measured: m.measured, baseline: m.baseline };
     for (const s of m.history.steps) onMessage.step(s);
     for (const v of m.history.vals) onMessage.val(v);
-    showBackend(m.backend, m.backend === 'cpu' && m.notice ? 'WebGPU did not start' : null);
+    showBackend(m.backend);
     const from = m.source === 'file' ? 'from the file' : `saved in this browser ${timeOf(m.savedAt)}`;
     const restored = `Restored the run ${from}: step ${m.step} of ${m.settings.steps}.${m.finished ? '' : ' Press Resume to continue it.'}`;
     state.restoreNotice = { text: restored + (m.notice ? ` ${m.notice}` : ''), run: m.notice || '' };
