@@ -152,6 +152,9 @@ export function playgroundTests(backend, skip = null) {
     // Same link, same seed: the second run's losses equal the first's (the runs table keeps both).
     await trainToEnd(page, 600000);
     await page.click('[data-testid=reset]');
+    // What the runs generated goes with them.
+    await page.waitForFunction(() => document.querySelector('[data-testid=tuned-caption]').textContent === 'Fine-tuned', null, { timeout: 30000 });
+    assert.deepEqual([await text(page, 'output-tuned'), await text(page, 'output-base')], ['', '']);
     const rows = await page.$$eval('#runs-table tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
     assert.equal(rows.length, 2);
     assert.equal(rows[0][6], rows[1][6], `final losses ${rows[0][6]} and ${rows[1][6]}`);
@@ -176,6 +179,8 @@ export function playgroundTests(backend, skip = null) {
     assert.equal(await again.inputValue('[data-testid=format]'), 'fp16');
     assert.equal(await again.inputValue('[data-testid=lr]'), '0.002');
     assert.equal(await again.inputValue('[data-testid=task]'), 'add');
+    // The prompt follows the task the link names, as it follows one picked.
+    assert.equal(await again.inputValue('[data-testid=prompt]'), '23+58=');
     assert.equal(await again.isChecked('[data-testid=targets-q]'), true);
     assert.equal(await again.isChecked('[data-testid=targets-k]'), false);
     assert.equal(await again.isChecked('[data-testid=double-quant]'), false);
@@ -252,6 +257,17 @@ export function playgroundTests(backend, skip = null) {
     await modelLoaded(page);
     await page.click('[data-testid=train]');
     await page.waitForFunction(() => Number(document.querySelector('[data-testid=step]').dataset.value) >= 2, null, { timeout: 120000 });
+    // A control moved mid-run: the numbers follow it, the run keeps its own settings, and the run bar says so until
+    // the control is back where the run has it.
+    const setRank = async (r) => {
+      await page.fill('[data-testid=rank]', String(r));
+      await page.dispatchEvent('[data-testid=rank]', 'input');
+    };
+    await setRank(4);
+    await page.waitForFunction(() => !document.querySelector('[data-testid=run-differs]').hidden, null, { timeout: 30000 });
+    assert.match(await text(page, 'run-differs'), /^The run in progress keeps the settings it started with \(QLoRA r = 8, base nf4\+dq, 400 steps\); .*Pause, then Train/);
+    await setRank(8);
+    await page.waitForFunction(() => document.querySelector('[data-testid=run-differs]').hidden, null, { timeout: 30000 });
     await page.click('[data-testid=pause]');
     // Heard at once: "Pausing…" (not pressable again) until the step in flight ends, or already Resume.
     const [label, disabled] = await page.$eval('[data-testid=pause]', (b) => [b.textContent, b.disabled]);

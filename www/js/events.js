@@ -1,6 +1,6 @@
 // What the engine's worker reports (protocol.js lists every message), each turned into what the page shows.
 
-import { account, controlName, showProblems, writeControls } from './controls.js';
+import { account, controlName, followTask, showProblems, writeControls } from './controls.js';
 import { endExperiment, nextExperimentRun, startExperiment } from './experiments.js';
 import { generationEnded } from './generation.js';
 import { drawHist, fillHistogramChoices, requestHistogram } from './histogram-view.js';
@@ -12,7 +12,7 @@ import { draw, drawSpectra, lossChart, requestDraw, resetStats, truncateRun } fr
 import { archiveRun, loadKeptRuns, recordRun } from './runs.js';
 import { offerOtherModel, offerRestore, timeOf } from './saved-runs.js';
 import { applyPageOptions, pageQuery } from './share.js';
-import { ensureModel, setTrainingButtons, startTraining } from './training.js';
+import { ensureModel, sameSettings, setTrainingButtons, startTraining } from './training.js';
 import { el, fmtBytes, fmtInt, renderMemory, renderParams, renderScale } from './views.js';
 
 export const onMessage = {
@@ -36,6 +36,8 @@ export const onMessage = {
     loadKeptRuns();
     writeControls(m.parsed.settings);
     state.settings = m.parsed.settings;
+    // The prompt follows a task the link names, as it follows one picked (a text run's prompt waits for its text).
+    if (m.parsed.settings.task !== 'text') followTask(m.parsed.settings.task);
     // Each { param, message }: a message goes when the reader changes its parameter's control (controls.js).
     state.linkErrors = m.parsed.errors;
     if (state.linkErrors.length) showError(state.linkErrors.map((e) => e.message).join('\n'));
@@ -79,7 +81,8 @@ export const onMessage = {
     state.usable = m.settings;
     const refused = [...new Set((m.problems || []).map((p) => controlName(p.field)))];
     renderParams(m.accounting, m.settings, state.config, refused);
-    const current = state.run && !state.dirty ? state.run : null;
+    // Measured figures are the run's: shown while the controls hold its settings.
+    const current = state.run && sameSettings(state.run.settings, state.settings) ? state.run : null;
     // Before a run, where one would train: the processor says so from the start on a machine without WebGPU.
     renderMemory(m.accounting, current && current.measured, current ? current.backend : state.backend);
     renderScale(m.accounting);
@@ -244,9 +247,15 @@ export const onMessage = {
   },
   reset() {
     state.run = null;
+    state.dirty = false;
     resetStats();
     setTrainingButtons('idle');
     $('save-status').textContent = '';
+    // What the run generated and measured goes with it: the memory panel counts again for the settings on screen.
+    for (const id of ['output-base', 'output-tuned', 'gen-progress']) $(id).textContent = '';
+    $('base-caption').textContent = 'Base';
+    $('tuned-caption').textContent = 'Fine-tuned';
+    if (state.accounting) renderMemory(state.accounting, null, state.backend);
     requestDraw();
   },
   restored(m) {

@@ -5,6 +5,7 @@ import { answered, trainBlocked } from './controls.js';
 import { endExperiment } from './experiments.js';
 import { $, clearError, send, state } from './page.js';
 import { chooseBackend } from './processor.js';
+import { storageLabel } from './protocol.js';
 import { requestDraw, resetStats } from './run-view.js';
 import { archiveRun } from './runs.js';
 
@@ -20,6 +21,36 @@ export function setTrainingButtons(status) {
   $('pause').textContent = status === 'paused' ? 'Resume' : pausing ? 'Pausing…' : 'Pause';
   $('train').textContent = state.run && state.run.status === 'paused' && !state.dirty ? 'Train (new run)' : 'Train';
   $('export-run').disabled = !state.run || status === 'starting' || status === 'idle';
+  // The numbers follow the controls as they are moved, but a run keeps the settings it started with: while the two
+  // differ, the run bar says which the run has, and that Train is what takes the new ones.
+  const differs = Boolean(state.run) && status !== 'starting' && status !== 'idle'
+    && !sameSettings(state.run.settings, state.settings);
+  const next = status === 'running' ? 'a new run takes them (Pause, then Train)'
+    : status === 'paused' ? 'Train starts a new run with them; Resume goes on with the old ones'
+      : 'Train starts a new run with them';
+  $('run-differs').hidden = !differs;
+  $('run-differs').textContent = differs
+    ? `The ${status === 'running' ? 'run in progress keeps' : 'run shown has'} the settings it started with ` +
+      `(${inWords(state.run.settings)}); the numbers above are for the settings on screen: ${next}.`
+    : '';
+}
+
+/// Whether two settings are the same run's, compared on the fields both have (the controls' fields; the engine's
+/// copy of a restored run also has the recipe's). A number the engine kept as f32 (lr 0.001 comes back as
+/// 0.0010000000475) equals the control's.
+export function sameSettings(a, b) {
+  if (!a || !b) return !a && !b;
+  const same = (x, y) => (typeof x === 'number' && typeof y === 'number'
+    ? Math.abs(x - y) <= 1e-6 * Math.max(Math.abs(x), Math.abs(y))
+    : JSON.stringify(x) === JSON.stringify(y));
+  return Object.keys(b).filter((k) => k in a).every((k) => same(a[k], b[k]));
+}
+
+/// A run's settings in a few words: "QLoRA r = 4, base nf4+dq, 60 steps".
+function inWords(s) {
+  if (s.method === 'full') return 'full fine-tuning';
+  const rank = s.ranks ? `${s.r}, per matrix ${s.ranks}` : s.r;
+  return `${s.method === 'qlora' ? 'QLoRA' : 'LoRA'} r = ${rank}, base ${storageLabel(s)}, ${s.steps} steps`;
 }
 
 export function ensureModel() {
