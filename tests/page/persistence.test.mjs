@@ -76,6 +76,36 @@ test('cpu: a reload restores the autosaved run, Resume continues it, Discard for
   await context.close();
 });
 
+test('cpu: a reload in a run\'s first seconds offers it back, and says how many steps after its last save are not kept', { timeout: 300000 }, async () => {
+  const { page, context, errors } = await open(browser, '?steps=5000&batch=1&seq=8&r=4');
+  await modelLoaded(page);
+  await page.click('[data-testid=train]');
+  // The first step is saved at once (the periodic saves come seconds apart).
+  await page.waitForFunction(() => document.body.dataset.saved, null, { timeout: 120000 });
+  assert.equal(Number(await page.evaluate(() => document.body.dataset.saved)), 1, 'the first save holds the first step');
+  await waitStep(page, 3);
+  const before = await stepOf(page);
+  await reopened(page, () => page.reload(NAVIGATION));
+  await page.waitForSelector('[data-testid=restore-bar]:not([hidden])');
+  const offered = await text(page, 'restore-bar');
+  const saved = Number(offered.match(/step (\d+) of 5000/)[1]);
+  // The save asked for as the page hides may or may not finish before the reload ends the worker: where it did not,
+  // the bar counts the steps it lacks.
+  const lost = offered.match(/You left it at step (\d+): the (\d+) steps? after its last save are not kept/);
+  if (lost) {
+    assert.ok(Number(lost[1]) >= before, `left at ${lost[1]}, seen at ${before}`);
+    assert.equal(Number(lost[2]), Number(lost[1]) - saved, offered);
+  } else {
+    assert.ok(saved >= before, `saved ${saved}, seen at ${before}, and no steps said lost: ${offered}`);
+  }
+  // Read once: the next reload (nothing running) says nothing about steps lost.
+  await reopened(page, () => page.reload(NAVIGATION));
+  await page.waitForSelector('[data-testid=restore-bar]:not([hidden])');
+  assert.doesNotMatch(await text(page, 'restore-bar'), /You left it/);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('cpu: after a crash the periodic autosave offers the run back', { timeout: 300000, skip: DEVTOOLS_ONLY }, async () => {
   const { page, context, errors } = await open(browser, '?steps=400&batch=1&seq=8&r=4');
   await modelLoaded(page);

@@ -10,7 +10,7 @@ import { chooseBackend, cpuInWords, measureCpu, showBackend, showStepEstimate, w
 import { storageLabel } from './protocol.js';
 import { draw, drawSpectra, lossChart, requestDraw, resetStats, truncateRun } from './run-view.js';
 import { archiveRun, loadKeptRuns, recordRun } from './runs.js';
-import { offerOtherModel, offerRestore, timeOf } from './saved-runs.js';
+import { offerOtherModel, offerRestore, takeWhereLeft, timeOf } from './saved-runs.js';
 import { applyPageOptions, pageQuery } from './share.js';
 import { ensureModel, sameSettings, setTrainingButtons, startTraining } from './training.js';
 import { el, fmtBytes, fmtInt, renderMemory, renderParams, renderScale } from './views.js';
@@ -45,8 +45,12 @@ export const onMessage = {
     fillHistogramChoices();
     account(state.settings);
     state.savedRun = m.saved;
-    if (m.saved && m.saved.model === state.modelName && m.saved.model !== 'files') offerRestore(m.saved);
+    const left = takeWhereLeft();
+    const savedHere = m.saved && m.saved.model === state.modelName;
+    if (savedHere && m.saved.model !== 'files') offerRestore(m.saved, left);
     else if (m.saved) offerOtherModel(m.saved);
+    // The reader left a run before its first save finished: said, rather than nothing offered without a word.
+    if (left && !savedHere && !m.storage) showNotice(`The run you left at step ${left.step} had not been saved yet, so there is nothing to restore.`);
     showModelBar();
     // A link or reload with task=text: the text itself is never in a link, so ask for it at the box.
     if (state.settings.task === 'text') {

@@ -11,6 +11,7 @@ import { loadHubModel, sendFiles } from './model-bar.js';
 import { $, clearError, clearFileError, send, setEngine, showError, state } from './page.js';
 import { lossChart, requestDraw } from './run-view.js';
 import { archiveRun, showRuns } from './runs.js';
+import { noteWhereLeft } from './saved-runs.js';
 import { copy, pageQuery, shareUrl } from './share.js';
 import { ensureModel, preferGpu, setTrainingButtons, startTraining } from './training.js';
 import { sendUserText, showDroppedText } from './user-text.js';
@@ -79,7 +80,10 @@ $('import-run').addEventListener('change', async (e) => {
   send({ type: 'import', bytes, preferGpu: preferGpu() }, [bytes]);
 });
 // Leaving or hiding the tab saves the run now (the autosave covers a crash, a few seconds behind).
-window.addEventListener('pagehide', () => send({ type: 'save' }));
+window.addEventListener('pagehide', () => {
+  noteWhereLeft();
+  send({ type: 'save' });
+});
 document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') send({ type: 'save' }); });
 
 // ---- charts, generation, experiments --------------------------------------------------------------------------------

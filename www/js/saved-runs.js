@@ -8,11 +8,41 @@ export function timeOf(ms) {
   return ms ? `at ${new Date(ms).toLocaleString()}` : '';
 }
 
-/// A run this browser kept: say what it is, and let the reader restore or discard it.
-export function offerRestore(saved) {
+/// Where a running run had got to when the page went away. The worker's save as the page hides may not finish
+/// before a reload ends it, so the page notes the step itself (localStorage is synchronous), and the next visit can
+/// say how many steps the restored run lacks.
+const LEFT_KEY = 'qlora-playground:left-at';
+
+/// Called as the page hides for good (pagehide).
+export function noteWhereLeft() {
+  try {
+    const step = state.run && state.run.status === 'running' ? Number($('step').dataset.value) : 0;
+    if (step > 0) localStorage.setItem(LEFT_KEY, JSON.stringify({ model: state.modelName, step }));
+    else localStorage.removeItem(LEFT_KEY);
+  } catch {
+    // Storage refused: the restore bar then says only what was saved.
+  }
+}
+
+/// The note of the last visit, read once (null when its run was not running, or was on another model).
+export function takeWhereLeft() {
+  try {
+    const left = JSON.parse(localStorage.getItem(LEFT_KEY) || 'null');
+    localStorage.removeItem(LEFT_KEY);
+    return left && left.model === state.modelName && Number.isInteger(left.step) ? left : null;
+  } catch {
+    return null;
+  }
+}
+
+/// A run this browser kept: say what it is, and let the reader restore or discard it. `left`: where the last visit
+/// left it, when that was past its last save.
+export function offerRestore(saved, left = null) {
   const s = saved.settings;
+  const lost = left && left.step > saved.step ? left.step - saved.step : 0;
   $('restore-text').textContent = `A run saved in this browser ${timeOf(saved.savedAt)} can be restored: ${runLabel(s)}, ` +
-    `step ${saved.step} of ${s.steps}.`;
+    `step ${saved.step} of ${s.steps}.` +
+    (lost ? ` You left it at step ${left.step}: the ${lost} step${lost > 1 ? 's' : ''} after its last save are not kept.` : '');
   $('restore-bar').hidden = false;
   $('restore-run').disabled = false;
 }

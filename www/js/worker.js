@@ -541,7 +541,8 @@ const handlers = {
     history = { steps: [], vals: [] };
     hasRun = true;
     saveFailed = false;
-    lastSave = performance.now();
+    // The first step is saved at once, so that a reload in a run's first seconds finds it; then every AUTOSAVE_MS.
+    lastSave = -Infinity;
     post({ type: 'started', ...started, memoryBytes: memoryBytes() });
     running = true;
     trainLoop();
