@@ -292,6 +292,13 @@ export function playgroundTests(backend, skip = null) {
     await page.waitForSelector('#load-gate:not([hidden])');
     assert.match(await page.textContent('#load-size'), /MiB download/);
     assert.equal(await page.isVisible('[data-control=seed]'), false);
+    // Its iframe code keeps what the embed hides; its plain link opens the full page, every control back.
+    await page.click('[data-testid=copy-iframe]');
+    await page.waitForSelector('[data-testid=copy-iframe][data-copied]');
+    assert.match(await page.getAttribute('[data-testid=copy-iframe]', 'data-copied'), /\?v=1&embed=1&hide=seed,alpha"/);
+    await page.click('[data-testid=copy-link]');
+    await page.waitForSelector('[data-testid=copy-link][data-copied]');
+    assert.match(await page.getAttribute('[data-testid=copy-link]', 'data-copied'), /\/\?v=1$/);
     const gets = requests.filter((r) => r.url.endsWith('model.safetensors') && r.method === 'GET');
     assert.deepEqual(gets, []);
     await page.click('#load-model');

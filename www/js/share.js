@@ -10,11 +10,14 @@ export function applyPageOptions() {
   }
 }
 
-/// The page options of this link (embed, hidden controls, forced backend), appended to the settings' query.
+/// The page options of this link (embed, hidden controls, forced backend), appended to the settings' query. Copied
+/// from an embed as a plain link, the page is a full one again: the controls the embed hid come back with it (a full
+/// page's own `hide=` is kept).
 export function pageQuery(embed = state.page.embed) {
   const p = state.page;
   const model = state.modelName !== 'shakespeare' ? `&model=${state.modelName}` : '';
-  return `${model}${embed ? '&embed=1' : ''}${p.hide.length ? `&hide=${p.hide.join(',')}` : ''}${p.backend ? `&backend=${p.backend}` : ''}`;
+  const hide = p.hide.length && (embed || !p.embed) ? `&hide=${p.hide.join(',')}` : '';
+  return `${model}${embed ? '&embed=1' : ''}${hide}${p.backend ? `&backend=${p.backend}` : ''}`;
 }
 
 export function shareUrl(embed) {
