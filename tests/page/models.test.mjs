@@ -72,6 +72,8 @@ for (const backend of ['cpu', 'webgpu']) {
       assert.match((await status(page)).text, /choose your model's files/);
       assert.ok(await page.isDisabled('[data-testid=train]'));
       assert.match(await page.textContent('#train-why'), /choose its files/);
+      // Until the files are read, the numbers are the built-in model's, and say so.
+      assert.match(await page.textContent('#trainable-detail'), /^Counted on the built-in Shakespeare model until your model's files are chosen: /);
 
       // Only the weights: config.json is named as missing; the page stays live.
       await page.setInputFiles('[data-testid=model-files]', [FILES['model.safetensors']]);
@@ -118,6 +120,7 @@ for (const backend of ['cpu', 'webgpu']) {
       await statusIs(page, 'loaded');
       const loaded = (await status(page)).text;
       assert.match(loaded, /2 layers × 8, a vocabulary of 50,257/);
+      assert.doesNotMatch(await page.textContent('#trainable-detail'), /built-in Shakespeare/);
       assert.match(loaded, /ignored: README\.md/);
       assert.match(loaded, /the frozen base kept in nf4\+dq/);
       // Before any run, "base" text comes from the base as loaded, and its caption says which.

@@ -84,7 +84,9 @@ export const onMessage = {
     // count says so.
     state.usable = m.settings;
     const refused = [...new Set((m.problems || []).map((p) => controlName(p.field)))];
-    renderParams(m.accounting, m.settings, state.config, refused);
+    // "Your own files" before they are read: the engine counts on the built-in model meanwhile, and the count says so.
+    const stand = state.modelName === 'files' && !state.ownConfig;
+    renderParams(m.accounting, m.settings, state.config, refused, stand ? 'the built-in Shakespeare model' : null);
     // Measured figures are the run's: shown while the controls hold its settings.
     const current = state.run && sameSettings(state.run.settings, state.settings) ? state.run : null;
     // Before a run, where one would train: the processor says so from the start on a machine without WebGPU.
@@ -113,6 +115,7 @@ export const onMessage = {
   // is recomputed for it.
   model(m) {
     state.config = m.config;
+    state.ownConfig = true;
     lossChart.unit = m.config.vocab_size === 256 ? 'byte' : 'token';
     requestDraw();
     state.formats = m.formats;

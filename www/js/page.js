@@ -13,6 +13,8 @@ export const state = {
   query: 'v=1',
   accounting: null,
   modelLoaded: false,
+  /// The loaded model's own configuration has replaced the built-in model's (a hub model's, or the reader's files).
+  ownConfig: false,
   // Load waits: the chosen hub model would not fit the tab with its base kept as the settings keep it.
   loadRefused: false,
   // The loaded base's format ("nf4+dq"…): before a run, "base" text comes from it.

@@ -38,8 +38,9 @@ const CATEGORIES = Object.keys(CATEGORY_LABEL);
 const color = (cat) => PALETTE[CATEGORIES.indexOf(cat) % PALETTE.length];
 
 /// The trainable count of `settings` (as the engine settled them); `refused` names the controls whose default they
-/// hold while the reader's value is refused, which the count says.
-export function renderParams(acc, settings, config, refused = []) {
+/// hold while the reader's value is refused, which the count says; `standIn` names the model counted on while the
+/// reader's own is not read yet.
+export function renderParams(acc, settings, config, refused = [], standIn = null) {
   const tp = document.getElementById('trainable-params');
   tp.textContent = fmtInt(acc.trainable);
   tp.dataset.value = String(acc.trainable);
@@ -48,7 +49,8 @@ export function renderParams(acc, settings, config, refused = []) {
     ? `Full fine-tuning: all ${fmtInt(acc.total_params)} parameters train (100%).`
     : `${acc.percent.toFixed(3)}% of ${fmtInt(acc.total_params)}, the model's ${fmtInt(acc.full_trainable)} parameters and the adapters' together (as PEFT counts) — full fine-tuning would train ${fmtInt(acc.full_trainable)}.`;
   const held = refused.length ? ` The numbers use the default for ${refused.join(' and ')} until ${refused.length > 1 ? 'they are' : 'it is'} fixed.` : '';
-  document.getElementById('trainable-detail').textContent = detail + held;
+  const until = standIn ? `Counted on ${standIn} until your model's files are chosen: ` : '';
+  document.getElementById('trainable-detail').textContent = until + detail + held;
   renderExplainer(settings, config);
 }
 
