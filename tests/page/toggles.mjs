@@ -332,7 +332,7 @@ export function toggleTests(backend, skip = null) {
   });
 
   test(`${backend}: one click runs "FP16 vs INT4 vs NF4 base", overlays the runs and says what came out`, async () => {
-    const { page, context, errors } = await open(browser, `?${TINY}&r=2`);
+    const { page, context, errors } = await open(browser, `?${TINY}&r=2&format=fp16`);
     await modelLoaded(page);
     await page.click('[data-testid=experiment-formats]');
     await page.waitForFunction(() => document.querySelector('[data-testid=experiment-summary]').dataset.done, null, { timeout: 600000 });
@@ -341,6 +341,12 @@ export function toggleTests(backend, skip = null) {
     assert.match(summary, /FP16 vs INT4 vs NF4 base, 3 steps each — validation loss: LoRA r=2 fp16 \d\.\d{3} .*QLoRA r=2 int4 .*QLoRA r=2 nf4\+dq/);
     const labels = await page.$$eval('[data-testid=runs] tbody tr', (trs) => trs.map((tr) => tr.dataset.label));
     assert.deepEqual(labels, ['LoRA r=2 fp16', 'QLoRA r=2 int4', 'QLoRA r=2 nf4+dq']);
+    // A side trip: the controls are the reader's again (the link's fp16 LoRA), and the run bar says the run shown
+    // (nf4, the last of the series) is not what they hold.
+    assert.match(summary, /Your settings are back as they were/);
+    assert.deepEqual([await page.inputValue('[data-testid=method]'), await page.inputValue('[data-testid=format]')], ['lora', 'fp16']);
+    await page.waitForSelector('[data-testid=run-differs]:not([hidden])');
+    assert.match(await text(page, 'run-differs'), /QLoRA r = 2, base nf4\+dq/);
     // Accuracy is shown with what it is worth on "even": chance and the majority answer.
     assert.match(await text(page, 'accuracy-baseline'), /chance 50%; always “(yes|no)”: \d+%/);
     assert.match(await text(page, 'answers'), /answers on 50 held-out questions: “/);

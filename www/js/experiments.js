@@ -42,7 +42,7 @@ export function startExperiment(kind) {
   }
   if (state.experiment || trainBlocked()) return;
   const e = EXPERIMENTS[kind];
-  state.experiment = { kind, title: e.title, queue: e.variants(state.settings), records: [] };
+  state.experiment = { kind, title: e.title, queue: e.variants(state.settings), records: [], before: state.settings };
   $('experiment-stop').hidden = false;
   for (const b of document.querySelectorAll('[data-experiment]')) b.disabled = true;
   const summary = $('experiment-summary');
@@ -68,8 +68,13 @@ export function endExperiment(why) {
   $('experiment-stop').hidden = true;
   for (const b of document.querySelectorAll('[data-experiment]')) b.disabled = false;
   const summary = $('experiment-summary');
-  summary.textContent = why ? `${x.title}: stopped after ${x.records.length} runs (${why}).` : summarize(x);
+  summary.textContent = `${why ? `${x.title}: stopped after ${x.records.length} runs (${why}).` : summarize(x)} Your ` +
+    'settings are back as they were; the runs stay in the table and on the chart.';
   summary.dataset.done = why ? 'stopped' : 'done';
+  // A series is a side trip: the controls come back to the reader's own settings.
+  writeControls(x.before);
+  state.settings = x.before;
+  account(x.before);
 }
 
 /// One sentence on what the series showed, from its runs' final numbers.
@@ -86,5 +91,16 @@ function summarize(x) {
     : `${runLabel(best.settings)} lowest, ${runLabel(worst.settings)} ${gap.toFixed(1)}% higher`;
   // One run per setting, one seed: a gap of a few percent after a short run is within what another seed moves.
   const caveat = gap < 10 ? ' One run each, with one seed: a gap this small can change with the seed or with more steps.' : '';
-  return `${x.title}, ${best.steps} steps each — ${what}: ${each}. ${verdict[0].toUpperCase()}${verdict.slice(1)}.${caveat}`;
+  return `${x.title}, ${best.steps} steps each — ${what}: ${each}. ${verdict[0].toUpperCase()}${verdict.slice(1)}.${caveat}` +
+    scalingNote(rs);
+}
+
+/// A series of ranks at one α also changes the update's scale α/r, which moves the result as much as the rank does.
+function scalingNote(rs) {
+  const alphas = new Set(rs.map((r) => r.settings.alpha));
+  const ranks = new Set(rs.map((r) => r.settings.r));
+  if (alphas.size !== 1 || ranks.size < 2 || rs.some((r) => r.settings.method === 'full')) return '';
+  const alpha = rs[0].settings.alpha;
+  const scales = rs.map((r) => String(Number((alpha / r.settings.r).toPrecision(3)))).join(' → ');
+  return ` α stayed ${alpha}, so the adapters' scale α/r went ${scales}.`;
 }

@@ -75,7 +75,7 @@ export async function download(name, onProgress) {
       try {
         res = await fetch(hubUrl(repo, file), { mode: 'cors', credentials: 'omit', signal: stall.signal });
       } catch (e) {
-        throw new DownloadError(`cannot reach the Hugging Face hub for ${file} (${e.message || e}); check the connection and press Load again`);
+        throw new DownloadError(`cannot reach the Hugging Face hub for ${file} (${e.message || e}); check the connection and press Load again, or load the files from your disk with "Your own GPT-2 files…" in the model picker`);
       }
       if (!res.ok) throw new DownloadError(`the Hugging Face hub answered HTTP ${res.status} for ${repo}/${file}`);
       return { file, res, total: Number(res.headers.get('Content-Length')) || 0 };

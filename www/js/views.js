@@ -44,6 +44,7 @@ export function renderParams(acc, settings, config, refused = [], standIn = null
   const tp = document.getElementById('trainable-params');
   tp.textContent = fmtInt(acc.trainable);
   tp.dataset.value = String(acc.trainable);
+  tp.classList.toggle('held', refused.length > 0);
   // PEFT's percentage: of the model's parameters and the adapters' together.
   const detail = settings.method === 'full'
     ? `Full fine-tuning: all ${fmtInt(acc.total_params)} parameters train (100%).`
