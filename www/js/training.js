@@ -31,7 +31,7 @@ export function setTrainingButtons(status) {
   $('run-differs').hidden = !differs;
   $('run-differs').textContent = differs
     ? `The ${status === 'running' ? 'run in progress keeps' : 'run shown has'} the settings it started with ` +
-      `(${inWords(state.run.settings)}); the numbers above are for the settings on screen: ${next}.`
+      `(${inWords(state.run.settings)}); the trainable count and the memory are for the settings on screen: ${next}.`
     : '';
 }
 
