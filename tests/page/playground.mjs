@@ -295,10 +295,11 @@ export function playgroundTests(backend, skip = null) {
     // Its iframe code keeps what the embed hides; its plain link opens the full page, every control back.
     await page.click('[data-testid=copy-iframe]');
     await page.waitForSelector('[data-testid=copy-iframe][data-copied]');
-    assert.match(await page.getAttribute('[data-testid=copy-iframe]', 'data-copied'), /\?v=1&embed=1&hide=seed,alpha"/);
+    // (The webgpu variant's link carries backend=webgpu, and the copies keep it: it is part of the link.)
+    assert.match(await page.getAttribute('[data-testid=copy-iframe]', 'data-copied'), /\?v=1&embed=1&hide=seed,alpha(&backend=webgpu)?"/);
     await page.click('[data-testid=copy-link]');
     await page.waitForSelector('[data-testid=copy-link][data-copied]');
-    assert.match(await page.getAttribute('[data-testid=copy-link]', 'data-copied'), /\/\?v=1$/);
+    assert.match(await page.getAttribute('[data-testid=copy-link]', 'data-copied'), /\/\?v=1(&backend=webgpu)?$/);
     const gets = requests.filter((r) => r.url.endsWith('model.safetensors') && r.method === 'GET');
     assert.deepEqual(gets, []);
     await page.click('#load-model');
