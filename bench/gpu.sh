@@ -10,6 +10,7 @@
 # --qlora: a release `qlora` built elsewhere (default: cargo build --release here). --python: a Python with torch,
 # transformers and peft (default python3; bitsandbytes for the nf4 rows, else they say "skipped"). --out: also copy
 # the raw lines and the section there. --no-record: leave BENCHMARKS.md and docs/bench/ alone (a smoke run).
+# GPU_SH_COMMIT names the commit measured where the copy has no .git (default: git rev-parse here).
 # Without CUDA the PyTorch side runs on the CPU and every row names the device it ran on: a smoke test, not a record.
 # On a GPU machine without Rust, build the binary elsewhere on x86-64 without debug info (a fraction of the size:
 # `CARGO_PROFILE_RELEASE_DEBUG=0 cargo build --release --bin qlora`), copy it over with this repository and pass
@@ -47,8 +48,16 @@ fi
 # wgpu's Vulkan loader wants a runtime directory (it only warns without one).
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
 raw="$work/raw.jsonl"
+# A run that stops part way (a peer that fails on this driver, a time limit) still hands --out what it measured.
+keep_partial() {
+  if [ -n "$out" ] && [ -s "$raw" ] && [ ! -e "$work/done" ]; then
+    mkdir -p "$out" && cp "$raw" "$out/gpu-partial.jsonl"
+  fi
+  rm -rf "$work"
+}
+trap keep_partial EXIT
+trap 'exit 143' TERM INT
 log() { echo "gpu.sh: $*" >&2; }
 # Each tool's JSON lines, tagged with who printed them and what was asked.
 tag() { "$py" -c 'import json, sys
@@ -56,9 +65,23 @@ side, config = sys.argv[1], sys.argv[2]
 for line in sys.stdin:
     if line.startswith("{"):
         row = json.loads(line); row.update(side=side, config=config); print(json.dumps(row), flush=True)' "$1" "$2"; }
+# measure SIDE CONFIG COMMAND...: the command's JSON lines, tagged, into the raw file. A command that fails (a driver
+# that refuses a kernel, a peer's missing build) becomes one row saying so, with its last line, and the run goes on.
+measure() {
+  local side="$1" config="$2"
+  shift 2
+  if ! "$@" 2> "$work/err" | tag "$side" "$config" >> "$raw"; then
+    cat "$work/err" >&2
+    "$py" -c 'import json, sys
+lines = open(sys.argv[1]).read().strip().splitlines() or ["no message"]
+print(json.dumps({"skipped": "failed: " + lines[-1][:200]}))' "$work/err" | tag "$side" "$config" >> "$raw"
+  else
+    cat "$work/err" >&2
+  fi
+}
 
 {
-  echo "{\"facts\": true, \"date\": \"$(date -u +%Y-%m-%d)\", \"commit\": \"$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)\","
+  echo "{\"facts\": true, \"date\": \"$(date -u +%Y-%m-%d)\", \"commit\": \"${GPU_SH_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}\","
   echo " \"gpu\": \"$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1 || true)\","
   echo " \"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)\", \"cores\": $(nproc),"
   echo " \"torch\": \"$("$py" -c 'import torch; print(torch.__version__, torch.version.cuda)')\","
@@ -70,16 +93,16 @@ log "GPT-2 124M's shape with random weights (qlora init --preset gpt2)"
 "$qlora" init --preset gpt2 --out "$work/gpt2" > /dev/null
 
 log "matmul: ours (WGSL), then PyTorch's at the sizes ours chose (1024³ and 4096³ on a GPU)"
-"$qlora" bench --matmul --backend gpu --json | tag ours matmul >> "$raw"
+measure ours matmul "$qlora" bench --matmul --backend gpu --json
 sizes=$("$py" -c 'import json, sys
 print(",".join(sorted({str(json.loads(l)["size"]) for l in open(sys.argv[1]) if "\"kernel\"" in l}, key=int)))' "$raw")
 # `qlora bench --matmul` takes 1024³ and 4096³ on a GPU and 256³, 512³ on a CPU adapter: wgpu found no GPU's Vulkan
 # driver (a container without NVIDIA's graphics capability falls back to lavapipe), and such a run is no record.
 if [ "$sizes" != "1024,4096" ]; then
-  echo "gpu.sh: our side runs on a CPU adapter (no GPU Vulkan driver found): a smoke run, nothing is recorded" >&2
+  echo "gpu.sh: our side ran on a CPU adapter or not at all (no GPU Vulkan driver found?): a smoke run, nothing is recorded" >&2
   record=0
 fi
-"$py" "$here/torch_matmul.py" --device "$device" --sizes "$sizes" | tag peer matmul >> "$raw"
+measure peer matmul "$py" "$here/torch_matmul.py" --device "$device" --sizes "${sizes:-1024,4096}"
 
 # name | method | format | targets | extra
 configs=(
@@ -92,14 +115,22 @@ for c in "${configs[@]}"; do
     --batch "$batch" --seq "$seq" --steps "$steps")
   [ -n "$extra" ] && common+=("$extra")
   log "GPT-2 step, $name: ours"
-  "$qlora" bench --backend gpu --json "${common[@]}" | tag ours "$name" >> "$raw"
+  measure ours "$name" "$qlora" bench --backend gpu --json "${common[@]}"
   log "GPT-2 step, $name: transformers + PEFT"
   if [ "$format" != fp32 ] && ! "$py" -c 'import bitsandbytes' 2>/dev/null; then
     echo "{\"skipped\": \"bitsandbytes is not installed\"}" | tag peer "$name" >> "$raw"
   else
-    "$py" "$here/peft_step.py" "${common[@]}" --threads "$(nproc)" --device "$device" | tag peer "$name" >> "$raw"
+    measure peer "$name" "$py" "$here/peft_step.py" "${common[@]}" --threads "$(nproc)" --device "$device"
   fi
 done
+
+# What each kernel of the QLoRA step costs on paper beside what it takes on this GPU, dispatch by dispatch (GPU
+# timestamps): the launch and barrier cost of ~700 dispatches that the paper count leaves out.
+log "GPT-2 step, qlora-nf4-dq-all: each kernel timed alone (qlora bench --profile --time-kernels)"
+profile="$work/profile.txt"
+"$qlora" bench --backend gpu --profile --time-kernels --model "$work/gpt2" --method qlora --format nf4 \
+  --targets qkv,o,fc,proj --double-quant --rank 8 --batch "$batch" --seq "$seq" --steps 5 > "$profile" ||
+  echo "(qlora bench --profile --time-kernels failed; its message is in the log)" >> "$profile"
 
 section="$work/section.md"
 "$py" "$here/gpu_report.py" "$raw" > "$section"
@@ -111,9 +142,12 @@ if [ -n "$out" ]; then
   mkdir -p "$out"
   cp "$raw" "$out/gpu-$slug.jsonl"
   cp "$section" "$out/gpu-$slug.md"
+  cp "$profile" "$out/gpu-$slug-profile.txt"
 fi
+touch "$work/done"
 if [ "$record" = 1 ]; then
   cp "$raw" "$root/docs/bench/gpu-$slug.jsonl"
+  cp "$profile" "$root/docs/bench/gpu-$slug-profile.txt"
   "$py" - "$root/BENCHMARKS.md" "$section" <<'EOF'
 import sys
 path, section = sys.argv[1], open(sys.argv[2]).read()

@@ -15,13 +15,15 @@ def ratio(x: float) -> str:
 
 
 def table_row(label: str, ours, peer, key: str, speed) -> None:
-    """One row: our value, the peer's (or why it is missing) and `speed(ours, peer)`; nothing when a side is absent."""
+    """One row: our value and the peer's (or why one is missing) and `speed(ours, peer)`; nothing when a side is
+    absent."""
     if ours is None or peer is None:
         return
-    if key not in peer:
-        print(f'| {label} | {num(ours[key])} | {peer.get("skipped", "—")} | — |')
-    else:
+    if key in ours and key in peer:
         print(f'| {label} | {num(ours[key])} | {num(peer[key])} | {ratio(speed(ours[key], peer[key]))} |')
+    else:
+        cell = lambda row: num(row[key]) if key in row else row.get("skipped", "—")  # noqa: E731
+        print(f'| {label} | {cell(ours)} | {cell(peer)} | — |')
 
 
 def main() -> None:
@@ -54,6 +56,9 @@ def main() -> None:
                           ("qlora-nf4-dq-all", "QLoRA r 8, nf4 + dq, every block linear")]:
         ours, peer = find.get(("ours", config, None, None)), find.get(("peer", config, None, None))
         table_row(label, ours, peer, "ms_per_step", lambda o, p: p / o)
+    print()
+    print("Each kernel of the QLoRA step timed alone on this GPU beside its cost on paper (`qlora bench --profile "
+          "--time-kernels`): the `-profile.txt` file beside this run's raw lines in `docs/bench/`.")
     print()
 
 
