@@ -1,6 +1,6 @@
 //! Our f32 WGSL matmul (`shaders/matmul.wgsl`, as the training step prepares it) beside Burn's (CubeCL, compiled to
 //! WGSL, autotuned) on the same adapter, in one run: the products of a GPT-2-small step at 4 × 128 rows and two
-//! squares. Each repetition runs ours, then theirs, and times submit → done on the wall clock (both sides pay their
+//! squares (three on a GPU: 4096² too). Each repetition runs ours, then theirs, and times submit → done on the wall clock (both sides pay their
 //! own submission), so both see the same machine load; medians over the repetitions after a warm-up that also lets
 //! Burn's autotuner pick its kernel. Both sides get the same operands and their results are compared first.
 //!
@@ -39,7 +39,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("square 512", 512, 512, 512),
         ("square 1024", 1024, 1024, 1024),
     ];
-    for (name, m, k, n) in shapes {
+    // On a GPU the shapes above take about a millisecond, much of it the submission both sides pay; a large square
+    // shows the kernels themselves. On a CPU adapter (lavapipe) it would take minutes, and says nothing new there.
+    let on_gpu = gpu.info.device_type != qlora_playground::gpu::wgpu::DeviceType::Cpu;
+    let large: &[(&str, usize, usize, usize)] = if on_gpu { &[("square 4096", 4096, 4096, 4096)] } else { &[] };
+    for &(name, m, k, n) in shapes.iter().chain(large) {
         let (a, b) = (operand(m * k, 1), operand(k * n, 2));
         let ga = gpu.upload("a", &a, Category::Scratch)?;
         let gb = gpu.upload("b", &b, Category::Scratch)?;
