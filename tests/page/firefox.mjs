@@ -113,6 +113,8 @@ class Page {
   async goto(url, options) { this.href = null; return this.page.goto(url, navigation(options)); }
   async reload(options) { this.href = null; return this.page.reload(navigation(options)); }
   evaluate(fn, arg) { return this.page.evaluate(fn, arg); }
+  /// Runs `fn(arg)` in the page before its own scripts, at every navigation from now on (Playwright's name).
+  addInitScript(fn, arg) { return this.page.evaluateOnNewDocument(fn, arg); }
   screenshot(options) { return this.page.screenshot(options); }
   setViewportSize(size) { return setViewport(this.page, size); }
   waitForTimeout(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }

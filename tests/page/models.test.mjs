@@ -73,7 +73,7 @@ for (const backend of ['cpu', 'webgpu']) {
       assert.ok(await page.isDisabled('[data-testid=train]'));
       assert.match(await page.textContent('#train-why'), /choose its files/);
       // Until the files are read, the numbers are the built-in model's, and say so.
-      assert.match(await page.textContent('#trainable-detail'), /^Counted on the built-in Shakespeare model until your model's files are chosen: /);
+      assert.match(await page.textContent('#trainable-detail'), /^Counted on the built-in Shakespeare model until your model's files are read: /);
 
       // Only the weights: config.json is named as missing; the page stays live.
       await page.setInputFiles('[data-testid=model-files]', [FILES['model.safetensors']]);

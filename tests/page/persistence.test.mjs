@@ -106,6 +106,50 @@ test('cpu: a reload in a run\'s first seconds offers it back, and says how many 
   await context.close();
 });
 
+/// The note a page leaves as it hides with a run going (saved-runs.js), written before the next visit's scripts run
+/// and at that visit only: every reload's pagehide rewrites the note, so a note made by hand must come in after it,
+/// and an init script stays for every later navigation (a flag per note in the tab's sessionStorage stops it).
+async function leaveNote(page, note) {
+  await page.addInitScript((n) => {
+    const flag = `test-note:${JSON.stringify(n)}`;
+    if (sessionStorage.getItem(flag)) return;
+    sessionStorage.setItem(flag, '1');
+    localStorage.setItem('qlora-playground:left-at', JSON.stringify(n));
+  }, note);
+}
+
+test('cpu: the steps a reader lost are counted against the run they left, not against an older saved run', { timeout: 300000 }, async () => {
+  const { page, context, errors } = await open(browser, '?steps=5000&batch=1&seq=8&r=4');
+  await modelLoaded(page);
+  await page.click('[data-testid=train]');
+  await waitStep(page, 2);
+  const saved = await pauseAndSave(page);
+  const runId = await page.evaluate(() => document.body.dataset.runId);
+  assert.ok(runId, 'the page knows its run\'s id');
+
+  // Left 5 steps past its save (the save as the page hid did not finish): those 5 are said to be lost, once.
+  await leaveNote(page, { model: 'shakespeare', runId, step: saved + 5 });
+  await reopened(page, () => page.reload(NAVIGATION));
+  await page.waitForSelector('[data-testid=restore-bar]:not([hidden])');
+  assert.match(await text(page, 'restore-bar'), new RegExp(`step ${saved} of 5000\\. You left it at step ${saved + 5}: the 5 steps after its last save are not kept\\.`));
+  assert.equal(await page.evaluate(() => localStorage.getItem('qlora-playground:left-at')), null, 'the note is read once');
+  await reopened(page, () => page.reload(NAVIGATION));
+  await page.waitForSelector('[data-testid=restore-bar]:not([hidden])');
+  assert.doesNotMatch(await text(page, 'restore-bar'), /You left it/);
+
+  // A newer run left before its first save: the older saved run is offered as itself, and the notice says the run
+  // left is gone.
+  await leaveNote(page, { model: 'shakespeare', runId: 'a-run-never-saved', step: saved + 40 });
+  await reopened(page, () => page.reload(NAVIGATION));
+  await page.waitForSelector('[data-testid=restore-bar]:not([hidden])');
+  const offered = await text(page, 'restore-bar');
+  assert.match(offered, new RegExp(`step ${saved} of 5000\\.`));
+  assert.doesNotMatch(offered, /You left it/);
+  assert.match(await page.textContent('#notice'), new RegExp(`The run you left at step ${saved + 40} had not been saved yet, so it cannot be restored \\(the run offered is an earlier one\\)\\.`));
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('cpu: after a crash the periodic autosave offers the run back', { timeout: 300000, skip: DEVTOOLS_ONLY }, async () => {
   const { page, context, errors } = await open(browser, '?steps=400&batch=1&seq=8&r=4');
   await modelLoaded(page);

@@ -155,6 +155,9 @@ export function playgroundTests(backend, skip = null) {
     // What the runs generated goes with them.
     await page.waitForFunction(() => document.querySelector('[data-testid=tuned-caption]').textContent === 'Fine-tuned', null, { timeout: 30000 });
     assert.deepEqual([await text(page, 'output-tuned'), await text(page, 'output-base')], ['', '']);
+    // So does what they measured: the memory panel is back to the theory for the settings on screen.
+    assert.equal(await text(page, 'memory-measured'), 'shown once training starts');
+    assert.equal(await page.evaluate(() => document.querySelector('[data-testid=memory-measured]').dataset.value), undefined);
     const rows = await page.$$eval('#runs-table tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
     assert.equal(rows.length, 2);
     assert.equal(rows[0][6], rows[1][6], `final losses ${rows[0][6]} and ${rows[1][6]}`);
@@ -284,6 +287,26 @@ export function playgroundTests(backend, skip = null) {
     assert.equal(await page.$$eval('#runs-table tbody tr', (trs) => trs.length), 1, 'the reset run is kept in the table');
     // Nothing of the reset run speaks for it any more (the phone's status bar said "step n / 400 · loss …").
     assert.equal(await page.$eval('[data-testid=run-status]', (n) => n.hidden && n.textContent === ''), true, 'the status bar went with the run');
+    await context.close();
+  });
+
+  test(`${backend}: Reset while text is streaming clears it for good`, async () => {
+    const { page, context, errors } = await open(browser, '?steps=3&batch=1&seq=8');
+    await modelLoaded(page);
+    await trainToEnd(page, 300000);
+    await page.fill('#gen-tokens', '1024');
+    await page.dispatchEvent('#gen-tokens', 'input');
+    await page.click('[data-testid=generate]');
+    // Reset is pressed with the text part way (its first chunk shown, far from 1,024 tokens).
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid=gen-progress]').dataset.done) > 0, null, { timeout: 120000 });
+    await page.click('[data-testid=reset]');
+    await page.waitForFunction(() => document.querySelector('[data-testid=step]').dataset.value === '0', null, { timeout: 120000 });
+    // Long enough for several more chunks, had the generation gone on writing.
+    await page.waitForTimeout(webgpu ? 5000 : 2000);
+    assert.deepEqual([await text(page, 'output-tuned'), await text(page, 'output-base'), await text(page, 'gen-progress')], ['', '', '']);
+    assert.ok(await page.isEnabled('[data-testid=generate]'), 'Generate can be pressed again');
+    assert.ok(await page.isHidden('[data-testid=stop-generate]'), 'no Stop for a generation that has ended');
+    assert.deepEqual(errors, []);
     await context.close();
   });
 

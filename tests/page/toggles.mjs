@@ -284,6 +284,26 @@ export function toggleTests(backend, skip = null) {
     await one.context.close();
   });
 
+  test(`${backend}: a link's per-matrix ranks in another order, or equal to r, are the run the controls hold`, async () => {
+    const { page, context, errors } = await open(browser, `?${TINY}&ranks=fc:16,q:2,k:8`);
+    await modelLoaded(page);
+    assert.match(await page.textContent('#rank-out'), /mixed: q 2, k 8, v 8, o 8, fc 16, proj 8/);
+    await trainToEnd(page, 300000);
+    // A box changed and changed back: the controls now write the ranks their own way (`q:2,fc:16`), and they are
+    // still the run's settings, so the run bar says nothing differs and the memory panel keeps the run's figure.
+    await page.fill('[data-testid=alpha]', '17');
+    await page.dispatchEvent('[data-testid=alpha]', 'input');
+    await current(page);
+    await page.waitForSelector('[data-testid=run-differs]:not([hidden])');
+    await page.fill('[data-testid=alpha]', '16');
+    await page.dispatchEvent('[data-testid=alpha]', 'input');
+    await current(page);
+    await page.waitForSelector('[data-testid=run-differs]', { state: 'hidden' });
+    assert.ok(Number(await attr(page, 'memory-measured')) > 0, 'the run\'s measured memory is shown');
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
   test(`${backend}: adapter storage measures the paper's bf16 adapters and the claim of int4 ones beside the fp32 adapters trained`, async () => {
     const { page, context, errors } = await open(browser, `?${TINY}&astore=BF16`);
     await modelLoaded(page);
@@ -351,6 +371,19 @@ export function toggleTests(backend, skip = null) {
     assert.match(await text(page, 'accuracy-baseline'), /chance 50%; always “(yes|no)”: \d+%/);
     assert.match(await text(page, 'answers'), /answers on 50 held-out questions: “/);
     await page.screenshot({ path: join(ARTIFACTS, `${backend}-experiment.png`), fullPage: true });
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  test(`${backend}: one click runs "r = 1 vs 8 vs 64" and says the scale α/r moved with the rank`, async () => {
+    const { page, context, errors } = await open(browser, `?${TINY}`);
+    await modelLoaded(page);
+    await page.click('[data-testid=experiment-ranks]');
+    await page.waitForFunction(() => document.querySelector('[data-testid=experiment-summary]').dataset.done, null, { timeout: 600000 });
+    const summary = await text(page, 'experiment-summary');
+    assert.equal(await page.getAttribute('[data-testid=experiment-summary]', 'data-done'), 'done', summary);
+    // α stays at its default 16 while r goes 1 → 8 → 64: the summary says the scale moved too, and how to hold it.
+    assert.match(summary, /α stayed 16, so the adapters' scale α\/r went 16 → 2 → 0\.25: part of the gap may be the scale, not the rank \(to compare ranks alone, keep α\/r fixed, e\.g\. α = 2r\)\./);
     assert.deepEqual(errors, []);
     await context.close();
   });

@@ -5,12 +5,12 @@ import { endExperiment, nextExperimentRun, startExperiment } from './experiments
 import { generationEnded } from './generation.js';
 import { drawHist, fillHistogramChoices, requestHistogram } from './histogram-view.js';
 import { modelLoadedText, modelStatus, refreshCached, showLoadProblem, showModelBar } from './model-bar.js';
-import { $, clearError, showError, showNotice, state } from './page.js';
+import { $, addNotice, clearError, showError, showNotice, state } from './page.js';
 import { chooseBackend, cpuInWords, measureCpu, showBackend, showStepEstimate, whyProcessor } from './processor.js';
 import { storageLabel } from './protocol.js';
 import { draw, drawSpectra, lossChart, requestDraw, resetStats, truncateRun } from './run-view.js';
 import { archiveRun, loadKeptRuns, recordRun } from './runs.js';
-import { offerOtherModel, offerRestore, takeWhereLeft, timeOf } from './saved-runs.js';
+import { leftThisRun, offerOtherModel, offerRestore, takeWhereLeft, timeOf } from './saved-runs.js';
 import { applyPageOptions, pageQuery } from './share.js';
 import { ensureModel, sameSettings, setTrainingButtons, startTraining } from './training.js';
 import { el, fmtBytes, fmtInt, renderMemory, renderParams, renderScale } from './views.js';
@@ -47,10 +47,15 @@ export const onMessage = {
     state.savedRun = m.saved;
     const left = takeWhereLeft();
     const savedHere = m.saved && m.saved.model === state.modelName;
+    // A run on the reader's files is offered once the same files are loaded (`loaded`), with this note.
+    state.leftAt = left;
     if (savedHere && m.saved.model !== 'files') offerRestore(m.saved, left);
     else if (m.saved) offerOtherModel(m.saved);
-    // The reader left a run before its first save finished: said, rather than nothing offered without a word.
-    if (left && !savedHere && !m.storage) showNotice(`The run you left at step ${left.step} had not been saved yet, so there is nothing to restore.`);
+    // The reader left a run before its first save finished (no save, or only an older run's): said, rather than an
+    // older run offered as if it were the one left.
+    if (left && !leftThisRun(left, m.saved) && !m.storage) {
+      addNotice(`The run you left at step ${left.step} had not been saved yet, so it cannot be restored${m.saved ? ' (the run offered is an earlier one)' : ''}.`);
+    }
     showModelBar();
     // A link or reload with task=text: the text itself is never in a link, so ask for it at the box.
     if (state.settings.task === 'text') {
@@ -147,7 +152,7 @@ export const onMessage = {
     document.body.dataset.model = 'loaded';
     // The reader's own files are loaded: a run kept on such files can be restored now (the engine refuses it, with a
     // message, if these are not the files it trained on).
-    if (state.savedRun && state.savedRun.model === 'files' && state.modelName === 'files' && !state.run) offerRestore(state.savedRun);
+    if (state.savedRun && state.savedRun.model === 'files' && state.modelName === 'files' && !state.run) offerRestore(state.savedRun, state.leftAt);
     void m;
     requestHistogram();
   },
@@ -160,6 +165,9 @@ export const onMessage = {
     const r = state.run;
     if (!r) return;
     r.status = 'running';
+    r.id = m.runId;
+    // The run's id, as `saved` shows its step: what the page tests read of a run they cannot see into.
+    document.body.dataset.runId = m.runId;
     r.backend = m.backend;
     r.trainable = m.trainable;
     r.measured = m.measured;
@@ -281,7 +289,8 @@ export const onMessage = {
     }
     const status = m.finished ? 'done' : 'paused';
     state.run = { settings: m.settings, steps: [], loss: [], ms: [], valSteps: [], val: [], accuracy: null, status, last: null,
-      backend: m.backend, trainable: m.trainable, measured: m.measured, baseline: m.baseline };
+      id: m.runId, backend: m.backend, trainable: m.trainable, measured: m.measured, baseline: m.baseline };
+    document.body.dataset.runId = m.runId;
     for (const s of m.history.steps) onMessage.step(s);
     for (const v of m.history.vals) onMessage.val(v);
     showBackend(m.backend);

@@ -95,12 +95,14 @@ function summarize(x) {
     scalingNote(rs);
 }
 
-/// A series of ranks at one α also changes the update's scale α/r, which moves the result as much as the rank does.
+/// A series of ranks at one α also changes the update's scale α/r, so part of a gap between its runs may be the
+/// scale rather than the rank: said, with how to compare ranks alone.
 function scalingNote(rs) {
   const alphas = new Set(rs.map((r) => r.settings.alpha));
   const ranks = new Set(rs.map((r) => r.settings.r));
   if (alphas.size !== 1 || ranks.size < 2 || rs.some((r) => r.settings.method === 'full')) return '';
   const alpha = rs[0].settings.alpha;
   const scales = rs.map((r) => String(Number((alpha / r.settings.r).toPrecision(3)))).join(' → ');
-  return ` α stayed ${alpha}, so the adapters' scale α/r went ${scales}.`;
+  return ` α stayed ${Number(alpha.toPrecision(7))}, so the adapters' scale α/r went ${scales}: part of the gap may be the` +
+    ' scale, not the rank (to compare ranks alone, keep α/r fixed, e.g. α = 2r).';
 }

@@ -11,7 +11,7 @@ import { loadHubModel, sendFiles } from './model-bar.js';
 import { $, clearError, clearFileError, send, setEngine, showError, state } from './page.js';
 import { lossChart, requestDraw } from './run-view.js';
 import { archiveRun, showRuns } from './runs.js';
-import { noteWhereLeft } from './saved-runs.js';
+import { forgetWhereLeft, noteWhereLeft } from './saved-runs.js';
 import { copy, pageQuery, shareUrl } from './share.js';
 import { ensureModel, preferGpu, setTrainingButtons, startTraining } from './training.js';
 import { sendUserText, showDroppedText } from './user-text.js';
@@ -84,6 +84,8 @@ window.addEventListener('pagehide', () => {
   noteWhereLeft();
   send({ type: 'save' });
 });
+// Back from the back/forward cache: the page and its run live on, so the note for the next visit is void.
+window.addEventListener('pageshow', (e) => { if (e.persisted) forgetWhereLeft(); });
 document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') send({ type: 'save' }); });
 
 // ---- charts, generation, experiments --------------------------------------------------------------------------------

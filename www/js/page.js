@@ -43,9 +43,11 @@ export const state = {
   experiment: null,
   // The engine trapped (worker.js: `stopped`): nothing more can run until the page is reloaded.
   engineStopped: false,
-  // The run this browser kept ({savedAt, step, settings, model}) until it is restored, discarded or replaced: a run on
+  // The run this browser kept ({savedAt, runId, step, settings, model}) until it is restored, discarded or replaced: a run on
   // the reader's own files can be restored only once the same files are loaded again.
   savedRun: null,
+  // Where the last visit left a running run ({model, runId, step}, saved-runs.js), read once as the page starts.
+  leftAt: null,
   // Account requests sent so far (numbered: each answer echoes its number).
   accountsSent: 0,
   // What the link the page opened with got wrong, each {message, param}: shown in the error bar until the reader
@@ -83,4 +85,10 @@ export function showNotice(message) {
   const n = $('notice');
   n.textContent = message;
   n.hidden = !message;
+}
+
+/// Adds a sentence to the notice bar, after what it already says (why this processor, say) instead of over it.
+export function addNotice(message) {
+  const n = $('notice');
+  showNotice(n.hidden || !n.textContent ? message : `${n.textContent} ${message}`);
 }

@@ -42,8 +42,8 @@ export function showStepEstimate() {
   box.textContent = `On this processor a step of ${s.batch} × ${s.seq} tokens takes about ${time(seconds)}` +
     ` (${s.steps} steps ≈ ${time(seconds * s.steps)}, plus validation): ${(acc.step_flops / 1e9).toFixed(1)} GFLOP of` +
     ` matrix products at the ${speed.gflops.toFixed(1)} GFLOP/s this tab just measured. An estimate: it counts the` +
-    ' matrix products only, and layer norms, softmax, GELU and the optimizer can add as much again; ms/step in the Loss' +
-    ' panel shows the real time.';
+    ' matrix products only; layer norms, softmax, GELU, dequantizing a 4-bit base and the optimizer add to it — ms/step' +
+    ' in the Loss panel shows the real time.';
 }
 
 /// The CPU executor's threads and instructions, in plain words.

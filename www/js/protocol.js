@@ -31,7 +31,7 @@
 //   {type:'init', parsed:{settings, page, errors}, defaults, config, modelBytes, gpu, saved, storage, cpu, formats}
 //                                              formats: {formats:[{name, quantized, double_quant, method, bits,
 //                                              bits_dq}], block, nested_block} (web::api::base_formats)
-//                                              saved: {savedAt, step, settings} of a kept run, or null; storage: why
+//                                              saved: {savedAt, runId, step, settings, model} of a kept run, or null; storage: why
 //                                              runs cannot be kept here, or null; cpu: {threads, threadsWhy, relaxed,
 //                                              relaxedWhy} of the CPU executor (…Why: why one thread only / plain
 //                                              SIMD, else null)
@@ -50,12 +50,12 @@
 //                                              ignored: the reader's files that are not part of a GPT-2 directory
 //   {type:'cpu-speed', d, rows, gflops}        the multiply speed measured at width d over `rows` rows
 //   {type:'text', bytes}
-//   {type:'started', backend, notice, trainable, measured, memoryBytes}   memoryBytes: the engine's wasm memory once the run is made
+//   {type:'started', runId, backend, notice, trainable, measured, memoryBytes}   memoryBytes: the engine's wasm memory once the run is made
 //   {type:'fallback', backend, notice, step, measured}   the GPU device was lost: the run is back at `step` on the CPU
 //   {type:'step', step, loss, lr, grad_norm, tokens, ms}   ms: time since the last result when the GPU had this
 //                                              step in flight already, else since it was asked for · {type:'val', step, val_loss, accuracy, val_loss_adapter_rounded}
 //   {type:'done', spectra} · {type:'paused'} · {type:'resumed'} · {type:'reset'}
-//   {type:'restored', source:'autosave'|'file', savedAt, settings, step, finished, history:{steps, vals},
+//   {type:'restored', source:'autosave'|'file', savedAt, runId, settings, step, finished, history:{steps, vals},
 //    backend, notice, trainable, measured}     a saved or imported run, stopped: the page offers Resume
 //   {type:'saved', step} · {type:'discarded'} · {type:'exported', bytes, name}
 //   {type:'generated', base, tuned} · {type:'histogram', histogram}

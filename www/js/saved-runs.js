@@ -10,17 +10,29 @@ export function timeOf(ms) {
 
 /// Where a running run had got to when the page went away. The worker's save as the page hides may not finish
 /// before a reload ends it, so the page notes the step itself (localStorage is synchronous), and the next visit can
-/// say how many steps the restored run lacks.
+/// say how many steps the restored run lacks. The note names its run (the worker's run id, kept in the saved record
+/// too), so steps are counted as lost only against that run's save, never against an older run's.
 const LEFT_KEY = 'qlora-playground:left-at';
 
-/// Called as the page hides for good (pagehide).
+/// Called as the page hides for good (pagehide). The step is the last one whose result arrived (the step counter
+/// on screen is drawn once a frame, and not at all in a background tab).
 export function noteWhereLeft() {
   try {
-    const step = state.run && state.run.status === 'running' ? Number($('step').dataset.value) : 0;
-    if (step > 0) localStorage.setItem(LEFT_KEY, JSON.stringify({ model: state.modelName, step }));
+    const r = state.run;
+    const step = r && r.status === 'running' ? (r.steps.at(-1) ?? 0) : 0;
+    if (step > 0) localStorage.setItem(LEFT_KEY, JSON.stringify({ model: state.modelName, runId: r.id ?? null, step }));
     else localStorage.removeItem(LEFT_KEY);
   } catch {
     // Storage refused: the restore bar then says only what was saved.
+  }
+}
+
+/// The page came back from the back/forward cache: it is the same visit, so the note of leaving it goes.
+export function forgetWhereLeft() {
+  try {
+    localStorage.removeItem(LEFT_KEY);
+  } catch {
+    // Storage refused: nothing was noted.
   }
 }
 
@@ -35,11 +47,16 @@ export function takeWhereLeft() {
   }
 }
 
+/// Whether the last visit's note (`takeWhereLeft`) is about this saved run.
+export function leftThisRun(left, saved) {
+  return Boolean(left && saved && left.runId && left.runId === saved.runId);
+}
+
 /// A run this browser kept: say what it is, and let the reader restore or discard it. `left`: where the last visit
-/// left it, when that was past its last save.
+/// left a run; its steps past the last save are said to be lost only when the note is about this run.
 export function offerRestore(saved, left = null) {
   const s = saved.settings;
-  const lost = left && left.step > saved.step ? left.step - saved.step : 0;
+  const lost = leftThisRun(left, saved) && left.step > saved.step ? left.step - saved.step : 0;
   $('restore-text').textContent = `A run saved in this browser ${timeOf(saved.savedAt)} can be restored: ${runLabel(s)}, ` +
     `step ${saved.step} of ${s.steps}.` +
     (lost ? ` You left it at step ${left.step}: the ${lost} step${lost > 1 ? 's' : ''} after its last save are not kept.` : '');

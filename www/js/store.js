@@ -1,6 +1,6 @@
 // The run kept in this browser (IndexedDB): one record, overwritten by every autosave, read back after a reload or a
 // crash. The worker is the only writer. A record is
-//   {savedAt, step, settings, history, state: Uint8Array (state.safetensors), text: string | null}.
+//   {savedAt, runId, step, settings, history, state: Uint8Array (state.safetensors), text: string | null}.
 // Every failure (no IndexedDB, a full quota, a blocked database) rejects with an Error whose message says what the
 // browser refused, so the page can show it.
 

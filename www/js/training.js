@@ -3,11 +3,12 @@
 
 import { answered, trainBlocked } from './controls.js';
 import { endExperiment } from './experiments.js';
-import { $, clearError, send, state } from './page.js';
+import { $, clearError, send, state, TARGETS } from './page.js';
 import { chooseBackend } from './processor.js';
 import { storageLabel } from './protocol.js';
 import { requestDraw, resetStats } from './run-view.js';
 import { archiveRun } from './runs.js';
+import { ownRanks } from './views.js';
 
 export function setTrainingButtons(status) {
   const blocked = trainBlocked();
@@ -37,13 +38,23 @@ export function setTrainingButtons(status) {
 
 /// Whether two settings are the same run's, compared on the fields both have (the controls' fields; the engine's
 /// copy of a restored run also has the recipe's). A number the engine kept as f32 (lr 0.001 comes back as
-/// 0.0010000000475) equals the control's.
+/// 0.0010000000475) equals the control's; per-matrix ranks compare as the run takes them (`canonicalRanks`).
 export function sameSettings(a, b) {
   if (!a || !b) return !a && !b;
   const same = (x, y) => (typeof x === 'number' && typeof y === 'number'
     ? Math.abs(x - y) <= 1e-6 * Math.max(Math.abs(x), Math.abs(y))
     : JSON.stringify(x) === JSON.stringify(y));
-  return Object.keys(b).filter((k) => k in a).every((k) => same(a[k], b[k]));
+  return Object.keys(b).filter((k) => k in a)
+    .every((k) => (k === 'ranks' ? canonicalRanks(a) === canonicalRanks(b) : same(a[k], b[k])));
+}
+
+/// The per-matrix ranks that change the run: those of chosen matrices that differ from r, in the controls' order. A
+/// link's `ranks=v:4,q:2`, or one that repeats r (`q:8` at r = 8), is the run the controls write as `q:2,v:4`.
+function canonicalRanks(s) {
+  const own = ownRanks(String(s.ranks ?? ''));
+  const isR = (v) => v !== '' && Number(v) === Number(s.r);
+  return TARGETS.filter((t) => (s.targets ?? []).includes(t) && own.has(t) && !isR(own.get(t)))
+    .map((t) => `${t}:${own.get(t)}`).join(',');
 }
 
 /// A run's settings in a few words: "QLoRA r = 4, base nf4+dq, 60 steps".

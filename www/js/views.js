@@ -50,7 +50,7 @@ export function renderParams(acc, settings, config, refused = [], standIn = null
     ? `Full fine-tuning: all ${fmtInt(acc.total_params)} parameters train (100%).`
     : `${acc.percent.toFixed(3)}% of ${fmtInt(acc.total_params)}, the model's ${fmtInt(acc.full_trainable)} parameters and the adapters' together (as PEFT counts) — full fine-tuning would train ${fmtInt(acc.full_trainable)}.`;
   const held = refused.length ? ` The numbers use the default for ${refused.join(' and ')} until ${refused.length > 1 ? 'they are' : 'it is'} fixed.` : '';
-  const until = standIn ? `Counted on ${standIn} until your model's files are chosen: ` : '';
+  const until = standIn ? `Counted on ${standIn} until your model's files are read: ` : '';
   document.getElementById('trainable-detail').textContent = until + detail + held;
   renderExplainer(settings, config);
 }

@@ -240,7 +240,8 @@ async function probeGpu() {
 
 // ---- the run's history and its autosave ------------------------------------------------------------------------------
 
-/// Milliseconds between autosaves while training (also saved on pause, at the end, and when the page hides).
+/// Milliseconds between autosaves while training (also saved after the first step, on pause, at the end, and when the
+/// page hides).
 const AUTOSAVE_MS = 5000;
 
 // What the page drew of the current run (its step and validation messages), saved and exported with it so a
@@ -267,7 +268,7 @@ async function autosave() {
   try {
     const state = await playground.checkpoint();
     const step = playground.stepIndex();
-    await saveRun({ savedAt: Date.now(), step, model: modelName, settings: lastSettings, history, state, text: playground.runText() ?? null });
+    await saveRun({ savedAt: Date.now(), runId, step, model: modelName, settings: lastSettings, history, state, text: playground.runText() ?? null });
     saveFailed = false;
     post({ type: 'saved', step });
   } catch (e) {
@@ -296,17 +297,18 @@ function cleanHistory(parsed, step) {
 }
 
 /// A run continued from a saved state: the loop is stopped (the page offers Resume), and the page redraws it.
-async function restored(resumed, runHistory, source, savedAt) {
+async function restored(resumed, runHistory, source, savedAt, id) {
   running = false;
   ++loopId;
   hasRun = true;
+  runId = id;
   saveFailed = false;
   lastSettings = resumed.settings;
   history = runHistory;
   const { run_json: _, ...rest } = resumed;
   // The adapters' spectra of the restored parameters, as after a run (a restored run's chart would be empty).
   const spectra = await playground.spectra();
-  post({ type: 'restored', source, savedAt, history, finished: playground.finished(), spectra, ...rest });
+  post({ type: 'restored', source, savedAt, runId, history, finished: playground.finished(), spectra, ...rest });
 }
 
 // Lets the page's requests (pause, generate, …) in between two steps. Not setTimeout(0): browsers hold a nested
@@ -424,6 +426,8 @@ function recordVal(v) {
 const GENERATE_CHUNK = 8;
 // The current generation's id; a stale id ends its loop.
 let generation = 0;
+// The id of the generation whose loop is still running, or 0: Reset stops one only while it runs.
+let generating = 0;
 
 // Each start or resume gets a new loop id; a loop whose id is stale stops, so two loops never drive one run.
 let loopId = 0;
@@ -440,6 +444,10 @@ async function trainLoop() {
 }
 
 let lastSettings = null;
+// Which run this is, kept in its saved record: the page's note of where a reader left a run names it, so a later
+// visit tells that run's lost steps from another run's (saved-runs.js).
+let runId = null;
+const newRunId = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
 
 const handlers = {
   async init({ query, engine: wanted, keepRuns: keep = true }) {
@@ -459,7 +467,7 @@ const handlers = {
     let storage = null;
     try {
       const r = keepRuns ? await loadRun() : null;
-      if (r) saved = { savedAt: r.savedAt, step: r.step, settings: r.settings, model: r.model || 'shakespeare' };
+      if (r) saved = { savedAt: r.savedAt, runId: r.runId ?? null, step: r.step, settings: r.settings, model: r.model || 'shakespeare' };
     } catch (e) {
       storage = e.message;
       storageWorks = false;
@@ -538,12 +546,13 @@ const handlers = {
     running = false;
     const started = await playground.start(settings, preferGpu && !!self.navigator.gpu);
     lastSettings = settings;
+    runId = newRunId();
     history = { steps: [], vals: [] };
     hasRun = true;
     saveFailed = false;
     // The first step is saved at once, so that a reload in a run's first seconds finds it; then every AUTOSAVE_MS.
     lastSave = -Infinity;
-    post({ type: 'started', ...started, memoryBytes: memoryBytes() });
+    post({ type: 'started', ...started, runId, memoryBytes: memoryBytes() });
     running = true;
     trainLoop();
   },
@@ -564,6 +573,8 @@ const handlers = {
   async reset() {
     running = false;
     hasRun = false;
+    // A generation streaming from the run would write its text back after the page cleared it.
+    if (generating) await handlers['stop-generate']();
     if (playground) playground.reset();
     post({ type: 'reset' });
     // The run is gone, so is its saved copy: a reload offers nothing. (Where storage never worked, the page said so.)
@@ -578,7 +589,7 @@ const handlers = {
     if (!r) throw new Error('no run is saved in this browser any more');
     await handlers.load();
     const resumed = await playground.resume(r.state, r.text ?? undefined, preferGpu && !!self.navigator.gpu);
-    await restored(resumed, cleanHistory(r.history, resumed.step), 'autosave', r.savedAt);
+    await restored(resumed, cleanHistory(r.history, resumed.step), 'autosave', r.savedAt, r.runId ?? newRunId());
   },
   async discard() {
     await discardRun();
@@ -587,7 +598,7 @@ const handlers = {
   async import({ bytes, preferGpu }) {
     await handlers.load();
     const resumed = await playground.importRun(new Uint8Array(bytes), preferGpu && !!self.navigator.gpu);
-    await restored(resumed, cleanHistory(historyOf(resumed.run_json), resumed.step), 'file', null);
+    await restored(resumed, cleanHistory(historyOf(resumed.run_json), resumed.step), 'file', null, newRunId());
     await autosave();
   },
   async export() {
@@ -603,22 +614,28 @@ const handlers = {
   // chunks, the page shows the text as it grows, and Stop (or a new Generate) ends it between two chunks.
   async generate({ prompt, tokens, temperature, topK, seed }) {
     const id = ++generation;
-    await enqueue(async () => {
-      await handlers.load();
-      playground.generateBegin(prompt, tokens, temperature, topK, seed);
-    });
-    for (;;) {
-      const p = await enqueue(() => (id === generation ? playground.generateMore(GENERATE_CHUNK) : null));
-      // Stopped or replaced, possibly while this chunk ran: nothing more is shown.
-      if (!p || id !== generation) return;
-      const done = p.done >= p.total;
-      post({ type: done ? 'generated' : 'generating', ...p });
-      if (done) return;
-      await yieldToMessages();
+    generating = id;
+    try {
+      await enqueue(async () => {
+        await handlers.load();
+        playground.generateBegin(prompt, tokens, temperature, topK, seed);
+      });
+      for (;;) {
+        const p = await enqueue(() => (id === generation ? playground.generateMore(GENERATE_CHUNK) : null));
+        // Stopped or replaced, possibly while this chunk ran: nothing more is shown.
+        if (!p || id !== generation) return;
+        const done = p.done >= p.total;
+        post({ type: done ? 'generated' : 'generating', ...p });
+        if (done) return;
+        await yieldToMessages();
+      }
+    } finally {
+      if (generating === id) generating = 0;
     }
   },
   async 'stop-generate'() {
     ++generation;
+    generating = 0;
     post({ type: 'generation-stopped' });
   },
   // Test hook: the next step diverges (the page tests force the divergence path with it).
