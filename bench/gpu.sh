@@ -2,8 +2,9 @@
 # Issue 21's real-GPU record, in one run of a few minutes: our WGSL matmuls (`qlora bench --matmul --backend gpu`) and
 # GPT-2 124M's training step (random weights, real vocabulary, batch 4 × 128, r = 8: LoRA on c_attn over an fp32
 # base, QLoRA nf4 + double quantization on every block linear) beside PyTorch's matmul and the transformers + PEFT
-# (+ bitsandbytes) step on CUDA. The raw lines go to docs/bench/gpu-<date>-<gpu>.jsonl and a dated section with the
-# hardware, driver and commands into BENCHMARKS.md.
+# (+ bitsandbytes) step on CUDA, then each kernel of the QLoRA step timed alone (`qlora bench --profile
+# --time-kernels`). The raw lines go to docs/bench/gpu-<date>-<gpu>.jsonl, the profile beside them
+# (gpu-<date>-<gpu>-profile.txt), and a dated section with the hardware, driver and commands into BENCHMARKS.md.
 #
 #   bench/gpu.sh [--qlora BIN] [--python PY] [--out DIR] [--batch B] [--seq T] [--steps N] [--no-record]
 #
@@ -125,7 +126,7 @@ for c in "${configs[@]}"; do
 done
 
 # What each kernel of the QLoRA step costs on paper beside what it takes on this GPU, dispatch by dispatch (GPU
-# timestamps): the launch and barrier cost of ~700 dispatches that the paper count leaves out.
+# timestamps): what the paper count leaves out (launches, barriers, idle lanes) over the step's ~600 dispatches.
 log "GPT-2 step, qlora-nf4-dq-all: each kernel timed alone (qlora bench --profile --time-kernels)"
 profile="$work/profile.txt"
 "$qlora" bench --backend gpu --profile --time-kernels --model "$work/gpt2" --method qlora --format nf4 \
