@@ -66,18 +66,21 @@ side, config = sys.argv[1], sys.argv[2]
 for line in sys.stdin:
     if line.startswith("{"):
         row = json.loads(line); row.update(side=side, config=config); print(json.dumps(row), flush=True)' "$1" "$2"; }
-# measure SIDE CONFIG COMMAND...: the command's JSON lines, tagged, into the raw file. A command that fails (a driver
-# that refuses a kernel, a peer's missing build) becomes one row saying so, with its last line, and the run goes on.
+# measure SIDE CONFIG COMMAND...: the command's JSON lines, tagged, into the raw file. A command that gives no result
+# (a driver that refuses a kernel, a peer's missing build) becomes one row saying so, with its exit status and last
+# line, and the run goes on; a result printed before a failing exit (a crash at teardown) is kept as it is.
 measure() {
-  local side="$1" config="$2"
+  local side="$1" config="$2" rc=0 before
   shift 2
-  if ! "$@" 2> "$work/err" | tag "$side" "$config" >> "$raw"; then
-    cat "$work/err" >&2
+  "$@" > "$work/out" 2> "$work/err" || rc=$?
+  cat "$work/err" >&2
+  before=$(wc -l < "$raw")
+  tag "$side" "$config" < "$work/out" >> "$raw" || log "$side $config: a line of its output was not JSON"
+  if [ "$(wc -l < "$raw")" = "$before" ]; then
     "$py" -c 'import json, sys
-lines = open(sys.argv[1]).read().strip().splitlines() or ["no message"]
-print(json.dumps({"skipped": "failed: " + lines[-1][:200]}))' "$work/err" | tag "$side" "$config" >> "$raw"
-  else
-    cat "$work/err" >&2
+lines = open(sys.argv[1], errors="replace").read().strip().splitlines() or ["no message"]
+print(json.dumps({"skipped": f"no result (exit {sys.argv[2]}): " + lines[-1][:200]}))' "$work/err" "$rc" |
+      tag "$side" "$config" >> "$raw" || log "$side $config: no result, and its failure could not be recorded"
   fi
 }
 

@@ -43,11 +43,17 @@ def main() -> None:
     print()
     print('| matmul | n | ours (WGSL), GFLOP/s | PyTorch, GFLOP/s | ours ÷ PyTorch |')
     print('|---|---:|---:|---:|---:|')
+    # A side whose whole matmul run failed left one row without kernel or size (bench/gpu.sh `measure`): it stands
+    # for each of that side's cells, or for the whole table when ours gave no sizes.
+    ours_failed, peer_failed = find.get(("ours", "matmul", None, None)), find.get(("peer", "matmul", None, None))
+    if ours_failed:
+        print(f'| all | — | {ours_failed.get("skipped", "—")} | {peer_failed.get("skipped", "—") if peer_failed else "—"} | — |')
     for ours_k, peer_k, label in [("matmul_f32", "matmul_f32", "f32"),
                                   ("matmul_f32", "matmul_f32_tf32", "f32 (PyTorch with TF32: less precise)"),
                                   ("matmul_nf4", "matmul_nf4", "NF4 weight (bitsandbytes' matmul_4bit)")]:
         for n in sorted({r["size"] for r in rows[1:] if r.get("kernel") == ours_k}):
-            ours, peer = find.get(("ours", "matmul", ours_k, n)), find.get(("peer", "matmul", peer_k, n))
+            ours = find.get(("ours", "matmul", ours_k, n))
+            peer = find.get(("peer", "matmul", peer_k, n)) or peer_failed
             table_row(f"{label} | {n}", ours, peer, "gflops", lambda o, p: o / p)
     print()
     print('| GPT-2 124M training step | ours, ms | transformers + PEFT, ms | speed: PEFT ms ÷ ours |')

@@ -47,9 +47,11 @@ export function takeWhereLeft() {
   }
 }
 
-/// Whether the last visit's note (`takeWhereLeft`) is about this saved run.
+/// Whether the last visit's note (`takeWhereLeft`) is about this saved run. A note from before notes named their run
+/// (no runId) is taken to be about the run saved on its model, as it was then.
 export function leftThisRun(left, saved) {
-  return Boolean(left && saved && left.runId && left.runId === saved.runId);
+  if (!left || !saved || left.model !== saved.model) return false;
+  return left.runId ? left.runId === saved.runId : true;
 }
 
 /// A run this browser kept: say what it is, and let the reader restore or discard it. `left`: where the last visit

@@ -573,8 +573,6 @@ const handlers = {
   async reset() {
     running = false;
     hasRun = false;
-    // A generation streaming from the run would write its text back after the page cleared it.
-    if (generating) await handlers['stop-generate']();
     if (playground) playground.reset();
     post({ type: 'reset' });
     // The run is gone, so is its saved copy: a reload offers nothing. (Where storage never worked, the page said so.)
@@ -686,6 +684,9 @@ self.onmessage = (ev) => {
   const handler = handlers[msg && msg.type];
   if (!handler) { fail('protocol', `unknown request ${JSON.stringify(msg && msg.type)}`); return; }
   if (stopped) { post({ type: 'stopped', during: msg.type, message: stopped }); return; }
+  // Reset ends a generation streaming from the run as it is pressed (its chunks would write back the text the page
+  // clears), not when its turn in the queue comes: a Generate pressed after Reset is the reader's next request.
+  if (msg.type === 'reset' && generating) handlers['stop-generate']();
   const work = IMMEDIATE.has(msg.type) ? handler(msg) : enqueue(() => handler(msg));
   Promise.resolve(work).catch((e) => fail(msg.type, e));
 };
