@@ -268,6 +268,8 @@ export const onMessage = {
     $('save-status').textContent = '';
     // What the run generated and measured goes with it: the memory panel counts again for the settings on screen.
     for (const id of ['output-base', 'output-tuned', 'gen-progress']) $(id).textContent = '';
+    // A generation streaming from the run ended with it (worker.js stops it as Reset arrives).
+    generationEnded();
     $('base-caption').textContent = 'Base';
     $('tuned-caption').textContent = 'Fine-tuned';
     if (state.accounting) renderMemory(state.accounting, null, state.backend);

@@ -426,8 +426,6 @@ function recordVal(v) {
 const GENERATE_CHUNK = 8;
 // The current generation's id; a stale id ends its loop.
 let generation = 0;
-// The id of the generation whose loop is still running, or 0: Reset stops one only while it runs.
-let generating = 0;
 
 // Each start or resume gets a new loop id; a loop whose id is stale stops, so two loops never drive one run.
 let loopId = 0;
@@ -612,28 +610,22 @@ const handlers = {
   // chunks, the page shows the text as it grows, and Stop (or a new Generate) ends it between two chunks.
   async generate({ prompt, tokens, temperature, topK, seed }) {
     const id = ++generation;
-    generating = id;
-    try {
-      await enqueue(async () => {
-        await handlers.load();
-        playground.generateBegin(prompt, tokens, temperature, topK, seed);
-      });
-      for (;;) {
-        const p = await enqueue(() => (id === generation ? playground.generateMore(GENERATE_CHUNK) : null));
-        // Stopped or replaced, possibly while this chunk ran: nothing more is shown.
-        if (!p || id !== generation) return;
-        const done = p.done >= p.total;
-        post({ type: done ? 'generated' : 'generating', ...p });
-        if (done) return;
-        await yieldToMessages();
-      }
-    } finally {
-      if (generating === id) generating = 0;
+    await enqueue(async () => {
+      await handlers.load();
+      playground.generateBegin(prompt, tokens, temperature, topK, seed);
+    });
+    for (;;) {
+      const p = await enqueue(() => (id === generation ? playground.generateMore(GENERATE_CHUNK) : null));
+      // Stopped or replaced, possibly while this chunk ran: nothing more is shown.
+      if (!p || id !== generation) return;
+      const done = p.done >= p.total;
+      post({ type: done ? 'generated' : 'generating', ...p });
+      if (done) return;
+      await yieldToMessages();
     }
   },
   async 'stop-generate'() {
     ++generation;
-    generating = 0;
     post({ type: 'generation-stopped' });
   },
   // Test hook: the next step diverges (the page tests force the divergence path with it).
@@ -685,8 +677,9 @@ self.onmessage = (ev) => {
   if (!handler) { fail('protocol', `unknown request ${JSON.stringify(msg && msg.type)}`); return; }
   if (stopped) { post({ type: 'stopped', during: msg.type, message: stopped }); return; }
   // Reset ends a generation streaming from the run as it is pressed (its chunks would write back the text the page
-  // clears), not when its turn in the queue comes: a Generate pressed after Reset is the reader's next request.
-  if (msg.type === 'reset' && generating) handlers['stop-generate']();
+  // clears; the page ends its own side on `reset`), not when its turn in the queue comes: a Generate pressed after
+  // Reset is the reader's next request.
+  if (msg.type === 'reset') ++generation;
   const work = IMMEDIATE.has(msg.type) ? handler(msg) : enqueue(() => handler(msg));
   Promise.resolve(work).catch((e) => fail(msg.type, e));
 };

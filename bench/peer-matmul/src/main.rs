@@ -1,8 +1,9 @@
 //! Our f32 WGSL matmul (`shaders/matmul.wgsl`, as the training step prepares it) beside Burn's (CubeCL, compiled to
 //! WGSL, autotuned) on the same adapter, in one run: the products of a GPT-2-small step at 4 × 128 rows and two
-//! squares (three on a GPU: 4096² too). Each repetition runs ours, then theirs, and times submit → done on the wall clock (both sides pay their
-//! own submission), so both see the same machine load; medians over the repetitions after a warm-up that also lets
-//! Burn's autotuner pick its kernel. Both sides get the same operands and their results are compared first.
+//! squares (three on a GPU: 4096² too). Each repetition runs ours, then theirs, and times submit → done on the wall
+//! clock (both sides pay their own submission), so both see the same machine load; medians over the repetitions
+//! after a warm-up that also lets Burn's autotuner pick its kernel. Both sides get the same operands and their results
+//! are compared first.
 //!
 //! Usage: peer-matmul [reps] (default 5). Prints one JSON line per shape.
 
